@@ -1,0 +1,8 @@
+//! ISO BMFF (`.mp4`): a small reader for the simulator's source clips and the
+//! writer behind export.
+
+pub mod read;
+pub mod write;
+
+pub use read::{Clip, ClipSample, ReadError};
+pub use write::{Mp4Plan, PlanSample};
