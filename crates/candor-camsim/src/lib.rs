@@ -1,14 +1,15 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The Candor camera simulator: an RTSP server that loops an MP4 clip as a live
+//! camera would send it, with continuous RTP timestamps, over RTP/TCP
+//! (interleaved) or RTP/UDP.
+//!
+//! It is built to be cheap: the clip is demuxed and packetized once into shared
+//! RTP payloads; each session only writes 12-byte RTP headers around them. It
+//! never encodes. Tests also use it in-process to inject faults (a camera that
+//! goes offline, stalls or sends garbage).
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod rtsp;
+mod server;
+mod source;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use server::{CamSim, Fault};
+pub use source::{Source, SourceError};

@@ -1,14 +1,191 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Crash-safe footage storage for the Candor recorder.
+//!
+//! Footage lives in append-only segment files (one per camera per ~minute, see
+//! [`segfile`]); a SQLite index (see [`db`]) lists them. The write and fsync
+//! order, recovery and retention are described in `docs/design/storage.md`,
+//! which this crate implements. In short:
+//!
+//! * a segment row is committed (state *open*) before its file is created;
+//! * a row is marked *closed*, with its frame index, only after its file is fsynced;
+//! * retention commits the row deletion before unlinking the file;
+//! * at startup [`Store::open`] recovers: open rows are rebuilt from their
+//!   files (torn tails truncated), files without rows are deleted, rows
+//!   without files are deleted.
+
+pub mod db;
+pub mod export;
+mod index;
+mod recovery;
+pub mod retention;
+pub mod segfile;
+pub mod writer;
+
+pub use export::{Export, ExportError, Span};
+pub use index::SegmentView;
+pub use recovery::RecoveryReport;
+
+use candor_media::Time90k;
+use rusqlite::Connection;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("{context}: {source}")]
+    Db { context: &'static str, source: rusqlite::Error },
+    #[error(
+        "data directory {0} is in use by another recorder (its lock file is held); stop that recorder or choose another storage.path"
+    )]
+    Locked(PathBuf),
+    #[error("index schema version {0} is not supported by this build of Candor")]
+    SchemaVersion(String),
+    #[error("no data directory at {0}: nothing has been recorded there yet (check storage.path)")]
+    NoData(PathBuf),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl StorageError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StorageError::Io { context: context.into(), source }
+    }
+    pub(crate) fn db(context: &'static str, source: rusqlite::Error) -> Self {
+        StorageError::Db { context, source }
+    }
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Segments are closed at the first key frame after this much media time.
+pub const SEGMENT_TARGET_90K: i64 = 60 * 90_000;
+/// No segment is longer than this (wall time), which bounds index range queries.
+/// A camera with a GOP longer than the rest of this still gets a key frame first.
+pub const SEGMENT_MAX_90K: i64 = 5 * 60 * 90_000;
+
+/// An open data directory.
+pub struct Store {
+    dir: PathBuf,
+    db: Arc<Mutex<Connection>>,
+    _lock: Option<File>,
+}
+
+impl Store {
+    /// Opens (creating if needed) a data directory for recording: takes its
+    /// exclusive lock and runs recovery.
+    pub fn open(dir: &Path) -> Result<(Store, RecoveryReport), StorageError> {
+        std::fs::create_dir_all(dir.join("segments"))
+            .map_err(|e| StorageError::io(format!("creating data directory {}", dir.display()), e))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(|e| StorageError::io("opening lock file", e))?;
+        if lock.try_lock().is_err() {
+            return Err(StorageError::Locked(dir.to_owned()));
+        }
+        let conn = db::open(&dir.join("index.db"), false)?;
+        let store = Store { dir: dir.to_owned(), db: Arc::new(Mutex::new(conn)), _lock: Some(lock) };
+        let report = recovery::recover(&store)?;
+        Ok((store, report))
+    }
+
+    /// Opens a data directory for reading only (no lock, no recovery). Safe
+    /// while a recorder is writing to it.
+    pub fn open_read_only(dir: &Path) -> Result<Store, StorageError> {
+        let path = dir.join("index.db");
+        if !path.exists() {
+            return Err(StorageError::NoData(dir.to_owned()));
+        }
+        let conn = db::open(&path, true)?;
+        Ok(Store { dir: dir.to_owned(), db: Arc::new(Mutex::new(conn)), _lock: None })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (each
+        // statement is atomic), so a poisoned lock is still usable.
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn camera_id(&self, name: &str) -> Result<Option<i64>, StorageError> {
+        db::camera_id(&self.conn(), name, false)
+    }
+
+    pub fn ensure_camera(&self, name: &str) -> Result<i64, StorageError> {
+        Ok(db::camera_id(&self.conn(), name, true)?.expect("created"))
+    }
+
+    pub fn cameras(&self) -> Result<Vec<(i64, String)>, StorageError> {
+        db::cameras(&self.conn())
+    }
+
+    pub(crate) fn camera_dir(&self, camera_id: i64) -> PathBuf {
+        self.dir.join("segments").join(camera_id.to_string())
+    }
+
+    pub(crate) fn segment_path(&self, camera_id: i64, segment_id: i64) -> PathBuf {
+        self.camera_dir(camera_id).join(format!("{segment_id:010}.seg"))
+    }
+
+    /// Total bytes of all segment files known to the index (closed ones).
+    pub fn used_bytes(&self) -> Result<u64, StorageError> {
+        let v: i64 = self
+            .conn()
+            .query_row("SELECT COALESCE(SUM(file_len), 0) FROM segment", [], |r| r.get(0))
+            .map_err(|e| StorageError::db("summing usage", e))?;
+        Ok(v as u64)
+    }
+
+    /// Checks the index against the files: every row's file exists and, for
+    /// closed rows, has the recorded length and every record in the frame
+    /// index. Returns a list of problems (empty when consistent). Used by
+    /// tests and `candor check`.
+    pub fn check(&self) -> Result<Vec<String>, StorageError> {
+        let rows = db::all_segments(&self.conn())?;
+        let mut problems = Vec::new();
+        for row in &rows {
+            let path = self.segment_path(row.camera_id, row.id);
+            match std::fs::metadata(&path) {
+                Err(e) => problems.push(format!("segment {} ({}): {e}", row.id, path.display())),
+                Ok(m) if !row.open && Some(m.len() as i64) != row.file_len => {
+                    problems.push(format!("segment {}: file is {} bytes, index says {:?}", row.id, m.len(), row.file_len))
+                }
+                Ok(_) if !row.open => {
+                    let view = SegmentView::load(self, row)?;
+                    let f = File::open(&path).map_err(|e| StorageError::io("opening segment", e))?;
+                    let scan = segfile::scan(&f, true).map_err(|e| StorageError::io("scanning segment", e))?;
+                    if scan.records.len() != view.frames.len() || scan.trailing != 0 {
+                        problems.push(format!(
+                            "segment {}: index has {} frames, file has {} valid (+{} trailing bytes)",
+                            row.id,
+                            view.frames.len(),
+                            scan.records.len(),
+                            scan.trailing
+                        ));
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        let known: std::collections::HashSet<PathBuf> = rows.iter().map(|r| self.segment_path(r.camera_id, r.id)).collect();
+        for (cam, _) in self.cameras()? {
+            if let Ok(rd) = std::fs::read_dir(self.camera_dir(cam)) {
+                for e in rd.flatten() {
+                    if !known.contains(&e.path()) {
+                        problems.push(format!("orphan file {}", e.path().display()));
+                    }
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Wall time now, per this process's clock. Exists so that callers need not
+    /// reach for the clock themselves in storage code.
+    pub fn now() -> Time90k {
+        Time90k::now()
     }
 }

@@ -1,0 +1,201 @@
+//! The SQLite index. Schema, and the few queries the rest of the crate needs.
+//!
+//! WAL mode so that `candor spans`/`export` (other processes) read while the
+//! recorder writes; `synchronous=FULL` because commits are rare (one per
+//! segment open/close, per retention pass) and a committed row must survive
+//! power loss (see the invariants in `docs/design/storage.md`).
+
+use crate::StorageError;
+use rusqlite::{params, Connection, OptionalExtension};
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS camera (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS sample_entry (
+    id INTEGER PRIMARY KEY,
+    codec TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    data BLOB NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS segment (
+    id INTEGER PRIMARY KEY,
+    camera_id INTEGER NOT NULL REFERENCES camera(id),
+    -- 0: open, being written; its file is the truth. 1: closed; file fsynced,
+    -- frame_index describes exactly the file's records.
+    state INTEGER NOT NULL,
+    -- 1 if this segment starts a run (a new camera session or a clock step):
+    -- a gap may lie before it. Within a run, segments are contiguous.
+    run_start INTEGER NOT NULL,
+    start_90k INTEGER NOT NULL,
+    wall_duration_90k INTEGER,
+    media_duration_90k INTEGER,
+    frames INTEGER,
+    file_len INTEGER,
+    sample_entry_id INTEGER NOT NULL REFERENCES sample_entry(id),
+    frame_index BLOB,
+    pinned INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS segment_camera_start ON segment (camera_id, start_90k);
+"#;
+
+pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, StorageError> {
+    let flags = if read_only {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StorageError::db("opening the index", e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| StorageError::db("setting busy timeout", e))?;
+    if !read_only {
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(|e| StorageError::db("configuring the index", e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| StorageError::db("creating the schema", e))?;
+        let v: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| StorageError::db("reading schema version", e))?;
+        match v {
+            None => {
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
+                    .map_err(|e| StorageError::db("writing schema version", e))?;
+            }
+            Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) => return Err(StorageError::SchemaVersion(v)),
+        }
+    }
+    Ok(conn)
+}
+
+pub fn camera_id(conn: &Connection, name: &str, create: bool) -> Result<Option<i64>, StorageError> {
+    let ctx = |e| StorageError::db("looking up camera", e);
+    if let Some(id) = conn.query_row("SELECT id FROM camera WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(ctx)? {
+        return Ok(Some(id));
+    }
+    if !create {
+        return Ok(None);
+    }
+    conn.execute("INSERT INTO camera (name) VALUES (?1)", [name]).map_err(ctx)?;
+    Ok(Some(conn.last_insert_rowid()))
+}
+
+pub fn sample_entry_id(conn: &Connection, codec: &str, width: u16, height: u16, data: &[u8]) -> Result<i64, StorageError> {
+    let ctx = |e| StorageError::db("storing sample entry", e);
+    if let Some(id) = conn.query_row("SELECT id FROM sample_entry WHERE data = ?1", [data], |r| r.get(0)).optional().map_err(ctx)? {
+        return Ok(id);
+    }
+    conn.execute(
+        "INSERT INTO sample_entry (codec, width, height, data) VALUES (?1, ?2, ?3, ?4)",
+        params![codec, width, height, data],
+    )
+    .map_err(ctx)?;
+    Ok(conn.last_insert_rowid())
+}
+
+#[derive(Clone, Debug)]
+pub struct SegmentRow {
+    pub id: i64,
+    pub camera_id: i64,
+    pub open: bool,
+    pub run_start: bool,
+    pub start_90k: i64,
+    pub wall_duration_90k: Option<i64>,
+    pub media_duration_90k: Option<i64>,
+    pub frames: Option<i64>,
+    pub file_len: Option<i64>,
+    pub sample_entry_id: i64,
+    pub frame_index: Option<Vec<u8>>,
+    pub pinned: bool,
+}
+
+const SEG_COLS: &str = "id, camera_id, state, run_start, start_90k, wall_duration_90k, media_duration_90k, \
+                        frames, file_len, sample_entry_id, frame_index, pinned";
+
+fn seg_row(r: &rusqlite::Row) -> rusqlite::Result<SegmentRow> {
+    Ok(SegmentRow {
+        id: r.get(0)?,
+        camera_id: r.get(1)?,
+        open: r.get::<_, i64>(2)? == 0,
+        run_start: r.get::<_, i64>(3)? != 0,
+        start_90k: r.get(4)?,
+        wall_duration_90k: r.get(5)?,
+        media_duration_90k: r.get(6)?,
+        frames: r.get(7)?,
+        file_len: r.get(8)?,
+        sample_entry_id: r.get(9)?,
+        frame_index: r.get(10)?,
+        pinned: r.get::<_, i64>(11)? != 0,
+    })
+}
+
+/// Segments of a camera that may overlap `[from, to)`, in time order. Open
+/// segments are always included (their end is only known from their file).
+/// `max_segment_90k` bounds how long before `from` a segment can start and
+/// still reach into the range.
+pub fn segments_in(conn: &Connection, camera_id: i64, from: i64, to: i64, max_segment_90k: i64) -> Result<Vec<SegmentRow>, StorageError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {SEG_COLS} FROM segment WHERE camera_id = ?1 AND start_90k < ?2 \
+             AND (state = 0 OR (start_90k >= ?3 AND start_90k + wall_duration_90k > ?4)) ORDER BY start_90k, id"
+        ))
+        .map_err(|e| StorageError::db("querying segments", e))?;
+    let rows = stmt
+        .query_map(params![camera_id, to, from.saturating_sub(max_segment_90k), from], seg_row)
+        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StorageError::db("querying segments", e))?;
+    Ok(rows)
+}
+
+pub fn all_segments(conn: &Connection) -> Result<Vec<SegmentRow>, StorageError> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT {SEG_COLS} FROM segment ORDER BY start_90k, id"))
+        .map_err(|e| StorageError::db("listing segments", e))?;
+    let rows = stmt
+        .query_map([], seg_row)
+        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| StorageError::db("listing segments", e))?;
+    Ok(rows)
+}
+
+pub fn sample_entry(conn: &Connection, id: i64) -> Result<(String, u16, u16, Vec<u8>), StorageError> {
+    conn.query_row("SELECT codec, width, height, data FROM sample_entry WHERE id = ?1", [id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .map_err(|e| StorageError::db("reading sample entry", e))
+}
+
+pub fn cameras(conn: &Connection) -> Result<Vec<(i64, String)>, StorageError> {
+    let mut stmt = conn.prepare("SELECT id, name FROM camera ORDER BY name").map_err(|e| StorageError::db("listing cameras", e))?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|r| r.collect())
+        .map_err(|e| StorageError::db("listing cameras", e))
+}
+
+/// Appends `v` as a LEB128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub fn get_varint(data: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = data.split_first()?;
+        *data = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}

@@ -1,0 +1,204 @@
+//! Retention: which segments to delete, and deleting them.
+//!
+//! [`plan`] is pure (tested exhaustively below); [`run_once`] gathers its
+//! inputs and executes the plan. Oldest footage goes first; pinned and open
+//! segments are never deleted. The row deletion commits before files are
+//! unlinked, so a crash in between leaves only orphan files, which recovery
+//! removes.
+
+use crate::{db, Store, StorageError};
+use std::collections::HashMap;
+use tracing::{info, warn};
+
+#[derive(Clone, Debug, Default)]
+pub struct CameraLimits {
+    pub max_age_90k: Option<i64>,
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    pub cameras: HashMap<i64, CameraLimits>,
+    pub max_bytes: Option<u64>,
+    /// Free space to keep on the filesystem. `None`: 1 GB, capped at 10% of the filesystem.
+    pub min_free: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: i64,
+    pub camera_id: i64,
+    pub start_90k: i64,
+    pub end_90k: i64,
+    pub bytes: u64,
+    pub deletable: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Age,
+    CameraBytes,
+    TotalBytes,
+    DiskFree,
+}
+
+/// Decides what to delete. `segs` must be sorted oldest first and include
+/// undeletable ones (open, pinned) so that they count towards budgets.
+pub fn plan(segs: &[Candidate], limits: &Limits, now_90k: i64, free: u64, min_free: u64) -> Vec<(i64, Reason)> {
+    struct State {
+        out: Vec<(i64, Reason)>,
+        cam_bytes: HashMap<i64, u64>,
+        total: u64,
+        free: u64,
+    }
+    impl State {
+        fn delete(&mut self, s: &Candidate, r: Reason) {
+            self.out.push((s.id, r));
+            *self.cam_bytes.get_mut(&s.camera_id).expect("counted") -= s.bytes;
+            self.total -= s.bytes;
+            self.free += s.bytes;
+        }
+    }
+    let mut st = State { out: Vec::new(), cam_bytes: HashMap::new(), total: 0, free };
+    for s in segs {
+        *st.cam_bytes.entry(s.camera_id).or_default() += s.bytes;
+        st.total += s.bytes;
+    }
+    for s in segs.iter().filter(|s| s.deletable) {
+        let lim = limits.cameras.get(&s.camera_id);
+        if let Some(age) = lim.and_then(|l| l.max_age_90k)
+            && s.end_90k < now_90k - age
+        {
+            st.delete(s, Reason::Age);
+        } else if let Some(max) = lim.and_then(|l| l.max_bytes)
+            && st.cam_bytes[&s.camera_id] > max
+        {
+            st.delete(s, Reason::CameraBytes);
+        }
+    }
+    let per_camera = st.out.len();
+    for s in segs.iter().filter(|s| s.deletable) {
+        if st.out[..per_camera].iter().any(|(id, _)| *id == s.id) {
+            continue;
+        }
+        if limits.max_bytes.is_some_and(|m| st.total > m) {
+            st.delete(s, Reason::TotalBytes);
+        } else if st.free < min_free {
+            st.delete(s, Reason::DiskFree);
+        } else {
+            break;
+        }
+    }
+    st.out
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub deleted: usize,
+    pub bytes: u64,
+    pub by_reason: HashMap<&'static str, usize>,
+}
+
+pub fn disk_space(store: &Store) -> Result<(u64, u64), StorageError> {
+    let st = rustix::fs::statvfs(store.dir()).map_err(|e| StorageError::io("statvfs", e.into()))?;
+    Ok((st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
+}
+
+/// One retention pass. `extra_free` raises the free-space target (used after a
+/// failed write, when the disk is full even though the reserve said otherwise).
+pub fn run_once(store: &Store, limits: &Limits, now_90k: i64, extra_free: u64) -> Result<Report, StorageError> {
+    let rows = db::all_segments(&store.conn())?;
+    let mut segs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let bytes = match r.file_len {
+            Some(l) if !r.open => l as u64,
+            _ => std::fs::metadata(store.segment_path(r.camera_id, r.id)).map(|m| m.len()).unwrap_or(0),
+        };
+        segs.push(Candidate {
+            id: r.id,
+            camera_id: r.camera_id,
+            start_90k: r.start_90k,
+            end_90k: r.start_90k + r.wall_duration_90k.unwrap_or(0),
+            bytes,
+            deletable: !r.open && !r.pinned,
+        });
+    }
+    let (free, size) = disk_space(store)?;
+    let min_free = limits.min_free.unwrap_or((1u64 << 30).min(size / 10)) + extra_free;
+    let plan = plan(&segs, limits, now_90k, free, min_free);
+    let mut report = Report::default();
+    if plan.is_empty() {
+        if free < min_free {
+            warn!("disk free {free} B is below the reserve {min_free} B and nothing more can be deleted (open or pinned footage only)");
+        }
+        return Ok(report);
+    }
+    let by_id: HashMap<i64, &Candidate> = segs.iter().map(|s| (s.id, s)).collect();
+    {
+        let mut conn = store.conn();
+        let tx = conn.transaction().map_err(|e| StorageError::db("retention transaction", e))?;
+        for (id, _) in &plan {
+            tx.execute("DELETE FROM segment WHERE id = ?1 AND state = 1 AND pinned = 0", [id])
+                .map_err(|e| StorageError::db("deleting segment", e))?;
+        }
+        tx.commit().map_err(|e| StorageError::db("committing retention", e))?;
+    }
+    for (id, reason) in &plan {
+        let s = by_id[id];
+        let path = store.segment_path(s.camera_id, s.id);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!("can't remove {}: {e} (recovery will retry)", path.display());
+        }
+        report.deleted += 1;
+        report.bytes += s.bytes;
+        *report.by_reason.entry(reason_str(*reason)).or_default() += 1;
+    }
+    info!(deleted = report.deleted, bytes = report.bytes, reasons = ?report.by_reason, "retention freed space");
+    Ok(report)
+}
+
+pub fn reason_str(r: Reason) -> &'static str {
+    match r {
+        Reason::Age => "max_age",
+        Reason::CameraBytes => "camera max_bytes",
+        Reason::TotalBytes => "storage max_bytes",
+        Reason::DiskFree => "min_free",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(id: i64, cam: i64, start: i64, bytes: u64) -> Candidate {
+        Candidate { id, camera_id: cam, start_90k: start, end_90k: start + 10, bytes, deletable: true }
+    }
+
+    #[test]
+    fn deletes_oldest_first_until_under_total_budget() {
+        let segs = [seg(1, 1, 0, 100), seg(2, 2, 10, 100), seg(3, 1, 20, 100), seg(4, 2, 30, 100)];
+        let limits = Limits { max_bytes: Some(250), ..Default::default() };
+        assert_eq!(plan(&segs, &limits, 100, u64::MAX, 0), vec![(1, Reason::TotalBytes), (2, Reason::TotalBytes)]);
+    }
+
+    #[test]
+    fn per_camera_age_and_size_apply_only_to_that_camera() {
+        let segs = [seg(1, 1, 0, 100), seg(2, 2, 10, 100), seg(3, 1, 20, 100), seg(4, 1, 95, 100)];
+        let mut limits = Limits::default();
+        limits.cameras.insert(1, CameraLimits { max_age_90k: Some(50), max_bytes: None });
+        limits.cameras.insert(2, CameraLimits { max_age_90k: None, max_bytes: Some(1000) });
+        assert_eq!(plan(&segs, &limits, 100, u64::MAX, 0), vec![(1, Reason::Age), (3, Reason::Age)]);
+        limits.cameras.insert(1, CameraLimits { max_age_90k: None, max_bytes: Some(150) });
+        assert_eq!(plan(&segs, &limits, 100, u64::MAX, 0), vec![(1, Reason::CameraBytes), (3, Reason::CameraBytes)]);
+    }
+
+    #[test]
+    fn disk_reserve_frees_space_but_never_touches_pinned_or_open() {
+        let mut segs = [seg(1, 1, 0, 100), seg(2, 1, 10, 100), seg(3, 1, 20, 100)];
+        segs[0].deletable = false; // pinned
+        assert_eq!(plan(&segs, &Limits::default(), 100, 50, 200), vec![(2, Reason::DiskFree), (3, Reason::DiskFree)]);
+        assert_eq!(plan(&segs, &Limits::default(), 100, 500, 200), vec![]);
+    }
+}

@@ -1,0 +1,506 @@
+//! The storage writer: one thread appends every camera's frames to segment
+//! files; a second thread ("syncer") fsyncs them and commits closed segments
+//! to the index, so a slow fsync never delays appends.
+//!
+//! Time mapping (see `docs/design/storage.md`, "Time"): a *run* is one
+//! uninterrupted camera session. Its first frame is anchored to the system
+//! clock at receipt; after that, wall time advances with the monotonic clock,
+//! so NVR clock steps do not bend a run. Segments of a run are contiguous.
+//! Each closed segment's wall duration is its media (camera clock) duration
+//! slewed by at most ±500 ppm towards the monotonic estimate, which absorbs
+//! camera clock drift without ever opening gaps or overlaps inside a run. A
+//! system clock step of more than 1 s (checked at each segment boundary)
+//! starts a new run anchored to the new time.
+
+use crate::index::{encode, frames_from_records};
+use crate::{db, segfile, Store, StorageError, SEGMENT_MAX_90K, SEGMENT_TARGET_90K};
+use candor_media::{Codec, Time90k};
+use rusqlite::params;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// Maximum slew applied to camera time, in parts per million.
+pub const MAX_SLEW_PPM: i64 = 500;
+/// A system clock step larger than this starts a new run.
+pub const CLOCK_STEP_90K: i64 = 90_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleEntry {
+    pub codec: Codec,
+    pub width: u16,
+    pub height: u16,
+    /// The whole MP4 sample entry box (`avc1`/`hvc1`).
+    pub data: Vec<u8>,
+}
+
+/// One video frame as received, in MP4 form (length-prefixed NAL units).
+pub struct IngestFrame {
+    pub camera_id: i64,
+    /// Camera (RTP) time in 90 kHz units; must increase within a run.
+    pub media_ts: i64,
+    pub key: bool,
+    pub data: Vec<u8>,
+    /// System clock and monotonic clock (90 kHz, any fixed origin) at receipt.
+    pub recv_wall: Time90k,
+    pub recv_mono: i64,
+    /// True for the first frame of a new camera session.
+    pub new_run: bool,
+    /// The stream's parameters: required with `new_run`, and whenever they change.
+    pub entry: Option<Arc<SampleEntry>>,
+}
+
+pub enum Msg {
+    Frame(IngestFrame),
+    /// The camera session ended (error or shutdown): close its segment.
+    EndRun { camera_id: i64 },
+    /// Replies once everything sent before it is written and committed.
+    Flush(mpsc::Sender<()>),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CameraStats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub dropped_no_key: u64,
+    pub write_errors: u64,
+    pub segments_closed: u64,
+}
+
+#[derive(Clone)]
+pub struct WriterOptions {
+    /// Power-loss bound: open segment files are fdatasync'ed this often.
+    pub fsync_interval: Duration,
+    /// Called (from the writer thread) when a write fails, e.g. on a full disk,
+    /// so retention can free space at once.
+    pub on_write_error: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { fsync_interval: Duration::from_secs(5), on_write_error: None }
+    }
+}
+
+pub struct Writer {
+    tx: tokio::sync::mpsc::Sender<Msg>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<Mutex<HashMap<i64, CameraStats>>>,
+}
+
+impl Writer {
+    pub fn spawn(store: Arc<Store>, opts: WriterOptions) -> Writer {
+        // ~2 s of frames for 100 cameras at 15 fps: absorbs a slow disk moment.
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let stats = Arc::new(Mutex::new(HashMap::new()));
+        let (sync_tx, sync_rx) = mpsc::channel();
+        let syncer = {
+            let store = store.clone();
+            let interval = opts.fsync_interval;
+            std::thread::Builder::new()
+                .name("syncer".into())
+                .spawn(move || syncer(store, sync_rx, interval))
+                .expect("spawning syncer thread")
+        };
+        let st = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                let mut w = WriterThread { store, sync: sync_tx, cams: HashMap::new(), stats: st, opts, buf: Vec::new() };
+                w.run(rx);
+                drop(w.sync);
+                let _ = syncer.join();
+            })
+            .expect("spawning writer thread");
+        Writer { tx, thread: Some(thread), stats }
+    }
+
+    pub fn sender(&self) -> tokio::sync::mpsc::Sender<Msg> {
+        self.tx.clone()
+    }
+
+    pub fn stats(&self) -> HashMap<i64, CameraStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Closes every open segment, fsyncs and commits, then returns. All
+    /// senders should be dropped (camera tasks stopped) before calling.
+    pub fn shutdown(mut self) {
+        let (tx, thread) = (self.tx.clone(), self.thread.take());
+        drop(self);
+        drop(tx);
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+struct OpenSeg {
+    id: i64,
+    file: Arc<File>,
+    start_90k: i64,
+    run_start: bool,
+    media_start: i64,
+    records: Vec<segfile::Record>,
+    file_len: u64,
+    entry_id: i64,
+}
+
+struct Run {
+    anchor_wall: i64,
+    anchor_mono: i64,
+    entry: Arc<SampleEntry>,
+    entry_id: i64,
+    next_start: i64,
+    next_run_start: bool,
+    last_media_ts: Option<i64>,
+    last_mono: i64,
+    seg: Option<OpenSeg>,
+}
+
+impl Run {
+    fn local_now(&self, mono: i64) -> i64 {
+        self.anchor_wall + (mono - self.anchor_mono)
+    }
+}
+
+struct WriterThread {
+    store: Arc<Store>,
+    sync: mpsc::Sender<SyncMsg>,
+    cams: HashMap<i64, Run>,
+    stats: Arc<Mutex<HashMap<i64, CameraStats>>>,
+    opts: WriterOptions,
+    buf: Vec<u8>,
+}
+
+enum SyncMsg {
+    Opened { id: i64, file: Arc<File>, dir: std::path::PathBuf },
+    Close(CloseJob),
+    Flush(mpsc::Sender<()>),
+}
+
+struct CloseJob {
+    id: i64,
+    file: Arc<File>,
+    wall_duration: i64,
+    media_duration: i64,
+    frames: i64,
+    file_len: u64,
+    index: Vec<u8>,
+}
+
+impl WriterThread {
+    fn run(&mut self, mut rx: tokio::sync::mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Frame(f) => self.frame(f),
+                Msg::EndRun { camera_id } => self.end_run(camera_id),
+                Msg::Flush(reply) => {
+                    let _ = self.sync.send(SyncMsg::Flush(reply));
+                }
+            }
+        }
+        let cams: Vec<i64> = self.cams.keys().copied().collect();
+        for c in cams {
+            self.end_run(c);
+        }
+    }
+
+    fn stat(&self, camera_id: i64, f: impl FnOnce(&mut CameraStats)) {
+        f(self.stats.lock().unwrap_or_else(|e| e.into_inner()).entry(camera_id).or_default());
+    }
+
+    fn end_run(&mut self, camera_id: i64) {
+        if let Some(mut run) = self.cams.remove(&camera_id) {
+            let mono = run.last_mono;
+            self.close_seg(camera_id, &mut run, None, mono);
+        }
+    }
+
+    fn frame(&mut self, f: IngestFrame) {
+        let cam = f.camera_id;
+        let restart = f.new_run
+            || !self.cams.contains_key(&cam)
+            || self.cams[&cam].last_media_ts.is_some_and(|t| f.media_ts <= t);
+        if restart {
+            if !f.new_run && self.cams.contains_key(&cam) {
+                warn!(camera_id = cam, "camera timestamps went backwards; starting a new run");
+            }
+            self.end_run(cam);
+            let entry = match f.entry.clone().or_else(|| self.cams.get(&cam).map(|r| r.entry.clone())) {
+                Some(e) => e,
+                None => {
+                    warn!(camera_id = cam, "frame without stream parameters; dropped");
+                    return;
+                }
+            };
+            let entry_id = match self.entry_id(&entry) {
+                Ok(id) => id,
+                Err(e) => {
+                    error!(camera_id = cam, "can't store stream parameters: {e}");
+                    return;
+                }
+            };
+            self.cams.insert(
+                cam,
+                Run {
+                    anchor_wall: f.recv_wall.0,
+                    anchor_mono: f.recv_mono,
+                    entry,
+                    entry_id,
+                    next_start: f.recv_wall.0,
+                    next_run_start: true,
+                    last_media_ts: None,
+                    last_mono: f.recv_mono,
+                    seg: None,
+                },
+            );
+        }
+        let mut run = self.cams.remove(&cam).expect("inserted above");
+        // New parameters: close the segment (contiguously) and start another.
+        if let Some(e) = &f.entry
+            && **e != *run.entry
+        {
+            match self.entry_id(e) {
+                Ok(id) => {
+                    let end = run.last_media_ts.map(|t| f.media_ts - t);
+                    self.close_seg(cam, &mut run, end, f.recv_mono);
+                    run.entry = e.clone();
+                    run.entry_id = id;
+                }
+                Err(err) => error!(camera_id = cam, "can't store new stream parameters: {err}"),
+            }
+        }
+        if let Some(seg) = &run.seg {
+            let len = f.media_ts - seg.media_start;
+            if (f.key && len >= SEGMENT_TARGET_90K) || len >= SEGMENT_MAX_90K {
+                let end = run.last_media_ts.map(|t| f.media_ts - t);
+                self.close_seg(cam, &mut run, end, f.recv_mono);
+                let drift = f.recv_wall.0 - run.local_now(f.recv_mono);
+                if drift.abs() > CLOCK_STEP_90K {
+                    warn!(camera_id = cam, "system clock stepped by {:.3} s; starting a new run", drift as f64 / 90_000.0);
+                    run.anchor_wall = f.recv_wall.0;
+                    run.anchor_mono = f.recv_mono;
+                    run.next_start = f.recv_wall.0;
+                    run.next_run_start = true;
+                }
+            }
+        }
+        if run.seg.is_none() {
+            if !f.key {
+                self.stat(cam, |s| s.dropped_no_key += 1);
+                run.last_media_ts = Some(f.media_ts);
+                run.last_mono = f.recv_mono;
+                // A gap inside a run is not representable: what follows starts a new run.
+                if run.next_run_start {
+                    run.next_start = run.local_now(f.recv_mono);
+                }
+                self.cams.insert(cam, run);
+                return;
+            }
+            if let Err(e) = self.open_seg(cam, &mut run, f.media_ts) {
+                error!(camera_id = cam, "can't open a new segment: {e}");
+                self.stat(cam, |s| s.write_errors += 1);
+                self.kick();
+                self.cams.insert(cam, run);
+                return;
+            }
+        }
+        let seg = run.seg.as_mut().expect("opened above");
+        let pts = (f.media_ts - seg.media_start) as u32;
+        self.buf.clear();
+        self.buf.extend_from_slice(&segfile::record_header(&f.data, pts, f.key));
+        self.buf.extend_from_slice(&f.data);
+        match (&*seg.file).write_all(&self.buf) {
+            Ok(()) => {
+                seg.records.push(segfile::Record {
+                    offset: seg.file_len + segfile::RECORD_HEADER,
+                    size: f.data.len() as u32,
+                    pts,
+                    key: f.key,
+                });
+                seg.file_len += self.buf.len() as u64;
+                run.last_media_ts = Some(f.media_ts);
+                run.last_mono = f.recv_mono;
+                let n = self.buf.len() as u64;
+                self.stat(cam, |s| {
+                    s.frames += 1;
+                    s.bytes += n;
+                });
+            }
+            Err(e) => {
+                // Most likely ENOSPC. Cut the partial record so the file stays a
+                // valid log, end the segment at its last good frame, and start
+                // over at the next key frame once retention has made room.
+                let _ = seg.file.set_len(seg.file_len);
+                error!(camera_id = cam, "write failed ({e}); closing segment and asking retention for space");
+                self.stat(cam, |s| s.write_errors += 1);
+                let mono = run.last_mono;
+                self.close_seg(cam, &mut run, None, mono);
+                run.next_start = run.local_now(f.recv_mono);
+                run.next_run_start = true;
+                run.last_media_ts = Some(f.media_ts);
+                self.kick();
+            }
+        }
+        self.cams.insert(cam, run);
+    }
+
+    fn kick(&self) {
+        if let Some(k) = &self.opts.on_write_error {
+            k();
+        }
+    }
+
+    fn entry_id(&self, e: &SampleEntry) -> Result<i64, StorageError> {
+        db::sample_entry_id(&self.store.conn(), e.codec.as_str(), e.width, e.height, &e.data)
+    }
+
+    fn open_seg(&mut self, cam: i64, run: &mut Run, media_ts: i64) -> Result<(), StorageError> {
+        // Invariant: the row exists (committed) before the file does, so a file
+        // never exists without a row except after a retention crash (see recovery).
+        let id = {
+            let conn = self.store.conn();
+            conn.execute(
+                "INSERT INTO segment (camera_id, state, run_start, start_90k, sample_entry_id) VALUES (?1, 0, ?2, ?3, ?4)",
+                params![cam, run.next_run_start, run.next_start, run.entry_id],
+            )
+            .map_err(|e| StorageError::db("inserting segment", e))?;
+            conn.last_insert_rowid()
+        };
+        let dir = self.store.camera_dir(cam);
+        let path = self.store.segment_path(cam, id);
+        let created = std::fs::create_dir_all(&dir)
+            .and_then(|_| File::options().create_new(true).append(true).open(&path))
+            .and_then(|mut file| {
+                let header = segfile::Header {
+                    segment_id: id,
+                    camera_id: cam,
+                    start_90k: run.next_start,
+                    sample_entry: run.entry.data.clone(),
+                };
+                let bytes = header.encode();
+                file.write_all(&bytes)?;
+                Ok((file, bytes.len() as u64))
+            });
+        let (file, header_len) = match created {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = self.store.conn().execute("DELETE FROM segment WHERE id = ?1", [id]);
+                return Err(StorageError::io(format!("creating {}", path.display()), e));
+            }
+        };
+        let file = Arc::new(file);
+        let _ = self.sync.send(SyncMsg::Opened { id, file: file.clone(), dir });
+        run.seg = Some(OpenSeg {
+            id,
+            file,
+            start_90k: run.next_start,
+            run_start: run.next_run_start,
+            media_start: media_ts,
+            records: Vec::new(),
+            file_len: header_len,
+            entry_id: run.entry_id,
+        });
+        run.next_run_start = false;
+        Ok(())
+    }
+
+    /// Closes the run's open segment. `last_duration` is the media duration of
+    /// its last frame when known (the next frame's arrival), else estimated.
+    fn close_seg(&mut self, cam: i64, run: &mut Run, last_duration: Option<i64>, mono_at_end: i64) {
+        let Some(seg) = run.seg.take() else { return };
+        let _ = (seg.run_start, seg.entry_id);
+        if seg.records.is_empty() {
+            // Nothing written (e.g. the first write failed): drop row and file.
+            let path = self.store.segment_path(cam, seg.id);
+            let _ = self.store.conn().execute("DELETE FROM segment WHERE id = ?1", [seg.id]);
+            let _ = std::fs::remove_file(path);
+            return;
+        }
+        let frames = frames_from_records(&seg.records, last_duration.filter(|&d| d > 0));
+        let media = frames.last().map(|f| f.pts + f.duration).unwrap_or(0);
+        // Slew towards the monotonic estimate of where this segment ends.
+        let mono_end = if last_duration.is_some() { mono_at_end } else { mono_at_end + frames.last().map(|f| f.duration).unwrap_or(0) };
+        let err = run.local_now(mono_end) - (seg.start_90k + media);
+        let allow = media * MAX_SLEW_PPM / 1_000_000;
+        let wall = media + err.clamp(-allow, allow);
+        run.next_start = seg.start_90k + wall;
+        let index = encode(&frames.iter().map(|f| (f.size, f.duration, f.key)).collect::<Vec<_>>());
+        self.stat(cam, |s| s.segments_closed += 1);
+        let _ = self.sync.send(SyncMsg::Close(CloseJob {
+            id: seg.id,
+            file: seg.file,
+            wall_duration: wall,
+            media_duration: media,
+            frames: frames.len() as i64,
+            file_len: seg.file_len,
+            index,
+        }));
+    }
+}
+
+fn syncer(store: Arc<Store>, rx: mpsc::Receiver<SyncMsg>, interval: Duration) {
+    let mut open: HashMap<i64, Arc<File>> = HashMap::new();
+    let mut dirty_dirs: Vec<std::path::PathBuf> = Vec::new();
+    let mut next = std::time::Instant::now() + interval;
+    let sync_dirs = |dirs: &mut Vec<std::path::PathBuf>| {
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs.drain(..) {
+            if let Err(e) = File::open(&d).and_then(|f| f.sync_all()) {
+                warn!("fsync of directory {} failed: {e}", d.display());
+            }
+        }
+    };
+    loop {
+        let timeout = next.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(timeout) {
+            Ok(SyncMsg::Opened { id, file, dir }) => {
+                open.insert(id, file);
+                dirty_dirs.push(dir);
+            }
+            Ok(SyncMsg::Close(job)) => {
+                open.remove(&job.id);
+                sync_dirs(&mut dirty_dirs);
+                // Invariant: closed rows describe fsynced data.
+                if let Err(e) = job.file.sync_data() {
+                    error!(segment = job.id, "fsync failed: {e}; leaving the segment open for recovery");
+                    continue;
+                }
+                let r = store.conn().execute(
+                    "UPDATE segment SET state = 1, wall_duration_90k = ?2, media_duration_90k = ?3, frames = ?4, \
+                     file_len = ?5, frame_index = ?6 WHERE id = ?1",
+                    params![job.id, job.wall_duration, job.media_duration, job.frames, job.file_len as i64, job.index],
+                );
+                if let Err(e) = r {
+                    error!(segment = job.id, "committing closed segment failed: {e}; recovery will redo it");
+                }
+            }
+            Ok(SyncMsg::Flush(reply)) => {
+                sync_dirs(&mut dirty_dirs);
+                for f in open.values() {
+                    let _ = f.sync_data();
+                }
+                let _ = reply.send(());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                next = std::time::Instant::now() + interval;
+                sync_dirs(&mut dirty_dirs);
+                for (id, f) in &open {
+                    if let Err(e) = f.sync_data() {
+                        warn!(segment = id, "periodic fsync failed: {e}");
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                info!("storage writer stopped; all segments closed and committed");
+                return;
+            }
+        }
+    }
+}
