@@ -1,14 +1,162 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The Candor site recorder: configuration, one ingest task per camera, the
+//! storage writer and continuous retention, wired together by [`Recorder`].
+
+pub mod config;
+pub mod ingest;
+
+pub use config::{Config, ConfigError};
+pub use ingest::{CameraState, CameraStatus};
+
+use candor_media::Time90k;
+use candor_storage::retention::{self, CameraLimits, Limits};
+use candor_storage::writer::{CameraStats, Writer, WriterOptions};
+use candor_storage::{RecoveryReport, Store, StorageError};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+/// How often retention runs when nothing asks it to run sooner.
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(10);
+
+pub struct Recorder {
+    store: Arc<Store>,
+    writer: Option<Writer>,
+    cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    retention_stop: Option<mpsc::Sender<bool>>,
+    retention_thread: Option<std::thread::JoinHandle<()>>,
+    pub recovery: RecoveryReport,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub camera: CameraStatus,
+    pub storage: CameraStats,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Recorder {
+    /// Opens storage (running recovery), then starts the writer, retention and
+    /// one ingest task per camera. Must be called within a tokio runtime.
+    pub async fn start(config: &Config) -> Result<Recorder, StorageError> {
+        let dir = config.storage.path.clone();
+        let (store, recovery) = tokio::task::spawn_blocking(move || Store::open(&dir)).await.expect("open task")?;
+        let store = Arc::new(store);
+        let mut limits = Limits {
+            max_bytes: config.storage.max_bytes.map(|b| b.0),
+            min_free: config.storage.min_free.map(|b| b.0),
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        for c in &config.cameras {
+            let id = store.ensure_camera(&c.name.get_ref().0)?;
+            limits.cameras.insert(
+                id,
+                CameraLimits {
+                    max_age_90k: c.max_age.map(|d| candor_media::Duration90k::from_std(d.0).0),
+                    max_bytes: c.max_bytes.map(|b| b.0),
+                },
+            );
+            ids.push(id);
+        }
+        let (kick_tx, kick_rx) = mpsc::channel::<bool>();
+        let kick = kick_tx.clone();
+        let kick_fn: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let _ = kick.send(true);
+        });
+        let writer = Writer::spawn(
+            store.clone(),
+            WriterOptions { fsync_interval: config.storage.fsync_interval.0, on_write_error: Some(kick_fn) },
+        );
+        let retention_thread = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("retention".into())
+                .spawn(move || retention_loop(&store, &limits, kick_rx))
+                .expect("spawning retention thread")
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut cameras = Vec::new();
+        let mut tasks = Vec::new();
+        for (c, id) in config.cameras.iter().zip(ids) {
+            let status = Arc::new(Mutex::new(CameraStatus {
+                name: c.name.get_ref().0.clone(),
+                state: CameraState::Connecting,
+                last_error: None,
+                reconnects: 0,
+                frames: 0,
+                codec: None,
+                resolution: None,
+            }));
+            let task = ingest::CameraTask {
+                cfg: Arc::new(c.clone()),
+                camera_id: id,
+                tx: writer.sender(),
+                status: status.clone(),
+                shutdown: shutdown_rx.clone(),
+            };
+            tasks.push(tokio::spawn(task.run()));
+            cameras.push((id, status));
+        }
+        Ok(Recorder {
+            store,
+            writer: Some(writer),
+            cameras,
+            tasks,
+            shutdown,
+            retention_stop: Some(kick_tx),
+            retention_thread: Some(retention_thread),
+            recovery,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn status(&self) -> Vec<Status> {
+        let stats = self.writer.as_ref().map(|w| w.stats()).unwrap_or_default();
+        self.cameras
+            .iter()
+            .map(|(id, s)| Status {
+                camera: s.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                storage: stats.get(id).cloned().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Stops ingest, closes and fsyncs every segment, commits the index.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
+        }
+        if let Some(stop) = self.retention_stop.take() {
+            let _ = stop.send(false);
+        }
+        if let Some(t) = self.retention_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        info!("recorder stopped cleanly");
+    }
+}
+
+/// Runs retention every [`RETENTION_INTERVAL`], or at once when kicked with
+/// `true` (a write failed: free an extra 256 MiB), and stops on `false`.
+fn retention_loop(store: &Store, limits: &Limits, rx: mpsc::Receiver<bool>) {
+    let mut extra = 0;
+    loop {
+        if let Err(e) = retention::run_once(store, limits, Time90k::now().0, extra) {
+            error!("retention failed: {e}");
+        }
+        match rx.recv_timeout(RETENTION_INTERVAL) {
+            Ok(true) => extra = 256 << 20,
+            Ok(false) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => extra = 0,
+        }
     }
 }

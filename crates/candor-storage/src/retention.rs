@@ -56,7 +56,7 @@ pub fn plan(segs: &[Candidate], limits: &Limits, now_90k: i64, free: u64, min_fr
             self.out.push((s.id, r));
             *self.cam_bytes.get_mut(&s.camera_id).expect("counted") -= s.bytes;
             self.total -= s.bytes;
-            self.free += s.bytes;
+            self.free = self.free.saturating_add(s.bytes);
         }
     }
     let mut st = State { out: Vec::new(), cam_bytes: HashMap::new(), total: 0, free };

@@ -1,3 +1,351 @@
+//! `candor`: the site recorder's command-line entry point. Thin: parsing
+//! arguments, printing, exit codes. The work lives in the library crates.
+
+use anyhow::{Context, Result};
+use candor_camsim::{CamSim, Source};
+use candor_media::{Duration90k, Time90k};
+use candor_recorder::{CameraState, Config, ConfigError, Recorder};
+use candor_storage::{Export, ExportError, Store};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The clip the demo and `camsim` loop by default: 10 s of a real static
+/// surveillance camera (OpenCV's vtest, re-encoded like an IP camera).
+static DEMO_CLIP: &[u8] = include_bytes!("../../../assets/clips/vtest-h264-10s.mp4");
+
+#[derive(Parser)]
+#[command(name = "candor", version, about = "Candor: a video recorder for your cameras that works offline and tells you what it does.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Record the cameras of a config file until SIGINT/SIGTERM.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Start the camera simulator with 4 cameras and record them; nothing to set up.
+    Demo {
+        /// Where to keep the demo's recordings.
+        #[arg(long, default_value = "candor-demo-data")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        cameras: usize,
+        /// RTSP port for the simulator (falls back to a free port if taken).
+        #[arg(long, default_value_t = 8554)]
+        port: u16,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// List recorded spans (and the gaps between them) of a camera.
+    Spans {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        camera: String,
+        /// RFC 3339; default: everything.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a time range of a camera as an MP4 file (no transcoding).
+    Export {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        camera: String,
+        /// Start, RFC 3339 (e.g. 2026-11-27T10:00:00Z).
+        #[arg(long)]
+        from: String,
+        /// End, RFC 3339.
+        #[arg(long)]
+        to: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Serve simulated RTSP cameras looping an MP4 clip: rtsp://LISTEN/cam0 … camN-1.
+    Camsim {
+        #[arg(long, default_value = "127.0.0.1:8554")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 4)]
+        cameras: usize,
+        /// H.264 or H.265 MP4 clip (default: the built-in 768x576 H.264 clip).
+        #[arg(long)]
+        source: Option<PathBuf>,
+    },
+    /// Check that the index and the segment files agree (read-only).
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
 fn main() {
-    println!("Hello, world!");
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,retina=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() { 2 } else { 1 }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Run { config } => {
+            let cfg = Config::load(&config)?;
+            runtime()?.block_on(record(cfg, None))
+        }
+        Cmd::Demo { data, cameras, port, seconds } => runtime()?.block_on(demo(data, cameras, port, seconds)),
+        Cmd::Spans { config, camera, from, to, json } => spans(&config, &camera, from, to, json),
+        Cmd::Export { config, camera, from, to, output } => export(&config, &camera, &from, &to, &output),
+        Cmd::Camsim { listen, cameras, source } => runtime()?.block_on(camsim(listen, cameras, source)),
+        Cmd::Check { config } => {
+            let cfg = Config::load(&config)?;
+            let store = Store::open_read_only(&cfg.storage.path)?;
+            let problems = store.check()?;
+            for p in &problems {
+                println!("{p}");
+            }
+            anyhow::ensure!(problems.is_empty(), "{} problem(s) found", problems.len());
+            println!("index and segment files agree");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
+    let rec = Recorder::start(&cfg).await.context("starting the recorder")?;
+    let r = &rec.recovery;
+    if r.segments_recovered + r.rows_removed + r.orphans_removed > 0 {
+        tracing::info!(
+            "recovered after an unclean stop: {} segment(s) closed, {} bytes of torn tail cut, {} stale row(s) and {} orphan file(s) removed",
+            r.segments_recovered,
+            r.bytes_truncated,
+            r.rows_removed,
+            r.orphans_removed
+        );
+    }
+    tracing::info!(cameras = cfg.cameras.len(), data = %cfg.storage.path.display(), "recording");
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    let deadline = stop_after.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            _ = tick.tick() => print_status(&rec),
+        }
+    }
+    tracing::info!("stopping: closing segments and flushing the index");
+    rec.shutdown().await;
+    Ok(())
+}
+
+fn print_status(rec: &Recorder) {
+    for s in rec.status() {
+        let state = match &s.camera.state {
+            CameraState::Connecting => "connecting".to_string(),
+            CameraState::Streaming { since } => format!("streaming since {since}"),
+            CameraState::Backoff { last_error, .. } => format!("reconnecting ({last_error})"),
+            CameraState::Stopped => "stopped".to_string(),
+        };
+        eprintln!(
+            "  {:<12} {:<40} {:>8} frames {:>10.1} MB written",
+            s.camera.name,
+            state,
+            s.storage.frames,
+            s.storage.bytes as f64 / 1e6
+        );
+    }
+}
+
+async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) -> Result<()> {
+    let source = Arc::new(Source::from_mp4(DEMO_CLIP).context("loading the built-in clip")?);
+    let sim = match CamSim::start(SocketAddr::from(([127, 0, 0, 1], port)), cameras, source.clone()).await {
+        Ok(s) => s,
+        Err(_) => CamSim::start(SocketAddr::from(([127, 0, 0, 1], 0)), cameras, source.clone()).await?,
+    };
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let data = std::fs::canonicalize(&data)?;
+    let config_path = data.join("candor.toml");
+    let mut toml = format!(
+        "# Written by `candor demo`. Use it with `candor spans`/`export -c {}`.\n[storage]\npath = \".\"\nmax_bytes = \"2GB\"\n",
+        config_path.display()
+    );
+    for i in 0..cameras {
+        toml += &format!("\n[[cameras]]\nname = \"cam{i}\"\nurl = \"{}\"\nmax_age = \"1d\"\n", sim.url(i));
+    }
+    std::fs::write(&config_path, toml)?;
+    let cfg = Config::load(&config_path)?;
+    let exe = std::env::args().next().unwrap_or_else(|| "candor".into());
+    let start = Time90k::now();
+    eprintln!("Candor demo");
+    eprintln!(
+        "  camera simulator: {} … cam{} ({:.0} kbit/s H.264 each, looping a {:.0} s clip)",
+        sim.url(0),
+        cameras.saturating_sub(1),
+        source.bitrate() as f64 / 1e3,
+        source.duration_secs()
+    );
+    eprintln!("  recording into:   {}", data.display());
+    eprintln!("  config:           {}", config_path.display());
+    eprintln!("  after a minute, list what was recorded and export 30 s of it:");
+    eprintln!("    {exe} spans -c {} --camera cam0", config_path.display());
+    eprintln!(
+        "    {exe} export -c {} --camera cam0 --from {} --to {} -o cam0.mp4",
+        config_path.display(),
+        start + Duration90k(5 * 90_000),
+        start + Duration90k(35 * 90_000)
+    );
+    eprintln!("  Ctrl-C stops (footage is kept).");
+    record(cfg, seconds.map(Duration::from_secs)).await?;
+    drop(sim);
+    Ok(())
+}
+
+async fn camsim(listen: SocketAddr, cameras: usize, source: Option<PathBuf>) -> Result<()> {
+    let bytes = match &source {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => DEMO_CLIP.to_vec(),
+    };
+    let src = Arc::new(Source::from_mp4(&bytes).context("preparing the clip")?);
+    let sim = CamSim::start(listen, cameras, src.clone()).await.with_context(|| format!("listening on {listen}"))?;
+    eprintln!(
+        "camsim: serving {} camera(s) at {} … {} ({} {:.0} kbit/s, {} frames looping every {:.1} s); Ctrl-C stops",
+        cameras,
+        sim.url(0),
+        sim.url(cameras.saturating_sub(1)),
+        src.codec().as_str(),
+        src.bitrate() as f64 / 1e3,
+        src.frame_count(),
+        src.duration_secs()
+    );
+    shutdown_signal().await;
+    Ok(())
+}
+
+fn parse_time(s: &str, what: &str) -> Result<Time90k> {
+    Time90k::parse_rfc3339(s).map_err(|e| anyhow::anyhow!("--{what} {s:?} is not an RFC 3339 time like 2026-11-27T10:00:00Z: {e}"))
+}
+
+fn open_camera(config: &Path, camera: &str) -> Result<(Store, i64)> {
+    let cfg = Config::load(config)?;
+    let store = Store::open_read_only(&cfg.storage.path)?;
+    let id = store.camera_id(camera)?.ok_or_else(|| {
+        let known: Vec<String> = store.cameras().map(|c| c.into_iter().map(|(_, n)| n).collect()).unwrap_or_default();
+        anyhow::anyhow!("no recordings for camera {camera:?}; cameras with recordings: {}", known.join(", "))
+    })?;
+    Ok((store, id))
+}
+
+#[derive(serde::Serialize)]
+struct SpanOut {
+    start: String,
+    end: String,
+    seconds: f64,
+}
+
+fn spans(config: &Path, camera: &str, from: Option<String>, to: Option<String>, json: bool) -> Result<()> {
+    let (store, id) = open_camera(config, camera)?;
+    let from = from.map(|s| parse_time(&s, "from")).transpose()?.unwrap_or(Time90k(i64::MIN / 2));
+    let to = to.map(|s| parse_time(&s, "to")).transpose()?.unwrap_or(Time90k(i64::MAX / 2));
+    let spans = candor_storage::export::spans(&store, id, from, to)?;
+    let out = |a: Time90k, b: Time90k| SpanOut { start: a.to_string(), end: b.to_string(), seconds: (b - a).as_secs_f64() };
+    let recorded: Vec<SpanOut> = spans.iter().map(|s| out(s.start, s.end)).collect();
+    let gaps: Vec<SpanOut> = spans.windows(2).map(|w| out(w[0].end, w[1].start)).collect();
+    if json {
+        println!("{}", serde_json::json!({ "camera": camera, "spans": recorded, "gaps": gaps }));
+        return Ok(());
+    }
+    if spans.is_empty() {
+        println!("no footage recorded for {camera} in that range");
+        return Ok(());
+    }
+    for (i, s) in recorded.iter().enumerate() {
+        println!("recorded  {}  {}  ({:.1} s)", s.start, s.end, s.seconds);
+        if let Some(g) = gaps.get(i) {
+            println!("gap       {}  {}  ({:.1} s)", g.start, g.end, g.seconds);
+        }
+    }
+    Ok(())
+}
+
+fn export(config: &Path, camera: &str, from: &str, to: &str, output: &Path) -> Result<()> {
+    let (store, id) = open_camera(config, camera)?;
+    let (from, to) = (parse_time(from, "from")?, parse_time(to, "to")?);
+    let export = match Export::plan(&store, id, from, to) {
+        Ok(e) => e,
+        Err(e @ (ExportError::NoFootage { .. } | ExportError::BadRange { .. })) => anyhow::bail!("{e}"),
+        Err(e) => return Err(e).context("planning the export"),
+    };
+    let total = export.total_len();
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    let mut partial = output.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let r = export.write_to(&mut w, |n| bar.set_position(n));
+    bar.finish_and_clear();
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e).context("exporting");
+    }
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&partial, output)?;
+    eprintln!(
+        "exported {} {} … {} ({:.3} s, {} frames, {}, {:.1} MB) to {}",
+        camera,
+        export.from,
+        export.to,
+        (export.to - export.from).as_secs_f64(),
+        export.frames(),
+        export.codec,
+        total as f64 / 1e6,
+        output.display()
+    );
+    if export.from > from || export.to < to {
+        eprintln!("note: footage covers only part of the requested range; the file holds what exists");
+    }
+    for g in &export.gaps {
+        eprintln!("note: gap in footage {} … {} (the last frame before it is held)", g.start, g.end);
+    }
+    Ok(())
 }

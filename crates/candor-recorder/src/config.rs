@@ -1,0 +1,333 @@
+//! The recorder's TOML configuration. Key names are a contract (see README).
+//!
+//! Validation happens while deserializing wherever possible, so that errors
+//! carry the line and column of the offending value; the few cross-field
+//! checks (duplicate camera names) use spans for the same effect.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("can't read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Recordings and the SQLite index. Relative paths are relative to the config file.
+    pub path: PathBuf,
+    /// Total budget for footage.
+    pub max_bytes: Option<ByteSize>,
+    /// Free space to keep on the filesystem (default: 1 GB, at most 10% of it).
+    pub min_free: Option<ByteSize>,
+    /// How often open segment files are fsynced: the bound on footage lost to power loss.
+    #[serde(default = "default_fsync")]
+    pub fsync_interval: HumanDuration,
+}
+
+fn default_fsync() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub name: toml::Spanned<CameraName>,
+    pub url: CameraUrl,
+    pub max_age: Option<HumanDuration>,
+    pub max_bytes: Option<ByteSize>,
+    /// `tcp` (default; RTP interleaved on the RTSP connection) or `udp`.
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// Reconnect when no frame arrives for this long.
+    #[serde(default = "default_stall")]
+    pub stall_timeout: HumanDuration,
+}
+
+fn default_stall() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// A camera name: 1–64 of `A-Z a-z 0-9 _ -`, so it is safe in paths, URLs and MQTT topics.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CameraName(pub String);
+
+impl<'de> Deserialize<'de> for CameraName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(de::Error::custom(format!(
+                "camera name {s:?} must be 1-64 characters of letters, digits, '_' or '-'"
+            )));
+        }
+        Ok(CameraName(s))
+    }
+}
+
+impl fmt::Display for CameraName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An `rtsp://` URL whose credentials are kept apart and never displayed.
+#[derive(Clone)]
+pub struct CameraUrl {
+    /// The URL without user and password.
+    pub url: url::Url,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl CameraUrl {
+    pub fn parse(s: &str) -> Result<CameraUrl, String> {
+        let mut url = url::Url::parse(s).map_err(|e| format!("camera url is not a valid URL: {e}"))?;
+        if url.scheme() != "rtsp" {
+            return Err(format!("camera url must start with rtsp:// (got {}://)", url.scheme()));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("camera url has no host".into());
+        }
+        let decode = |v: &str| percent_decode(v);
+        let username = (!url.username().is_empty()).then(|| decode(url.username()));
+        let password = url.password().map(decode);
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Ok(CameraUrl { url, username, password })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl fmt::Display for CameraUrl {
+    /// Shows the user but never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.username {
+            Some(u) => {
+                let s = self.url.as_str();
+                let rest = s.strip_prefix("rtsp://").unwrap_or(s);
+                write!(f, "rtsp://{u}:***@{rest}")
+            }
+            None => write!(f, "{}", self.url),
+        }
+    }
+}
+
+impl fmt::Debug for CameraUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for CameraUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CameraUrl::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// A byte count: `20GB`, `500 MB`, `1.5GiB`, `1024` (bytes). KB/MB/GB/TB are
+/// decimal (as disks are sold); KiB/MiB/GiB/TiB binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let num: f64 = num.parse().map_err(|_| format!("{s:?} is not a size like \"20GB\" or \"500MB\""))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" | "k" => 1_000,
+            "mb" | "m" => 1_000_000,
+            "gb" | "g" => 1_000_000_000,
+            "tb" | "t" => 1_000_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
+            u => return Err(format!("unknown size unit {u:?} in {s:?}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")),
+        };
+        let v = num * mult as f64;
+        if !(v.is_finite() && v >= 0.0 && v < u64::MAX as f64) {
+            return Err(format!("size {s:?} is out of range"));
+        }
+        Ok(ByteSize(v as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// A duration: `14d`, `12h`, `30m`, `45s`, `2w`, `500ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn parse(s: &str) -> Result<HumanDuration, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let num: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like \"14d\" or \"30s\""))?;
+        let secs = match unit.trim() {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "w" => 7.0 * 86400.0,
+            "" => return Err(format!("duration {s:?} needs a unit: ms, s, m, h, d or w")),
+            u => return Err(format!("unknown duration unit {u:?} in {s:?}; use ms, s, m, h, d or w")),
+        };
+        Duration::try_from_secs_f64(num * secs)
+            .map(HumanDuration)
+            .map_err(|_| format!("duration {s:?} is out of range"))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HumanDuration::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut cfg = Config::parse(&src).map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        if cfg.storage.path.is_relative() {
+            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            cfg.storage.path = base.join(&cfg.storage.path);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates config text. Errors name the field and line.
+    pub fn parse(src: &str) -> Result<Config, String> {
+        let cfg: Config = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| format!("line {}: ", line_of(src, s.start))).unwrap_or_default();
+            format!("{line}{}", e.message())
+        })?;
+        let mut seen = std::collections::HashMap::new();
+        for c in &cfg.cameras {
+            let line = line_of(src, c.name.span().start);
+            if let Some(first) = seen.insert(c.name.get_ref().0.clone(), line) {
+                return Err(format!(
+                    "line {line}: cameras.name {:?} is used twice (first on line {first}); names must be unique",
+                    c.name.get_ref().0
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[storage]
+path = "./candor-data"
+max_bytes = "20GB"
+min_free = "2GB"
+[[cameras]]
+name = "gate"
+url = "rtsp://user:s%40cret@127.0.0.1:8554/cam0"
+max_age = "14d"
+max_bytes = "5GB"
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.storage.max_bytes, Some(ByteSize(20_000_000_000)));
+        assert_eq!(c.storage.min_free, Some(ByteSize(2_000_000_000)));
+        let cam = &c.cameras[0];
+        assert_eq!(cam.max_age, Some(HumanDuration(Duration::from_secs(14 * 86400))));
+        assert_eq!(cam.url.password.as_deref(), Some("s@cret"));
+        assert_eq!(cam.url.username.as_deref(), Some("user"));
+    }
+
+    #[test]
+    fn passwords_never_display() {
+        let c = Config::parse(GOOD).unwrap();
+        let shown = format!("{} {:?} {:?}", c.cameras[0].url, c.cameras[0].url, c);
+        assert!(!shown.contains("s@cret") && !shown.contains("s%40cret"), "{shown}");
+        assert!(shown.contains("rtsp://user:***@127.0.0.1:8554/cam0"));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_line() {
+        let bad = GOOD.replace("max_bytes = \"5GB\"", "max_bytes = \"5XB\"");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.starts_with("line 11:") && e.contains("unknown size unit"), "{e}");
+        let bad = GOOD.replace("rtsp://user", "http://user");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.starts_with("line 9:") && e.contains("rtsp://"), "{e}");
+        let bad = GOOD.replace("max_age", "max_agee");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.contains("line 10") && e.contains("max_agee"), "{e}");
+        let dup = format!("{GOOD}[[cameras]]\nname = \"gate\"\nurl = \"rtsp://h/x\"\n");
+        let e = Config::parse(&dup).unwrap_err();
+        assert!(e.contains("line 14") && e.contains("used twice"), "{e}");
+    }
+}
