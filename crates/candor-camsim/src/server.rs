@@ -120,6 +120,22 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
     }
 }
 
+/// Binds an RTP/RTCP socket pair on consecutive ports, RTP even (RFC 3550
+/// 11), which clients such as retina insist on.
+async fn udp_pair(ip: std::net::IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..100 {
+        let rtp = UdpSocket::bind((ip, 0)).await?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind((ip, port + 1)).await {
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free even/odd UDP port pair"))
+}
+
 enum Transport {
     Tcp { channel: u8 },
     Udp { sock: UdpSocket, _rtcp: UdpSocket, dst: SocketAddr },
@@ -284,9 +300,7 @@ impl Conn {
                     );
                     (Transport::Tcp { channel }, reply)
                 } else if let Some((a, b)) = rtsp::client_ports(t) {
-                    let ip = self.local.ip();
-                    let sock = UdpSocket::bind((ip, 0)).await?;
-                    let rtcp = UdpSocket::bind((ip, 0)).await?;
+                    let (sock, rtcp) = udp_pair(self.local.ip()).await?;
                     let (sp, sr) = (sock.local_addr()?.port(), rtcp.local_addr()?.port());
                     let reply =
                         format!("RTP/AVP;unicast;client_port={a}-{b};server_port={sp}-{sr};ssrc={ssrc:08X}");

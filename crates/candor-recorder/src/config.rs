@@ -38,6 +38,21 @@ pub struct StorageConfig {
     /// How often open segment files are fsynced: the bound on footage lost to power loss.
     #[serde(default = "default_fsync")]
     pub fsync_interval: HumanDuration,
+    /// Footage is stored in segments of about this length (1 s to 5 min).
+    #[serde(default = "default_segment", deserialize_with = "segment_duration")]
+    pub segment_duration: HumanDuration,
+}
+
+fn default_segment() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+fn segment_duration<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    let v = HumanDuration::deserialize(d)?;
+    if v.0 < Duration::from_secs(1) || v.0 > Duration::from_secs(300) {
+        return Err(de::Error::custom("segment_duration must be between 1s and 5m"));
+    }
+    Ok(v)
 }
 
 fn default_fsync() -> HumanDuration {

@@ -67,7 +67,11 @@ impl Recorder {
         });
         let writer = Writer::spawn(
             store.clone(),
-            WriterOptions { fsync_interval: config.storage.fsync_interval.0, on_write_error: Some(kick_fn) },
+            WriterOptions {
+                fsync_interval: config.storage.fsync_interval.0,
+                on_write_error: Some(kick_fn),
+                segment_target_90k: candor_media::Duration90k::from_std(config.storage.segment_duration.0).0,
+            },
         );
         let retention_thread = {
             let store = store.clone();
@@ -146,17 +150,18 @@ impl Recorder {
 }
 
 /// Runs retention every [`RETENTION_INTERVAL`], or at once when kicked with
-/// `true` (a write failed: free an extra 256 MiB), and stops on `false`.
+/// `true` (a write failed: free extra space, see [`retention::run_once`]), and
+/// stops on `false`.
 fn retention_loop(store: &Store, limits: &Limits, rx: mpsc::Receiver<bool>) {
-    let mut extra = 0;
+    let mut emergency = false;
     loop {
-        if let Err(e) = retention::run_once(store, limits, Time90k::now().0, extra) {
+        if let Err(e) = retention::run_once(store, limits, Time90k::now().0, emergency) {
             error!("retention failed: {e}");
         }
         match rx.recv_timeout(RETENTION_INTERVAL) {
-            Ok(true) => extra = 256 << 20,
+            Ok(true) => emergency = true,
             Ok(false) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            Err(mpsc::RecvTimeoutError::Timeout) => extra = 0,
+            Err(mpsc::RecvTimeoutError::Timeout) => emergency = false,
         }
     }
 }

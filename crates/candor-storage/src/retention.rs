@@ -104,9 +104,10 @@ pub fn disk_space(store: &Store) -> Result<(u64, u64), StorageError> {
     Ok((st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
 }
 
-/// One retention pass. `extra_free` raises the free-space target (used after a
-/// failed write, when the disk is full even though the reserve said otherwise).
-pub fn run_once(store: &Store, limits: &Limits, now_90k: i64, extra_free: u64) -> Result<Report, StorageError> {
+/// One retention pass. `emergency` (after a failed write: the disk filled up
+/// although the reserve said otherwise, e.g. another program wrote to it)
+/// raises the free-space target by 5% of the filesystem (at least 1 MiB).
+pub fn run_once(store: &Store, limits: &Limits, now_90k: i64, emergency: bool) -> Result<Report, StorageError> {
     let rows = db::all_segments(&store.conn())?;
     let mut segs = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -124,7 +125,8 @@ pub fn run_once(store: &Store, limits: &Limits, now_90k: i64, extra_free: u64) -
         });
     }
     let (free, size) = disk_space(store)?;
-    let min_free = limits.min_free.unwrap_or((1u64 << 30).min(size / 10)) + extra_free;
+    let extra = if emergency { (size / 20).max(1 << 20) } else { 0 };
+    let min_free = limits.min_free.unwrap_or((1u64 << 30).min(size / 10)) + extra;
     let plan = plan(&segs, limits, now_90k, free, min_free);
     let mut report = Report::default();
     if plan.is_empty() {

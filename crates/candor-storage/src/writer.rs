@@ -14,6 +14,7 @@
 
 use crate::index::{encode, frames_from_records};
 use crate::{db, segfile, Store, StorageError, SEGMENT_MAX_90K, SEGMENT_TARGET_90K};
+
 use candor_media::{Codec, Time90k};
 use rusqlite::params;
 use std::collections::HashMap;
@@ -77,11 +78,13 @@ pub struct WriterOptions {
     /// Called (from the writer thread) when a write fails, e.g. on a full disk,
     /// so retention can free space at once.
     pub on_write_error: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Segments close at the first key frame after this much media time.
+    pub segment_target_90k: i64,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { fsync_interval: Duration::from_secs(5), on_write_error: None }
+        WriterOptions { fsync_interval: Duration::from_secs(5), on_write_error: None, segment_target_90k: SEGMENT_TARGET_90K }
     }
 }
 
@@ -276,7 +279,7 @@ impl WriterThread {
         }
         if let Some(seg) = &run.seg {
             let len = f.media_ts - seg.media_start;
-            if (f.key && len >= SEGMENT_TARGET_90K) || len >= SEGMENT_MAX_90K {
+            if (f.key && len >= self.opts.segment_target_90k) || len >= SEGMENT_MAX_90K {
                 let end = run.last_media_ts.map(|t| f.media_ts - t);
                 self.close_seg(cam, &mut run, end, f.recv_mono);
                 let drift = f.recv_wall.0 - run.local_now(f.recv_mono);

@@ -1,0 +1,230 @@
+//! Helpers for the end-to-end tests: the real `candor` binary, the camera
+//! simulator in-process (so tests can inject faults), and ffprobe/ffmpeg as
+//! independent judges of the exported files.
+#![allow(dead_code)]
+
+use candor_camsim::{CamSim, Source};
+use candor_media::{Duration90k, Time90k};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const H264_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/clips/vtest-h264-10s.mp4");
+pub const H265_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/clips/vtest-h265-10s.mp4");
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_candor")
+}
+
+/// A camera simulator running on its own tokio runtime.
+pub struct Sim {
+    pub sim: CamSim,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Sim {
+    pub fn start(clip: &str, cameras: usize) -> Sim {
+        Sim::start_on(clip, cameras, 0)
+    }
+
+    pub fn start_on(clip: &str, cameras: usize, port: u16) -> Sim {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let src = Arc::new(Source::from_mp4(&std::fs::read(clip).unwrap()).unwrap());
+        let sim = rt.block_on(CamSim::start(([127, 0, 0, 1], port).into(), cameras, src)).unwrap();
+        Sim { sim, _rt: rt }
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        self.sim.url(i)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.sim.local_addr().port()
+    }
+}
+
+/// Writes a config with the given cameras: (name, url, extra camera keys).
+pub fn write_config(dir: &Path, storage_extra: &str, cameras: &[(&str, String, &str)]) -> PathBuf {
+    let mut s = format!("[storage]\npath = \"{}\"\nsegment_duration = \"2s\"\nfsync_interval = \"1s\"\n{storage_extra}\n", dir.join("data").display());
+    for (name, url, extra) in cameras {
+        s += &format!("\n[[cameras]]\nname = \"{name}\"\nurl = \"{url}\"\nstall_timeout = \"3s\"\n{extra}\n");
+    }
+    let p = dir.join("candor.toml");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+pub struct RecorderProc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+pub fn start_recorder(cfg: &Path) -> RecorderProc {
+    let log = cfg.with_extension(format!("log.{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+    let child = Command::new(bin())
+        .args(["run", "-c"])
+        .arg(cfg)
+        .env("RUST_LOG", "info,retina=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    RecorderProc { child, log }
+}
+
+impl RecorderProc {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait: the graceful path.
+    pub fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "recorder exited with {st}: {}", self.log_text());
+                break;
+            }
+            assert!(Instant::now() < deadline, "recorder did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log_text()
+    }
+
+    /// SIGKILL: the crash path.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for RecorderProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn candor(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SpanT {
+    pub start: Time90k,
+    pub end: Time90k,
+}
+
+pub fn spans(cfg: &Path, camera: &str) -> Vec<SpanT> {
+    let out = candor(&["spans", "-c", cfg.to_str().unwrap(), "--camera", camera, "--json"]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| SpanT {
+            start: Time90k::parse_rfc3339(s["start"].as_str().unwrap()).unwrap(),
+            end: Time90k::parse_rfc3339(s["end"].as_str().unwrap()).unwrap(),
+        })
+        .collect()
+}
+
+pub fn recorded_secs(cfg: &Path, camera: &str) -> f64 {
+    spans(cfg, camera).iter().map(|s| (s.end - s.start).as_secs_f64()).sum()
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn export(cfg: &Path, camera: &str, from: Time90k, to: Time90k, out: &Path) -> Output {
+    candor(&[
+        "export",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--camera",
+        camera,
+        "--from",
+        &from.to_string(),
+        "--to",
+        &to.to_string(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[derive(Debug)]
+pub struct Probe {
+    pub codec: String,
+    pub codec_tag: String,
+    pub frames: u64,
+    pub duration: f64,
+    pub moov_before_mdat: bool,
+}
+
+/// ffprobe's view of a file: codec, decoded frame count and duration.
+pub fn ffprobe(path: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries"])
+        .arg("stream=codec_name,codec_tag_string,nb_read_frames:format=duration")
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed (apt-get install ffmpeg)");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    let bytes = std::fs::read(path).unwrap();
+    let find = |t: &[u8]| bytes.windows(4).position(|w| w == t).unwrap_or(usize::MAX);
+    Probe {
+        codec: s["codec_name"].as_str().unwrap_or("").into(),
+        codec_tag: s["codec_tag_string"].as_str().unwrap_or("").into(),
+        frames: s["nb_read_frames"].as_str().unwrap_or("0").parse().unwrap(),
+        duration: v["format"]["duration"].as_str().unwrap_or("0").parse().unwrap(),
+        moov_before_mdat: find(b"moov") < find(b"mdat"),
+    }
+}
+
+/// `ffmpeg -v error -xerror -i FILE -f null -`: decodes every frame, fails on any error.
+pub fn ffmpeg_decodes(path: &Path) -> Result<(), String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is installed");
+    if out.status.success() && out.stderr.is_empty() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+pub fn secs(s: f64) -> Duration90k {
+    Duration90k::from_secs_f64(s)
+}
+
+/// Exports `[from, to)` and checks it with ffprobe and ffmpeg: codec, duration
+/// within one frame interval, frame count within one frame, moov first, decodes.
+pub fn export_and_verify(cfg: &Path, camera: &str, from: Time90k, to: Time90k, codec: &str, fps: f64, out: &Path) {
+    let o = export(cfg, camera, from, to, out);
+    assert!(o.status.success(), "export failed: {}", String::from_utf8_lossy(&o.stderr));
+    let p = ffprobe(out);
+    let want = (to - from).as_secs_f64();
+    assert_eq!(p.codec, codec, "{p:?}");
+    assert!((p.duration - want).abs() <= 1.0 / fps + 1e-6, "duration {} vs requested {want}: {p:?}", p.duration);
+    let want_frames = want * fps;
+    assert!((p.frames as f64 - want_frames).abs() <= 1.0 + 1e-6, "frames {} vs {want_frames}: {p:?}", p.frames);
+    assert!(p.moov_before_mdat, "moov must come first for progressive playback");
+    ffmpeg_decodes(out).unwrap_or_else(|e| panic!("ffmpeg could not decode {}: {e}", out.display()));
+}
