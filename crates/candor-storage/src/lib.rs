@@ -86,6 +86,7 @@ impl Store {
         let conn = db::open(&dir.join("index.db"), false)?;
         let store = Store { dir: dir.to_owned(), db: Arc::new(Mutex::new(conn)), _lock: Some(lock) };
         let report = recovery::recover(&store)?;
+        store.ensure_ballast();
         Ok((store, report))
     }
 
@@ -102,6 +103,45 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn ballast_path(&self) -> PathBuf {
+        self.dir.join("reserve.ballast")
+    }
+
+    /// Keeps a small file of real (non-sparse) bytes in the data directory.
+    /// When the disk is completely full SQLite cannot commit even a DELETE (it
+    /// must append to its WAL), so retention would be stuck; releasing the
+    /// ballast first gives it room. Sized 1% of the filesystem, 256 KiB–16 MiB.
+    pub fn ensure_ballast(&self) {
+        let path = self.ballast_path();
+        let size = match retention::disk_space(self) {
+            Ok((_, total)) => (total / 100).clamp(256 << 10, 16 << 20),
+            Err(_) => return,
+        };
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+            return;
+        }
+        let r = (|| -> std::io::Result<()> {
+            let mut f = File::create(&path)?;
+            let zeros = vec![0u8; 64 << 10];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                std::io::Write::write_all(&mut f, &zeros[..n])?;
+                left -= n as u64;
+            }
+            f.sync_all()
+        })();
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&path);
+            tracing::warn!("can't create the {size}-byte disk-full reserve file: {e}");
+        }
+    }
+
+    /// Frees the ballast's space (see [`Store::ensure_ballast`]).
+    pub fn release_ballast(&self) {
+        let _ = std::fs::remove_file(self.ballast_path());
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {

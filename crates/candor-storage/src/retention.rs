@@ -108,6 +108,18 @@ pub fn disk_space(store: &Store) -> Result<(u64, u64), StorageError> {
 /// although the reserve said otherwise, e.g. another program wrote to it)
 /// raises the free-space target by 5% of the filesystem (at least 1 MiB).
 pub fn run_once(store: &Store, limits: &Limits, now_90k: i64, emergency: bool) -> Result<Report, StorageError> {
+    if emergency {
+        // The disk is full: SQLite needs room to commit the deletions.
+        store.release_ballast();
+    }
+    let r = run_inner(store, limits, now_90k, emergency);
+    if emergency {
+        store.ensure_ballast();
+    }
+    r
+}
+
+fn run_inner(store: &Store, limits: &Limits, now_90k: i64, emergency: bool) -> Result<Report, StorageError> {
     let rows = db::all_segments(&store.conn())?;
     let mut segs = Vec::with_capacity(rows.len());
     for r in &rows {

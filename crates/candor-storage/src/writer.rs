@@ -112,7 +112,15 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
-                let mut w = WriterThread { store, sync: sync_tx, cams: HashMap::new(), stats: st, opts, buf: Vec::new() };
+                let mut w = WriterThread {
+                    store,
+                    sync: sync_tx,
+                    cams: HashMap::new(),
+                    stats: st,
+                    opts,
+                    buf: Vec::new(),
+                    dead_rows: Vec::new(),
+                };
                 w.run(rx);
                 drop(w.sync);
                 let _ = syncer.join();
@@ -177,6 +185,9 @@ struct WriterThread {
     stats: Arc<Mutex<HashMap<i64, CameraStats>>>,
     opts: WriterOptions,
     buf: Vec<u8>,
+    /// Rows of segments whose file could not be created and whose deletion
+    /// failed too (a full disk refuses SQLite commits): retried until gone.
+    dead_rows: Vec<i64>,
 }
 
 enum SyncMsg {
@@ -210,6 +221,12 @@ impl WriterThread {
         for c in cams {
             self.end_run(c);
         }
+        self.delete_dead_rows();
+    }
+
+    fn delete_dead_rows(&mut self) {
+        let store = &self.store;
+        self.dead_rows.retain(|id| store.conn().execute("DELETE FROM segment WHERE id = ?1", [id]).is_err());
     }
 
     fn stat(&self, camera_id: i64, f: impl FnOnce(&mut CameraStats)) {
@@ -363,6 +380,7 @@ impl WriterThread {
     }
 
     fn open_seg(&mut self, cam: i64, run: &mut Run, media_ts: i64) -> Result<(), StorageError> {
+        self.delete_dead_rows();
         // Invariant: the row exists (committed) before the file does, so a file
         // never exists without a row except after a retention crash (see recovery).
         let id = {
@@ -393,7 +411,8 @@ impl WriterThread {
             Ok(v) => v,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
-                let _ = self.store.conn().execute("DELETE FROM segment WHERE id = ?1", [id]);
+                self.dead_rows.push(id);
+                self.delete_dead_rows();
                 return Err(StorageError::io(format!("creating {}", path.display()), e));
             }
         };
@@ -421,8 +440,9 @@ impl WriterThread {
         if seg.records.is_empty() {
             // Nothing written (e.g. the first write failed): drop row and file.
             let path = self.store.segment_path(cam, seg.id);
-            let _ = self.store.conn().execute("DELETE FROM segment WHERE id = ?1", [seg.id]);
             let _ = std::fs::remove_file(path);
+            self.dead_rows.push(seg.id);
+            self.delete_dead_rows();
             return;
         }
         let frames = frames_from_records(&seg.records, last_duration.filter(|&d| d > 0));
@@ -447,8 +467,29 @@ impl WriterThread {
     }
 }
 
+/// Commits a closed segment. Invariant: closed rows describe fsynced data.
+/// Returns false if it must be retried (e.g. the disk is full, so SQLite
+/// cannot commit); the row stays open meanwhile, which readers handle.
+fn commit_close(store: &Store, job: &CloseJob) -> bool {
+    if let Err(e) = job.file.sync_data() {
+        error!(segment = job.id, "fsync failed: {e}; will retry");
+        return false;
+    }
+    let r = store.conn().execute(
+        "UPDATE segment SET state = 1, wall_duration_90k = ?2, media_duration_90k = ?3, frames = ?4, \
+         file_len = ?5, frame_index = ?6 WHERE id = ?1",
+        params![job.id, job.wall_duration, job.media_duration, job.frames, job.file_len as i64, job.index],
+    );
+    if let Err(e) = r {
+        error!(segment = job.id, "committing closed segment failed: {e}; will retry");
+        return false;
+    }
+    true
+}
+
 fn syncer(store: Arc<Store>, rx: mpsc::Receiver<SyncMsg>, interval: Duration) {
     let mut open: HashMap<i64, Arc<File>> = HashMap::new();
+    let mut retry: Vec<CloseJob> = Vec::new();
     let mut dirty_dirs: Vec<std::path::PathBuf> = Vec::new();
     let mut next = std::time::Instant::now() + interval;
     let sync_dirs = |dirs: &mut Vec<std::path::PathBuf>| {
@@ -470,18 +511,8 @@ fn syncer(store: Arc<Store>, rx: mpsc::Receiver<SyncMsg>, interval: Duration) {
             Ok(SyncMsg::Close(job)) => {
                 open.remove(&job.id);
                 sync_dirs(&mut dirty_dirs);
-                // Invariant: closed rows describe fsynced data.
-                if let Err(e) = job.file.sync_data() {
-                    error!(segment = job.id, "fsync failed: {e}; leaving the segment open for recovery");
-                    continue;
-                }
-                let r = store.conn().execute(
-                    "UPDATE segment SET state = 1, wall_duration_90k = ?2, media_duration_90k = ?3, frames = ?4, \
-                     file_len = ?5, frame_index = ?6 WHERE id = ?1",
-                    params![job.id, job.wall_duration, job.media_duration, job.frames, job.file_len as i64, job.index],
-                );
-                if let Err(e) = r {
-                    error!(segment = job.id, "committing closed segment failed: {e}; recovery will redo it");
+                if !commit_close(&store, &job) {
+                    retry.push(job);
                 }
             }
             Ok(SyncMsg::Flush(reply)) => {
@@ -493,6 +524,7 @@ fn syncer(store: Arc<Store>, rx: mpsc::Receiver<SyncMsg>, interval: Duration) {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 next = std::time::Instant::now() + interval;
+                retry.retain(|job| !commit_close(&store, job));
                 sync_dirs(&mut dirty_dirs);
                 for (id, f) in &open {
                     if let Err(e) = f.sync_data() {
@@ -501,7 +533,12 @@ fn syncer(store: Arc<Store>, rx: mpsc::Receiver<SyncMsg>, interval: Duration) {
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                info!("storage writer stopped; all segments closed and committed");
+                retry.retain(|job| !commit_close(&store, job));
+                if retry.is_empty() {
+                    info!("storage writer stopped; all segments closed and committed");
+                } else {
+                    warn!("storage writer stopped; {} segment(s) left open for recovery at next start", retry.len());
+                }
                 return;
             }
         }
