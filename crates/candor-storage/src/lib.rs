@@ -158,6 +158,16 @@ impl Store {
         Ok(db::camera_id(&self.conn(), name, true)?.expect("created"))
     }
 
+    /// Every segment row, oldest first.
+    pub fn segments(&self) -> Result<Vec<db::SegmentRow>, StorageError> {
+        db::all_segments(&self.conn())
+    }
+
+    /// The file holding a segment (for tests and diagnostics).
+    pub fn segment_file(&self, camera_id: i64, segment_id: i64) -> PathBuf {
+        self.segment_path(camera_id, segment_id)
+    }
+
     pub fn cameras(&self) -> Result<Vec<(i64, String)>, StorageError> {
         db::cameras(&self.conn())
     }
