@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Recording cost, side by side: Candor vs one `ffmpeg -c copy -f segment`
+process per camera, on the same simulated cameras, in one run.
+
+    cargo build --release -p candor
+    python3 bench/record_vs_ffmpeg.py --clip ../shared/media/vtest-1920x1080-15fps-h264-4mbps-30s.mp4 \
+        --counts 16 64 --max-search 96 128 160 --seconds 40
+
+The simulator runs pinned to CPU 0; the recorder (or all ffmpeg processes)
+pinned to CPU 1, so "per core" means what it says. CPU time is read from
+/proc/PID/stat (utime+stime) over a steady-state window after a warm-up;
+memory is VmRSS. Frame loss is judged from the recorder's own index: the
+recorded seconds per camera over the window must match wall time.
+Prints a Markdown table (paste into BENCHMARKS.md).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_secs(pids):
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def rss_bytes(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def start_camsim(candor, clip, n, port):
+    p = subprocess.Popen(
+        ["taskset", "-c", "0", candor, "camsim", "--listen", f"127.0.0.1:{port}", "--cameras", str(n), "--source", clip],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    return p
+
+
+def measure(pids, warmup, seconds):
+    time.sleep(warmup)
+    c0, t0 = cpu_secs(pids), time.time()
+    time.sleep(seconds)
+    c1, t1 = cpu_secs(pids), time.time()
+    return c1 - c0, t1 - t0, rss_bytes(pids)
+
+
+def run_candor(candor, n, port, warmup, seconds, work):
+    data = os.path.join(work, f"candor-{n}")
+    os.makedirs(data)
+    cfg = os.path.join(data, "candor.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[storage]\npath = "."\n')
+        for i in range(n):
+            f.write(f'\n[[cameras]]\nname = "cam{i}"\nurl = "rtsp://127.0.0.1:{port}/cam{i}"\n')
+    p = subprocess.Popen(["taskset", "-c", "1", candor, "run", "-c", cfg],
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(data, "log"), "w"),
+                         env={**os.environ, "RUST_LOG": "warn"})
+    window_start = time.time() + warmup
+    cpu, wall, rss = measure([p.pid], warmup, seconds)
+    window_end = time.time()
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+    # Frame loss check: recorded time inside the window, per camera.
+    worst = None
+    for i in range(n):
+        out = subprocess.run([candor, "spans", "-c", cfg, "--camera", f"cam{i}", "--json"],
+                             capture_output=True, text=True)
+        spans = json.loads(out.stdout)["spans"] if out.returncode == 0 else []
+        covered = 0.0
+        for s in spans:
+            a = max(iso(s["start"]), window_start)
+            b = min(iso(s["end"]), window_end - 2.0)  # last ~2 s may still be in flight
+            covered += max(0.0, b - a)
+        frac = covered / max(1e-9, (window_end - 2.0 - window_start))
+        worst = frac if worst is None else min(worst, frac)
+    du = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(data) for f in fs)
+    shutil.rmtree(data)
+    return cpu, wall, rss, worst, du
+
+
+def iso(s):
+    from datetime import datetime
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def run_ffmpeg(n, port, warmup, seconds, work):
+    out = os.path.join(work, f"ffmpeg-{n}")
+    os.makedirs(out)
+    procs = []
+    for i in range(n):
+        procs.append(subprocess.Popen(
+            ["taskset", "-c", "1", "ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+             "-i", f"rtsp://127.0.0.1:{port}/cam{i}", "-c", "copy", "-f", "segment", "-segment_time", "60",
+             "-reset_timestamps", "1", os.path.join(out, f"cam{i}-%05d.mp4")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    cpu, wall, rss = measure([p.pid for p in procs], warmup, seconds)
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(out)
+    return cpu, wall, rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--candor", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "candor"))
+    ap.add_argument("--clip", required=True)
+    ap.add_argument("--counts", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--max-search", type=int, nargs="*", default=[],
+                    help="extra camera counts for Candor alone, to find the most one core sustains")
+    ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--warmup", type=float, default=8)
+    ap.add_argument("--port", type=int, default=18554)
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="candor-bench-")
+    rows = []
+    for n in a.counts:
+        sim = start_camsim(a.candor, a.clip, n, a.port)
+        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work)
+        f = run_ffmpeg(n, a.port, a.warmup, a.seconds, work)
+        sim.terminate(); sim.wait()
+        rows.append((n, c, f))
+        print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}% | "
+              f"ffmpeg cpu {f[0]:.2f}s rss {f[2]/1e6:.1f}MB", file=sys.stderr)
+    extra = []
+    for n in a.max_search:
+        sim = start_camsim(a.candor, a.clip, n, a.port)
+        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work)
+        sim.terminate(); sim.wait()
+        extra.append((n, c))
+        print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}%", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+
+    print("| cameras | Candor CPU s / camera-minute | ffmpeg CPU s / camera-minute | CPU ratio | Candor RSS / camera | ffmpeg RSS / camera | Candor recorded |")
+    print("|---|---|---|---|---|---|---|")
+    for n, c, f in rows:
+        cc = c[0] / n / (c[1] / 60)
+        fc = f[0] / n / (f[1] / 60)
+        print(f"| {n} | {cc:.3f} | {fc:.3f} | {fc / cc:.1f}x | {c[2] / n / 1e6:.2f} MB | {f[2] / n / 1e6:.1f} MB | {c[3] * 100:.1f}% |")
+    if extra:
+        print()
+        print("| cameras (Candor alone) | CPU of one core | RSS / camera | recorded |")
+        print("|---|---|---|---|")
+        for n, c in extra:
+            print(f"| {n} | {c[0] / c[1] * 100:.0f}% | {c[2] / n / 1e6:.2f} MB | {c[3] * 100:.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
