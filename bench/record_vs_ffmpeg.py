@@ -68,7 +68,7 @@ def measure(pids, warmup, seconds):
     return c1 - c0, t1 - t0, rss_bytes(pids)
 
 
-def run_candor(candor, n, port, warmup, seconds, work):
+def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None):
     data = os.path.join(work, f"candor-{n}")
     os.makedirs(data)
     cfg = os.path.join(data, "candor.toml")
@@ -80,7 +80,10 @@ def run_candor(candor, n, port, warmup, seconds, work):
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(data, "log"), "w"),
                          env={**os.environ, "RUST_LOG": "warn"})
     window_start = time.time() + warmup
-    cpu, wall, rss = measure([p.pid], warmup, seconds)
+    time.sleep(warmup)
+    s0 = cpu_secs([sim_pid]) if sim_pid else 0.0
+    cpu, wall, rss = measure([p.pid], 0, seconds)
+    sim_cpu = (cpu_secs([sim_pid]) - s0) / wall if sim_pid else 0.0
     window_end = time.time()
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=60)
@@ -99,7 +102,7 @@ def run_candor(candor, n, port, warmup, seconds, work):
         worst = frac if worst is None else min(worst, frac)
     du = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(data) for f in fs)
     shutil.rmtree(data)
-    return cpu, wall, rss, worst, du
+    return cpu, wall, rss, worst, sim_cpu
 
 
 def iso(s):
@@ -144,7 +147,7 @@ def main():
     rows = []
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work)
+        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid)
         f = run_ffmpeg(n, a.port, a.warmup, a.seconds, work)
         sim.terminate(); sim.wait()
         rows.append((n, c, f))
@@ -153,7 +156,7 @@ def main():
     extra = []
     for n in a.max_search:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work)
+        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid)
         sim.terminate(); sim.wait()
         extra.append((n, c))
         print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}%", file=sys.stderr)
@@ -167,10 +170,10 @@ def main():
         print(f"| {n} | {cc:.3f} | {fc:.3f} | {fc / cc:.1f}x | {c[2] / n / 1e6:.2f} MB | {f[2] / n / 1e6:.1f} MB | {c[3] * 100:.1f}% |")
     if extra:
         print()
-        print("| cameras (Candor alone) | CPU of one core | RSS / camera | recorded |")
-        print("|---|---|---|---|")
+        print("| cameras (Candor alone) | recorder CPU of one core | RSS / camera | recorded | camsim CPU of one core |")
+        print("|---|---|---|---|---|")
         for n, c in extra:
-            print(f"| {n} | {c[0] / c[1] * 100:.0f}% | {c[2] / n / 1e6:.2f} MB | {c[3] * 100:.1f}% |")
+            print(f"| {n} | {c[0] / c[1] * 100:.0f}% | {c[2] / n / 1e6:.2f} MB | {c[3] * 100:.1f}% | {c[4] * 100:.0f}% |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 //! never encodes. Tests also use it in-process to inject faults (a camera that
 //! goes offline, stalls or sends garbage).
 
-mod rtsp;
+/// RTSP request parsing; public so it can be fuzzed.
+pub mod rtsp;
 mod server;
 mod source;
 

@@ -4,14 +4,17 @@ use candor_media::Codec;
 use rand::Rng;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// UDP packets sent back to back before a 1 ms pause.
+const UDP_BURST_PACKETS: usize = 32;
 
 /// A fault to inject into one simulated camera (tests use these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +55,11 @@ pub struct CamSim {
 }
 
 impl CamSim {
-    pub async fn start(listen: SocketAddr, cameras: usize, source: Arc<Source>) -> io::Result<CamSim> {
+    pub async fn start(
+        listen: SocketAddr,
+        cameras: usize,
+        source: Arc<Source>,
+    ) -> io::Result<CamSim> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -62,7 +69,11 @@ impl CamSim {
         });
         let (shutdown, rx) = watch::channel(false);
         tokio::spawn(accept_loop(listener, shared.clone(), rx));
-        Ok(CamSim { shared, addr, shutdown })
+        Ok(CamSim {
+            shared,
+            addr,
+            shutdown,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -95,7 +106,11 @@ impl Drop for CamSim {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -133,12 +148,21 @@ async fn udp_pair(ip: std::net::IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
             return Ok((rtp, rtcp));
         }
     }
-    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free even/odd UDP port pair"))
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free even/odd UDP port pair",
+    ))
 }
 
 enum Transport {
-    Tcp { channel: u8 },
-    Udp { sock: UdpSocket, _rtcp: UdpSocket, dst: SocketAddr },
+    Tcp {
+        channel: u8,
+    },
+    Udp {
+        sock: UdpSocket,
+        _rtcp: UdpSocket,
+        dst: SocketAddr,
+    },
 }
 
 struct Session {
@@ -166,10 +190,22 @@ struct Conn {
 impl Conn {
     fn new(stream: TcpStream, shared: Arc<Shared>) -> Conn {
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (rd, wr) = stream.into_split();
-        Conn { rd, wr, local, peer, shared, session: None, out: Vec::with_capacity(64 * 1024) }
+        Conn {
+            rd,
+            wr,
+            local,
+            peer,
+            shared,
+            session: None,
+            out: Vec::with_capacity(64 * 1024),
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -223,7 +259,13 @@ impl Conn {
         self.respond_body(cseq, status, extra, "").await
     }
 
-    async fn respond_body(&mut self, cseq: Option<&str>, status: &str, extra: &str, body: &str) -> io::Result<()> {
+    async fn respond_body(
+        &mut self,
+        cseq: Option<&str>,
+        status: &str,
+        extra: &str,
+        body: &str,
+    ) -> io::Result<()> {
         let mut r = format!("RTSP/1.0 {status}\r\n");
         if let Some(c) = cseq {
             r += &format!("CSeq: {c}\r\n");
@@ -251,7 +293,10 @@ impl Conn {
         {
             return Ok(false); // an unpowered camera does not answer
         }
-        let session_hdr = self.session.as_ref().map(|s| format!("Session: {};timeout=60\r\n", s.id));
+        let session_hdr = self
+            .session
+            .as_ref()
+            .map(|s| format!("Session: {};timeout=60\r\n", s.id));
         match req.method.as_str() {
             "OPTIONS" => {
                 let public = "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, SET_PARAMETER\r\n";
@@ -302,9 +347,17 @@ impl Conn {
                 } else if let Some((a, b)) = rtsp::client_ports(t) {
                     let (sock, rtcp) = udp_pair(self.local.ip()).await?;
                     let (sp, sr) = (sock.local_addr()?.port(), rtcp.local_addr()?.port());
-                    let reply =
-                        format!("RTP/AVP;unicast;client_port={a}-{b};server_port={sp}-{sr};ssrc={ssrc:08X}");
-                    (Transport::Udp { sock, _rtcp: rtcp, dst: SocketAddr::new(self.peer.ip(), a) }, reply)
+                    let reply = format!(
+                        "RTP/AVP;unicast;client_port={a}-{b};server_port={sp}-{sr};ssrc={ssrc:08X}"
+                    );
+                    (
+                        Transport::Udp {
+                            sock,
+                            _rtcp: rtcp,
+                            dst: SocketAddr::new(self.peer.ip(), a),
+                        },
+                        reply,
+                    )
                 } else {
                     self.respond(cseq, "461 Unsupported Transport", "").await?;
                     return Ok(true);
@@ -341,7 +394,8 @@ impl Conn {
                 self.respond(cseq, "200 OK", &extra).await?;
             }
             "GET_PARAMETER" | "SET_PARAMETER" => {
-                self.respond(cseq, "200 OK", &session_hdr.unwrap_or_default()).await?;
+                self.respond(cseq, "200 OK", &session_hdr.unwrap_or_default())
+                    .await?;
             }
             "TEARDOWN" => {
                 self.respond(cseq, "200 OK", "").await?;
@@ -354,11 +408,15 @@ impl Conn {
 
     /// Sends the session's next frame. Returns false when the connection should close.
     async fn send_frame(&mut self) -> io::Result<bool> {
-        let Some(s) = self.session.as_mut() else { return Ok(true) };
+        let Some(s) = self.session.as_mut() else {
+            return Ok(true);
+        };
         let src = self.shared.source.clone();
         let fault = Fault::from_u8(self.shared.faults[s.camera].load(Ordering::Relaxed));
         let frame = &src.frames[s.frame];
-        let ts = s.ts_base.wrapping_add((s.loops * src.duration_90k + frame.time_90k) as u32);
+        let ts = s
+            .ts_base
+            .wrapping_add((s.loops * src.duration_90k + frame.time_90k) as u32);
         s.frame += 1;
         if s.frame == src.frames.len() {
             s.frame = 0;
@@ -394,7 +452,8 @@ impl Conn {
                 Transport::Tcp { channel } => {
                     self.out.push(b'$');
                     self.out.push(*channel);
-                    self.out.extend_from_slice(&((12 + p.len()) as u16).to_be_bytes());
+                    self.out
+                        .extend_from_slice(&((12 + p.len()) as u16).to_be_bytes());
                     self.out.extend_from_slice(&hdr);
                     self.out.extend_from_slice(p);
                 }
@@ -404,6 +463,13 @@ impl Conn {
                     self.out.extend_from_slice(p);
                     // UDP loss is the client's problem, as with a real camera.
                     let _ = sock.send_to(&self.out, *dst).await;
+                    // A real camera's burst is paced by its 100 Mbit/s port; on
+                    // loopback an unpaced key frame can overflow a default-sized
+                    // socket buffer before the client is scheduled. Pace at
+                    // ~360 Mbit/s.
+                    if i % UDP_BURST_PACKETS == UDP_BURST_PACKETS - 1 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
             }
         }

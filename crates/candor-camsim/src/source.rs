@@ -1,7 +1,7 @@
 use bytes::Bytes;
+use candor_media::Codec;
 use candor_media::h26x::{self, DecoderConfig, MAX_RTP_PAYLOAD};
 use candor_media::mp4::{self, ReadError};
-use candor_media::Codec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -35,8 +35,14 @@ impl Source {
     /// in-band before every key frame, as cameras do.
     pub fn from_mp4(file: &[u8]) -> Result<Source, SourceError> {
         let clip = mp4::read::parse(file)?;
-        let first_key = clip.samples.iter().position(|s| s.key).ok_or(SourceError::NoKeyFrame)?;
-        let DecoderConfig { codec, length_size, .. } = clip.config;
+        let first_key = clip
+            .samples
+            .iter()
+            .position(|s| s.key)
+            .ok_or(SourceError::NoKeyFrame)?;
+        let DecoderConfig {
+            codec, length_size, ..
+        } = clip.config;
         let mut frames = Vec::with_capacity(clip.samples.len());
         let mut bytes = 0u64;
         let t0 = clip.samples[first_key].time_90k;
@@ -68,10 +74,19 @@ impl Source {
                 bytes += v.len() as u64;
                 payloads.push(Bytes::from(v));
             });
-            frames.push(SimFrame { time_90k: s.time_90k - t0, payloads });
+            frames.push(SimFrame {
+                time_90k: s.time_90k - t0,
+                payloads,
+            });
         }
         let duration_90k = clip.duration_90k() - t0;
-        Ok(Source { codec, fmtp: clip.config.sdp_fmtp(), frames, duration_90k, bytes })
+        Ok(Source {
+            codec,
+            fmtp: clip.config.sdp_fmtp(),
+            frames,
+            duration_90k,
+            bytes,
+        })
     }
 
     pub fn codec(&self) -> Codec {

@@ -82,7 +82,13 @@ impl DecoderConfig {
         if pps.is_empty() {
             return Err(H26xError::Missing("PPS"));
         }
-        Ok(DecoderConfig { codec: Codec::H264, length_size, vps: vec![], sps, pps })
+        Ok(DecoderConfig {
+            codec: Codec::H264,
+            length_size,
+            vps: vec![],
+            sps,
+            pps,
+        })
     }
 
     /// Parses an `HEVCDecoderConfigurationRecord` (ISO/IEC 14496-15 8.3.3.1).
@@ -109,12 +115,22 @@ impl DecoderConfig {
                 return Err(H26xError::Missing(what));
             }
         }
-        Ok(DecoderConfig { codec: Codec::H265, length_size, vps, sps, pps })
+        Ok(DecoderConfig {
+            codec: Codec::H265,
+            length_size,
+            vps,
+            sps,
+            pps,
+        })
     }
 
     /// The parameter sets in the order a decoder wants them before a key frame.
     pub fn parameter_sets(&self) -> impl Iterator<Item = &[u8]> {
-        self.vps.iter().chain(&self.sps).chain(&self.pps).map(Vec::as_slice)
+        self.vps
+            .iter()
+            .chain(&self.sps)
+            .chain(&self.pps)
+            .map(Vec::as_slice)
     }
 
     /// The SDP `a=fmtp` value for this stream (payload type not included).
@@ -123,11 +139,14 @@ impl DecoderConfig {
         match self.codec {
             Codec::H264 => {
                 let sps = &self.sps[0];
-                let pli = sps.get(1..4).map(|b| format!("{:02X}{:02X}{:02X}", b[0], b[1], b[2]));
+                let pli = sps
+                    .get(1..4)
+                    .map(|b| format!("{:02X}{:02X}{:02X}", b[0], b[1], b[2]));
                 let sets: Vec<String> = self.sps.iter().chain(&self.pps).map(|v| b64(v)).collect();
                 format!(
                     "packetization-mode=1;{}sprop-parameter-sets={}",
-                    pli.map(|p| format!("profile-level-id={p};")).unwrap_or_default(),
+                    pli.map(|p| format!("profile-level-id={p};"))
+                        .unwrap_or_default(),
                     sets.join(",")
                 )
             }
@@ -143,7 +162,10 @@ impl DecoderConfig {
 
 /// Iterates the NAL units of a length-prefixed (MP4-style) sample.
 pub fn nals(sample: &[u8], length_size: u8) -> Nals<'_> {
-    Nals { rest: sample, length_size: usize::from(length_size) }
+    Nals {
+        rest: sample,
+        length_size: usize::from(length_size),
+    }
 }
 
 pub struct Nals<'a> {
@@ -162,10 +184,15 @@ impl<'a> Iterator for Nals<'a> {
             return Some(Err(H26xError::Truncated));
         }
         let (len_bytes, rest) = self.rest.split_at(self.length_size);
-        let len = len_bytes.iter().fold(0usize, |acc, &b| acc << 8 | usize::from(b));
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| acc << 8 | usize::from(b));
         if len > rest.len() {
             self.rest = &[];
-            return Some(Err(H26xError::NalOverrun { len, remaining: rest.len() }));
+            return Some(Err(H26xError::NalOverrun {
+                len,
+                remaining: rest.len(),
+            }));
         }
         let (nal, rest) = rest.split_at(len);
         self.rest = rest;
@@ -245,13 +272,21 @@ mod tests {
 
     #[test]
     fn fu_a_reassembles_to_the_original_nal() {
-        let nal: Vec<u8> = std::iter::once(0x65).chain((0..5000u32).map(|i| i as u8)).collect();
+        let nal: Vec<u8> = std::iter::once(0x65)
+            .chain((0..5000u32).map(|i| i as u8))
+            .collect();
         let mut pkts = Vec::new();
-        packetize(Codec::H264, [&nal[..]], 1400, |h, p| pkts.push([h, p].concat()));
+        packetize(Codec::H264, [&nal[..]], 1400, |h, p| {
+            pkts.push([h, p].concat())
+        });
         assert!(pkts.len() > 3);
         assert!(pkts.iter().all(|p| p.len() <= 1400));
         assert_eq!(pkts[0][1] & 0x80, 0x80, "first fragment has S bit");
-        assert_eq!(pkts.last().unwrap()[1] & 0x40, 0x40, "last fragment has E bit");
+        assert_eq!(
+            pkts.last().unwrap()[1] & 0x40,
+            0x40,
+            "last fragment has E bit"
+        );
         let mut rebuilt = vec![(pkts[0][0] & 0xe0) | (pkts[0][1] & 0x1f)];
         for p in &pkts {
             rebuilt.extend_from_slice(&p[2..]);
@@ -261,12 +296,21 @@ mod tests {
 
     #[test]
     fn h265_fu_keeps_layer_and_tid() {
-        let nal: Vec<u8> = [0x26, 0x01].into_iter().chain(std::iter::repeat_n(7, 3000)).collect();
+        let nal: Vec<u8> = [0x26, 0x01]
+            .into_iter()
+            .chain(std::iter::repeat_n(7, 3000))
+            .collect();
         let mut pkts = Vec::new();
-        packetize(Codec::H265, [&nal[..]], 1400, |h, p| pkts.push([h, p].concat()));
+        packetize(Codec::H265, [&nal[..]], 1400, |h, p| {
+            pkts.push([h, p].concat())
+        });
         assert_eq!((pkts[0][0] >> 1) & 0x3f, 49);
         assert_eq!(pkts[0][1], 0x01);
-        assert_eq!(pkts[0][2] & 0x3f, 19, "IDR_W_RADL type carried in FU header");
+        assert_eq!(
+            pkts[0][2] & 0x3f,
+            19,
+            "IDR_W_RADL type carried in FU header"
+        );
         let total: usize = pkts.iter().map(|p| p.len() - 3).sum();
         assert_eq!(total, nal.len() - 2);
     }
@@ -274,7 +318,13 @@ mod tests {
     #[test]
     fn truncated_length_prefix_is_an_error_not_a_panic() {
         let v: Vec<_> = nals(&[0, 0, 0, 9, 1, 2], 4).collect();
-        assert_eq!(v, vec![Err(H26xError::NalOverrun { len: 9, remaining: 2 })]);
+        assert_eq!(
+            v,
+            vec![Err(H26xError::NalOverrun {
+                len: 9,
+                remaining: 2
+            })]
+        );
         assert!(DecoderConfig::parse_avcc(&[1, 2]).is_err());
         assert!(DecoderConfig::parse_hvcc(&[0; 23]).is_err());
     }

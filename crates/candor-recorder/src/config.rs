@@ -4,8 +4,8 @@
 //! carry the line and column of the offending value; the few cross-field
 //! checks (duplicate camera names) use spans for the same effect.
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +13,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("can't read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -50,7 +53,9 @@ fn default_segment() -> HumanDuration {
 fn segment_duration<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
     let v = HumanDuration::deserialize(d)?;
     if v.0 < Duration::from_secs(1) || v.0 > Duration::from_secs(300) {
-        return Err(de::Error::custom("segment_duration must be between 1s and 5m"));
+        return Err(de::Error::custom(
+            "segment_duration must be between 1s and 5m",
+        ));
     }
     Ok(v)
 }
@@ -93,7 +98,12 @@ pub struct CameraName(pub String);
 impl<'de> Deserialize<'de> for CameraName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if s.is_empty()
+            || s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err(de::Error::custom(format!(
                 "camera name {s:?} must be 1-64 characters of letters, digits, '_' or '-'"
             )));
@@ -119,9 +129,13 @@ pub struct CameraUrl {
 
 impl CameraUrl {
     pub fn parse(s: &str) -> Result<CameraUrl, String> {
-        let mut url = url::Url::parse(s).map_err(|e| format!("camera url is not a valid URL: {e}"))?;
+        let mut url =
+            url::Url::parse(s).map_err(|e| format!("camera url is not a valid URL: {e}"))?;
         if url.scheme() != "rtsp" {
-            return Err(format!("camera url must start with rtsp:// (got {}://)", url.scheme()));
+            return Err(format!(
+                "camera url must start with rtsp:// (got {}://)",
+                url.scheme()
+            ));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err("camera url has no host".into());
@@ -131,7 +145,11 @@ impl CameraUrl {
         let password = url.password().map(decode);
         let _ = url.set_username("");
         let _ = url.set_password(None);
-        Ok(CameraUrl { url, username, password })
+        Ok(CameraUrl {
+            url,
+            username,
+            password,
+        })
     }
 }
 
@@ -142,7 +160,8 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
         {
             out.push(v);
             i += 3;
@@ -189,9 +208,13 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     pub fn parse(s: &str) -> Result<ByteSize, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let num: f64 = num.parse().map_err(|_| format!("{s:?} is not a size like \"20GB\" or \"500MB\""))?;
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size like \"20GB\" or \"500MB\""))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" | "k" => 1_000,
@@ -202,7 +225,11 @@ impl ByteSize {
             "mib" => 1 << 20,
             "gib" => 1 << 30,
             "tib" => 1 << 40,
-            u => return Err(format!("unknown size unit {u:?} in {s:?}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")),
+            u => {
+                return Err(format!(
+                    "unknown size unit {u:?} in {s:?}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
+                ));
+            }
         };
         let v = num * mult as f64;
         if !(v.is_finite() && v >= 0.0 && v < u64::MAX as f64) {
@@ -234,9 +261,13 @@ pub struct HumanDuration(pub Duration);
 impl HumanDuration {
     pub fn parse(s: &str) -> Result<HumanDuration, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let num: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like \"14d\" or \"30s\""))?;
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration like \"14d\" or \"30s\""))?;
         let secs = match unit.trim() {
             "ms" => 0.001,
             "s" => 1.0,
@@ -245,7 +276,11 @@ impl HumanDuration {
             "d" => 86400.0,
             "w" => 7.0 * 86400.0,
             "" => return Err(format!("duration {s:?} needs a unit: ms, s, m, h, d or w")),
-            u => return Err(format!("unknown duration unit {u:?} in {s:?}; use ms, s, m, h, d or w")),
+            u => {
+                return Err(format!(
+                    "unknown duration unit {u:?} in {s:?}; use ms, s, m, h, d or w"
+                ));
+            }
         };
         Duration::try_from_secs_f64(num * secs)
             .map(HumanDuration)
@@ -261,15 +296,28 @@ impl<'de> Deserialize<'de> for HumanDuration {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut cfg = Config::parse(&src).map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&src).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
         if cfg.storage.path.is_relative() {
-            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             cfg.storage.path = base.join(&cfg.storage.path);
         }
         Ok(cfg)
@@ -278,7 +326,10 @@ impl Config {
     /// Parses and validates config text. Errors name the field and line.
     pub fn parse(src: &str) -> Result<Config, String> {
         let cfg: Config = toml::from_str(src).map_err(|e| {
-            let line = e.span().map(|s| format!("line {}: ", line_of(src, s.start))).unwrap_or_default();
+            let line = e
+                .span()
+                .map(|s| format!("line {}: ", line_of(src, s.start)))
+                .unwrap_or_default();
             format!("{line}{}", e.message())
         })?;
         let mut seen = std::collections::HashMap::new();
@@ -317,7 +368,10 @@ max_bytes = "5GB"
         assert_eq!(c.storage.max_bytes, Some(ByteSize(20_000_000_000)));
         assert_eq!(c.storage.min_free, Some(ByteSize(2_000_000_000)));
         let cam = &c.cameras[0];
-        assert_eq!(cam.max_age, Some(HumanDuration(Duration::from_secs(14 * 86400))));
+        assert_eq!(
+            cam.max_age,
+            Some(HumanDuration(Duration::from_secs(14 * 86400)))
+        );
         assert_eq!(cam.url.password.as_deref(), Some("s@cret"));
         assert_eq!(cam.url.username.as_deref(), Some("user"));
     }
@@ -326,7 +380,10 @@ max_bytes = "5GB"
     fn passwords_never_display() {
         let c = Config::parse(GOOD).unwrap();
         let shown = format!("{} {:?} {:?}", c.cameras[0].url, c.cameras[0].url, c);
-        assert!(!shown.contains("s@cret") && !shown.contains("s%40cret"), "{shown}");
+        assert!(
+            !shown.contains("s@cret") && !shown.contains("s%40cret"),
+            "{shown}"
+        );
         assert!(shown.contains("rtsp://user:***@127.0.0.1:8554/cam0"));
     }
 
@@ -334,7 +391,10 @@ max_bytes = "5GB"
     fn errors_name_the_field_and_line() {
         let bad = GOOD.replace("max_bytes = \"5GB\"", "max_bytes = \"5XB\"");
         let e = Config::parse(&bad).unwrap_err();
-        assert!(e.starts_with("line 11:") && e.contains("unknown size unit"), "{e}");
+        assert!(
+            e.starts_with("line 11:") && e.contains("unknown size unit"),
+            "{e}"
+        );
         let bad = GOOD.replace("rtsp://user", "http://user");
         let e = Config::parse(&bad).unwrap_err();
         assert!(e.starts_with("line 9:") && e.contains("rtsp://"), "{e}");

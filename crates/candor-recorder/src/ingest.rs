@@ -111,7 +111,12 @@ impl CameraTask {
             self.set(|s| s.state = CameraState::Connecting);
             let started = Instant::now();
             let r = self.session().await;
-            let _ = self.tx.send(Msg::EndRun { camera_id: self.camera_id }).await;
+            let _ = self
+                .tx
+                .send(Msg::EndRun {
+                    camera_id: self.camera_id,
+                })
+                .await;
             let err = match r {
                 Err(SessionError::Shutdown) | Ok(()) => break,
                 Err(e) => e.to_string(),
@@ -123,7 +128,10 @@ impl CameraTask {
             warn!(camera = %name, url = %self.cfg.url, "camera session failed: {err}; retrying in {delay:.1?}");
             let until = Time90k::now() + candor_media::Duration90k::from_std(delay);
             self.set(|s| {
-                s.state = CameraState::Backoff { until, last_error: err.clone() };
+                s.state = CameraState::Backoff {
+                    until,
+                    last_error: err.clone(),
+                };
                 s.last_error = Some(err);
                 s.reconnects += 1;
             });
@@ -135,7 +143,11 @@ impl CameraTask {
         self.set(|s| s.state = CameraState::Stopped);
     }
 
-    async fn timed<T>(&mut self, what: &'static str, f: impl Future<Output = Result<T, retina::Error>>) -> Result<T, SessionError> {
+    async fn timed<T>(
+        &mut self,
+        what: &'static str,
+        f: impl Future<Output = Result<T, retina::Error>>,
+    ) -> Result<T, SessionError> {
         tokio::select! {
             r = tokio::time::timeout(CONNECT_TIMEOUT, f) => r.map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT, what))?.map_err(Into::into),
             _ = self.shutdown.changed() => Err(SessionError::Shutdown),
@@ -144,12 +156,23 @@ impl CameraTask {
 
     async fn session(&mut self) -> Result<(), SessionError> {
         let cfg = self.cfg.clone();
-        let creds = cfg.url.username.clone().map(|username| retina::client::Credentials {
-            username,
-            password: cfg.url.password.clone().unwrap_or_default(),
-        });
-        let opts = SessionOptions::default().creds(creds).user_agent(format!("Candor/{}", env!("CARGO_PKG_VERSION")));
-        let mut session = self.timed("DESCRIBE", retina::client::Session::describe(cfg.url.url.clone(), opts)).await?;
+        let creds = cfg
+            .url
+            .username
+            .clone()
+            .map(|username| retina::client::Credentials {
+                username,
+                password: cfg.url.password.clone().unwrap_or_default(),
+            });
+        let opts = SessionOptions::default()
+            .creds(creds)
+            .user_agent(format!("Candor/{}", env!("CARGO_PKG_VERSION")));
+        let mut session = self
+            .timed(
+                "DESCRIBE",
+                retina::client::Session::describe(cfg.url.url.clone(), opts),
+            )
+            .await?;
         let stream_i = session
             .streams()
             .iter()
@@ -159,9 +182,12 @@ impl CameraTask {
             TransportKind::Tcp => Transport::Tcp(Default::default()),
             TransportKind::Udp => Transport::Udp(Default::default()),
         };
-        let setup = SetupOptions::default().transport(transport).frame_format(FrameFormat::MP4);
+        let setup = SetupOptions::default()
+            .transport(transport)
+            .frame_format(FrameFormat::MP4);
         self.timed("SETUP", session.setup(stream_i, setup)).await?;
-        let play = PlayOptions::default().enforce_timestamps_with_max_jump_secs(NonZeroU32::new(10).expect("non-zero"));
+        let play = PlayOptions::default()
+            .enforce_timestamps_with_max_jump_secs(NonZeroU32::new(10).expect("non-zero"));
         let playing = self.timed("PLAY", session.play(play)).await?;
         let mut demuxed = playing.demuxed()?;
         let stall = cfg.stall_timeout.0;
@@ -179,7 +205,9 @@ impl CameraTask {
             };
             let mut send_entry = None;
             if entry.is_none() || frame.has_new_parameters() {
-                let Some(ParametersRef::Video(p)) = demuxed.streams()[frame.stream_id()].parameters() else {
+                let Some(ParametersRef::Video(p)) =
+                    demuxed.streams()[frame.stream_id()].parameters()
+                else {
                     continue; // no parameters yet: nothing decodable to record
                 };
                 let e = Arc::new(sample_entry(p)?);
@@ -200,7 +228,11 @@ impl CameraTask {
             }
             if new_run {
                 send_entry = entry.clone();
-                self.set(|s| s.state = CameraState::Streaming { since: Time90k::now() });
+                self.set(|s| {
+                    s.state = CameraState::Streaming {
+                        since: Time90k::now(),
+                    }
+                });
             }
             let msg = IngestFrame {
                 camera_id: self.camera_id,
@@ -228,7 +260,10 @@ fn sample_entry(p: &VideoParameters) -> Result<SampleEntry, SessionError> {
         _ => return Err(SessionError::Params(format!("codec {}", p.rfc6381_codec()))),
     };
     let (w, h) = p.pixel_dimensions();
-    let data = p.mp4_sample_entry().build().map_err(|e| SessionError::Params(e.to_string()))?;
+    let data = p
+        .mp4_sample_entry()
+        .build()
+        .map_err(|e| SessionError::Params(e.to_string()))?;
     Ok(SampleEntry {
         codec,
         width: u16::try_from(w).map_err(|_| SessionError::Params(format!("width {w}")))?,

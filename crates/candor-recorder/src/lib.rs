@@ -10,8 +10,8 @@ pub use ingest::{CameraState, CameraStatus};
 use candor_media::Time90k;
 use candor_storage::retention::{self, CameraLimits, Limits};
 use candor_storage::writer::{CameraStats, Writer, WriterOptions};
-use candor_storage::{RecoveryReport, Store, StorageError};
-use std::sync::{mpsc, Arc, Mutex};
+use candor_storage::{RecoveryReport, StorageError, Store};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{error, info};
@@ -41,7 +41,9 @@ impl Recorder {
     /// one ingest task per camera. Must be called within a tokio runtime.
     pub async fn start(config: &Config) -> Result<Recorder, StorageError> {
         let dir = config.storage.path.clone();
-        let (store, recovery) = tokio::task::spawn_blocking(move || Store::open(&dir)).await.expect("open task")?;
+        let (store, recovery) = tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .expect("open task")?;
         let store = Arc::new(store);
         let mut limits = Limits {
             max_bytes: config.storage.max_bytes.map(|b| b.0),
@@ -54,7 +56,9 @@ impl Recorder {
             limits.cameras.insert(
                 id,
                 CameraLimits {
-                    max_age_90k: c.max_age.map(|d| candor_media::Duration90k::from_std(d.0).0),
+                    max_age_90k: c
+                        .max_age
+                        .map(|d| candor_media::Duration90k::from_std(d.0).0),
                     max_bytes: c.max_bytes.map(|b| b.0),
                 },
             );
@@ -70,7 +74,10 @@ impl Recorder {
             WriterOptions {
                 fsync_interval: config.storage.fsync_interval.0,
                 on_write_error: Some(kick_fn),
-                segment_target_90k: candor_media::Duration90k::from_std(config.storage.segment_duration.0).0,
+                segment_target_90k: candor_media::Duration90k::from_std(
+                    config.storage.segment_duration.0,
+                )
+                .0,
             },
         );
         let retention_thread = {

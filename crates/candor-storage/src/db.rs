@@ -6,7 +6,7 @@
 //! power loss (see the invariants in `docs/design/storage.md`).
 
 use crate::StorageError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -52,20 +52,32 @@ pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, Stora
             | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| StorageError::db("opening the index", e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| StorageError::db("setting busy timeout", e))?;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StorageError::db("opening the index", e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| StorageError::db("setting busy timeout", e))?;
     if !read_only {
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(|e| StorageError::db("configuring the index", e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| StorageError::db("creating the schema", e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(|e| StorageError::db("configuring the index", e))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| StorageError::db("creating the schema", e))?;
         let v: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| StorageError::db("reading schema version", e))?;
         match v {
             None => {
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
-                    .map_err(|e| StorageError::db("writing schema version", e))?;
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(|e| StorageError::db("writing schema version", e))?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
             Some(v) => return Err(StorageError::SchemaVersion(v)),
@@ -76,19 +88,38 @@ pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, Stora
 
 pub fn camera_id(conn: &Connection, name: &str, create: bool) -> Result<Option<i64>, StorageError> {
     let ctx = |e| StorageError::db("looking up camera", e);
-    if let Some(id) = conn.query_row("SELECT id FROM camera WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(ctx)? {
+    if let Some(id) = conn
+        .query_row("SELECT id FROM camera WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(ctx)?
+    {
         return Ok(Some(id));
     }
     if !create {
         return Ok(None);
     }
-    conn.execute("INSERT INTO camera (name) VALUES (?1)", [name]).map_err(ctx)?;
+    conn.execute("INSERT INTO camera (name) VALUES (?1)", [name])
+        .map_err(ctx)?;
     Ok(Some(conn.last_insert_rowid()))
 }
 
-pub fn sample_entry_id(conn: &Connection, codec: &str, width: u16, height: u16, data: &[u8]) -> Result<i64, StorageError> {
+pub fn sample_entry_id(
+    conn: &Connection,
+    codec: &str,
+    width: u16,
+    height: u16,
+    data: &[u8],
+) -> Result<i64, StorageError> {
     let ctx = |e| StorageError::db("storing sample entry", e);
-    if let Some(id) = conn.query_row("SELECT id FROM sample_entry WHERE data = ?1", [data], |r| r.get(0)).optional().map_err(ctx)? {
+    if let Some(id) = conn
+        .query_row("SELECT id FROM sample_entry WHERE data = ?1", [data], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(ctx)?
+    {
         return Ok(id);
     }
     conn.execute(
@@ -139,7 +170,13 @@ fn seg_row(r: &rusqlite::Row) -> rusqlite::Result<SegmentRow> {
 /// segments are always included (their end is only known from their file).
 /// `max_segment_90k` bounds how long before `from` a segment can start and
 /// still reach into the range.
-pub fn segments_in(conn: &Connection, camera_id: i64, from: i64, to: i64, max_segment_90k: i64) -> Result<Vec<SegmentRow>, StorageError> {
+pub fn segments_in(
+    conn: &Connection,
+    camera_id: i64,
+    from: i64,
+    to: i64,
+    max_segment_90k: i64,
+) -> Result<Vec<SegmentRow>, StorageError> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {SEG_COLS} FROM segment WHERE camera_id = ?1 AND start_90k < ?2 \
@@ -147,7 +184,10 @@ pub fn segments_in(conn: &Connection, camera_id: i64, from: i64, to: i64, max_se
         ))
         .map_err(|e| StorageError::db("querying segments", e))?;
     let rows = stmt
-        .query_map(params![camera_id, to, from.saturating_sub(max_segment_90k), from], seg_row)
+        .query_map(
+            params![camera_id, to, from.saturating_sub(max_segment_90k), from],
+            seg_row,
+        )
         .and_then(|r| r.collect::<Result<Vec<_>, _>>())
         .map_err(|e| StorageError::db("querying segments", e))?;
     Ok(rows)
@@ -155,7 +195,9 @@ pub fn segments_in(conn: &Connection, camera_id: i64, from: i64, to: i64, max_se
 
 pub fn all_segments(conn: &Connection) -> Result<Vec<SegmentRow>, StorageError> {
     let mut stmt = conn
-        .prepare(&format!("SELECT {SEG_COLS} FROM segment ORDER BY start_90k, id"))
+        .prepare(&format!(
+            "SELECT {SEG_COLS} FROM segment ORDER BY start_90k, id"
+        ))
         .map_err(|e| StorageError::db("listing segments", e))?;
     let rows = stmt
         .query_map([], seg_row)
@@ -164,15 +206,22 @@ pub fn all_segments(conn: &Connection) -> Result<Vec<SegmentRow>, StorageError> 
     Ok(rows)
 }
 
-pub fn sample_entry(conn: &Connection, id: i64) -> Result<(String, u16, u16, Vec<u8>), StorageError> {
-    conn.query_row("SELECT codec, width, height, data FROM sample_entry WHERE id = ?1", [id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })
+pub fn sample_entry(
+    conn: &Connection,
+    id: i64,
+) -> Result<(String, u16, u16, Vec<u8>), StorageError> {
+    conn.query_row(
+        "SELECT codec, width, height, data FROM sample_entry WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
     .map_err(|e| StorageError::db("reading sample entry", e))
 }
 
 pub fn cameras(conn: &Connection) -> Result<Vec<(i64, String)>, StorageError> {
-    let mut stmt = conn.prepare("SELECT id, name FROM camera ORDER BY name").map_err(|e| StorageError::db("listing cameras", e))?;
+    let mut stmt = conn
+        .prepare("SELECT id, name FROM camera ORDER BY name")
+        .map_err(|e| StorageError::db("listing cameras", e))?;
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(|r| r.collect())
         .map_err(|e| StorageError::db("listing cameras", e))

@@ -1,9 +1,9 @@
 //! Reading footage back: recorded spans, and MP4 export of any range.
 
 use crate::index::SegmentView;
-use crate::{db, Store, StorageError, SEGMENT_MAX_90K};
-use candor_media::mp4::{Mp4Plan, PlanSample};
+use crate::{SEGMENT_MAX_90K, StorageError, Store, db};
 use candor_media::Time90k;
+use candor_media::mp4::{Mp4Plan, PlanSample};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -17,7 +17,9 @@ pub struct Span {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("no footage of this camera between {from} and {to}; run `candor spans` to see what is recorded")]
+    #[error(
+        "no footage of this camera between {from} and {to}; run `candor spans` to see what is recorded"
+    )]
     NoFootage { from: Time90k, to: Time90k },
     #[error("the requested range is empty or reversed ({from} .. {to}); --to must be after --from")]
     BadRange { from: Time90k, to: Time90k },
@@ -29,7 +31,12 @@ pub enum ExportError {
     Write(std::io::Error),
 }
 
-fn views(store: &Store, camera_id: i64, from: i64, to: i64) -> Result<Vec<SegmentView>, StorageError> {
+fn views(
+    store: &Store,
+    camera_id: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<SegmentView>, StorageError> {
     let rows = db::segments_in(&store.conn(), camera_id, from, to, SEGMENT_MAX_90K)?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -43,7 +50,12 @@ fn views(store: &Store, camera_id: i64, from: i64, to: i64) -> Result<Vec<Segmen
 
 /// Recorded spans of a camera intersecting `[from, to)`: contiguous footage
 /// merged, in time order. Gaps are the spaces between them.
-pub fn spans(store: &Store, camera_id: i64, from: Time90k, to: Time90k) -> Result<Vec<Span>, StorageError> {
+pub fn spans(
+    store: &Store,
+    camera_id: i64,
+    from: Time90k,
+    to: Time90k,
+) -> Result<Vec<Span>, StorageError> {
     let mut out: Vec<Span> = Vec::new();
     for v in views(store, camera_id, from.0, to.0)? {
         let (s, e) = (Time90k(v.start_90k), Time90k(v.end_90k()));
@@ -76,7 +88,12 @@ pub struct Export {
 }
 
 impl Export {
-    pub fn plan(store: &Store, camera_id: i64, from: Time90k, to: Time90k) -> Result<Export, ExportError> {
+    pub fn plan(
+        store: &Store,
+        camera_id: i64,
+        from: Time90k,
+        to: Time90k,
+    ) -> Result<Export, ExportError> {
         if to <= from {
             return Err(ExportError::BadRange { from, to });
         }
@@ -89,10 +106,15 @@ impl Export {
         let mut first_wall: Option<i64> = None;
         let mut cursor = i64::MIN;
         for v in &views {
-            let walls: Vec<(i64, i64)> =
-                v.frames.iter().map(|f| (v.wall_at(f.pts), v.wall_at(f.pts + f.duration))).collect();
+            let walls: Vec<(i64, i64)> = v
+                .frames
+                .iter()
+                .map(|f| (v.wall_at(f.pts), v.wall_at(f.pts + f.duration)))
+                .collect();
             let start_i = if first_wall.is_none() {
-                let Some(j) = walls.iter().position(|&(_, e)| e > from.0) else { continue };
+                let Some(j) = walls.iter().position(|&(_, e)| e > from.0) else {
+                    continue;
+                };
                 if walls[j].0 >= to.0 {
                     continue;
                 }
@@ -120,9 +142,14 @@ impl Export {
                 // A gap: hold the previous frame so the file's timeline stays wall time.
                 let gap = walls[start_i].0 - cursor;
                 if let Some(last) = samples.last_mut() {
-                    last.duration_90k = last.duration_90k.saturating_add(u32::try_from(gap).unwrap_or(u32::MAX));
+                    last.duration_90k = last
+                        .duration_90k
+                        .saturating_add(u32::try_from(gap).unwrap_or(u32::MAX));
                 }
-                gaps.push(Span { start: Time90k(cursor), end: Time90k(walls[start_i].0) });
+                gaps.push(Span {
+                    start: Time90k(cursor),
+                    end: Time90k(walls[start_i].0),
+                });
             }
             let entry = match entries.iter().position(|&e| e == v.sample_entry_id) {
                 Some(p) => p as u32 + 1,
@@ -132,7 +159,11 @@ impl Export {
                 }
             };
             chunk_starts.push(samples.len());
-            let mut part = Part { path: store.segment_path(v.camera_id, v.id), segment_id: v.id, frames: Vec::new() };
+            let mut part = Part {
+                path: store.segment_path(v.camera_id, v.id),
+                segment_id: v.id,
+                frames: Vec::new(),
+            };
             for i in start_i..v.frames.len() {
                 let (ws, we) = walls[i];
                 if ws >= to.0 {
@@ -140,7 +171,12 @@ impl Export {
                 }
                 let f = &v.frames[i];
                 first_wall.get_or_insert(ws);
-                samples.push(PlanSample { size: f.size, duration_90k: (we - ws) as u32, key: f.key, entry });
+                samples.push(PlanSample {
+                    size: f.size,
+                    duration_90k: (we - ws) as u32,
+                    key: f.key,
+                    entry,
+                });
                 part.frames.push((f.offset, f.size));
                 cursor = we;
             }
@@ -196,7 +232,11 @@ impl Export {
     }
 
     /// Writes the whole file, calling `progress` with bytes written so far.
-    pub fn write_to(&self, out: &mut impl Write, mut progress: impl FnMut(u64)) -> Result<(), ExportError> {
+    pub fn write_to(
+        &self,
+        out: &mut impl Write,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), ExportError> {
         out.write_all(&self.header).map_err(ExportError::Write)?;
         let mut written = self.header.len() as u64;
         progress(written);
@@ -206,14 +246,23 @@ impl Export {
         for (pi, part) in self.parts.iter().enumerate() {
             let file = match File::open(&part.path) {
                 Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ExportError::Deleted(part.segment_id)),
-                Err(e) => return Err(StorageError::io(format!("opening {}", part.path.display()), e).into()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(ExportError::Deleted(part.segment_id));
+                }
+                Err(e) => {
+                    return Err(
+                        StorageError::io(format!("opening {}", part.path.display()), e).into(),
+                    );
+                }
             };
-            let r = open.entry(pi).or_insert_with(|| BufReader::with_capacity(1 << 20, file));
+            let r = open
+                .entry(pi)
+                .or_insert_with(|| BufReader::with_capacity(1 << 20, file));
             let mut pos = None;
             for &(offset, size) in &part.frames {
                 if pos != Some(offset) {
-                    r.seek(SeekFrom::Start(offset)).map_err(|e| StorageError::io("seeking in segment", e))?;
+                    r.seek(SeekFrom::Start(offset))
+                        .map_err(|e| StorageError::io("seeking in segment", e))?;
                 }
                 buf.resize(size as usize, 0);
                 r.read_exact(&mut buf)

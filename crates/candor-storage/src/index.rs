@@ -1,7 +1,7 @@
 //! A segment's frames in memory, from the index (closed) or its file (open).
 
 use crate::db::{self, SegmentRow};
-use crate::{segfile, Store, StorageError};
+use crate::{StorageError, Store, segfile};
 use std::fs::File;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +51,8 @@ impl SegmentView {
             return self.start_90k;
         }
         self.start_90k
-            + (i128::from(pts) * i128::from(self.wall_duration_90k) / i128::from(self.media_duration_90k)) as i64
+            + (i128::from(pts) * i128::from(self.wall_duration_90k)
+                / i128::from(self.media_duration_90k)) as i64
     }
 
     pub fn load(store: &Store, row: &SegmentRow) -> Result<SegmentView, StorageError> {
@@ -61,12 +62,19 @@ impl SegmentView {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned()),
             )
         };
-        if let (false, Some(blob), Some(wall), Some(media)) =
-            (row.open, &row.frame_index, row.wall_duration_90k, row.media_duration_90k)
-        {
+        if let (false, Some(blob), Some(wall), Some(media)) = (
+            row.open,
+            &row.frame_index,
+            row.wall_duration_90k,
+            row.media_duration_90k,
+        ) {
             let entry_len = store
                 .conn()
-                .query_row("SELECT length(data) FROM sample_entry WHERE id = ?1", [row.sample_entry_id], |r| r.get::<_, i64>(0))
+                .query_row(
+                    "SELECT length(data) FROM sample_entry WHERE id = ?1",
+                    [row.sample_entry_id],
+                    |r| r.get::<_, i64>(0),
+                )
                 .map_err(|e| StorageError::db("reading sample entry", e))?;
             let mut offset = 8 + 24 + 2 + entry_len as u64 + 4;
             let mut data = &blob[..];
@@ -74,9 +82,16 @@ impl SegmentView {
             let mut pts = 0i64;
             while !data.is_empty() {
                 let dk = db::get_varint(&mut data).ok_or_else(|| corrupt("bad frame index"))?;
-                let size = db::get_varint(&mut data).ok_or_else(|| corrupt("bad frame index"))? as u32;
+                let size =
+                    db::get_varint(&mut data).ok_or_else(|| corrupt("bad frame index"))? as u32;
                 let duration = (dk >> 1) as i64;
-                frames.push(ViewFrame { offset: offset + segfile::RECORD_HEADER, size, pts, duration, key: dk & 1 == 1 });
+                frames.push(ViewFrame {
+                    offset: offset + segfile::RECORD_HEADER,
+                    size,
+                    pts,
+                    duration,
+                    key: dk & 1 == 1,
+                });
                 offset += segfile::RECORD_HEADER + u64::from(size);
                 pts += duration;
             }
@@ -95,7 +110,8 @@ impl SegmentView {
         let path = store.segment_path(row.camera_id, row.id);
         let frames = match File::open(&path) {
             Ok(f) => {
-                let scan = segfile::scan(&f, false).map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
+                let scan = segfile::scan(&f, false)
+                    .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
                 frames_from_records(&scan.records, None)
             }
             // An open row whose file is not created yet (or just deleted) has no frames.
@@ -119,14 +135,25 @@ impl SegmentView {
 
 /// Durations from successive pts; the last frame gets `last_duration` or, if
 /// unknown, repeats the previous one (100 ms for a lone frame).
-pub(crate) fn frames_from_records(records: &[segfile::Record], last_duration: Option<i64>) -> Vec<ViewFrame> {
+pub(crate) fn frames_from_records(
+    records: &[segfile::Record],
+    last_duration: Option<i64>,
+) -> Vec<ViewFrame> {
     let mut frames: Vec<ViewFrame> = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let duration = match records.get(i + 1) {
             Some(n) => i64::from(n.pts) - i64::from(r.pts),
-            None => last_duration.unwrap_or_else(|| frames.last().map(|f| f.duration).unwrap_or(9000)),
+            None => {
+                last_duration.unwrap_or_else(|| frames.last().map(|f| f.duration).unwrap_or(9000))
+            }
         };
-        frames.push(ViewFrame { offset: r.offset, size: r.size, pts: i64::from(r.pts), duration, key: r.key });
+        frames.push(ViewFrame {
+            offset: r.offset,
+            size: r.size,
+            pts: i64::from(r.pts),
+            duration,
+            key: r.key,
+        });
     }
     frames
 }

@@ -33,9 +33,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("{context}: {source}")]
-    Db { context: &'static str, source: rusqlite::Error },
+    Db {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
     #[error(
         "data directory {0} is in use by another recorder (its lock file is held); stop that recorder or choose another storage.path"
     )]
@@ -48,7 +54,10 @@ pub enum StorageError {
 
 impl StorageError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        StorageError::Io { context: context.into(), source }
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
     }
     pub(crate) fn db(context: &'static str, source: rusqlite::Error) -> Self {
         StorageError::Db { context, source }
@@ -72,8 +81,9 @@ impl Store {
     /// Opens (creating if needed) a data directory for recording: takes its
     /// exclusive lock and runs recovery.
     pub fn open(dir: &Path) -> Result<(Store, RecoveryReport), StorageError> {
-        std::fs::create_dir_all(dir.join("segments"))
-            .map_err(|e| StorageError::io(format!("creating data directory {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir.join("segments")).map_err(|e| {
+            StorageError::io(format!("creating data directory {}", dir.display()), e)
+        })?;
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -84,7 +94,11 @@ impl Store {
             return Err(StorageError::Locked(dir.to_owned()));
         }
         let conn = db::open(&dir.join("index.db"), false)?;
-        let store = Store { dir: dir.to_owned(), db: Arc::new(Mutex::new(conn)), _lock: Some(lock) };
+        let store = Store {
+            dir: dir.to_owned(),
+            db: Arc::new(Mutex::new(conn)),
+            _lock: Some(lock),
+        };
         let report = recovery::recover(&store)?;
         store.ensure_ballast();
         Ok((store, report))
@@ -98,7 +112,11 @@ impl Store {
             return Err(StorageError::NoData(dir.to_owned()));
         }
         let conn = db::open(&path, true)?;
-        Ok(Store { dir: dir.to_owned(), db: Arc::new(Mutex::new(conn)), _lock: None })
+        Ok(Store {
+            dir: dir.to_owned(),
+            db: Arc::new(Mutex::new(conn)),
+            _lock: None,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -177,14 +195,17 @@ impl Store {
     }
 
     pub(crate) fn segment_path(&self, camera_id: i64, segment_id: i64) -> PathBuf {
-        self.camera_dir(camera_id).join(format!("{segment_id:010}.seg"))
+        self.camera_dir(camera_id)
+            .join(format!("{segment_id:010}.seg"))
     }
 
     /// Total bytes of all segment files known to the index (closed ones).
     pub fn used_bytes(&self) -> Result<u64, StorageError> {
         let v: i64 = self
             .conn()
-            .query_row("SELECT COALESCE(SUM(file_len), 0) FROM segment", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(SUM(file_len), 0) FROM segment", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| StorageError::db("summing usage", e))?;
         Ok(v as u64)
     }
@@ -199,14 +220,26 @@ impl Store {
         for row in &rows {
             let path = self.segment_path(row.camera_id, row.id);
             match std::fs::metadata(&path) {
+                // An open row is committed before its file is created (and, on a
+                // full disk, may outlive a failed create until its deletion can
+                // commit): it holds no footage, readers treat it as empty, and
+                // recovery removes it.
+                Err(e) if row.open && e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => problems.push(format!("segment {} ({}): {e}", row.id, path.display())),
                 Ok(m) if !row.open && Some(m.len() as i64) != row.file_len => {
-                    problems.push(format!("segment {}: file is {} bytes, index says {:?}", row.id, m.len(), row.file_len))
+                    problems.push(format!(
+                        "segment {}: file is {} bytes, index says {:?}",
+                        row.id,
+                        m.len(),
+                        row.file_len
+                    ))
                 }
                 Ok(_) if !row.open => {
                     let view = SegmentView::load(self, row)?;
-                    let f = File::open(&path).map_err(|e| StorageError::io("opening segment", e))?;
-                    let scan = segfile::scan(&f, true).map_err(|e| StorageError::io("scanning segment", e))?;
+                    let f =
+                        File::open(&path).map_err(|e| StorageError::io("opening segment", e))?;
+                    let scan = segfile::scan(&f, true)
+                        .map_err(|e| StorageError::io("scanning segment", e))?;
                     if scan.records.len() != view.frames.len() || scan.trailing != 0 {
                         problems.push(format!(
                             "segment {}: index has {} frames, file has {} valid (+{} trailing bytes)",
@@ -220,7 +253,10 @@ impl Store {
                 Ok(_) => {}
             }
         }
-        let known: std::collections::HashSet<PathBuf> = rows.iter().map(|r| self.segment_path(r.camera_id, r.id)).collect();
+        let known: std::collections::HashSet<PathBuf> = rows
+            .iter()
+            .map(|r| self.segment_path(r.camera_id, r.id))
+            .collect();
         for (cam, _) in self.cameras()? {
             if let Ok(rd) = std::fs::read_dir(self.camera_dir(cam)) {
                 for e in rd.flatten() {

@@ -3,7 +3,7 @@
 
 use crate::db::{self, SegmentRow};
 use crate::index::{encode, frames_from_records};
-use crate::{segfile, Store, StorageError};
+use crate::{StorageError, Store, segfile};
 use rusqlite::params;
 use std::collections::HashSet;
 use std::fs::File;
@@ -39,7 +39,10 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
             continue;
         }
         if !row.open {
-            warn!(segment = row.id, "closed segment's file is missing or has the wrong length; rebuilding from the file");
+            warn!(
+                segment = row.id,
+                "closed segment's file is missing or has the wrong length; rebuilding from the file"
+            );
         }
         if rebuild(store, row, &mut report)? {
             keep.insert(row.id);
@@ -50,16 +53,23 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
     let seg_root = store.dir().join("segments");
     if let Ok(dirs) = std::fs::read_dir(&seg_root) {
         for d in dirs.flatten() {
-            let Ok(files) = std::fs::read_dir(d.path()) else { continue };
+            let Ok(files) = std::fs::read_dir(d.path()) else {
+                continue;
+            };
             let mut removed = false;
             for f in files.flatten() {
                 let name = f.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".seg")).and_then(|n| n.parse::<i64>().ok()) else {
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".seg"))
+                    .and_then(|n| n.parse::<i64>().ok())
+                else {
                     continue;
                 };
                 if !keep.contains(&id) {
                     warn!("removing orphan segment file {}", f.path().display());
-                    std::fs::remove_file(f.path()).map_err(|e| StorageError::io("removing orphan", e))?;
+                    std::fs::remove_file(f.path())
+                        .map_err(|e| StorageError::io("removing orphan", e))?;
                     report.orphans_removed += 1;
                     removed = true;
                 }
@@ -76,7 +86,11 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
 }
 
 /// Rebuilds one row from its file. Returns whether the row survives.
-fn rebuild(store: &Store, row: &SegmentRow, report: &mut RecoveryReport) -> Result<bool, StorageError> {
+fn rebuild(
+    store: &Store,
+    row: &SegmentRow,
+    report: &mut RecoveryReport,
+) -> Result<bool, StorageError> {
     let path = store.segment_path(row.camera_id, row.id);
     let remove_row = |report: &mut RecoveryReport| -> Result<bool, StorageError> {
         store
@@ -100,13 +114,20 @@ fn rebuild(store: &Store, row: &SegmentRow, report: &mut RecoveryReport) -> Resu
         }
     };
     if scan.trailing > 0 {
-        file.set_len(scan.valid_len).map_err(|e| StorageError::io(format!("truncating {}", path.display()), e))?;
+        file.set_len(scan.valid_len)
+            .map_err(|e| StorageError::io(format!("truncating {}", path.display()), e))?;
         report.bytes_truncated += scan.trailing;
     }
-    file.sync_all().map_err(|e| StorageError::io(format!("fsync {}", path.display()), e))?;
+    file.sync_all()
+        .map_err(|e| StorageError::io(format!("fsync {}", path.display()), e))?;
     let frames = frames_from_records(&scan.records, None);
     let media = frames.last().map(|f| f.pts + f.duration).unwrap_or(0);
-    let index = encode(&frames.iter().map(|f| (f.size, f.duration, f.key)).collect::<Vec<_>>());
+    let index = encode(
+        &frames
+            .iter()
+            .map(|f| (f.size, f.duration, f.key))
+            .collect::<Vec<_>>(),
+    );
     // The run's clock anchor died with the process; camera time is the best
     // estimate of this last segment's length.
     store

@@ -6,7 +6,7 @@
 //! unlinked, so a crash in between leaves only orphan files, which recovery
 //! removes.
 
-use crate::{db, Store, StorageError};
+use crate::{StorageError, Store, db};
 use std::collections::HashMap;
 use tracing::{info, warn};
 
@@ -44,7 +44,13 @@ pub enum Reason {
 
 /// Decides what to delete. `segs` must be sorted oldest first and include
 /// undeletable ones (open, pinned) so that they count towards budgets.
-pub fn plan(segs: &[Candidate], limits: &Limits, now_90k: i64, free: u64, min_free: u64) -> Vec<(i64, Reason)> {
+pub fn plan(
+    segs: &[Candidate],
+    limits: &Limits,
+    now_90k: i64,
+    free: u64,
+    min_free: u64,
+) -> Vec<(i64, Reason)> {
     struct State {
         out: Vec<(i64, Reason)>,
         cam_bytes: HashMap<i64, u64>,
@@ -59,7 +65,12 @@ pub fn plan(segs: &[Candidate], limits: &Limits, now_90k: i64, free: u64, min_fr
             self.free = self.free.saturating_add(s.bytes);
         }
     }
-    let mut st = State { out: Vec::new(), cam_bytes: HashMap::new(), total: 0, free };
+    let mut st = State {
+        out: Vec::new(),
+        cam_bytes: HashMap::new(),
+        total: 0,
+        free,
+    };
     for s in segs {
         *st.cam_bytes.entry(s.camera_id).or_default() += s.bytes;
         st.total += s.bytes;
@@ -107,7 +118,12 @@ pub fn disk_space(store: &Store) -> Result<(u64, u64), StorageError> {
 /// One retention pass. `emergency` (after a failed write: the disk filled up
 /// although the reserve said otherwise, e.g. another program wrote to it)
 /// raises the free-space target by 5% of the filesystem (at least 1 MiB).
-pub fn run_once(store: &Store, limits: &Limits, now_90k: i64, emergency: bool) -> Result<Report, StorageError> {
+pub fn run_once(
+    store: &Store,
+    limits: &Limits,
+    now_90k: i64,
+    emergency: bool,
+) -> Result<Report, StorageError> {
     if emergency {
         // The disk is full: SQLite needs room to commit the deletions.
         store.release_ballast();
@@ -119,13 +135,20 @@ pub fn run_once(store: &Store, limits: &Limits, now_90k: i64, emergency: bool) -
     r
 }
 
-fn run_inner(store: &Store, limits: &Limits, now_90k: i64, emergency: bool) -> Result<Report, StorageError> {
+fn run_inner(
+    store: &Store,
+    limits: &Limits,
+    now_90k: i64,
+    emergency: bool,
+) -> Result<Report, StorageError> {
     let rows = db::all_segments(&store.conn())?;
     let mut segs = Vec::with_capacity(rows.len());
     for r in &rows {
         let bytes = match r.file_len {
             Some(l) if !r.open => l as u64,
-            _ => std::fs::metadata(store.segment_path(r.camera_id, r.id)).map(|m| m.len()).unwrap_or(0),
+            _ => std::fs::metadata(store.segment_path(r.camera_id, r.id))
+                .map(|m| m.len())
+                .unwrap_or(0),
         };
         segs.push(Candidate {
             id: r.id,
@@ -137,25 +160,37 @@ fn run_inner(store: &Store, limits: &Limits, now_90k: i64, emergency: bool) -> R
         });
     }
     let (free, size) = disk_space(store)?;
-    let extra = if emergency { (size / 20).max(1 << 20) } else { 0 };
+    let extra = if emergency {
+        (size / 20).max(1 << 20)
+    } else {
+        0
+    };
     let min_free = limits.min_free.unwrap_or((1u64 << 30).min(size / 10)) + extra;
     let plan = plan(&segs, limits, now_90k, free, min_free);
     let mut report = Report::default();
     if plan.is_empty() {
         if free < min_free {
-            warn!("disk free {free} B is below the reserve {min_free} B and nothing more can be deleted (open or pinned footage only)");
+            warn!(
+                "disk free {free} B is below the reserve {min_free} B and nothing more can be deleted (open or pinned footage only)"
+            );
         }
         return Ok(report);
     }
     let by_id: HashMap<i64, &Candidate> = segs.iter().map(|s| (s.id, s)).collect();
     {
         let mut conn = store.conn();
-        let tx = conn.transaction().map_err(|e| StorageError::db("retention transaction", e))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| StorageError::db("retention transaction", e))?;
         for (id, _) in &plan {
-            tx.execute("DELETE FROM segment WHERE id = ?1 AND state = 1 AND pinned = 0", [id])
-                .map_err(|e| StorageError::db("deleting segment", e))?;
+            tx.execute(
+                "DELETE FROM segment WHERE id = ?1 AND state = 1 AND pinned = 0",
+                [id],
+            )
+            .map_err(|e| StorageError::db("deleting segment", e))?;
         }
-        tx.commit().map_err(|e| StorageError::db("committing retention", e))?;
+        tx.commit()
+            .map_err(|e| StorageError::db("committing retention", e))?;
     }
     for (id, reason) in &plan {
         let s = by_id[id];
@@ -187,32 +222,82 @@ mod tests {
     use super::*;
 
     fn seg(id: i64, cam: i64, start: i64, bytes: u64) -> Candidate {
-        Candidate { id, camera_id: cam, start_90k: start, end_90k: start + 10, bytes, deletable: true }
+        Candidate {
+            id,
+            camera_id: cam,
+            start_90k: start,
+            end_90k: start + 10,
+            bytes,
+            deletable: true,
+        }
     }
 
     #[test]
     fn deletes_oldest_first_until_under_total_budget() {
-        let segs = [seg(1, 1, 0, 100), seg(2, 2, 10, 100), seg(3, 1, 20, 100), seg(4, 2, 30, 100)];
-        let limits = Limits { max_bytes: Some(250), ..Default::default() };
-        assert_eq!(plan(&segs, &limits, 100, u64::MAX, 0), vec![(1, Reason::TotalBytes), (2, Reason::TotalBytes)]);
+        let segs = [
+            seg(1, 1, 0, 100),
+            seg(2, 2, 10, 100),
+            seg(3, 1, 20, 100),
+            seg(4, 2, 30, 100),
+        ];
+        let limits = Limits {
+            max_bytes: Some(250),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan(&segs, &limits, 100, u64::MAX, 0),
+            vec![(1, Reason::TotalBytes), (2, Reason::TotalBytes)]
+        );
     }
 
     #[test]
     fn per_camera_age_and_size_apply_only_to_that_camera() {
-        let segs = [seg(1, 1, 0, 100), seg(2, 2, 10, 100), seg(3, 1, 20, 100), seg(4, 1, 95, 100)];
+        let segs = [
+            seg(1, 1, 0, 100),
+            seg(2, 2, 10, 100),
+            seg(3, 1, 20, 100),
+            seg(4, 1, 95, 100),
+        ];
         let mut limits = Limits::default();
-        limits.cameras.insert(1, CameraLimits { max_age_90k: Some(50), max_bytes: None });
-        limits.cameras.insert(2, CameraLimits { max_age_90k: None, max_bytes: Some(1000) });
-        assert_eq!(plan(&segs, &limits, 100, u64::MAX, 0), vec![(1, Reason::Age), (3, Reason::Age)]);
-        limits.cameras.insert(1, CameraLimits { max_age_90k: None, max_bytes: Some(150) });
-        assert_eq!(plan(&segs, &limits, 100, u64::MAX, 0), vec![(1, Reason::CameraBytes), (3, Reason::CameraBytes)]);
+        limits.cameras.insert(
+            1,
+            CameraLimits {
+                max_age_90k: Some(50),
+                max_bytes: None,
+            },
+        );
+        limits.cameras.insert(
+            2,
+            CameraLimits {
+                max_age_90k: None,
+                max_bytes: Some(1000),
+            },
+        );
+        assert_eq!(
+            plan(&segs, &limits, 100, u64::MAX, 0),
+            vec![(1, Reason::Age), (3, Reason::Age)]
+        );
+        limits.cameras.insert(
+            1,
+            CameraLimits {
+                max_age_90k: None,
+                max_bytes: Some(150),
+            },
+        );
+        assert_eq!(
+            plan(&segs, &limits, 100, u64::MAX, 0),
+            vec![(1, Reason::CameraBytes), (3, Reason::CameraBytes)]
+        );
     }
 
     #[test]
     fn disk_reserve_frees_space_but_never_touches_pinned_or_open() {
         let mut segs = [seg(1, 1, 0, 100), seg(2, 1, 10, 100), seg(3, 1, 20, 100)];
         segs[0].deletable = false; // pinned
-        assert_eq!(plan(&segs, &Limits::default(), 100, 50, 200), vec![(2, Reason::DiskFree), (3, Reason::DiskFree)]);
+        assert_eq!(
+            plan(&segs, &Limits::default(), 100, 50, 200),
+            vec![(2, Reason::DiskFree), (3, Reason::DiskFree)]
+        );
         assert_eq!(plan(&segs, &Limits::default(), 100, 500, 200), vec![]);
     }
 }

@@ -100,7 +100,12 @@ fn read_header(r: &mut impl Read) -> io::Result<Header> {
     if h.finalize() != crc_stored {
         return Err(bad("segment header checksum mismatch"));
     }
-    Ok(Header { segment_id: i64at(8), camera_id: i64at(16), start_90k: i64at(24), sample_entry: entry })
+    Ok(Header {
+        segment_id: i64at(8),
+        camera_id: i64at(16),
+        start_90k: i64at(24),
+        sample_entry: entry,
+    })
 }
 
 /// Reads a segment file's records.
@@ -114,7 +119,17 @@ pub fn scan(file: &File, verify: bool) -> io::Result<Scan> {
     let file_len = file.metadata()?.len();
     let mut r = BufReader::with_capacity(256 * 1024, file);
     r.seek(SeekFrom::Start(0))?;
-    let header = read_header(&mut r)?;
+    scan_reader(&mut r, file_len, verify)
+}
+
+/// [`scan`] over any buffered reader of `file_len` bytes, positioned at 0
+/// (the fuzz target's entry point).
+pub fn scan_reader<R: Read + Seek>(
+    r: &mut BufReader<R>,
+    file_len: u64,
+    verify: bool,
+) -> io::Result<Scan> {
+    let header = read_header(r)?;
     let mut pos = header.encoded_len();
     let mut records = Vec::new();
     let mut payload = Vec::new();
@@ -132,7 +147,12 @@ pub fn scan(file: &File, verify: bool) -> io::Result<Scan> {
         let flags = u32::from_le_bytes(h[8..12].try_into().expect("4"));
         let crc = u32::from_le_bytes(h[12..16].try_into().expect("4"));
         let end = pos + RECORD_HEADER + u64::from(size);
-        if size == 0 || size > MAX_FRAME || end > file_len || flags > 1 || prev_pts.is_some_and(|p| pts <= p) {
+        if size == 0
+            || size > MAX_FRAME
+            || end > file_len
+            || flags > 1
+            || prev_pts.is_some_and(|p| pts <= p)
+        {
             break;
         }
         if verify {
@@ -147,13 +167,24 @@ pub fn scan(file: &File, verify: bool) -> io::Result<Scan> {
                 break;
             }
         } else {
+            // Within the buffer this moves a cursor; no syscall.
             r.seek_relative(i64::from(size))?;
         }
-        records.push(Record { offset: pos + RECORD_HEADER, size, pts, key: flags & 1 == 1 });
+        records.push(Record {
+            offset: pos + RECORD_HEADER,
+            size,
+            pts,
+            key: flags & 1 == 1,
+        });
         prev_pts = Some(pts);
         pos = end;
     }
-    Ok(Scan { header, records, valid_len: pos, trailing: file_len - pos })
+    Ok(Scan {
+        header,
+        records,
+        valid_len: pos,
+        trailing: file_len - pos,
+    })
 }
 
 #[cfg(test)]
@@ -162,7 +193,12 @@ mod tests {
     use std::io::Write;
 
     fn write_seg(path: &std::path::Path, frames: &[(&[u8], u32, bool)]) {
-        let h = Header { segment_id: 7, camera_id: 1, start_90k: 123, sample_entry: vec![1, 2, 3] };
+        let h = Header {
+            segment_id: 7,
+            camera_id: 1,
+            start_90k: 123,
+            sample_entry: vec![1, 2, 3],
+        };
         let mut f = File::create(path).unwrap();
         f.write_all(&h.encode()).unwrap();
         for (p, pts, key) in frames {
@@ -175,14 +211,29 @@ mod tests {
     fn torn_tail_is_cut_at_the_last_whole_record() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s");
-        write_seg(&p, &[(b"aaaa", 0, true), (b"bbbbbb", 3000, false), (b"cccccccc", 6000, false)]);
+        write_seg(
+            &p,
+            &[
+                (b"aaaa", 0, true),
+                (b"bbbbbb", 3000, false),
+                (b"cccccccc", 6000, false),
+            ],
+        );
         let full_len = std::fs::metadata(&p).unwrap().len();
         // Chop the last record mid-payload, as kill -9 during a write could.
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(full_len - 3).unwrap();
         let s = scan(&File::open(&p).unwrap(), true).unwrap();
         assert_eq!(s.records.len(), 2);
-        assert_eq!(s.records[1], Record { offset: s.header.encoded_len() + 16 + 4 + 16, size: 6, pts: 3000, key: false });
+        assert_eq!(
+            s.records[1],
+            Record {
+                offset: s.header.encoded_len() + 16 + 4 + 16,
+                size: 6,
+                pts: 3000,
+                key: false
+            }
+        );
         assert_eq!(s.valid_len, full_len - (16 + 8));
         assert_eq!(s.trailing, 16 + 8 - 3);
     }
@@ -196,8 +247,14 @@ mod tests {
         let n = bytes.len();
         bytes[n - 1] ^= 1;
         std::fs::write(&p, &bytes).unwrap();
-        assert_eq!(scan(&File::open(&p).unwrap(), true).unwrap().records.len(), 1);
+        assert_eq!(
+            scan(&File::open(&p).unwrap(), true).unwrap().records.len(),
+            1
+        );
         // A reader that trusts lengths only still sees both.
-        assert_eq!(scan(&File::open(&p).unwrap(), false).unwrap().records.len(), 2);
+        assert_eq!(
+            scan(&File::open(&p).unwrap(), false).unwrap().records.len(),
+            2
+        );
     }
 }

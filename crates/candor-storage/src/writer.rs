@@ -13,14 +13,14 @@
 //! starts a new run anchored to the new time.
 
 use crate::index::{encode, frames_from_records};
-use crate::{db, segfile, Store, StorageError, SEGMENT_MAX_90K, SEGMENT_TARGET_90K};
+use crate::{SEGMENT_MAX_90K, SEGMENT_TARGET_90K, StorageError, Store, db, segfile};
 
 use candor_media::{Codec, Time90k};
 use rusqlite::params;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tracing::{error, info, warn};
 
@@ -59,7 +59,9 @@ pub struct IngestFrame {
 pub enum Msg {
     Frame(IngestFrame),
     /// The camera session ended (error or shutdown): close its segment.
-    EndRun { camera_id: i64 },
+    EndRun {
+        camera_id: i64,
+    },
     /// Replies once everything sent before it is written and committed.
     Flush(mpsc::Sender<()>),
 }
@@ -86,7 +88,11 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { fsync_interval: Duration::from_secs(5), on_write_error: None, segment_target_90k: SEGMENT_TARGET_90K }
+        WriterOptions {
+            fsync_interval: Duration::from_secs(5),
+            on_write_error: None,
+            segment_target_90k: SEGMENT_TARGET_90K,
+        }
     }
 }
 
@@ -127,7 +133,11 @@ impl Writer {
                 let _ = syncer.join();
             })
             .expect("spawning writer thread");
-        Writer { tx, thread: Some(thread), stats }
+        Writer {
+            tx,
+            thread: Some(thread),
+            stats,
+        }
     }
 
     pub fn sender(&self) -> tokio::sync::mpsc::Sender<Msg> {
@@ -191,7 +201,11 @@ struct WriterThread {
 }
 
 enum SyncMsg {
-    Opened { id: i64, file: Arc<File>, dir: std::path::PathBuf },
+    Opened {
+        id: i64,
+        file: Arc<File>,
+        dir: std::path::PathBuf,
+    },
     Close(CloseJob),
     Flush(mpsc::Sender<()>),
 }
@@ -234,11 +248,21 @@ impl WriterThread {
 
     fn delete_dead_rows(&mut self) {
         let store = &self.store;
-        self.dead_rows.retain(|id| store.conn().execute("DELETE FROM segment WHERE id = ?1", [id]).is_err());
+        self.dead_rows.retain(|id| {
+            store
+                .conn()
+                .execute("DELETE FROM segment WHERE id = ?1", [id])
+                .is_err()
+        });
     }
 
     fn stat(&self, camera_id: i64, f: impl FnOnce(&mut CameraStats)) {
-        f(self.stats.lock().unwrap_or_else(|e| e.into_inner()).entry(camera_id).or_default());
+        f(self
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(camera_id)
+            .or_default());
     }
 
     fn end_run(&mut self, camera_id: i64) {
@@ -252,13 +276,22 @@ impl WriterThread {
         let cam = f.camera_id;
         let restart = f.new_run
             || !self.cams.contains_key(&cam)
-            || self.cams[&cam].last_media_ts.is_some_and(|t| f.media_ts <= t);
+            || self.cams[&cam]
+                .last_media_ts
+                .is_some_and(|t| f.media_ts <= t);
         if restart {
             if !f.new_run && self.cams.contains_key(&cam) {
-                warn!(camera_id = cam, "camera timestamps went backwards; starting a new run");
+                warn!(
+                    camera_id = cam,
+                    "camera timestamps went backwards; starting a new run"
+                );
             }
             self.end_run(cam);
-            let entry = match f.entry.clone().or_else(|| self.cams.get(&cam).map(|r| r.entry.clone())) {
+            let entry = match f
+                .entry
+                .clone()
+                .or_else(|| self.cams.get(&cam).map(|r| r.entry.clone()))
+            {
                 Some(e) => e,
                 None => {
                     warn!(camera_id = cam, "frame without stream parameters; dropped");
@@ -309,7 +342,11 @@ impl WriterThread {
                 self.close_seg(cam, &mut run, end, f.recv_mono);
                 let drift = f.recv_wall.0 - run.local_now(f.recv_mono);
                 if drift.abs() > CLOCK_STEP_90K {
-                    warn!(camera_id = cam, "system clock stepped by {:.3} s; starting a new run", drift as f64 / 90_000.0);
+                    warn!(
+                        camera_id = cam,
+                        "system clock stepped by {:.3} s; starting a new run",
+                        drift as f64 / 90_000.0
+                    );
                     run.anchor_wall = f.recv_wall.0;
                     run.anchor_mono = f.recv_mono;
                     run.next_start = f.recv_wall.0;
@@ -363,7 +400,10 @@ impl WriterThread {
                 // valid log, end the segment at its last good frame, and start
                 // over at the next key frame once retention has made room.
                 let _ = seg.file.set_len(seg.file_len);
-                error!(camera_id = cam, "write failed ({e}); closing segment and asking retention for space");
+                error!(
+                    camera_id = cam,
+                    "write failed ({e}); closing segment and asking retention for space"
+                );
                 self.stat(cam, |s| s.write_errors += 1);
                 let mono = run.last_mono;
                 self.close_seg(cam, &mut run, None, mono);
@@ -383,7 +423,13 @@ impl WriterThread {
     }
 
     fn entry_id(&self, e: &SampleEntry) -> Result<i64, StorageError> {
-        db::sample_entry_id(&self.store.conn(), e.codec.as_str(), e.width, e.height, &e.data)
+        db::sample_entry_id(
+            &self.store.conn(),
+            e.codec.as_str(),
+            e.width,
+            e.height,
+            &e.data,
+        )
     }
 
     fn open_seg(&mut self, cam: i64, run: &mut Run, media_ts: i64) -> Result<(), StorageError> {
@@ -424,7 +470,11 @@ impl WriterThread {
             }
         };
         let file = Arc::new(file);
-        let _ = self.sync.send(SyncMsg::Opened { id, file: file.clone(), dir });
+        let _ = self.sync.send(SyncMsg::Opened {
+            id,
+            file: file.clone(),
+            dir,
+        });
         run.seg = Some(OpenSeg {
             id,
             file,
@@ -455,12 +505,21 @@ impl WriterThread {
         let frames = frames_from_records(&seg.records, last_duration.filter(|&d| d > 0));
         let media = frames.last().map(|f| f.pts + f.duration).unwrap_or(0);
         // Slew towards the monotonic estimate of where this segment ends.
-        let mono_end = if last_duration.is_some() { mono_at_end } else { mono_at_end + frames.last().map(|f| f.duration).unwrap_or(0) };
+        let mono_end = if last_duration.is_some() {
+            mono_at_end
+        } else {
+            mono_at_end + frames.last().map(|f| f.duration).unwrap_or(0)
+        };
         let err = run.local_now(mono_end) - (seg.start_90k + media);
         let allow = media * MAX_SLEW_PPM / 1_000_000;
         let wall = media + err.clamp(-allow, allow);
         run.next_start = seg.start_90k + wall;
-        let index = encode(&frames.iter().map(|f| (f.size, f.duration, f.key)).collect::<Vec<_>>());
+        let index = encode(
+            &frames
+                .iter()
+                .map(|f| (f.size, f.duration, f.key))
+                .collect::<Vec<_>>(),
+        );
         self.stat(cam, |s| s.segments_closed += 1);
         let _ = self.sync.send(SyncMsg::Close(CloseJob {
             id: seg.id,
@@ -510,7 +569,10 @@ fn commit_close(store: &Store, job: &CloseJob) -> bool {
         params![job.id, job.wall_duration, job.media_duration, job.frames, job.file_len as i64, job.index],
     );
     if let Err(e) = r {
-        error!(segment = job.id, "committing closed segment failed: {e}; will retry");
+        error!(
+            segment = job.id,
+            "committing closed segment failed: {e}; will retry"
+        );
         return false;
     }
     true
@@ -566,7 +628,10 @@ fn syncer(store: Arc<Store>, rx: mpsc::Receiver<SyncMsg>, interval: Duration) {
                 if retry.is_empty() {
                     info!("storage writer stopped; all segments closed and committed");
                 } else {
-                    warn!("storage writer stopped; {} segment(s) left open for recovery at next start", retry.len());
+                    warn!(
+                        "storage writer stopped; {} segment(s) left open for recovery at next start",
+                        retry.len()
+                    );
                 }
                 return;
             }

@@ -12,7 +12,12 @@ const FRAME_90K: i64 = 90_000 / FPS;
 
 fn entry() -> Arc<SampleEntry> {
     // Contents are opaque to storage; export only copies them into stsd.
-    Arc::new(SampleEntry { codec: Codec::H264, width: 640, height: 480, data: b"\0\0\0\x10avc1fake-entry".to_vec() })
+    Arc::new(SampleEntry {
+        codec: Codec::H264,
+        width: 640,
+        height: 480,
+        data: b"\0\0\0\x10avc1fake-entry".to_vec(),
+    })
 }
 
 struct Feed {
@@ -25,7 +30,13 @@ struct Feed {
 
 impl Feed {
     fn new(camera_id: i64, wall: Time90k) -> Feed {
-        Feed { camera_id, media: 1_000_000, wall: wall.0, mono: 0, n: 0 }
+        Feed {
+            camera_id,
+            media: 1_000_000,
+            wall: wall.0,
+            mono: 0,
+            n: 0,
+        }
     }
 
     /// One frame; the camera's clock runs at `(1 + ppm/1e6)` of real time.
@@ -50,11 +61,22 @@ impl Feed {
     }
 }
 
-fn record(dir: &std::path::Path, seconds: i64, ppm: i64, mut between: impl FnMut(i64, &mut Feed)) -> (Arc<Store>, i64) {
+fn record(
+    dir: &std::path::Path,
+    seconds: i64,
+    ppm: i64,
+    mut between: impl FnMut(i64, &mut Feed),
+) -> (Arc<Store>, i64) {
     let (store, _) = Store::open(dir).unwrap();
     let store = Arc::new(store);
     let cam = store.ensure_camera("cam").unwrap();
-    let writer = Writer::spawn(store.clone(), WriterOptions { segment_target_90k: 5 * 90_000, ..Default::default() });
+    let writer = Writer::spawn(
+        store.clone(),
+        WriterOptions {
+            segment_target_90k: 5 * 90_000,
+            ..Default::default()
+        },
+    );
     let tx = writer.sender();
     let mut feed = Feed::new(cam, Time90k::parse_rfc3339("2026-11-27T10:00:00Z").unwrap());
     for i in 0..seconds * FPS {
@@ -75,13 +97,19 @@ fn segments_of_a_run_are_contiguous_and_slew_at_most_500ppm_for_a_drifting_camer
     assert!(rows.len() >= 10, "{} segments", rows.len());
     for w in rows.windows(2) {
         let end = w[0].start_90k + w[0].wall_duration_90k.unwrap();
-        assert_eq!(end, w[1].start_90k, "segments within a run must be contiguous");
+        assert_eq!(
+            end, w[1].start_90k,
+            "segments within a run must be contiguous"
+        );
         assert!(!w[1].run_start);
     }
     for r in &rows[..rows.len() - 1] {
         let (wall, media) = (r.wall_duration_90k.unwrap(), r.media_duration_90k.unwrap());
         let ppm = (media - wall) * 1_000_000 / media;
-        assert!((499..=500).contains(&ppm), "slewed {ppm} ppm (wall {wall}, media {media})");
+        assert!(
+            (499..=500).contains(&ppm),
+            "slewed {ppm} ppm (wall {wall}, media {media})"
+        );
     }
     assert!(store.check().unwrap().is_empty());
 }
@@ -96,10 +124,18 @@ fn a_system_clock_step_starts_a_new_run_at_the_new_time() {
         }
     });
     let rows = store.segments().unwrap();
-    let stepped = rows.iter().position(|r| r.run_start && r.id != rows[0].id).expect("a second run");
-    let gap = rows[stepped].start_90k - (rows[stepped - 1].start_90k + rows[stepped - 1].wall_duration_90k.unwrap());
-    assert!((gap - step).abs() < 6 * 90_000, "new run begins at the stepped time (gap {gap})");
-    let spans = candor_storage::export::spans(&store, cam, Time90k(0), Time90k(i64::MAX / 2)).unwrap();
+    let stepped = rows
+        .iter()
+        .position(|r| r.run_start && r.id != rows[0].id)
+        .expect("a second run");
+    let gap = rows[stepped].start_90k
+        - (rows[stepped - 1].start_90k + rows[stepped - 1].wall_duration_90k.unwrap());
+    assert!(
+        (gap - step).abs() < 6 * 90_000,
+        "new run begins at the stepped time (gap {gap})"
+    );
+    let spans =
+        candor_storage::export::spans(&store, cam, Time90k(0), Time90k(i64::MAX / 2)).unwrap();
     assert_eq!(spans.len(), 2);
 }
 
@@ -112,7 +148,11 @@ fn recovery_removes_orphan_files_and_rows_without_files() {
     std::fs::remove_file(store.segment_file(cam, victim.id)).unwrap();
     let orphan = store.segment_file(cam, 999_999);
     std::fs::write(&orphan, b"left behind by an interrupted retention pass").unwrap();
-    assert_eq!(store.check().unwrap().len(), 2, "both problems visible before recovery");
+    assert_eq!(
+        store.check().unwrap().len(),
+        2,
+        "both problems visible before recovery"
+    );
     drop(store);
     let (store, report) = Store::open(dir.path()).unwrap();
     assert_eq!((report.rows_removed, report.orphans_removed), (1, 1));
@@ -130,16 +170,30 @@ fn recovery_closes_open_segments_and_cuts_torn_tails() {
     drop(store);
     // Simulate a crash mid-write: the row is still open and the file ends in half a record.
     let conn = rusqlite::Connection::open(dir.path().join("index.db")).unwrap();
-    conn.execute("UPDATE segment SET state = 0, frame_index = NULL WHERE id = ?1", [last.id]).unwrap();
+    conn.execute(
+        "UPDATE segment SET state = 0, frame_index = NULL WHERE id = ?1",
+        [last.id],
+    )
+    .unwrap();
     drop(conn);
-    let path = dir.path().join(format!("segments/{cam}/{:010}.seg", last.id));
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let path = dir
+        .path()
+        .join(format!("segments/{cam}/{:010}.seg", last.id));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     std::io::Write::write_all(&mut f, &[0x10, 0, 0, 0, 1, 2, 3]).unwrap();
     drop(f);
     let (store, report) = Store::open(dir.path()).unwrap();
     assert_eq!(report.segments_recovered, 1);
     assert_eq!(report.bytes_truncated, 7);
-    let row = store.segments().unwrap().into_iter().find(|r| r.id == last.id).unwrap();
+    let row = store
+        .segments()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == last.id)
+        .unwrap();
     assert!(!row.open);
     assert_eq!(row.frames, Some(frames));
     assert!(store.check().unwrap().is_empty());
@@ -155,11 +209,18 @@ fn export_starts_exactly_at_the_requested_instant_behind_an_edit_list() {
     let to = t0 + candor_media::Duration90k(12 * 90_000);
     let e = Export::plan(&store, cam, from, to).unwrap();
     assert_eq!((e.from, e.to), (from, to));
-    assert_eq!(e.plan.edit_start_90k, 22_500, "decoding starts at the key frame at 3.0 s");
+    assert_eq!(
+        e.plan.edit_start_90k, 22_500,
+        "decoding starts at the key frame at 3.0 s"
+    );
     assert_eq!(e.plan.samples.len(), 90, "frames 3.0 s .. 11.9 s");
     assert_eq!(e.plan.edit_duration_90k, 8 * 90_000 + 67_500);
     assert!(e.plan.samples[0].key);
-    assert_eq!(e.plan.chunk_starts.len(), 3, "crosses two segment boundaries");
+    assert_eq!(
+        e.plan.chunk_starts.len(),
+        3,
+        "crosses two segment boundaries"
+    );
     let mut out = Vec::new();
     e.write_to(&mut out, |_| {}).unwrap();
     assert_eq!(out.len() as u64, e.total_len());

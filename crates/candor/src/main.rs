@@ -17,7 +17,11 @@ use std::time::Duration;
 static DEMO_CLIP: &[u8] = include_bytes!("../../../assets/clips/vtest-h264-10s.mp4");
 
 #[derive(Parser)]
-#[command(name = "candor", version, about = "Candor: a video recorder for your cameras that works offline and tells you what it does.")]
+#[command(
+    name = "candor",
+    version,
+    about = "Candor: a video recorder for your cameras that works offline and tells you what it does."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -94,7 +98,8 @@ fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,retina=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,retina=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -102,14 +107,21 @@ fn main() {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ConfigError>().is_some() { 2 } else { 1 }
+            if e.downcast_ref::<ConfigError>().is_some() {
+                2
+            } else {
+                1
+            }
         }
     };
     std::process::exit(code);
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -118,10 +130,31 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = Config::load(&config)?;
             runtime()?.block_on(record(cfg, None))
         }
-        Cmd::Demo { data, cameras, port, seconds } => runtime()?.block_on(demo(data, cameras, port, seconds)),
-        Cmd::Spans { config, camera, from, to, json } => spans(&config, &camera, from, to, json),
-        Cmd::Export { config, camera, from, to, output } => export(&config, &camera, &from, &to, &output),
-        Cmd::Camsim { listen, cameras, source } => runtime()?.block_on(camsim(listen, cameras, source)),
+        Cmd::Demo {
+            data,
+            cameras,
+            port,
+            seconds,
+        } => runtime()?.block_on(demo(data, cameras, port, seconds)),
+        Cmd::Spans {
+            config,
+            camera,
+            from,
+            to,
+            json,
+        } => spans(&config, &camera, from, to, json),
+        Cmd::Export {
+            config,
+            camera,
+            from,
+            to,
+            output,
+        } => export(&config, &camera, &from, &to, &output),
+        Cmd::Camsim {
+            listen,
+            cameras,
+            source,
+        } => runtime()?.block_on(camsim(listen, cameras, source)),
         Cmd::Check { config } => {
             let cfg = Config::load(&config)?;
             let store = Store::open_read_only(&cfg.storage.path)?;
@@ -137,7 +170,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -146,7 +179,9 @@ async fn shutdown_signal() {
 }
 
 async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
-    let rec = Recorder::start(&cfg).await.context("starting the recorder")?;
+    let rec = Recorder::start(&cfg)
+        .await
+        .context("starting the recorder")?;
     let r = &rec.recovery;
     if r.segments_recovered + r.rows_removed + r.orphans_removed > 0 {
         tracing::info!(
@@ -193,9 +228,22 @@ fn print_status(rec: &Recorder) {
 
 async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) -> Result<()> {
     let source = Arc::new(Source::from_mp4(DEMO_CLIP).context("loading the built-in clip")?);
-    let sim = match CamSim::start(SocketAddr::from(([127, 0, 0, 1], port)), cameras, source.clone()).await {
+    let sim = match CamSim::start(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        cameras,
+        source.clone(),
+    )
+    .await
+    {
         Ok(s) => s,
-        Err(_) => CamSim::start(SocketAddr::from(([127, 0, 0, 1], 0)), cameras, source.clone()).await?,
+        Err(_) => {
+            CamSim::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                cameras,
+                source.clone(),
+            )
+            .await?
+        }
     };
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let data = std::fs::canonicalize(&data)?;
@@ -205,7 +253,10 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
         config_path.display()
     );
     for i in 0..cameras {
-        toml += &format!("\n[[cameras]]\nname = \"cam{i}\"\nurl = \"{}\"\nmax_age = \"1d\"\n", sim.url(i));
+        toml += &format!(
+            "\n[[cameras]]\nname = \"cam{i}\"\nurl = \"{}\"\nmax_age = \"1d\"\n",
+            sim.url(i)
+        );
     }
     std::fs::write(&config_path, toml)?;
     let cfg = Config::load(&config_path)?;
@@ -241,7 +292,9 @@ async fn camsim(listen: SocketAddr, cameras: usize, source: Option<PathBuf>) -> 
         None => DEMO_CLIP.to_vec(),
     };
     let src = Arc::new(Source::from_mp4(&bytes).context("preparing the clip")?);
-    let sim = CamSim::start(listen, cameras, src.clone()).await.with_context(|| format!("listening on {listen}"))?;
+    let sim = CamSim::start(listen, cameras, src.clone())
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     eprintln!(
         "camsim: serving {} camera(s) at {} … {} ({} {:.0} kbit/s, {} frames looping every {:.1} s); Ctrl-C stops",
         cameras,
@@ -257,15 +310,23 @@ async fn camsim(listen: SocketAddr, cameras: usize, source: Option<PathBuf>) -> 
 }
 
 fn parse_time(s: &str, what: &str) -> Result<Time90k> {
-    Time90k::parse_rfc3339(s).map_err(|e| anyhow::anyhow!("--{what} {s:?} is not an RFC 3339 time like 2026-11-27T10:00:00Z: {e}"))
+    Time90k::parse_rfc3339(s).map_err(|e| {
+        anyhow::anyhow!("--{what} {s:?} is not an RFC 3339 time like 2026-11-27T10:00:00Z: {e}")
+    })
 }
 
 fn open_camera(config: &Path, camera: &str) -> Result<(Store, i64)> {
     let cfg = Config::load(config)?;
     let store = Store::open_read_only(&cfg.storage.path)?;
     let id = store.camera_id(camera)?.ok_or_else(|| {
-        let known: Vec<String> = store.cameras().map(|c| c.into_iter().map(|(_, n)| n).collect()).unwrap_or_default();
-        anyhow::anyhow!("no recordings for camera {camera:?}; cameras with recordings: {}", known.join(", "))
+        let known: Vec<String> = store
+            .cameras()
+            .map(|c| c.into_iter().map(|(_, n)| n).collect())
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "no recordings for camera {camera:?}; cameras with recordings: {}",
+            known.join(", ")
+        )
     })?;
     Ok((store, id))
 }
@@ -277,16 +338,38 @@ struct SpanOut {
     seconds: f64,
 }
 
-fn spans(config: &Path, camera: &str, from: Option<String>, to: Option<String>, json: bool) -> Result<()> {
+fn spans(
+    config: &Path,
+    camera: &str,
+    from: Option<String>,
+    to: Option<String>,
+    json: bool,
+) -> Result<()> {
     let (store, id) = open_camera(config, camera)?;
-    let from = from.map(|s| parse_time(&s, "from")).transpose()?.unwrap_or(Time90k(i64::MIN / 2));
-    let to = to.map(|s| parse_time(&s, "to")).transpose()?.unwrap_or(Time90k(i64::MAX / 2));
+    let from = from
+        .map(|s| parse_time(&s, "from"))
+        .transpose()?
+        .unwrap_or(Time90k(i64::MIN / 2));
+    let to = to
+        .map(|s| parse_time(&s, "to"))
+        .transpose()?
+        .unwrap_or(Time90k(i64::MAX / 2));
     let spans = candor_storage::export::spans(&store, id, from, to)?;
-    let out = |a: Time90k, b: Time90k| SpanOut { start: a.to_string(), end: b.to_string(), seconds: (b - a).as_secs_f64() };
+    let out = |a: Time90k, b: Time90k| SpanOut {
+        start: a.to_string(),
+        end: b.to_string(),
+        seconds: (b - a).as_secs_f64(),
+    };
     let recorded: Vec<SpanOut> = spans.iter().map(|s| out(s.start, s.end)).collect();
-    let gaps: Vec<SpanOut> = spans.windows(2).map(|w| out(w[0].end, w[1].start)).collect();
+    let gaps: Vec<SpanOut> = spans
+        .windows(2)
+        .map(|w| out(w[0].end, w[1].start))
+        .collect();
     if json {
-        println!("{}", serde_json::json!({ "camera": camera, "spans": recorded, "gaps": gaps }));
+        println!(
+            "{}",
+            serde_json::json!({ "camera": camera, "spans": recorded, "gaps": gaps })
+        );
         return Ok(());
     }
     if spans.is_empty() {
@@ -307,19 +390,27 @@ fn export(config: &Path, camera: &str, from: &str, to: &str, output: &Path) -> R
     let (from, to) = (parse_time(from, "from")?, parse_time(to, "to")?);
     let export = match Export::plan(&store, id, from, to) {
         Ok(e) => e,
-        Err(e @ (ExportError::NoFootage { .. } | ExportError::BadRange { .. })) => anyhow::bail!("{e}"),
+        Err(e @ (ExportError::NoFootage { .. } | ExportError::BadRange { .. })) => {
+            anyhow::bail!("{e}")
+        }
         Err(e) => return Err(e).context("planning the export"),
     };
     let total = export.total_len();
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template"),
     );
     let mut partial = output.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let r = export.write_to(&mut w, |n| bar.set_position(n));
     bar.finish_and_clear();
@@ -342,10 +433,15 @@ fn export(config: &Path, camera: &str, from: &str, to: &str, output: &Path) -> R
         output.display()
     );
     if export.from > from || export.to < to {
-        eprintln!("note: footage covers only part of the requested range; the file holds what exists");
+        eprintln!(
+            "note: footage covers only part of the requested range; the file holds what exists"
+        );
     }
     for g in &export.gaps {
-        eprintln!("note: gap in footage {} … {} (the last frame before it is held)", g.start, g.end);
+        eprintln!(
+            "note: gap in footage {} … {} (the last frame before it is held)",
+            g.start, g.end
+        );
     }
     Ok(())
 }

@@ -17,32 +17,61 @@ impl Drop for Gst {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn gst_server(clip: &str, codec: &str) -> (Gst, u16) {
     let port = free_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gst_rtsp_server.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/gst_rtsp_server.py"
+    );
     let mut child = Command::new("/usr/bin/python3")
         .args([script, &port.to_string(), clip, codec])
         .stdout(Stdio::piped())
         .spawn()
         .expect("GStreamer RTSP server needs /usr/bin/python3 with python3-gi (see .ci/run)");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "gst-rtsp-server did not start (install gstreamer1.0-rtsp, gir1.2-gst-rtsp-server-1.0, python3-gi)");
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "gst-rtsp-server did not start (install gstreamer1.0-rtsp, gir1.2-gst-rtsp-server-1.0, python3-gi)"
+    );
     (Gst(child), port)
 }
 
 fn record_from_gstreamer(clip: &str, codec: &str, probe_codec: &str) {
     let (_gst, port) = gst_server(clip, codec);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "", &[("gst", format!("rtsp://127.0.0.1:{port}/cam"), "")]);
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[("gst", format!("rtsp://127.0.0.1:{port}/cam"), "")],
+    );
     let rec = start_recorder(&cfg);
-    wait_for("6 s of footage from gst-rtsp-server", Duration::from_secs(40), || recorded_secs(&cfg, "gst") >= 6.0);
+    wait_for(
+        "6 s of footage from gst-rtsp-server",
+        Duration::from_secs(40),
+        || recorded_secs(&cfg, "gst") >= 6.0,
+    );
     let s = spans(&cfg, "gst")[0];
     let out = dir.path().join("gst.mp4");
-    export_and_verify(&cfg, "gst", s.start + secs(0.55), s.start + secs(5.25), probe_codec, 10.0, &out);
+    export_and_verify(
+        &cfg,
+        "gst",
+        s.start + secs(0.55),
+        s.start + secs(5.25),
+        probe_codec,
+        10.0,
+        &out,
+    );
     rec.stop();
 }
 

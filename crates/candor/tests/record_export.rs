@@ -7,10 +7,16 @@ use std::time::Duration;
 fn record_and_export(clip: &str, codec: &str, tag: &str, transport: &str) {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(clip, 1);
-    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), &format!("transport = \"{transport}\""))]);
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[("gate", sim.url(0), &format!("transport = \"{transport}\""))],
+    );
     let rec = start_recorder(&cfg);
     // Long enough to span several 2 s segments.
-    wait_for("9 s of footage", Duration::from_secs(40), || recorded_secs(&cfg, "gate") >= 9.0);
+    wait_for("9 s of footage", Duration::from_secs(40), || {
+        recorded_secs(&cfg, "gate") >= 9.0
+    });
     let span = spans(&cfg, "gate")[0];
     // A range that starts and ends mid-GOP and crosses segment boundaries,
     // exported while the recorder is still writing.
@@ -22,7 +28,11 @@ fn record_and_export(clip: &str, codec: &str, tag: &str, transport: &str) {
     assert!(!log.contains("ERROR"), "{log}");
     // After a clean stop the index and files agree exactly.
     let check = candor(&["check", "-c", cfg.to_str().unwrap()]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
 
 #[test]
@@ -46,15 +56,28 @@ fn empty_range_fails_with_a_clear_message() {
     let sim = Sim::start(H264_CLIP, 1);
     let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
     let rec = start_recorder(&cfg);
-    wait_for("footage", Duration::from_secs(30), || recorded_secs(&cfg, "gate") >= 1.0);
+    wait_for("footage", Duration::from_secs(30), || {
+        recorded_secs(&cfg, "gate") >= 1.0
+    });
     let o = candor(&[
-        "export", "-c", cfg.to_str().unwrap(), "--camera", "gate",
-        "--from", "2001-01-01T00:00:00Z", "--to", "2001-01-01T00:05:00Z",
-        "-o", dir.path().join("x.mp4").to_str().unwrap(),
+        "export",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--camera",
+        "gate",
+        "--from",
+        "2001-01-01T00:00:00Z",
+        "--to",
+        "2001-01-01T00:05:00Z",
+        "-o",
+        dir.path().join("x.mp4").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("no footage") && err.contains("candor spans"), "{err}");
+    assert!(
+        err.contains("no footage") && err.contains("candor spans"),
+        "{err}"
+    );
     assert!(!dir.path().join("x.mp4").exists() && !dir.path().join("x.mp4.partial").exists());
     rec.stop();
 }
@@ -74,7 +97,15 @@ fn bad_config_names_field_and_line_with_exit_code_2() {
 fn camera_password_never_reaches_the_log() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on port 9: the recorder logs connection failures with the URL.
-    let cfg = write_config(dir.path(), "", &[("gate", "rtsp://admin:hunter2secret@127.0.0.1:9/cam0".into(), "")]);
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[(
+            "gate",
+            "rtsp://admin:hunter2secret@127.0.0.1:9/cam0".into(),
+            "",
+        )],
+    );
     let rec = start_recorder(&cfg);
     std::thread::sleep(Duration::from_secs(3));
     let log = rec.stop();

@@ -44,7 +44,10 @@ pub struct Clip {
 
 impl Clip {
     pub fn duration_90k(&self) -> i64 {
-        self.samples.last().map(|s| s.time_90k + i64::from(s.duration_90k)).unwrap_or(0)
+        self.samples
+            .last()
+            .map(|s| s.time_90k + i64::from(s.duration_90k))
+            .unwrap_or(0)
     }
 }
 
@@ -68,7 +71,10 @@ fn boxes(mut data: &[u8]) -> impl Iterator<Item = Result<([u8; 4], &[u8]), ReadE
                     data = &[];
                     return Some(Err(bad(&typ)));
                 }
-                (16, u64::from_be_bytes(data[8..16].try_into().expect("8 bytes")))
+                (
+                    16,
+                    u64::from_be_bytes(data[8..16].try_into().expect("8 bytes")),
+                )
             }
             n => (8, n),
         };
@@ -92,7 +98,11 @@ fn find<'a>(data: &'a [u8], typ: &[u8; 4]) -> Result<Option<&'a [u8]>, ReadError
     Ok(None)
 }
 
-fn need<'a>(data: &'a [u8], typ: &'static [u8; 4], name: &'static str) -> Result<&'a [u8], ReadError> {
+fn need<'a>(
+    data: &'a [u8],
+    typ: &'static [u8; 4],
+    name: &'static str,
+) -> Result<&'a [u8], ReadError> {
     find(data, typ)?.ok_or(ReadError::Missing(name))
 }
 
@@ -147,14 +157,27 @@ pub fn parse(file: &[u8]) -> Result<Clip, ReadError> {
 fn parse_stbl(stbl: &[u8], timescale: u32) -> Result<Clip, ReadError> {
     let stsd = need(stbl, b"stsd", "stsd")?;
     let entries = stsd.get(8..).ok_or(ReadError::BadTable("stsd"))?;
-    let (entry_typ, entry) = boxes(entries).next().ok_or(ReadError::Missing("sample entry"))??;
+    let (entry_typ, entry) = boxes(entries)
+        .next()
+        .ok_or(ReadError::Missing("sample entry"))??;
     let entry_len = 8 + entry.len();
-    let sample_entry = entries.get(..entry_len).ok_or(ReadError::BadTable("stsd"))?.to_vec();
+    let sample_entry = entries
+        .get(..entry_len)
+        .ok_or(ReadError::BadTable("stsd"))?
+        .to_vec();
     // VisualSampleEntry: 6 reserved + 2 dref index + 16 predefined/reserved, then
     // width, height; child boxes start after the 78-byte fixed part.
-    let width = u16::from_be_bytes([*entry.get(24).ok_or(ReadError::BadTable("stsd"))?, entry[25]]);
-    let height = u16::from_be_bytes([*entry.get(26).ok_or(ReadError::BadTable("stsd"))?, entry[27]]);
-    let children = entry.get(78..).ok_or(ReadError::BadTable("sample entry too short"))?;
+    let width = u16::from_be_bytes([
+        *entry.get(24).ok_or(ReadError::BadTable("stsd"))?,
+        entry[25],
+    ]);
+    let height = u16::from_be_bytes([
+        *entry.get(26).ok_or(ReadError::BadTable("stsd"))?,
+        entry[27],
+    ]);
+    let children = entry
+        .get(78..)
+        .ok_or(ReadError::BadTable("sample entry too short"))?;
     let config = match &entry_typ {
         b"avc1" | b"avc3" => DecoderConfig::parse_avcc(need(children, b"avcC", "avcC")?)?,
         b"hvc1" | b"hev1" => DecoderConfig::parse_hvcc(need(children, b"hvcC", "hvcC")?)?,
@@ -163,13 +186,21 @@ fn parse_stbl(stbl: &[u8], timescale: u32) -> Result<Clip, ReadError> {
 
     let stsz = need(stbl, b"stsz", "stsz")?;
     let uniform = be32(stsz, 4)?;
-    let n = if uniform == 0 { count(stsz, 8, 4)? } else { be32(stsz, 8)? as usize };
+    let n = if uniform == 0 {
+        count(stsz, 8, 4)?
+    } else {
+        be32(stsz, 8)? as usize
+    };
     if uniform != 0 && n > 100_000_000 {
         return Err(ReadError::BadTable("absurd sample count"));
     }
     let mut sizes = Vec::with_capacity(n);
     for i in 0..n {
-        sizes.push(if uniform != 0 { uniform } else { be32(stsz, 12 + 4 * i)? });
+        sizes.push(if uniform != 0 {
+            uniform
+        } else {
+            be32(stsz, 12 + 4 * i)?
+        });
     }
 
     let stts = need(stbl, b"stts", "stts")?;
@@ -188,10 +219,14 @@ fn parse_stbl(stbl: &[u8], timescale: u32) -> Result<Clip, ReadError> {
     }
 
     let chunk_offsets: Vec<u64> = if let Some(stco) = find(stbl, b"stco")? {
-        (0..count(stco, 4, 4)?).map(|i| be32(stco, 8 + 4 * i).map(u64::from)).collect::<Result<_, _>>()?
+        (0..count(stco, 4, 4)?)
+            .map(|i| be32(stco, 8 + 4 * i).map(u64::from))
+            .collect::<Result<_, _>>()?
     } else {
         let co64 = need(stbl, b"co64", "stco/co64")?;
-        (0..count(co64, 4, 8)?).map(|i| be64(co64, 8 + 8 * i)).collect::<Result<_, _>>()?
+        (0..count(co64, 4, 8)?)
+            .map(|i| be64(co64, 8 + 8 * i))
+            .collect::<Result<_, _>>()?
     };
 
     let stsc = need(stbl, b"stsc", "stsc")?;
@@ -200,14 +235,22 @@ fn parse_stbl(stbl: &[u8], timescale: u32) -> Result<Clip, ReadError> {
     for e in 0..stsc_n {
         let first = be32(stsc, 8 + 12 * e)? as usize;
         let per = be32(stsc, 12 + 12 * e)? as usize;
-        let last = if e + 1 < stsc_n { be32(stsc, 8 + 12 * (e + 1))? as usize } else { chunk_offsets.len() + 1 };
+        let last = if e + 1 < stsc_n {
+            be32(stsc, 8 + 12 * (e + 1))? as usize
+        } else {
+            chunk_offsets.len() + 1
+        };
         if first == 0 || last < first {
             return Err(ReadError::BadTable("stsc"));
         }
         for chunk in first..last {
-            let mut off = *chunk_offsets.get(chunk - 1).ok_or(ReadError::BadTable("stsc names a missing chunk"))?;
+            let mut off = *chunk_offsets
+                .get(chunk - 1)
+                .ok_or(ReadError::BadTable("stsc names a missing chunk"))?;
             for _ in 0..per {
-                let Some(&size) = sizes.get(offsets.len()) else { break };
+                let Some(&size) = sizes.get(offsets.len()) else {
+                    break;
+                };
                 offsets.push(off);
                 off += u64::from(size);
             }
@@ -218,7 +261,11 @@ fn parse_stbl(stbl: &[u8], timescale: u32) -> Result<Clip, ReadError> {
     }
 
     let keys: Option<Vec<u32>> = match find(stbl, b"stss")? {
-        Some(stss) => Some((0..count(stss, 4, 4)?).map(|i| be32(stss, 8 + 4 * i)).collect::<Result<_, _>>()?),
+        Some(stss) => Some(
+            (0..count(stss, 4, 4)?)
+                .map(|i| be32(stss, 8 + 4 * i))
+                .collect::<Result<_, _>>()?,
+        ),
         None => None,
     };
 
@@ -233,11 +280,20 @@ fn parse_stbl(stbl: &[u8], timescale: u32) -> Result<Clip, ReadError> {
             offset: offsets[i],
             size: sizes[i],
             time_90k: start,
-            duration_90k: u32::try_from(end - start).map_err(|_| ReadError::BadTable("duration"))?,
-            key: keys.as_ref().is_none_or(|k| k.binary_search(&(i as u32 + 1)).is_ok()),
+            duration_90k: u32::try_from(end - start)
+                .map_err(|_| ReadError::BadTable("duration"))?,
+            key: keys
+                .as_ref()
+                .is_none_or(|k| k.binary_search(&(i as u32 + 1)).is_ok()),
         });
     }
-    Ok(Clip { config, sample_entry, width, height, samples })
+    Ok(Clip {
+        config,
+        sample_entry,
+        width,
+        height,
+        samples,
+    })
 }
 
 #[cfg(test)]

@@ -71,7 +71,11 @@ impl Mp4Plan {
     }
 
     fn mdat_header_len(&self) -> u64 {
-        if self.mdat_body_len() + 8 > u64::from(u32::MAX) { 16 } else { 8 }
+        if self.mdat_body_len() + 8 > u64::from(u32::MAX) {
+            16
+        } else {
+            8
+        }
     }
 
     /// `ftyp` + `moov` + the `mdat` header. Sample bytes follow it directly.
@@ -93,7 +97,10 @@ impl Mp4Plan {
     fn build(&self, data_start: u64, stco32: bool) -> Vec<u8> {
         let media_duration: u64 = self.samples.iter().map(|s| u64::from(s.duration_90k)).sum();
         let ctime = (self.creation_time.0 / 90_000 + MP4_EPOCH_OFFSET).max(0) as u64;
-        let is_h264 = self.sample_entries.iter().any(|e| e.get(4..8) == Some(b"avc1"));
+        let is_h264 = self
+            .sample_entries
+            .iter()
+            .any(|e| e.get(4..8) == Some(b"avc1"));
         let mut b = Vec::with_capacity(1024 + self.samples.len() * 12);
         bx(&mut b, b"ftyp", |b| {
             b.extend_from_slice(b"isom");
@@ -193,7 +200,9 @@ impl Mp4Plan {
         bx(b, b"stsd", |b| {
             full(b, 0, 0);
             u32b(b, self.sample_entries.len() as u32);
-            self.sample_entries.iter().for_each(|e| b.extend_from_slice(e));
+            self.sample_entries
+                .iter()
+                .for_each(|e| b.extend_from_slice(e));
         });
         bx(b, b"stts", |b| {
             full(b, 0, 0);
@@ -213,8 +222,10 @@ impl Mp4Plan {
         if !self.samples.iter().all(|s| s.key) {
             bx(b, b"stss", |b| {
                 full(b, 0, 0);
-                let keys: Vec<u32> =
-                    (0..self.samples.len()).filter(|&i| self.samples[i].key).map(|i| i as u32 + 1).collect();
+                let keys: Vec<u32> = (0..self.samples.len())
+                    .filter(|&i| self.samples[i].key)
+                    .map(|i| i as u32 + 1)
+                    .collect();
                 u32b(b, keys.len() as u32);
                 keys.iter().for_each(|&k| u32b(b, k));
             });
@@ -286,7 +297,9 @@ mod tests {
     use crate::mp4::read;
 
     fn avc1_entry() -> Vec<u8> {
-        let avcc = [1u8, 0x4d, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x4d, 0, 0x1f, 1, 0, 2, 0x68, 0xee];
+        let avcc = [
+            1u8, 0x4d, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x4d, 0, 0x1f, 1, 0, 2, 0x68, 0xee,
+        ];
         let mut e = Vec::new();
         bx(&mut e, b"avc1", |b| {
             b.extend_from_slice(&[0; 6]);
@@ -303,7 +316,12 @@ mod tests {
     #[test]
     fn header_offsets_point_at_streamed_samples() {
         let samples: Vec<PlanSample> = (0..25)
-            .map(|i| PlanSample { size: 100 + i, duration_90k: 9000, key: i % 10 == 0, entry: 1 })
+            .map(|i| PlanSample {
+                size: 100 + i,
+                duration_90k: 9000,
+                key: i % 10 == 0,
+                entry: 1,
+            })
             .collect();
         let plan = Mp4Plan {
             sample_entries: vec![avc1_entry()],

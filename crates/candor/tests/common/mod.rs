@@ -10,8 +10,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const H264_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/clips/vtest-h264-10s.mp4");
-pub const H265_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/clips/vtest-h265-10s.mp4");
+pub const H264_CLIP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../assets/clips/vtest-h264-10s.mp4"
+);
+pub const H265_CLIP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../assets/clips/vtest-h265-10s.mp4"
+);
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_candor")
@@ -29,9 +35,15 @@ impl Sim {
     }
 
     pub fn start_on(clip: &str, cameras: usize, port: u16) -> Sim {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let src = Arc::new(Source::from_mp4(&std::fs::read(clip).unwrap()).unwrap());
-        let sim = rt.block_on(CamSim::start(([127, 0, 0, 1], port).into(), cameras, src)).unwrap();
+        let sim = rt
+            .block_on(CamSim::start(([127, 0, 0, 1], port).into(), cameras, src))
+            .unwrap();
         Sim { sim, _rt: rt }
     }
 
@@ -46,9 +58,14 @@ impl Sim {
 
 /// Writes a config with the given cameras: (name, url, extra camera keys).
 pub fn write_config(dir: &Path, storage_extra: &str, cameras: &[(&str, String, &str)]) -> PathBuf {
-    let mut s = format!("[storage]\npath = \"{}\"\nsegment_duration = \"2s\"\nfsync_interval = \"1s\"\n{storage_extra}\n", dir.join("data").display());
+    let mut s = format!(
+        "[storage]\npath = \"{}\"\nsegment_duration = \"2s\"\nfsync_interval = \"1s\"\n{storage_extra}\n",
+        dir.join("data").display()
+    );
     for (name, url, extra) in cameras {
-        s += &format!("\n[[cameras]]\nname = \"{name}\"\nurl = \"{url}\"\nstall_timeout = \"3s\"\n{extra}\n");
+        s += &format!(
+            "\n[[cameras]]\nname = \"{name}\"\nurl = \"{url}\"\nstall_timeout = \"3s\"\n{extra}\n"
+        );
     }
     let p = dir.join("candor.toml");
     std::fs::write(&p, s).unwrap();
@@ -61,7 +78,13 @@ pub struct RecorderProc {
 }
 
 pub fn start_recorder(cfg: &Path) -> RecorderProc {
-    let log = cfg.with_extension(format!("log.{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+    let log = cfg.with_extension(format!(
+        "log.{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
     let child = Command::new(bin())
         .args(["run", "-c"])
         .arg(cfg)
@@ -85,10 +108,17 @@ impl RecorderProc {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "recorder exited with {st}: {}", self.log_text());
+                assert!(
+                    st.success(),
+                    "recorder exited with {st}: {}",
+                    self.log_text()
+                );
                 break;
             }
-            assert!(Instant::now() < deadline, "recorder did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "recorder did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.log_text()
@@ -119,7 +149,14 @@ pub struct SpanT {
 }
 
 pub fn spans(cfg: &Path, camera: &str) -> Vec<SpanT> {
-    let out = candor(&["spans", "-c", cfg.to_str().unwrap(), "--camera", camera, "--json"]);
+    let out = candor(&[
+        "spans",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--camera",
+        camera,
+        "--json",
+    ]);
     if !out.status.success() {
         return Vec::new();
     }
@@ -136,7 +173,10 @@ pub fn spans(cfg: &Path, camera: &str) -> Vec<SpanT> {
 }
 
 pub fn recorded_secs(cfg: &Path, camera: &str) -> f64 {
-    spans(cfg, camera).iter().map(|s| (s.end - s.start).as_secs_f64()).sum()
+    spans(cfg, camera)
+        .iter()
+        .map(|s| (s.end - s.start).as_secs_f64())
+        .sum()
 }
 
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -175,13 +215,24 @@ pub struct Probe {
 /// ffprobe's view of a file: codec, decoded frame count and duration.
 pub fn ffprobe(path: &Path) -> Probe {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+        ])
         .arg("stream=codec_name,codec_tag_string,nb_read_frames:format=duration")
         .args(["-of", "json"])
         .arg(path)
         .output()
         .expect("ffprobe is installed (apt-get install ffmpeg)");
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &v["streams"][0];
     let bytes = std::fs::read(path).unwrap();
@@ -190,7 +241,11 @@ pub fn ffprobe(path: &Path) -> Probe {
         codec: s["codec_name"].as_str().unwrap_or("").into(),
         codec_tag: s["codec_tag_string"].as_str().unwrap_or("").into(),
         frames: s["nb_read_frames"].as_str().unwrap_or("0").parse().unwrap(),
-        duration: v["format"]["duration"].as_str().unwrap_or("0").parse().unwrap(),
+        duration: v["format"]["duration"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap(),
         moov_before_mdat: find(b"moov") < find(b"mdat"),
     }
 }
@@ -216,15 +271,39 @@ pub fn secs(s: f64) -> Duration90k {
 
 /// Exports `[from, to)` and checks it with ffprobe and ffmpeg: codec, duration
 /// within one frame interval, frame count within one frame, moov first, decodes.
-pub fn export_and_verify(cfg: &Path, camera: &str, from: Time90k, to: Time90k, codec: &str, fps: f64, out: &Path) {
+pub fn export_and_verify(
+    cfg: &Path,
+    camera: &str,
+    from: Time90k,
+    to: Time90k,
+    codec: &str,
+    fps: f64,
+    out: &Path,
+) {
     let o = export(cfg, camera, from, to, out);
-    assert!(o.status.success(), "export failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let p = ffprobe(out);
     let want = (to - from).as_secs_f64();
     assert_eq!(p.codec, codec, "{p:?}");
-    assert!((p.duration - want).abs() <= 1.0 / fps + 1e-6, "duration {} vs requested {want}: {p:?}", p.duration);
+    assert!(
+        (p.duration - want).abs() <= 1.0 / fps + 1e-6,
+        "duration {} vs requested {want}: {p:?}",
+        p.duration
+    );
     let want_frames = want * fps;
-    assert!((p.frames as f64 - want_frames).abs() <= 1.0 + 1e-6, "frames {} vs {want_frames}: {p:?}", p.frames);
-    assert!(p.moov_before_mdat, "moov must come first for progressive playback");
-    ffmpeg_decodes(out).unwrap_or_else(|e| panic!("ffmpeg could not decode {}: {e}", out.display()));
+    assert!(
+        (p.frames as f64 - want_frames).abs() <= 1.0 + 1e-6,
+        "frames {} vs {want_frames}: {p:?}",
+        p.frames
+    );
+    assert!(
+        p.moov_before_mdat,
+        "moov must come first for progressive playback"
+    );
+    ffmpeg_decodes(out)
+        .unwrap_or_else(|e| panic!("ffmpeg could not decode {}: {e}", out.display()));
 }
