@@ -392,17 +392,20 @@ max_bytes = "5GB"
         let bad = GOOD.replace("max_bytes = \"5GB\"", "max_bytes = \"5XB\"");
         let e = Config::parse(&bad).unwrap_err();
         assert!(
-            e.starts_with("line 11:") && e.contains("unknown size unit"),
+            e.starts_with("line 10:") && e.contains("unknown size unit"),
             "{e}"
         );
         let bad = GOOD.replace("rtsp://user", "http://user");
         let e = Config::parse(&bad).unwrap_err();
-        assert!(e.starts_with("line 9:") && e.contains("rtsp://"), "{e}");
+        assert!(e.starts_with("line 8:") && e.contains("rtsp://"), "{e}");
         let bad = GOOD.replace("max_age", "max_agee");
         let e = Config::parse(&bad).unwrap_err();
-        assert!(e.contains("line 10") && e.contains("max_agee"), "{e}");
+        assert!(e.contains("line 9") && e.contains("max_agee"), "{e}");
         let dup = format!("{GOOD}[[cameras]]\nname = \"gate\"\nurl = \"rtsp://h/x\"\n");
         let e = Config::parse(&dup).unwrap_err();
-        assert!(e.contains("line 14") && e.contains("used twice"), "{e}");
+        assert!(
+            e.contains("line 12") && e.contains("used twice (first on line 7)"),
+            "{e}"
+        );
     }
 }

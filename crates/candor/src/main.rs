@@ -196,9 +196,13 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let deadline = stop_after.map(|d| tokio::time::Instant::now() + d);
+    // One listener for the whole run: a listener created per loop turn would
+    // miss a signal that arrives while the status is being printed.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
     loop {
         tokio::select! {
-            _ = shutdown_signal() => break,
+            _ = &mut signal => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             _ = tick.tick() => print_status(&rec),
         }

@@ -117,7 +117,8 @@ impl RecorderProc {
             }
             assert!(
                 Instant::now() < deadline,
-                "recorder did not stop on SIGTERM"
+                "recorder did not stop on SIGTERM within 20 s: {}",
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
