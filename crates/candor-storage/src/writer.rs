@@ -286,12 +286,14 @@ impl WriterThread {
                     "camera timestamps went backwards; starting a new run"
                 );
             }
-            self.end_run(cam);
-            let entry = match f
+            // The camera task sends parameters only when they change, so a run
+            // the writer restarts itself keeps the previous run's.
+            let entry = f
                 .entry
                 .clone()
-                .or_else(|| self.cams.get(&cam).map(|r| r.entry.clone()))
-            {
+                .or_else(|| self.cams.get(&cam).map(|r| r.entry.clone()));
+            self.end_run(cam);
+            let entry = match entry {
                 Some(e) => e,
                 None => {
                     warn!(camera_id = cam, "frame without stream parameters; dropped");

@@ -225,3 +225,87 @@ fn export_starts_exactly_at_the_requested_instant_behind_an_edit_list() {
     e.write_to(&mut out, |_| {}).unwrap();
     assert_eq!(out.len() as u64, e.total_len());
 }
+
+#[test]
+fn new_stream_parameters_start_a_new_contiguous_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let store = Arc::new(store);
+    let cam = store.ensure_camera("cam").unwrap();
+    let writer = Writer::spawn(
+        store.clone(),
+        WriterOptions {
+            segment_target_90k: 60 * 90_000,
+            ..Default::default()
+        },
+    );
+    let tx = writer.sender();
+    let mut feed = Feed::new(cam, Time90k::parse_rfc3339("2026-11-27T10:00:00Z").unwrap());
+    for i in 0..40 {
+        if i == 20 {
+            // The camera's resolution changed: a key frame with new parameters.
+            let mut f = IngestFrame {
+                camera_id: cam,
+                media_ts: feed.media,
+                key: true,
+                data: vec![1; 4000],
+                recv_wall: Time90k(feed.wall),
+                recv_mono: feed.mono,
+                new_run: false,
+                entry: Some(Arc::new(SampleEntry {
+                    width: 1280,
+                    height: 720,
+                    data: b"\0\0\0\x10avc1other-entry".to_vec(),
+                    ..(*entry()).clone()
+                })),
+            };
+            f.data[0] = 9;
+            tx.blocking_send(Msg::Frame(f)).unwrap();
+            feed.n = 1;
+            feed.media += FRAME_90K;
+            feed.wall += FRAME_90K;
+            feed.mono += FRAME_90K;
+            continue;
+        }
+        feed.frame(&tx, 0, i == 0);
+    }
+    drop(tx);
+    writer.shutdown();
+    let rows = store.segments().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_ne!(rows[0].sample_entry_id, rows[1].sample_entry_id);
+    assert_eq!(
+        rows[0].start_90k + rows[0].wall_duration_90k.unwrap(),
+        rows[1].start_90k,
+        "contiguous"
+    );
+    assert!(!rows[1].run_start, "same run: no gap");
+    let e = Export::plan(
+        &store,
+        cam,
+        Time90k(rows[0].start_90k),
+        Time90k(rows[1].start_90k + 90_000),
+    )
+    .unwrap();
+    assert_eq!(
+        e.plan.sample_entries.len(),
+        2,
+        "both parameter sets go into stsd"
+    );
+    assert_eq!((e.plan.width, e.plan.height), (1280, 720));
+}
+
+#[test]
+fn camera_timestamps_going_backwards_start_a_new_run_at_the_next_key_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = record(dir.path(), 6, 0, |i, feed| {
+        if i == 25 {
+            feed.media -= 50 * FRAME_90K; // camera rebooted its RTP clock mid-session
+        }
+    });
+    let rows = store.segments().unwrap();
+    assert_eq!(rows.iter().filter(|r| r.run_start).count(), 2, "{rows:?}");
+    // Frames 25..29 wait for the key frame at 30; the rest are all kept.
+    assert_eq!(rows.iter().map(|r| r.frames.unwrap()).sum::<i64>(), 25 + 30);
+    assert!(store.check().unwrap().is_empty());
+}
