@@ -200,6 +200,16 @@ impl<'de> Deserialize<'de> for CameraUrl {
     }
 }
 
+/// Splits `"1.5 GB"` into `(1.5, "GB")`.
+fn number_and_unit(s: &str) -> Option<(f64, &str)> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    Some((num.parse().ok()?, unit.trim()))
+}
+
 /// A byte count: `20GB`, `500 MB`, `1.5GiB`, `1024` (bytes). KB/MB/GB/TB are
 /// decimal (as disks are sold); KiB/MiB/GiB/TiB binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,15 +217,9 @@ pub struct ByteSize(pub u64);
 
 impl ByteSize {
     pub fn parse(s: &str) -> Result<ByteSize, String> {
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let num: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size like \"20GB\" or \"500MB\""))?;
-        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        let (num, unit) = number_and_unit(s)
+            .ok_or_else(|| format!("{s:?} is not a size like \"20GB\" or \"500MB\""))?;
+        let mult: u64 = match unit.to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" | "k" => 1_000,
             "mb" | "m" => 1_000_000,
@@ -260,15 +264,9 @@ pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
     pub fn parse(s: &str) -> Result<HumanDuration, String> {
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let num: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration like \"14d\" or \"30s\""))?;
-        let secs = match unit.trim() {
+        let (num, unit) = number_and_unit(s)
+            .ok_or_else(|| format!("{s:?} is not a duration like \"14d\" or \"30s\""))?;
+        let secs = match unit {
             "ms" => 0.001,
             "s" => 1.0,
             "m" | "min" => 60.0,

@@ -164,12 +164,10 @@ impl Export {
                 segment_id: v.id,
                 frames: Vec::new(),
             };
-            for i in start_i..v.frames.len() {
-                let (ws, we) = walls[i];
+            for (f, &(ws, we)) in v.frames[start_i..].iter().zip(&walls[start_i..]) {
                 if ws >= to.0 {
                     break;
                 }
-                let f = &v.frames[i];
                 first_wall.get_or_insert(ws);
                 samples.push(PlanSample {
                     size: f.size,

@@ -41,7 +41,7 @@ impl Feed {
 
     /// One frame; the camera's clock runs at `(1 + ppm/1e6)` of real time.
     fn frame(&mut self, tx: &tokio::sync::mpsc::Sender<Msg>, ppm: i64, new_run: bool) {
-        let key = self.n % 10 == 0;
+        let key = self.n.is_multiple_of(10);
         let size = if key { 5000 } else { 700 } + (self.n % 7) as usize;
         tx.blocking_send(Msg::Frame(IngestFrame {
             camera_id: self.camera_id,
