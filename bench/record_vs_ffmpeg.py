@@ -11,7 +11,10 @@ pinned to CPU 1, so "per core" means what it says. CPU time is read from
 /proc/PID/stat (utime+stime) over a steady-state window after a warm-up;
 memory is VmRSS. Frame loss is judged from the recorder's own index: the
 recorded seconds per camera over the window must match wall time.
-Prints a Markdown table (paste into BENCHMARKS.md).
+"Machine CPU ratio" compares whole-machine busy time minus the simulator's
+during each window, which also counts kernel threads (writeback, softirq)
+working for the recorder: fair to a tool that never fsyncs and so leaves its
+writeback to kernel threads. Prints a Markdown table (paste into BENCHMARKS.md).
 """
 import argparse
 import json
@@ -60,20 +63,32 @@ def start_camsim(candor, clip, n, port):
     return p
 
 
-def measure(pids, warmup, seconds):
+def machine_busy():
+    """Busy CPU seconds of the whole machine (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
+
+
+def measure(pids, warmup, seconds, sim_pid=None):
+    """CPU of `pids`, and of the whole machine minus the simulator: the latter
+    also counts kernel threads (writeback, softirq) working for the recorder,
+    which the per-process figure misses for a tool that never fsyncs."""
     time.sleep(warmup)
-    c0, t0 = cpu_secs(pids), time.time()
+    c0, m0, s0, t0 = cpu_secs(pids), machine_busy(), cpu_secs([sim_pid]) if sim_pid else 0, time.time()
     time.sleep(seconds)
-    c1, t1 = cpu_secs(pids), time.time()
+    c1, m1, s1, t1 = cpu_secs(pids), machine_busy(), cpu_secs([sim_pid]) if sim_pid else 0, time.time()
+    measure.machine = (m1 - m0) - (s1 - s0)
     return c1 - c0, t1 - t0, rss_bytes(pids)
 
 
-def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None):
-    data = os.path.join(work, f"candor-{n}")
+def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None, fsync="5s"):
+    data = os.path.join(work, f"candor-{n}-{fsync}")
     os.makedirs(data)
     cfg = os.path.join(data, "candor.toml")
     with open(cfg, "w") as f:
-        f.write(f'[storage]\npath = "."\n')
+        f.write(f'[storage]\npath = "."\nfsync_interval = "{fsync}"\n')
         for i in range(n):
             f.write(f'\n[[cameras]]\nname = "cam{i}"\nurl = "rtsp://127.0.0.1:{port}/cam{i}"\n')
     p = subprocess.Popen(["taskset", "-c", "1", candor, "run", "-c", cfg],
@@ -82,7 +97,8 @@ def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None):
     window_start = time.time() + warmup
     time.sleep(warmup)
     s0 = cpu_secs([sim_pid]) if sim_pid else 0.0
-    cpu, wall, rss = measure([p.pid], 0, seconds)
+    cpu, wall, rss = measure([p.pid], 0, seconds, sim_pid)
+    machine = measure.machine
     sim_cpu = (cpu_secs([sim_pid]) - s0) / wall if sim_pid else 0.0
     window_end = time.time()
     p.send_signal(signal.SIGTERM)
@@ -102,7 +118,7 @@ def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None):
         worst = frac if worst is None else min(worst, frac)
     du = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(data) for f in fs)
     shutil.rmtree(data)
-    return cpu, wall, rss, worst, sim_cpu
+    return cpu, wall, rss, worst, sim_cpu, machine
 
 
 def iso(s):
@@ -110,7 +126,7 @@ def iso(s):
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-def run_ffmpeg(n, port, warmup, seconds, work):
+def run_ffmpeg(n, port, warmup, seconds, work, sim_pid=None):
     out = os.path.join(work, f"ffmpeg-{n}")
     os.makedirs(out)
     procs = []
@@ -120,7 +136,8 @@ def run_ffmpeg(n, port, warmup, seconds, work):
              "-i", f"rtsp://127.0.0.1:{port}/cam{i}", "-c", "copy", "-f", "segment", "-segment_time", "60",
              "-reset_timestamps", "1", os.path.join(out, f"cam{i}-%05d.mp4")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    cpu, wall, rss = measure([p.pid for p in procs], warmup, seconds)
+    cpu, wall, rss = measure([p.pid for p in procs], warmup, seconds, sim_pid)
+    machine = measure.machine
     for p in procs:
         p.send_signal(signal.SIGINT)
     for p in procs:
@@ -129,7 +146,7 @@ def run_ffmpeg(n, port, warmup, seconds, work):
         except subprocess.TimeoutExpired:
             p.kill()
     shutil.rmtree(out)
-    return cpu, wall, rss
+    return cpu, wall, rss, machine
 
 
 def main():
@@ -142,15 +159,18 @@ def main():
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--warmup", type=float, default=8)
     ap.add_argument("--port", type=int, default=18554)
+    ap.add_argument("--no-fsync-too", action="store_true",
+                    help="also run Candor with fsync_interval = 1h, i.e. ffmpeg's durability (kernel writeback only)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="candor-bench-")
     rows = []
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
         c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid)
-        f = run_ffmpeg(n, a.port, a.warmup, a.seconds, work)
+        nf = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, "1h") if a.no_fsync_too else None
+        f = run_ffmpeg(n, a.port, a.warmup, a.seconds, work, sim.pid)
         sim.terminate(); sim.wait()
-        rows.append((n, c, f))
+        rows.append((n, c, f, nf))
         print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}% | "
               f"ffmpeg cpu {f[0]:.2f}s rss {f[2]/1e6:.1f}MB", file=sys.stderr)
     extra = []
@@ -162,12 +182,16 @@ def main():
         print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}%", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
 
-    print("| cameras | Candor CPU s / camera-minute | ffmpeg CPU s / camera-minute | CPU ratio | Candor RSS / camera | ffmpeg RSS / camera | Candor recorded |")
-    print("|---|---|---|---|---|---|---|")
-    for n, c, f in rows:
-        cc = c[0] / n / (c[1] / 60)
-        fc = f[0] / n / (f[1] / 60)
-        print(f"| {n} | {cc:.3f} | {fc:.3f} | {fc / cc:.1f}x | {c[2] / n / 1e6:.2f} MB | {f[2] / n / 1e6:.1f} MB | {c[3] * 100:.1f}% |")
+    print("| cameras | Candor CPU s / camera-minute | ffmpeg CPU s / camera-minute | CPU ratio | machine CPU ratio | Candor RSS / camera | ffmpeg RSS / camera | Candor recorded |")
+    print("|---|---|---|---|---|---|---|---|")
+    per = lambda x, n, wall: x / n / (wall / 60)
+    for n, c, f, nf in rows:
+        for label, cand in [(str(n), c), (f"{n}, Candor without fsync", nf)]:
+            if not cand:
+                continue
+            cc, fc = per(cand[0], n, cand[1]), per(f[0], n, f[1])
+            mr = f[3] / max(cand[5], 1e-9)
+            print(f"| {label} | {cc:.3f} | {fc:.3f} | {fc / cc:.1f}x | {mr:.1f}x | {cand[2] / n / 1e6:.2f} MB | {f[2] / n / 1e6:.1f} MB | {cand[3] * 100:.1f}% |")
     if extra:
         print()
         print("| cameras (Candor alone) | recorder CPU of one core | RSS / camera | recorded | camsim CPU of one core |")
