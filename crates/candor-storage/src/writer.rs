@@ -361,12 +361,14 @@ impl WriterThread {
                 self.stat(cam, |s| s.dropped_no_key += 1);
                 run.last_media_ts = Some(f.media_ts);
                 run.last_mono = f.recv_mono;
-                // A gap inside a run is not representable: what follows starts a new run.
-                if run.next_run_start {
-                    run.next_start = run.local_now(f.recv_mono);
-                }
+                // Footage is missing from here to the next key frame; segments of
+                // a run are contiguous, so what follows starts a new run.
+                run.next_run_start = true;
                 self.cams.insert(cam, run);
                 return;
+            }
+            if run.next_run_start {
+                run.next_start = run.local_now(f.recv_mono);
             }
             if let Err(e) = self.open_seg(cam, &mut run, f.media_ts) {
                 error!(camera_id = cam, "can't open a new segment: {e}");
@@ -409,7 +411,6 @@ impl WriterThread {
                 self.stat(cam, |s| s.write_errors += 1);
                 let mono = run.last_mono;
                 self.close_seg(cam, &mut run, None, mono);
-                run.next_start = run.local_now(f.recv_mono);
                 run.next_run_start = true;
                 run.last_media_ts = Some(f.media_ts);
                 self.kick();

@@ -309,3 +309,29 @@ fn camera_timestamps_going_backwards_start_a_new_run_at_the_next_key_frame() {
     assert_eq!(rows.iter().map(|r| r.frames.unwrap()).sum::<i64>(), 25 + 30);
     assert!(store.check().unwrap().is_empty());
 }
+
+#[test]
+fn footage_waiting_for_a_key_frame_starts_at_that_key_frames_arrival() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let store = Arc::new(store);
+    let cam = store.ensure_camera("cam").unwrap();
+    let writer = Writer::spawn(store.clone(), WriterOptions::default());
+    let tx = writer.sender();
+    let t0 = Time90k::parse_rfc3339("2026-11-27T10:00:00Z").unwrap();
+    let mut feed = Feed::new(cam, t0);
+    feed.n = 3; // the session begins 7 frames before a key frame
+    for i in 0..30 {
+        feed.frame(&tx, 0, i == 0);
+    }
+    drop(tx);
+    writer.shutdown();
+    let rows = store.segments().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].start_90k,
+        t0.0 + 7 * FRAME_90K,
+        "starts when the key frame arrived"
+    );
+    assert_eq!(rows[0].frames, Some(23));
+}
