@@ -26,7 +26,36 @@ pub enum ConfigError {
 pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+}
+
+/// The built-in HTTPS server. TLS is always on.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain and private key; both or neither. Default: a
+    /// certificate generated at first start in `<storage.path>/tls/`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: default_listen(),
+            cert: None,
+            key: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -311,12 +340,21 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
-        if cfg.storage.path.is_relative() {
-            let base = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            cfg.storage.path = base.join(&cfg.storage.path);
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        for p in [
+            Some(&mut cfg.storage.path),
+            cfg.web.cert.as_mut(),
+            cfg.web.key.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
         Ok(cfg)
     }
@@ -330,6 +368,9 @@ impl Config {
                 .unwrap_or_default();
             format!("{line}{}", e.message())
         })?;
+        if cfg.web.cert.is_some() != cfg.web.key.is_some() {
+            return Err("[web]: cert and key must be given together (or neither, for a generated certificate)".into());
+        }
         let mut seen = std::collections::HashMap::new();
         for c in &cfg.cameras {
             let line = line_of(src, c.name.span().start);

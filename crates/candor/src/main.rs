@@ -193,6 +193,8 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
         );
     }
     tracing::info!(cameras = cfg.cameras.len(), data = %cfg.storage.path.display(), "recording");
+    let (web_stop, web_stop_rx) = tokio::sync::watch::channel(false);
+    let web = start_web(&cfg, web_stop_rx).await?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let deadline = stop_after.map(|d| tokio::time::Instant::now() + d);
@@ -208,8 +210,45 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
         }
     }
     tracing::info!("stopping: closing segments and flushing the index");
+    let _ = web_stop.send(true);
+    let _ = web.await;
     rec.shutdown().await;
     Ok(())
+}
+
+/// Binds the HTTPS server and prints where it is and its certificate fingerprint.
+async fn start_web(
+    cfg: &Config,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let w = &cfg.web;
+    let tls = candor_web::tls_identity(&cfg.storage.path, w.cert.as_deref(), w.key.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(w.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "web: can't listen on {} (set [web] listen to a free address)",
+                w.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let shown = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+    } else {
+        addr
+    };
+    tracing::info!(
+        "web: https://{shown}/ — TLS certificate {} {}, SHA-256 fingerprint {}",
+        tls.cert_path.display(),
+        if tls.generated { "(generated now)" } else { "" },
+        tls.fingerprint
+    );
+    Ok(tokio::spawn(candor_web::serve(
+        listener,
+        tls.config,
+        candor_web::router(),
+        stop,
+    )))
 }
 
 fn print_status(rec: &Recorder) {
@@ -252,8 +291,13 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let data = std::fs::canonicalize(&data)?;
     let config_path = data.join("candor.toml");
+    let web_port = if std::net::TcpListener::bind(("127.0.0.1", 8443)).is_ok() {
+        8443
+    } else {
+        0
+    };
     let mut toml = format!(
-        "# Written by `candor demo`. Use it with `candor spans`/`export -c {}`.\n[storage]\npath = \".\"\nmax_bytes = \"2GB\"\n",
+        "# Written by `candor demo`. Use it with `candor spans`/`export -c {}`.\n[storage]\npath = \".\"\nmax_bytes = \"2GB\"\n\n[web]\nlisten = \"127.0.0.1:{web_port}\"\n",
         config_path.display()
     );
     for i in 0..cameras {

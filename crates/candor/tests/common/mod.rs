@@ -59,7 +59,7 @@ impl Sim {
 /// Writes a config with the given cameras: (name, url, extra camera keys).
 pub fn write_config(dir: &Path, storage_extra: &str, cameras: &[(&str, String, &str)]) -> PathBuf {
     let mut s = format!(
-        "[storage]\npath = \"{}\"\nsegment_duration = \"2s\"\nfsync_interval = \"1s\"\n{storage_extra}\n",
+        "[storage]\npath = \"{}\"\nsegment_duration = \"2s\"\nfsync_interval = \"1s\"\n{storage_extra}\n\n[web]\nlisten = \"127.0.0.1:0\"\n",
         dir.join("data").display()
     );
     for (name, url, extra) in cameras {

@@ -1,0 +1,196 @@
+//! The recorder's HTTPS server.
+//!
+//! TLS is always on: with no certificate configured, one is generated at first
+//! start (ECDSA P-256, valid for localhost and the loopback addresses) and kept
+//! in the data directory; its SHA-256 fingerprint is printed so the user can
+//! check what the browser shows. Only `/api/v1/health` exists so far; the web
+//! app and authenticated API come with issue 3.
+
+use axum::{Json, Router, routing::get};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("TLS certificate: {0}")]
+    Tls(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WebError {
+    let context = context.into();
+    move |source| WebError::Io { context, source }
+}
+
+pub struct TlsIdentity {
+    pub config: Arc<rustls::ServerConfig>,
+    /// SHA-256 of the leaf certificate (DER), as `AB:CD:…`, the form browsers show.
+    pub fingerprint: String,
+    pub cert_path: PathBuf,
+    /// True when this start generated the certificate.
+    pub generated: bool,
+}
+
+/// Loads the configured certificate and key (PEM), or the generated pair in
+/// `data_dir/tls/`, generating it on first start.
+pub fn tls_identity(
+    data_dir: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<TlsIdentity, WebError> {
+    let (cert_path, key_path, generated) = match (cert, key) {
+        (Some(c), Some(k)) => (c.to_owned(), k.to_owned(), false),
+        (None, None) => {
+            let dir = data_dir.join("tls");
+            let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+            let generated = !(c.exists() && k.exists());
+            if generated {
+                generate(&dir, &c, &k)?;
+            }
+            (c, k, generated)
+        }
+        _ => {
+            return Err(WebError::Tls(
+                "web.cert and web.key must be given together".into(),
+            ));
+        }
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(&cert_path).map_err(io(format!("opening {}", cert_path.display())))?,
+    ))
+    .collect::<Result<_, _>>()
+    .map_err(io(format!("reading {}", cert_path.display())))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| WebError::Tls(format!("no certificate in {}", cert_path.display())))?;
+    let fingerprint = Sha256::digest(leaf.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(&key_path).map_err(io(format!("opening {}", key_path.display())))?,
+    ))
+    .map_err(io(format!("reading {}", key_path.display())))?
+    .ok_or_else(|| WebError::Tls(format!("no private key in {}", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| WebError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsIdentity {
+        config: Arc::new(config),
+        fingerprint,
+        cert_path,
+        generated,
+    })
+}
+
+fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), WebError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| WebError::Tls(e.to_string()))?;
+    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(cert_path, certified.cert.pem())
+        .map_err(io(format!("writing {}", cert_path.display())))?;
+    Ok(())
+}
+
+/// Writes a secret readable by the owner only (created 0600, never world-readable).
+fn write_private(path: &Path, data: &[u8]) -> Result<(), WebError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(format!("creating {}", path.display())))?;
+    f.write_all(data)
+        .map_err(io(format!("writing {}", path.display())))
+}
+
+#[derive(serde::Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+}
+
+/// The routes. Everything but the health check will require authentication.
+pub fn router() -> Router {
+    Router::new().route(
+        "/api/v1/health",
+        get(|| async {
+            Json(Health {
+                status: "ok",
+                version: env!("CARGO_PKG_VERSION"),
+            })
+        }),
+    )
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("web accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            // A client that never finishes its handshake must not hold a task forever.
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            }
+        });
+    }
+}

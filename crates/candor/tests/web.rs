@@ -1,0 +1,98 @@
+//! TLS is on by default: the recorder generates a certificate at first start,
+//! prints its SHA-256 fingerprint, and serves HTTPS that curl (an independent
+//! TLS client) verifies against that certificate.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn generated_certificate_serves_https_and_its_printed_fingerprint_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "", &[]);
+    let rec = start_recorder(&cfg);
+    let mut url = String::new();
+    wait_for(
+        "the web server's address in the log",
+        Duration::from_secs(20),
+        || {
+            let log = rec.log_text();
+            match log
+                .split("web: ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+            {
+                Some(u) => {
+                    url = u.to_string();
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    let log = rec.log_text();
+    let printed = log
+        .split("fingerprint ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let cert = dir.path().join("data/tls/cert.pem");
+    let key = dir.path().join("data/tls/key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o077,
+        0,
+        "private key must not be readable by others"
+    );
+
+    // openssl computes the fingerprint independently.
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let openssl = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        openssl.trim().ends_with(&printed),
+        "printed {printed}, openssl says {openssl}"
+    );
+
+    // curl verifies the chain and the host name (127.0.0.1) against the certificate.
+    let health = format!("{url}api/v1/health");
+    let o = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(&cert)
+        .arg(&health)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "ok");
+
+    // Plain HTTP is not served.
+    let plain = health.replace("https://", "http://");
+    let o = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "plain HTTP must not work");
+
+    // The same certificate is reused on the next start.
+    let log = rec.stop();
+    assert!(log.contains("(generated now)"));
+    let rec = start_recorder(&cfg);
+    wait_for("second start", Duration::from_secs(20), || {
+        rec.log_text().contains("fingerprint")
+    });
+    assert!(rec.log_text().contains(&printed) && !rec.log_text().contains("(generated now)"));
+    rec.stop();
+}
