@@ -194,7 +194,15 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
     }
     tracing::info!(cameras = cfg.cameras.len(), data = %cfg.storage.path.display(), "recording");
     let (web_stop, web_stop_rx) = tokio::sync::watch::channel(false);
-    let web = start_web(&cfg, web_stop_rx).await?;
+    // Recording matters more than the web app: if the web server can't start
+    // (port taken, bad certificate), say so loudly and keep recording.
+    let web = match start_web(&cfg, web_stop_rx).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!("web server not started: {e:#}; recording continues");
+            None
+        }
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let deadline = stop_after.map(|d| tokio::time::Instant::now() + d);
@@ -211,7 +219,9 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
     }
     tracing::info!("stopping: closing segments and flushing the index");
     let _ = web_stop.send(true);
-    let _ = web.await;
+    if let Some(web) = web {
+        let _ = web.await;
+    }
     rec.shutdown().await;
     Ok(())
 }

@@ -96,3 +96,24 @@ fn generated_certificate_serves_https_and_its_printed_fingerprint_matches() {
     assert!(rec.log_text().contains(&printed) && !rec.log_text().contains("(generated now)"));
     rec.stop();
 }
+
+#[test]
+fn a_taken_web_port_is_reported_and_recording_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sim = Sim::start(H264_CLIP, 1);
+    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("127.0.0.1:0", &taken.local_addr().unwrap().to_string());
+    std::fs::write(&cfg, text).unwrap();
+    let rec = start_recorder(&cfg);
+    wait_for("footage", Duration::from_secs(30), || {
+        recorded_secs(&cfg, "gate") >= 2.0
+    });
+    let log = rec.stop();
+    assert!(
+        log.contains("web server not started") && log.contains("recording continues"),
+        "{log}"
+    );
+}
