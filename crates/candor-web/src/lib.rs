@@ -6,7 +6,14 @@
 //! check what the browser shows. Only `/api/v1/health` exists so far; the web
 //! app and authenticated API come with issue 3.
 
-use axum::{Json, Router, routing::get};
+pub mod accounts;
+
+use accounts::{AccountError, Accounts};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -133,17 +140,86 @@ struct Health {
     version: &'static str,
 }
 
-/// The routes. Everything but the health check will require authentication.
-pub fn router() -> Router {
-    Router::new().route(
-        "/api/v1/health",
-        get(|| async {
-            Json(Health {
-                status: "ok",
-                version: env!("CARGO_PKG_VERSION"),
-            })
-        }),
-    )
+/// Errors are JSON with a stable code and a human message.
+#[derive(serde::Serialize)]
+struct ApiError {
+    code: &'static str,
+    message: String,
+}
+
+fn api_error(status: StatusCode, code: &'static str, message: String) -> Response {
+    (status, Json(ApiError { code, message })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupRequest {
+    token: String,
+    username: String,
+    password: String,
+}
+
+async fn setup(
+    State(accounts): State<Arc<Accounts>>,
+    body: Result<Json<SetupRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    // argon2 takes tens of milliseconds: keep it off the async workers.
+    let r = tokio::task::spawn_blocking(move || {
+        accounts
+            .complete_setup(&req.token, &req.username, &req.password)
+            .map(|_| req.username)
+    })
+    .await;
+    match r {
+        Ok(Ok(username)) => {
+            tracing::info!(user = %username, "first admin created through the setup token");
+            let body = serde_json::json!({ "username": username, "role": "admin" });
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Ok(Err(e @ (AccountError::BadName | AccountError::WeakPassword))) => {
+            api_error(StatusCode::BAD_REQUEST, "invalid", e.to_string())
+        }
+        Ok(Err(e @ AccountError::BadToken)) => {
+            api_error(StatusCode::FORBIDDEN, "bad_token", e.to_string())
+        }
+        Ok(Err(e @ AccountError::SetupClosed)) => {
+            api_error(StatusCode::CONFLICT, "setup_closed", e.to_string())
+        }
+        Ok(Err(e)) => {
+            tracing::error!("setup failed: {e}");
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the recorder's log".into(),
+            )
+        }
+        Err(_) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error".into(),
+        ),
+    }
+}
+
+/// The routes. Everything but the health check and first-run setup will
+/// require authentication.
+pub fn router(accounts: Arc<Accounts>) -> Router {
+    let health = || async {
+        Json(Health {
+            status: "ok",
+            version: env!("CARGO_PKG_VERSION"),
+        })
+    };
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/setup", post(setup))
+        // Bodies here are a few hundred bytes; refuse anything large early.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .with_state(accounts)
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` turns true.

@@ -87,8 +87,25 @@ enum Cmd {
         #[arg(long)]
         source: Option<PathBuf>,
     },
+    /// Manage user accounts (headless and air-gapped installs).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
     /// Check that the index and the segment files agree (read-only).
     Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user. The password is read from standard input (hidden on a terminal).
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -155,6 +172,17 @@ fn run(cli: Cli) -> Result<()> {
             cameras,
             source,
         } => runtime()?.block_on(camsim(listen, cameras, source)),
+        Cmd::User {
+            cmd: UserCmd::Add { name, role, config },
+        } => {
+            let cfg = Config::load(&config)?;
+            let password = read_password()?;
+            let accounts = candor_web::accounts::Accounts::open(&cfg.storage.path)?;
+            let role = candor_web::accounts::Role::parse(&role).expect("clap checked the role");
+            accounts.add_user(&name, role, &password)?;
+            eprintln!("added {} user {name:?}", role.as_str());
+            Ok(())
+        }
         Cmd::Check { config } => {
             let cfg = Config::load(&config)?;
             let store = Store::open_read_only(&cfg.storage.path)?;
@@ -167,6 +195,23 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The password for `user add`: prompted without echo on a terminal, else the
+/// first line of standard input (for scripts).
+fn read_password() -> Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password("Password: ")?;
+        anyhow::ensure!(
+            p == rpassword::prompt_password("Again: ")?,
+            "the passwords differ"
+        );
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 async fn shutdown_signal() {
@@ -226,6 +271,9 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
     Ok(())
 }
 
+/// How long the first-run setup token is valid.
+const SETUP_TOKEN_SECS: i64 = 30 * 60;
+
 /// Binds the HTTPS server and prints where it is and its certificate fingerprint.
 async fn start_web(
     cfg: &Config,
@@ -233,6 +281,7 @@ async fn start_web(
 ) -> Result<tokio::task::JoinHandle<()>> {
     let w = &cfg.web;
     let tls = candor_web::tls_identity(&cfg.storage.path, w.cert.as_deref(), w.key.as_deref())?;
+    let accounts = Arc::new(candor_web::accounts::Accounts::open(&cfg.storage.path)?);
     let listener = tokio::net::TcpListener::bind(w.listen)
         .await
         .with_context(|| {
@@ -253,11 +302,21 @@ async fn start_web(
         if tls.generated { "(generated now)" } else { "" },
         tls.fingerprint
     );
+    // No default password: until an admin exists, a one-time token printed
+    // here (and only here) lets whoever runs the recorder create one.
+    if let Some(token) = accounts.new_setup_token(SETUP_TOKEN_SECS)? {
+        tracing::warn!(
+            "no users yet. Within {} minutes, create the first admin with this one-time setup token \
+             (or run `candor user add NAME --role admin -c CONFIG`): curl --cacert {} \
+             -H 'Content-Type: application/json' \
+             -d '{{\"token\":\"{token}\",\"username\":\"admin\",\"password\":\"…\"}}' https://{shown}/api/v1/setup",
+            SETUP_TOKEN_SECS / 60,
+            tls.cert_path.display()
+        );
+    }
+    let router = candor_web::router(accounts);
     Ok(tokio::spawn(candor_web::serve(
-        listener,
-        tls.config,
-        candor_web::router(),
-        stop,
+        listener, tls.config, router, stop,
     )))
 }
 

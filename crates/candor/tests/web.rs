@@ -117,3 +117,121 @@ fn a_taken_web_port_is_reported_and_recording_goes_on() {
         "{log}"
     );
 }
+
+fn curl_json(cert: &std::path::Path, url: &str, body: &str) -> (u16, serde_json::Value) {
+    let o = Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+        .arg(cert)
+        .args(["-H", "Content-Type: application/json", "-d", body, url])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let (json, code) = out.rsplit_once('\n').unwrap();
+    (
+        code.trim().parse().unwrap(),
+        serde_json::from_str(json).unwrap_or_default(),
+    )
+}
+
+fn web_url(rec: &RecorderProc) -> String {
+    let mut url = String::new();
+    wait_for("the web address", Duration::from_secs(20), || {
+        match rec
+            .log_text()
+            .split("web: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+        {
+            Some(u) => {
+                url = u.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    url
+}
+
+#[test]
+fn first_admin_is_created_once_with_the_printed_setup_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "", &[]);
+    let rec = start_recorder(&cfg);
+    let url = format!("{}api/v1/setup", web_url(&rec));
+    wait_for("the setup token", Duration::from_secs(10), || {
+        rec.log_text().contains("\"token\":\"")
+    });
+    let log = rec.log_text();
+    let token = log
+        .split("\"token\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(token.len() >= 43, "256-bit token, got {token:?}");
+    let cert = dir.path().join("data/tls/cert.pem");
+    let body =
+        |t: &str, pw: &str| format!(r#"{{"token":"{t}","username":"root","password":"{pw}"}}"#);
+
+    let (code, v) = curl_json(&cert, &url, &body("not-the-token", "correct horse battery"));
+    assert_eq!((code, v["code"].as_str()), (403, Some("bad_token")), "{v}");
+    let (code, v) = curl_json(&cert, &url, &body(&token, "short"));
+    assert_eq!((code, v["code"].as_str()), (400, Some("invalid")), "{v}");
+    let (code, v) = curl_json(&cert, &url, "{not json");
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+    let (code, v) = curl_json(&cert, &url, &body(&token, "correct horse battery"));
+    assert_eq!((code, v["role"].as_str()), (201, Some("admin")), "{v}");
+    // Replaying the token, or any other, no longer works.
+    let (code, v) = curl_json(&cert, &url, &body(&token, "another password!"));
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (409, Some("setup_closed")),
+        "{v}"
+    );
+    let log = rec.stop();
+    assert!(
+        !log.contains("correct horse battery"),
+        "passwords are never logged"
+    );
+    // With an admin present, no token is printed at the next start.
+    let rec = start_recorder(&cfg);
+    web_url(&rec);
+    assert!(!rec.stop().contains("no users yet"));
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin_and_closes_setup() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "", &[]);
+    let add = |name: &str, pw: &str| {
+        let mut c = Command::new(bin())
+            .args(["user", "add", name, "--role", "admin", "-c"])
+            .arg(&cfg)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pw}\n").as_bytes())
+            .unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let o = add("ops", "short");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 10 characters"));
+    assert!(add("ops", "correct horse battery").status.success());
+    let o = add("ops", "correct horse battery");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    let rec = start_recorder(&cfg);
+    web_url(&rec);
+    assert!(!rec.stop().contains("no users yet"));
+}
