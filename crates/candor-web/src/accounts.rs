@@ -111,6 +111,22 @@ impl Accounts {
              CREATE TABLE IF NOT EXISTS setup_token (
                  hash BLOB NOT NULL,
                  expires_at INTEGER NOT NULL
+             );
+             -- Only a hash of the session id is stored: a copy of this file
+             -- does not let anyone act as a logged-in user.
+             CREATE TABLE IF NOT EXISTS session (
+                 id_hash BLOB PRIMARY KEY,
+                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+                 csrf TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS audit (
+                 id INTEGER PRIMARY KEY,
+                 at INTEGER NOT NULL,
+                 user TEXT,
+                 action TEXT NOT NULL,
+                 detail TEXT NOT NULL
              );",
         )?;
         Ok(Accounts {
@@ -245,6 +261,115 @@ impl Accounts {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at: i64,
+    pub user: Option<String>,
+    pub action: String,
+    pub detail: String,
+}
+
+/// How long a session lasts without logging in again.
+pub const SESSION_SECS: i64 = 12 * 3600;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub username: String,
+    pub role: Role,
+    pub csrf: String,
+}
+
+fn random_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+impl Accounts {
+    /// Starts a session for a user whose password was verified. Returns the
+    /// session id (for the cookie) and the session.
+    pub fn create_session(&self, username: &str) -> Result<(String, Session), AccountError> {
+        let id = random_token();
+        let csrf = random_token();
+        let conn = self.conn();
+        let (user_id, role): (i64, String) = conn.query_row(
+            "SELECT id, role FROM user WHERE name = ?1",
+            [username],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        conn.execute("DELETE FROM session WHERE expires_at <= ?1", [now_secs()])?;
+        conn.execute(
+            "INSERT INTO session (id_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_hash(&id), user_id, csrf, now_secs(), now_secs() + SESSION_SECS],
+        )?;
+        let role = Role::parse(&role).unwrap_or(Role::Viewer);
+        Ok((
+            id,
+            Session {
+                username: username.to_owned(),
+                role,
+                csrf,
+            },
+        ))
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<Session>, AccountError> {
+        let row: Option<(String, String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT u.name, u.role, s.csrf FROM session s JOIN user u ON u.id = s.user_id \
+                 WHERE s.id_hash = ?1 AND s.expires_at > ?2",
+                params![token_hash(id), now_secs()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(username, role, csrf)| {
+            Some(Session {
+                username,
+                role: Role::parse(&role)?,
+                csrf,
+            })
+        }))
+    }
+
+    pub fn end_session(&self, id: &str) -> Result<(), AccountError> {
+        self.conn()
+            .execute("DELETE FROM session WHERE id_hash = ?1", [token_hash(id)])?;
+        Ok(())
+    }
+
+    /// Appends to the audit log (shown to admins by the web app to come).
+    pub fn audit(
+        &self,
+        user: Option<&str>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), AccountError> {
+        self.conn().execute(
+            "INSERT INTO audit (at, user, action, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![now_secs(), user, action, detail],
+        )?;
+        Ok(())
+    }
+
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>, AccountError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT at, user, action, detail FROM audit ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AuditEntry {
+                    at: r.get(0)?,
+                    user: r.get(1)?,
+                    action: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +400,12 @@ mod tests {
         );
         assert_eq!(a.verify("root", "wrong password!!").unwrap(), None);
         assert_eq!(a.verify("nobody", "correct horse battery").unwrap(), None);
+        let (id, s) = a.create_session("root").unwrap();
+        assert_eq!(a.session(&id).unwrap(), Some(s));
+        a.audit(Some("root"), "login", "from 127.0.0.1").unwrap();
+        assert_eq!(a.audit_log().unwrap()[0].action, "login");
+        a.end_session(&id).unwrap();
+        assert_eq!(a.session(&id).unwrap(), None);
     }
 
     #[test]

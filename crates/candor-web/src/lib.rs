@@ -7,6 +7,7 @@
 //! app and authenticated API come with issue 3.
 
 pub mod accounts;
+pub mod auth;
 
 use accounts::{AccountError, Accounts};
 use axum::extract::State;
@@ -159,8 +160,19 @@ struct SetupRequest {
     password: String,
 }
 
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub accounts: Arc<Accounts>,
+    pub limiter: Arc<auth::Limiter>,
+}
+
+/// The client's address, attached per connection by [`serve`].
+#[derive(Clone, Copy)]
+pub struct PeerIp(pub std::net::IpAddr);
+
 async fn setup(
-    State(accounts): State<Arc<Accounts>>,
+    State(AppState { accounts, .. }): State<AppState>,
     body: Result<Json<SetupRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(req) = match body {
@@ -205,8 +217,151 @@ async fn setup(
     }
 }
 
-/// The routes. Everything but the health check and first-run setup will
-/// require authentication.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(st): State<AppState>,
+    peer: Option<axum::Extension<PeerIp>>,
+    body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    let ip = peer
+        .map(|p| p.0.0)
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if let Some(secs) = st.limiter.locked(&req.username, ip) {
+        let _ = st
+            .accounts
+            .audit(Some(&req.username), "login_locked", &format!("from {ip}"));
+        let mut r = api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked_out",
+            format!("too many failed logins; try again in {secs} s"),
+        );
+        r.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+        return r;
+    }
+    let accounts = st.accounts.clone();
+    let (user, password) = (req.username.clone(), req.password);
+    let verified = tokio::task::spawn_blocking(move || accounts.verify(&user, &password)).await;
+    match verified {
+        Ok(Ok(Some(_))) => match st.accounts.create_session(&req.username) {
+            Ok((id, session)) => {
+                st.limiter.succeeded(&req.username);
+                let _ = st
+                    .accounts
+                    .audit(Some(&req.username), "login", &format!("from {ip}"));
+                let body = serde_json::json!({
+                    "username": session.username, "role": session.role.as_str(), "csrf_token": session.csrf,
+                });
+                let cookie = auth::set_cookie(&id, accounts::SESSION_SECS);
+                (
+                    StatusCode::OK,
+                    [(axum::http::header::SET_COOKIE, cookie)],
+                    Json(body),
+                )
+                    .into_response()
+            }
+            Err(e) => {
+                tracing::error!("creating session: {e}");
+                api_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".into(),
+                )
+            }
+        },
+        Ok(Ok(None)) => {
+            st.limiter.failed(&req.username, ip);
+            let _ = st
+                .accounts
+                .audit(Some(&req.username), "login_failed", &format!("from {ip}"));
+            tracing::warn!(user = %req.username, %ip, "failed login");
+            api_error(
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+                "wrong user name or password".into(),
+            )
+        }
+        _ => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error".into(),
+        ),
+    }
+}
+
+/// The caller's session; for anything but GET/HEAD also the CSRF header.
+#[allow(clippy::result_large_err)]
+fn require(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    method: &axum::http::Method,
+) -> Result<(String, accounts::Session), Response> {
+    let Some((id, s)) = auth::current(&st.accounts, headers) else {
+        return Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "log in first".into(),
+        ));
+    };
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        let sent = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !auth::same(sent, &s.csrf) {
+            return Err(api_error(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "missing or wrong X-CSRF-Token header".into(),
+            ));
+        }
+    }
+    Ok((id, s))
+}
+
+async fn me(
+    State(st): State<AppState>,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    match require(&st, &headers, &method) {
+        Ok((_, s)) => Json(serde_json::json!({ "username": s.username, "role": s.role.as_str() }))
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn logout(
+    State(st): State<AppState>,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    match require(&st, &headers, &method) {
+        Ok((id, s)) => {
+            let _ = st.accounts.end_session(&id);
+            let _ = st.accounts.audit(Some(&s.username), "logout", "");
+            (
+                StatusCode::NO_CONTENT,
+                [(axum::http::header::SET_COOKIE, auth::set_cookie("", 0))],
+            )
+                .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// The routes. Everything but health, first-run setup and login requires a
+/// session (and, for state changes, the CSRF header).
 pub fn router(accounts: Arc<Accounts>) -> Router {
     let health = || async {
         Json(Health {
@@ -214,12 +369,19 @@ pub fn router(accounts: Arc<Accounts>) -> Router {
             version: env!("CARGO_PKG_VERSION"),
         })
     };
+    let state = AppState {
+        accounts,
+        limiter: Arc::new(auth::Limiter::default()),
+    };
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/setup", post(setup))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
         // Bodies here are a few hundred bytes; refuse anything large early.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-        .with_state(accounts)
+        .with_state(state)
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` turns true.
@@ -242,7 +404,8 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let (acceptor, router) = (acceptor.clone(), router.clone());
+        let acceptor = acceptor.clone();
+        let router = router.clone().layer(axum::Extension(PeerIp(peer.ip())));
         tokio::spawn(async move {
             // A client that never finishes its handshake must not hold a task forever.
             let tls = match tokio::time::timeout(

@@ -235,3 +235,154 @@ fn user_add_reads_the_password_from_stdin_and_closes_setup() {
     web_url(&rec);
     assert!(!rec.stop().contains("no users yet"));
 }
+
+/// curl with a cookie jar; returns (status, headers, JSON body).
+fn curl(
+    cert: &std::path::Path,
+    jar: &std::path::Path,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    extra: &[&str],
+) -> (u16, String, serde_json::Value) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "-D",
+        "-",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "--cacert",
+    ])
+    .arg(cert)
+    .arg("-b")
+    .arg(jar)
+    .arg("-c")
+    .arg(jar);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    for h in extra {
+        c.args(["-H", h]);
+    }
+    let o = c.arg(url).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (rest, code) = out.rsplit_once('\n').unwrap();
+    let (headers, json) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (
+        code.trim().parse().unwrap(),
+        headers.to_string(),
+        serde_json::from_str(json).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn login_sessions_csrf_and_lockout() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "", &[]);
+    for (name, pw) in [("alice", "alice password 1"), ("bob", "bob password 22")] {
+        let mut c = Command::new(bin())
+            .args(["user", "add", name, "--role", "viewer", "-c"])
+            .arg(&cfg)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pw}\n").as_bytes())
+            .unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+    let rec = start_recorder(&cfg);
+    let base = web_url(&rec);
+    let cert = dir.path().join("data/tls/cert.pem");
+    let jar = dir.path().join("jar");
+    let api = |p: &str| format!("{base}api/v1/{p}");
+
+    // Not logged in.
+    let (code, _, v) = curl(&cert, &jar, "GET", &api("me"), None, &[]);
+    assert_eq!((code, v["code"].as_str()), (401, Some("unauthenticated")));
+
+    // Login; the cookie is HttpOnly, Secure, SameSite=Strict.
+    let (code, headers, v) = curl(
+        &cert,
+        &jar,
+        "POST",
+        &api("login"),
+        Some(r#"{"username":"alice","password":"alice password 1"}"#),
+        &[],
+    );
+    assert_eq!(code, 200, "{v}");
+    let cookie = headers
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let csrf = v["csrf_token"].as_str().unwrap().to_string();
+    let (code, _, v) = curl(&cert, &jar, "GET", &api("me"), None, &[]);
+    assert_eq!(
+        (code, v["username"].as_str(), v["role"].as_str()),
+        (200, Some("alice"), Some("viewer"))
+    );
+
+    // State changes need the CSRF header.
+    let (code, _, v) = curl(&cert, &jar, "POST", &api("logout"), None, &[]);
+    assert_eq!((code, v["code"].as_str()), (403, Some("csrf")));
+    let (code, _, _) = curl(
+        &cert,
+        &jar,
+        "POST",
+        &api("logout"),
+        None,
+        &["X-CSRF-Token: wrong"],
+    );
+    assert_eq!(code, 403);
+    let (code, _, _) = curl(
+        &cert,
+        &jar,
+        "POST",
+        &api("logout"),
+        None,
+        &[&format!("X-CSRF-Token: {csrf}")],
+    );
+    assert_eq!(code, 204);
+    let (code, _, _) = curl(&cert, &jar, "GET", &api("me"), None, &[]);
+    assert_eq!(code, 401, "session ended");
+
+    // Five wrong passwords lock bob out, even with the right one afterwards.
+    let jar2 = dir.path().join("jar2");
+    for _ in 0..5 {
+        let (code, _, _) = curl(
+            &cert,
+            &jar2,
+            "POST",
+            &api("login"),
+            Some(r#"{"username":"bob","password":"guess guess guess"}"#),
+            &[],
+        );
+        assert_eq!(code, 401);
+    }
+    let (code, headers, v) = curl(
+        &cert,
+        &jar2,
+        "POST",
+        &api("login"),
+        Some(r#"{"username":"bob","password":"bob password 22"}"#),
+        &[],
+    );
+    assert_eq!((code, v["code"].as_str()), (429, Some("locked_out")), "{v}");
+    assert!(headers.to_ascii_lowercase().contains("retry-after:"));
+    let log = rec.stop();
+    assert!(
+        !log.contains("bob password 22") && !log.contains("guess guess"),
+        "passwords never logged"
+    );
+}
