@@ -12,25 +12,7 @@ fn generated_certificate_serves_https_and_its_printed_fingerprint_matches() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "", &[]);
     let rec = start_recorder(&cfg);
-    let mut url = String::new();
-    wait_for(
-        "the web server's address in the log",
-        Duration::from_secs(20),
-        || {
-            let log = rec.log_text();
-            match log
-                .split("web: ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-            {
-                Some(u) => {
-                    url = u.to_string();
-                    true
-                }
-                None => false,
-            }
-        },
-    );
+    let url = web_url(&rec);
     let log = rec.log_text();
     let printed = log
         .split("fingerprint ")
@@ -207,24 +189,9 @@ fn first_admin_is_created_once_with_the_printed_setup_token() {
 
 #[test]
 fn user_add_reads_the_password_from_stdin_and_closes_setup() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "", &[]);
-    let add = |name: &str, pw: &str| {
-        let mut c = Command::new(bin())
-            .args(["user", "add", name, "--role", "admin", "-c"])
-            .arg(&cfg)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{pw}\n").as_bytes())
-            .unwrap();
-        c.wait_with_output().unwrap()
-    };
+    let add = |name: &str, pw: &str| user_add(&cfg, name, "admin", pw);
     let o = add("ops", "short");
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("at least 10 characters"));
@@ -282,22 +249,10 @@ fn curl(
 
 #[test]
 fn login_sessions_csrf_and_lockout() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "", &[]);
     for (name, pw) in [("alice", "alice password 1"), ("bob", "bob password 22")] {
-        let mut c = Command::new(bin())
-            .args(["user", "add", name, "--role", "viewer", "-c"])
-            .arg(&cfg)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{pw}\n").as_bytes())
-            .unwrap();
-        assert!(c.wait().unwrap().success());
+        assert!(user_add(&cfg, name, "viewer", pw).status.success());
     }
     let rec = start_recorder(&cfg);
     let base = web_url(&rec);
@@ -385,4 +340,22 @@ fn login_sessions_csrf_and_lockout() {
         !log.contains("bob password 22") && !log.contains("guess guess"),
         "passwords never logged"
     );
+}
+
+/// `candor user add`, the password on stdin as a script would send it.
+fn user_add(cfg: &std::path::Path, name: &str, role: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut c = Command::new(bin())
+        .args(["user", "add", name, "--role", role, "-c"])
+        .arg(cfg)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    c.wait_with_output().unwrap()
 }
