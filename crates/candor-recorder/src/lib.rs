@@ -127,14 +127,15 @@ impl Recorder {
     }
 
     pub fn status(&self) -> Vec<Status> {
-        let stats = self.writer.as_ref().map(|w| w.stats()).unwrap_or_default();
-        self.cameras
-            .iter()
-            .map(|(id, s)| Status {
-                camera: s.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                storage: stats.get(id).cloned().unwrap_or_default(),
-            })
-            .collect()
+        self.status_source().status()
+    }
+
+    /// A cheap, cloneable way to read [`Recorder::status`] from elsewhere (the web server).
+    pub fn status_source(&self) -> StatusSource {
+        StatusSource {
+            cameras: self.cameras.clone(),
+            stats: self.writer.as_ref().map(|w| w.stats_handle()),
+        }
     }
 
     /// Stops ingest, closes and fsyncs every segment, commits the index.
@@ -153,6 +154,29 @@ impl Recorder {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         info!("recorder stopped cleanly");
+    }
+}
+
+#[derive(Clone)]
+pub struct StatusSource {
+    cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
+    stats: Option<Arc<Mutex<std::collections::HashMap<i64, CameraStats>>>>,
+}
+
+impl StatusSource {
+    pub fn status(&self) -> Vec<Status> {
+        let stats = self
+            .stats
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        self.cameras
+            .iter()
+            .map(|(id, s)| Status {
+                camera: s.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                storage: stats.get(id).cloned().unwrap_or_default(),
+            })
+            .collect()
     }
 }
 

@@ -144,6 +144,11 @@ impl Writer {
         self.tx.clone()
     }
 
+    /// A handle to the live statistics, for status displays outside the recorder.
+    pub fn stats_handle(&self) -> Arc<Mutex<HashMap<i64, CameraStats>>> {
+        self.stats.clone()
+    }
+
     pub fn stats(&self) -> HashMap<i64, CameraStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

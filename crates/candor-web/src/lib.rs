@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod footage;
 
 use accounts::{AccountError, Accounts};
 use axum::extract::State;
@@ -148,7 +149,7 @@ struct ApiError {
     message: String,
 }
 
-fn api_error(status: StatusCode, code: &'static str, message: String) -> Response {
+pub(crate) fn api_error(status: StatusCode, code: &'static str, message: String) -> Response {
     (status, Json(ApiError { code, message })).into_response()
 }
 
@@ -165,6 +166,7 @@ struct SetupRequest {
 pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub limiter: Arc<auth::Limiter>,
+    pub footage: Option<Arc<footage::Footage>>,
 }
 
 /// The client's address, attached per connection by [`serve`].
@@ -301,7 +303,7 @@ async fn login(
 
 /// The caller's session; for anything but GET/HEAD also the CSRF header.
 #[allow(clippy::result_large_err)]
-fn require(
+pub(crate) fn require(
     st: &AppState,
     headers: &axum::http::HeaderMap,
     method: &axum::http::Method,
@@ -362,7 +364,7 @@ async fn logout(
 
 /// The routes. Everything but health, first-run setup and login requires a
 /// session (and, for state changes, the CSRF header).
-pub fn router(accounts: Arc<Accounts>) -> Router {
+pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Router {
     let health = || async {
         Json(Health {
             status: "ok",
@@ -372,6 +374,7 @@ pub fn router(accounts: Arc<Accounts>) -> Router {
     let state = AppState {
         accounts,
         limiter: Arc::new(auth::Limiter::default()),
+        footage: footage.map(Arc::new),
     };
     Router::new()
         .route("/api/v1/health", get(health))
@@ -379,6 +382,9 @@ pub fn router(accounts: Arc<Accounts>) -> Router {
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/cameras", get(footage::cameras))
+        .route("/api/v1/cameras/{name}/spans", get(footage::spans))
+        .route("/api/v1/cameras/{name}/export.mp4", get(footage::export))
         // Bodies here are a few hundred bytes; refuse anything large early.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(state)

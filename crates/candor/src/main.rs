@@ -241,7 +241,12 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
     let (web_stop, web_stop_rx) = tokio::sync::watch::channel(false);
     // Recording matters more than the web app: if the web server can't start
     // (port taken, bad certificate), say so loudly and keep recording.
-    let web = match start_web(&cfg, web_stop_rx).await {
+    let footage =
+        Store::open_read_only(&cfg.storage.path).map(|store| candor_web::footage::Footage {
+            store,
+            status: rec.status_source(),
+        });
+    let web = match start_web(&cfg, web_stop_rx, footage.ok()).await {
         Ok(h) => Some(h),
         Err(e) => {
             tracing::error!("web server not started: {e:#}; recording continues");
@@ -278,6 +283,7 @@ const SETUP_TOKEN_SECS: i64 = 30 * 60;
 async fn start_web(
     cfg: &Config,
     stop: tokio::sync::watch::Receiver<bool>,
+    footage: Option<candor_web::footage::Footage>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let w = &cfg.web;
     let tls = candor_web::tls_identity(&cfg.storage.path, w.cert.as_deref(), w.key.as_deref())?;
@@ -314,7 +320,7 @@ async fn start_web(
             tls.cert_path.display()
         );
     }
-    let router = candor_web::router(accounts);
+    let router = candor_web::router(accounts, footage);
     Ok(tokio::spawn(candor_web::serve(
         listener, tls.config, router, stop,
     )))

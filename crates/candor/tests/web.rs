@@ -359,3 +359,80 @@ fn user_add(cfg: &std::path::Path, name: &str, role: &str, password: &str) -> st
         .unwrap();
     c.wait_with_output().unwrap()
 }
+
+#[test]
+fn logged_in_users_list_cameras_spans_and_download_an_export_ffprobe_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(H264_CLIP, 1);
+    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
+    assert!(
+        user_add(&cfg, "alice", "viewer", "alice password 1")
+            .status
+            .success()
+    );
+    let rec = start_recorder(&cfg);
+    let base = web_url(&rec);
+    let cert = dir.path().join("data/tls/cert.pem");
+    let jar = dir.path().join("jar");
+    let api = |p: &str| format!("{base}api/v1/{p}");
+    wait_for("footage", Duration::from_secs(30), || {
+        recorded_secs(&cfg, "gate") >= 6.0
+    });
+
+    for path in [
+        "cameras",
+        "cameras/gate/spans",
+        "cameras/gate/export.mp4?from=2026-01-01T00:00:00Z&to=2026-01-01T00:00:01Z",
+    ] {
+        let (code, _, _) = curl(&cert, &jar, "GET", &api(path), None, &[]);
+        assert_eq!(code, 401, "{path} must need a login");
+    }
+    let (code, _, _) = curl(
+        &cert,
+        &jar,
+        "POST",
+        &api("login"),
+        Some(r#"{"username":"alice","password":"alice password 1"}"#),
+        &[],
+    );
+    assert_eq!(code, 200);
+
+    let (code, _, v) = curl(&cert, &jar, "GET", &api("cameras"), None, &[]);
+    assert_eq!(code, 200);
+    assert_eq!(v["cameras"][0]["name"], "gate");
+    assert_eq!(v["cameras"][0]["state"], "streaming", "{v}");
+    let (code, _, v) = curl(&cert, &jar, "GET", &api("cameras/gate/spans"), None, &[]);
+    assert_eq!(code, 200);
+    let start =
+        candor_media::Time90k::parse_rfc3339(v["spans"][0]["start"].as_str().unwrap()).unwrap();
+    let (code, _, v) = curl(&cert, &jar, "GET", &api("cameras/nope/spans"), None, &[]);
+    assert_eq!((code, v["code"].as_str()), (404, Some("no_camera")));
+    let (code, _, v) = curl(
+        &cert,
+        &jar,
+        "GET",
+        &api("cameras/gate/spans?from=yesterday"),
+        None,
+        &[],
+    );
+    assert_eq!((code, v["code"].as_str()), (400, Some("bad_time")));
+
+    let (from, to) = (start + secs(1.25), start + secs(4.75));
+    let out = dir.path().join("web.mp4");
+    let o = Command::new("curl")
+        .args(["-sS", "--fail", "-o"])
+        .arg(&out)
+        .arg("--cacert")
+        .arg(&cert)
+        .arg("-b")
+        .arg(&jar)
+        .arg(api(&format!("cameras/gate/export.mp4?from={from}&to={to}")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = ffprobe(&out);
+    assert_eq!(p.codec, "h264");
+    assert!((p.duration - 3.5).abs() <= 0.1 + 1e-6, "{p:?}");
+    ffmpeg_decodes(&out).unwrap();
+    rec.stop();
+}
