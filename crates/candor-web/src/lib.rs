@@ -364,30 +364,139 @@ async fn logout(
 
 /// The routes. Everything but health, first-run setup and login requires a
 /// session (and, for state changes, the CSRF header).
-pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Router {
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No session: the health check, first-run setup (token-guarded) and login.
+    Public,
+    /// A session (and the CSRF header for state changes).
+    Session,
+}
+
+/// Every route, in one table: the router is built only from it, so a test
+/// that walks it covers every route there is.
+pub fn routes() -> Vec<(
+    axum::http::Method,
+    &'static str,
+    Access,
+    axum::routing::MethodRouter<AppState>,
+)> {
+    use axum::http::Method;
     let health = || async {
         Json(Health {
             status: "ok",
             version: env!("CARGO_PKG_VERSION"),
         })
     };
+    vec![
+        (Method::GET, "/api/v1/health", Access::Public, get(health)),
+        (Method::POST, "/api/v1/setup", Access::Public, post(setup)),
+        (Method::POST, "/api/v1/login", Access::Public, post(login)),
+        (
+            Method::POST,
+            "/api/v1/logout",
+            Access::Session,
+            post(logout),
+        ),
+        (Method::GET, "/api/v1/me", Access::Session, get(me)),
+        (
+            Method::GET,
+            "/api/v1/cameras",
+            Access::Session,
+            get(footage::cameras),
+        ),
+        (
+            Method::GET,
+            "/api/v1/cameras/{name}/spans",
+            Access::Session,
+            get(footage::spans),
+        ),
+        (
+            Method::GET,
+            "/api/v1/cameras/{name}/export.mp4",
+            Access::Session,
+            get(footage::export),
+        ),
+    ]
+}
+
+/// The routes of [`routes`], with their state.
+pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Router {
     let state = AppState {
         accounts,
         limiter: Arc::new(auth::Limiter::default()),
         footage: footage.map(Arc::new),
     };
-    Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/setup", post(setup))
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/logout", post(logout))
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/cameras", get(footage::cameras))
-        .route("/api/v1/cameras/{name}/spans", get(footage::spans))
-        .route("/api/v1/cameras/{name}/export.mp4", get(footage::export))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, _, handler)| {
+            r.route(path, handler)
+        })
         // Bodies here are a few hundred bytes; refuse anything large early.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// Every route not marked public refuses a request without a session, and
+    /// a state-changing one also refuses a session without the CSRF header.
+    #[tokio::test]
+    async fn every_non_public_route_requires_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Arc::new(Accounts::open(dir.path()).unwrap());
+        accounts
+            .add_user("v", accounts::Role::Viewer, "viewer password")
+            .unwrap();
+        let (sid, _) = accounts.create_session("v").unwrap();
+        let app = router(accounts, None);
+        let mut checked = 0;
+        for (method, path, access, _) in routes() {
+            let uri = path.replace("{name}", "gate")
+                + "?from=2026-01-01T00:00:00Z&to=2026-01-01T00:01:00Z";
+            let req = |cookie: Option<&str>| {
+                let mut b = axum::http::Request::builder()
+                    .method(method.clone())
+                    .uri(&uri);
+                if let Some(c) = cookie {
+                    b = b.header("cookie", format!("{}={c}", auth::COOKIE));
+                }
+                b.header("content-type", "application/json")
+                    .body(axum::body::Body::from("{}"))
+                    .unwrap()
+            };
+            let status = app.clone().oneshot(req(None)).await.unwrap().status();
+            match access {
+                Access::Public => assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path}"),
+                Access::Session => {
+                    assert_eq!(
+                        status,
+                        StatusCode::UNAUTHORIZED,
+                        "{method} {path} without a session"
+                    );
+                    let with = app.clone().oneshot(req(Some(&sid))).await.unwrap().status();
+                    if method != axum::http::Method::GET {
+                        assert_eq!(
+                            with,
+                            StatusCode::FORBIDDEN,
+                            "{method} {path} without CSRF header"
+                        );
+                    } else {
+                        assert_ne!(
+                            with,
+                            StatusCode::UNAUTHORIZED,
+                            "{method} {path} with a session"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 5);
+    }
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` turns true.
