@@ -53,6 +53,16 @@ fn footage(st: &AppState) -> Result<&Arc<Footage>, Response> {
     })
 }
 
+/// The prologue of every per-camera route: a session, then the footage.
+fn session_and_footage(
+    st: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<(String, Arc<Footage>), Response> {
+    let (_, session) = require(st, headers, method)?;
+    Ok((session.username, footage(st)?.clone()))
+}
+
 fn camera_id(f: &Footage, name: &str) -> Result<i64, Response> {
     match f.store.camera_id(name) {
         Ok(Some(id)) => Ok(id),
@@ -110,11 +120,8 @@ pub async fn spans(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = require(&st, &headers, &method) {
-        return r;
-    }
-    let f = match footage(&st) {
-        Ok(f) => f.clone(),
+    let f = match session_and_footage(&st, &headers, &method) {
+        Ok((_, f)) => f,
         Err(r) => return r,
     };
     let (from, to) = match (
@@ -148,12 +155,8 @@ pub async fn export(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let user = match require(&st, &headers, &method) {
-        Ok((_, s)) => s.username,
-        Err(r) => return r,
-    };
-    let f = match footage(&st) {
-        Ok(f) => f.clone(),
+    let (user, f) = match session_and_footage(&st, &headers, &method) {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let (Some(from), Some(to)) = (q.from.as_deref(), q.to.as_deref()) else {
