@@ -2,6 +2,7 @@
 //! writer, and reconnection with exponential backoff and jitter.
 
 use crate::config::{CameraConfig, TransportKind};
+use crate::live::{LiveFrame, LiveInit};
 use candor_media::{Codec, Time90k};
 use candor_storage::writer::{IngestFrame, Msg, SampleEntry};
 use futures::StreamExt;
@@ -72,6 +73,7 @@ impl Default for Backoff {
 }
 
 pub(crate) struct CameraTask {
+    pub live: crate::live::LiveSender,
     pub cfg: Arc<CameraConfig>,
     pub camera_id: i64,
     pub tx: mpsc::Sender<Msg>,
@@ -192,6 +194,7 @@ impl CameraTask {
         let mut demuxed = playing.demuxed()?;
         let stall = cfg.stall_timeout.0;
         let mut entry: Option<Arc<SampleEntry>> = None;
+        let mut live_init: Option<Arc<LiveInit>> = None;
         let mut new_run = true;
         let name = cfg.name.get_ref().0.as_str();
         loop {
@@ -222,6 +225,15 @@ impl CameraTask {
                         s.codec = Some(codec);
                         s.resolution = Some(dims);
                     });
+                    live_init = Some(Arc::new(LiveInit {
+                        codec: p.rfc6381_codec().to_owned(),
+                        width: e.width,
+                        height: e.height,
+                        init_segment: candor_media::mp4::frag::init_segment(
+                            &e.data, e.width, e.height,
+                        )
+                        .into(),
+                    }));
                     send_entry = Some(e.clone());
                     entry = Some(e);
                 }
@@ -234,15 +246,31 @@ impl CameraTask {
                     }
                 });
             }
+            let key = frame.is_random_access_point();
+            let media_ts = frame.timestamp().elapsed();
+            let received = Instant::now();
+            let data = frame.into_data();
+            // Copy for viewers only when there are some; recording keeps the original.
+            if self.live.receiver_count() > 0 {
+                if let Some(init) = &live_init {
+                    let _ = self.live.send(Arc::new(LiveFrame {
+                        init: init.clone(),
+                        media_ts,
+                        key,
+                        data: bytes::Bytes::copy_from_slice(&data),
+                        received,
+                    }));
+                }
+            }
             let msg = IngestFrame {
                 camera_id: self.camera_id,
-                media_ts: frame.timestamp().elapsed(),
-                key: frame.is_random_access_point(),
+                media_ts,
+                key,
                 recv_wall: Time90k::now(),
                 recv_mono: mono_90k(),
                 new_run,
                 entry: send_entry,
-                data: frame.into_data(),
+                data,
             };
             new_run = false;
             if self.tx.send(Msg::Frame(msg)).await.is_err() {

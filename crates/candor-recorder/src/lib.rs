@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod ingest;
+pub mod live;
 
 pub use config::{Config, ConfigError};
 pub use ingest::{CameraState, CameraStatus};
@@ -23,8 +24,10 @@ pub struct Recorder {
     store: Arc<Store>,
     writer: Option<Writer>,
     cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
+    live: Vec<(String, live::LiveSender)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
+    started: std::time::Instant,
     retention_stop: Option<mpsc::Sender<bool>>,
     retention_thread: Option<std::thread::JoinHandle<()>>,
     pub recovery: RecoveryReport,
@@ -89,6 +92,7 @@ impl Recorder {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut cameras = Vec::new();
+        let mut lives = Vec::new();
         let mut tasks = Vec::new();
         for (c, id) in config.cameras.iter().zip(ids) {
             let status = Arc::new(Mutex::new(CameraStatus {
@@ -100,7 +104,10 @@ impl Recorder {
                 codec: None,
                 resolution: None,
             }));
+            let live = live::channel();
+            lives.push((c.name.get_ref().0.clone(), live.clone()));
             let task = ingest::CameraTask {
+                live,
                 cfg: Arc::new(c.clone()),
                 camera_id: id,
                 tx: writer.sender(),
@@ -114,8 +121,10 @@ impl Recorder {
             store,
             writer: Some(writer),
             cameras,
+            live: lives,
             tasks,
             shutdown,
+            started: std::time::Instant::now(),
             retention_stop: Some(kick_tx),
             retention_thread: Some(retention_thread),
             recovery,
@@ -134,6 +143,8 @@ impl Recorder {
     pub fn status_source(&self) -> StatusSource {
         StatusSource {
             cameras: self.cameras.clone(),
+            live: Arc::new(self.live.clone()),
+            started: self.started,
             stats: self.writer.as_ref().map(|w| w.stats_handle()),
         }
     }
@@ -160,10 +171,36 @@ impl Recorder {
 #[derive(Clone)]
 pub struct StatusSource {
     cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
+    live: Arc<Vec<(String, live::LiveSender)>>,
+    started: std::time::Instant,
     stats: Option<Arc<Mutex<std::collections::HashMap<i64, CameraStats>>>>,
 }
 
 impl StatusSource {
+    /// A receiver of the named camera's live frames.
+    pub fn subscribe(
+        &self,
+        camera: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<Arc<live::LiveFrame>>> {
+        self.live
+            .iter()
+            .find(|(n, _)| n == camera)
+            .map(|(_, s)| s.subscribe())
+    }
+
+    /// Live viewers per camera, for metrics.
+    pub fn viewers(&self) -> Vec<(String, usize)> {
+        self.live
+            .iter()
+            .map(|(n, s)| (n.clone(), s.receiver_count()))
+            .collect()
+    }
+
+    /// When the recorder started.
+    pub fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
     pub fn status(&self) -> Vec<Status> {
         let stats = self
             .stats

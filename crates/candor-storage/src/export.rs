@@ -4,7 +4,6 @@ use crate::index::SegmentView;
 use crate::{SEGMENT_MAX_90K, StorageError, Store, db};
 use candor_media::Time90k;
 use candor_media::mp4::{Mp4Plan, PlanSample};
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -229,19 +228,54 @@ impl Export {
         self.plan.samples.len()
     }
 
+    /// The `ftyp` + `moov` + `mdat` header: it fixes every sample's size and
+    /// place, so a hash of it (with the segment ids) identifies the file.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// The recorded segments the file reads from, in order.
+    pub fn segment_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.parts.iter().map(|p| p.segment_id)
+    }
+
     /// Writes the whole file, calling `progress` with bytes written so far.
     pub fn write_to(
         &self,
         out: &mut impl Write,
+        progress: impl FnMut(u64),
+    ) -> Result<(), ExportError> {
+        self.write_range(out, 0..self.total_len(), progress)
+    }
+
+    /// Writes bytes `range` of the file (HTTP Range requests: a player
+    /// seeking into a long export). Samples wholly outside the range are not
+    /// read. `progress` gets the file offset reached.
+    pub fn write_range(
+        &self,
+        out: &mut impl Write,
+        range: std::ops::Range<u64>,
         mut progress: impl FnMut(u64),
     ) -> Result<(), ExportError> {
-        out.write_all(&self.header).map_err(ExportError::Write)?;
-        let mut written = self.header.len() as u64;
-        progress(written);
+        let (start, end) = (range.start, range.end.min(self.total_len()));
+        let hlen = self.header.len() as u64;
+        if start < hlen {
+            let h = &self.header[start as usize..end.min(hlen) as usize];
+            out.write_all(h).map_err(ExportError::Write)?;
+        }
+        let mut pos = hlen;
+        progress(pos.min(end));
         let mut buf = Vec::new();
-        // Segment files open lazily: a long export must not hold thousands of fds.
-        let mut open: HashMap<usize, BufReader<File>> = HashMap::new();
-        for (pi, part) in self.parts.iter().enumerate() {
+        'parts: for part in &self.parts {
+            let part_len: u64 = part.frames.iter().map(|&(_, s)| u64::from(s)).sum();
+            if pos + part_len <= start {
+                pos += part_len;
+                continue;
+            }
+            if pos >= end {
+                break;
+            }
+            // One segment file open at a time: a long export must not hold thousands of fds.
             let file = match File::open(&part.path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -253,24 +287,30 @@ impl Export {
                     );
                 }
             };
-            let r = open
-                .entry(pi)
-                .or_insert_with(|| BufReader::with_capacity(1 << 20, file));
-            let mut pos = None;
+            let mut r = BufReader::with_capacity(1 << 20, file);
+            let mut at = None;
             for &(offset, size) in &part.frames {
-                if pos != Some(offset) {
+                let (s0, s1) = (pos, pos + u64::from(size));
+                pos = s1;
+                if s1 <= start {
+                    continue;
+                }
+                if s0 >= end {
+                    break 'parts;
+                }
+                if at != Some(offset) {
                     r.seek(SeekFrom::Start(offset))
                         .map_err(|e| StorageError::io("seeking in segment", e))?;
                 }
                 buf.resize(size as usize, 0);
                 r.read_exact(&mut buf)
                     .map_err(|e| StorageError::io(format!("reading {}", part.path.display()), e))?;
-                pos = Some(offset + u64::from(size));
-                out.write_all(&buf).map_err(ExportError::Write)?;
-                written += u64::from(size);
-                progress(written);
+                at = Some(offset + u64::from(size));
+                let lo = start.saturating_sub(s0) as usize;
+                let hi = (end.min(s1) - s0) as usize;
+                out.write_all(&buf[lo..hi]).map_err(ExportError::Write)?;
+                progress(s1.min(end));
             }
-            open.remove(&pi);
         }
         out.flush().map_err(ExportError::Write)?;
         Ok(())

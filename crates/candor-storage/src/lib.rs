@@ -71,6 +71,15 @@ pub const SEGMENT_TARGET_90K: i64 = 60 * 90_000;
 pub const SEGMENT_MAX_90K: i64 = 5 * 60 * 90_000;
 
 /// An open data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CameraUsage {
+    pub camera_id: i64,
+    pub segments: u64,
+    pub bytes: u64,
+    pub oldest: Option<Time90k>,
+    pub newest: Option<Time90k>,
+}
+
 pub struct Store {
     dir: PathBuf,
     db: Arc<Mutex<Connection>>,
@@ -197,6 +206,31 @@ impl Store {
     pub(crate) fn segment_path(&self, camera_id: i64, segment_id: i64) -> PathBuf {
         self.camera_dir(camera_id)
             .join(format!("{segment_id:010}.seg"))
+    }
+
+    /// Per camera: closed segments' bytes, the oldest footage and the span
+    /// they cover, for the system page and the retention forecast.
+    pub fn usage(&self) -> Result<Vec<CameraUsage>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT camera_id, COUNT(*), COALESCE(SUM(file_len), 0), MIN(start_90k), \
+                 MAX(start_90k + COALESCE(wall_duration_90k, 0)) FROM segment GROUP BY camera_id",
+            )
+            .map_err(|e| StorageError::db("summing usage", e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CameraUsage {
+                    camera_id: r.get(0)?,
+                    segments: r.get::<_, i64>(1)? as u64,
+                    bytes: r.get::<_, i64>(2)? as u64,
+                    oldest: r.get::<_, Option<i64>>(3)?.map(Time90k),
+                    newest: r.get::<_, Option<i64>>(4)?.map(Time90k),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| StorageError::db("summing usage", e))?;
+        Ok(rows)
     }
 
     /// Total bytes of all segment files known to the index (closed ones).

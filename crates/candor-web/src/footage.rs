@@ -1,41 +1,95 @@
 //! Camera, spans and export routes. They read the index through their own
 //! read-only connection, so HTTP readers never wait on the recorder's writer.
 //!
-//! Not yet: per-camera scopes (every logged-in user sees every camera) and
-//! HTTP Range/ETag on exports.
+//! A camera outside the caller's camera list answers exactly like a camera
+//! that does not exist (404), so its name is not disclosed either.
 
-// Helpers return a ready error response for the handler to pass on; these are
-// per-request slow paths where a 128-byte Err costs nothing that matters.
-#![allow(clippy::result_large_err)]
-
-use crate::{AppState, api_error, require};
+use crate::accounts::Role;
+use crate::{ApiError, ApiResult, AppState, Principal, authorize};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse;
 use candor_media::Time90k;
 use candor_recorder::{CameraState, StatusSource};
 use candor_storage::{Export, ExportError, Store};
-use std::sync::Arc;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// What the footage routes read.
 pub struct Footage {
     pub store: Store,
     pub status: StatusSource,
+    /// Retention policy, for the system page's forecast.
+    pub policy: Policy,
+    rates: Mutex<HashMap<String, Rate>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// Whole-store budget, bytes.
+    pub max_bytes: Option<u64>,
+    /// Per camera name: (max age in seconds, max bytes).
+    pub cameras: HashMap<String, (Option<u64>, Option<u64>)>,
+}
+
+struct Rate {
+    at: Instant,
+    frames: u64,
+    bytes: u64,
+    fps: Option<f64>,
+    bps: Option<f64>,
+}
+
+impl Footage {
+    pub fn new(store: Store, status: StatusSource, policy: Policy) -> Footage {
+        Footage {
+            store,
+            status,
+            policy,
+            rates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Frames and bits per second over the last window of at least 2 s,
+    /// measured from the writer's counters between calls.
+    pub fn rate(&self, camera: &str, frames: u64, bytes: u64) -> (Option<f64>, Option<f64>) {
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let r = rates.entry(camera.to_owned()).or_insert(Rate {
+            at: now,
+            frames,
+            bytes,
+            fps: None,
+            bps: None,
+        });
+        let dt = now.duration_since(r.at).as_secs_f64();
+        if dt >= 2.0 {
+            r.fps = Some(frames.saturating_sub(r.frames) as f64 / dt);
+            r.bps = Some(bytes.saturating_sub(r.bytes) as f64 * 8.0 / dt);
+            (r.at, r.frames, r.bytes) = (now, frames, bytes);
+        }
+        (r.fps, r.bps)
+    }
 }
 
 #[derive(serde::Deserialize)]
-pub struct Range {
+#[serde(deny_unknown_fields)]
+pub struct TimeRange {
     from: Option<String>,
     to: Option<String>,
+    /// `1`: `Content-Disposition: attachment` (a download), else inline (playback).
+    download: Option<u8>,
 }
 
-fn time(v: Option<&str>, name: &str, default: i64) -> Result<Time90k, Response> {
+fn time(v: Option<&str>, name: &str, default: i64) -> Result<Time90k, ApiError> {
     match v {
         None => Ok(Time90k(default)),
         Some(s) => Time90k::parse_rfc3339(s).map_err(|_| {
-            api_error(
-                StatusCode::BAD_REQUEST,
+            ApiError::bad_request(
                 "bad_time",
                 format!("{name} must be RFC 3339, e.g. 2026-11-27T10:00:00Z"),
             )
@@ -43,184 +97,289 @@ fn time(v: Option<&str>, name: &str, default: i64) -> Result<Time90k, Response> 
     }
 }
 
-fn footage(st: &AppState) -> Result<&Arc<Footage>, Response> {
-    st.footage.as_ref().ok_or_else(|| {
-        api_error(
+fn footage(st: &AppState) -> Result<Arc<Footage>, ApiError> {
+    st.footage.clone().ok_or_else(|| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_recorder",
-            "no recorder attached".into(),
+            "no recorder attached",
         )
     })
 }
 
-/// The prologue of every per-camera route: a session, then the footage.
-fn session_and_footage(
+pub(crate) fn no_camera(name: &str) -> ApiError {
+    ApiError::not_found(format!("no camera named {name:?}")).with_code("no_camera")
+}
+
+/// The prologue of every per-camera route: who, may they see it, and the footage.
+pub(crate) fn camera_access(
     st: &AppState,
     headers: &HeaderMap,
     method: &Method,
-) -> Result<(String, Arc<Footage>), Response> {
-    let (_, session) = require(st, headers, method)?;
-    Ok((session.username, footage(st)?.clone()))
+    name: &str,
+) -> Result<(Principal, Arc<Footage>), ApiError> {
+    let p = authorize(st, headers, method, Role::Viewer)?;
+    if !p.may_see(name) {
+        return Err(no_camera(name));
+    }
+    Ok((p, footage(st)?))
 }
 
-fn camera_id(f: &Footage, name: &str) -> Result<i64, Response> {
+fn camera_id(f: &Footage, name: &str) -> Result<i64, ApiError> {
     match f.store.camera_id(name) {
         Ok(Some(id)) => Ok(id),
-        Ok(None) => Err(api_error(
-            StatusCode::NOT_FOUND,
-            "no_camera",
-            format!("no camera named {name:?}"),
-        )),
-        Err(e) => Err(internal(e)),
+        Ok(None) => Err(no_camera(name)),
+        Err(e) => Err(ApiError::internal(e)),
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!("footage route: {e}");
-    api_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error; see the recorder's log".into(),
-    )
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
 }
 
-pub async fn cameras(State(st): State<AppState>, method: Method, headers: HeaderMap) -> Response {
-    if let Err(r) = require(&st, &headers, &method) {
-        return r;
+pub(crate) fn state_fields(s: &CameraState) -> (&'static str, Option<String>, Option<String>) {
+    match s {
+        CameraState::Connecting => ("connecting", None, None),
+        CameraState::Streaming { since } => ("streaming", Some(since.to_string()), None),
+        CameraState::Backoff { last_error, .. } => ("reconnecting", None, Some(last_error.clone())),
+        CameraState::Stopped => ("stopped", None, None),
     }
-    let f = match footage(&st) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+}
+
+pub async fn cameras(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    let f = footage(&st)?;
     let list: Vec<_> = f
         .status
         .status()
         .into_iter()
+        .filter(|s| p.may_see(&s.camera.name))
         .map(|s| {
-            let (state, since, error) = match &s.camera.state {
-                CameraState::Connecting => ("connecting", None, None),
-                CameraState::Streaming { since } => ("streaming", Some(since.to_string()), None),
-                CameraState::Backoff { last_error, .. } => ("reconnecting", None, Some(last_error.clone())),
-                CameraState::Stopped => ("stopped", None, None),
-            };
+            let (state, since, error) = state_fields(&s.camera.state);
+            let (fps, bps) = f.rate(&s.camera.name, s.storage.frames, s.storage.bytes);
             serde_json::json!({
                 "name": s.camera.name, "state": state, "streaming_since": since, "error": error,
                 "last_error": s.camera.last_error, "reconnects": s.camera.reconnects, "codec": s.camera.codec,
                 "resolution": s.camera.resolution, "frames_written": s.storage.frames, "bytes_written": s.storage.bytes,
+                "fps": fps, "bitrate": bps,
             })
         })
         .collect();
-    Json(serde_json::json!({ "cameras": list })).into_response()
+    Ok(Json(serde_json::json!({ "cameras": list })).into_response())
 }
 
 pub async fn spans(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<Range>,
+    q: Result<Query<TimeRange>, QueryRejection>,
     method: Method,
     headers: HeaderMap,
-) -> Response {
-    let f = match session_and_footage(&st, &headers, &method) {
-        Ok((_, f)) => f,
-        Err(r) => return r,
-    };
-    let (from, to) = match (
-        time(q.from.as_deref(), "from", i64::MIN / 2),
-        time(q.to.as_deref(), "to", i64::MAX / 2),
-    ) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let r = tokio::task::spawn_blocking(move || {
+) -> ApiResult {
+    let (_, f) = camera_access(&st, &headers, &method, &name)?;
+    let q = query(q)?;
+    let from = time(q.from.as_deref(), "from", i64::MIN / 2)?;
+    let to = time(q.to.as_deref(), "to", i64::MAX / 2)?;
+    let spans = tokio::task::spawn_blocking(move || {
         let id = camera_id(&f, &name)?;
-        candor_storage::export::spans(&f.store, id, from, to).map_err(internal)
+        candor_storage::export::spans(&f.store, id, from, to).map_err(ApiError::internal)
     })
-    .await;
-    match r {
-        Ok(Ok(spans)) => {
-            let list: Vec<_> =
-                spans.iter().map(|s| serde_json::json!({ "start": s.start.to_string(), "end": s.end.to_string() })).collect();
-            Json(serde_json::json!({ "spans": list })).into_response()
-        }
-        Ok(Err(r)) => r,
-        Err(e) => internal(e),
-    }
+    .await??;
+    let list: Vec<_> = spans
+        .iter()
+        .map(|s| serde_json::json!({ "start": s.start.to_string(), "end": s.end.to_string() }))
+        .collect();
+    Ok(Json(serde_json::json!({ "spans": list })).into_response())
 }
 
-/// Streams an MP4 of `[from, to)`: the same file as `candor export`.
+/// A strong validator for a planned export: its header fixes every byte's
+/// place and size, and the segment ids fix where the bytes come from.
+fn etag(e: &Export) -> String {
+    let mut h = Sha256::new();
+    h.update(e.header());
+    for id in e.segment_ids() {
+        h.update(id.to_le_bytes());
+    }
+    let d = h.finalize();
+    format!(
+        "\"{}\"",
+        d[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// Parses a `Range` header against a body of `len` bytes: one
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` range. `Ok(None)`: no (usable)
+/// Range, send everything; `Err`: unsatisfiable (416).
+pub fn parse_range(v: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // multipart ranges: answer with the whole file, as RFC 9110 allows
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| ());
+    let r = match (a.trim().is_empty(), b.trim().is_empty()) {
+        (true, true) => return Ok(None),
+        (true, false) => {
+            let n = num(b)?;
+            if n == 0 {
+                return Err(());
+            }
+            len.saturating_sub(n)..len
+        }
+        (false, true) => num(a)?..len,
+        (false, false) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if b < a {
+                return Ok(None);
+            }
+            a..(b.saturating_add(1)).min(len)
+        }
+    };
+    if r.start >= len {
+        return Err(());
+    }
+    Ok(Some(r))
+}
+
+/// Streams an MP4 of `[from, to)`: the same file as `candor export`. HTTP
+/// Range and `If-None-Match`/`If-Range` work, so a `<video>` element can
+/// play and seek in it directly: that is how the web app plays footage back.
 pub async fn export(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<Range>,
+    q: Result<Query<TimeRange>, QueryRejection>,
     method: Method,
     headers: HeaderMap,
-) -> Response {
-    let (user, f) = match session_and_footage(&st, &headers, &method) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> ApiResult {
+    let (p, f) = camera_access(&st, &headers, &method, &name)?;
+    let q = query(q)?;
     let (Some(from), Some(to)) = (q.from.as_deref(), q.to.as_deref()) else {
-        return api_error(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "bad_time",
-            "from and to are required (RFC 3339)".into(),
-        );
+            "from and to are required (RFC 3339)",
+        ));
     };
-    let (from, to) = match (time(Some(from), "from", 0), time(Some(to), "to", 0)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+    let (from, to) = (time(Some(from), "from", 0)?, time(Some(to), "to", 0)?);
     let cam = name.clone();
-    let planned = tokio::task::spawn_blocking(move || {
+    let export = tokio::task::spawn_blocking(move || {
         let id = camera_id(&f, &cam)?;
         match Export::plan(&f.store, id, from, to) {
-            Ok(e) => Ok((f, e)),
-            Err(e @ (ExportError::NoFootage { .. } | ExportError::BadRange { .. })) => Err(
-                api_error(StatusCode::NOT_FOUND, "no_footage", e.to_string()),
-            ),
-            Err(e) => Err(internal(e)),
+            Ok(e) => Ok(e),
+            Err(e @ (ExportError::NoFootage { .. } | ExportError::BadRange { .. })) => {
+                Err(ApiError::not_found(e.to_string()).with_code("no_footage"))
+            }
+            Err(e) => Err(ApiError::internal(e)),
         }
     })
-    .await;
-    let (_f, export) = match planned {
-        Ok(Ok(v)) => v,
-        Ok(Err(r)) => return r,
-        Err(e) => return internal(e),
-    };
-    let _ = st.accounts.audit(
-        Some(&user),
-        "export",
-        &format!("{name} {} .. {}", export.from, export.to),
-    );
+    .await??;
     let len = export.total_len();
+    let tag = etag(&export);
+    let hv = |k: header::HeaderName| headers.get(k).and_then(|v| v.to_str().ok());
+    if hv(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    // A Range applies only if the client's copy is this same file.
+    let if_range_ok = hv(header::IF_RANGE).is_none_or(|v| v.trim() == tag);
+    let range = match hv(header::RANGE).filter(|_| if_range_ok) {
+        Some(v) => match parse_range(v, len) {
+            Ok(r) => r,
+            Err(()) => {
+                return Ok((
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+                )
+                    .into_response());
+            }
+        },
+        None => None,
+    };
+    let download = q.download == Some(1);
+    // One audit line per viewing, not per Range request a player makes while seeking.
+    if range.as_ref().is_none_or(|r| r.start == 0) {
+        let _ = st.accounts.audit(
+            Some(&p.username),
+            if download { "export" } else { "playback" },
+            &format!("{name} {} .. {}", export.from, export.to),
+        );
+    }
+    let (status, body_range) = match &range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.clone()),
+        None => (StatusCode::OK, 0..len),
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
-    tokio::task::spawn_blocking(move || {
-        let mut w = ChanWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-        };
-        if let Err(e) = export.write_to(&mut w, |_| {}) {
-            // The client sees a truncated body; the reason goes to the log.
-            tracing::warn!("export stream ended early: {e}");
-            let _ =
-                w.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    });
+    if method != Method::HEAD {
+        let br = body_range.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut w = ChanWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            if let Err(e) = export.write_range(&mut w, br, |_| {}) {
+                // The client sees a truncated body; the reason goes to the log.
+                tracing::warn!("export stream ended early: {e}");
+                let _ =
+                    w.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        });
+    }
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     let filename = format!("{name}-{}.mp4", from.to_string().replace(':', "-"));
-    (
-        [
-            (header::CONTENT_TYPE, "video/mp4".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{filename}\""),
-            ),
-        ],
-        axum::body::Body::from_stream(stream),
-    )
-        .into_response()
+    let mut resp = (status, axum::body::Body::from_stream(stream)).into_response();
+    let h = resp.headers_mut();
+    let val = |s: String| HeaderValue::from_str(&s).map_err(ApiError::internal);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    h.insert(
+        header::CONTENT_LENGTH,
+        val((body_range.end - body_range.start).to_string())?,
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::ETAG, val(tag)?);
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    if range.is_some() {
+        h.insert(
+            header::CONTENT_RANGE,
+            val(format!(
+                "bytes {}-{}/{len}",
+                body_range.start,
+                body_range.end - 1
+            ))?,
+        );
+    }
+    // Camera names are free text: keep the header to a safe ASCII subset.
+    let safe: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disp = if download { "attachment" } else { "inline" };
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        val(format!("{disp}; filename=\"{safe}\""))?,
+    );
+    Ok(resp)
+}
+
+impl ApiError {
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -254,5 +413,25 @@ impl std::io::Write for ChanWriter {
             self.send()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn range_headers_parse_as_rfc9110_says() {
+        assert_eq!(parse_range("bytes=0-", 100), Ok(Some(0..100)));
+        assert_eq!(parse_range("bytes=10-19", 100), Ok(Some(10..20)));
+        assert_eq!(parse_range("bytes=90-200", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=-1000", 100), Ok(Some(0..100)));
+        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=-0", 100), Err(()));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        assert_eq!(parse_range("bytes=x-1", 100), Err(()));
+        assert_eq!(parse_range("bytes=5-1", 100), Ok(None));
     }
 }

@@ -3,16 +3,22 @@
 //! TLS is always on: with no certificate configured, one is generated at first
 //! start (ECDSA P-256, valid for localhost and the loopback addresses) and kept
 //! in the data directory; its SHA-256 fingerprint is printed so the user can
-//! check what the browser shows. Only `/api/v1/health` exists so far; the web
-//! app and authenticated API come with issue 3.
+//! check what the browser shows. [`routes`] lists every route with who may
+//! call it; the web app's files are embedded in the binary ([`ui`]).
 
 pub mod accounts;
+pub mod admin_api;
 pub mod auth;
 pub mod footage;
+pub mod live;
+pub mod openapi;
+pub mod session_api;
+pub mod system;
+pub mod totp;
+pub mod ui;
 
-use accounts::{AccountError, Accounts};
-use axum::extract::State;
-use axum::http::StatusCode;
+use accounts::{AccountError, Accounts, Role};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -136,29 +142,88 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), WebError> {
         .map_err(io(format!("writing {}", path.display())))
 }
 
+/// An error answer: JSON with a stable `code` for programs and a `message`
+/// for people that says what to do.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
 #[derive(serde::Serialize)]
-struct Health {
-    status: &'static str,
-    version: &'static str,
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
 }
 
-/// Errors are JSON with a stable code and a human message.
-#[derive(serde::Serialize)]
-struct ApiError {
-    code: &'static str,
-    message: String,
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// Logs the cause; the client learns only that it was on our side.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!("request failed: {cause}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the recorder's log has the details",
+        )
+    }
 }
 
-pub(crate) fn api_error(status: StatusCode, code: &'static str, message: String) -> Response {
-    (status, Json(ApiError { code, message })).into_response()
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetupRequest {
-    token: String,
-    username: String,
-    password: String,
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> ApiError {
+        use AccountError::*;
+        let (status, code) = match &e {
+            BadName | WeakPassword | BadCameras(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            Exists(_) => (StatusCode::CONFLICT, "exists"),
+            BadToken => (StatusCode::FORBIDDEN, "bad_token"),
+            SetupClosed => (StatusCode::CONFLICT, "setup_closed"),
+            NoUser(_) => (StatusCode::NOT_FOUND, "not_found"),
+            LastAdmin => (StatusCode::CONFLICT, "last_admin"),
+            BadCode => (StatusCode::BAD_REQUEST, "bad_code"),
+            NoPendingTotp => (StatusCode::CONFLICT, "no_pending_totp"),
+            Db(_) | Io(_) | Hash(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// The JSON body of a request, or a 400 that says what is wrong with it.
+pub(crate) fn body<T>(
+    b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
 }
 
 /// Shared state of the HTTP handlers.
@@ -167,255 +232,364 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub limiter: Arc<auth::Limiter>,
     pub footage: Option<Arc<footage::Footage>>,
+    pub metrics: Arc<live::LiveMetrics>,
+    pub started: std::time::Instant,
 }
 
 /// The client's address, attached per connection by [`serve`].
 #[derive(Clone, Copy)]
 pub struct PeerIp(pub std::net::IpAddr);
 
-async fn setup(
-    State(AppState { accounts, .. }): State<AppState>,
-    body: Result<Json<SetupRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
-    };
-    // argon2 takes tens of milliseconds: keep it off the async workers.
-    let r = tokio::task::spawn_blocking(move || {
-        accounts
-            .complete_setup(&req.token, &req.username, &req.password)
-            .map(|_| req.username)
-    })
-    .await;
-    match r {
-        Ok(Ok(username)) => {
-            tracing::info!(user = %username, "first admin created through the setup token");
-            let body = serde_json::json!({ "username": username, "role": "admin" });
-            (StatusCode::CREATED, Json(body)).into_response()
+/// Who is calling, and what they may do.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub username: String,
+    pub role: Role,
+    /// Cameras this caller may see; `None`: all.
+    pub cameras: Option<Vec<String>>,
+    pub via: Via,
+}
+
+#[derive(Clone, Debug)]
+pub enum Via {
+    /// A browser session: the cookie's secret id and the session's row.
+    Session { id: String, row: i64 },
+    /// `Authorization: Bearer` with an API token.
+    Token { id: i64 },
+}
+
+impl Principal {
+    pub fn may_see(&self, camera: &str) -> bool {
+        self.cameras
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|n| n == camera))
+    }
+    pub fn session_row(&self) -> Option<i64> {
+        match self.via {
+            Via::Session { row, .. } => Some(row),
+            Via::Token { .. } => None,
         }
-        Ok(Err(e @ (AccountError::BadName | AccountError::WeakPassword))) => {
-            api_error(StatusCode::BAD_REQUEST, "invalid", e.to_string())
-        }
-        Ok(Err(e @ AccountError::BadToken)) => {
-            api_error(StatusCode::FORBIDDEN, "bad_token", e.to_string())
-        }
-        Ok(Err(e @ AccountError::SetupClosed)) => {
-            api_error(StatusCode::CONFLICT, "setup_closed", e.to_string())
-        }
-        Ok(Err(e)) => {
-            tracing::error!("setup failed: {e}");
-            api_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; see the recorder's log".into(),
-            )
-        }
-        Err(_) => api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error".into(),
-        ),
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginRequest {
-    username: String,
-    password: String,
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-async fn login(
-    State(st): State<AppState>,
-    peer: Option<axum::Extension<PeerIp>>,
-    body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
-    };
-    let ip = peer
-        .map(|p| p.0.0)
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if let Some(secs) = st.limiter.locked(&req.username, ip) {
-        let _ = st
-            .accounts
-            .audit(Some(&req.username), "login_locked", &format!("from {ip}"));
-        let mut r = api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "locked_out",
-            format!("too many failed logins; try again in {secs} s"),
-        );
-        r.headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, secs.into());
-        return r;
-    }
-    let accounts = st.accounts.clone();
-    let (user, password) = (req.username.clone(), req.password);
-    let verified = tokio::task::spawn_blocking(move || accounts.verify(&user, &password)).await;
-    match verified {
-        Ok(Ok(Some(_))) => match st.accounts.create_session(&req.username) {
-            Ok((id, session)) => {
-                st.limiter.succeeded(&req.username);
-                let _ = st
-                    .accounts
-                    .audit(Some(&req.username), "login", &format!("from {ip}"));
-                let body = serde_json::json!({
-                    "username": session.username, "role": session.role.as_str(), "csrf_token": session.csrf,
-                });
-                let cookie = auth::set_cookie(&id, accounts::SESSION_SECS);
-                (
-                    StatusCode::OK,
-                    [(axum::http::header::SET_COOKIE, cookie)],
-                    Json(body),
-                )
-                    .into_response()
-            }
-            Err(e) => {
-                tracing::error!("creating session: {e}");
-                api_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error".into(),
-                )
-            }
-        },
-        Ok(Ok(None)) => {
-            st.limiter.failed(&req.username, ip);
-            let _ = st
-                .accounts
-                .audit(Some(&req.username), "login_failed", &format!("from {ip}"));
-            tracing::warn!(user = %req.username, %ip, "failed login");
-            api_error(
-                StatusCode::UNAUTHORIZED,
-                "bad_credentials",
-                "wrong user name or password".into(),
-            )
-        }
-        _ => api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error".into(),
-        ),
-    }
-}
-
-/// The caller's session; for anything but GET/HEAD also the CSRF header.
-#[allow(clippy::result_large_err)]
-pub(crate) fn require(
+/// Authenticates the caller (an API token, else the session cookie), checks
+/// the CSRF header on state changes made with a cookie, then the role.
+pub(crate) fn authorize(
     st: &AppState,
-    headers: &axum::http::HeaderMap,
-    method: &axum::http::Method,
-) -> Result<(String, accounts::Session), Response> {
-    let Some((id, s)) = auth::current(&st.accounts, headers) else {
-        return Err(api_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "log in first".into(),
-        ));
-    };
-    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
-        let sent = headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !auth::same(sent, &s.csrf) {
-            return Err(api_error(
-                StatusCode::FORBIDDEN,
-                "csrf",
-                "missing or wrong X-CSRF-Token header".into(),
+    headers: &HeaderMap,
+    method: &Method,
+    min: Role,
+) -> Result<Principal, ApiError> {
+    let p = if let Some(token) = bearer(headers) {
+        match st.accounts.token(token) {
+            Ok(Some(t)) => Principal {
+                username: t.username,
+                role: t.role,
+                cameras: t.cameras,
+                via: Via::Token { id: t.id },
+            },
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad_token",
+                    "the API token is unknown or was revoked",
+                ));
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+    } else {
+        let Some((id, s)) = auth::current(&st.accounts, headers) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "log in first",
             ));
+        };
+        // Cookies ride along on cross-site requests; a header that only our
+        // own pages can set proves the request came from them.
+        if method != Method::GET && method != Method::HEAD {
+            let sent = headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !auth::same(sent, &s.csrf) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf",
+                    "missing or wrong X-CSRF-Token header; reload the page",
+                ));
+            }
         }
-    }
-    Ok((id, s))
-}
-
-async fn me(
-    State(st): State<AppState>,
-    method: axum::http::Method,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    match require(&st, &headers, &method) {
-        Ok((_, s)) => Json(serde_json::json!({ "username": s.username, "role": s.role.as_str() }))
-            .into_response(),
-        Err(r) => r,
-    }
-}
-
-async fn logout(
-    State(st): State<AppState>,
-    method: axum::http::Method,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    match require(&st, &headers, &method) {
-        Ok((id, s)) => {
-            let _ = st.accounts.end_session(&id);
-            let _ = st.accounts.audit(Some(&s.username), "logout", "");
-            (
-                StatusCode::NO_CONTENT,
-                [(axum::http::header::SET_COOKIE, auth::set_cookie("", 0))],
-            )
-                .into_response()
+        Principal {
+            cameras: if s.role == Role::Admin {
+                None
+            } else {
+                s.cameras
+            },
+            username: s.username,
+            role: s.role,
+            via: Via::Session { id, row: s.row },
         }
-        Err(r) => r,
+    };
+    if !p.role.at_least(min) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {} role", min.as_str()),
+        ));
     }
+    Ok(p)
 }
 
-/// The routes. Everything but health, first-run setup and login requires a
-/// session (and, for state changes, the CSRF header).
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// No session: the health check, first-run setup (token-guarded) and login.
+    /// No credentials: the health check, first-run setup (token-guarded),
+    /// login, and the web app's static files (which hold no data).
     Public,
-    /// A session (and the CSRF header for state changes).
-    Session,
+    /// A session or API token with at least this role (and, for a session,
+    /// the CSRF header on state changes). Camera routes also check the
+    /// caller's camera list.
+    Role(Role),
 }
 
-/// Every route, in one table: the router is built only from it, so a test
-/// that walks it covers every route there is.
-pub fn routes() -> Vec<(
-    axum::http::Method,
-    &'static str,
-    Access,
-    axum::routing::MethodRouter<AppState>,
-)> {
-    use axum::http::Method;
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    pub handler: axum::routing::MethodRouter<AppState>,
+}
+
+fn r(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+    handler: axum::routing::MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        summary,
+        handler,
+    }
+}
+
+/// Every route, in one table: the router and the OpenAPI document are built
+/// only from it, so a test that walks it covers every route there is.
+pub fn routes() -> Vec<Route> {
+    use Access::{Public, Role as R};
+    use Role::{Admin, Operator, Viewer};
+    use axum::routing::{delete, patch};
+    let (g, p) = (Method::GET, Method::POST);
     let health = || async {
-        Json(Health {
-            status: "ok",
-            version: env!("CARGO_PKG_VERSION"),
-        })
+        Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
     };
     vec![
-        (Method::GET, "/api/v1/health", Access::Public, get(health)),
-        (Method::POST, "/api/v1/setup", Access::Public, post(setup)),
-        (Method::POST, "/api/v1/login", Access::Public, post(login)),
-        (
-            Method::POST,
-            "/api/v1/logout",
-            Access::Session,
-            post(logout),
+        r(
+            g.clone(),
+            "/api/v1/health",
+            Public,
+            "Liveness and version",
+            get(health),
         ),
-        (Method::GET, "/api/v1/me", Access::Session, get(me)),
-        (
-            Method::GET,
+        r(
+            p.clone(),
+            "/api/v1/setup",
+            Public,
+            "Create the first admin with the one-time setup token",
+            post(session_api::setup),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/login",
+            Public,
+            "Log in (password, then TOTP code if enabled); sets the session cookie",
+            post(session_api::login),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/logout",
+            R(Viewer),
+            "End this session",
+            post(session_api::logout),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/me",
+            R(Viewer),
+            "The caller: name, role, cameras, TOTP state",
+            get(session_api::me),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/me/totp",
+            R(Viewer),
+            "Start TOTP enrolment: returns a secret and otpauth URI",
+            post(session_api::totp_begin),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/me/totp/confirm",
+            R(Viewer),
+            "Finish TOTP enrolment with a code; returns recovery codes",
+            post(session_api::totp_confirm),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/me/totp",
+            R(Viewer),
+            "Turn TOTP off (needs a current code)",
+            delete(session_api::totp_disable),
+        ),
+        r(
+            g.clone(),
             "/api/v1/cameras",
-            Access::Session,
+            R(Viewer),
+            "Cameras the caller may see, with state, codec, bitrate and fps",
             get(footage::cameras),
         ),
-        (
-            Method::GET,
+        r(
+            g.clone(),
             "/api/v1/cameras/{name}/spans",
-            Access::Session,
+            R(Viewer),
+            "Recorded spans in [from, to) (RFC 3339)",
             get(footage::spans),
         ),
-        (
-            Method::GET,
+        r(
+            g.clone(),
             "/api/v1/cameras/{name}/export.mp4",
-            Access::Session,
+            R(Viewer),
+            "MP4 of [from, to); supports Range and ETag, so it also serves playback",
             get(footage::export),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/live",
+            R(Viewer),
+            "Live fMP4 over WebSocket: a JSON init message, then binary init segment and fragments",
+            get(live::live),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/system",
+            R(Operator),
+            "Camera states, storage, retention forecast, version, uptime",
+            get(system::system),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/users",
+            R(Admin),
+            "List users",
+            get(admin_api::users),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/users",
+            R(Admin),
+            "Create a user",
+            post(admin_api::create_user),
+        ),
+        r(
+            Method::PATCH,
+            "/api/v1/users/{name}",
+            R(Admin),
+            "Change a user's role, cameras or password",
+            patch(admin_api::update_user),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/users/{name}",
+            R(Admin),
+            "Delete a user",
+            delete(admin_api::delete_user),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/sessions",
+            R(Viewer),
+            "Sessions (admins: everyone's; others: their own)",
+            get(admin_api::sessions),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/sessions/{id}",
+            R(Viewer),
+            "Revoke a session",
+            delete(admin_api::revoke_session),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/tokens",
+            R(Viewer),
+            "API tokens (admins: everyone's; others: their own)",
+            get(admin_api::tokens),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/tokens",
+            R(Viewer),
+            "Create an API token (shown once)",
+            post(admin_api::create_token),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/tokens/{id}",
+            R(Viewer),
+            "Revoke an API token",
+            delete(admin_api::revoke_token),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/audit",
+            R(Admin),
+            "Audit log, filtered; format=csv for a download",
+            get(admin_api::audit),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/openapi.json",
+            R(Viewer),
+            "This API, as OpenAPI 3.1",
+            get(openapi::openapi),
+        ),
+        r(
+            g.clone(),
+            "/metrics",
+            R(Operator),
+            "Prometheus metrics (use an API token with the operator role)",
+            get(system::metrics),
+        ),
+        r(g.clone(), "/", Public, "The web app", get(ui::index)),
+        r(
+            g.clone(),
+            "/app/{*file}",
+            Public,
+            "The web app's static files",
+            get(ui::asset),
+        ),
+        r(
+            g.clone(),
+            "/manifest.webmanifest",
+            Public,
+            "Web app manifest",
+            get(ui::manifest),
+        ),
+        r(
+            g,
+            "/sw.js",
+            Public,
+            "Service worker",
+            get(ui::service_worker),
         ),
     ]
 }
@@ -426,15 +600,44 @@ pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Rou
         accounts,
         limiter: Arc::new(auth::Limiter::default()),
         footage: footage.map(Arc::new),
+        metrics: Arc::new(live::LiveMetrics::default()),
+        started: std::time::Instant::now(),
     };
-    routes()
+    let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
+    for route in routes() {
+        match by_path.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, h)) => *h = std::mem::take(h).merge(route.handler),
+            None => by_path.push((route.path, route.handler)),
+        }
+    }
+    by_path
         .into_iter()
-        .fold(Router::new(), |r, (_, path, _, handler)| {
-            r.route(path, handler)
-        })
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
+        .fallback(|| async { ApiError::not_found("no such page or API route") })
         // Bodies here are a few hundred bytes; refuse anything large early.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers every answer carries: no framing (clickjacking), no sniffing, a
+/// strict content security policy (only our own scripts), HSTS.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.entry(k)
+            .or_insert(axum::http::HeaderValue::from_static(v));
+    };
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "no-referrer");
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    );
+    set(h, "strict-transport-security", "max-age=31536000");
+    r
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` turns true.
@@ -492,59 +695,172 @@ mod route_tests {
     use super::*;
     use tower::ServiceExt;
 
-    /// Every route not marked public refuses a request without a session, and
-    /// a state-changing one also refuses a session without the CSRF header.
+    fn request(
+        method: &Method,
+        uri: &str,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
+        bearer: Option<&str>,
+    ) -> axum::http::Request<axum::body::Body> {
+        let mut b = axum::http::Request::builder()
+            .method(method.clone())
+            .uri(uri);
+        if let Some(c) = cookie {
+            b = b.header("cookie", format!("{}={c}", auth::COOKIE));
+        }
+        if let Some(c) = csrf {
+            b = b.header("x-csrf-token", c);
+        }
+        if let Some(t) = bearer {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.header("content-type", "application/json")
+            .body(axum::body::Body::from("{}"))
+            .unwrap()
+    }
+
+    /// Walks every route of the table: a non-public one refuses a request
+    /// with no credentials (401) and a garbage token (401); a state change
+    /// with a session cookie but no CSRF header is refused (403); a caller
+    /// below the route's role is refused (403) whether by session or token;
+    /// a caller with the role gets past authorization.
     #[tokio::test]
-    async fn every_non_public_route_requires_a_session() {
+    async fn every_route_checks_authentication_csrf_and_role() {
         let dir = tempfile::tempdir().unwrap();
         let accounts = Arc::new(Accounts::open(dir.path()).unwrap());
-        accounts
-            .add_user("v", accounts::Role::Viewer, "viewer password")
-            .unwrap();
-        let (sid, _) = accounts.create_session("v").unwrap();
-        let app = router(accounts, None);
+        for (n, r) in [
+            ("v", Role::Viewer),
+            ("o", Role::Operator),
+            ("a", Role::Admin),
+        ] {
+            accounts.add_user(n, r, "long enough password").unwrap();
+        }
+        let sess = |n: &str| accounts.create_session(n).unwrap();
+        let tokens = [
+            accounts
+                .create_token("v", "t", Role::Viewer, None)
+                .unwrap()
+                .1,
+            accounts
+                .create_token("o", "t", Role::Operator, None)
+                .unwrap()
+                .1,
+            accounts
+                .create_token("a", "t", Role::Admin, None)
+                .unwrap()
+                .1,
+        ];
+        let app = router(accounts.clone(), None);
         let mut checked = 0;
-        for (method, path, access, _) in routes() {
-            let uri = path.replace("{name}", "gate")
+        for route in routes() {
+            // Fresh sessions per route: the logout route ends the one it is sent with.
+            let users = [
+                (Role::Viewer, sess("v"), &tokens[0]),
+                (Role::Operator, sess("o"), &tokens[1]),
+                (Role::Admin, sess("a"), &tokens[2]),
+            ];
+            let uri = route
+                .path
+                .replace("{name}", "gate")
+                .replace("{id}", "999")
+                .replace("{*file}", "app.js")
                 + "?from=2026-01-01T00:00:00Z&to=2026-01-01T00:01:00Z";
-            let req = |cookie: Option<&str>| {
-                let mut b = axum::http::Request::builder()
-                    .method(method.clone())
-                    .uri(&uri);
-                if let Some(c) = cookie {
-                    b = b.header("cookie", format!("{}={c}", auth::COOKIE));
-                }
-                b.header("content-type", "application/json")
-                    .body(axum::body::Body::from("{}"))
-                    .unwrap()
+            let m = &route.method;
+            let send = |req| {
+                let app = app.clone();
+                async move { app.oneshot(req).await.unwrap() }
             };
-            let status = app.clone().oneshot(req(None)).await.unwrap().status();
-            match access {
-                Access::Public => assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path}"),
-                Access::Session => {
-                    assert_eq!(
-                        status,
-                        StatusCode::UNAUTHORIZED,
-                        "{method} {path} without a session"
-                    );
-                    let with = app.clone().oneshot(req(Some(&sid))).await.unwrap().status();
-                    if method != axum::http::Method::GET {
-                        assert_eq!(
-                            with,
-                            StatusCode::FORBIDDEN,
-                            "{method} {path} without CSRF header"
+            let anon = send(request(m, &uri, None, None, None)).await.status();
+            let Access::Role(min) = route.access else {
+                assert_ne!(
+                    anon,
+                    StatusCode::UNAUTHORIZED,
+                    "{m} {} is public",
+                    route.path
+                );
+                assert_ne!(anon, StatusCode::FORBIDDEN, "{m} {} is public", route.path);
+                continue;
+            };
+            let what = format!("{m} {}", route.path);
+            assert_eq!(anon, StatusCode::UNAUTHORIZED, "{what} without credentials");
+            let bad = send(request(m, &uri, None, None, Some("cnd_forged")))
+                .await
+                .status();
+            assert_eq!(bad, StatusCode::UNAUTHORIZED, "{what} with a forged token");
+            let changes = *m != Method::GET;
+            for (role, (sid, s), token) in &users {
+                let allowed = role.at_least(min);
+                if changes {
+                    let no_csrf = send(request(m, &uri, Some(sid), None, None)).await.status();
+                    assert_eq!(no_csrf, StatusCode::FORBIDDEN, "{what} without CSRF header");
+                }
+                for resp in [
+                    send(request(m, &uri, Some(sid), Some(&s.csrf), None)).await,
+                    send(request(m, &uri, None, None, Some(token.as_str()))).await,
+                ] {
+                    let status = resp.status();
+                    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                        .await
+                        .unwrap();
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    if allowed {
+                        assert!(
+                            status != StatusCode::UNAUTHORIZED
+                                && !(status == StatusCode::FORBIDDEN
+                                    && matches!(v["code"].as_str(), Some("forbidden" | "csrf"))),
+                            "{what} as {}: {status} {v}",
+                            role.as_str()
                         );
                     } else {
-                        assert_ne!(
-                            with,
-                            StatusCode::UNAUTHORIZED,
-                            "{method} {path} with a session"
+                        assert_eq!(
+                            (status, v["code"].as_str()),
+                            (StatusCode::FORBIDDEN, Some("forbidden")),
+                            "{what} as {}",
+                            role.as_str()
                         );
                     }
-                    checked += 1;
                 }
             }
+            checked += 1;
         }
-        assert!(checked >= 5);
+        assert!(checked >= 20, "only {checked} routes checked");
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_with_a_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(Arc::new(Accounts::open(dir.path()).unwrap()), None);
+        let resp = app
+            .oneshot(request(
+                &Method::GET,
+                "/api/v1/nothing-here",
+                None,
+                None,
+                None,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], "not_found");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    #[test]
+    fn openapi_lists_every_api_route_with_its_role() {
+        let doc = openapi::document();
+        for r in routes() {
+            if !r.path.starts_with("/api/") {
+                continue;
+            }
+            let op = &doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()];
+            assert!(op.is_object(), "{} {} missing", r.method, r.path);
+            if let Access::Role(role) = r.access {
+                assert_eq!(op["x-candor-min-role"], role.as_str());
+            }
+        }
     }
 }

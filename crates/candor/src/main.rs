@@ -241,11 +241,22 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
     let (web_stop, web_stop_rx) = tokio::sync::watch::channel(false);
     // Recording matters more than the web app: if the web server can't start
     // (port taken, bad certificate), say so loudly and keep recording.
-    let footage =
-        Store::open_read_only(&cfg.storage.path).map(|store| candor_web::footage::Footage {
-            store,
-            status: rec.status_source(),
-        });
+    let policy = candor_web::footage::Policy {
+        max_bytes: cfg.storage.max_bytes.map(|b| b.0),
+        cameras: cfg
+            .cameras
+            .iter()
+            .map(|c| {
+                let name = c.name.get_ref().0.clone();
+                (
+                    name,
+                    (c.max_age.map(|d| d.0.as_secs()), c.max_bytes.map(|b| b.0)),
+                )
+            })
+            .collect(),
+    };
+    let footage = Store::open_read_only(&cfg.storage.path)
+        .map(|store| candor_web::footage::Footage::new(store, rec.status_source(), policy));
     let web = match start_web(&cfg, web_stop_rx, footage.ok()).await {
         Ok(h) => Some(h),
         Err(e) => {
@@ -311,13 +322,12 @@ async fn start_web(
     // No default password: until an admin exists, a one-time token printed
     // here (and only here) lets whoever runs the recorder create one.
     if let Some(token) = accounts.new_setup_token(SETUP_TOKEN_SECS)? {
+        // The token rides in the URL's fragment, which browsers never send
+        // to a server, so it stays out of any proxy or access log.
         tracing::warn!(
-            "no users yet. Within {} minutes, create the first admin with this one-time setup token \
-             (or run `candor user add NAME --role admin -c CONFIG`): curl --cacert {} \
-             -H 'Content-Type: application/json' \
-             -d '{{\"token\":\"{token}\",\"username\":\"admin\",\"password\":\"…\"}}' https://{shown}/api/v1/setup",
+            "no users yet. Within {} minutes, open https://{shown}/#setup={token} to create the first admin \
+             (check the certificate fingerprint above), or run `candor user add NAME --role admin -c CONFIG`",
             SETUP_TOKEN_SECS / 60,
-            tls.cert_path.display()
         );
     }
     let router = candor_web::router(accounts, footage);

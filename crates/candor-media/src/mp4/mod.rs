@@ -1,6 +1,7 @@
 //! ISO BMFF (`.mp4`): a small reader for the simulator's source clips and the
 //! writer behind export.
 
+pub mod frag;
 pub mod read;
 pub mod write;
 

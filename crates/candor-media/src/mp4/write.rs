@@ -36,11 +36,11 @@ pub struct Mp4Plan {
     pub creation_time: Time90k,
 }
 
-const TIMESCALE: u32 = 90_000;
+pub(super) const TIMESCALE: u32 = 90_000;
 /// Seconds from 1904-01-01 (the MP4 epoch) to 1970-01-01.
 const MP4_EPOCH_OFFSET: i64 = 2_082_844_800;
 
-fn bx(buf: &mut Vec<u8>, typ: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
+pub(super) fn bx(buf: &mut Vec<u8>, typ: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
     let start = buf.len();
     buf.extend_from_slice(&[0, 0, 0, 0]);
     buf.extend_from_slice(typ);
@@ -49,21 +49,21 @@ fn bx(buf: &mut Vec<u8>, typ: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
     buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn full(buf: &mut Vec<u8>, version: u8, flags: u32) {
+pub(super) fn full(buf: &mut Vec<u8>, version: u8, flags: u32) {
     buf.extend_from_slice(&(u32::from(version) << 24 | flags).to_be_bytes());
 }
 
-fn u16b(buf: &mut Vec<u8>, v: u16) {
+pub(super) fn u16b(buf: &mut Vec<u8>, v: u16) {
     buf.extend_from_slice(&v.to_be_bytes());
 }
-fn u32b(buf: &mut Vec<u8>, v: u32) {
+pub(super) fn u32b(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&v.to_be_bytes());
 }
-fn u64b(buf: &mut Vec<u8>, v: u64) {
+pub(super) fn u64b(buf: &mut Vec<u8>, v: u64) {
     buf.extend_from_slice(&v.to_be_bytes());
 }
 
-const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
+pub(super) const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
 impl Mp4Plan {
     pub fn mdat_body_len(&self) -> u64 {

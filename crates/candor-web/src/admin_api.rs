@@ -1,0 +1,297 @@
+//! Users, sessions, API tokens and the audit log.
+//!
+//! Admins manage everyone; other users see and revoke only their own
+//! sessions and tokens, and may not issue a token with more than their role.
+
+use crate::accounts::{AuditQuery, Role};
+use crate::{ApiError, ApiResult, AppState, authorize, body};
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::IntoResponse;
+
+fn role(s: &str) -> Result<Role, ApiError> {
+    Role::parse(s)
+        .ok_or_else(|| ApiError::bad_request("invalid", "role must be admin, operator or viewer"))
+}
+
+pub async fn users(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    authorize(&st, &headers, &method, Role::Admin)?;
+    Ok(Json(serde_json::json!({ "users": st.accounts.users()? })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    password: String,
+    role: String,
+    /// Omitted or null: every camera.
+    cameras: Option<Vec<String>>,
+}
+
+pub async fn create_user(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    b: Result<Json<NewUser>, JsonRejection>,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Admin)?;
+    let u = body(b)?;
+    let r = role(&u.role)?;
+    let accounts = st.accounts.clone();
+    let name = u.name.clone();
+    let cams = u.cameras.clone();
+    tokio::task::spawn_blocking(move || {
+        accounts.add_user_scoped(&u.name, r, &u.password, u.cameras.as_deref())
+    })
+    .await??;
+    let _ = st.accounts.audit(
+        Some(&p.username),
+        "user_created",
+        &format!(
+            "{name} as {} (cameras: {})",
+            r.as_str(),
+            scope(cams.as_deref())
+        ),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "name": name })),
+    )
+        .into_response())
+}
+
+fn scope(c: Option<&[String]>) -> String {
+    c.map_or("all".into(), |c| c.join(","))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    role: Option<String>,
+    /// `null` here means "every camera"; leave the key out to keep the list.
+    #[serde(default, deserialize_with = "some")]
+    cameras: Option<Option<Vec<String>>>,
+    password: Option<String>,
+}
+
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Vec<String>>>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+pub async fn update_user(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    b: Result<Json<UserChange>, JsonRejection>,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Admin)?;
+    let c = body(b)?;
+    let r = c.role.as_deref().map(role).transpose()?;
+    let accounts = st.accounts.clone();
+    let n = name.clone();
+    let detail = format!(
+        "{name}:{}{}{}",
+        r.map_or(String::new(), |r| format!(" role={}", r.as_str())),
+        c.cameras.as_ref().map_or(String::new(), |c| format!(
+            " cameras={}",
+            scope(c.as_deref())
+        )),
+        if c.password.is_some() {
+            " password changed"
+        } else {
+            ""
+        }
+    );
+    tokio::task::spawn_blocking(move || {
+        accounts.update_user(
+            &n,
+            r,
+            c.cameras.as_ref().map(|c| c.as_deref()),
+            c.password.as_deref(),
+        )
+    })
+    .await??;
+    let _ = st
+        .accounts
+        .audit(Some(&p.username), "user_changed", &detail);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn delete_user(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Admin)?;
+    st.accounts.delete_user(&name)?;
+    let _ = st.accounts.audit(Some(&p.username), "user_deleted", &name);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Admins act on everyone's; others on their own only.
+fn owner(p: &crate::Principal) -> Option<&str> {
+    (p.role != Role::Admin).then_some(p.username.as_str())
+}
+
+pub async fn sessions(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    let list = st.accounts.sessions(owner(&p))?;
+    Ok(Json(serde_json::json!({ "sessions": list, "current": p.session_row() })).into_response())
+}
+
+pub async fn revoke_session(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    if !st.accounts.revoke_session(id, owner(&p))? {
+        return Err(ApiError::not_found(format!("no session {id}")));
+    }
+    let _ = st.accounts.audit(
+        Some(&p.username),
+        "session_revoked",
+        &format!("session {id}"),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn tokens(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    Ok(Json(serde_json::json!({ "tokens": st.accounts.tokens(owner(&p))? })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    /// At most the caller's role; defaults to it.
+    role: Option<String>,
+    /// A subset of the caller's cameras; omitted: the caller's.
+    cameras: Option<Vec<String>>,
+}
+
+pub async fn create_token(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    b: Result<Json<NewToken>, JsonRejection>,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    if matches!(p.via, crate::Via::Token { .. }) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_required",
+            "API tokens cannot create tokens; log in",
+        ));
+    }
+    let t = body(b)?;
+    let r = t.role.as_deref().map(role).transpose()?.unwrap_or(p.role);
+    if !p.role.at_least(r) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a token cannot have a higher role than its user",
+        ));
+    }
+    let cams = crate::accounts::narrow(p.cameras.as_deref(), t.cameras.as_deref());
+    let (id, token) = st
+        .accounts
+        .create_token(&p.username, &t.name, r, cams.as_deref())?;
+    let _ = st.accounts.audit(
+        Some(&p.username),
+        "token_created",
+        &format!(
+            "{} (id {id}, {}, cameras: {})",
+            t.name,
+            r.as_str(),
+            scope(cams.as_deref())
+        ),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "token": token, "role": r.as_str(), "cameras": cams })),
+    )
+        .into_response())
+}
+
+pub async fn revoke_token(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    if !st.accounts.revoke_token(id, owner(&p))? {
+        return Err(ApiError::not_found(format!("no token {id}")));
+    }
+    let _ = st
+        .accounts
+        .audit(Some(&p.username), "token_revoked", &format!("id {id}"));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn audit(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    authorize(&st, &headers, &method, Role::Admin)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let rows = st.accounts.audit_query(&q)?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(serde_json::json!({ "entries": rows })).into_response()),
+        Some("csv") => {
+            let mut out = String::from("time,user,action,detail\r\n");
+            for e in &rows {
+                let at = jiff::Timestamp::from_second(e.at)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "{},{},{},{}\r\n",
+                    csv(&at),
+                    csv(e.user.as_deref().unwrap_or("")),
+                    csv(&e.action),
+                    csv(&e.detail)
+                ));
+            }
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"candor-audit.csv\"",
+                    ),
+                ],
+                out,
+            )
+                .into_response())
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "bad_query",
+            "format must be json or csv",
+        )),
+    }
+}
+
+/// One CSV field (RFC 4180). A leading `=`, `+`, `-` or `@` is prefixed
+/// with `'` so a spreadsheet never runs a user name as a formula.
+pub fn csv(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}

@@ -1,0 +1,103 @@
+//! `/api/v1/openapi.json`, built from the route table ([`crate::routes`]),
+//! so it lists exactly the routes the server has, with who may call them.
+
+use crate::accounts::Role;
+use crate::{Access, ApiResult, AppState, authorize};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method};
+use axum::response::IntoResponse;
+
+/// Query parameters per path, documented where the handler reads them.
+fn query_params(path: &str, method: &Method) -> Vec<(&'static str, &'static str, bool)> {
+    match (path, method.as_str()) {
+        ("/api/v1/cameras/{name}/spans", _) => vec![
+            ("from", "Start, RFC 3339 (default: the beginning)", false),
+            ("to", "End, RFC 3339 (default: now)", false),
+        ],
+        ("/api/v1/cameras/{name}/export.mp4", _) => vec![
+            ("from", "Start, RFC 3339", true),
+            ("to", "End, RFC 3339", true),
+            ("download", "1: Content-Disposition attachment", false),
+        ],
+        ("/api/v1/audit", _) => vec![
+            ("user", "Only this user", false),
+            (
+                "action",
+                "An action, or a prefix ending in * (login*)",
+                false,
+            ),
+            ("since", "Unix seconds, inclusive", false),
+            ("until", "Unix seconds, exclusive", false),
+            (
+                "limit",
+                "At most this many entries, newest first (default 1000)",
+                false,
+            ),
+            ("format", "json (default) or csv", false),
+        ],
+        _ => vec![],
+    }
+}
+
+pub fn document() -> serde_json::Value {
+    let mut paths = serde_json::Map::new();
+    for r in crate::routes() {
+        if !r.path.starts_with("/api/") && r.path != "/metrics" {
+            continue; // the web app's files are not API
+        }
+        let mut params: Vec<serde_json::Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|p| serde_json::json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        for (name, desc, required) in query_params(r.path, &r.method) {
+            params.push(serde_json::json!({ "name": name, "in": "query", "required": required, "description": desc, "schema": { "type": "string" } }));
+        }
+        let mut op = serde_json::json!({
+            "summary": r.summary,
+            "parameters": params,
+            "responses": {
+                "200": { "description": "Success" },
+                "4XX": { "description": "Client error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+            },
+        });
+        match r.access {
+            Access::Public => op["security"] = serde_json::json!([]),
+            Access::Role(role) => {
+                op["x-candor-min-role"] = serde_json::json!(role.as_str());
+                op["description"] =
+                    serde_json::json!(format!("Requires the {} role or higher.", role.as_str()));
+            }
+        }
+        if matches!(r.method, Method::POST | Method::PATCH | Method::DELETE) {
+            op["requestBody"] = serde_json::json!({ "required": false, "content": { "application/json": { "schema": { "type": "object" } } } });
+        }
+        paths
+            .entry(r.path.to_string())
+            .or_insert_with(|| serde_json::json!({}))[r.method.as_str().to_ascii_lowercase()] = op;
+    }
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Candor recorder API", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "security": [ { "session": [] }, { "token": [] } ],
+        "components": {
+            "securitySchemes": {
+                "session": { "type": "apiKey", "in": "cookie", "name": crate::auth::COOKIE,
+                             "description": "From POST /api/v1/login; state changes also need the X-CSRF-Token header" },
+                "token": { "type": "http", "scheme": "bearer", "description": "An API token (cnd_…) from POST /api/v1/tokens" },
+            },
+            "schemas": {
+                "Error": { "type": "object", "required": ["code", "message"],
+                           "properties": { "code": { "type": "string" }, "message": { "type": "string" } } },
+            },
+        },
+    })
+}
+
+pub async fn openapi(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    authorize(&st, &headers, &method, Role::Viewer)?;
+    Ok(Json(document()).into_response())
+}

@@ -1,0 +1,288 @@
+//! The system page's data and Prometheus metrics.
+//!
+//! `/metrics` sits on the main listener and needs the operator role, like
+//! the system page: a scraper uses an API token
+//! (`Authorization: Bearer cnd_…`), so no second, unauthenticated port is
+//! opened.
+
+use crate::accounts::Role;
+use crate::footage::{Footage, state_fields};
+use crate::live::LATENCY_BUCKETS_US;
+use crate::{ApiError, ApiResult, AppState, authorize};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::IntoResponse;
+use candor_media::Time90k;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+const DAY_90K: f64 = 86_400.0 * 90_000.0;
+
+/// How many days of footage a camera will keep at its current rate, and
+/// which limit decides it. Pure, so it can be tested without a recorder.
+pub fn forecast(
+    daily_bytes: Option<f64>,
+    max_age_secs: Option<u64>,
+    camera_max_bytes: Option<u64>,
+    share_of_store: Option<f64>,
+) -> (Option<f64>, &'static str) {
+    let mut best: (Option<f64>, &'static str) = (None, "none");
+    let mut consider = |days: f64, why: &'static str| {
+        if best.0.is_none_or(|b| days < b) {
+            best = (Some(days), why);
+        }
+    };
+    if let Some(a) = max_age_secs {
+        consider(a as f64 / 86_400.0, "max_age");
+    }
+    if let Some(d) = daily_bytes.filter(|&d| d > 0.0) {
+        if let Some(b) = camera_max_bytes {
+            consider(b as f64 / d, "camera max_bytes");
+        }
+        if let Some(s) = share_of_store {
+            consider(s / d, "storage");
+        }
+    }
+    best
+}
+
+fn system_json(f: &Footage, st: &AppState) -> Result<serde_json::Value, ApiError> {
+    let status = f.status.status();
+    let usage = f.store.usage().map_err(ApiError::internal)?;
+    let ids = f.store.cameras().map_err(ApiError::internal)?;
+    let (free, total) =
+        candor_storage::retention::disk_space(&f.store).map_err(ApiError::internal)?;
+    let used: u64 = usage.iter().map(|u| u.bytes).sum();
+    let now = Time90k::now();
+    struct Row {
+        json: serde_json::Value,
+        daily: Option<f64>,
+        name: String,
+    }
+    let mut rows = Vec::new();
+    for s in &status {
+        let name = &s.camera.name;
+        let u = ids
+            .iter()
+            .find(|(_, n)| n == name)
+            .and_then(|(id, _)| usage.iter().find(|u| u.camera_id == *id));
+        let (state, since, error) = state_fields(&s.camera.state);
+        let (fps, bps) = f.rate(name, s.storage.frames, s.storage.bytes);
+        let days_kept = u
+            .and_then(|u| u.oldest)
+            .map(|o| (now.0 - o.0) as f64 / DAY_90K);
+        // Prefer the live bitrate; fall back to what is on disk over the time it covers.
+        let daily = bps.map(|b| b * 86_400.0 / 8.0).or_else(|| {
+            let (u, d) = (u?, days_kept?);
+            (d > 0.01).then(|| u.bytes as f64 / d)
+        });
+        rows.push(Row {
+            name: name.clone(),
+            daily,
+            json: serde_json::json!({
+                "name": name, "state": state, "streaming_since": since, "error": error,
+                "last_error": s.camera.last_error, "reconnects": s.camera.reconnects,
+                "codec": s.camera.codec, "resolution": s.camera.resolution,
+                "fps": fps, "bitrate": bps, "bytes": u.map_or(0, |u| u.bytes),
+                "segments": u.map_or(0, |u| u.segments),
+                "oldest": u.and_then(|u| u.oldest).map(|t| t.to_string()),
+                "days_kept": days_kept,
+                "write_errors": s.storage.write_errors,
+            }),
+        });
+    }
+    // The store's budget is shared in proportion to each camera's rate.
+    let budget = f
+        .policy
+        .max_bytes
+        .map(|m| m as f64)
+        .unwrap_or((used + free) as f64);
+    let total_daily: f64 = rows.iter().filter_map(|r| r.daily).sum();
+    let cameras: Vec<_> = rows
+        .into_iter()
+        .map(|mut r| {
+            let (age, max_bytes) = f.policy.cameras.get(&r.name).copied().unwrap_or_default();
+            let share = r
+                .daily
+                .filter(|_| total_daily > 0.0)
+                .map(|d| budget * d / total_daily);
+            let (days, limit) = forecast(r.daily, age, max_bytes, share);
+            r.json["daily_bytes"] = serde_json::json!(r.daily);
+            r.json["forecast_days"] = serde_json::json!(days);
+            r.json["forecast_limit"] = serde_json::json!(limit);
+            r.json
+        })
+        .collect();
+    let viewers: serde_json::Map<_, _> = f
+        .status
+        .viewers()
+        .into_iter()
+        .map(|(n, c)| (n, serde_json::json!(c)))
+        .collect();
+    Ok(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": f.status.started().elapsed().as_secs(),
+        "web_uptime_secs": st.started.elapsed().as_secs(),
+        "storage": {
+            "path": f.store.dir().display().to_string(), "used_bytes": used, "max_bytes": f.policy.max_bytes,
+            "disk_free_bytes": free, "disk_total_bytes": total,
+        },
+        "cameras": cameras,
+        "live": {
+            "viewers": viewers,
+            "latency_p50_us": st.metrics.quantile_us(0.5), "latency_p99_us": st.metrics.quantile_us(0.99),
+        },
+    }))
+}
+
+pub async fn system(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    authorize(&st, &headers, &method, Role::Operator)?;
+    let f = st
+        .footage
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
+    let st2 = st.clone();
+    let v = tokio::task::spawn_blocking(move || system_json(&f, &st2)).await??;
+    Ok(Json(v).into_response())
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub async fn metrics(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    authorize(&st, &headers, &method, Role::Operator)?;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# TYPE candor_build_info gauge\ncandor_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE candor_web_uptime_seconds gauge\ncandor_web_uptime_seconds {}",
+        st.started.elapsed().as_secs()
+    );
+    if let Some(f) = &st.footage {
+        let status = f.status.status();
+        let _ = writeln!(
+            o,
+            "# HELP candor_camera_up 1 while the camera is streaming.\n# TYPE candor_camera_up gauge"
+        );
+        for s in &status {
+            let up = matches!(
+                s.camera.state,
+                candor_recorder::CameraState::Streaming { .. }
+            ) as u8;
+            let _ = writeln!(
+                o,
+                "candor_camera_up{{camera=\"{}\"}} {up}",
+                label(&s.camera.name)
+            );
+        }
+        for (metric, help, get) in [
+            (
+                "candor_camera_frames_total",
+                "Frames written.",
+                (|s: &candor_recorder::Status| s.storage.frames) as fn(&_) -> u64,
+            ),
+            (
+                "candor_camera_bytes_total",
+                "Bytes of video written.",
+                |s| s.storage.bytes,
+            ),
+            (
+                "candor_camera_reconnects_total",
+                "Camera sessions that failed and were retried.",
+                |s| s.camera.reconnects,
+            ),
+            (
+                "candor_camera_write_errors_total",
+                "Failed writes (e.g. disk full).",
+                |s| s.storage.write_errors,
+            ),
+        ] {
+            let _ = writeln!(o, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for s in &status {
+                let _ = writeln!(
+                    o,
+                    "{metric}{{camera=\"{}\"}} {}",
+                    label(&s.camera.name),
+                    get(s)
+                );
+            }
+        }
+        let _ = writeln!(o, "# TYPE candor_live_viewers gauge");
+        for (n, c) in f.status.viewers() {
+            let _ = writeln!(o, "candor_live_viewers{{camera=\"{}\"}} {c}", label(&n));
+        }
+        if let Ok((free, _)) = candor_storage::retention::disk_space(&f.store) {
+            let _ = writeln!(
+                o,
+                "# TYPE candor_disk_free_bytes gauge\ncandor_disk_free_bytes {free}"
+            );
+        }
+    }
+    let m = &st.metrics;
+    let _ = writeln!(
+        o,
+        "# HELP candor_live_frame_latency_seconds Frame received from the camera to written to a live viewer's socket.\n# TYPE candor_live_frame_latency_seconds histogram"
+    );
+    let mut acc = 0;
+    for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
+        acc += m.buckets[i].load(Ordering::Relaxed);
+        let le = if *b == u64::MAX {
+            "+Inf".to_string()
+        } else {
+            format!("{}", *b as f64 / 1e6)
+        };
+        let _ = writeln!(
+            o,
+            "candor_live_frame_latency_seconds_bucket{{le=\"{le}\"}} {acc}"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "candor_live_frame_latency_seconds_sum {}",
+        m.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(o, "candor_live_frame_latency_seconds_count {acc}");
+    let _ = writeln!(
+        o,
+        "# TYPE candor_live_frames_skipped_total counter\ncandor_live_frames_skipped_total {}",
+        m.frames_skipped.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE candor_live_sessions gauge\ncandor_live_sessions {}",
+        m.sessions.load(Ordering::Relaxed)
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forecast;
+
+    #[test]
+    fn forecast_names_the_binding_limit() {
+        // 1 GB/day, 30 days of age allowed, 10 GB per camera: bytes bind first.
+        assert_eq!(
+            forecast(Some(1e9), Some(30 * 86_400), Some(10_000_000_000), None),
+            (Some(10.0), "camera max_bytes")
+        );
+        assert_eq!(
+            forecast(Some(1e9), Some(86_400), None, Some(5e9)),
+            (Some(1.0), "max_age")
+        );
+        assert_eq!(
+            forecast(Some(1e9), None, None, Some(5e9)),
+            (Some(5.0), "storage")
+        );
+        assert_eq!(forecast(None, None, None, None), (None, "none"));
+    }
+}
