@@ -681,7 +681,7 @@ pub async fn serve(
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             if let Err(e) = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
                 .await
             {
                 tracing::debug!(%peer, "HTTP connection ended: {e}");

@@ -1,0 +1,740 @@
+// The Candor web app: a small hash-routed single page. Every string from
+// the server goes into the DOM as text (see `h`), never as HTML.
+
+import { api, get, post, patch, del, setCsrf, iso, enc, ApiError } from './api.js';
+import { LivePlayer } from './live.js';
+import { Timeline } from './timeline.js';
+import { h } from './dom.js';
+
+const RANK = { viewer: 0, operator: 1, admin: 2 };
+let me = null;
+let cleanup = null;
+const main = () => document.getElementById('main');
+
+function toast(msg, bad) {
+  const t = document.getElementById('toast');
+  t.textContent = msg;
+  t.className = bad ? 'bad' : '';
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, 5000);
+}
+
+function errorBox(e) {
+  return h('div', { class: 'error', role: 'alert' }, e instanceof ApiError ? e.message : String(e));
+}
+
+const fmtBytes = (b) => {
+  if (b == null) return '–';
+  const u = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (b >= 1000 && i < u.length - 1) { b /= 1000; i++; }
+  return `${b.toFixed(i ? 1 : 0)} ${u[i]}`;
+};
+const fmtTime = (ms) => new Date(ms).toLocaleString();
+const fmtSecs = (s) => {
+  if (s == null) return '–';
+  const d = Math.floor(s / 86400), hh = Math.floor(s % 86400 / 3600), mm = Math.floor(s % 3600 / 60);
+  return d ? `${d} d ${hh} h` : hh ? `${hh} h ${mm} min` : `${mm} min ${Math.floor(s % 60)} s`;
+};
+
+// ---------------------------------------------------------------- session
+
+async function loadMe() {
+  try {
+    me = await get('me');
+    setCsrf(me.csrf_token);
+  } catch (e) {
+    if (e.status === 401) me = null;
+    else throw e;
+  }
+}
+
+function showChrome() {
+  const top = document.getElementById('top');
+  top.hidden = !me;
+  if (!me) return;
+  document.getElementById('who').textContent = `${me.username} (${me.role})`;
+  for (const a of document.querySelectorAll('#nav a')) {
+    const min = a.dataset.min;
+    a.hidden = min && RANK[me.role] < RANK[min];
+  }
+}
+
+function authCard(title, ...body) {
+  return h('div', { class: 'auth' }, h('div', { class: 'card' },
+    h('div', { class: 'auth-brand' }, h('img', { src: '/app/icon.svg', alt: '', width: 40, height: 40 }), h('h1', {}, 'Candor')),
+    h('h2', {}, title), ...body));
+}
+
+function loginPage() {
+  const err = h('div');
+  const user = h('input', { name: 'username', autocomplete: 'username', required: true, autofocus: true });
+  const pass = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const code = h('input', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', placeholder: '123456 or a recovery code' });
+  const codeRow = h('label', { hidden: true }, 'Authenticator code', code);
+  const form = h('form', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      err.replaceChildren();
+      try {
+        const body = { username: user.value, password: pass.value };
+        if (!codeRow.hidden && code.value) body.totp = code.value;
+        const r = await post('login', body);
+        setCsrf(r.csrf_token);
+        await loadMe();
+        location.hash = '#live';
+        route();
+      } catch (x) {
+        if (x.code === 'totp_required') {
+          codeRow.hidden = false;
+          code.focus();
+        }
+        err.replaceChildren(errorBox(x));
+      }
+    },
+  }, h('label', {}, 'User name', user), h('label', {}, 'Password', pass), codeRow, err,
+  h('button', { type: 'submit', class: 'primary' }, 'Log in'));
+  return authCard('Log in', form);
+}
+
+function setupPage(token) {
+  const err = h('div');
+  const user = h('input', { name: 'username', value: 'admin', required: true, autocomplete: 'username' });
+  const pass = h('input', { name: 'password', type: 'password', minlength: 10, required: true, autocomplete: 'new-password' });
+  const again = h('input', { name: 'password2', type: 'password', minlength: 10, required: true, autocomplete: 'new-password' });
+  const form = h('form', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      err.replaceChildren();
+      if (pass.value !== again.value) {
+        err.append(errorBox('The two passwords differ.'));
+        return;
+      }
+      try {
+        await post('setup', { token, username: user.value, password: pass.value });
+        const r = await post('login', { username: user.value, password: pass.value });
+        setCsrf(r.csrf_token);
+        await loadMe();
+        history.replaceState(null, '', '/#live');
+        route();
+      } catch (x) {
+        err.append(errorBox(x));
+      }
+    },
+  }, h('p', { class: 'muted' }, 'Create the first administrator. This link works once; the recorder printed it on its console.'),
+  h('label', {}, 'User name', user), h('label', {}, 'Password (10 characters or more)', pass),
+  h('label', {}, 'Password again', again), err, h('button', { type: 'submit', class: 'primary' }, 'Create administrator'));
+  return authCard('Welcome to Candor', form);
+}
+
+// ---------------------------------------------------------------- live
+
+async function livePage(single) {
+  const root = h('section', { class: 'page' });
+  main().replaceChildren(root);
+  let cams;
+  try {
+    cams = (await get('cameras')).cameras;
+  } catch (e) {
+    root.append(errorBox(e));
+    return;
+  }
+  if (single && !cams.some((c) => c.name === single)) {
+    root.append(h('div', { class: 'empty' }, `No camera named “${single}”, or you may not see it. `, h('a', { href: '#live' }, 'Back to all cameras')));
+    return;
+  }
+  const shown = single ? cams.filter((c) => c.name === single) : cams;
+  root.append(h('div', { class: 'bar' }, h('h1', {}, single ? single : 'Live'),
+    single ? h('a', { href: '#live', class: 'button ghost' }, '← All cameras') : h('span', { class: 'muted' }, `${cams.length} camera${cams.length === 1 ? '' : 's'}`),
+    single ? h('a', { href: `#playback?cams=${enc(single)}`, class: 'button ghost' }, 'Playback') : null));
+  if (!shown.length) {
+    root.append(h('div', { class: 'empty' }, 'No cameras to show. An administrator adds cameras under [[cameras]] in candor.toml, and grants you access on the Users page.'));
+    return;
+  }
+  const grid = h('div', { class: single ? 'grid single' : 'grid' });
+  root.append(grid);
+  const players = [];
+  for (const c of shown) {
+    const video = h('video', { muted: true, autoplay: true, playsinline: true, 'data-camera': c.name });
+    video.muted = true;
+    const status = h('div', { class: 'overlay' }, 'Connecting…');
+    const tile = h('div', { class: 'tile', 'data-camera': c.name },
+      video, status, h('div', { class: 'tile-name' }, h('span', { class: `dot ${c.state}` }), c.name));
+    if (!single) tile.addEventListener('click', () => { location.hash = `#live/${enc(c.name)}`; });
+    grid.append(tile);
+    const p = new LivePlayer(video, c.name, (s, detail) => {
+      status.hidden = s === 'playing';
+      status.className = `overlay ${s}`;
+      status.textContent = {
+        connecting: 'Connecting…',
+        reconnecting: 'Reconnecting…',
+        unsupported: detail,
+        error: `Playback error: ${detail}`,
+      }[s] ?? '';
+    });
+    p.start();
+    players.push(p);
+  }
+  cleanup = () => players.forEach((p) => p.stop());
+}
+
+// ---------------------------------------------------------------- playback
+
+const WINDOW_MS = 30 * 60e3;
+
+async function playbackPage(params) {
+  const root = h('section', { class: 'page' });
+  main().replaceChildren(root);
+  let cams;
+  try {
+    cams = (await get('cameras')).cameras;
+  } catch (e) {
+    root.append(errorBox(e));
+    return;
+  }
+  if (!cams.length) {
+    root.append(h('h1', {}, 'Playback'), h('div', { class: 'empty' }, 'No cameras to play back. An administrator adds cameras in candor.toml and grants access on the Users page.'));
+    return;
+  }
+  const wanted = params.get('cams')?.split(',').filter((n) => cams.some((c) => c.name === n));
+  let selected = wanted?.length ? wanted : cams.slice(0, 4).map((c) => c.name);
+  const fps = Object.fromEntries(cams.map((c) => [c.name, c.fps || 15]));
+  const now = Date.now();
+  let day = params.get('t') ? new Date(Number(params.get('t'))) : new Date(now);
+  day.setHours(0, 0, 0, 0);
+  const spans = new Map();
+  const videos = new Map();
+  let windowStart = new Map(); // camera → wall ms at video time 0
+  let master = null;
+  let rate = 1;
+  let raf = 0;
+  let sel = null;
+
+  const clock = h('span', { class: 'clock' }, '–');
+  const info = h('div', { class: 'muted small' });
+  const timeline = new Timeline({
+    onSeek: (t) => playFrom(t),
+    onSelect: (a, b) => setSel(a, b),
+  });
+  const dayInput = h('input', { type: 'date', value: localDate(day), onchange: () => { day = new Date(dayInput.value + 'T00:00'); loadDay(); } });
+  const camPick = h('div', { class: 'campick' }, cams.map((c) => h('label', { class: 'chip' },
+    h('input', { type: 'checkbox', value: c.name, checked: selected.includes(c.name), onchange: (e) => {
+      selected = [...camPick.querySelectorAll('input:checked')].map((i) => i.value);
+      loadDay();
+    } }), c.name)));
+  const playBtn = h('button', { class: 'primary', onclick: () => togglePlay() }, 'Play');
+  const speed = h('select', { 'aria-label': 'Speed', onchange: () => { rate = Number(speed.value); videos.forEach((v) => { v.playbackRate = rate; }); } },
+    [1, 2, 4, 8, 16].map((s) => h('option', { value: s }, `${s}×`)));
+  const stepBack = h('button', { class: 'ghost', title: 'Previous frame', onclick: () => step(-1) }, '‹ Frame');
+  const stepFwd = h('button', { class: 'ghost', title: 'Next frame', onclick: () => step(1) }, 'Frame ›');
+  const progress = h('progress', { max: 1, value: 0, hidden: true });
+  const selText = h('span', { class: 'muted small' }, 'Shift-drag on the timeline, or mark in and out, to pick a range to export.');
+  const exportBtn = h('button', { disabled: true, onclick: () => doExport() }, 'Export MP4');
+  const stage = h('div', { class: 'grid playback' });
+
+  root.append(
+    h('div', { class: 'bar' }, h('h1', {}, 'Playback'), dayInput,
+      h('button', { class: 'ghost', onclick: () => shiftDay(-1) }, '◀ Day'),
+      h('button', { class: 'ghost', onclick: () => shiftDay(1) }, 'Day ▶'), clock),
+    camPick, stage,
+    h('div', { class: 'controls' }, playBtn, speed, stepBack, stepFwd,
+      h('button', { class: 'ghost', onclick: () => fit() }, 'Fit footage'),
+      h('button', { class: 'ghost', onclick: () => timeline.zoom(1 / 2) }, 'Zoom in'),
+      h('button', { class: 'ghost', onclick: () => timeline.zoom(2) }, 'Zoom out'),
+      h('button', { class: 'ghost', onclick: () => timeline.pan(-0.5) }, '◀'),
+      h('button', { class: 'ghost', onclick: () => timeline.pan(0.5) }, '▶')),
+    timeline.el,
+    h('div', { class: 'controls' },
+      h('button', { class: 'ghost', onclick: () => setSel(timeline.head, sel?.[1] ?? timeline.head + 60e3) }, 'Mark in'),
+      h('button', { class: 'ghost', onclick: () => setSel(sel?.[0] ?? timeline.head - 60e3, timeline.head) }, 'Mark out'),
+      selText, exportBtn, progress),
+    info);
+
+  /// Zooms the timeline to the recorded footage of the day.
+  function fit() {
+    const all = [...spans.values()].flat();
+    if (!all.length) return;
+    const a = Math.min(...all.map((s) => s.start));
+    const b = Math.max(...all.map((s) => s.end));
+    const pad = Math.max((b - a) * 0.05, 5e3);
+    timeline.setView(a - pad, b + pad);
+  }
+
+  function shiftDay(n) {
+    day = new Date(day.getTime() + n * 864e5 + 3600e3);
+    day.setHours(0, 0, 0, 0);
+    dayInput.value = localDate(day);
+    loadDay();
+  }
+
+  function setSel(a, b) {
+    if (a == null || b == null || b <= a) return;
+    sel = [a, b];
+    timeline.setSelection(a, b);
+    selText.textContent = `${fmtTime(a)} → ${new Date(b).toLocaleTimeString()} (${fmtSecs((b - a) / 1000)})`;
+    exportBtn.disabled = false;
+  }
+
+  async function loadDay() {
+    const start = day.getTime();
+    const end = start + 864e5;
+    timeline.rows.clear();
+    timeline.setView(start, end);
+    spans.clear();
+    try {
+      await Promise.all(selected.map(async (c) => {
+        const r = await get(`cameras/${enc(c)}/spans?from=${iso(start)}&to=${iso(end)}`);
+        const s = r.spans.map((x) => ({ start: Date.parse(x.start), end: Date.parse(x.end) }));
+        spans.set(c, s);
+        timeline.setSpans(c, s);
+      }));
+    } catch (e) {
+      info.replaceChildren(errorBox(e));
+      return;
+    }
+    const all = [...spans.values()].flat();
+    if (!all.length) {
+      stage.replaceChildren(h('div', { class: 'empty' }, 'Nothing recorded on this day for the chosen cameras. Pick another day, or check the System page for camera errors.'));
+      return;
+    }
+    const t = Number(params.get('t')) || Math.max(Math.min(...all.map((s) => s.start)), Math.max(...all.map((s) => s.end)) - 60e3);
+    params.delete('t');
+    playFrom(t, false);
+  }
+
+  /// Where a camera's footage is at or after `t`: `t` itself inside a span,
+  /// else the start of the next span.
+  function footageAt(cam, t) {
+    for (const s of spans.get(cam) ?? []) {
+      if (t < s.end - 500) return Math.max(t, s.start);
+    }
+    return null;
+  }
+
+  function playFrom(t, autoplay = true) {
+    const starts = selected.map((c) => [c, footageAt(c, t)]).filter(([, s]) => s != null);
+    if (!starts.length) {
+      toast('No footage after that point.');
+      return;
+    }
+    const t0 = Math.min(...starts.map(([, s]) => s));
+    stage.replaceChildren();
+    videos.clear();
+    windowStart = new Map();
+    master = null;
+    for (const cam of selected) {
+      const s = footageAt(cam, t0);
+      const tile = h('div', { class: 'tile', 'data-camera': cam }, h('div', { class: 'tile-name' }, cam));
+      stage.append(tile);
+      if (s == null) {
+        tile.append(h('div', { class: 'overlay' }, 'No footage from here on'));
+        continue;
+      }
+      const last = Math.max(...spans.get(cam).map((x) => x.end));
+      const to = Math.min(s + WINDOW_MS, last);
+      const v = h('video', { muted: true, playsinline: true, preload: 'auto', 'data-camera': cam,
+        src: `/api/v1/cameras/${enc(cam)}/export.mp4?from=${iso(s)}&to=${iso(to)}` });
+      v.muted = true;
+      v.playbackRate = rate;
+      v.addEventListener('error', () => tile.append(h('div', { class: 'overlay error' }, 'This footage could not be played.')));
+      tile.prepend(v);
+      videos.set(cam, v);
+      windowStart.set(cam, s);
+      if (!master) {
+        master = cam;
+        v.addEventListener('ended', () => {
+          if (to < last) playFrom(to);
+          else setPlaying(false);
+        });
+      }
+    }
+    timeline.setPlayhead(t0);
+    clock.textContent = fmtTime(t0);
+    // Cameras whose footage starts later wait at their start.
+    for (const [cam, v] of videos) v.dataset.offset = String(windowStart.get(cam) - t0);
+    setPlaying(autoplay);
+  }
+
+  function masterWall() {
+    const v = videos.get(master);
+    return v ? windowStart.get(master) + v.currentTime * 1000 : null;
+  }
+
+  function setPlaying(on) {
+    playBtn.textContent = on ? 'Pause' : 'Play';
+    playBtn.dataset.playing = on ? '1' : '';
+    cancelAnimationFrame(raf);
+    for (const v of videos.values()) {
+      if (on) v.play().catch(() => {});
+      else v.pause();
+    }
+    if (on) raf = requestAnimationFrame(tick);
+  }
+
+  function togglePlay() {
+    const v = videos.get(master);
+    setPlaying(!v || v.paused);
+  }
+
+  function tick() {
+    const w = masterWall();
+    if (w != null) {
+      timeline.setPlayhead(w);
+      clock.textContent = fmtTime(w);
+      stage.dataset.wall = String(Math.round(w));
+      // Keep the others within a third of a second of the master.
+      for (const [cam, v] of videos) {
+        if (cam === master) continue;
+        const want = (w - windowStart.get(cam)) / 1000;
+        if (want < 0) { v.pause(); v.currentTime = 0; continue; }
+        if (Math.abs(v.currentTime - want) > 0.33) v.currentTime = want;
+        if (v.paused && !videos.get(master).paused) v.play().catch(() => {});
+      }
+    }
+    raf = requestAnimationFrame(tick);
+  }
+
+  function step(n) {
+    setPlaying(false);
+    for (const [cam, v] of videos) v.currentTime = Math.max(0, v.currentTime + n / fps[cam]);
+    setTimeout(() => {
+      const w = masterWall();
+      if (w != null) { timeline.setPlayhead(w); clock.textContent = fmtTime(w); }
+    }, 50);
+  }
+
+  async function doExport() {
+    if (!sel) return;
+    const cam = selected[0];
+    const url = `/api/v1/cameras/${enc(cam)}/export.mp4?from=${iso(sel[0])}&to=${iso(sel[1])}&download=1`;
+    exportBtn.disabled = true;
+    progress.hidden = false;
+    progress.value = 0;
+    try {
+      const r = await fetch(url, { credentials: 'same-origin' });
+      if (!r.ok) {
+        const v = await r.json().catch(() => ({}));
+        throw new ApiError(r.status, v.code, v.message ?? `HTTP ${r.status}`);
+      }
+      const total = Number(r.headers.get('content-length')) || 0;
+      // Large files go to the browser's own download manager, which streams to disk.
+      if (total > 512e6) {
+        r.body.cancel();
+        h('a', { href: url, download: '' }).click();
+        toast('The download continues in your browser’s downloads.');
+        return;
+      }
+      const reader = r.body.getReader();
+      const parts = [];
+      let got = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parts.push(value);
+        got += value.length;
+        if (total) progress.value = got / total;
+      }
+      const name = /filename="([^"]+)"/.exec(r.headers.get('content-disposition') ?? '')?.[1] ?? 'candor-export.mp4';
+      const a = h('a', { href: URL.createObjectURL(new Blob(parts, { type: 'video/mp4' })), download: name });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      toast(`Exported ${name} (${fmtBytes(got)}).`);
+    } catch (e) {
+      toast(e.message, true);
+    } finally {
+      exportBtn.disabled = false;
+      progress.hidden = true;
+    }
+  }
+
+  cleanup = () => {
+    cancelAnimationFrame(raf);
+    videos.forEach((v) => { v.pause(); v.removeAttribute('src'); v.load(); });
+  };
+  loadDay();
+}
+
+function localDate(d) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+// ---------------------------------------------------------------- system
+
+async function systemPage() {
+  const root = h('section', { class: 'page' }, h('h1', {}, 'System'));
+  const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  root.append(body);
+  main().replaceChildren(root);
+  const load = async () => {
+    let s;
+    try {
+      s = await get('system');
+    } catch (e) {
+      body.replaceChildren(errorBox(e));
+      return;
+    }
+    const st = s.storage;
+    body.replaceChildren(
+      h('div', { class: 'cards' },
+        h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Recorder'), h('strong', {}, `Candor ${s.version}`), h('div', {}, `up ${fmtSecs(s.uptime_secs)}`)),
+        h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Storage used'), h('strong', {}, fmtBytes(st.used_bytes)),
+          h('div', {}, st.max_bytes ? `of ${fmtBytes(st.max_bytes)} budget` : 'no budget set')),
+        h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Disk free'), h('strong', {}, fmtBytes(st.disk_free_bytes)), h('div', {}, `of ${fmtBytes(st.disk_total_bytes)}`)),
+        h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Live latency (server)'),
+          h('strong', {}, s.live.latency_p50_us != null ? `p50 ≤ ${(s.live.latency_p50_us / 1000).toFixed(1)} ms` : '–'),
+          h('div', {}, s.live.latency_p99_us != null ? `p99 ≤ ${(s.live.latency_p99_us / 1000).toFixed(1)} ms` : 'no live viewers yet'))),
+      h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, ['Camera', 'State', 'Video', 'Bitrate', 'Stored', 'Footage kept', 'Forecast'].map((c) => h('th', {}, c)))),
+        h('tbody', {}, s.cameras.map((c) => h('tr', { 'data-camera': c.name },
+          h('td', {}, c.name),
+          h('td', {}, h('span', { class: `dot ${c.state}` }), c.state, c.error ? h('div', { class: 'small bad' }, c.error) : null,
+            c.state === 'streaming' ? h('div', { class: 'small muted' }, `since ${fmtTime(Date.parse(c.streaming_since))}`) : null),
+          h('td', {}, c.codec ?? '–', c.resolution ? h('div', { class: 'small muted' }, `${c.resolution[0]}×${c.resolution[1]} · ${c.fps != null ? c.fps.toFixed(1) : '–'} fps`) : null),
+          h('td', {}, c.bitrate != null ? `${(c.bitrate / 1e6).toFixed(2)} Mbit/s` : '–'),
+          h('td', {}, fmtBytes(c.bytes)),
+          h('td', {}, c.days_kept != null ? `${c.days_kept < 1 ? fmtSecs(c.days_kept * 86400) : c.days_kept.toFixed(1) + ' days'}` : 'none yet'),
+          h('td', {}, c.forecast_days != null ? `${c.forecast_days.toFixed(1)} days` : '–', h('div', { class: 'small muted' }, c.forecast_limit !== 'none' ? `limited by ${c.forecast_limit}` : ''))))))),
+      h('p', { class: 'muted small' }, 'The forecast is how many days of footage each camera will keep at its current bitrate under the configured limits (max_age, max_bytes, and its share of the storage budget).'));
+  };
+  await load();
+  const timer = setInterval(load, 5000);
+  cleanup = () => clearInterval(timer);
+}
+
+// ---------------------------------------------------------------- users & account
+
+async function usersPage() {
+  const root = h('section', { class: 'page' }, h('h1', {}, 'Users'));
+  main().replaceChildren(root);
+  const err = h('div');
+  root.append(err);
+  let users, cams, sessions, tokens;
+  try {
+    [users, cams, sessions, tokens] = await Promise.all([get('users'), get('cameras'), get('sessions'), get('tokens')]);
+  } catch (e) {
+    err.append(errorBox(e));
+    return;
+  }
+  cams = cams.cameras.map((c) => c.name);
+  const reload = () => route();
+  const act = (f) => async (...a) => {
+    try { await f(...a); reload(); } catch (e) { toast(e.message, true); }
+  };
+  const camEditor = (current, onSave) => {
+    const boxes = cams.map((c) => h('label', { class: 'chip' }, h('input', { type: 'checkbox', value: c, checked: current == null || current.includes(c), disabled: current == null }), c));
+    const all = h('input', { type: 'checkbox', checked: current == null, onchange: () => {
+      for (const b of boxes) b.querySelector('input').disabled = all.checked;
+    } });
+    return h('div', { class: 'cam-edit' }, h('label', { class: 'chip' }, all, 'All cameras (present and future)'), ...boxes,
+      onSave ? h('button', { class: 'small', onclick: () => onSave(all.checked ? null : boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.value)) }, 'Save cameras') : null);
+  };
+  const readCams = (editor) => {
+    const [all, ...rest] = editor.querySelectorAll('input');
+    return all.checked ? null : rest.filter((i) => i.checked).map((i) => i.value);
+  };
+  root.append(h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, ['User', 'Role', 'Cameras', '2FA', 'Created', ''].map((c) => h('th', {}, c)))),
+    h('tbody', {}, users.users.map((u) => h('tr', { 'data-user': u.name },
+      h('td', {}, u.name),
+      h('td', {}, h('select', { onchange: act((e) => patch(`users/${enc(u.name)}`, { role: e.target.value })) },
+        ['viewer', 'operator', 'admin'].map((r) => h('option', { value: r, selected: r === u.role }, r)))),
+      h('td', {}, u.role === 'admin' ? h('span', { class: 'muted' }, 'all (admin)') : h('details', {}, h('summary', {}, u.cameras == null ? 'all' : u.cameras.join(', ') || 'none'),
+        camEditor(u.cameras, act((c) => patch(`users/${enc(u.name)}`, { cameras: c }))))),
+      h('td', {}, u.totp ? 'on' : 'off'),
+      h('td', {}, fmtTime(u.created_at * 1000)),
+      h('td', {}, u.name === me.username ? null : h('button', { class: 'danger small', onclick: act(async () => {
+        if (confirm(`Delete user ${u.name}? Their sessions and API tokens end now.`)) await del(`users/${enc(u.name)}`);
+      }) }, 'Delete'))))))));
+
+  const nName = h('input', { name: 'new-name', required: true, pattern: '[A-Za-z0-9._\\-]{1,64}' });
+  const nPass = h('input', { name: 'new-password', type: 'password', minlength: 10, required: true, autocomplete: 'new-password' });
+  const nRole = h('select', { name: 'new-role' }, ['viewer', 'operator', 'admin'].map((r) => h('option', { value: r }, r)));
+  // Least privilege: a new user sees no camera until one is ticked.
+  const nCams = camEditor([]);
+  root.append(h('h2', {}, 'Add a user'), h('form', { class: 'inline-form', onsubmit: act(async (e) => {
+    e.preventDefault();
+    await post('users', { name: nName.value, password: nPass.value, role: nRole.value, cameras: readCams(nCams) });
+    toast(`User ${nName.value} created.`);
+  }) }, h('label', {}, 'Name', nName), h('label', {}, 'Password', nPass), h('label', {}, 'Role', nRole),
+  h('div', {}, h('div', { class: 'muted small' }, 'Cameras (viewers and operators)'), nCams),
+  h('button', { class: 'primary', type: 'submit' }, 'Add user')));
+  root.append(...sessionsAndTokens(sessions, tokens, true, act));
+}
+
+function sessionsAndTokens(sessions, tokens, everyone, act) {
+  const tName = h('input', { name: 'token-name', placeholder: 'e.g. prometheus', required: true });
+  const tRole = h('select', {}, ['viewer', 'operator', 'admin'].filter((r) => RANK[r] <= RANK[me.role]).map((r) => h('option', { value: r }, r)));
+  const shown = h('div');
+  return [
+    h('h2', {}, everyone ? 'Sessions' : 'Your sessions'),
+    h('div', { class: 'table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['User', 'From', 'Started', 'Expires', ''].map((c) => h('th', {}, c)))),
+      h('tbody', {}, sessions.sessions.map((s) => h('tr', {},
+        h('td', {}, s.user), h('td', {}, s.ip ?? '–'), h('td', {}, fmtTime(s.created_at * 1000)), h('td', {}, fmtTime(s.expires_at * 1000)),
+        h('td', {}, s.id === sessions.current ? h('span', { class: 'muted' }, 'this one')
+          : h('button', { class: 'small', onclick: act(() => del(`sessions/${s.id}`)) }, 'Revoke'))))))),
+    h('h2', {}, everyone ? 'API tokens' : 'Your API tokens'),
+    h('p', { class: 'muted small' }, 'For scripts and Prometheus: send Authorization: Bearer <token>. A token never has more rights than its user.'),
+    tokens.tokens.length ? h('div', { class: 'table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['User', 'Name', 'Role', 'Cameras', 'Created', 'Last used', ''].map((c) => h('th', {}, c)))),
+      h('tbody', {}, tokens.tokens.map((t) => h('tr', {},
+        h('td', {}, t.user), h('td', {}, t.name), h('td', {}, t.role), h('td', {}, t.cameras == null ? 'all' : t.cameras.join(', ')),
+        h('td', {}, fmtTime(t.created_at * 1000)), h('td', {}, t.last_used_at ? fmtTime(t.last_used_at * 1000) : 'never'),
+        h('td', {}, h('button', { class: 'small', onclick: act(() => del(`tokens/${t.id}`)) }, 'Revoke'))))))) : h('p', { class: 'muted' }, 'No API tokens.'),
+    h('form', { class: 'inline-form', onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const r = await post('tokens', { name: tName.value, role: tRole.value });
+        shown.replaceChildren(h('div', { class: 'notice' }, 'Copy this token now; it is not shown again: ', h('code', { class: 'secret' }, r.token)));
+      } catch (x) { toast(x.message, true); }
+    } }, h('label', {}, 'New token name', tName), h('label', {}, 'Role', tRole), h('button', { type: 'submit' }, 'Create token')),
+    shown,
+  ];
+}
+
+async function accountPage() {
+  const root = h('section', { class: 'page' }, h('h1', {}, 'Your account'));
+  main().replaceChildren(root);
+  const act = (f) => async (...a) => { try { await f(...a); route(); } catch (e) { toast(e.message, true); } };
+  root.append(h('p', {}, `Signed in as ${me.username}, role ${me.role}. Cameras: ${me.cameras == null ? 'all' : me.cameras.join(', ') || 'none'}.`));
+  const totp = h('div', { class: 'card' });
+  root.append(h('h2', {}, 'Two-factor authentication'), totp);
+  if (me.totp) {
+    const code = h('input', { inputmode: 'numeric', placeholder: 'current code', required: true });
+    totp.append(h('p', {}, 'On. Logging in asks for a code from your authenticator app.'),
+      h('form', { class: 'inline-form', onsubmit: act(async (e) => { e.preventDefault(); await del('me/totp', { code: code.value }); toast('Two-factor authentication is off.'); }) },
+        code, h('button', { type: 'submit', class: 'danger' }, 'Turn off')));
+  } else {
+    totp.append(h('p', {}, 'Off. Turn it on to require a code from an authenticator app (any TOTP app) at each login.'),
+      h('button', { class: 'primary', onclick: async () => {
+        try {
+          const r = await post('me/totp');
+          const code = h('input', { inputmode: 'numeric', autocomplete: 'one-time-code', placeholder: '123456', required: true });
+          totp.replaceChildren(
+            h('p', {}, 'Add this key to your authenticator app (choose “enter a setup key”), then type the 6-digit code it shows.'),
+            h('p', {}, h('code', { class: 'secret', 'data-totp-secret': r.secret }, r.secret.match(/.{1,4}/g).join(' '))),
+            h('p', { class: 'small muted' }, h('a', { href: r.uri }, 'Open in an authenticator app on this device')),
+            h('form', { class: 'inline-form', onsubmit: async (e) => {
+              e.preventDefault();
+              try {
+                const c = await post('me/totp/confirm', { code: code.value });
+                me.totp = true;
+                totp.replaceChildren(h('p', {}, 'Two-factor authentication is on. Keep these one-time recovery codes somewhere safe; each works once if you lose your phone:'),
+                  h('pre', { class: 'secret', 'data-recovery': '' }, c.recovery_codes.join('\n')),
+                  h('button', { onclick: () => route() }, 'Done'));
+              } catch (x) { toast(x.message, true); }
+            } }, code, h('button', { type: 'submit', class: 'primary' }, 'Confirm')));
+        } catch (x) { toast(x.message, true); }
+      } }, 'Turn on'));
+  }
+  try {
+    const [sessions, tokens] = await Promise.all([get('sessions'), get('tokens')]);
+    if (me.role === 'admin') {
+      sessions.sessions = sessions.sessions.filter((s) => s.user === me.username);
+      tokens.tokens = tokens.tokens.filter((t) => t.user === me.username);
+    }
+    root.append(...sessionsAndTokens(sessions, tokens, false, act));
+  } catch (e) {
+    root.append(errorBox(e));
+  }
+}
+
+// ---------------------------------------------------------------- audit
+
+async function auditPage(params) {
+  const root = h('section', { class: 'page' }, h('h1', {}, 'Audit log'));
+  main().replaceChildren(root);
+  const f = {
+    user: h('input', { name: 'user', value: params.get('user') ?? '', placeholder: 'any' }),
+    action: h('input', { name: 'action', value: params.get('action') ?? '', placeholder: 'e.g. login* or export', list: 'actions' }),
+    since: h('input', { name: 'since', type: 'datetime-local', value: params.get('since') ?? '' }),
+    until: h('input', { name: 'until', type: 'datetime-local', value: params.get('until') ?? '' }),
+  };
+  const q = () => {
+    const p = new URLSearchParams();
+    if (f.user.value) p.set('user', f.user.value);
+    if (f.action.value) p.set('action', f.action.value);
+    if (f.since.value) p.set('since', Math.floor(new Date(f.since.value).getTime() / 1000));
+    if (f.until.value) p.set('until', Math.floor(new Date(f.until.value).getTime() / 1000));
+    return p;
+  };
+  const table = h('div', { class: 'table-wrap' });
+  const csv = h('a', { class: 'button ghost', download: 'candor-audit.csv' }, 'Download CSV');
+  const load = async () => {
+    const p = q();
+    csv.href = `/api/v1/audit?${p}&format=csv`;
+    try {
+      const r = await get(`audit?${p}`);
+      table.replaceChildren(r.entries.length ? h('table', {},
+        h('thead', {}, h('tr', {}, ['Time', 'User', 'Action', 'Detail'].map((c) => h('th', {}, c)))),
+        h('tbody', {}, r.entries.map((e) => h('tr', {}, h('td', {}, fmtTime(e.at * 1000)), h('td', {}, e.user ?? '–'), h('td', {}, h('code', {}, e.action)), h('td', {}, e.detail)))))
+        : h('div', { class: 'empty' }, 'No entries match these filters.'));
+    } catch (e) {
+      table.replaceChildren(errorBox(e));
+    }
+  };
+  root.append(h('datalist', { id: 'actions' }, ['login', 'login_failed', 'login_locked', 'logout', 'live', 'playback', 'export', 'user_created', 'user_changed', 'user_deleted', 'session_revoked', 'token_created', 'token_revoked', 'totp_enabled', 'totp_disabled'].map((a) => h('option', { value: a }))),
+    h('form', { class: 'inline-form', onsubmit: (e) => { e.preventDefault(); load(); } },
+      h('label', {}, 'User', f.user), h('label', {}, 'Action', f.action), h('label', {}, 'Since', f.since), h('label', {}, 'Until', f.until),
+      h('button', { type: 'submit', class: 'primary' }, 'Filter'), csv),
+    table);
+  load();
+}
+
+// ---------------------------------------------------------------- router
+
+async function route() {
+  if (cleanup) { cleanup(); cleanup = null; }
+  const hash = location.hash.slice(1);
+  const [path, query] = hash.split('?');
+  const params = new URLSearchParams(query ?? '');
+  if (path.startsWith('setup=')) {
+    main().replaceChildren(setupPage(decodeURIComponent(path.slice(6))));
+    showChrome();
+    return;
+  }
+  if (!me) {
+    main().replaceChildren(loginPage());
+    showChrome();
+    return;
+  }
+  showChrome();
+  const [page, arg] = path.split('/');
+  for (const a of document.querySelectorAll('#top a[data-page]')) a.classList.toggle('active', a.dataset.page === (page || 'live'));
+  try {
+    switch (page) {
+      case 'playback': await playbackPage(params); break;
+      case 'system': await systemPage(); break;
+      case 'users': await usersPage(); break;
+      case 'audit': await auditPage(params); break;
+      case 'account': await accountPage(); break;
+      default: await livePage(arg ? decodeURIComponent(arg) : null);
+    }
+  } catch (e) {
+    if (e.status === 401) { me = null; route(); return; }
+    main().replaceChildren(errorBox(e));
+  }
+}
+
+async function start() {
+  document.getElementById('logout').addEventListener('click', async () => {
+    try { await post('logout'); } catch { /* already gone */ }
+    me = null;
+    location.hash = '';
+    route();
+  });
+  window.addEventListener('hashchange', route);
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});
+  try {
+    await loadMe();
+  } catch (e) {
+    main().replaceChildren(errorBox(e));
+    return;
+  }
+  route();
+}
+
+start();

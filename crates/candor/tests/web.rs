@@ -115,25 +115,6 @@ fn curl_json(cert: &std::path::Path, url: &str, body: &str) -> (u16, serde_json:
     )
 }
 
-fn web_url(rec: &RecorderProc) -> String {
-    let mut url = String::new();
-    wait_for("the web address", Duration::from_secs(20), || {
-        match rec
-            .log_text()
-            .split("web: ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-        {
-            Some(u) => {
-                url = u.to_string();
-                true
-            }
-            None => false,
-        }
-    });
-    url
-}
-
 #[test]
 fn first_admin_is_created_once_with_the_printed_setup_token() {
     let dir = tempfile::tempdir().unwrap();

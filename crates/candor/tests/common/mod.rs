@@ -308,3 +308,24 @@ pub fn export_and_verify(
     ffmpeg_decodes(out)
         .unwrap_or_else(|e| panic!("ffmpeg could not decode {}: {e}", out.display()));
 }
+
+/// The recorder's web address, from its log.
+#[allow(dead_code)]
+pub fn web_url(rec: &RecorderProc) -> String {
+    let mut url = String::new();
+    wait_for("the web address", Duration::from_secs(20), || {
+        match rec
+            .log_text()
+            .split("web: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+        {
+            Some(u) => {
+                url = u.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    url
+}

@@ -1,0 +1,103 @@
+//! The web app end to end in real headless Chromium (Debian's `chromium`,
+//! driven by Playwright's `playwright-core` from `e2e/`): first-run setup →
+//! live view plays → playback from a chosen instant → export downloads an
+//! MP4 that ffprobe accepts → a viewer limited to one camera sees only that
+//! camera, in the UI and the API. Screenshots go to `artifacts/screenshots/`.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `e2e/node_modules`, installed from the lock file on first use.
+fn ensure_playwright() {
+    let e2e = workspace().join("e2e");
+    if e2e.join("node_modules/playwright-core").exists() {
+        return;
+    }
+    let o = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&e2e)
+        .output()
+        .expect("npm (Node.js) is needed for the browser tests: apt-get install nodejs npm");
+    assert!(
+        o.status.success(),
+        "npm ci: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn web_app_end_to_end_in_headless_chromium() {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's chromium: apt-get install chromium"
+    );
+    ensure_playwright();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(H264_CLIP, 2);
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[("gate", sim.url(0), ""), ("yard", sim.url(1), "")],
+    );
+    let rec = start_recorder(&cfg);
+    let base = web_url(&rec);
+    wait_for("the setup link", Duration::from_secs(10), || {
+        rec.log_text().contains("#setup=")
+    });
+    let token = rec
+        .log_text()
+        .split("#setup=")
+        .nth(1)
+        .unwrap()
+        .split(char::is_whitespace)
+        .next()
+        .unwrap()
+        .to_string();
+    wait_for("footage", Duration::from_secs(40), || {
+        recorded_secs(&cfg, "gate") >= 8.0 && recorded_secs(&cfg, "yard") >= 8.0
+    });
+    let shots = workspace().join("artifacts/screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let download = dir.path().join("download.mp4");
+    let o = Command::new("node")
+        .arg(workspace().join("e2e/app.mjs"))
+        .env("CANDOR_URL", &base)
+        .env("SETUP_TOKEN", &token)
+        .env("SHOTS", &shots)
+        .env("DOWNLOAD", &download)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    println!("{out}\n{err}");
+    assert!(
+        o.status.success(),
+        "browser run failed:\n{out}\n{err}\n{}",
+        rec.log_text()
+    );
+    let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+
+    // The downloaded export is a real MP4 of the selected range.
+    let p = ffprobe(&download);
+    assert_eq!(p.codec, "h264");
+    let want = result["export_secs"].as_f64().unwrap();
+    assert!(
+        (p.duration - want).abs() < 0.2,
+        "export {} s, selected {want} s",
+        p.duration
+    );
+    ffmpeg_decodes(&download).unwrap();
+    let log = rec.stop();
+    assert!(
+        !log.contains("viewer password"),
+        "passwords are never logged"
+    );
+}
