@@ -177,6 +177,16 @@ pub struct StatusSource {
 }
 
 impl StatusSource {
+    /// A source with no cameras, for tests and fuzzing of the web layer.
+    pub fn empty() -> StatusSource {
+        StatusSource {
+            cameras: Vec::new(),
+            live: Arc::new(Vec::new()),
+            started: std::time::Instant::now(),
+            stats: None,
+        }
+    }
+
     /// A receiver of the named camera's live frames.
     pub fn subscribe(
         &self,

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod admin_api;
 pub mod auth;
 pub mod footage;
+pub mod fuzzing;
 pub mod live;
 pub mod openapi;
 pub mod session_api;

@@ -169,3 +169,39 @@ fn config_parser_survives_mutation() {
         }
     }
 }
+
+#[test]
+fn http_handlers_survive_mutated_requests() {
+    let h = candor_web::fuzzing::Harness::new();
+    let seeds: &[&[u8]] = &[
+        b"\x00/api/v1/cameras/gate/spans?from=2026-11-27T10:00:00Z&to=2026-11-27T11:00:00Z\x00\x00",
+        b"\x00/api/v1/cameras/gate/export.mp4?from=2026-11-27T10:00:00Z&to=2026-11-27T10:00:05Z&download=1\x00bytes=0-99\x00",
+        b"\x00/api/v1/audit?user=a&action=login*&since=0&until=99999999999&limit=5&format=csv\x00\x00",
+        b"\x01/api/v1/users\x00\x00{\"name\":\"x\",\"password\":\"0123456789\",\"role\":\"viewer\",\"cameras\":[\"gate\"]}",
+        b"\x02/api/v1/users/x\x00\x00{\"role\":\"operator\",\"cameras\":null}",
+        b"\x01/api/v1/tokens\x00\x00{\"name\":\"t\",\"role\":\"viewer\",\"cameras\":[\"gate\"]}",
+        b"\x03/api/v1/sessions/1\x00\x00",
+        b"\x01/api/v1/login\x00\x00{\"username\":\"fuzz\",\"password\":\"nope\",\"totp\":\"123456\"}",
+        b"\x01/api/v1/me/totp/confirm\x00\x00{\"code\":\"000000\"}",
+        b"\x00/api/v1/system\x00\x00",
+        b"\x00/app/app.js\x00\x00",
+    ];
+    let mut rng = Rng(0x5eed_0f_4774);
+    let mut answered = 0;
+    for seed in seeds {
+        assert!(
+            h.request(seed).is_some(),
+            "seed {:?} must parse",
+            String::from_utf8_lossy(seed)
+        );
+        for _ in 0..150 {
+            if h.request(&mutate(&mut rng, seed)).is_some() {
+                answered += 1;
+            }
+        }
+    }
+    assert!(
+        answered > 500,
+        "only {answered} mutated requests reached the router"
+    );
+}

@@ -185,48 +185,6 @@ fn user_add_reads_the_password_from_stdin_and_closes_setup() {
 }
 
 /// curl with a cookie jar; returns (status, headers, JSON body).
-fn curl(
-    cert: &std::path::Path,
-    jar: &std::path::Path,
-    method: &str,
-    url: &str,
-    body: Option<&str>,
-    extra: &[&str],
-) -> (u16, String, serde_json::Value) {
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "-D",
-        "-",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "-X",
-        method,
-        "--cacert",
-    ])
-    .arg(cert)
-    .arg("-b")
-    .arg(jar)
-    .arg("-c")
-    .arg(jar);
-    if let Some(b) = body {
-        c.args(["-H", "Content-Type: application/json", "-d", b]);
-    }
-    for h in extra {
-        c.args(["-H", h]);
-    }
-    let o = c.arg(url).output().unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (rest, code) = out.rsplit_once('\n').unwrap();
-    let (headers, json) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
-    (
-        code.trim().parse().unwrap(),
-        headers.to_string(),
-        serde_json::from_str(json).unwrap_or_default(),
-    )
-}
 
 #[test]
 fn login_sessions_csrf_and_lockout() {
@@ -324,22 +282,6 @@ fn login_sessions_csrf_and_lockout() {
 }
 
 /// `candor user add`, the password on stdin as a script would send it.
-fn user_add(cfg: &std::path::Path, name: &str, role: &str, password: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut c = Command::new(bin())
-        .args(["user", "add", name, "--role", role, "-c"])
-        .arg(cfg)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    c.wait_with_output().unwrap()
-}
 
 #[test]
 fn logged_in_users_list_cameras_spans_and_download_an_export_ffprobe_accepts() {

@@ -329,3 +329,70 @@ pub fn web_url(rec: &RecorderProc) -> String {
     });
     url
 }
+
+#[allow(dead_code)]
+pub fn curl(
+    cert: &std::path::Path,
+    jar: &std::path::Path,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    extra: &[&str],
+) -> (u16, String, serde_json::Value) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "-D",
+        "-",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "--cacert",
+    ])
+    .arg(cert)
+    .arg("-b")
+    .arg(jar)
+    .arg("-c")
+    .arg(jar);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    for h in extra {
+        c.args(["-H", h]);
+    }
+    let o = c.arg(url).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (rest, code) = out.rsplit_once('\n').unwrap();
+    let (headers, json) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (
+        code.trim().parse().unwrap(),
+        headers.to_string(),
+        serde_json::from_str(json).unwrap_or_default(),
+    )
+}
+
+#[allow(dead_code)]
+pub fn user_add(
+    cfg: &std::path::Path,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut c = Command::new(bin())
+        .args(["user", "add", name, "--role", role, "-c"])
+        .arg(cfg)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    c.wait_with_output().unwrap()
+}
