@@ -46,7 +46,7 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
 /// written to the viewer's socket), and viewer counters.
 #[derive(Default)]
 pub struct LiveMetrics {
-    pub buckets: [AtomicU64; 16],
+    pub buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     pub sum_us: AtomicU64,
     pub frames_sent: AtomicU64,
     pub frames_skipped: AtomicU64,
@@ -171,9 +171,16 @@ async fn stream(
         need_key = false;
         if init.as_ref().is_none_or(|i| !Arc::ptr_eq(i, &frame.init)) {
             let i = frame.init.clone();
+            // When the recorder received the frame at media time 0: lets a
+            // client measure receipt-to-display latency (the glass-to-glass benchmark).
+            let received_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+                .saturating_sub(frame.received.elapsed().as_millis() as u64);
             let msg = serde_json::json!({
                 "type": "init", "codec": i.codec, "mime": format!("video/mp4; codecs=\"{}\"", i.codec),
-                "width": i.width, "height": i.height,
+                "width": i.width, "height": i.height, "first_frame_received_ms": received_ms,
             });
             if tx
                 .send(Message::Text(msg.to_string().into()))

@@ -337,7 +337,13 @@ async function playbackPage(params) {
         src: `/api/v1/cameras/${enc(cam)}/export.mp4?from=${iso(s)}&to=${iso(to)}` });
       v.muted = true;
       v.playbackRate = rate;
-      v.addEventListener('error', () => tile.append(h('div', { class: 'overlay error' }, 'This footage could not be played.')));
+      v.addEventListener('error', () => {
+        const codec = cams.find((c) => c.name === cam)?.codec ?? '';
+        const hevc = /^(hvc1|hev1)/.test(codec);
+        tile.append(h('div', { class: 'overlay error' }, hevc
+          ? 'This browser cannot play H.265 footage. Use Safari or Edge on a device with HEVC support, or export the MP4 and play it in VLC.'
+          : 'This footage could not be played. Try again, or export it and play it in VLC.'));
+      });
       tile.prepend(v);
       videos.set(cam, v);
       windowStart.set(cam, s);

@@ -74,6 +74,9 @@ export class LivePlayer {
         return;
       }
       this.reset();
+      // Wall time (ms) at which the recorder received media time 0: with
+      // requestVideoFrameCallback this gives receipt-to-display latency.
+      this.video.dataset.t0 = String(msg.first_frame_received_ms ?? '');
       this.ms = new MediaSource();
       this.mime = msg.mime;
       this.video.src = URL.createObjectURL(this.ms);
@@ -105,8 +108,14 @@ export class LivePlayer {
         sb.remove(start, v.currentTime - 5);
         return; // updateend calls pump again
       }
-      if (end - v.currentTime > CHASE_S || v.currentTime < b.start(b.length - 1)) {
+      const lag = end - v.currentTime;
+      if (lag > CHASE_S || v.currentTime < b.start(b.length - 1)) {
         v.currentTime = Math.max(b.start(b.length - 1), end - LIVE_EDGE_S);
+      } else if (lag > 2 * LIVE_EDGE_S) {
+        // Catch up smoothly rather than by a visible jump.
+        v.playbackRate = 1.25;
+      } else if (lag <= LIVE_EDGE_S) {
+        v.playbackRate = 1;
       }
     }
     const next = this.queue.shift();

@@ -41,10 +41,15 @@ fn web_app_end_to_end_in_headless_chromium() {
     ensure_playwright();
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(H264_CLIP, 2);
+    let hevc = Sim::start(H265_CLIP, 1);
     let cfg = write_config(
         dir.path(),
         "",
-        &[("gate", sim.url(0), ""), ("yard", sim.url(1), "")],
+        &[
+            ("gate", sim.url(0), ""),
+            ("yard", sim.url(1), ""),
+            ("door", hevc.url(0), ""),
+        ],
     );
     let rec = start_recorder(&cfg);
     let base = web_url(&rec);
