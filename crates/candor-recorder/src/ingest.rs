@@ -251,16 +251,16 @@ impl CameraTask {
             let received = Instant::now();
             let data = frame.into_data();
             // Copy for viewers only when there are some; recording keeps the original.
-            if self.live.receiver_count() > 0 {
-                if let Some(init) = &live_init {
-                    let _ = self.live.send(Arc::new(LiveFrame {
-                        init: init.clone(),
-                        media_ts,
-                        key,
-                        data: bytes::Bytes::copy_from_slice(&data),
-                        received,
-                    }));
-                }
+            if self.live.receiver_count() > 0
+                && let Some(init) = &live_init
+            {
+                let _ = self.live.send(Arc::new(LiveFrame {
+                    init: init.clone(),
+                    media_ts,
+                    key,
+                    data: bytes::Bytes::copy_from_slice(&data),
+                    received,
+                }));
             }
             let msg = IngestFrame {
                 camera_id: self.camera_id,

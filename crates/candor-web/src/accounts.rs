@@ -178,10 +178,10 @@ impl Accounts {
             "ALTER TABLE user ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0",
             "ALTER TABLE session ADD COLUMN ip TEXT",
         ] {
-            if let Err(e) = conn.execute(alter, []) {
-                if !e.to_string().contains("duplicate column") {
-                    return Err(e.into());
-                }
+            if let Err(e) = conn.execute(alter, [])
+                && !e.to_string().contains("duplicate column")
+            {
+                return Err(e.into());
             }
         }
         conn.execute_batch("PRAGMA foreign_keys=ON;")?;
@@ -735,7 +735,9 @@ impl Accounts {
             return Ok(None);
         }
         let conn = self.conn();
-        let row: Option<(i64, String, String, String, Option<String>, Option<String>)> = conn
+        // (token id, user, user role, token role, user cameras, token cameras)
+        type Row = (i64, String, String, String, Option<String>, Option<String>);
+        let row: Option<Row> = conn
             .query_row(
                 "SELECT t.id, u.name, u.role, t.role, u.cameras, t.cameras FROM api_token t \
                  JOIN user u ON u.id = t.user_id WHERE t.hash = ?1",

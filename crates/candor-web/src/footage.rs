@@ -210,10 +210,14 @@ fn etag(e: &Export) -> String {
     )
 }
 
+/// A Range that lies wholly outside the body (HTTP 416).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// Parses a `Range` header against a body of `len` bytes: one
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` range. `Ok(None)`: no (usable)
 /// Range, send everything; `Err`: unsatisfiable (416).
-pub fn parse_range(v: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+pub fn parse_range(v: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, Unsatisfiable> {
     let Some(spec) = v.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
@@ -223,13 +227,13 @@ pub fn parse_range(v: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()
     let Some((a, b)) = spec.trim().split_once('-') else {
         return Ok(None);
     };
-    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| ());
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| Unsatisfiable);
     let r = match (a.trim().is_empty(), b.trim().is_empty()) {
         (true, true) => return Ok(None),
         (true, false) => {
             let n = num(b)?;
             if n == 0 {
-                return Err(());
+                return Err(Unsatisfiable);
             }
             len.saturating_sub(n)..len
         }
@@ -243,7 +247,7 @@ pub fn parse_range(v: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()
         }
     };
     if r.start >= len {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some(r))
 }
@@ -290,7 +294,7 @@ pub async fn export(
     let range = match hv(header::RANGE).filter(|_| if_range_ok) {
         Some(v) => match parse_range(v, len) {
             Ok(r) => r,
-            Err(()) => {
+            Err(Unsatisfiable) => {
                 return Ok((
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     [(header::CONTENT_RANGE, format!("bytes */{len}"))],
@@ -418,7 +422,7 @@ impl std::io::Write for ChanWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{Unsatisfiable, parse_range};
 
     #[test]
     fn range_headers_parse_as_rfc9110_says() {
@@ -427,11 +431,11 @@ mod tests {
         assert_eq!(parse_range("bytes=90-200", 100), Ok(Some(90..100)));
         assert_eq!(parse_range("bytes=-10", 100), Ok(Some(90..100)));
         assert_eq!(parse_range("bytes=-1000", 100), Ok(Some(0..100)));
-        assert_eq!(parse_range("bytes=100-", 100), Err(()));
-        assert_eq!(parse_range("bytes=-0", 100), Err(()));
+        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=-0", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=0-1", 100), Ok(None));
-        assert_eq!(parse_range("bytes=x-1", 100), Err(()));
+        assert_eq!(parse_range("bytes=x-1", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=5-1", 100), Ok(None));
     }
 }

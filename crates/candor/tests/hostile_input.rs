@@ -186,7 +186,7 @@ fn http_handlers_survive_mutated_requests() {
         b"\x00/api/v1/system\x00\x00",
         b"\x00/app/app.js\x00\x00",
     ];
-    let mut rng = Rng(0x5eed_0f_4774);
+    let mut rng = Rng(0x005e_ed0f_4774);
     let mut answered = 0;
     for seed in seeds {
         assert!(
