@@ -5,6 +5,7 @@
 
 import { chromium } from 'playwright-core';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 
 const base = process.env.CANDOR_URL;
 const shots = process.env.SHOTS;
@@ -175,6 +176,23 @@ try {
 
   // Expected: the 401 of /me before login, the viewer's refused probes, and
   // the service worker, which Chromium won't register over a self-signed certificate.
+  // 8. The admin turns on two-factor authentication: QR code (decoded by
+  // zbarimg in the Rust test), a code from oathtool, recovery codes shown.
+  step('totp');
+  await page.goto(`${base}#account`);
+  await page.click('button:has-text("Turn on")');
+  const qr = page.locator('img.qr');
+  await qr.waitFor();
+  await qr.screenshot({ path: path.join(shots, 'totp-qr.png') });
+  const secret = await page.getAttribute('[data-totp-secret]', 'data-totp-secret');
+  const code = execFileSync('oathtool', ['--totp', '-b', secret]).toString().trim();
+  await shot(page, '11-totp-setup');
+  await page.fill('input[autocomplete=one-time-code]', code);
+  await page.click('button:has-text("Confirm")');
+  await page.waitForSelector('pre[data-recovery]');
+  result.totp_secret = secret;
+  await shot(page, '12-totp-enabled');
+
   const relevant = errors.filter((e) => !/status of (401|403|404)|cameras\/yard\/live.*response code: 404|service ?worker|sw\.js|SSL certificate/i.test(e));
   check(relevant.length === 0, `browser errors: ${relevant.join('\n')}`);
   console.log(JSON.stringify(result));

@@ -192,9 +192,24 @@ pub async fn totp_begin(
     let p = authorize(&st, &headers, &method, Role::Viewer)?;
     session_only(&p)?;
     let secret = st.accounts.totp_begin(&p.username)?;
+    let uri = crate::totp::otpauth_uri(&secret, &p.username);
+    // The QR code phones scan; rendered here so the page needs no library.
+    let qr = qrcode::QrCode::new(uri.as_bytes())
+        .map(|c| {
+            c.render::<qrcode::render::svg::Color>()
+                .min_dimensions(220, 220)
+                .build()
+        })
+        .map_err(ApiError::internal)?;
+    use base64::Engine as _;
+    let qr = format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(qr)
+    );
     Ok(Json(serde_json::json!({
         "secret": crate::totp::base32(&secret),
-        "uri": crate::totp::otpauth_uri(&secret, &p.username),
+        "uri": uri,
+        "qr": qr,
     }))
     .into_response())
 }

@@ -620,7 +620,8 @@ async function accountPage() {
           const r = await post('me/totp');
           const code = h('input', { inputmode: 'numeric', autocomplete: 'one-time-code', placeholder: '123456', required: true });
           totp.replaceChildren(
-            h('p', {}, 'Add this key to your authenticator app (choose “enter a setup key”), then type the 6-digit code it shows.'),
+            h('p', {}, 'Scan this code with your authenticator app (or enter the key below), then type the 6-digit code it shows.'),
+            h('img', { class: 'qr', src: r.qr, alt: 'QR code for your authenticator app', width: 220, height: 220 }),
             h('p', {}, h('code', { class: 'secret', 'data-totp-secret': r.secret }, r.secret.match(/.{1,4}/g).join(' '))),
             h('p', { class: 'small muted' }, h('a', { href: r.uri }, 'Open in an authenticator app on this device')),
             h('form', { class: 'inline-form', onsubmit: async (e) => {

@@ -2,7 +2,8 @@
 //! driven by Playwright's `playwright-core` from `e2e/`): first-run setup →
 //! live view plays → playback from a chosen instant → export downloads an
 //! MP4 that ffprobe accepts → a viewer limited to one camera sees only that
-//! camera, in the UI and the API. Screenshots go to `artifacts/screenshots/`.
+//! camera, in the UI and the API → the admin enrols TOTP by QR code.
+//! Screenshots go to `artifacts/screenshots/`.
 
 mod common;
 use common::*;
@@ -100,9 +101,23 @@ fn web_app_end_to_end_in_headless_chromium() {
         p.duration
     );
     ffmpeg_decodes(&download).unwrap();
+    // The enrolment QR code, as Chromium drew it, decodes (zbarimg, an
+    // independent decoder) to an otpauth URI with the secret the page showed.
+    let o = Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(shots.join("totp-qr.png"))
+        .output()
+        .expect("zbarimg is needed: apt-get install zbar-tools");
+    let uri = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let secret = result["totp_secret"].as_str().unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/Candor:admin?secret=") && uri.contains(secret),
+        "QR decodes to {uri:?}"
+    );
     let log = rec.stop();
     assert!(
         !log.contains("viewer password"),
         "passwords are never logged"
     );
+    assert!(!log.contains(secret), "TOTP secrets are never logged");
 }

@@ -9,7 +9,7 @@
 //! estimate; each fragment's `tfdt` carries the true decode time, so an
 //! estimate never accumulates drift.
 
-use super::write::{MATRIX, TIMESCALE, bx, full, u16b, u32b, u64b};
+use super::write::{MATRIX, TIMESCALE, bx, full, u16b, u32b, u64b, video_hdlr, vmhd_dinf};
 
 /// `ftyp` + `moov` for one video track whose samples all use `sample_entry`
 /// (a complete `avc1`/`hvc1` box).
@@ -61,25 +61,9 @@ pub fn init_segment(sample_entry: &[u8], width: u16, height: u16) -> Vec<u8> {
                     u16b(b, 0x55c4);
                     u16b(b, 0);
                 });
-                bx(b, b"hdlr", |b| {
-                    full(b, 0, 0);
-                    u32b(b, 0);
-                    b.extend_from_slice(b"vide");
-                    b.extend_from_slice(&[0; 12]);
-                    b.extend_from_slice(b"Candor live\0");
-                });
+                video_hdlr(b, b"Candor live\0");
                 bx(b, b"minf", |b| {
-                    bx(b, b"vmhd", |b| {
-                        full(b, 0, 1);
-                        b.extend_from_slice(&[0; 8]);
-                    });
-                    bx(b, b"dinf", |b| {
-                        bx(b, b"dref", |b| {
-                            full(b, 0, 0);
-                            u32b(b, 1);
-                            bx(b, b"url ", |b| full(b, 0, 1));
-                        });
-                    });
+                    vmhd_dinf(b);
                     bx(b, b"stbl", |b| {
                         bx(b, b"stsd", |b| {
                             full(b, 0, 0);

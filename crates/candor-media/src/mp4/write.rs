@@ -63,6 +63,33 @@ pub(super) fn u64b(buf: &mut Vec<u8>, v: u64) {
     buf.extend_from_slice(&v.to_be_bytes());
 }
 
+/// `hdlr` for a video track.
+pub(super) fn video_hdlr(b: &mut Vec<u8>, name: &[u8]) {
+    bx(b, b"hdlr", |b| {
+        full(b, 0, 0);
+        u32b(b, 0);
+        b.extend_from_slice(b"vide");
+        b.extend_from_slice(&[0; 12]);
+        b.extend_from_slice(name);
+    });
+}
+
+/// `vmhd` and a `dinf` saying the data is in this file: the fixed start of a
+/// video track's `minf`.
+pub(super) fn vmhd_dinf(b: &mut Vec<u8>) {
+    bx(b, b"vmhd", |b| {
+        full(b, 0, 1);
+        b.extend_from_slice(&[0; 8]);
+    });
+    bx(b, b"dinf", |b| {
+        bx(b, b"dref", |b| {
+            full(b, 0, 0);
+            u32b(b, 1);
+            bx(b, b"url ", |b| full(b, 0, 1)); // data in this file
+        });
+    });
+}
+
 pub(super) const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
 impl Mp4Plan {
@@ -160,25 +187,9 @@ impl Mp4Plan {
                         u16b(b, 0x55c4); // language "und"
                         u16b(b, 0);
                     });
-                    bx(b, b"hdlr", |b| {
-                        full(b, 0, 0);
-                        u32b(b, 0);
-                        b.extend_from_slice(b"vide");
-                        b.extend_from_slice(&[0; 12]);
-                        b.extend_from_slice(b"Candor video\0");
-                    });
+                    video_hdlr(b, b"Candor video\0");
                     bx(b, b"minf", |b| {
-                        bx(b, b"vmhd", |b| {
-                            full(b, 0, 1);
-                            b.extend_from_slice(&[0; 8]);
-                        });
-                        bx(b, b"dinf", |b| {
-                            bx(b, b"dref", |b| {
-                                full(b, 0, 0);
-                                u32b(b, 1);
-                                bx(b, b"url ", |b| full(b, 0, 1)); // data in this file
-                            });
-                        });
+                        vmhd_dinf(b);
                         bx(b, b"stbl", |b| self.stbl(b, data_start, stco32));
                     });
                 });
