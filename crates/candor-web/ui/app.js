@@ -298,6 +298,8 @@ async function playbackPage(params) {
       stage.replaceChildren(h('div', { class: 'empty' }, 'Nothing recorded on this day for the chosen cameras. Pick another day, or check the System page for camera errors.'));
       return;
     }
+    // A short recording would be a sliver on a day's timeline: show it whole.
+    if (Math.max(...all.map((s) => s.end)) - Math.min(...all.map((s) => s.start)) < 2 * 3600e3) fit();
     const t = Number(params.get('t')) || Math.max(Math.min(...all.map((s) => s.start)), Math.max(...all.map((s) => s.end)) - 60e3);
     params.delete('t');
     playFrom(t, false);

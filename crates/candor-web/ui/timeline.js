@@ -5,7 +5,7 @@
 
 import { h } from './dom.js';
 
-// Tick spacings, seconds: the first that gives at most 8 ticks is used.
+// Tick spacings, seconds: the first that fits the width is used.
 const STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200];
 
 export class Timeline {
@@ -118,7 +118,9 @@ export class Timeline {
   render() {
     const [a, b] = this.view;
     const secs = (b - a) / 1e3;
-    const step = STEPS_S.find((s) => secs / s <= 8) ?? 86400;
+    // About one label per 90 px, so they never overlap on a phone.
+    const maxTicks = Math.max(2, Math.floor((this.tracks.clientWidth || 720) / 90));
+    const step = STEPS_S.find((s) => secs / s <= maxTicks) ?? 86400;
     const stepMs = step * 1e3;
     const first = Math.ceil(a / stepMs) * stepMs;
     // Local-time ticks: offset so that hour marks fall on local hours.
