@@ -20,8 +20,8 @@ const browser = await chromium.launch({
     '--autoplay-policy=no-user-gesture-required'],
 });
 const errors = [];
-async function newPage(viewport = { width: 1280, height: 800 }) {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport, acceptDownloads: true });
+async function newPage(viewport = { width: 1280, height: 800 }, touch = false) {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport, acceptDownloads: true, hasTouch: touch, isMobile: touch });
   const page = await ctx.newPage();
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
@@ -144,7 +144,7 @@ try {
 
   // 7. The viewer sees only gate, in the UI and through the API.
   step('viewer');
-  const phone = await newPage({ width: 390, height: 844 });
+  const phone = await newPage({ width: 390, height: 844 }, true);
   await phone.goto(base);
   await phone.fill('input[name=username]', 'guard');
   await phone.fill('input[name=password]', 'viewer password 1');
@@ -171,7 +171,20 @@ try {
   check(await phone.locator('#nav a[data-page=users]').isHidden(), 'viewer must not see the Users link');
   await shot(phone, '09-viewer-phone');
   await phone.goto(`${base}#playback`);
-  await phone.waitForSelector('.tl-track[data-camera=gate]');
+  await phone.waitForSelector('.tl-track[data-camera=gate] .tl-span');
+  // Touch scrubbing: a tap on the timeline plays from the tapped instant.
+  const target = s0 + (s1 - s0) * 0.5;
+  const tx = await phone.evaluate((t) => document.querySelector('.tl').__timeline.xOf(t), target);
+  const tbox = await phone.locator('.tl-track[data-camera=gate]').boundingBox();
+  await phone.touchscreen.tap(tx, tbox.y + tbox.height / 2);
+  await phone.waitForFunction(() => {
+    const v = document.querySelector('.grid.playback video[data-camera=gate]');
+    return v && v.currentTime > 0.5 && !v.paused;
+  }, null, { timeout: 20000 });
+  const pw = Number(await phone.$eval('.grid.playback', (e) => e.dataset.wall));
+  const pv = await phone.$eval('.grid.playback video', (v) => v.currentTime);
+  result.touch_seek_error_ms = Math.round(pw - pv * 1000 - target);
+  check(Math.abs(result.touch_seek_error_ms) < 1500, `tap at ${target} played from ${pw - pv * 1000}`);
   await shot(phone, '10-viewer-phone-playback');
 
   // Expected: the 401 of /me before login, the viewer's refused probes, and
