@@ -827,6 +827,100 @@ mod route_tests {
         assert!(checked >= 20, "only {checked} routes checked");
     }
 
+    /// Walks every route with a camera in its path: a viewer, an operator
+    /// and a token limited to another camera get the same 404 as for a
+    /// camera that does not exist; with the camera granted they get past
+    /// the scope check.
+    #[tokio::test]
+    async fn every_camera_route_checks_the_camera_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Arc::new(Accounts::open(dir.path()).unwrap());
+        let yard = ["yard".to_string()];
+        accounts
+            .add_user_scoped("v", Role::Viewer, "long enough password", Some(&yard))
+            .unwrap();
+        accounts
+            .add_user_scoped("o", Role::Operator, "long enough password", Some(&yard))
+            .unwrap();
+        accounts
+            .add_user("a", Role::Admin, "long enough password")
+            .unwrap();
+        let (_, narrow_token) = accounts
+            .create_token("a", "t", Role::Admin, Some(&yard))
+            .unwrap();
+        let (store, _) = candor_storage::Store::open(&dir.path().join("store")).unwrap();
+        store.ensure_camera("gate").unwrap();
+        store.ensure_camera("yard").unwrap();
+        let footage = footage::Footage::new(
+            store,
+            candor_recorder::StatusSource::empty(),
+            footage::Policy::default(),
+        );
+        let app = router(accounts.clone(), Some(footage));
+        let mut checked = 0;
+        for route in routes()
+            .into_iter()
+            .filter(|r| r.path.contains("/cameras/{name}"))
+        {
+            let uri = |cam: &str| {
+                route.path.replace("{name}", cam)
+                    + "?from=2026-01-01T00:00:00Z&to=2026-01-01T00:01:00Z"
+            };
+            let send = |req: axum::http::Request<axum::body::Body>| {
+                let app = app.clone();
+                async move {
+                    let resp = app.oneshot(req).await.unwrap();
+                    let status = resp.status();
+                    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                        .await
+                        .unwrap();
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    (status, v["code"].as_str().map(str::to_owned))
+                }
+            };
+            let m = &route.method;
+            let callers: Vec<(
+                String,
+                Box<dyn Fn(&str) -> axum::http::Request<axum::body::Body>>,
+            )> = vec![
+                ("viewer session".into(), {
+                    let (sid, s) = accounts.create_session("v").unwrap();
+                    let m = m.clone();
+                    Box::new(move |u: &str| request(&m, u, Some(&sid), Some(&s.csrf), None))
+                }),
+                ("operator session".into(), {
+                    let (sid, s) = accounts.create_session("o").unwrap();
+                    let m = m.clone();
+                    Box::new(move |u: &str| request(&m, u, Some(&sid), Some(&s.csrf), None))
+                }),
+                ("admin token limited to yard".into(), {
+                    let (m, t) = (m.clone(), narrow_token.clone());
+                    Box::new(move |u: &str| request(&m, u, None, None, Some(&t)))
+                }),
+            ];
+            for (who, req) in &callers {
+                let hidden = send(req(&uri("gate"))).await;
+                let missing = send(req(&uri("nosuch"))).await;
+                assert_eq!(
+                    hidden,
+                    (StatusCode::NOT_FOUND, Some("no_camera".to_string())),
+                    "{m} {} as {who} for an ungranted camera",
+                    route.path
+                );
+                assert_eq!(hidden, missing, "ungranted must look like missing");
+                let granted = send(req(&uri("yard"))).await;
+                assert_ne!(
+                    granted.1.as_deref(),
+                    Some("no_camera"),
+                    "{m} {} as {who} for a granted camera",
+                    route.path
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 3, "only {checked} camera routes");
+    }
+
     #[tokio::test]
     async fn errors_are_json_with_a_code() {
         let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use candor_media::mp4::frag;
-use candor_recorder::live::LiveFrame;
+use candor_recorder::live::{LiveFrame, LiveInit};
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,22 +136,101 @@ pub async fn live(
 /// Default frame duration until two frames have been seen (15 fps).
 const DEFAULT_DURATION_90K: u32 = 6_000;
 
+/// What one viewer is sent, frame by frame. Pure (no sockets, no clock), so
+/// the rules are unit-tested: start at a key frame; after falling behind,
+/// resume at the next key frame; a new stream (init) restarts the timeline;
+/// decode times follow camera time, durations are the previous interval.
+pub struct Fragmenter {
+    init: Option<Arc<LiveInit>>,
+    need_key: bool,
+    seq: u32,
+    dts: u64,
+    prev_ts: Option<i64>,
+    dur: u32,
+}
+
+/// What to send for one frame.
+pub struct Output {
+    /// A new stream: send its init message and segment first.
+    pub init: Option<Arc<LiveInit>>,
+    /// `moof` + `mdat` with the frame.
+    pub fragment: Vec<u8>,
+    pub decode_time_90k: u64,
+}
+
+impl Default for Fragmenter {
+    fn default() -> Self {
+        Fragmenter {
+            init: None,
+            need_key: true,
+            seq: 0,
+            dts: 0,
+            prev_ts: None,
+            dur: DEFAULT_DURATION_90K,
+        }
+    }
+}
+
+impl Fragmenter {
+    /// The viewer missed frames: wait for the next key frame.
+    pub fn lagged(&mut self) {
+        self.need_key = true;
+    }
+
+    /// `None` while waiting for a key frame.
+    pub fn push(&mut self, frame: &LiveFrame) -> Option<Output> {
+        if self.need_key && !frame.key {
+            return None;
+        }
+        self.need_key = false;
+        let mut new_init = None;
+        if self
+            .init
+            .as_ref()
+            .is_none_or(|i| !Arc::ptr_eq(i, &frame.init))
+        {
+            (self.seq, self.dts, self.prev_ts, self.dur) = (0, 0, None, DEFAULT_DURATION_90K);
+            self.init = Some(frame.init.clone());
+            new_init = Some(frame.init.clone());
+        }
+        if let Some(p) = self.prev_ts {
+            let delta = frame.media_ts - p;
+            // Within a session camera time only moves forward; anything odd
+            // (a jump) advances by one frame; a skip after lag by the real gap.
+            if delta > 0 && delta < 10 * 90_000 {
+                self.dts += delta as u64;
+                self.dur = u32::try_from(delta).unwrap_or(DEFAULT_DURATION_90K);
+            } else {
+                self.dts += u64::from(self.dur);
+            }
+        }
+        self.prev_ts = Some(frame.media_ts);
+        self.seq = self.seq.wrapping_add(1);
+        let size = frame.data.len() as u32;
+        let mut fragment = frag::fragment_header(self.seq, self.dts, self.dur, frame.key, size);
+        fragment.extend_from_slice(&frame.data);
+        Some(Output {
+            init: new_init,
+            fragment,
+            decode_time_90k: self.dts,
+        })
+    }
+}
+
 async fn stream(
     socket: WebSocket,
     mut rx: tokio::sync::broadcast::Receiver<Arc<LiveFrame>>,
     metrics: &LiveMetrics,
 ) {
     let (mut tx, mut incoming) = socket.split();
-    let mut init: Option<Arc<candor_recorder::live::LiveInit>> = None;
-    let mut need_key = true;
-    let (mut seq, mut dts, mut prev_ts, mut dur) = (0u32, 0u64, None::<i64>, DEFAULT_DURATION_90K);
+    let mut f = Fragmenter::default();
     loop {
         let frame = tokio::select! {
             r = rx.recv() => match r {
                 Ok(f) => f,
                 Err(RecvError::Lagged(n)) => {
                     metrics.frames_skipped.fetch_add(n, Ordering::Relaxed);
-                    need_key = true;
+                    f.lagged();
                     let msg = format!(r#"{{"type":"skipped","frames":{n}}}"#);
                     if tx.send(Message::Text(msg.into())).await.is_err() {
                         return;
@@ -165,12 +244,8 @@ async fn stream(
                 Some(Ok(_)) => continue,
             },
         };
-        if need_key && !frame.key {
-            continue;
-        }
-        need_key = false;
-        if init.as_ref().is_none_or(|i| !Arc::ptr_eq(i, &frame.init)) {
-            let i = frame.init.clone();
+        let Some(out) = f.push(&frame) else { continue };
+        if let Some(i) = out.init {
             // When the recorder received the frame at media time 0: lets a
             // client measure receipt-to-display latency (the glass-to-glass benchmark).
             let received_ms = std::time::SystemTime::now()
@@ -193,28 +268,90 @@ async fn stream(
             {
                 return;
             }
-            (seq, dts, prev_ts, dur) = (0, 0, None, DEFAULT_DURATION_90K);
-            init = Some(i);
         }
-        if let Some(p) = prev_ts {
-            let delta = frame.media_ts - p;
-            // Within a session camera time only moves forward; anything odd
-            // (a jump, a skip after lag) advances by the real gap if sane.
-            if delta > 0 && delta < 10 * 90_000 {
-                dts += delta as u64;
-                dur = u32::try_from(delta).unwrap_or(DEFAULT_DURATION_90K);
-            } else {
-                dts += u64::from(dur);
-            }
-        }
-        prev_ts = Some(frame.media_ts);
-        seq = seq.wrapping_add(1);
-        let size = frame.data.len() as u32;
-        let mut msg = frag::fragment_header(seq, dts, dur, frame.key, size);
-        msg.extend_from_slice(&frame.data);
-        if tx.send(Message::Binary(msg.into())).await.is_err() {
+        if tx.send(Message::Binary(out.fragment.into())).await.is_err() {
             return;
         }
         metrics.observe(frame.received.elapsed().as_micros() as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn init(codec: &str) -> Arc<LiveInit> {
+        Arc::new(LiveInit {
+            codec: codec.into(),
+            width: 64,
+            height: 48,
+            init_segment: bytes::Bytes::from_static(b"init"),
+        })
+    }
+
+    fn frame(init: &Arc<LiveInit>, ts: i64, key: bool) -> LiveFrame {
+        LiveFrame {
+            init: init.clone(),
+            media_ts: ts,
+            key,
+            data: bytes::Bytes::from_static(b"\0\0\0\x01x"),
+            received: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_viewer_starts_at_a_key_frame_with_the_init_segment() {
+        let i = init("avc1.640028");
+        let mut f = Fragmenter::default();
+        assert!(f.push(&frame(&i, 1000, false)).is_none());
+        let first = f.push(&frame(&i, 7000, true)).unwrap();
+        assert!(first.init.is_some());
+        assert_eq!(first.decode_time_90k, 0);
+        let next = f.push(&frame(&i, 13_000, false)).unwrap();
+        assert!(next.init.is_none());
+        assert_eq!(next.decode_time_90k, 6000);
+        // The fragment carries the previous interval as its duration estimate.
+        let after = f.push(&frame(&i, 16_000, false)).unwrap();
+        assert_eq!(after.decode_time_90k, 9000);
+        let moof_len = u32::from_be_bytes(after.fragment[..4].try_into().unwrap()) as usize;
+        let dur = u32::from_be_bytes(
+            after.fragment[moof_len - 12..moof_len - 8]
+                .try_into()
+                .unwrap(),
+        );
+        assert_eq!(dur, 3000);
+    }
+
+    #[test]
+    fn a_viewer_that_fell_behind_resumes_at_the_next_key_frame() {
+        let i = init("avc1.640028");
+        let mut f = Fragmenter::default();
+        f.push(&frame(&i, 0, true)).unwrap();
+        f.push(&frame(&i, 6000, false)).unwrap();
+        f.lagged();
+        assert!(f.push(&frame(&i, 60_000, false)).is_none());
+        let k = f.push(&frame(&i, 90_000, true)).unwrap();
+        assert!(k.init.is_none(), "same stream: no new init");
+        assert_eq!(
+            k.decode_time_90k, 90_000,
+            "the timeline jumps by the real gap"
+        );
+    }
+
+    #[test]
+    fn a_new_stream_restarts_the_timeline_with_its_init() {
+        let (a, b) = (init("avc1.640028"), init("hvc1.1.6.L93.B0"));
+        let mut f = Fragmenter::default();
+        f.push(&frame(&a, 0, true)).unwrap();
+        f.push(&frame(&a, 6000, false)).unwrap();
+        let n = f.push(&frame(&b, 500, true)).unwrap();
+        assert_eq!(
+            n.init.as_ref().map(|i| i.codec.as_str()),
+            Some("hvc1.1.6.L93.B0")
+        );
+        assert_eq!(n.decode_time_90k, 0);
+        // A camera clock jump within a stream advances by one frame, never backwards.
+        let j = f.push(&frame(&b, 100, false)).unwrap();
+        assert_eq!(j.decode_time_90k, u64::from(DEFAULT_DURATION_90K));
     }
 }
