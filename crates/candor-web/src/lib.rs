@@ -827,6 +827,8 @@ mod route_tests {
         assert!(checked >= 20, "only {checked} routes checked");
     }
 
+    type MakeRequest = Box<dyn Fn(&str) -> axum::http::Request<axum::body::Body>>;
+
     /// Walks every route with a camera in its path: a viewer, an operator
     /// and a token limited to another camera get the same 404 as for a
     /// camera that does not exist; with the camera granted they get past
@@ -879,10 +881,7 @@ mod route_tests {
                 }
             };
             let m = &route.method;
-            let callers: Vec<(
-                String,
-                Box<dyn Fn(&str) -> axum::http::Request<axum::body::Body>>,
-            )> = vec![
+            let callers: Vec<(String, MakeRequest)> = vec![
                 ("viewer session".into(), {
                     let (sid, s) = accounts.create_session("v").unwrap();
                     let m = m.clone();
