@@ -445,6 +445,13 @@ pub fn routes() -> Vec<Route> {
             post(session_api::totp_confirm),
         ),
         r(
+            p.clone(),
+            "/api/v1/me/password",
+            R(Viewer),
+            "Change your own password (needs the current one); other sessions end",
+            post(session_api::change_password),
+        ),
+        r(
             Method::DELETE,
             "/api/v1/me/totp",
             R(Viewer),

@@ -234,16 +234,39 @@ pub async fn totp_confirm(
     Ok(Json(serde_json::json!({ "recovery_codes": codes })).into_response())
 }
 
+/// Guesses at a second factor or password from inside a session count like
+/// failed logins: a stolen session cookie must not become a way to brute-force
+/// the code that protects the account.
+fn guard_guess(st: &AppState, user: &str, ip: std::net::IpAddr) -> Result<(), ApiError> {
+    match st.limiter.locked(user, ip) {
+        Some(secs) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked_out",
+            format!("too many wrong codes or passwords; try again in {secs} s"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn peer_ip(peer: Option<axum::Extension<PeerIp>>) -> std::net::IpAddr {
+    peer.map(|p| p.0.0)
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+}
+
 pub async fn totp_disable(
     State(st): State<AppState>,
     method: Method,
     headers: HeaderMap,
+    peer: Option<axum::Extension<PeerIp>>,
     b: Result<Json<CodeRequest>, JsonRejection>,
 ) -> ApiResult {
     let p = authorize(&st, &headers, &method, Role::Viewer)?;
     session_only(&p)?;
     let req = body(b)?;
+    let ip = peer_ip(peer);
+    guard_guess(&st, &p.username, ip)?;
     if !st.accounts.totp_check(&p.username, &req.code, now())? {
+        st.limiter.failed(&p.username, ip);
         return Err(ApiError::bad_request(
             "bad_code",
             "wrong or already used code",
@@ -252,4 +275,63 @@ pub async fn totp_disable(
     st.accounts.totp_disable(&p.username)?;
     let _ = st.accounts.audit(Some(&p.username), "totp_disabled", "");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+/// Changes the caller's own password (the current one is required). Every
+/// session of the user ends (a thief's too); this browser gets a new one.
+pub async fn change_password(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<PeerIp>>,
+    b: Result<Json<PasswordChange>, JsonRejection>,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    session_only(&p)?;
+    let req = body(b)?;
+    let ip = peer_ip(peer);
+    guard_guess(&st, &p.username, ip)?;
+    if req.current.len() > 1024 || req.new.len() > 1024 {
+        return Err(ApiError::bad_request("invalid", "password too long"));
+    }
+    let accounts = st.accounts.clone();
+    let user = p.username.clone();
+    let ok = tokio::task::spawn_blocking(move || -> Result<bool, accounts::AccountError> {
+        if accounts.verify(&user, &req.current)?.is_none() {
+            return Ok(false);
+        }
+        accounts.update_user(&user, None, None, Some(&req.new))?;
+        Ok(true)
+    })
+    .await??;
+    if !ok {
+        st.limiter.failed(&p.username, ip);
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_credentials",
+            "the current password is wrong",
+        ));
+    }
+    // update_user ended every session; give this browser a fresh one.
+    let (id, session) = st.accounts.create_session_from(&p.username, Some(ip))?;
+    let _ = st
+        .accounts
+        .audit(Some(&p.username), "password_changed", "by the user");
+    let body = serde_json::json!({ "csrf_token": session.csrf });
+    Ok((
+        StatusCode::OK,
+        [(
+            header::SET_COOKIE,
+            auth::set_cookie(&id, accounts::SESSION_SECS),
+        )],
+        Json(body),
+    )
+        .into_response())
 }

@@ -608,6 +608,20 @@ async function accountPage() {
   main().replaceChildren(root);
   const act = (f) => async (...a) => { try { await f(...a); route(); } catch (e) { toast(e.message, true); } };
   root.append(h('p', {}, `Signed in as ${me.username}, role ${me.role}. Cameras: ${me.cameras == null ? 'all' : me.cameras.join(', ') || 'none'}.`));
+  const cur = h('input', { name: 'current-password', type: 'password', autocomplete: 'current-password', required: true });
+  const nw = h('input', { name: 'new-password', type: 'password', autocomplete: 'new-password', minlength: 10, required: true });
+  const nw2 = h('input', { name: 'new-password2', type: 'password', autocomplete: 'new-password', minlength: 10, required: true });
+  root.append(h('h2', {}, 'Password'), h('form', { class: 'inline-form', onsubmit: async (e) => {
+    e.preventDefault();
+    if (nw.value !== nw2.value) { toast('The two new passwords differ.', true); return; }
+    try {
+      const r = await post('me/password', { current: cur.value, new: nw.value });
+      setCsrf(r.csrf_token);
+      cur.value = nw.value = nw2.value = '';
+      toast('Password changed. Every other session has been logged out.');
+    } catch (x) { toast(x.message, true); }
+  } }, h('label', {}, 'Current password', cur), h('label', {}, 'New password (10+ characters)', nw),
+  h('label', {}, 'New password again', nw2), h('button', { type: 'submit' }, 'Change password')));
   const totp = h('div', { class: 'card' });
   root.append(h('h2', {}, 'Two-factor authentication'), totp);
   if (me.totp) {
@@ -685,7 +699,7 @@ async function auditPage(params) {
       table.replaceChildren(errorBox(e));
     }
   };
-  root.append(h('datalist', { id: 'actions' }, ['login', 'login_failed', 'login_locked', 'logout', 'live', 'playback', 'export', 'user_created', 'user_changed', 'user_deleted', 'session_revoked', 'token_created', 'token_revoked', 'totp_enabled', 'totp_disabled'].map((a) => h('option', { value: a }))),
+  root.append(h('datalist', { id: 'actions' }, ['login', 'login_failed', 'login_locked', 'logout', 'live', 'playback', 'export', 'user_created', 'user_changed', 'user_deleted', 'session_revoked', 'token_created', 'token_revoked', 'totp_enabled', 'totp_disabled', 'password_changed'].map((a) => h('option', { value: a }))),
     h('form', { class: 'inline-form', onsubmit: (e) => { e.preventDefault(); load(); } },
       h('label', {}, 'User', f.user), h('label', {}, 'Action', f.action), h('label', {}, 'Since', f.since), h('label', {}, 'Until', f.until),
       h('button', { type: 'submit', class: 'primary' }, 'Filter'), csv),

@@ -143,6 +143,24 @@ fn totp_second_factor_works_with_an_independent_authenticator() {
     assert_eq!(code, 200, "a recovery code logs in");
     let (code, _) = api.login(&jar2, "root", "root password 1", Some(&recovery[3]));
     assert_eq!(code, 401, "once");
+    // Guessing the code to turn TOTP off from a (stolen) session is rate-limited.
+    let (_, v) = api.login(&jar2, "root", "root password 1", Some(&recovery[4]));
+    let csrf2 = format!("X-CSRF-Token: {}", v["csrf_token"].as_str().unwrap());
+    let mut last = 0;
+    for _ in 0..6 {
+        let (code, _, _) = api.call(
+            &jar2,
+            "DELETE",
+            "me/totp",
+            Some(r#"{"code":"000000"}"#),
+            &[&csrf2],
+        );
+        last = code;
+    }
+    assert_eq!(last, 429, "wrong codes lock out");
+    let jar3 = dir.path().join("jar3");
+    let (code, v) = api.login(&jar3, "root", "root password 1", Some(&recovery[5]));
+    assert_eq!(code, 429, "the lockout also holds for logins: {v}");
     let log = rec.stop();
     assert!(
         !log.contains(&secret) && !log.contains(&recovery[0]),
@@ -368,4 +386,28 @@ fn export_serves_ranges_and_etags_so_players_can_seek() {
     }
     assert!(joined == whole);
     rec.stop();
+}
+
+#[test]
+fn users_change_their_own_password_and_other_sessions_end() {
+    let (dir, _sim, _cfg, rec, api) = setup(&[]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (_, v) = api.login(&a, "root", "root password 1", None);
+    let csrf = format!("X-CSRF-Token: {}", v["csrf_token"].as_str().unwrap());
+    api.login(&b, "root", "root password 1", None);
+    let change = |body: &str| api.call(&a, "POST", "me/password", Some(body), &[&csrf]);
+    let (code, _, v) = change(r#"{"current":"wrong password!","new":"new root password"}"#);
+    assert_eq!((code, v["code"].as_str()), (403, Some("bad_credentials")));
+    let (code, _, v) = change(r#"{"current":"root password 1","new":"short"}"#);
+    assert_eq!((code, v["code"].as_str()), (400, Some("invalid")));
+    let (code, _, v) = change(r#"{"current":"root password 1","new":"new root password"}"#);
+    assert_eq!(code, 200, "{v}");
+    let (code, _, _) = api.call(&a, "GET", "me", None, &[]);
+    assert_eq!(code, 200, "this browser got a fresh session");
+    let (code, _, _) = api.call(&b, "GET", "me", None, &[]);
+    assert_eq!(code, 401, "the other session ended");
+    assert_eq!(api.login(&b, "root", "root password 1", None).0, 401);
+    assert_eq!(api.login(&b, "root", "new root password", None).0, 200);
+    let log = rec.stop();
+    assert!(!log.contains("new root password"));
 }
