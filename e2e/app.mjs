@@ -66,6 +66,29 @@ try {
   // How far the playhead trails the newest buffered frame.
   result.live_buffer_lag_s = await page.$eval('video[data-camera=gate]', (v) => v.buffered.end(v.buffered.length - 1) - v.currentTime);
   await shot(page, '02-live-grid');
+
+  // A camera reboots: its tile says so, then live resumes by itself with the
+  // new stream (the Rust side takes the simulated camera offline on cue).
+  step('camera reboot');
+  const inits0 = Number(await page.$eval('video[data-camera=gate]', (v) => v.dataset.inits));
+  console.log('FAULT offline gate');
+  await page.waitForSelector('.tile[data-camera=gate] .camera-down:not([hidden])', { timeout: 20000 });
+  await shot(page, '02b-camera-down');
+  console.log('FAULT clear gate');
+  await page.waitForFunction((n) => {
+    const v = document.querySelector('video[data-camera=gate]');
+    return Number(v.dataset.inits) > n && v.dataset.state === 'playing' && v.currentTime > 1;
+  }, inits0, { timeout: 40000 });
+  await page.waitForSelector('.tile[data-camera=gate] .camera-down[hidden]', { state: 'attached', timeout: 10000 });
+
+  // The connection to the recorder drops: the player reconnects by itself.
+  step('connection drop');
+  await page.evaluate(() => document.querySelector('video[data-camera=yard]').__player.ws.close());
+  await page.waitForFunction(() => document.querySelector('video[data-camera=yard]').dataset.state === 'reconnecting');
+  await page.waitForFunction(() => {
+    const v = document.querySelector('video[data-camera=yard]');
+    return v.dataset.state === 'playing' && v.currentTime > 1;
+  }, null, { timeout: 20000 });
   await page.click('.tile[data-camera=yard]');
   await page.waitForFunction(() => document.querySelectorAll('.tile video').length === 1
     && document.querySelector('.tile video').currentTime > 1);

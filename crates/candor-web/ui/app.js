@@ -155,20 +155,24 @@ async function livePage(single) {
   const grid = h('div', { class: single ? 'grid single' : 'grid' });
   root.append(grid);
   const players = [];
+  const tiles = new Map();
   for (const c of shown) {
     const video = h('video', { muted: true, autoplay: true, playsinline: true, 'data-camera': c.name });
     video.muted = true;
     const status = h('div', { class: 'overlay' }, 'Connecting…');
+    const camStatus = h('div', { class: 'overlay camera-down', hidden: true });
+    const dot = h('span', { class: `dot ${c.state}` });
     const tile = h('div', { class: 'tile', 'data-camera': c.name },
-      video, status, h('div', { class: 'tile-name' }, h('span', { class: `dot ${c.state}` }), c.name));
+      video, status, camStatus, h('div', { class: 'tile-name' }, dot, c.name));
     if (!single) tile.addEventListener('click', () => { location.hash = `#live/${enc(c.name)}`; });
     grid.append(tile);
+    tiles.set(c.name, { dot, camStatus });
     const p = new LivePlayer(video, c.name, (s, detail) => {
       status.hidden = s === 'playing';
       status.className = `overlay ${s}`;
       status.textContent = {
         connecting: 'Connecting…',
-        reconnecting: 'Reconnecting…',
+        reconnecting: 'Connection to the recorder lost; reconnecting…',
         unsupported: detail,
         error: `Playback error: ${detail}`,
       }[s] ?? '';
@@ -176,7 +180,29 @@ async function livePage(single) {
     p.start();
     players.push(p);
   }
-  cleanup = () => players.forEach((p) => p.stop());
+  // The recorder's view of each camera: a camera that is down says so on its
+  // tile (the video stream stays open and resumes when the camera returns).
+  const poll = async () => {
+    try {
+      for (const c of (await get('cameras')).cameras) {
+        const t = tiles.get(c.name);
+        if (!t) continue;
+        t.dot.className = `dot ${c.state}`;
+        t.camStatus.hidden = c.state === 'streaming';
+        // The first clause of the error is what a person needs; the System
+        // page and the tooltip have all of it.
+        const why = (c.error ?? '').split(' conn:')[0].slice(0, 120);
+        t.camStatus.title = c.error ?? '';
+        t.camStatus.textContent = c.state === 'streaming' ? ''
+          : `Camera ${c.state}${why ? ` (${why})` : ''}. The recorder keeps retrying; live view resumes when it is back.`;
+      }
+    } catch { /* the players show connection problems */ }
+  };
+  const timer = setInterval(poll, 3000);
+  cleanup = () => {
+    clearInterval(timer);
+    players.forEach((p) => p.stop());
+  };
 }
 
 // ---------------------------------------------------------------- playback

@@ -17,6 +17,7 @@ export class LivePlayer {
     this.stopped = false;
     this.backoff = 1000;
     this.frames = 0;
+    video.__player = this; // for tests and the console
   }
 
   start() {
@@ -77,6 +78,8 @@ export class LivePlayer {
       // Wall time (ms) at which the recorder received media time 0: with
       // requestVideoFrameCallback this gives receipt-to-display latency.
       this.video.dataset.t0 = String(msg.first_frame_received_ms ?? '');
+      this.video.dataset.inits = String(Number(this.video.dataset.inits ?? 0) + 1);
+      this.frames = 0;
       this.ms = new MediaSource();
       this.mime = msg.mime;
       this.video.src = URL.createObjectURL(this.ms);

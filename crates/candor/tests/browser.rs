@@ -1,6 +1,7 @@
 //! The web app end to end in real headless Chromium (Debian's `chromium`,
 //! driven by Playwright's `playwright-core` from `e2e/`): first-run setup →
-//! live view plays → playback from a chosen instant → export downloads an
+//! live view plays, survives a camera reboot and a dropped connection →
+//! playback from a chosen instant → export downloads an
 //! MP4 that ffprobe accepts → a viewer limited to one camera sees only that
 //! camera, in the UI and the API → the admin enrols TOTP by QR code.
 //! Screenshots go to `artifacts/screenshots/`.
@@ -73,19 +74,39 @@ fn web_app_end_to_end_in_headless_chromium() {
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
     let download = dir.path().join("download.mp4");
-    let o = Command::new("node")
+    let mut node = Command::new("node")
         .arg(workspace().join("e2e/app.mjs"))
         .env("CANDOR_URL", &base)
         .env("SETUP_TOKEN", &token)
         .env("SHOTS", &shots)
         .env("DOWNLOAD", &download)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let mut stderr = node.stderr.take().unwrap();
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    // The script asks for camera faults on stdout; its last line is the result.
+    let mut out = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(node.stdout.take().unwrap())) {
+        let line = line.unwrap();
+        match line.as_str() {
+            "FAULT offline gate" => sim.sim.set_fault(0, candor_camsim::Fault::Offline),
+            "FAULT clear gate" => sim.sim.set_fault(0, candor_camsim::Fault::None),
+            _ => {}
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let status = node.wait().unwrap();
+    let err = err_thread.join().unwrap();
     println!("{out}\n{err}");
     assert!(
-        o.status.success(),
+        status.success(),
         "browser run failed:\n{out}\n{err}\n{}",
         rec.log_text()
     );
