@@ -137,8 +137,15 @@ try {
   const b = s0 + 5500;
   await page.evaluate(([a, b]) => document.querySelector('.tl').__timeline.onSelect(a, b), [a, b]);
   result.export_secs = (b - a) / 1000;
-  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('button:has-text("Export MP4")')]);
-  await dl.saveAs(process.env.DOWNLOAD);
+  // Both selected cameras export, one file each.
+  const downloads = [];
+  page.on('download', (d) => downloads.push(d));
+  await page.click('button:has-text("Export MP4")');
+  await page.waitForFunction(() => !document.querySelector('button[title="One MP4 per selected camera"]').disabled);
+  await page.waitForTimeout(500);
+  const names = downloads.map((d) => d.suggestedFilename());
+  check(downloads.length === 2 && names[0].startsWith('gate-') && names[1].startsWith('yard-'), `downloads: ${names}`);
+  await downloads[0].saveAs(process.env.DOWNLOAD);
   await shot(page, '05-export');
 
   // 5. System and audit pages render with real data.

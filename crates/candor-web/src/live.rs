@@ -133,6 +133,8 @@ pub async fn live(
         .into_response())
 }
 
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Default frame duration until two frames have been seen (15 fps).
 const DEFAULT_DURATION_90K: u32 = 6_000;
 
@@ -269,8 +271,13 @@ async fn stream(
                 return;
             }
         }
-        if tx.send(Message::Binary(out.fragment.into())).await.is_err() {
-            return;
+        // A viewer that takes no data for this long is gone (a phone that
+        // slept, a dead network path): free its task instead of waiting on TCP.
+        match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::Binary(out.fragment.into())))
+            .await
+        {
+            Ok(Ok(())) => {}
+            _ => return,
         }
         metrics.observe(frame.received.elapsed().as_micros() as u64);
     }

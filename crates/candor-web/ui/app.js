@@ -256,7 +256,7 @@ async function playbackPage(params) {
   const stepFwd = h('button', { class: 'ghost', title: 'Next frame', onclick: () => step(1) }, 'Frame ›');
   const progress = h('progress', { max: 1, value: 0, hidden: true });
   const selText = h('span', { class: 'muted small' }, 'Shift-drag on the timeline, or mark in and out, to pick a range to export.');
-  const exportBtn = h('button', { disabled: true, onclick: () => doExport() }, 'Export MP4');
+  const exportBtn = h('button', { disabled: true, onclick: () => doExport(), title: 'One MP4 per selected camera' }, 'Export MP4');
   const stage = h('div', { class: 'grid playback' });
 
   root.append(
@@ -438,11 +438,20 @@ async function playbackPage(params) {
     }, 50);
   }
 
+  /// Exports the selection for every selected camera, one MP4 each.
   async function doExport() {
     if (!sel) return;
-    const cam = selected[0];
-    const url = `/api/v1/cameras/${enc(cam)}/export.mp4?from=${iso(sel[0])}&to=${iso(sel[1])}&download=1`;
     exportBtn.disabled = true;
+    try {
+      for (const cam of selected) await exportOne(cam);
+    } finally {
+      exportBtn.disabled = false;
+      progress.hidden = true;
+    }
+  }
+
+  async function exportOne(cam) {
+    const url = `/api/v1/cameras/${enc(cam)}/export.mp4?from=${iso(sel[0])}&to=${iso(sel[1])}&download=1`;
     progress.hidden = false;
     progress.value = 0;
     try {
@@ -476,10 +485,7 @@ async function playbackPage(params) {
       a.remove();
       toast(`Exported ${name} (${fmtBytes(got)}).`);
     } catch (e) {
-      toast(e.message, true);
-    } finally {
-      exportBtn.disabled = false;
-      progress.hidden = true;
+      toast(`${cam}: ${e.message}`, true);
     }
   }
 
