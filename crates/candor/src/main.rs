@@ -405,6 +405,9 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
     );
     eprintln!("  recording into:   {}", data.display());
     eprintln!("  config:           {}", config_path.display());
+    eprintln!(
+        "  web app:          https://127.0.0.1:{web_port}/ (first time: open the #setup= link logged below)"
+    );
     eprintln!("  after a minute, list what was recorded and export 30 s of it:");
     eprintln!("    {exe} spans -c {} --camera cam0", config_path.display());
     eprintln!(
