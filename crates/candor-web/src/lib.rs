@@ -103,7 +103,13 @@ pub fn tls_identity(
         .map_err(|e| WebError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| WebError::Tls(e.to_string()))?;
+        .map_err(|e| {
+            WebError::Tls(format!(
+                "{e}: the key in {} must be the private key of the certificate in {} (check [web] cert and key)",
+                key_path.display(),
+                cert_path.display()
+            ))
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsIdentity {
         config: Arc::new(config),

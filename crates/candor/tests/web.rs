@@ -359,3 +359,149 @@ fn logged_in_users_list_cameras_spans_and_download_an_export_ffprobe_accepts() {
     ffmpeg_decodes(&out).unwrap();
     rec.stop();
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_user_supplied_certificate_is_served_and_a_mismatched_key_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A private CA and a leaf for 127.0.0.1, made by openssl, not by us.
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Test CA",
+        ],
+    );
+    for name in ["leaf", "other"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        );
+    }
+    std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let cfg = write_config(d, "", &[]);
+    let with = |cert: &str, key: &str| {
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            "[web]\n",
+            &format!(
+                "[web]\ncert = \"{}\"\nkey = \"{}\"\n",
+                d.join(cert).display(),
+                d.join(key).display()
+            ),
+        );
+        std::fs::write(&cfg, text).unwrap();
+    };
+    with("leaf.pem", "leaf.key");
+    let rec = start_recorder(&cfg);
+    let url = web_url(&rec);
+    let o = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(d.join("ca.pem"))
+        .arg(format!("{url}api/v1/health"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "curl trusting only the CA: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let fp = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(d.join("leaf.pem"))
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .to_string();
+    let log = rec.stop();
+    assert!(
+        log.contains(&fp),
+        "the logged fingerprint is the supplied certificate's"
+    );
+    assert!(
+        !d.join("data/tls").exists(),
+        "nothing is generated when a certificate is supplied"
+    );
+
+    // The certificate with another certificate's key: said clearly, recording goes on.
+    let cfg_text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("leaf.key", "other.key");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let rec = start_recorder(&cfg);
+    wait_for("the web error", Duration::from_secs(20), || {
+        rec.log_text().contains("web server not started")
+    });
+    let log = rec.stop();
+    assert!(log.contains("recording continues"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("web server not started"))
+        .unwrap();
+    assert!(
+        line.contains("other.key") && line.contains("[web] cert and key"),
+        "{line}"
+    );
+}
