@@ -124,11 +124,15 @@ try {
   // Speed and frame stepping.
   await page.selectOption('select[aria-label=Speed]', '4');
   check(await page.$eval('video[data-camera=gate]', (v) => v.playbackRate) === 4, 'speed 4×');
-  await page.click('button:has-text("Pause")');
+  await page.keyboard.press(' ');
+  check(await page.$eval('video[data-camera=gate]', (v) => v.paused), 'space pauses');
   const before = await page.$eval('video[data-camera=gate]', (v) => v.currentTime);
   await page.click('button[title="Next frame"]');
   const after = await page.$eval('video[data-camera=gate]', (v) => v.currentTime);
   check(after > before && after - before < 0.2, `frame step moved ${after - before} s`);
+  await page.keyboard.press('ArrowLeft');
+  const back = await page.$eval('video[data-camera=gate]', (v) => v.currentTime);
+  check(Math.abs(back - before) < 0.01, `← steps back a frame: ${before} → ${after} → ${back}`);
   await shot(page, '04-playback');
 
   // 4. Export: mark in and out on the timeline, download, and let ffprobe judge it (in Rust).

@@ -255,7 +255,7 @@ async function playbackPage(params) {
   const stepBack = h('button', { class: 'ghost', title: 'Previous frame', onclick: () => step(-1) }, '‹ Frame');
   const stepFwd = h('button', { class: 'ghost', title: 'Next frame', onclick: () => step(1) }, 'Frame ›');
   const progress = h('progress', { max: 1, value: 0, hidden: true });
-  const selText = h('span', { class: 'muted small' }, 'Shift-drag on the timeline, or mark in and out, to pick a range to export.');
+  const selText = h('span', { class: 'muted small' }, 'Shift-drag on the timeline, or mark in and out, to pick a range to export. Keys: space, ← →, + −.');
   const exportBtn = h('button', { disabled: true, onclick: () => doExport(), title: 'One MP4 per selected camera' }, 'Export MP4');
   const stage = h('div', { class: 'grid playback' });
 
@@ -489,7 +489,16 @@ async function playbackPage(params) {
     }
   }
 
+  // Keyboard: space plays/pauses, arrows step a frame, + and - zoom.
+  const keys = (e) => {
+    if (e.target.closest('input, select, textarea')) return;
+    const act = { ' ': () => togglePlay(), ArrowLeft: () => step(-1), ArrowRight: () => step(1),
+      '+': () => timeline.zoom(1 / 2), '=': () => timeline.zoom(1 / 2), '-': () => timeline.zoom(2) }[e.key];
+    if (act) { e.preventDefault(); act(); }
+  };
+  document.addEventListener('keydown', keys);
   cleanup = () => {
+    document.removeEventListener('keydown', keys);
     cancelAnimationFrame(raf);
     videos.forEach((v) => { v.pause(); v.removeAttribute('src'); v.load(); });
   };
