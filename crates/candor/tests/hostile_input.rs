@@ -205,3 +205,20 @@ fn http_handlers_survive_mutated_requests() {
         "only {answered} mutated requests reached the router"
     );
 }
+
+#[test]
+fn onvif_parsers_survive_mutated_answers() {
+    let seeds = [
+        r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><trt:GetProfilesResponse><trt:Profiles token="P1"><tt:Name>main</tt:Name><tt:VideoEncoderConfiguration><tt:Encoding>H264</tt:Encoding><tt:Resolution><tt:Width>1920</tt:Width><tt:Height>1080</tt:Height></tt:Resolution><tt:RateControl><tt:FrameRateLimit>25</tt:FrameRateLimit><tt:BitrateLimit>4096</tt:BitrateLimit></tt:RateControl></tt:VideoEncoderConfiguration></trt:Profiles></trt:GetProfilesResponse></s:Body></s:Envelope>"#,
+        r#"<s:Envelope xmlns:s="x"><s:Body><tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:UTCDateTime><tt:Time><tt:Hour>23</tt:Hour><tt:Minute>59</tt:Minute><tt:Second>60</tt:Second></tt:Time><tt:Date><tt:Year>-9999999999</tt:Year><tt:Month>2</tt:Month><tt:Day>29</tt:Day></tt:Date></tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse></s:Body></s:Envelope>"#,
+        r#"<e:Envelope xmlns:e="x"><e:Body><d:ProbeMatches><d:ProbeMatch><a:EndpointReference><a:Address>urn:uuid:1</a:Address></a:EndpointReference><d:Scopes>onvif://www.onvif.org/name/A%2</d:Scopes><d:XAddrs>http://1.2.3.4/onvif/device_service</d:XAddrs></d:ProbeMatch></d:ProbeMatches></e:Body></e:Envelope>"#,
+        r#"<env:Envelope xmlns:env="x"><env:Body><env:Fault><env:Code><env:Value>env:Sender</env:Value><env:Subcode><env:Value>ter:NotAuthorized</env:Value></env:Subcode></env:Code><env:Reason><env:Text>no</env:Text></env:Reason></env:Fault></env:Body></env:Envelope>"#,
+    ];
+    let mut rng = Rng(0x0000_0a1f_1234);
+    for seed in seeds {
+        for _ in 0..400 {
+            let m = mutate(&mut rng, seed.as_bytes());
+            candor_onvif::fuzz_parsers(&String::from_utf8_lossy(&m));
+        }
+    }
+}
