@@ -7,6 +7,8 @@
 //! never encodes. Tests also use it in-process to inject faults (a camera that
 //! goes offline, stalls or sends garbage).
 
+/// ONVIF device/media services and WS-Discovery for simulated cameras.
+pub mod onvif;
 /// RTSP request parsing; public so it can be fuzzed.
 pub mod rtsp;
 mod server;

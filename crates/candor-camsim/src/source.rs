@@ -28,6 +28,8 @@ pub struct Source {
     pub(crate) frames: Vec<SimFrame>,
     pub(crate) duration_90k: i64,
     bytes: u64,
+    pub(crate) width: u16,
+    pub(crate) height: u16,
 }
 
 impl Source {
@@ -86,7 +88,13 @@ impl Source {
             frames,
             duration_90k,
             bytes,
+            width: clip.width,
+            height: clip.height,
         })
+    }
+
+    pub fn dimensions(&self) -> (u16, u16) {
+        (self.width, self.height)
     }
 
     pub fn codec(&self) -> Codec {

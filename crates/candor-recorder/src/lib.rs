@@ -4,6 +4,7 @@
 pub mod config;
 pub mod ingest;
 pub mod live;
+pub mod onvif;
 
 pub use config::{Config, ConfigError};
 pub use ingest::{CameraState, CameraStatus};

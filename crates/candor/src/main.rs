@@ -86,6 +86,33 @@ enum Cmd {
         /// H.264 or H.265 MP4 clip (default: the built-in 768x576 H.264 clip).
         #[arg(long)]
         source: Option<PathBuf>,
+        /// Also serve ONVIF device/media services over HTTP here.
+        #[arg(long)]
+        onvif: Option<SocketAddr>,
+        /// And answer WS-Discovery probes on this UDP address.
+        #[arg(long, default_value = "127.0.0.1:3702")]
+        discovery: SocketAddr,
+        /// ONVIF user (its password is read from standard input).
+        #[arg(long, default_value = "admin")]
+        onvif_user: String,
+        /// Seconds the simulated cameras' clocks are off (clients must correct for it).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        onvif_clock_offset: i64,
+    },
+    /// Find ONVIF cameras (WS-Discovery) and, with credentials, their
+    /// profiles and RTSP stream URIs, printed as [[cameras]] entries.
+    Discover {
+        /// Where to send the probe: the ONVIF multicast group, or a unicast address.
+        #[arg(long, default_value = candor_onvif::discovery::MULTICAST)]
+        probe: SocketAddr,
+        /// How long to collect answers, seconds.
+        #[arg(long, default_value_t = 3)]
+        wait: u64,
+        /// Camera user name; the password is read from standard input.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Manage user accounts (headless and air-gapped installs).
     User {
@@ -171,7 +198,35 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             cameras,
             source,
-        } => runtime()?.block_on(camsim(listen, cameras, source)),
+            onvif,
+            discovery,
+            onvif_user,
+            onvif_clock_offset,
+        } => {
+            let onvif = match onvif {
+                Some(http) => Some((
+                    http,
+                    discovery,
+                    onvif_user,
+                    read_password()?,
+                    onvif_clock_offset,
+                )),
+                None => None,
+            };
+            runtime()?.block_on(camsim(listen, cameras, source, onvif))
+        }
+        Cmd::Discover {
+            probe,
+            wait,
+            user,
+            json,
+        } => {
+            let creds = match user {
+                Some(u) => Some((u, read_password()?)),
+                None => None,
+            };
+            runtime()?.block_on(discover(probe, Duration::from_secs(wait), creds, json))
+        }
         Cmd::User {
             cmd: UserCmd::Add { name, role, config },
         } => {
@@ -422,7 +477,108 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
     Ok(())
 }
 
-async fn camsim(listen: SocketAddr, cameras: usize, source: Option<PathBuf>) -> Result<()> {
+/// `candor discover`: probe, then describe each camera found.
+async fn discover(
+    probe: SocketAddr,
+    wait: Duration,
+    creds: Option<(String, String)>,
+    json: bool,
+) -> Result<()> {
+    use candor_recorder::onvif;
+    let found = onvif::probe(probe, wait)
+        .await
+        .with_context(|| format!("probing {probe}"))?;
+    if found.is_empty() {
+        eprintln!(
+            "no ONVIF camera answered within {wait:?} (is ONVIF enabled on the cameras, and are they on this network segment?)"
+        );
+    }
+    let mut out = Vec::new();
+    for f in &found {
+        let Some(xaddr) = f.xaddrs.first() else {
+            continue;
+        };
+        let described = match &creds {
+            Some((u, p)) => Some(onvif::describe(xaddr, u, p).await),
+            None => None,
+        };
+        let mut v = serde_json::json!({
+            "endpoint": f.endpoint, "xaddrs": f.xaddrs, "name": f.name, "hardware": f.hardware,
+        });
+        match described {
+            Some(Ok(d)) => {
+                v["manufacturer"] = d.info.manufacturer.clone().into();
+                v["model"] = d.info.model.clone().into();
+                v["serial"] = d.info.serial.clone().into();
+                v["clock_offset_secs"] = d.clock_offset_secs.into();
+                v["profiles"] = d
+                    .profiles
+                    .iter()
+                    .map(|p| serde_json::json!({"token": p.token, "name": p.name, "encoding": p.encoding, "width": p.width, "height": p.height, "fps": p.fps}))
+                    .collect();
+                v["main"] = d.main.as_ref().map(|(_, u)| u.clone()).into();
+                v["sub"] = d.sub.as_ref().map(|(_, u)| u.clone()).into();
+            }
+            Some(Err(e)) => {
+                v["error"] = if e.is_not_authorized() {
+                    "the camera refused the user name or password".into()
+                } else {
+                    e.to_string().into()
+                };
+            }
+            None => {}
+        }
+        out.push(v);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    for v in &out {
+        let name = v["name"].as_str().unwrap_or("camera");
+        println!("# {name} ({})", v["xaddrs"][0].as_str().unwrap_or(""));
+        if let Some(e) = v["error"].as_str() {
+            println!("#   {e}");
+            continue;
+        }
+        if let Some(m) = v["manufacturer"].as_str() {
+            println!(
+                "#   {m} {} serial {}, clock off by {} s",
+                v["model"].as_str().unwrap_or(""),
+                v["serial"].as_str().unwrap_or(""),
+                v["clock_offset_secs"]
+            );
+        }
+        if let Some(main) = v["main"].as_str() {
+            // The password stays out of the output: put it in yourself.
+            let url = match (&creds, main.strip_prefix("rtsp://")) {
+                (Some((u, _)), Some(rest)) => format!("rtsp://{u}:PASSWORD@{rest}"),
+                _ => main.to_owned(),
+            };
+            let slug: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            println!("[[cameras]]\nname = \"{slug}\"\nurl = \"{url}\"\n");
+        } else if creds.is_none() {
+            println!("#   run with --user to look up its streams\n");
+        }
+    }
+    Ok(())
+}
+
+async fn camsim(
+    listen: SocketAddr,
+    cameras: usize,
+    source: Option<PathBuf>,
+    onvif: Option<(SocketAddr, SocketAddr, String, String, i64)>,
+) -> Result<()> {
     let bytes = match &source {
         Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
         None => DEMO_CLIP.to_vec(),
@@ -431,6 +587,26 @@ async fn camsim(listen: SocketAddr, cameras: usize, source: Option<PathBuf>) -> 
     let sim = CamSim::start(listen, cameras, src.clone())
         .await
         .with_context(|| format!("listening on {listen}"))?;
+    let _onvif = match onvif {
+        Some((http, discovery, username, password, clock_offset_secs)) => {
+            let cfg = candor_camsim::onvif::OnvifConfig {
+                username,
+                password,
+                clock_offset_secs,
+                cameras,
+                rtsp_base: format!("rtsp://{}", sim.local_addr()),
+            };
+            let o = candor_camsim::onvif::OnvifSim::start(http, discovery, cfg, src.clone())
+                .await
+                .with_context(|| format!("serving ONVIF on {http} / {discovery}"))?;
+            eprintln!(
+                "camsim: ONVIF devices at http://{}/onvif/camN/device_service; WS-Discovery on udp://{}",
+                o.http, o.discovery
+            );
+            Some(o)
+        }
+        None => None,
+    };
     eprintln!(
         "camsim: serving {} camera(s) at {} … {} ({} {:.0} kbit/s, {} frames looping every {:.1} s); Ctrl-C stops",
         cameras,

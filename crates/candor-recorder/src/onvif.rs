@@ -1,0 +1,216 @@
+//! ONVIF client: WS-Discovery on the LAN, then, with a camera's credentials,
+//! its identity, profiles and RTSP stream URIs. The XML lives in
+//! `candor-onvif`; this module does the network and the clock.
+//!
+//! Only plain HTTP to the camera is supported for now (what ONVIF cameras
+//! offer on the LAN); the digest never sends the password itself.
+
+use candor_onvif::device::{self, DeviceInformation, Profile};
+use candor_onvif::discovery::{self, Found};
+use candor_onvif::soap::{self, Credentials, SoapError};
+use http_body_util::{BodyExt, Full, Limited};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Answers larger than this are refused before parsing.
+const MAX_ANSWER: usize = 1 << 20;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnvifError {
+    #[error("{url}: {msg}")]
+    Http { url: String, msg: String },
+    #[error("{url}: {err}")]
+    Soap { url: String, err: SoapError },
+    #[error("bad device address {0:?}")]
+    BadUrl(String),
+    #[error("discovery socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl OnvifError {
+    pub fn is_not_authorized(&self) -> bool {
+        matches!(self, OnvifError::Soap { err, .. } if err.is_not_authorized())
+    }
+}
+
+/// Sends a Probe to `target` (the multicast group, or a unicast address) and
+/// collects answers for `wait`, merged by endpoint.
+pub async fn probe(target: SocketAddr, wait: Duration) -> Result<Vec<Found>, OnvifError> {
+    let sock = tokio::net::UdpSocket::bind(if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .await?;
+    let id = format!("urn:uuid:{:032x}", rand::random::<u128>());
+    sock.send_to(discovery::probe(&id).as_bytes(), target)
+        .await?;
+    let mut found: Vec<Found> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = tokio::time::Instant::now() + wait;
+    while let Ok(Ok((n, _))) = tokio::time::timeout_at(end, sock.recv_from(&mut buf)).await {
+        // Anything on the LAN may answer: parse defensively, skip junk.
+        let Ok(text) = std::str::from_utf8(&buf[..n]) else {
+            continue;
+        };
+        for f in discovery::parse_probe_matches(text).unwrap_or_default() {
+            match found
+                .iter_mut()
+                .find(|g| g.endpoint == f.endpoint && !f.endpoint.is_empty())
+            {
+                Some(g) => {
+                    for x in f.xaddrs {
+                        if !g.xaddrs.contains(&x) {
+                            g.xaddrs.push(x);
+                        }
+                    }
+                }
+                None => found.push(f),
+            }
+        }
+    }
+    Ok(found)
+}
+
+async fn post(url: &str, body: String) -> Result<String, OnvifError> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| OnvifError::BadUrl(url.to_owned()))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(OnvifError::BadUrl(format!(
+            "{url} (only http:// is supported)"
+        )));
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let req = hyper::Request::post(uri)
+        .header("content-type", "application/soap+xml; charset=utf-8")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| OnvifError::Http {
+            url: url.to_owned(),
+            msg: e.to_string(),
+        })?;
+    let http = |msg: String| OnvifError::Http {
+        url: url.to_owned(),
+        msg,
+    };
+    let resp = tokio::time::timeout(TIMEOUT, client.request(req))
+        .await
+        .map_err(|_| http(format!("no answer within {TIMEOUT:?}")))?
+        .map_err(|e| http(e.to_string()))?;
+    let body = Limited::new(resp.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| http(format!("reading the answer: {e}")))?
+        .to_bytes();
+    // SOAP faults come with 400/500 statuses: the body says more than the status.
+    String::from_utf8(body.to_vec()).map_err(|_| http("answer is not UTF-8".into()))
+}
+
+/// A camera as ONVIF describes it.
+#[derive(Clone, Debug)]
+pub struct Described {
+    pub info: DeviceInformation,
+    /// Camera clock minus ours, seconds.
+    pub clock_offset_secs: i64,
+    pub profiles: Vec<Profile>,
+    /// RTSP URI of the main stream (most pixels) and of the sub stream.
+    pub main: Option<(Profile, String)>,
+    pub sub: Option<(Profile, String)>,
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Keeps the path of a service address a camera reports but the host the
+/// caller reached it on: cameras behind NAT or with a stale DHCP lease report
+/// addresses that don't work.
+fn same_host(service: &str, device: &hyper::Uri) -> String {
+    match (service.parse::<hyper::Uri>(), device.authority()) {
+        (Ok(s), Some(a)) => format!(
+            "http://{a}{}",
+            s.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        ),
+        _ => service.to_owned(),
+    }
+}
+
+pub async fn describe(
+    device_url: &str,
+    username: &str,
+    password: &str,
+) -> Result<Described, OnvifError> {
+    let device: hyper::Uri = device_url
+        .parse()
+        .map_err(|_| OnvifError::BadUrl(device_url.to_owned()))?;
+    let soap_err = |url: &str| {
+        let url = url.to_owned();
+        move |err| OnvifError::Soap { url, err }
+    };
+    let answer = post(
+        device_url,
+        soap::envelope(device::GET_SYSTEM_DATE_AND_TIME, None),
+    )
+    .await?;
+    let offset = device::parse_system_date_and_time(&answer)
+        .map(|t| t - now_secs())
+        .unwrap_or(0);
+    let call = |url: String, body: &'static str| async move {
+        let nonce: [u8; 16] = rand::random();
+        let created = jiff::Timestamp::from_second(now_secs() + offset)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let creds = Credentials {
+            username,
+            password,
+            nonce: &nonce,
+            created: &created,
+        };
+        post(&url, soap::envelope(body, Some(&creds))).await
+    };
+    let info = device::parse_device_information(
+        &call(device_url.to_owned(), device::GET_DEVICE_INFORMATION).await?,
+    )
+    .map_err(soap_err(device_url))?;
+    let caps =
+        device::parse_capabilities(&call(device_url.to_owned(), device::GET_CAPABILITIES).await?)
+            .map_err(soap_err(device_url))?;
+    let media = caps
+        .media
+        .as_deref()
+        .map(|m| same_host(m, &device))
+        .unwrap_or_else(|| device_url.to_owned());
+    let profiles = device::parse_profiles(&call(media.clone(), device::GET_PROFILES).await?)
+        .map_err(soap_err(&media))?;
+    let (main, sub) = device::main_and_sub(&profiles);
+    let uri_of = async |p: Option<&Profile>| -> Result<Option<(Profile, String)>, OnvifError> {
+        let Some(p) = p else { return Ok(None) };
+        let nonce: [u8; 16] = rand::random();
+        let created = jiff::Timestamp::from_second(now_secs() + offset)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let creds = Credentials {
+            username,
+            password,
+            nonce: &nonce,
+            created: &created,
+        };
+        let body = soap::envelope(&device::get_stream_uri(&p.token), Some(&creds));
+        let uri = device::parse_stream_uri(&post(&media, body).await?).map_err(soap_err(&media))?;
+        Ok(Some((p.clone(), uri)))
+    };
+    let main = uri_of(main).await?;
+    let sub = uri_of(sub).await?;
+    Ok(Described {
+        info,
+        clock_offset_secs: offset,
+        profiles,
+        main,
+        sub,
+    })
+}
