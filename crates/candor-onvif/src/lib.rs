@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod discovery;
+pub mod events;
 pub mod soap;
 pub mod xml;
 
@@ -18,4 +19,10 @@ pub fn fuzz_parsers(xml: &str) {
     }
     let _ = device::parse_stream_uri(xml);
     let _ = discovery::parse_probe_matches(xml);
+    let _ = events::parse_subscription(xml);
+    if let Ok(ns) = events::parse_pull_messages(xml) {
+        ns.iter().for_each(|n| {
+            let _ = events::classify(n);
+        });
+    }
 }
