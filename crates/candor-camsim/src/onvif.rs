@@ -30,12 +30,75 @@ struct Shared {
     http: SocketAddr,
     source: Arc<Source>,
     seen_nonces: Mutex<HashSet<Vec<u8>>>,
+    /// Per camera: notifications waiting for the next PullMessages.
+    queues: Vec<(
+        Mutex<std::collections::VecDeque<String>>,
+        tokio::sync::Notify,
+    )>,
 }
 
 pub struct OnvifSim {
     pub http: SocketAddr,
     pub discovery: SocketAddr,
+    shared: Arc<Shared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Camera-side events the simulator can raise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimEvent {
+    Motion,
+    Tamper,
+    Input,
+}
+
+impl SimEvent {
+    fn parse(s: &str) -> Option<SimEvent> {
+        match s {
+            "motion" => Some(SimEvent::Motion),
+            "tamper" => Some(SimEvent::Tamper),
+            "input" => Some(SimEvent::Input),
+            _ => None,
+        }
+    }
+}
+
+fn raise(s: &Shared, camera: usize, ev: SimEvent, on: bool) -> bool {
+    let Some((q, n)) = s.queues.get(camera) else {
+        return false;
+    };
+    let (topic, source, item) = match ev {
+        SimEvent::Motion => (
+            "tns1:RuleEngine/CellMotionDetector/Motion",
+            r#"<tt:SimpleItem Name="VideoSourceConfigurationToken" Value="vsc0"/><tt:SimpleItem Name="Rule" Value="MotionRule"/>"#,
+            "IsMotion",
+        ),
+        SimEvent::Tamper => (
+            "tns1:VideoSource/GlobalSceneChange/ImagingService",
+            r#"<tt:SimpleItem Name="Source" Value="vs0"/>"#,
+            "State",
+        ),
+        SimEvent::Input => (
+            "tns1:Device/Trigger/DigitalInput",
+            r#"<tt:SimpleItem Name="InputToken" Value="1"/>"#,
+            "LogicalState",
+        ),
+    };
+    let t = now_secs() + s.cfg.clock_offset_secs;
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    let r = t.rem_euclid(86_400);
+    let utc = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        r / 3600,
+        r % 3600 / 60,
+        r % 60
+    );
+    q.lock().unwrap_or_else(|e| e.into_inner()).push_back(format!(
+        r#"<wsnt:NotificationMessage><wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">{topic}</wsnt:Topic><wsnt:Message><tt:Message UtcTime="{utc}" PropertyOperation="Changed"><tt:Source>{source}</tt:Source><tt:Data><tt:SimpleItem Name="{item}" Value="{on}"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>"#
+    ));
+    n.notify_waiters();
+    n.notify_one();
+    true
 }
 
 impl Drop for OnvifSim {
@@ -65,25 +128,76 @@ impl OnvifSim {
         let http = listener.local_addr()?;
         let udp = tokio::net::UdpSocket::bind(discovery).await?;
         let discovery = udp.local_addr()?;
+        let queues = (0..cfg.cameras)
+            .map(|_| (Mutex::new(Default::default()), tokio::sync::Notify::new()))
+            .collect();
         let shared = Arc::new(Shared {
             cfg,
             http,
             source,
             seen_nonces: Mutex::new(HashSet::new()),
+            queues,
         });
         let app = axum::Router::new()
             .route("/onvif/{cam}/{service}", axum::routing::post(service))
+            // Test control, not ONVIF: POST /control/cam0/motion/on
+            .route(
+                "/control/{cam}/{kind}/{state}",
+                axum::routing::post(control),
+            )
             .with_state(shared.clone());
         let web = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let disc = tokio::spawn(discovery_loop(udp, shared));
+        let disc = tokio::spawn(discovery_loop(udp, shared.clone()));
         Ok(OnvifSim {
             http,
             discovery,
+            shared,
             tasks: vec![web, disc],
         })
     }
+
+    /// Raises (or clears) an event on a simulated camera; the next
+    /// PullMessages delivers it.
+    pub fn raise(&self, camera: usize, ev: SimEvent, on: bool) -> bool {
+        raise(&self.shared, camera, ev, on)
+    }
+}
+
+async fn control(
+    State(s): State<Arc<Shared>>,
+    Path((cam, kind, state)): Path<(String, String, String)>,
+) -> Response {
+    let cam = cam
+        .strip_prefix("cam")
+        .and_then(|n| n.parse::<usize>().ok());
+    match (cam, SimEvent::parse(&kind), state.as_str()) {
+        (Some(c), Some(ev), "on" | "off") if raise(&s, c, ev, state == "on") => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "use /control/camN/motion|tamper|input/on|off",
+        )
+            .into_response(),
+    }
+}
+
+/// `PT5S` / `PT0.5S` / `PT1M` to a duration, capped so a client can't park a
+/// request for ever.
+fn iso_duration(s: &str) -> std::time::Duration {
+    let secs = s
+        .strip_prefix("PT")
+        .and_then(|r| {
+            if let Some(m) = r.strip_suffix('M') {
+                m.parse::<f64>().ok().map(|m| m * 60.0)
+            } else {
+                r.strip_suffix('S')?.parse::<f64>().ok()
+            }
+        })
+        .unwrap_or(5.0);
+    std::time::Duration::from_secs_f64(secs.clamp(0.0, 10.0))
 }
 
 async fn discovery_loop(udp: tokio::net::UdpSocket, s: Arc<Shared>) {
@@ -248,6 +362,35 @@ async fn service(
             s.source.frame_count() as f64 / s.source.duration_secs().max(0.001),
             s.source.bitrate() / 1000
         )),
+        ("event_service", "CreatePullPointSubscription") => envelope(&format!(
+            "<tev:CreatePullPointSubscriptionResponse xmlns:tev=\"http://www.onvif.org/ver10/events/wsdl\" xmlns:wsa5=\"http://www.w3.org/2005/08/addressing\"><tev:SubscriptionReference><wsa5:Address>{base}/subscription</wsa5:Address></tev:SubscriptionReference></tev:CreatePullPointSubscriptionResponse>"
+        )),
+        ("subscription", "PullMessages") => {
+            let wait = iso_duration(op.text_at("Timeout").unwrap_or("PT5S"));
+            let (q, n) = &s.queues[i];
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let notified = n.notified();
+                let msgs: Vec<String> = q
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drain(..)
+                    .collect();
+                if !msgs.is_empty() || tokio::time::Instant::now() >= deadline {
+                    return envelope(&format!(
+                        "<tev:PullMessagesResponse xmlns:tev=\"http://www.onvif.org/ver10/events/wsdl\" xmlns:wsnt=\"http://docs.oasis-open.org/wsn/b-2\" xmlns:tns1=\"http://www.onvif.org/ver10/topics\">{}</tev:PullMessagesResponse>",
+                        msgs.concat()
+                    ));
+                }
+                let _ = tokio::time::timeout_at(deadline, notified).await;
+            }
+        }
+        ("subscription", "Renew") => {
+            envelope("<wsnt:RenewResponse xmlns:wsnt=\"http://docs.oasis-open.org/wsn/b-2\"/>")
+        }
+        ("subscription", "Unsubscribe") => envelope(
+            "<wsnt:UnsubscribeResponse xmlns:wsnt=\"http://docs.oasis-open.org/wsn/b-2\"/>",
+        ),
         ("media_service", "GetStreamUri") => {
             if op.text_at("ProfileToken") != Some("main") {
                 return fault(StatusCode::BAD_REQUEST, "NoProfile", "no such profile");

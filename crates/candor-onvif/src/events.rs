@@ -85,7 +85,7 @@ pub fn parse_pull_messages(xml: &str) -> Result<Vec<Notification>, SoapError> {
 }
 
 /// Candor's event kinds for camera-side events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Motion,
     Tamper,

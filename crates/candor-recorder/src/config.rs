@@ -106,6 +106,34 @@ pub struct CameraConfig {
     /// Reconnect when no frame arrives for this long.
     #[serde(default = "default_stall")]
     pub stall_timeout: HumanDuration,
+    /// The camera's ONVIF device service (`http://host/onvif/device_service`).
+    /// When set, the recorder subscribes to the camera's own events (motion,
+    /// tamper, digital inputs), authenticating with the `url`'s credentials.
+    pub onvif: Option<OnvifUrl>,
+}
+
+/// An `http://` ONVIF device service address, without credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnvifUrl(pub String);
+
+impl<'de> Deserialize<'de> for OnvifUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let u = url::Url::parse(&s)
+            .map_err(|e| de::Error::custom(format!("onvif is not a valid URL: {e}")))?;
+        if u.scheme() != "http" {
+            return Err(de::Error::custom(format!(
+                "onvif must be an http:// device service address (got {}://)",
+                u.scheme()
+            )));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(de::Error::custom(
+                "put the camera's credentials in its rtsp url, not in onvif",
+            ));
+        }
+        Ok(OnvifUrl(s))
+    }
 }
 
 fn default_stall() -> HumanDuration {

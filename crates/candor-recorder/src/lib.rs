@@ -48,6 +48,12 @@ impl Recorder {
         let (store, recovery) = tokio::task::spawn_blocking(move || Store::open(&dir))
             .await
             .expect("open task")?;
+        // Events left "ongoing" by a crash end now: nothing follows them any more.
+        if let Ok(n) = store.close_open_events(Time90k::now())
+            && n > 0
+        {
+            info!("closed {n} event(s) left open by the last run");
+        }
         let store = Arc::new(store);
         let mut limits = Limits {
             max_bytes: config.storage.max_bytes.map(|b| b.0),
@@ -116,6 +122,20 @@ impl Recorder {
                 shutdown: shutdown_rx.clone(),
             };
             tasks.push(tokio::spawn(task.run()));
+            if let Some(onvif) = &c.onvif {
+                let sink = onvif::EventSink {
+                    store: store.clone(),
+                    camera_id: id,
+                    camera: c.name.get_ref().0.clone(),
+                };
+                tasks.push(tokio::spawn(onvif::follow_events(
+                    onvif.0.clone(),
+                    c.url.username.clone().unwrap_or_default(),
+                    c.url.password.clone().unwrap_or_default(),
+                    sink,
+                    shutdown_rx.clone(),
+                )));
+            }
             cameras.push((id, status));
         }
         Ok(Recorder {

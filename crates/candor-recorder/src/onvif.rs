@@ -214,3 +214,192 @@ pub async fn describe(
         sub,
     })
 }
+
+/// Signed calls to one camera, with its clock offset.
+struct Signer<'a> {
+    username: &'a str,
+    password: &'a str,
+    offset: i64,
+}
+
+impl Signer<'_> {
+    async fn call(&self, url: &str, body: &str) -> Result<String, OnvifError> {
+        let nonce: [u8; 16] = rand::random();
+        let created = jiff::Timestamp::from_second(now_secs() + self.offset)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let creds = Credentials {
+            username: self.username,
+            password: self.password,
+            nonce: &nonce,
+            created: &created,
+        };
+        post(url, soap::envelope(body, Some(&creds))).await
+    }
+}
+
+/// Where camera events go: the index, one row per event.
+pub struct EventSink {
+    pub store: std::sync::Arc<candor_storage::Store>,
+    pub camera_id: i64,
+    pub camera: String,
+}
+
+const SUBSCRIPTION_TTL: &str = "PT60S";
+const RENEW_EVERY: Duration = Duration::from_secs(30);
+
+/// Follows a camera's ONVIF events (PullPoint) until `shutdown`: motion,
+/// tamper and digital inputs become Candor events. Reconnects with backoff;
+/// events still open when the link drops are closed then, so none stays
+/// "ongoing" for ever.
+pub async fn follow_events(
+    device_url: String,
+    username: String,
+    password: String,
+    sink: EventSink,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = crate::ingest::Backoff::new();
+    let mut open: std::collections::HashMap<(candor_onvif::events::Kind, String), i64> =
+        Default::default();
+    loop {
+        let started = std::time::Instant::now();
+        let r = tokio::select! {
+            r = pull_loop(&device_url, &username, &password, &sink, &mut open) => r,
+            _ = shutdown.changed() => Ok(()),
+        };
+        close_all(&sink, &mut open).await;
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = r {
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay().max(Duration::from_secs(1));
+            tracing::warn!(camera = %sink.camera, "ONVIF events: {e}; retrying in {delay:.1?}");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+async fn close_all(
+    sink: &EventSink,
+    open: &mut std::collections::HashMap<(candor_onvif::events::Kind, String), i64>,
+) {
+    let now = candor_media::Time90k::now();
+    for (_, id) in open.drain() {
+        let store = sink.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.end_event(id, now)).await;
+    }
+}
+
+async fn pull_loop(
+    device_url: &str,
+    username: &str,
+    password: &str,
+    sink: &EventSink,
+    open: &mut std::collections::HashMap<(candor_onvif::events::Kind, String), i64>,
+) -> Result<(), OnvifError> {
+    use candor_onvif::events;
+    let device: hyper::Uri = device_url
+        .parse()
+        .map_err(|_| OnvifError::BadUrl(device_url.to_owned()))?;
+    let soap_err = |url: &str| {
+        let url = url.to_owned();
+        move |err| OnvifError::Soap { url, err }
+    };
+    let answer = post(
+        device_url,
+        soap::envelope(device::GET_SYSTEM_DATE_AND_TIME, None),
+    )
+    .await?;
+    let offset = device::parse_system_date_and_time(&answer)
+        .map(|t| t - now_secs())
+        .unwrap_or(0);
+    let signer = Signer {
+        username,
+        password,
+        offset,
+    };
+    let caps =
+        device::parse_capabilities(&signer.call(device_url, device::GET_CAPABILITIES).await?)
+            .map_err(soap_err(device_url))?;
+    let service = caps
+        .events
+        .as_deref()
+        .map(|e| same_host(e, &device))
+        .ok_or_else(|| OnvifError::Http {
+            url: device_url.to_owned(),
+            msg: "the camera offers no event service".into(),
+        })?;
+    let sub = events::parse_subscription(
+        &signer
+            .call(
+                &service,
+                &events::create_pull_point_subscription(SUBSCRIPTION_TTL),
+            )
+            .await?,
+    )
+    .map_err(soap_err(&service))?;
+    let sub = same_host(&sub, &device);
+    tracing::info!(camera = %sink.camera, "following ONVIF events at {sub}");
+    let mut renewed = std::time::Instant::now();
+    loop {
+        if renewed.elapsed() >= RENEW_EVERY {
+            signer.call(&sub, &events::renew(SUBSCRIPTION_TTL)).await?;
+            renewed = std::time::Instant::now();
+        }
+        let answer = signer
+            .call(&sub, &events::pull_messages("PT5S", 64))
+            .await?;
+        for n in events::parse_pull_messages(&answer).map_err(soap_err(&sub))? {
+            let Some((kind, active)) = events::classify(&n) else {
+                continue;
+            };
+            // One event per kind and source (e.g. per input or per rule).
+            let source: String = n
+                .source
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let key = (kind, source.clone());
+            let kind_s = match kind {
+                events::Kind::Motion => "motion",
+                events::Kind::Tamper => "tamper",
+                events::Kind::Input => "input",
+            };
+            let now = candor_media::Time90k::now();
+            let store = sink.store.clone();
+            match (active, open.get(&key).copied()) {
+                (true, None) => {
+                    let (cam, detail) = (sink.camera_id, format!("{} {source}", n.topic));
+                    let id = tokio::task::spawn_blocking(move || {
+                        store.start_event(cam, kind_s, "onvif", now, Some(detail.trim()))
+                    })
+                    .await
+                    .map_err(|e| OnvifError::Http {
+                        url: sub.clone(),
+                        msg: e.to_string(),
+                    })?
+                    .map_err(|e| OnvifError::Http {
+                        url: sub.clone(),
+                        msg: format!("recording the event: {e}"),
+                    })?;
+                    tracing::info!(camera = %sink.camera, kind = kind_s, "camera event started");
+                    open.insert(key, id);
+                }
+                (false, Some(id)) => {
+                    let _ = tokio::task::spawn_blocking(move || store.end_event(id, now)).await;
+                    tracing::info!(camera = %sink.camera, kind = kind_s, "camera event ended");
+                    open.remove(&key);
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -8,7 +8,8 @@
 use crate::StorageError;
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: the `event` table (added; version 1 indexes are upgraded in place).
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,6 +43,22 @@ CREATE TABLE IF NOT EXISTS segment (
     pinned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS segment_camera_start ON segment (camera_id, start_90k);
+-- Something that happened: motion, a camera's own event, an input. end_90k
+-- is NULL while it goes on.
+CREATE TABLE IF NOT EXISTS event (
+    id INTEGER PRIMARY KEY,
+    camera_id INTEGER NOT NULL REFERENCES camera(id),
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    start_90k INTEGER NOT NULL,
+    end_90k INTEGER,
+    zone TEXT,
+    score REAL,
+    detail TEXT,
+    pinned INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS event_start ON event (start_90k);
+CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
 "#;
 
 pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, StorageError> {
@@ -80,6 +97,14 @@ pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, Stora
                 .map_err(|e| StorageError::db("writing schema version", e))?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            // Version 1 lacked only the event table, which SCHEMA just created.
+            Some(v) if v == "1" => {
+                conn.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(|e| StorageError::db("upgrading the schema", e))?;
+            }
             Some(v) => return Err(StorageError::SchemaVersion(v)),
         }
     }

@@ -99,6 +99,18 @@ enum Cmd {
         #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
         onvif_clock_offset: i64,
     },
+    /// List events (id, camera, kind, start, end, score), newest first.
+    Events {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        camera: Option<String>,
+        /// RFC 3339: events still going on at or after this instant.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Find ONVIF cameras (WS-Discovery) and, with credentials, their
     /// profiles and RTSP stream URIs, printed as [[cameras]] entries.
     Discover {
@@ -215,6 +227,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             runtime()?.block_on(camsim(listen, cameras, source, onvif))
         }
+        Cmd::Events {
+            config,
+            camera,
+            since,
+            json,
+        } => events(&config, camera.as_deref(), since.as_deref(), json),
         Cmd::Discover {
             probe,
             wait,
@@ -474,6 +492,60 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
     eprintln!("  Ctrl-C stops (footage is kept).");
     record(cfg, seconds.map(Duration::from_secs)).await?;
     drop(sim);
+    Ok(())
+}
+
+/// `candor events`: the event list, from the index (read-only).
+fn events(config: &Path, camera: Option<&str>, since: Option<&str>, json: bool) -> Result<()> {
+    let cfg = Config::load(config)?;
+    let store = Store::open_read_only(&cfg.storage.path)?;
+    let camera_id = match camera {
+        Some(c) => Some(
+            store
+                .camera_id(c)?
+                .with_context(|| format!("no camera named {c:?} in the index"))?,
+        ),
+        None => None,
+    };
+    let since = since
+        .map(|s| {
+            Time90k::parse_rfc3339(s)
+                .map_err(|_| anyhow::anyhow!("--since must be RFC 3339, e.g. 2026-11-27T10:00:00Z"))
+        })
+        .transpose()?;
+    let list = store.events(&candor_storage::events::EventFilter {
+        camera_id,
+        since,
+        limit: None,
+    })?;
+    if json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
+                    "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()),
+                    "score": e.score, "zone": e.zone, "detail": e.detail,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        eprintln!("no events");
+    }
+    for e in &list {
+        println!(
+            "{:>6}  {:<12} {:<7} {}  {}  {}",
+            e.id,
+            e.camera,
+            e.kind,
+            e.start,
+            e.end.map_or("ongoing".to_string(), |t| t.to_string()),
+            e.score.map_or(String::new(), |s| format!("score {s:.2}"))
+        );
+    }
     Ok(())
 }
 

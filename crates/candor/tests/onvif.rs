@@ -12,6 +12,9 @@ use std::time::Duration;
 struct Camsim {
     child: std::process::Child,
     discovery: String,
+    /// `host:port` of the ONVIF HTTP side.
+    http: String,
+    rtsp: String,
 }
 
 impl Drop for Camsim {
@@ -38,14 +41,27 @@ fn camsim_with_onvif(cameras: usize, password: &str, clock_offset: i64) -> Camsi
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let discovery = loop {
+    let (mut rtsp, mut http) = (String::new(), String::new());
+    let mut discovery = String::new();
+    while rtsp.is_empty() || discovery.is_empty() {
         let line = lines.next().expect("camsim output").unwrap();
-        if let Some(rest) = line.split("WS-Discovery on udp://").nth(1) {
-            break rest.trim().to_string();
+        if let Some(r) = line.split("rtsp://").nth(1) {
+            rtsp = r.split('/').next().unwrap().to_string();
         }
-    };
+        if let Some(h) = line.split("ONVIF devices at http://").nth(1) {
+            http = h.split('/').next().unwrap().to_string();
+        }
+        if let Some(rest) = line.split("WS-Discovery on udp://").nth(1) {
+            discovery = rest.trim().to_string();
+        }
+    }
     std::thread::spawn(move || for _ in lines {});
-    Camsim { child, discovery }
+    Camsim {
+        child,
+        discovery,
+        http,
+        rtsp,
+    }
 }
 
 fn discover(probe: &str, user: Option<(&str, &str)>) -> serde_json::Value {
@@ -112,4 +128,78 @@ fn discovery_finds_cameras_and_their_streams_then_records() {
     );
     let log = rec.stop();
     assert!(!log.contains("cam pass 1"));
+}
+
+fn events_json(cfg: &std::path::Path) -> Vec<serde_json::Value> {
+    let o = candor(&["events", "-c", cfg.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn raise(sim: &Camsim, what: &str) {
+    let o = Command::new("curl")
+        .args(["-sS", "--fail", "-X", "POST"])
+        .arg(format!("http://{}/control/cam0/{what}", sim.http))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn camera_events_over_pullpoint_become_candor_events() {
+    let sim = camsim_with_onvif(1, "cam pass 1", -1800);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
+    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
+    let cfg = write_config(dir.path(), "", &[("gate", url, &onvif)]);
+    let rec = start_recorder(&cfg);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !rec.log_text().contains("following ONVIF events") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no subscription:\n{}",
+            rec.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    raise(&sim, "motion/on");
+    raise(&sim, "input/on");
+    wait_for("two ongoing events", Duration::from_secs(15), || {
+        events_json(&cfg)
+            .iter()
+            .filter(|e| e["end"].is_null())
+            .count()
+            == 2
+    });
+    raise(&sim, "motion/off");
+    wait_for("motion to end", Duration::from_secs(15), || {
+        events_json(&cfg)
+            .iter()
+            .any(|e| e["kind"] == "motion" && !e["end"].is_null())
+    });
+    let list = events_json(&cfg);
+    let motion = list.iter().find(|e| e["kind"] == "motion").unwrap();
+    assert_eq!(
+        (motion["camera"].as_str(), motion["source"].as_str()),
+        (Some("gate"), Some("onvif"))
+    );
+    assert!(
+        motion["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CellMotionDetector")
+    );
+    let input = list.iter().find(|e| e["kind"] == "input").unwrap();
+    assert!(input["end"].is_null(), "the input is still on");
+    // Stopping ends what is still going on: nothing stays "ongoing" for ever.
+    let log = rec.stop();
+    assert!(
+        !log.contains("cam pass 1"),
+        "the camera password is never logged"
+    );
+    assert!(events_json(&cfg).iter().all(|e| !e["end"].is_null()));
 }
