@@ -29,6 +29,59 @@ pub struct Config {
     pub web: WebConfig,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// Publish events to an MQTT broker (Home Assistant discovery included).
+    pub mqtt: Option<MqttConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:1883]` or `mqtts://host[:8883]` (TLS, system roots).
+    pub url: MqttUrl,
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+fn default_prefix() -> String {
+    "candor".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl<'de> Deserialize<'de> for MqttUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let u = url::Url::parse(&s).map_err(|e| de::Error::custom(format!("mqtt url: {e}")))?;
+        let tls = match u.scheme() {
+            "mqtt" => false,
+            "mqtts" => true,
+            other => {
+                return Err(de::Error::custom(format!(
+                    "mqtt url must be mqtt:// or mqtts:// (got {other}://)"
+                )));
+            }
+        };
+        if !u.username().is_empty() {
+            return Err(de::Error::custom(
+                "put MQTT credentials in username and password, not in the url",
+            ));
+        }
+        Ok(MqttUrl {
+            host: u
+                .host_str()
+                .ok_or_else(|| de::Error::custom("mqtt url needs a host"))?
+                .to_owned(),
+            port: u.port().unwrap_or(if tls { 8883 } else { 1883 }),
+            tls,
+        })
+    }
 }
 
 /// The built-in HTTPS server. TLS is always on.

@@ -1,9 +1,11 @@
 //! The Candor site recorder: configuration, one ingest task per camera, the
 //! storage writer and continuous retention, wired together by [`Recorder`].
 
+pub mod bus;
 pub mod config;
 pub mod ingest;
 pub mod live;
+pub mod mqtt;
 pub mod onvif;
 
 pub use config::{Config, ConfigError};
@@ -26,6 +28,7 @@ pub struct Recorder {
     writer: Option<Writer>,
     cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
     live: Vec<(String, live::LiveSender)>,
+    events: bus::EventBus,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     started: std::time::Instant,
@@ -98,6 +101,7 @@ impl Recorder {
                 .expect("spawning retention thread")
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let events = bus::bus();
         let mut cameras = Vec::new();
         let mut lives = Vec::new();
         let mut tasks = Vec::new();
@@ -127,6 +131,7 @@ impl Recorder {
                     store: store.clone(),
                     camera_id: id,
                     camera: c.name.get_ref().0.clone(),
+                    bus: events.clone(),
                 };
                 tasks.push(tokio::spawn(onvif::follow_events(
                     onvif.0.clone(),
@@ -138,11 +143,25 @@ impl Recorder {
             }
             cameras.push((id, status));
         }
+        if let Some(m) = &config.mqtt {
+            let names = config
+                .cameras
+                .iter()
+                .map(|c| c.name.get_ref().0.clone())
+                .collect();
+            tasks.push(tokio::spawn(mqtt::run(
+                m.clone(),
+                names,
+                events.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         Ok(Recorder {
             store,
             writer: Some(writer),
             cameras,
             live: lives,
+            events,
             tasks,
             shutdown,
             started: std::time::Instant::now(),
@@ -150,6 +169,11 @@ impl Recorder {
             retention_thread: Some(retention_thread),
             recovery,
         })
+    }
+
+    /// Event changes as they happen (for integrations and the web app).
+    pub fn events(&self) -> &bus::EventBus {
+        &self.events
     }
 
     pub fn store(&self) -> &Arc<Store> {

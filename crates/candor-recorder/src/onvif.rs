@@ -243,6 +243,7 @@ pub struct EventSink {
     pub store: std::sync::Arc<candor_storage::Store>,
     pub camera_id: i64,
     pub camera: String,
+    pub bus: crate::bus::EventBus,
 }
 
 const SUBSCRIPTION_TTL: &str = "PT60S";
@@ -260,7 +261,7 @@ pub async fn follow_events(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut backoff = crate::ingest::Backoff::new();
-    let mut open: std::collections::HashMap<(candor_onvif::events::Kind, String), i64> =
+    let mut open: std::collections::HashMap<(candor_onvif::events::Kind, String), OpenEvent> =
         Default::default();
     loop {
         let started = std::time::Instant::now();
@@ -286,14 +287,38 @@ pub async fn follow_events(
     }
 }
 
+/// An event this task started and has not ended.
+struct OpenEvent {
+    id: i64,
+    kind: &'static str,
+    start: candor_media::Time90k,
+    detail: String,
+}
+
+impl EventSink {
+    fn announce(&self, e: &OpenEvent, end: Option<candor_media::Time90k>) {
+        let _ = self.bus.send(crate::bus::EventChange {
+            id: e.id,
+            camera: self.camera.clone(),
+            kind: e.kind,
+            source: "onvif",
+            start: e.start,
+            end,
+            detail: Some(e.detail.clone()),
+        });
+    }
+}
+
 async fn close_all(
     sink: &EventSink,
-    open: &mut std::collections::HashMap<(candor_onvif::events::Kind, String), i64>,
+    open: &mut std::collections::HashMap<(candor_onvif::events::Kind, String), OpenEvent>,
 ) {
     let now = candor_media::Time90k::now();
-    for (_, id) in open.drain() {
+    for (_, e) in open.drain() {
         let store = sink.store.clone();
+        let id = e.id;
         let _ = tokio::task::spawn_blocking(move || store.end_event(id, now)).await;
+        sink.announce(&e, Some(now));
     }
 }
 
@@ -302,7 +327,7 @@ async fn pull_loop(
     username: &str,
     password: &str,
     sink: &EventSink,
-    open: &mut std::collections::HashMap<(candor_onvif::events::Kind, String), i64>,
+    open: &mut std::collections::HashMap<(candor_onvif::events::Kind, String), OpenEvent>,
 ) -> Result<(), OnvifError> {
     use candor_onvif::events;
     let device: hyper::Uri = device_url
@@ -375,11 +400,15 @@ async fn pull_loop(
             };
             let now = candor_media::Time90k::now();
             let store = sink.store.clone();
-            match (active, open.get(&key).copied()) {
-                (true, None) => {
-                    let (cam, detail) = (sink.camera_id, format!("{} {source}", n.topic));
+            match (active, open.contains_key(&key)) {
+                (true, false) => {
+                    let (cam, detail) = (
+                        sink.camera_id,
+                        format!("{} {source}", n.topic).trim().to_owned(),
+                    );
+                    let d = detail.clone();
                     let id = tokio::task::spawn_blocking(move || {
-                        store.start_event(cam, kind_s, "onvif", now, Some(detail.trim()))
+                        store.start_event(cam, kind_s, "onvif", now, Some(&d))
                     })
                     .await
                     .map_err(|e| OnvifError::Http {
@@ -391,12 +420,22 @@ async fn pull_loop(
                         msg: format!("recording the event: {e}"),
                     })?;
                     tracing::info!(camera = %sink.camera, kind = kind_s, "camera event started");
-                    open.insert(key, id);
+                    let e = OpenEvent {
+                        id,
+                        kind: kind_s,
+                        start: now,
+                        detail,
+                    };
+                    sink.announce(&e, None);
+                    open.insert(key, e);
                 }
-                (false, Some(id)) => {
-                    let _ = tokio::task::spawn_blocking(move || store.end_event(id, now)).await;
-                    tracing::info!(camera = %sink.camera, kind = kind_s, "camera event ended");
-                    open.remove(&key);
+                (false, true) => {
+                    if let Some(e) = open.remove(&key) {
+                        let id = e.id;
+                        let _ = tokio::task::spawn_blocking(move || store.end_event(id, now)).await;
+                        tracing::info!(camera = %sink.camera, kind = kind_s, "camera event ended");
+                        sink.announce(&e, Some(now));
+                    }
                 }
                 _ => {}
             }

@@ -203,3 +203,93 @@ fn camera_events_over_pullpoint_become_candor_events() {
     );
     assert!(events_json(&cfg).iter().all(|e| !e["end"].is_null()));
 }
+
+/// Lines a real MQTT client (mosquitto_sub) receives, as `topic payload`.
+struct Subscriber {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Subscriber {
+    fn start(topics: &[&str]) -> Subscriber {
+        let mut c = Command::new("mosquitto_sub");
+        c.args(["-h", "127.0.0.1", "-p", "1883", "-v"]);
+        for t in topics {
+            c.args(["-t", t]);
+        }
+        let mut child = c
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub is needed: apt-get install mosquitto-clients");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = lines.clone();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        Subscriber { child, lines }
+    }
+    fn has(&self, f: impl Fn(&str) -> bool) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| f(l))
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn events_reach_mqtt_subscribers_with_home_assistant_discovery() {
+    let prefix = format!("candortest{}", std::process::id());
+    let sub = Subscriber::start(&[
+        &format!("{prefix}/#"),
+        &format!("homeassistant/binary_sensor/{prefix}_gate_motion/config"),
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let sim = camsim_with_onvif(1, "cam pass 1", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
+    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
+    let cfg = write_config(dir.path(), "", &[("gate", url, &onvif)]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!("\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\ntopic_prefix = \"{prefix}\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let rec = start_recorder(&cfg);
+    wait_for(
+        "availability and discovery",
+        Duration::from_secs(20),
+        || {
+            sub.has(|l| l == format!("{prefix}/available online"))
+                && sub.has(|l| {
+                    l.contains("homeassistant/binary_sensor/")
+                        && l.contains(&format!("\"state_topic\":\"{prefix}/gate/motion\""))
+                })
+        },
+    );
+    wait_for("the event subscription", Duration::from_secs(20), || {
+        rec.log_text().contains("following ONVIF events")
+    });
+    raise(&sim, "motion/on");
+    wait_for("motion ON", Duration::from_secs(15), || {
+        sub.has(|l| l == format!("{prefix}/gate/motion ON"))
+            && sub.has(|l| {
+                l.starts_with(&format!("{prefix}/events "))
+                    && l.contains("\"type\":\"new\"")
+                    && l.contains("\"kind\":\"motion\"")
+            })
+    });
+    raise(&sim, "motion/off");
+    wait_for("motion OFF", Duration::from_secs(15), || {
+        sub.has(|l| l == format!("{prefix}/gate/motion OFF"))
+            && sub.has(|l| l.contains("\"type\":\"end\""))
+    });
+    rec.stop();
+    wait_for("offline on stop", Duration::from_secs(10), || {
+        sub.has(|l| l == format!("{prefix}/available offline"))
+    });
+}

@@ -1,0 +1,158 @@
+//! MQTT: event states and messages for home automation, with Home Assistant
+//! discovery. Topic layout (prefix `candor` by default):
+//!
+//! - `candor/available`: `online` / `offline` (retained; `offline` is the
+//!   last will, so it also shows when the recorder dies).
+//! - `candor/<camera>/<kind>`: `ON` / `OFF` (retained), kind = motion,
+//!   tamper or input.
+//! - `candor/events`: JSON `{"type": "new"|"end", "event": {...}}`.
+//! - `homeassistant/binary_sensor/candor_<camera>_<kind>/config`: discovery.
+
+use crate::bus::{EventBus, EventChange};
+use crate::config::MqttConfig;
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+const KINDS: [(&str, Option<&str>); 3] = [
+    ("motion", Some("motion")),
+    ("tamper", Some("tamper")),
+    ("input", None),
+];
+
+fn discovery(prefix: &str, camera: &str, kind: &str, class: Option<&str>) -> (String, String) {
+    let id = format!("{prefix}_{camera}_{kind}");
+    let mut v = serde_json::json!({
+        "name": kind.to_string(),
+        "unique_id": id,
+        "state_topic": format!("{prefix}/{camera}/{kind}"),
+        "payload_on": "ON", "payload_off": "OFF",
+        "availability_topic": format!("{prefix}/available"),
+        "device": { "identifiers": [format!("{prefix}_{camera}")], "name": camera, "manufacturer": "Candor", "model": "camera" },
+    });
+    if let Some(c) = class {
+        v["device_class"] = c.into();
+    }
+    (
+        format!("homeassistant/binary_sensor/{id}/config"),
+        v.to_string(),
+    )
+}
+
+fn event_json(kind: &str, e: &EventChange) -> String {
+    serde_json::json!({
+        "type": kind,
+        "event": {
+            "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
+            "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()), "detail": e.detail,
+        },
+    })
+    .to_string()
+}
+
+/// Publishes until the bus closes. Connection problems are logged and
+/// retried; they never touch recording.
+pub async fn run(
+    cfg: MqttConfig,
+    cameras: Vec<String>,
+    bus: EventBus,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let prefix = cfg.topic_prefix.trim_end_matches('/').to_owned();
+    let mut opts = MqttOptions::new(
+        format!("candor-{:08x}", rand::random::<u32>()),
+        cfg.url.host.clone(),
+        cfg.url.port,
+    );
+    opts.set_keep_alive(Duration::from_secs(15));
+    opts.set_last_will(LastWill::new(
+        format!("{prefix}/available"),
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        opts.set_credentials(u.clone(), p.clone());
+    }
+    if cfg.url.tls {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        match tls {
+            Ok(c) => opts.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(c)),
+            )),
+            Err(e) => {
+                tracing::error!("MQTT TLS set-up failed: {e}; MQTT is off");
+                return;
+            }
+        };
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 256);
+    let mut rx = bus.subscribe();
+    let host = format!("{}:{}", cfg.url.host, cfg.url.port);
+    let announce = |client: AsyncClient, prefix: String, cameras: Vec<String>| async move {
+        let _ = client
+            .publish(
+                format!("{prefix}/available"),
+                QoS::AtLeastOnce,
+                true,
+                "online",
+            )
+            .await;
+        for cam in &cameras {
+            for (kind, class) in KINDS {
+                let (t, p) = discovery(&prefix, cam, kind, class);
+                let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            ev = eventloop.poll() => match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!("MQTT connected to {host}");
+                    tokio::spawn(announce(client.clone(), prefix.clone(), cameras.clone()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("MQTT {host}: {e}; retrying in 2 s");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            },
+            r = rx.recv() => match r {
+                Ok(e) => {
+                    let on = e.end.is_none();
+                    let _ = client.try_publish(format!("{prefix}/{}/{}", e.camera, e.kind), QoS::AtLeastOnce, true, if on { "ON" } else { "OFF" });
+                    let _ = client.try_publish(format!("{prefix}/events"), QoS::AtLeastOnce, false, event_json(if on { "new" } else { "end" }, &e));
+                }
+                Err(RecvError::Lagged(n)) => tracing::warn!("MQTT fell behind; {n} event message(s) not published"),
+                Err(RecvError::Closed) => return,
+            },
+            _ = shutdown.changed() => {
+                let _ = client.try_publish(format!("{prefix}/available"), QoS::AtLeastOnce, true, "offline");
+                // Give the event loop a moment to send it, then go.
+                let _ = tokio::time::timeout(Duration::from_millis(300), async { loop { if eventloop.poll().await.is_err() { break; } } }).await;
+                let _ = client.try_disconnect();
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn discovery_payload_names_the_state_and_availability_topics() {
+        let (t, p) = super::discovery("candor", "gate", "motion", Some("motion"));
+        assert_eq!(t, "homeassistant/binary_sensor/candor_gate_motion/config");
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(v["state_topic"], "candor/gate/motion");
+        assert_eq!(v["availability_topic"], "candor/available");
+        assert_eq!(v["device_class"], "motion");
+    }
+}
