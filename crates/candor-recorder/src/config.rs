@@ -31,6 +31,63 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
     /// Publish events to an MQTT broker (Home Assistant discovery included).
     pub mqtt: Option<MqttConfig>,
+    /// POST each event change, signed, to these URLs.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `https://…` (or `http://…` on a trusted network).
+    pub url: WebhookUrl,
+    /// Shared secret for the HMAC-SHA256 signature (at least 16 characters).
+    pub secret: WebhookSecret,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookUrl(pub String);
+
+impl<'de> Deserialize<'de> for WebhookUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let u = url::Url::parse(&s).map_err(|e| de::Error::custom(format!("webhook url: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+            return Err(de::Error::custom("a webhook url must be http(s)://host/…"));
+        }
+        Ok(WebhookUrl(s))
+    }
+}
+
+/// Never printed: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.chars().count() < 16 {
+            return Err(de::Error::custom(
+                "a webhook secret needs at least 16 characters",
+            ));
+        }
+        Ok(WebhookSecret(s))
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

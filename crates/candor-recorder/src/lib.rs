@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod live;
 pub mod mqtt;
 pub mod onvif;
+pub mod webhook;
 
 pub use config::{Config, ConfigError};
 pub use ingest::{CameraState, CameraStatus};
@@ -142,6 +143,13 @@ impl Recorder {
                 )));
             }
             cameras.push((id, status));
+        }
+        for w in &config.webhooks {
+            tasks.push(tokio::spawn(webhook::run(
+                w.clone(),
+                events.clone(),
+                shutdown_rx.clone(),
+            )));
         }
         if let Some(m) = &config.mqtt {
             let names = config

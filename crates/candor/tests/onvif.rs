@@ -293,3 +293,75 @@ fn events_reach_mqtt_subscribers_with_home_assistant_discovery() {
         sub.has(|l| l == format!("{prefix}/available offline"))
     });
 }
+
+#[test]
+fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
+    let secret = "a webhook secret 123";
+    let mut recv = Command::new("/usr/bin/python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/webhook_receiver.py"
+        ))
+        .arg(secret)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(recv.stdout.take().unwrap()).lines();
+    let port: u16 = out.next().unwrap().unwrap().trim().parse().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for l in out.map_while(Result::ok) {
+            g.lock().unwrap().push(serde_json::from_str(&l).unwrap());
+        }
+    });
+    let sim = camsim_with_onvif(1, "cam pass 1", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
+    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
+    let cfg = write_config(dir.path(), "", &[("gate", url, &onvif)]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text +=
+        &format!("\n[[webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{secret}\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let rec = start_recorder(&cfg);
+    wait_for("the event subscription", Duration::from_secs(20), || {
+        rec.log_text().contains("following ONVIF events")
+    });
+    raise(&sim, "motion/on");
+    raise(&sim, "motion/off");
+    wait_for(
+        "both deliveries, one after a retry",
+        Duration::from_secs(20),
+        || {
+            got.lock()
+                .unwrap()
+                .iter()
+                .filter(|v| v["status"] == 200)
+                .count()
+                >= 2
+        },
+    );
+    let log = rec.stop();
+    let _ = recv.kill();
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got[0]["status"], 500, "the first try failed on purpose");
+    assert!(
+        got.iter().all(|v| v["valid"] == true),
+        "every signature verifies: {got:?}"
+    );
+    let delivered: Vec<_> = got
+        .iter()
+        .filter(|v| v["status"] == 200)
+        .map(|v| v["body"].clone())
+        .collect();
+    assert_eq!(
+        delivered[0]["type"], "new",
+        "the failed delivery was retried first, in order"
+    );
+    assert_eq!(delivered[0]["event"]["kind"], "motion");
+    assert_eq!(delivered[1]["type"], "end");
+    assert_eq!(delivered[0]["event"]["id"], delivered[1]["event"]["id"]);
+    assert!(log.contains("HTTP 500"), "the failure is logged");
+    assert!(!log.contains(secret), "the secret is never logged");
+}
