@@ -344,6 +344,7 @@ fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
     );
     let log = rec.stop();
     let _ = recv.kill();
+    let _ = recv.wait();
     let got = got.lock().unwrap().clone();
     assert_eq!(got[0]["status"], 500, "the first try failed on purpose");
     assert!(
