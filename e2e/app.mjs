@@ -152,6 +152,12 @@ try {
   await downloads[0].saveAs(process.env.DOWNLOAD);
   await shot(page, '05-export');
 
+  // Events page: renders, and says what to do while there are none.
+  await page.goto(`${base}#events`);
+  await page.waitForSelector('text=Live feed: on');
+  check(await page.locator('.empty').isVisible(), 'events page shows its empty state');
+  await shot(page, '05b-events');
+
   // 5. System and audit pages render with real data.
   step('system');
   await page.goto(`${base}#system`);

@@ -198,6 +198,7 @@ impl Recorder {
             cameras: self.cameras.clone(),
             live: Arc::new(self.live.clone()),
             started: self.started,
+            events: self.events.clone(),
             stats: self.writer.as_ref().map(|w| w.stats_handle()),
         }
     }
@@ -226,6 +227,7 @@ pub struct StatusSource {
     cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
     live: Arc<Vec<(String, live::LiveSender)>>,
     started: std::time::Instant,
+    events: bus::EventBus,
     stats: Option<Arc<Mutex<std::collections::HashMap<i64, CameraStats>>>>,
 }
 
@@ -236,6 +238,7 @@ impl StatusSource {
             cameras: Vec::new(),
             live: Arc::new(Vec::new()),
             started: std::time::Instant::now(),
+            events: bus::bus(),
             stats: None,
         }
     }
@@ -257,6 +260,11 @@ impl StatusSource {
             .iter()
             .map(|(n, s)| (n.clone(), s.receiver_count()))
             .collect()
+    }
+
+    /// Event changes as they happen.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<bus::EventChange> {
+        self.events.subscribe()
     }
 
     /// When the recorder started.

@@ -74,6 +74,10 @@ pub async fn probe(target: SocketAddr, wait: Duration) -> Result<Vec<Found>, Onv
 }
 
 async fn post(url: &str, body: String) -> Result<String, OnvifError> {
+    post_within(url, body, TIMEOUT).await
+}
+
+async fn post_within(url: &str, body: String, timeout: Duration) -> Result<String, OnvifError> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|_| OnvifError::BadUrl(url.to_owned()))?;
@@ -95,9 +99,9 @@ async fn post(url: &str, body: String) -> Result<String, OnvifError> {
         url: url.to_owned(),
         msg,
     };
-    let resp = tokio::time::timeout(TIMEOUT, client.request(req))
+    let resp = tokio::time::timeout(timeout, client.request(req))
         .await
-        .map_err(|_| http(format!("no answer within {TIMEOUT:?}")))?
+        .map_err(|_| http(format!("no answer within {timeout:?}")))?
         .map_err(|e| http(e.to_string()))?;
     let body = Limited::new(resp.into_body(), MAX_ANSWER)
         .collect()
@@ -224,6 +228,15 @@ struct Signer<'a> {
 
 impl Signer<'_> {
     async fn call(&self, url: &str, body: &str) -> Result<String, OnvifError> {
+        self.call_within(url, body, TIMEOUT).await
+    }
+
+    async fn call_within(
+        &self,
+        url: &str,
+        body: &str,
+        timeout: Duration,
+    ) -> Result<String, OnvifError> {
         let nonce: [u8; 16] = rand::random();
         let created = jiff::Timestamp::from_second(now_secs() + self.offset)
             .map(|t| t.to_string())
@@ -234,7 +247,7 @@ impl Signer<'_> {
             nonce: &nonce,
             created: &created,
         };
-        post(url, soap::envelope(body, Some(&creds))).await
+        post_within(url, soap::envelope(body, Some(&creds)), timeout).await
     }
 }
 
@@ -248,6 +261,7 @@ pub struct EventSink {
 
 const SUBSCRIPTION_TTL: &str = "PT60S";
 const RENEW_EVERY: Duration = Duration::from_secs(30);
+const PULL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Follows a camera's ONVIF events (PullPoint) until `shutdown`: motion,
 /// tamper and digital inputs become Candor events. Reconnects with backoff;
@@ -378,8 +392,10 @@ async fn pull_loop(
             signer.call(&sub, &events::renew(SUBSCRIPTION_TTL)).await?;
             renewed = std::time::Instant::now();
         }
+        // The camera holds the request up to 5 s when it has nothing to say;
+        // the HTTP timeout must be longer than that.
         let answer = signer
-            .call(&sub, &events::pull_messages("PT5S", 64))
+            .call_within(&sub, &events::pull_messages("PT5S", 64), PULL_TIMEOUT)
             .await?;
         for n in events::parse_pull_messages(&answer).map_err(soap_err(&sub))? {
             let Some((kind, active)) = events::classify(&n) else {

@@ -72,7 +72,12 @@ impl Harness {
             let resp = router.oneshot(req).await.ok()?;
             let status = resp.status().as_u16();
             // Drain the body: streamed answers run their producer to the end.
-            let _ = axum::body::to_bytes(resp.into_body(), 64 << 20).await;
+            // Live feeds never end; two seconds of one is plenty.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                axum::body::to_bytes(resp.into_body(), 64 << 20),
+            )
+            .await;
             Some(status)
         })
     }

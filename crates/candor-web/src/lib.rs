@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod admin_api;
 pub mod auth;
+pub mod events_api;
 pub mod footage;
 pub mod fuzzing;
 pub mod live;
@@ -491,6 +492,20 @@ pub fn routes() -> Vec<Route> {
             R(Viewer),
             "Live fMP4 over WebSocket: a JSON init message, then binary init segment and fragments",
             get(live::live),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/events",
+            R(Viewer),
+            "Events (camera, kind, start, end), newest first; camera=, kind=, since=, limit=",
+            get(events_api::list),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/events/live",
+            R(Viewer),
+            "Live event feed (Server-Sent Events, one `event` message per change)",
+            get(events_api::live),
         ),
         r(
             g.clone(),

@@ -314,6 +314,11 @@ async function playbackPage(params) {
         const s = r.spans.map((x) => ({ start: Date.parse(x.start), end: Date.parse(x.end) }));
         spans.set(c, s);
         timeline.setSpans(c, s);
+        // Events of the day, marked on the camera's row.
+        const ev = await get(`events?camera=${enc(c)}&since=${iso(start)}&limit=2000`).catch(() => ({ events: [] }));
+        timeline.setMarks(c, ev.events
+          .map((e) => ({ start: Date.parse(e.start), end: e.end ? Date.parse(e.end) : null, title: `${e.kind} ${e.start}` }))
+          .filter((m) => m.start < end));
       }));
     } catch (e) {
       info.replaceChildren(errorBox(e));
@@ -748,6 +753,70 @@ async function auditPage(params) {
   load();
 }
 
+// ---------------------------------------------------------------- events
+
+const KIND_LABEL = { motion: 'Motion', tamper: 'Tamper', input: 'Input' };
+
+function eventRow(e) {
+  const start = Date.parse(e.start);
+  const end = e.end ? Date.parse(e.end) : null;
+  return h('tr', { 'data-event': e.id, 'data-kind': e.kind },
+    h('td', {}, fmtTime(start)),
+    h('td', {}, e.camera),
+    h('td', {}, h('span', { class: `tag ${e.kind}` }, KIND_LABEL[e.kind] ?? e.kind)),
+    h('td', {}, end ? fmtSecs((end - start) / 1000) : h('strong', { class: 'live-tag' }, 'ongoing')),
+    h('td', { class: 'small muted' }, e.source === 'onvif' ? 'camera' : e.source),
+    h('td', {}, h('a', { class: 'button ghost small', href: `#playback?cams=${enc(e.camera)}&t=${start - 5000}` }, 'Play')));
+}
+
+async function eventsPage(params) {
+  const root = h('section', { class: 'page' });
+  main().replaceChildren(root);
+  let cams;
+  try {
+    cams = (await get('cameras')).cameras.map((c) => c.name);
+  } catch (e) {
+    root.append(errorBox(e));
+    return;
+  }
+  const cam = h('select', { name: 'camera' }, h('option', { value: '' }, 'All cameras'), cams.map((c) => h('option', { value: c, selected: c === params.get('camera') }, c)));
+  const kind = h('select', { name: 'kind' }, h('option', { value: '' }, 'All kinds'), Object.entries(KIND_LABEL).map(([k, l]) => h('option', { value: k, selected: k === params.get('kind') }, l)));
+  const body = h('tbody');
+  const table = h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, ['Start', 'Camera', 'Kind', 'Duration', 'From', ''].map((c) => h('th', {}, c)))), body));
+  const empty = h('div', { class: 'empty', hidden: true }, 'No events yet. Cameras with onvif = "…" in candor.toml report motion, tamper and inputs here as they happen.');
+  const feed = h('span', { class: 'muted small' }, 'Live feed: connecting…');
+  const load = async () => {
+    const q = new URLSearchParams();
+    if (cam.value) q.set('camera', cam.value);
+    if (kind.value) q.set('kind', kind.value);
+    try {
+      const r = await get(`events?${q}`);
+      body.replaceChildren(...r.events.map(eventRow));
+      empty.hidden = r.events.length > 0;
+    } catch (e) {
+      body.replaceChildren(h('tr', {}, h('td', { colspan: 6 }, errorBox(e))));
+    }
+  };
+  cam.addEventListener('change', load);
+  kind.addEventListener('change', load);
+  root.append(h('div', { class: 'bar' }, h('h1', {}, 'Events'), cam, kind, feed), table, empty);
+  await load();
+  // New events appear as they happen; an ended one updates its row.
+  const es = new EventSource('/api/v1/events/live');
+  es.onopen = () => { feed.textContent = 'Live feed: on'; };
+  es.onerror = () => { feed.textContent = 'Live feed: reconnecting…'; };
+  es.addEventListener('event', (m) => {
+    const { event } = JSON.parse(m.data);
+    if ((cam.value && event.camera !== cam.value) || (kind.value && event.kind !== kind.value)) return;
+    const row = eventRow(event);
+    const old = body.querySelector(`tr[data-event="${event.id}"]`);
+    if (old) old.replaceWith(row); else body.prepend(row);
+    empty.hidden = true;
+  });
+  cleanup = () => es.close();
+}
+
 // ---------------------------------------------------------------- router
 
 async function route() {
@@ -771,6 +840,7 @@ async function route() {
   try {
     switch (page) {
       case 'playback': await playbackPage(params); break;
+      case 'events': await eventsPage(params); break;
       case 'system': await systemPage(); break;
       case 'users': await usersPage(); break;
       case 'audit': await auditPage(params); break;

@@ -13,6 +13,7 @@ export class Timeline {
     this.onSeek = onSeek;
     this.onSelect = onSelect;
     this.rows = new Map();
+    this.marks = new Map();
     this.view = [0, 1];
     this.head = null;
     this.sel = null;
@@ -95,6 +96,12 @@ export class Timeline {
     this.render();
   }
 
+  /// Events to mark on a camera's row: [{start, end}] in ms (end null: ongoing).
+  setMarks(camera, marks) {
+    this.marks.set(camera, marks);
+    this.render();
+  }
+
   setPlayhead(t) {
     this.head = t;
     this.headEl.style.left = this.pct(t) + '%';
@@ -147,6 +154,14 @@ export class Timeline {
         const el = h('div', { class: 'tl-span' });
         el.style.left = l + '%';
         el.style.width = Math.max(0.2, r - l) + '%';
+        track.append(el);
+      }
+      for (const m of this.marks.get(cam) ?? []) {
+        const end = m.end ?? Date.now();
+        if (end < a || m.start > b) continue;
+        const el = h('div', { class: 'tl-event', title: m.title ?? '' });
+        el.style.left = Math.max(0, this.pct(m.start)) + '%';
+        el.style.width = `max(3px, ${Math.max(0, Math.min(100, this.pct(end)) - Math.max(0, this.pct(m.start)))}%)`;
         track.append(el);
       }
       if (!spans.length) track.append(h('span', { class: 'tl-empty' }, 'nothing recorded in this range'));

@@ -366,3 +366,79 @@ fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
     assert!(log.contains("HTTP 500"), "the failure is logged");
     assert!(!log.contains(secret), "the secret is never logged");
 }
+
+#[test]
+fn the_web_api_lists_events_and_streams_them_live() {
+    let sim = camsim_with_onvif(1, "cam pass 1", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
+    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
+    let cfg = write_config(dir.path(), "", &[("gate", url, &onvif)]);
+    assert!(
+        user_add(&cfg, "root", "admin", "root password 1")
+            .status
+            .success()
+    );
+    let rec = start_recorder(&cfg);
+    let base = web_url(&rec);
+    let cert = dir.path().join("data/tls/cert.pem");
+    let jar = dir.path().join("jar");
+    let (code, _, _) = curl(
+        &cert,
+        &jar,
+        "POST",
+        &format!("{base}api/v1/login"),
+        Some(r#"{"username":"root","password":"root password 1"}"#),
+        &[],
+    );
+    assert_eq!(code, 200);
+    wait_for("the event subscription", Duration::from_secs(20), || {
+        rec.log_text().contains("following ONVIF events")
+    });
+    // A real SSE client (curl -N) on the live feed while the camera raises motion.
+    let feed = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "6", "--cacert"])
+        .arg(&cert)
+        .arg("-b")
+        .arg(&jar)
+        .arg(format!("{base}api/v1/events/live"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    raise(&sim, "motion/on");
+    let out = feed.wait_with_output().unwrap();
+    let sse = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        sse.contains("event: event")
+            && sse.contains("\"kind\":\"motion\"")
+            && sse.contains("\"type\":\"new\""),
+        "SSE: {sse}"
+    );
+    let (code, _, v) = curl(
+        &cert,
+        &jar,
+        "GET",
+        &format!("{base}api/v1/events?camera=gate&kind=motion"),
+        None,
+        &[],
+    );
+    assert_eq!(code, 200);
+    let list = v["events"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert!(
+        list[0]["end"].is_null(),
+        "still going on: {v}\n{}",
+        rec.log_text()
+    );
+    let (code, _, v) = curl(
+        &cert,
+        &jar,
+        "GET",
+        &format!("{base}api/v1/events?camera=nope"),
+        None,
+        &[],
+    );
+    assert_eq!((code, v["code"].as_str()), (404, Some("no_camera")));
+    rec.stop();
+}

@@ -1,0 +1,128 @@
+//! Events: the list (filtered, newest first) and a live feed (Server-Sent
+//! Events). Both show only the cameras the caller may see.
+
+use crate::accounts::Role;
+use crate::{ApiError, ApiResult, AppState, authorize};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use candor_media::Time90k;
+use futures::StreamExt;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    camera: Option<String>,
+    /// RFC 3339: events still going on at or after this instant.
+    since: Option<String>,
+    kind: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    q: Result<Query<EventQuery>, QueryRejection>,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let f = st
+        .footage
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
+    if let Some(c) = &q.camera
+        && !p.may_see(c)
+    {
+        return Err(crate::footage::no_camera(c));
+    }
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| {
+            Time90k::parse_rfc3339(s)
+                .map_err(|_| ApiError::bad_request("bad_time", "since must be RFC 3339"))
+        })
+        .transpose()?;
+    let list = tokio::task::spawn_blocking(move || {
+        let camera_id = match &q.camera {
+            Some(c) => Some(
+                f.store
+                    .camera_id(c)
+                    .map_err(ApiError::internal)?
+                    .ok_or_else(|| crate::footage::no_camera(c))?,
+            ),
+            None => None,
+        };
+        let all = f
+            .store
+            .events(&candor_storage::events::EventFilter {
+                camera_id,
+                since,
+                limit: Some(q.limit.unwrap_or(500).min(5000)),
+            })
+            .map_err(ApiError::internal)?;
+        Ok::<_, ApiError>(
+            all.into_iter()
+                .filter(|e| p.may_see(&e.camera) && q.kind.as_deref().is_none_or(|k| k == e.kind))
+                .map(|e| {
+                    serde_json::json!({
+                        "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
+                        "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()),
+                        "score": e.score, "zone": e.zone, "detail": e.detail,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await??;
+    Ok(Json(serde_json::json!({ "events": list })).into_response())
+}
+
+/// `text/event-stream`: one `event` message per change, as JSON.
+pub async fn live(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    let f = st
+        .footage
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
+    let rx = f.status.subscribe_events();
+    let stream = tokio_stream_from(rx).filter_map(move |e| {
+        let p = p.clone();
+        async move {
+            let e = e?;
+            if !p.may_see(&e.camera) {
+                return None;
+            }
+            let v = serde_json::json!({
+                "type": if e.end.is_none() { "new" } else { "end" },
+                "event": {
+                    "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
+                    "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()), "detail": e.detail,
+                },
+            });
+            Some(Ok::<_, std::convert::Infallible>(SseEvent::default().event("event").data(v.to_string())))
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// A broadcast receiver as a stream; a lagging reader just misses messages.
+fn tokio_stream_from(
+    rx: tokio::sync::broadcast::Receiver<candor_recorder::bus::EventChange>,
+) -> impl futures::Stream<Item = Option<candor_recorder::bus::EventChange>> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => return Some((Some(e), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
