@@ -256,7 +256,13 @@ pub fn ffmpeg_decodes(path: &Path) -> Result<(), String> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-xerror", "-i"])
         .arg(path)
-        .args(["-f", "null", "-"])
+        // Encode to the null muxer in the file's own time base (1/90000).
+        // By default ffmpeg uses 1/average-frame-rate, and an export that
+        // holds a frame across a long gap has a low average (e.g. 3.4 fps for
+        // 45 frames over 13 s), so frames 0.1 s apart fell into one tick and
+        // the null muxer reported "non monotonically increasing dts" for a
+        // file whose timestamps are strictly increasing.
+        .args(["-enc_time_base", "-1", "-f", "null", "-"])
         .output()
         .expect("ffmpeg is installed");
     if out.status.success() && out.stderr.is_empty() {
