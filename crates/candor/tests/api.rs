@@ -313,8 +313,12 @@ fn tokens_and_camera_scopes_bound_what_a_caller_sees() {
 #[test]
 fn export_serves_ranges_and_etags_so_players_can_seek() {
     let (dir, _sim, cfg, rec, api) = setup(&["gate"]);
+    // The range must lie in closed segments: an open segment's frames are
+    // placed 1:1 in wall time and shift by up to 500 ppm when it closes, so
+    // a file ending inside one can change between requests (its ETag
+    // changes with it). 2 s segments: at 9 s the one holding s+5 is closed.
     wait_for("footage", Duration::from_secs(30), || {
-        recorded_secs(&cfg, "gate") >= 6.0
+        recorded_secs(&cfg, "gate") >= 9.0
     });
     let s = spans(&cfg, "gate")[0].start;
     let jar = dir.path().join("jar");
