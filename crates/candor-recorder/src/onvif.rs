@@ -144,18 +144,21 @@ fn same_host(service: &str, device: &hyper::Uri) -> String {
     }
 }
 
-pub async fn describe(
+fn soap_err(url: &str) -> impl FnOnce(SoapError) -> OnvifError {
+    let url = url.to_owned();
+    move |err| OnvifError::Soap { url, err }
+}
+
+/// The first steps with any camera: its clock (unauthenticated, so digests
+/// can use camera time) and, signed, its service addresses.
+async fn connect<'a>(
     device_url: &str,
-    username: &str,
-    password: &str,
-) -> Result<Described, OnvifError> {
+    username: &'a str,
+    password: &'a str,
+) -> Result<(hyper::Uri, Signer<'a>, device::Capabilities), OnvifError> {
     let device: hyper::Uri = device_url
         .parse()
         .map_err(|_| OnvifError::BadUrl(device_url.to_owned()))?;
-    let soap_err = |url: &str| {
-        let url = url.to_owned();
-        move |err| OnvifError::Soap { url, err }
-    };
     let answer = post(
         device_url,
         soap::envelope(device::GET_SYSTEM_DATE_AND_TIME, None),
@@ -164,55 +167,55 @@ pub async fn describe(
     let offset = device::parse_system_date_and_time(&answer)
         .map(|t| t - now_secs())
         .unwrap_or(0);
-    let call = |url: String, body: &'static str| async move {
-        let nonce: [u8; 16] = rand::random();
-        let created = jiff::Timestamp::from_second(now_secs() + offset)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        let creds = Credentials {
-            username,
-            password,
-            nonce: &nonce,
-            created: &created,
-        };
-        post(&url, soap::envelope(body, Some(&creds))).await
+    let signer = Signer {
+        username,
+        password,
+        offset,
     };
+    let caps =
+        device::parse_capabilities(&signer.call(device_url, device::GET_CAPABILITIES).await?)
+            .map_err(soap_err(device_url))?;
+    Ok((device, signer, caps))
+}
+
+pub async fn describe(
+    device_url: &str,
+    username: &str,
+    password: &str,
+) -> Result<Described, OnvifError> {
+    let (device, signer, caps) = connect(device_url, username, password).await?;
     let info = device::parse_device_information(
-        &call(device_url.to_owned(), device::GET_DEVICE_INFORMATION).await?,
+        &signer
+            .call(device_url, device::GET_DEVICE_INFORMATION)
+            .await?,
     )
     .map_err(soap_err(device_url))?;
-    let caps =
-        device::parse_capabilities(&call(device_url.to_owned(), device::GET_CAPABILITIES).await?)
-            .map_err(soap_err(device_url))?;
     let media = caps
         .media
         .as_deref()
         .map(|m| same_host(m, &device))
         .unwrap_or_else(|| device_url.to_owned());
-    let profiles = device::parse_profiles(&call(media.clone(), device::GET_PROFILES).await?)
+    let profiles = device::parse_profiles(&signer.call(&media, device::GET_PROFILES).await?)
         .map_err(soap_err(&media))?;
     let (main, sub) = device::main_and_sub(&profiles);
-    let uri_of = async |p: Option<&Profile>| -> Result<Option<(Profile, String)>, OnvifError> {
-        let Some(p) = p else { return Ok(None) };
-        let nonce: [u8; 16] = rand::random();
-        let created = jiff::Timestamp::from_second(now_secs() + offset)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        let creds = Credentials {
-            username,
-            password,
-            nonce: &nonce,
-            created: &created,
-        };
-        let body = soap::envelope(&device::get_stream_uri(&p.token), Some(&creds));
-        let uri = device::parse_stream_uri(&post(&media, body).await?).map_err(soap_err(&media))?;
-        Ok(Some((p.clone(), uri)))
-    };
-    let main = uri_of(main).await?;
-    let sub = uri_of(sub).await?;
+    let mut uris = Vec::new();
+    for p in [main, sub] {
+        uris.push(match p {
+            Some(p) => {
+                let answer = signer
+                    .call(&media, &device::get_stream_uri(&p.token))
+                    .await?;
+                let uri = device::parse_stream_uri(&answer).map_err(soap_err(&media))?;
+                Some((p.clone(), uri))
+            }
+            None => None,
+        });
+    }
+    let sub = uris.pop().flatten();
+    let main = uris.pop().flatten();
     Ok(Described {
         info,
-        clock_offset_secs: offset,
+        clock_offset_secs: signer.offset,
         profiles,
         main,
         sub,
@@ -344,29 +347,7 @@ async fn pull_loop(
     open: &mut std::collections::HashMap<(candor_onvif::events::Kind, String), OpenEvent>,
 ) -> Result<(), OnvifError> {
     use candor_onvif::events;
-    let device: hyper::Uri = device_url
-        .parse()
-        .map_err(|_| OnvifError::BadUrl(device_url.to_owned()))?;
-    let soap_err = |url: &str| {
-        let url = url.to_owned();
-        move |err| OnvifError::Soap { url, err }
-    };
-    let answer = post(
-        device_url,
-        soap::envelope(device::GET_SYSTEM_DATE_AND_TIME, None),
-    )
-    .await?;
-    let offset = device::parse_system_date_and_time(&answer)
-        .map(|t| t - now_secs())
-        .unwrap_or(0);
-    let signer = Signer {
-        username,
-        password,
-        offset,
-    };
-    let caps =
-        device::parse_capabilities(&signer.call(device_url, device::GET_CAPABILITIES).await?)
-            .map_err(soap_err(device_url))?;
+    let (device, signer, caps) = connect(device_url, username, password).await?;
     let service = caps
         .events
         .as_deref()
