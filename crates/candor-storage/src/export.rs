@@ -47,6 +47,22 @@ fn views(
     Ok(out)
 }
 
+/// Where a camera's settled footage ends: the end of its last closed
+/// segment. Before it, an export's bytes never change (unless retention
+/// deletes footage); after it, frames still sit in an open segment whose
+/// wall-time mapping is final only when it closes.
+pub fn settled_end(store: &Store, camera_id: i64) -> Result<Option<Time90k>, StorageError> {
+    store
+        .conn()
+        .query_row(
+            "SELECT MAX(start_90k + wall_duration_90k) FROM segment WHERE camera_id = ?1 AND state = 1",
+            [camera_id],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .map(|v| v.map(Time90k))
+        .map_err(|e| StorageError::db("reading the settled end", e))
+}
+
 /// Recorded spans of a camera intersecting `[from, to)`: contiguous footage
 /// merged, in time order. Gaps are the spaces between them.
 pub fn spans(

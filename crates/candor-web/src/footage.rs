@@ -180,16 +180,25 @@ pub async fn spans(
     let q = query(q)?;
     let from = time(q.from.as_deref(), "from", i64::MIN / 2)?;
     let to = time(q.to.as_deref(), "to", i64::MAX / 2)?;
-    let spans = tokio::task::spawn_blocking(move || {
+    let (spans, settled) = tokio::task::spawn_blocking(move || {
         let id = camera_id(&f, &name)?;
-        candor_storage::export::spans(&f.store, id, from, to).map_err(ApiError::internal)
+        let spans =
+            candor_storage::export::spans(&f.store, id, from, to).map_err(ApiError::internal)?;
+        let settled =
+            candor_storage::export::settled_end(&f.store, id).map_err(ApiError::internal)?;
+        Ok::<_, ApiError>((spans, settled))
     })
     .await??;
     let list: Vec<_> = spans
         .iter()
         .map(|s| serde_json::json!({ "start": s.start.to_string(), "end": s.end.to_string() }))
         .collect();
-    Ok(Json(serde_json::json!({ "spans": list })).into_response())
+    // Exports ending at or before `settled_end` are byte-for-byte stable,
+    // which players that seek with Range requests rely on.
+    Ok(Json(serde_json::json!({
+        "spans": list, "settled_end": settled.map(|t| t.to_string()),
+    }))
+    .into_response())
 }
 
 /// A strong validator for a planned export: its header fixes every byte's

@@ -230,6 +230,8 @@ async function playbackPage(params) {
   let day = params.get('t') ? new Date(Number(params.get('t'))) : new Date(now);
   day.setHours(0, 0, 0, 0);
   const spans = new Map();
+  // Per camera: where footage stops changing (see the spans API).
+  const settled = new Map();
   const videos = new Map();
   let windowStart = new Map(); // camera → wall ms at video time 0
   let master = null;
@@ -312,6 +314,7 @@ async function playbackPage(params) {
       await Promise.all(selected.map(async (c) => {
         const r = await get(`cameras/${enc(c)}/spans?from=${iso(start)}&to=${iso(end)}`);
         const s = r.spans.map((x) => ({ start: Date.parse(x.start), end: Date.parse(x.end) }));
+        settled.set(c, r.settled_end ? Date.parse(r.settled_end) : null);
         spans.set(c, s);
         timeline.setSpans(c, s);
         // Events of the day, marked on the camera's row.
@@ -365,7 +368,11 @@ async function playbackPage(params) {
         continue;
       }
       const last = Math.max(...spans.get(cam).map((x) => x.end));
-      const to = Math.min(s + WINDOW_MS, last);
+      // Stop the window where footage is settled, so the file can't change
+      // under the player's Range requests; only the still-open tail (the
+      // last segment) is played from an unsettled file.
+      const fixed = settled.get(cam);
+      const to = Math.min(s + WINDOW_MS, fixed && fixed > s + 1000 ? fixed : last);
       const v = h('video', { muted: true, playsinline: true, preload: 'auto', 'data-camera': cam,
         src: `/api/v1/cameras/${enc(cam)}/export.mp4?from=${iso(s)}&to=${iso(to)}` });
       v.muted = true;

@@ -349,6 +349,15 @@ fn export_serves_ranges_and_etags_so_players_can_seek() {
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
             .map(|v| v.trim().to_string())
     };
+    // The spans API says where footage stops changing; the range below ends before it.
+    let (_, _, v) = api.call(&jar, "GET", "cameras/gate/spans", None, &[]);
+    let settled = candor_media::Time90k::parse_rfc3339(v["settled_end"].as_str().unwrap()).unwrap();
+    let last =
+        candor_media::Time90k::parse_rfc3339(v["spans"][0]["end"].as_str().unwrap()).unwrap();
+    assert!(
+        settled <= last && settled >= s + secs(5.0),
+        "settled {settled}, last {last}"
+    );
     let full = dir.path().join("full.mp4");
     let (code, h) = get(&[], &full);
     assert_eq!(code, 200);
