@@ -61,9 +61,7 @@ pub async fn login(
     b: Result<Json<LoginRequest>, JsonRejection>,
 ) -> ApiResult {
     let req = body(b)?;
-    let ip = peer
-        .map(|p| p.0.0)
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let ip = peer_ip(peer);
     if req.username.len() > 64 || req.password.len() > 1024 {
         return Err(ApiError::bad_request(
             "invalid",
@@ -253,6 +251,22 @@ fn peer_ip(peer: Option<axum::Extension<PeerIp>>) -> std::net::IpAddr {
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
 }
 
+/// The prologue of a change guarded by a secret the caller must know (a
+/// TOTP code, the current password): a logged-in person, not a token, who
+/// is not locked out for guessing.
+fn secret_guarded(
+    st: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    peer: Option<axum::Extension<PeerIp>>,
+) -> Result<(crate::Principal, std::net::IpAddr), ApiError> {
+    let p = authorize(st, headers, method, Role::Viewer)?;
+    session_only(&p)?;
+    let ip = peer_ip(peer);
+    guard_guess(st, &p.username, ip)?;
+    Ok((p, ip))
+}
+
 pub async fn totp_disable(
     State(st): State<AppState>,
     method: Method,
@@ -260,11 +274,8 @@ pub async fn totp_disable(
     peer: Option<axum::Extension<PeerIp>>,
     b: Result<Json<CodeRequest>, JsonRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
-    session_only(&p)?;
+    let (p, ip) = secret_guarded(&st, &headers, &method, peer)?;
     let req = body(b)?;
-    let ip = peer_ip(peer);
-    guard_guess(&st, &p.username, ip)?;
     if !st.accounts.totp_check(&p.username, &req.code, now())? {
         st.limiter.failed(&p.username, ip);
         return Err(ApiError::bad_request(
@@ -293,11 +304,8 @@ pub async fn change_password(
     peer: Option<axum::Extension<PeerIp>>,
     b: Result<Json<PasswordChange>, JsonRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
-    session_only(&p)?;
+    let (p, ip) = secret_guarded(&st, &headers, &method, peer)?;
     let req = body(b)?;
-    let ip = peer_ip(peer);
-    guard_guess(&st, &p.username, ip)?;
     if req.current.len() > 1024 || req.new.len() > 1024 {
         return Err(ApiError::bad_request("invalid", "password too long"));
     }
