@@ -64,6 +64,21 @@ fn camsim_with_onvif(cameras: usize, password: &str, clock_offset: i64) -> Camsi
     }
 }
 
+/// A recorder config with one camera, `gate`, on simulated camera 0, its
+/// ONVIF events followed with the camera's credentials.
+fn gate_config(dir: &std::path::Path, sim: &Camsim) -> std::path::PathBuf {
+    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
+    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
+    write_config(dir, "", &[("gate", url, &onvif)])
+}
+
+/// Adds top-level sections (integrations) to a config.
+fn append(cfg: &std::path::Path, toml: &str) {
+    let mut text = std::fs::read_to_string(cfg).unwrap();
+    text += toml;
+    std::fs::write(cfg, text).unwrap();
+}
+
 fn discover(probe: &str, user: Option<(&str, &str)>) -> serde_json::Value {
     let mut c = Command::new(bin());
     c.args(["discover", "--probe", probe, "--wait", "2", "--json"]);
@@ -153,9 +168,7 @@ fn raise(sim: &Camsim, what: &str) {
 fn camera_events_over_pullpoint_become_candor_events() {
     let sim = camsim_with_onvif(1, "cam pass 1", -1800);
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
-    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
-    let cfg = write_config(dir.path(), "", &[("gate", url, &onvif)]);
+    let cfg = gate_config(dir.path(), &sim);
     let rec = start_recorder(&cfg);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !rec.log_text().contains("following ONVIF events") {
@@ -253,12 +266,11 @@ fn events_reach_mqtt_subscribers_with_home_assistant_discovery() {
     std::thread::sleep(Duration::from_millis(300));
     let sim = camsim_with_onvif(1, "cam pass 1", 0);
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
-    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
-    let cfg = write_config(dir.path(), "", &[("gate", url, &onvif)]);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text += &format!("\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\ntopic_prefix = \"{prefix}\"\n");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = gate_config(dir.path(), &sim);
+    append(
+        &cfg,
+        &format!("\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\ntopic_prefix = \"{prefix}\"\n"),
+    );
     let rec = start_recorder(&cfg);
     wait_for(
         "availability and discovery",
@@ -317,13 +329,11 @@ fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
     });
     let sim = camsim_with_onvif(1, "cam pass 1", 0);
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
-    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
-    let cfg = write_config(dir.path(), "", &[("gate", url, &onvif)]);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text +=
-        &format!("\n[[webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{secret}\"\n");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = gate_config(dir.path(), &sim);
+    append(
+        &cfg,
+        &format!("\n[[webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{secret}\"\n"),
+    );
     let rec = start_recorder(&cfg);
     wait_for("the event subscription", Duration::from_secs(20), || {
         rec.log_text().contains("following ONVIF events")
@@ -371,9 +381,7 @@ fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
 fn the_web_api_lists_events_and_streams_them_live() {
     let sim = camsim_with_onvif(1, "cam pass 1", 0);
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
-    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
-    let cfg = write_config(dir.path(), "", &[("gate", url, &onvif)]);
+    let cfg = gate_config(dir.path(), &sim);
     assert!(
         user_add(&cfg, "root", "admin", "root password 1")
             .status
