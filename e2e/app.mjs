@@ -101,8 +101,11 @@ try {
   await page.click('text=Fit footage');
   const spans = await page.evaluate(async () => (await (await fetch('/api/v1/cameras/gate/spans')).json()).spans);
   const s0 = Date.parse(spans[0].start);
-  const s1 = Date.parse(spans[spans.length - 1].end);
-  const chosen = s0 + (s1 - s0) * 0.3;
+  // Instants inside recorded footage: the camera reboot above left a gap,
+  // and a click in a gap rightly plays from the next footage instead.
+  const longest = spans.map((x) => [Date.parse(x.start), Date.parse(x.end)]).sort((a, b) => (b[1] - b[0]) - (a[1] - a[0]))[0];
+  const inside = (f) => longest[0] + (longest[1] - longest[0]) * f;
+  const chosen = inside(0.3);
   const box = await page.locator('.tl-track[data-camera=gate]').boundingBox();
   await page.evaluate((t) => { window.__seekTarget = t; }, chosen);
   const clickX = await page.evaluate(() => {
@@ -213,7 +216,7 @@ try {
   await phone.goto(`${base}#playback`);
   await phone.waitForSelector('.tl-track[data-camera=gate] .tl-span');
   // Touch scrubbing: a tap on the timeline plays from the tapped instant.
-  const target = s0 + (s1 - s0) * 0.5;
+  const target = inside(0.6);
   const tx = await phone.evaluate((t) => document.querySelector('.tl').__timeline.xOf(t), target);
   const tbox = await phone.locator('.tl-track[data-camera=gate]').boundingBox();
   await phone.touchscreen.tap(tx, tbox.y + tbox.height / 2);
