@@ -192,9 +192,10 @@ impl Detector {
             return Analysis::default();
         }
         if self.seen == 0 {
-            for i in 0..n {
-                self.mean[i] = f32::from(grid[i]);
-                self.dev[i] = self.t_min / self.k;
+            let dev0 = self.t_min / self.k;
+            for ((m, d), &g) in self.mean.iter_mut().zip(&mut self.dev).zip(grid) {
+                *m = f32::from(g);
+                *d = dev0;
             }
         }
         self.seen = self.seen.saturating_add(1);
@@ -206,17 +207,23 @@ impl Detector {
             (ALPHA, ALPHA_FG)
         };
         let mut changed = 0usize;
-        for i in 0..n {
-            let x = f32::from(grid[i]);
-            let d = x - self.mean[i];
+        let (k, t_min) = (self.k, self.t_min);
+        for ((((&g, mean), dev), fg), &active) in grid
+            .iter()
+            .zip(&mut self.mean)
+            .zip(&mut self.dev)
+            .zip(&mut self.fg)
+            .zip(&self.active)
+        {
+            let d = f32::from(g) - *mean;
             let ad = d.abs();
-            let is_fg = self.active[i] && ad > (self.k * self.dev[i]).max(self.t_min);
-            self.fg[i] = is_fg;
+            let is_fg = active && ad > (k * *dev).max(t_min);
+            *fg = is_fg;
             changed += usize::from(is_fg);
-            self.mean[i] += if is_fg { alpha_fg } else { alpha } * d;
+            *mean += if is_fg { alpha_fg } else { alpha } * d;
             // The deviation learns from every frame, foreground included:
             // that is how a swaying branch teaches the model it is always busy.
-            self.dev[i] += alpha * (ad.min(64.0) - self.dev[i]);
+            *dev += alpha * (ad.min(64.0) - *dev);
         }
         let changed_frac = changed as f32 / self.active_cells.max(1) as f32;
         if learning {
@@ -227,8 +234,8 @@ impl Detector {
             };
         }
         if changed_frac > SCENE_CHANGE {
-            for i in 0..n {
-                self.mean[i] = f32::from(grid[i]);
+            for (m, &g) in self.mean.iter_mut().zip(grid) {
+                *m = f32::from(g);
             }
             self.seen = 1;
             return Analysis {
@@ -518,7 +525,7 @@ mod tests {
             let mut g = scene(w, h, f);
             for y in 10..40 {
                 for x in 10..40 {
-                    g[y * w + x] = if f % 2 == 0 { 40 } else { 110 };
+                    g[y * w + x] = if f.is_multiple_of(2) { 40 } else { 110 };
                 }
             }
             g

@@ -41,6 +41,8 @@ pub struct Scanner {
     grid: Vec<u8>,
     peak: Option<(f32, Option<usize>, Option<Picture>)>,
     stats: ScanStats,
+    want_picture: bool,
+    picture: Option<Picture>,
 }
 
 impl Scanner {
@@ -64,11 +66,22 @@ impl Scanner {
             grid: Vec::new(),
             peak: None,
             stats: ScanStats::default(),
+            want_picture: false,
+            picture: None,
         })
     }
 
     pub fn stats(&self) -> ScanStats {
         self.stats
+    }
+
+    /// Asks for a copy of the next analysed picture (see [`Scanner::take_picture`]).
+    pub fn request_picture(&mut self) {
+        self.want_picture = true;
+    }
+
+    pub fn take_picture(&mut self) -> Option<Picture> {
+        self.picture.take()
     }
 
     pub fn active(&self) -> bool {
@@ -109,6 +122,9 @@ impl Scanner {
         }
         self.last_analysed = Some(t_90k);
         self.stats.analysed += 1;
+        if std::mem::take(&mut self.want_picture) {
+            self.picture = Some(frame.to_picture());
+        }
         let luma = frame.luma();
         let (gw, gh) = model::grid_size(luma.width, luma.height);
         let detector = match &mut self.detector {

@@ -2,7 +2,10 @@
 //! camera streams): people walking must raise events, waving leaves under a
 //! mask must not, and zones must decide where motion counts.
 
-use candor_motion::{Polygon, ScanEvent, Scanner, Settings, Zone};
+use candor_motion::{Polygon, ScanEvent, ScanStats, Scanner, Settings, Zone};
+
+/// (start s, end s, peak score, zone) per event.
+type Events = Vec<(f64, f64, f32, Option<String>)>;
 
 fn clip(name: &str) -> (candor_media::mp4::read::Clip, Vec<u8>) {
     let path = format!("{}/../../assets/clips/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -11,29 +14,16 @@ fn clip(name: &str) -> (candor_media::mp4::read::Clip, Vec<u8>) {
 }
 
 /// Runs a clip through the scanner at 5 fps; returns (start s, end s, score, zone).
-fn scan(
-    name: &str,
-    settings: Settings,
-) -> (
-    Vec<(f64, f64, f32, Option<String>)>,
-    candor_motion::ScanStats,
-) {
+fn scan(name: &str, settings: Settings) -> (Events, ScanStats) {
     scan_until(name, settings, f64::INFINITY)
 }
 
-fn scan_until(
-    name: &str,
-    settings: Settings,
-    until_s: f64,
-) -> (
-    Vec<(f64, f64, f32, Option<String>)>,
-    candor_motion::ScanStats,
-) {
+fn scan_until(name: &str, settings: Settings, until_s: f64) -> (Events, ScanStats) {
     let (c, data) = clip(name);
     let mut s = Scanner::new(&c.config, settings, 5.0, 90_000 * 2).unwrap();
     let mut out = Vec::new();
     let mut open = None;
-    let mut handle = |e: ScanEvent, open: &mut Option<(f64, f32)>, out: &mut Vec<_>| match e {
+    let handle = |e: ScanEvent, open: &mut Option<(f64, f32)>, out: &mut Vec<_>| match e {
         ScanEvent::Start {
             at_90k,
             score,

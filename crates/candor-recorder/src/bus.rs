@@ -1,9 +1,30 @@
-//! Event changes, fanned out to integrations (MQTT now; webhooks, the web
-//! app's live feed and the cloud later). A broadcast channel: a slow
-//! integration loses messages (and says so), it never slows the producer.
+//! Event changes, fanned out to integrations (MQTT, webhooks, the web app's
+//! live feed; the cloud later). A broadcast channel: a slow integration loses
+//! messages (and says so), it never slows the producer.
 
 use candor_media::Time90k;
 use tokio::sync::broadcast;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The event began.
+    Start,
+    /// Something was added to an ongoing event (its snapshot).
+    Update,
+    /// The event ended (`end` is set).
+    End,
+}
+
+impl Phase {
+    /// The `type` field of event messages (MQTT, webhooks, SSE).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Start => "new",
+            Phase::Update => "update",
+            Phase::End => "end",
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventChange {
@@ -11,11 +32,36 @@ pub struct EventChange {
     pub camera: String,
     /// `motion`, `tamper`, `input`.
     pub kind: &'static str,
+    /// `motion` (Candor's detector) or `onvif` (the camera).
     pub source: &'static str,
+    pub phase: Phase,
     pub start: Time90k,
-    /// `Some` when this change ends the event.
+    /// Set when this change ends the event.
     pub end: Option<Time90k>,
     pub detail: Option<String>,
+    pub score: Option<f64>,
+    pub zone: Option<String>,
+    /// The event's snapshot (JPEG), when this change brings one.
+    pub snapshot: Option<bytes::Bytes>,
+    /// The event has a snapshot (this change may or may not carry it).
+    pub has_snapshot: bool,
+}
+
+impl EventChange {
+    /// The JSON every integration sends: `{"type": "new"|"update"|"end",
+    /// "event": {...}}`. The snapshot itself is not included (MQTT sends it
+    /// on its own topic; HTTP clients fetch it by id).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": self.phase.as_str(),
+            "event": {
+                "id": self.id, "camera": self.camera, "kind": self.kind, "source": self.source,
+                "start": self.start.to_string(), "end": self.end.map(|t| t.to_string()),
+                "detail": self.detail, "score": self.score, "zone": self.zone,
+                "snapshot": self.has_snapshot || self.snapshot.is_some(),
+            },
+        })
+    }
 }
 
 pub type EventBus = broadcast::Sender<EventChange>;

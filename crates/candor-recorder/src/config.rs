@@ -220,6 +220,162 @@ pub struct CameraConfig {
     /// When set, the recorder subscribes to the camera's own events (motion,
     /// tamper, digital inputs), authenticating with the `url`'s credentials.
     pub onvif: Option<OnvifUrl>,
+    /// A lower-resolution stream of the same camera (`rtsp://…`), used for
+    /// motion detection. Credentials default to `url`'s.
+    pub sub_url: Option<CameraUrl>,
+    /// Motion detection on the recorder.
+    #[serde(default)]
+    pub motion: MotionConfig,
+}
+
+impl CameraConfig {
+    /// The sub stream's URL with the main URL's credentials filled in when
+    /// it has none of its own.
+    pub fn sub_stream(&self) -> Option<CameraUrl> {
+        let mut u = self.sub_url.clone()?;
+        if u.username.is_none() {
+            u.username = self.url.username.clone();
+            u.password = self.url.password.clone();
+        }
+        Some(u)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MotionConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Frames analysed per second at most (every frame is still decoded).
+    #[serde(default = "default_motion_fps", deserialize_with = "motion_fps")]
+    pub fps: f32,
+    /// 1 (only large, clear changes) to 100 (the slightest change).
+    #[serde(default = "default_sensitivity", deserialize_with = "sensitivity")]
+    pub sensitivity: u8,
+    /// The smallest moving area that counts, in percent of the image.
+    #[serde(default = "default_min_size", deserialize_with = "min_size")]
+    pub min_size: f32,
+    /// Motion ends after this long without any.
+    #[serde(default = "default_hold")]
+    pub hold: HumanDuration,
+    /// When set, only motion touching a zone counts (and the event names it).
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// Areas never analysed: polygons of `[x, y]` points, 0..1 from the top left.
+    #[serde(default)]
+    pub masks: Vec<PolygonConfig>,
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        MotionConfig {
+            enabled: false,
+            fps: default_motion_fps(),
+            sensitivity: default_sensitivity(),
+            min_size: default_min_size(),
+            hold: default_hold(),
+            zones: Vec::new(),
+            masks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: ZoneName,
+    pub points: PolygonConfig,
+}
+
+/// 1–32 of `A-Z a-z 0-9 _ -`: zone names appear in topics and file names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneName(pub String);
+
+impl<'de> Deserialize<'de> for ZoneName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty()
+            || s.len() > 32
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(de::Error::custom(format!(
+                "zone name {s:?} must be 1-32 characters of letters, digits, '_' or '-'"
+            )));
+        }
+        Ok(ZoneName(s))
+    }
+}
+
+/// A polygon in normalised coordinates, validated when read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolygonConfig(pub candor_motion::Polygon);
+
+impl<'de> Deserialize<'de> for PolygonConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pts = Vec::<[f32; 2]>::deserialize(d)?;
+        candor_motion::Polygon::new(pts.into_iter().map(|[x, y]| (x, y)).collect())
+            .map(PolygonConfig)
+            .map_err(de::Error::custom)
+    }
+}
+
+impl MotionConfig {
+    pub fn settings(&self) -> candor_motion::Settings {
+        candor_motion::Settings {
+            sensitivity: self.sensitivity,
+            min_size: self.min_size / 100.0,
+            zones: self
+                .zones
+                .iter()
+                .map(|z| candor_motion::Zone {
+                    name: z.name.0.clone(),
+                    polygon: z.points.0.clone(),
+                })
+                .collect(),
+            masks: self.masks.iter().map(|m| m.0.clone()).collect(),
+        }
+    }
+}
+
+fn default_motion_fps() -> f32 {
+    5.0
+}
+fn default_sensitivity() -> u8 {
+    60
+}
+fn default_min_size() -> f32 {
+    0.3
+}
+fn default_hold() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+fn motion_fps<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let v = f32::deserialize(d)?;
+    if !(0.5..=30.0).contains(&v) {
+        return Err(de::Error::custom("motion fps must be between 0.5 and 30"));
+    }
+    Ok(v)
+}
+
+fn sensitivity<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = u8::deserialize(d)?;
+    if !(1..=100).contains(&v) {
+        return Err(de::Error::custom("sensitivity must be between 1 and 100"));
+    }
+    Ok(v)
+}
+
+fn min_size<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let v = f32::deserialize(d)?;
+    if !(0.01..=50.0).contains(&v) {
+        return Err(de::Error::custom(
+            "min_size is a percentage of the image, between 0.01 and 50",
+        ));
+    }
+    Ok(v)
 }
 
 /// An `http://` ONVIF device service address, without credentials.
@@ -584,5 +740,40 @@ max_bytes = "5GB"
             e.contains("line 12") && e.contains("used twice (first on line 7)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn motion_section_parses_and_validates() {
+        let cfg = format!(
+            "{GOOD}sub_url = \"rtsp://127.0.0.1:8554/cam0-sub\"\n[cameras.motion]\nenabled = true\nsensitivity = 70\nmasks = [[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0]]]\n[[cameras.motion.zones]]\nname = \"door\"\npoints = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5]]\n"
+        );
+        let c = Config::parse(&cfg).unwrap();
+        let cam = &c.cameras[0];
+        assert!(cam.motion.enabled);
+        assert_eq!(cam.motion.fps, 5.0);
+        let s = cam.motion.settings();
+        assert_eq!(
+            (s.sensitivity, s.zones[0].name.as_str(), s.masks.len()),
+            (70, "door", 1)
+        );
+        // The sub stream borrows the main stream's credentials.
+        let sub = cam.sub_stream().unwrap();
+        assert_eq!(
+            (sub.username.as_deref(), sub.password.as_deref()),
+            (Some("user"), Some("s@cret"))
+        );
+        let bad = cfg.replace("[0.5, 0.5]]", "[1.5, 0.5]]");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.contains("outside the image"), "{e}");
+        let bad = cfg.replace("sensitivity = 70", "sensitivity = 0");
+        assert!(
+            Config::parse(&bad)
+                .unwrap_err()
+                .contains("between 1 and 100")
+        );
+        let bad = cfg.replace("name = \"door\"", "name = \"front door\"");
+        assert!(Config::parse(&bad).unwrap_err().contains("zone name"));
+        // Absent section: off.
+        assert!(!Config::parse(GOOD).unwrap().cameras[0].motion.enabled);
     }
 }

@@ -32,6 +32,8 @@ pub struct CameraStatus {
     pub frames: u64,
     pub codec: Option<String>,
     pub resolution: Option<(u32, u32)>,
+    /// Motion detection, when enabled.
+    pub motion: Option<crate::motion::MotionStatus>,
 }
 
 /// Monotonic time in 90 kHz units since the first call in this process.
@@ -76,7 +78,9 @@ pub(crate) struct CameraTask {
     pub live: crate::live::LiveSender,
     pub cfg: Arc<CameraConfig>,
     pub camera_id: i64,
-    pub tx: mpsc::Sender<Msg>,
+    /// The storage writer; `None` for a stream that is only watched (a sub
+    /// stream for motion detection), not recorded.
+    pub tx: Option<mpsc::Sender<Msg>>,
     pub status: Arc<Mutex<CameraStatus>>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -113,12 +117,13 @@ impl CameraTask {
             self.set(|s| s.state = CameraState::Connecting);
             let started = Instant::now();
             let r = self.session().await;
-            let _ = self
-                .tx
-                .send(Msg::EndRun {
-                    camera_id: self.camera_id,
-                })
-                .await;
+            if let Some(tx) = &self.tx {
+                let _ = tx
+                    .send(Msg::EndRun {
+                        camera_id: self.camera_id,
+                    })
+                    .await;
+            }
             let err = match r {
                 Err(SessionError::Shutdown) | Ok(()) => break,
                 Err(e) => e.to_string(),
@@ -233,6 +238,7 @@ impl CameraTask {
                             &e.data, e.width, e.height,
                         )
                         .into(),
+                        decoder: candor_media::mp4::frag::decoder_config(&e.data),
                     }));
                     send_entry = Some(e.clone());
                     entry = Some(e);
@@ -273,7 +279,9 @@ impl CameraTask {
                 data,
             };
             new_run = false;
-            if self.tx.send(Msg::Frame(msg)).await.is_err() {
+            if let Some(tx) = &self.tx
+                && tx.send(Msg::Frame(msg)).await.is_err()
+            {
                 return Err(SessionError::Shutdown);
             }
             self.set(|s| s.frames += 1);

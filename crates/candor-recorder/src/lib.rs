@@ -5,6 +5,7 @@ pub mod bus;
 pub mod config;
 pub mod ingest;
 pub mod live;
+pub mod motion;
 pub mod mqtt;
 pub mod onvif;
 pub mod webhook;
@@ -115,18 +116,66 @@ impl Recorder {
                 frames: 0,
                 codec: None,
                 resolution: None,
+                motion: c.motion.enabled.then(|| motion::MotionStatus {
+                    state: "starting".into(),
+                    ..Default::default()
+                }),
             }));
             let live = live::channel();
             lives.push((c.name.get_ref().0.clone(), live.clone()));
             let task = ingest::CameraTask {
-                live,
+                live: live.clone(),
                 cfg: Arc::new(c.clone()),
                 camera_id: id,
-                tx: writer.sender(),
+                tx: Some(writer.sender()),
                 status: status.clone(),
                 shutdown: shutdown_rx.clone(),
             };
             tasks.push(tokio::spawn(task.run()));
+            if c.motion.enabled {
+                // Detect on the sub stream when there is one: decoding it
+                // costs a fraction of the main stream.
+                let frames = match c.sub_stream() {
+                    Some(url) => {
+                        let sub = live::channel();
+                        let mut cfg = c.clone();
+                        cfg.url = url;
+                        let sub_status = Arc::new(Mutex::new(CameraStatus {
+                            name: format!("{}(sub)", c.name.get_ref().0),
+                            state: CameraState::Connecting,
+                            last_error: None,
+                            reconnects: 0,
+                            frames: 0,
+                            codec: None,
+                            resolution: None,
+                            motion: None,
+                        }));
+                        tasks.push(tokio::spawn(
+                            ingest::CameraTask {
+                                live: sub.clone(),
+                                cfg: Arc::new(cfg),
+                                camera_id: id,
+                                tx: None,
+                                status: sub_status,
+                                shutdown: shutdown_rx.clone(),
+                            }
+                            .run(),
+                        ));
+                        sub
+                    }
+                    None => live.clone(),
+                };
+                let m = motion::MotionTask {
+                    camera: c.name.get_ref().0.clone(),
+                    camera_id: id,
+                    store: store.clone(),
+                    bus: events.clone(),
+                    cfg: c.motion.clone(),
+                    frames,
+                    status: status.clone(),
+                };
+                tasks.push(tokio::spawn(m.run(shutdown_rx.clone())));
+            }
             if let Some(onvif) = &c.onvif {
                 let sink = onvif::EventSink {
                     store: store.clone(),

@@ -22,6 +22,8 @@ pub struct LiveInit {
     pub width: u16,
     pub height: u16,
     pub init_segment: Bytes,
+    /// Parameter sets for a decoder (motion detection, snapshots).
+    pub decoder: Option<candor_media::h26x::DecoderConfig>,
 }
 
 #[derive(Debug)]

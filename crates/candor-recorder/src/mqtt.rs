@@ -5,10 +5,13 @@
 //!   last will, so it also shows when the recorder dies).
 //! - `candor/<camera>/<kind>`: `ON` / `OFF` (retained), kind = motion,
 //!   tamper or input.
-//! - `candor/events`: JSON `{"type": "new"|"end", "event": {...}}`.
-//! - `homeassistant/binary_sensor/candor_<camera>_<kind>/config`: discovery.
+//! - `candor/<camera>/snapshot`: the latest event snapshot, JPEG bytes
+//!   (retained).
+//! - `candor/events`: JSON `{"type": "new"|"update"|"end", "event": {...}}`.
+//! - `homeassistant/binary_sensor/candor_<camera>_<kind>/config` and
+//!   `homeassistant/image/candor_<camera>_snapshot/config`: discovery.
 
-use crate::bus::{EventBus, EventChange};
+use crate::bus::{EventBus, Phase};
 use crate::config::MqttConfig;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use std::time::Duration;
@@ -20,6 +23,24 @@ const KINDS: [(&str, Option<&str>); 3] = [
     ("input", None),
 ];
 
+fn device(prefix: &str, camera: &str) -> serde_json::Value {
+    serde_json::json!({ "identifiers": [format!("{prefix}_{camera}")], "name": camera, "manufacturer": "Candor", "model": "camera" })
+}
+
+/// Home Assistant's MQTT image entity: shows the latest event snapshot.
+fn image_discovery(prefix: &str, camera: &str) -> (String, String) {
+    let id = format!("{prefix}_{camera}_snapshot");
+    let v = serde_json::json!({
+        "name": "last event",
+        "unique_id": id,
+        "image_topic": format!("{prefix}/{camera}/snapshot"),
+        "content_type": "image/jpeg",
+        "availability_topic": format!("{prefix}/available"),
+        "device": device(prefix, camera),
+    });
+    (format!("homeassistant/image/{id}/config"), v.to_string())
+}
+
 fn discovery(prefix: &str, camera: &str, kind: &str, class: Option<&str>) -> (String, String) {
     let id = format!("{prefix}_{camera}_{kind}");
     let mut v = serde_json::json!({
@@ -28,7 +49,7 @@ fn discovery(prefix: &str, camera: &str, kind: &str, class: Option<&str>) -> (St
         "state_topic": format!("{prefix}/{camera}/{kind}"),
         "payload_on": "ON", "payload_off": "OFF",
         "availability_topic": format!("{prefix}/available"),
-        "device": { "identifiers": [format!("{prefix}_{camera}")], "name": camera, "manufacturer": "Candor", "model": "camera" },
+        "device": device(prefix, camera),
     });
     if let Some(c) = class {
         v["device_class"] = c.into();
@@ -37,17 +58,6 @@ fn discovery(prefix: &str, camera: &str, kind: &str, class: Option<&str>) -> (St
         format!("homeassistant/binary_sensor/{id}/config"),
         v.to_string(),
     )
-}
-
-fn event_json(kind: &str, e: &EventChange) -> String {
-    serde_json::json!({
-        "type": kind,
-        "event": {
-            "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
-            "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()), "detail": e.detail,
-        },
-    })
-    .to_string()
 }
 
 /// Publishes until the bus closes. Connection problems are logged and
@@ -65,6 +75,8 @@ pub async fn run(
         cfg.url.port,
     );
     opts.set_keep_alive(Duration::from_secs(15));
+    // Snapshots are JPEGs of tens of kB; the default limit is 10 kB.
+    opts.set_max_packet_size(64 * 1024, 4 * 1024 * 1024);
     opts.set_last_will(LastWill::new(
         format!("{prefix}/available"),
         "offline",
@@ -109,6 +121,8 @@ pub async fn run(
                 let (t, p) = discovery(&prefix, cam, kind, class);
                 let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
             }
+            let (t, p) = image_discovery(&prefix, cam);
+            let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
         }
     };
     loop {
@@ -126,9 +140,14 @@ pub async fn run(
             },
             r = rx.recv() => match r {
                 Ok(e) => {
-                    let on = e.end.is_none();
-                    let _ = client.try_publish(format!("{prefix}/{}/{}", e.camera, e.kind), QoS::AtLeastOnce, true, if on { "ON" } else { "OFF" });
-                    let _ = client.try_publish(format!("{prefix}/events"), QoS::AtLeastOnce, false, event_json(if on { "new" } else { "end" }, &e));
+                    if e.phase != Phase::Update {
+                        let on = e.phase == Phase::Start;
+                        let _ = client.try_publish(format!("{prefix}/{}/{}", e.camera, e.kind), QoS::AtLeastOnce, true, if on { "ON" } else { "OFF" });
+                    }
+                    if let Some(jpeg) = &e.snapshot {
+                        let _ = client.try_publish(format!("{prefix}/{}/snapshot", e.camera), QoS::AtLeastOnce, true, jpeg.to_vec());
+                    }
+                    let _ = client.try_publish(format!("{prefix}/events"), QoS::AtLeastOnce, false, e.to_json().to_string());
                 }
                 Err(RecvError::Lagged(n)) => tracing::warn!("MQTT fell behind; {n} event message(s) not published"),
                 Err(RecvError::Closed) => return,
@@ -154,5 +173,10 @@ mod tests {
         assert_eq!(v["state_topic"], "candor/gate/motion");
         assert_eq!(v["availability_topic"], "candor/available");
         assert_eq!(v["device_class"], "motion");
+        let (t, p) = super::image_discovery("candor", "gate");
+        assert_eq!(t, "homeassistant/image/candor_gate_snapshot/config");
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(v["image_topic"], "candor/gate/snapshot");
+        assert_eq!(v["content_type"], "image/jpeg");
     }
 }

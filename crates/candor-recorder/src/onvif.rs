@@ -319,9 +319,18 @@ impl EventSink {
             camera: self.camera.clone(),
             kind: e.kind,
             source: "onvif",
+            phase: if end.is_some() {
+                crate::bus::Phase::End
+            } else {
+                crate::bus::Phase::Start
+            },
             start: e.start,
             end,
             detail: Some(e.detail.clone()),
+            score: None,
+            zone: None,
+            snapshot: None,
+            has_snapshot: false,
         });
     }
 }

@@ -31,15 +31,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 fn body(e: &EventChange) -> Vec<u8> {
-    serde_json::json!({
-        "type": if e.end.is_none() { "new" } else { "end" },
-        "event": {
-            "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
-            "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()), "detail": e.detail,
-        },
-    })
-    .to_string()
-    .into_bytes()
+    e.to_json().to_string().into_bytes()
 }
 
 struct Delivery {

@@ -9,7 +9,8 @@ use crate::StorageError;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// 2: the `event` table (added; version 1 indexes are upgraded in place).
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3: `event.snapshot` (added to version 2 tables in place).
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +56,9 @@ CREATE TABLE IF NOT EXISTS event (
     zone TEXT,
     score REAL,
     detail TEXT,
-    pinned INTEGER NOT NULL DEFAULT 0
+    pinned INTEGER NOT NULL DEFAULT 0,
+    -- 1 when snapshots/<camera_id>/<id>.jpg (and .thumb.jpg) exist.
+    snapshot INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS event_start ON event (start_90k);
 CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
@@ -97,13 +100,25 @@ pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, Stora
                 .map_err(|e| StorageError::db("writing schema version", e))?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            // Version 1 lacked only the event table, which SCHEMA just created.
-            Some(v) if v == "1" => {
-                conn.execute(
+            // Version 1 lacked only the event table, which SCHEMA just
+            // created; version 2's event table lacked `snapshot`.
+            Some(v) if v == "1" || v == "2" => {
+                let tx = conn
+                    .unchecked_transaction()
+                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
+                if v == "2" {
+                    tx.execute_batch(
+                        "ALTER TABLE event ADD COLUMN snapshot INTEGER NOT NULL DEFAULT 0",
+                    )
+                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
+                }
+                tx.execute(
                     "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                     [SCHEMA_VERSION.to_string()],
                 )
                 .map_err(|e| StorageError::db("upgrading the schema", e))?;
+                tx.commit()
+                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
             }
             Some(v) => return Err(StorageError::SchemaVersion(v)),
         }

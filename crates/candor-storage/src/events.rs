@@ -19,6 +19,8 @@ pub struct Event {
     pub score: Option<f64>,
     pub detail: Option<String>,
     pub pinned: bool,
+    /// A snapshot (and thumbnail) is stored; see [`Store::snapshot`].
+    pub snapshot: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -74,7 +76,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT e.id, c.name, e.kind, e.source, e.start_90k, e.end_90k, e.zone, e.score, e.detail, e.pinned \
+                "SELECT e.id, c.name, e.kind, e.source, e.start_90k, e.end_90k, e.zone, e.score, e.detail, e.pinned, e.snapshot \
                  FROM event e JOIN camera c ON c.id = e.camera_id \
                  WHERE (?1 IS NULL OR e.camera_id = ?1) AND (?2 IS NULL OR e.end_90k IS NULL OR e.end_90k >= ?2) \
                  ORDER BY e.start_90k DESC, e.id DESC LIMIT ?3",
@@ -94,11 +96,86 @@ impl Store {
                     score: r.get(7)?,
                     detail: r.get(8)?,
                     pinned: r.get(9)?,
+                    snapshot: r.get(10)?,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| StorageError::db("listing events", e))?;
         Ok(rows)
+    }
+
+    /// Records the detector's verdict on an event: peak score and zone.
+    pub fn set_event_result(
+        &self,
+        id: i64,
+        score: f64,
+        zone: Option<&str>,
+    ) -> Result<(), StorageError> {
+        self.conn()
+            .execute(
+                "UPDATE event SET score = ?1, zone = COALESCE(?2, zone) WHERE id = ?3",
+                params![score, zone, id],
+            )
+            .map_err(|e| StorageError::db("updating an event", e))?;
+        Ok(())
+    }
+
+    fn snapshot_path(&self, camera_id: i64, id: i64, thumb: bool) -> std::path::PathBuf {
+        self.dir()
+            .join("snapshots")
+            .join(camera_id.to_string())
+            .join(if thumb {
+                format!("{id}.thumb.jpg")
+            } else {
+                format!("{id}.jpg")
+            })
+    }
+
+    /// Stores (or replaces) an event's snapshot and thumbnail. Each file is
+    /// written whole under a temporary name and renamed, so a reader never
+    /// sees half a JPEG.
+    pub fn save_snapshot(
+        &self,
+        camera_id: i64,
+        id: i64,
+        jpeg: &[u8],
+        thumb: &[u8],
+    ) -> Result<(), StorageError> {
+        for (data, is_thumb) in [(jpeg, false), (thumb, true)] {
+            let path = self.snapshot_path(camera_id, id, is_thumb);
+            let what = || format!("writing snapshot {}", path.display());
+            if let Some(d) = path.parent() {
+                std::fs::create_dir_all(d).map_err(|e| StorageError::io(what(), e))?;
+            }
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, data).map_err(|e| StorageError::io(what(), e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| StorageError::io(what(), e))?;
+        }
+        self.conn()
+            .execute("UPDATE event SET snapshot = 1 WHERE id = ?1", [id])
+            .map_err(|e| StorageError::db("recording a snapshot", e))?;
+        Ok(())
+    }
+
+    /// An event's snapshot (or thumbnail) JPEG, if it has one.
+    pub fn snapshot(&self, id: i64, thumb: bool) -> Result<Option<Vec<u8>>, StorageError> {
+        let camera_id: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT camera_id FROM event WHERE id = ?1 AND snapshot = 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| StorageError::db("reading an event", e))?;
+        let Some(camera_id) = camera_id else {
+            return Ok(None);
+        };
+        match std::fs::read(self.snapshot_path(camera_id, id, thumb)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io("reading a snapshot", e)),
+        }
     }
 
     pub fn event(&self, id: i64) -> Result<Option<Event>, StorageError> {
@@ -163,6 +240,20 @@ mod tests {
             1
         );
         assert_eq!(store.close_open_events(Time90k(3000)).unwrap(), 1);
+        assert_eq!(store.snapshot(a, false).unwrap(), None);
+        store.save_snapshot(gate, a, b"full", b"small").unwrap();
+        store.set_event_result(a, 0.25, Some("door")).unwrap();
+        assert_eq!(
+            store.snapshot(a, false).unwrap().as_deref(),
+            Some(&b"full"[..])
+        );
+        assert_eq!(
+            store.snapshot(a, true).unwrap().as_deref(),
+            Some(&b"small"[..])
+        );
+        let ea = store.event(a).unwrap().unwrap();
+        assert!(ea.snapshot);
+        assert_eq!((ea.score, ea.zone.as_deref()), (Some(0.25), Some("door")));
         assert_eq!(store.event(b).unwrap().unwrap().end, Some(Time90k(3000)));
     }
 }

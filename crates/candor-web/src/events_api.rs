@@ -73,6 +73,7 @@ pub async fn list(
                         "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
                         "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()),
                         "score": e.score, "zone": e.zone, "detail": e.detail,
+                        "snapshot": e.snapshot, "pinned": e.pinned,
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -80,6 +81,52 @@ pub async fn list(
     })
     .await??;
     Ok(Json(serde_json::json!({ "events": list })).into_response())
+}
+
+/// An event's snapshot (`snapshot.jpg`) or thumbnail (`thumbnail.jpg`).
+/// Events of cameras the caller may not see look exactly like missing ones.
+pub async fn snapshot(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path((id, file)): axum::extract::Path<(String, String)>,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+    let missing = || ApiError::not_found("no such event snapshot").with_code("no_snapshot");
+    let thumb = match file.as_str() {
+        "snapshot.jpg" => false,
+        "thumbnail.jpg" => true,
+        _ => return Err(missing()),
+    };
+    let id: i64 = id.parse().map_err(|_| missing())?;
+    let f = st
+        .footage
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
+    let jpeg = tokio::task::spawn_blocking(move || {
+        let e = f
+            .store
+            .event(id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(missing)?;
+        if !p.may_see(&e.camera) {
+            return Err(missing());
+        }
+        f.store
+            .snapshot(id, thumb)
+            .map_err(ApiError::internal)?
+            .ok_or_else(missing)
+    })
+    .await??;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/jpeg"),
+            // The peak picture may replace the first one when the event ends.
+            (axum::http::header::CACHE_CONTROL, "private, max-age=10"),
+        ],
+        jpeg,
+    )
+        .into_response())
 }
 
 /// `text/event-stream`: one `event` message per change, as JSON.
@@ -97,14 +144,10 @@ pub async fn live(State(st): State<AppState>, method: Method, headers: HeaderMap
             if !p.may_see(&e.camera) {
                 return None;
             }
-            let v = serde_json::json!({
-                "type": if e.end.is_none() { "new" } else { "end" },
-                "event": {
-                    "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
-                    "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()), "detail": e.detail,
-                },
-            });
-            Some(Ok::<_, std::convert::Infallible>(SseEvent::default().event("event").data(v.to_string())))
+            let v = e.to_json();
+            Some(Ok::<_, std::convert::Infallible>(
+                SseEvent::default().event("event").data(v.to_string()),
+            ))
         }
     });
     Ok(Sse::new(stream)

@@ -502,6 +502,13 @@ pub fn routes() -> Vec<Route> {
         ),
         r(
             g.clone(),
+            "/api/v1/events/{id}/{file}",
+            R(Viewer),
+            "An event's snapshot.jpg or thumbnail.jpg (JPEG)",
+            get(events_api::snapshot),
+        ),
+        r(
+            g.clone(),
             "/api/v1/events/live",
             R(Viewer),
             "Live event feed (Server-Sent Events, one `event` message per change)",
@@ -793,6 +800,7 @@ mod route_tests {
                 .replace("{name}", "gate")
                 .replace("{id}", "999")
                 .replace("{*file}", "app.js")
+                .replace("{file}", "snapshot.jpg")
                 + "?from=2026-01-01T00:00:00Z&to=2026-01-01T00:01:00Z";
             let m = &route.method;
             let send = |req| {

@@ -293,6 +293,7 @@ mod tests {
             width: 64,
             height: 48,
             init_segment: bytes::Bytes::from_static(b"init"),
+            decoder: None,
         })
     }
 

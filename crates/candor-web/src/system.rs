@@ -89,6 +89,12 @@ fn system_json(f: &Footage, st: &AppState) -> Result<serde_json::Value, ApiError
                 "oldest": u.and_then(|u| u.oldest).map(|t| t.to_string()),
                 "days_kept": days_kept,
                 "write_errors": s.storage.write_errors,
+                "motion": s.camera.motion.as_ref().map(|m| serde_json::json!({
+                    "state": m.state, "stream": m.stream, "decoded": m.decoded,
+                    "analysed": m.analysed, "dropped": m.dropped,
+                    // Share of one core since start: the detector's cost.
+                    "cpu_percent": m.busy_us as f64 / 1e4 / f.status.started().elapsed().as_secs_f64().max(1.0),
+                })),
             }),
         });
     }

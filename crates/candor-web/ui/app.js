@@ -553,7 +553,8 @@ async function systemPage() {
           h('td', {}, c.name),
           h('td', {}, h('span', { class: `dot ${c.state}` }), c.state, c.error ? h('div', { class: 'small bad' }, c.error) : null,
             c.state === 'streaming' ? h('div', { class: 'small muted' }, `since ${fmtTime(Date.parse(c.streaming_since))}`) : null),
-          h('td', {}, c.codec ?? '–', c.resolution ? h('div', { class: 'small muted' }, `${c.resolution[0]}×${c.resolution[1]} · ${c.fps != null ? c.fps.toFixed(1) : '–'} fps`) : null),
+          h('td', {}, c.codec ?? '–', c.resolution ? h('div', { class: 'small muted' }, `${c.resolution[0]}×${c.resolution[1]} · ${c.fps != null ? c.fps.toFixed(1) : '–'} fps`) : null,
+            c.motion ? h('div', { class: 'small muted', 'data-motion': c.motion.state }, `motion: ${c.motion.state}${c.motion.stream ? ` on ${c.motion.stream}` : ''} · ${c.motion.cpu_percent.toFixed(1)} % CPU`) : null),
           h('td', {}, c.bitrate != null ? `${(c.bitrate / 1e6).toFixed(2)} Mbit/s` : '–'),
           h('td', {}, fmtBytes(c.bytes)),
           h('td', {}, c.days_kept != null ? `${c.days_kept < 1 ? fmtSecs(c.days_kept * 86400) : c.days_kept.toFixed(1) + ' days'}` : 'none yet'),
@@ -767,13 +768,20 @@ const KIND_LABEL = { motion: 'Motion', tamper: 'Tamper', input: 'Input' };
 function eventRow(e) {
   const start = Date.parse(e.start);
   const end = e.end ? Date.parse(e.end) : null;
+  const play = `#playback?cams=${enc(e.camera)}&t=${start - 5000}`;
+  const thumb = e.snapshot
+    ? h('a', { href: play, class: 'thumb-link', title: 'Play from 5 s before' },
+      h('img', { class: 'thumb', src: `/api/v1/events/${e.id}/thumbnail.jpg`, alt: `${e.kind} on ${e.camera}`, loading: 'lazy' }))
+    : h('span', { class: 'thumb none' });
+  const extra = [e.zone ? `zone ${e.zone}` : null, e.score != null ? `${(e.score * 100).toFixed(1)} %` : null].filter(Boolean).join(' · ');
   return h('tr', { 'data-event': e.id, 'data-kind': e.kind },
-    h('td', {}, fmtTime(start)),
+    h('td', {}, thumb),
+    h('td', {}, fmtTime(start), extra ? h('div', { class: 'small muted' }, extra) : null),
     h('td', {}, e.camera),
     h('td', {}, h('span', { class: `tag ${e.kind}` }, KIND_LABEL[e.kind] ?? e.kind)),
     h('td', {}, end ? fmtSecs((end - start) / 1000) : h('strong', { class: 'live-tag' }, 'ongoing')),
     h('td', { class: 'small muted' }, e.source === 'onvif' ? 'camera' : e.source),
-    h('td', {}, h('a', { class: 'button ghost small', href: `#playback?cams=${enc(e.camera)}&t=${start - 5000}` }, 'Play')));
+    h('td', {}, h('a', { class: 'button ghost small', href: play }, 'Play')));
 }
 
 async function eventsPage(params) {
@@ -790,8 +798,8 @@ async function eventsPage(params) {
   const kind = h('select', { name: 'kind' }, h('option', { value: '' }, 'All kinds'), Object.entries(KIND_LABEL).map(([k, l]) => h('option', { value: k, selected: k === params.get('kind') }, l)));
   const body = h('tbody');
   const table = h('div', { class: 'table-wrap' }, h('table', {},
-    h('thead', {}, h('tr', {}, ['Start', 'Camera', 'Kind', 'Duration', 'From', ''].map((c) => h('th', {}, c)))), body));
-  const empty = h('div', { class: 'empty', hidden: true }, 'No events yet. Cameras with onvif = "…" in candor.toml report motion, tamper and inputs here as they happen.');
+    h('thead', {}, h('tr', {}, ['', 'Start', 'Camera', 'Kind', 'Duration', 'From', ''].map((c) => h('th', {}, c)))), body));
+  const empty = h('div', { class: 'empty', hidden: true }, 'No events yet. Cameras with [cameras.motion] enabled = true, or with onvif = "…", in candor.toml report motion, tamper and inputs here as they happen.');
   const feed = h('span', { class: 'muted small' }, 'Live feed: connecting…');
   const load = async () => {
     const q = new URLSearchParams();
@@ -802,7 +810,7 @@ async function eventsPage(params) {
       body.replaceChildren(...r.events.map(eventRow));
       empty.hidden = r.events.length > 0;
     } catch (e) {
-      body.replaceChildren(h('tr', {}, h('td', { colspan: 6 }, errorBox(e))));
+      body.replaceChildren(h('tr', {}, h('td', { colspan: 7 }, errorBox(e))));
     }
   };
   cam.addEventListener('change', load);
@@ -816,8 +824,10 @@ async function eventsPage(params) {
   es.addEventListener('event', (m) => {
     const { event } = JSON.parse(m.data);
     if ((cam.value && event.camera !== cam.value) || (kind.value && event.kind !== kind.value)) return;
-    const row = eventRow(event);
     const old = body.querySelector(`tr[data-event="${event.id}"]`);
+    // An end message may not know of a snapshot an update brought.
+    if (old && !event.snapshot && old.querySelector('img.thumb')) event.snapshot = true;
+    const row = eventRow(event);
     if (old) old.replaceWith(row); else body.prepend(row);
     empty.hidden = true;
   });

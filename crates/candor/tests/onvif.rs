@@ -217,45 +217,6 @@ fn camera_events_over_pullpoint_become_candor_events() {
     assert!(events_json(&cfg).iter().all(|e| !e["end"].is_null()));
 }
 
-/// Lines a real MQTT client (mosquitto_sub) receives, as `topic payload`.
-struct Subscriber {
-    child: std::process::Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Subscriber {
-    fn start(topics: &[&str]) -> Subscriber {
-        let mut c = Command::new("mosquitto_sub");
-        c.args(["-h", "127.0.0.1", "-p", "1883", "-v"]);
-        for t in topics {
-            c.args(["-t", t]);
-        }
-        let mut child = c
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("mosquitto_sub is needed: apt-get install mosquitto-clients");
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let l = lines.clone();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
-            }
-        });
-        Subscriber { child, lines }
-    }
-    fn has(&self, f: impl Fn(&str) -> bool) -> bool {
-        self.lines.lock().unwrap().iter().any(|l| f(l))
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn events_reach_mqtt_subscribers_with_home_assistant_discovery() {
     let prefix = format!("candortest{}", std::process::id());

@@ -150,9 +150,9 @@ pub fn fragment_header(
     b
 }
 
-/// The RFC 6381 `codecs` parameter for an `avc1`/`hvc1` sample entry, as MSE's
-/// `isTypeSupported` wants it, or `None` if the entry is not understood.
-pub fn rfc6381_codec(sample_entry: &[u8]) -> Option<String> {
+/// The sample entry's type (`avc1`, `hvc1`…) and its decoder configuration
+/// box body (`avcC`/`hvcC`).
+fn config_box(sample_entry: &[u8]) -> Option<(&[u8], &[u8])> {
     let typ = sample_entry.get(4..8)?;
     // Visual sample entry: 8 header + 78 fixed bytes, then child boxes.
     let mut children = sample_entry.get(86..)?;
@@ -163,40 +163,60 @@ pub fn rfc6381_codec(sample_entry: &[u8]) -> Option<String> {
         }
         let (name, body) = (&children[4..8], &children[8..len]);
         match (typ, name) {
-            (b"avc1" | b"avc3", b"avcC") if body.len() >= 4 => {
-                return Some(format!(
-                    "{}.{:02x}{:02x}{:02x}",
-                    std::str::from_utf8(typ).ok()?,
-                    body[1],
-                    body[2],
-                    body[3]
-                ));
-            }
-            (b"hvc1" | b"hev1", b"hvcC") if body.len() >= 13 => {
-                // ISO 14496-15 E.3: profile space+idc, compatibility flags
-                // (bit-reversed, hex, trailing zeros dropped), tier+level,
-                // constraint bytes (trailing zero bytes dropped).
-                let space = ["", "A", "B", "C"][usize::from(body[1] >> 6)];
-                let tier = if body[1] & 0x20 != 0 { 'H' } else { 'L' };
-                let idc = body[1] & 0x1f;
-                let compat = u32::from_be_bytes(body[2..6].try_into().ok()?).reverse_bits();
-                let mut s = format!(
-                    "{}.{space}{idc}.{compat:x}.{tier}{}",
-                    std::str::from_utf8(typ).ok()?,
-                    body[12]
-                );
-                let cons = &body[6..12];
-                let n = cons.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
-                for c in &cons[..n] {
-                    s.push_str(&format!(".{c:02X}"));
-                }
-                return Some(s);
+            (b"avc1" | b"avc3", b"avcC") | (b"hvc1" | b"hev1", b"hvcC") => {
+                return Some((typ, body));
             }
             _ => {}
         }
         children = &children[len..];
     }
     None
+}
+
+/// The parameter sets and NAL framing of an `avc1`/`hvc1` sample entry, as a
+/// decoder needs them.
+pub fn decoder_config(sample_entry: &[u8]) -> Option<crate::h26x::DecoderConfig> {
+    let (typ, body) = config_box(sample_entry)?;
+    match typ {
+        b"avc1" | b"avc3" => crate::h26x::DecoderConfig::parse_avcc(body).ok(),
+        _ => crate::h26x::DecoderConfig::parse_hvcc(body).ok(),
+    }
+}
+
+/// The RFC 6381 `codecs` parameter for an `avc1`/`hvc1` sample entry, as MSE's
+/// `isTypeSupported` wants it, or `None` if the entry is not understood.
+pub fn rfc6381_codec(sample_entry: &[u8]) -> Option<String> {
+    let (typ, body) = config_box(sample_entry)?;
+    match typ {
+        b"avc1" | b"avc3" if body.len() >= 4 => Some(format!(
+            "{}.{:02x}{:02x}{:02x}",
+            std::str::from_utf8(typ).ok()?,
+            body[1],
+            body[2],
+            body[3]
+        )),
+        b"hvc1" | b"hev1" if body.len() >= 13 => {
+            // ISO 14496-15 E.3: profile space+idc, compatibility flags
+            // (bit-reversed, hex, trailing zeros dropped), tier+level,
+            // constraint bytes (trailing zero bytes dropped).
+            let space = ["", "A", "B", "C"][usize::from(body[1] >> 6)];
+            let tier = if body[1] & 0x20 != 0 { 'H' } else { 'L' };
+            let idc = body[1] & 0x1f;
+            let compat = u32::from_be_bytes(body[2..6].try_into().ok()?).reverse_bits();
+            let mut s = format!(
+                "{}.{space}{idc}.{compat:x}.{tier}{}",
+                std::str::from_utf8(typ).ok()?,
+                body[12]
+            );
+            let cons = &body[6..12];
+            let n = cons.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+            for c in &cons[..n] {
+                s.push_str(&format!(".{c:02X}"));
+            }
+            Some(s)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

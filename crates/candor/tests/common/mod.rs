@@ -402,3 +402,44 @@ pub fn user_add(
         .unwrap();
     c.wait_with_output().unwrap()
 }
+
+#[allow(dead_code)]
+/// Lines a real MQTT client (mosquitto_sub) receives, as `topic payload`.
+pub struct Subscriber {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Subscriber {
+    pub fn start(topics: &[&str]) -> Subscriber {
+        use std::io::BufRead;
+        let mut c = Command::new("mosquitto_sub");
+        c.args(["-h", "127.0.0.1", "-p", "1883", "-v"]);
+        for t in topics {
+            c.args(["-t", t]);
+        }
+        let mut child = c
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub is needed: apt-get install mosquitto-clients");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = lines.clone();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        Subscriber { child, lines }
+    }
+    pub fn has(&self, f: impl Fn(&str) -> bool) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| f(l))
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,336 @@
+//! Motion detection per camera: a thread that decodes the (sub) stream's
+//! frames and runs [`candor_motion::Scanner`], turning its verdicts into
+//! events with snapshots. It also gives camera-side (ONVIF) events of its
+//! camera a snapshot, from the last picture it analysed.
+//!
+//! Frames come from the camera's live broadcast, like a viewer's: ingest
+//! never waits for the detector. If the detector falls behind, it loses
+//! frames, says so, and resumes at the next key frame.
+
+use crate::bus::{EventBus, EventChange, Phase};
+use crate::config::MotionConfig;
+use crate::live::{LiveFrame, LiveInit, LiveSender};
+use candor_media::{Duration90k, Time90k};
+use candor_motion::{Picture, ScanEvent, Scanner};
+use candor_storage::Store;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{info, warn};
+
+/// What the detector is doing, for the system page.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MotionStatus {
+    /// `off`, `starting`, `running`, or why it can't run.
+    pub state: String,
+    pub stream: Option<String>,
+    pub decoded: u64,
+    pub analysed: u64,
+    pub dropped: u64,
+    /// Time spent decoding and analysing (µs), for the cost per camera.
+    pub busy_us: u64,
+}
+
+pub(crate) struct MotionTask {
+    pub camera: String,
+    pub camera_id: i64,
+    pub store: Arc<Store>,
+    pub bus: EventBus,
+    pub cfg: MotionConfig,
+    pub frames: LiveSender,
+    /// The camera's status; this task keeps its `motion` part.
+    pub status: Arc<Mutex<crate::CameraStatus>>,
+}
+
+enum Item {
+    Frame(Arc<LiveFrame>),
+    /// Frames were lost: the decoder must wait for a key frame.
+    Resync,
+}
+
+/// Frames queued for the detector thread: about 3 s at 15 fps.
+const QUEUE: usize = 48;
+
+impl MotionTask {
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Item>(QUEUE);
+        let mut frames = self.frames.subscribe();
+        let status = self.status.clone();
+        let name = self.camera.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("motion-{}", self.camera))
+            .spawn(move || self.work(rx));
+        let worker = match worker {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(camera = %name, "motion detection not started: {e}");
+                return;
+            }
+        };
+        let mut lost = false;
+        loop {
+            let item = tokio::select! {
+                r = frames.recv() => match r {
+                    Ok(f) => Item::Frame(f),
+                    Err(RecvError::Lagged(n)) => {
+                        set_status(&status, |m| m.dropped += n);
+                        Item::Resync
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            // A full queue means the detector is slower than the stream:
+            // drop and resync rather than ever slowing anything else.
+            if lost && tx.try_send(Item::Resync).is_ok() {
+                lost = false;
+            }
+            if !lost && tx.try_send(item).is_err() {
+                lost = true;
+                set_status(&status, |m| m.dropped += 1);
+            }
+        }
+        drop(tx);
+        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    }
+
+    fn set(&self, f: impl FnOnce(&mut MotionStatus)) {
+        set_status(&self.status, f);
+    }
+
+    fn work(self, rx: std::sync::mpsc::Receiver<Item>) {
+        let mut bus_rx = self.bus.subscribe();
+        let hold = Duration90k::from_std(self.cfg.hold.0).0;
+        let mut scanner: Option<(Arc<LiveInit>, Scanner)> = None;
+        let mut unsupported: Option<Arc<LiveInit>> = None;
+        let mut open: Option<(i64, Time90k, bool)> = None;
+        let mut latest: Option<(Time90k, Picture)> = None;
+        while let Ok(item) = rx.recv() {
+            let f = match item {
+                Item::Frame(f) => f,
+                Item::Resync => {
+                    if let Some((_, s)) = &mut scanner {
+                        s.resync();
+                    }
+                    continue;
+                }
+            };
+            let t0 = Instant::now();
+            let new_stream = scanner
+                .as_ref()
+                .is_none_or(|(i, _)| !Arc::ptr_eq(i, &f.init));
+            if new_stream
+                && unsupported
+                    .as_ref()
+                    .is_none_or(|i| !Arc::ptr_eq(i, &f.init))
+            {
+                if let Some((_, mut s)) = scanner.take()
+                    && let Some(e) = s.finish()
+                {
+                    self.handle(e, &mut open);
+                }
+                let made = f
+                    .init
+                    .decoder
+                    .as_ref()
+                    .ok_or_else(|| "no decoder configuration".to_owned())
+                    .and_then(|c| {
+                        Scanner::new(c, self.cfg.settings(), self.cfg.fps, hold)
+                            .map_err(|e| e.to_string())
+                    });
+                let desc = format!("{}x{} {}", f.init.width, f.init.height, f.init.codec);
+                match made {
+                    Ok(s) => {
+                        info!(camera = %self.camera, "motion detection on {desc}");
+                        self.set(|st| {
+                            st.state = "running".into();
+                            st.stream = Some(desc);
+                        });
+                        scanner = Some((f.init.clone(), s));
+                        unsupported = None;
+                    }
+                    Err(e) => {
+                        warn!(camera = %self.camera, "motion detection can't run on {desc}: {e}");
+                        self.set(|st| {
+                            st.state = e;
+                            st.stream = Some(desc);
+                        });
+                        unsupported = Some(f.init.clone());
+                    }
+                }
+            }
+            let Some((_, s)) = scanner.as_mut().filter(|_| unsupported.is_none()) else {
+                continue;
+            };
+            // Event times are wall-clock times of arrival, as recording uses.
+            let wall = Time90k::now() - Duration90k::from_std(f.received.elapsed());
+            // Camera-side events of this camera get the latest picture; keep
+            // one about once a second, since a copy is a whole frame.
+            if latest.as_ref().is_none_or(|(t, _)| (wall - *t).0 > 90_000) {
+                s.request_picture();
+            }
+            let r = s.push(wall.0, &f.data, f.key);
+            if let Some(p) = s.take_picture() {
+                latest = Some((wall, p));
+            }
+            match r {
+                Ok(Some(e)) => {
+                    if let ScanEvent::Start { picture, .. } = &e {
+                        latest = Some((wall, picture.clone()));
+                    }
+                    self.handle(e, &mut open);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(camera = %self.camera, "motion: {e}; waiting for the next key frame")
+                }
+            }
+            loop {
+                match bus_rx.try_recv() {
+                    Ok(e)
+                        if e.camera == self.camera
+                            && e.source != "motion"
+                            && e.phase == Phase::Start =>
+                    {
+                        if let Some((t, p)) = &latest
+                            && (wall - *t).0 < 3 * 90_000
+                        {
+                            self.snapshot_for(&e, p);
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            let st = s.stats();
+            let dt = t0.elapsed().as_micros() as u64;
+            self.set(|m| {
+                m.decoded = st.decoded;
+                m.analysed = st.analysed;
+                m.busy_us += dt;
+            });
+        }
+        if let Some((_, mut s)) = scanner
+            && let Some(e) = s.finish()
+        {
+            self.handle(e, &mut open);
+        }
+        self.set(|st| st.state = "stopped".into());
+    }
+
+    fn encode(&self, p: &Picture) -> Option<(Vec<u8>, Vec<u8>)> {
+        let full = p
+            .jpeg(80)
+            .inspect_err(|e| warn!(camera = %self.camera, "snapshot: {e}"))
+            .ok()?;
+        let thumb = p.scaled_to_width(320).jpeg(75).ok()?;
+        Some((full, thumb))
+    }
+
+    /// A snapshot for another source's event, announced as an update.
+    fn snapshot_for(&self, e: &EventChange, p: &Picture) {
+        let Some((full, thumb)) = self.encode(p) else {
+            return;
+        };
+        if let Err(err) = self
+            .store
+            .save_snapshot(self.camera_id, e.id, &full, &thumb)
+        {
+            warn!(camera = %self.camera, "saving a snapshot: {err}");
+            return;
+        }
+        let _ = self.bus.send(EventChange {
+            phase: Phase::Update,
+            snapshot: Some(full.into()),
+            has_snapshot: true,
+            ..e.clone()
+        });
+    }
+
+    fn handle(&self, e: ScanEvent, open: &mut Option<(i64, Time90k, bool)>) {
+        let change =
+            |id, phase, start, end, score: f32, zone: Option<String>, snapshot: Option<Vec<u8>>| {
+                EventChange {
+                    id,
+                    camera: self.camera.clone(),
+                    kind: "motion",
+                    source: "motion",
+                    phase,
+                    start,
+                    end,
+                    detail: None,
+                    score: Some(f64::from(score)),
+                    zone,
+                    has_snapshot: snapshot.is_some(),
+                    snapshot: snapshot.map(Into::into),
+                }
+            };
+        match e {
+            ScanEvent::Start {
+                at_90k,
+                score,
+                zone,
+                picture,
+            } => {
+                let start = Time90k(at_90k);
+                let id =
+                    match self
+                        .store
+                        .start_event(self.camera_id, "motion", "motion", start, None)
+                    {
+                        Ok(id) => id,
+                        Err(err) => {
+                            warn!(camera = %self.camera, "recording a motion event: {err}");
+                            return;
+                        }
+                    };
+                let _ = self
+                    .store
+                    .set_event_result(id, f64::from(score), zone.as_deref());
+                let snap = self.encode(&picture).and_then(|(full, thumb)| {
+                    self.store
+                        .save_snapshot(self.camera_id, id, &full, &thumb)
+                        .ok()
+                        .map(|_| full)
+                });
+                *open = Some((id, start, snap.is_some()));
+                let _ = self
+                    .bus
+                    .send(change(id, Phase::Start, start, None, score, zone, snap));
+            }
+            ScanEvent::End {
+                at_90k,
+                peak_score,
+                zone,
+                picture,
+            } => {
+                let Some((id, start, had_snapshot)) = open.take() else {
+                    return;
+                };
+                let end = Time90k(at_90k.max(start.0));
+                if let Err(err) = self.store.end_event(id, end) {
+                    warn!(camera = %self.camera, "ending a motion event: {err}");
+                }
+                let _ = self
+                    .store
+                    .set_event_result(id, f64::from(peak_score), zone.as_deref());
+                // The peak picture replaces the first one: it shows the most.
+                if let Some(p) = picture
+                    && let Some((full, thumb)) = self.encode(&p)
+                {
+                    let _ = self.store.save_snapshot(self.camera_id, id, &full, &thumb);
+                }
+                let mut c = change(id, Phase::End, start, Some(end), peak_score, zone, None);
+                c.has_snapshot = had_snapshot;
+                let _ = self.bus.send(c);
+            }
+        }
+    }
+}
+
+fn set_status(s: &Mutex<crate::CameraStatus>, f: impl FnOnce(&mut MotionStatus)) {
+    f(s.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .motion
+        .get_or_insert_default());
+}

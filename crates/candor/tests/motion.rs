@@ -1,0 +1,234 @@
+//! Motion detection in the running recorder: a simulated camera loops real
+//! footage of people walking; the recorder decodes its sub stream, raises
+//! motion events with snapshots, shows them in the API, and publishes them
+//! (and the snapshot, with Home Assistant discovery of an image entity) to
+//! the real Mosquitto broker. JPEGs are judged by ffprobe.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const CLIP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../assets/clips/vtest-h264-10s.mp4"
+);
+
+fn probe_jpeg(path: &std::path::Path) -> (String, u64, u64) {
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = &v["streams"][0];
+    (
+        s["codec_name"].as_str().unwrap_or_default().to_owned(),
+        s["width"].as_u64().unwrap_or(0),
+        s["height"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
+    let prefix = format!("candormotion{}", std::process::id());
+    let sub = Subscriber::start(&[
+        &format!("{prefix}/gate/motion"),
+        &format!("{prefix}/yard/motion"),
+        &format!("{prefix}/events"),
+        &format!("homeassistant/image/{prefix}_gate_snapshot/config"),
+    ]);
+    // The snapshot topic carries JPEG bytes: a second client writes the
+    // first message it gets to a file, as-is.
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt_jpeg = dir.path().join("mqtt.jpg");
+    let snap_sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", "1883", "-C", "1", "-N", "-t"])
+        .arg(format!("{prefix}/gate/snapshot"))
+        .stdout(std::fs::File::create(&mqtt_jpeg).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let sim = Sim::start(CLIP, 2);
+    // gate: main stream cam0, motion on the "sub stream" cam1 (the same
+    // footage, served separately, as a camera's second profile would be).
+    // yard: a zone where nobody walks (the top 8% of the image): no events.
+    let gate_extra = format!(
+        "sub_url = \"{}\"\n[cameras.motion]\nenabled = true\n",
+        sim.url(1)
+    );
+    let yard_extra = "[cameras.motion]\nenabled = true\n[[cameras.motion.zones]]\nname = \"sky\"\npoints = [[0.0, 0.0], [1.0, 0.0], [1.0, 0.08], [0.0, 0.08]]\n";
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[
+            ("gate", sim.url(0), &gate_extra),
+            ("yard", sim.url(1), yard_extra),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!("\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\ntopic_prefix = \"{prefix}\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    assert!(
+        user_add(&cfg, "root", "admin", "root password 1")
+            .status
+            .success()
+    );
+    let rec = start_recorder(&cfg);
+    let base = web_url(&rec);
+    let cert = dir.path().join("data/tls/cert.pem");
+    let jar = dir.path().join("jar");
+    let (code, _, _) = curl(
+        &cert,
+        &jar,
+        "POST",
+        &format!("{base}api/v1/login"),
+        Some(r#"{"username":"root","password":"root password 1"}"#),
+        &[],
+    );
+    assert_eq!(code, 200);
+
+    // The model learns for 3 s, then the walkers are motion.
+    let mut ev = serde_json::Value::Null;
+    wait_for(
+        "a motion event with a snapshot",
+        Duration::from_secs(30),
+        || {
+            let (_, _, v) = curl(
+                &cert,
+                &jar,
+                "GET",
+                &format!("{base}api/v1/events?camera=gate"),
+                None,
+                &[],
+            );
+            ev = v["events"]
+                .as_array()
+                .and_then(|l| {
+                    l.iter()
+                        .find(|e| e["source"] == "motion" && e["snapshot"] == true)
+                })
+                .cloned()
+                .unwrap_or_default();
+            !ev.is_null()
+        },
+    );
+    assert_eq!(ev["kind"], "motion");
+    assert!(ev["score"].as_f64().unwrap() > 0.003, "{ev}");
+    let id = ev["id"].as_i64().unwrap();
+
+    // The snapshot and thumbnail are real JPEGs of the sub stream's picture.
+    for (file, width, height) in [("snapshot.jpg", 768, 576), ("thumbnail.jpg", 320, 240)] {
+        let out = dir.path().join(file);
+        let o = Command::new("curl")
+            .args(["-sS", "-f", "--cacert"])
+            .arg(&cert)
+            .arg("-b")
+            .arg(&jar)
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("{base}api/v1/events/{id}/{file}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            probe_jpeg(&out),
+            ("mjpeg".to_owned(), width, height),
+            "{file}"
+        );
+    }
+    let (code, _, _) = curl(
+        &cert,
+        &jar,
+        "GET",
+        &format!("{base}api/v1/events/{}/snapshot.jpg", id + 100_000),
+        None,
+        &[],
+    );
+    assert_eq!(code, 404);
+
+    // MQTT: state, event message with score, HA image discovery and the JPEG.
+    wait_for("MQTT motion messages", Duration::from_secs(15), || {
+        sub.has(|l| l == format!("{prefix}/gate/motion ON"))
+            && sub.has(|l| {
+                l.starts_with(&format!("{prefix}/events "))
+                    && l.contains("\"source\":\"motion\"")
+                    && l.contains("\"snapshot\":true")
+                    && l.contains("\"score\":")
+            })
+            && sub.has(|l| {
+                l.contains("homeassistant/image/")
+                    && l.contains(&format!("\"image_topic\":\"{prefix}/gate/snapshot\""))
+                    && l.contains("\"content_type\":\"image/jpeg\"")
+            })
+    });
+    let snap = snap_sub.wait_with_output().unwrap();
+    assert!(snap.status.success());
+    assert_eq!(probe_jpeg(&mqtt_jpeg), ("mjpeg".to_owned(), 768, 576));
+
+    // The system page reports the detector and its cost.
+    let (_, _, sys) = curl(
+        &cert,
+        &jar,
+        "GET",
+        &format!("{base}api/v1/system"),
+        None,
+        &[],
+    );
+    let cams = sys["cameras"].as_array().unwrap();
+    let gate = cams.iter().find(|c| c["name"] == "gate").unwrap();
+    assert_eq!(gate["motion"]["state"], "running", "{gate}");
+    assert!(
+        gate["motion"]["stream"]
+            .as_str()
+            .unwrap()
+            .starts_with("768x576 avc1"),
+        "{gate}"
+    );
+    assert!(gate["motion"]["analysed"].as_u64().unwrap() > 10, "{gate}");
+
+    // The zone in the sky saw nothing, although yard's detector ran.
+    let yard = cams.iter().find(|c| c["name"] == "yard").unwrap();
+    assert!(yard["motion"]["analysed"].as_u64().unwrap() > 10, "{yard}");
+    let (_, _, v) = curl(
+        &cert,
+        &jar,
+        "GET",
+        &format!("{base}api/v1/events?camera=yard"),
+        None,
+        &[],
+    );
+    assert_eq!(v["events"].as_array().unwrap().len(), 0, "{v}");
+    assert!(!sub.has(|l| l == format!("{prefix}/yard/motion ON")));
+
+    // Stopping ends the ongoing event.
+    rec.stop();
+    let o = candor(&[
+        "events",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--camera",
+        "gate",
+        "--json",
+    ]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!list.as_array().unwrap().is_empty());
+    assert!(
+        list.as_array().unwrap().iter().all(|e| !e["end"].is_null()),
+        "{list}"
+    );
+}
