@@ -335,8 +335,11 @@ async function playbackPage(params) {
     // A short recording would be a sliver on a day's timeline: show it whole.
     if (Math.max(...all.map((s) => s.end)) - Math.min(...all.map((s) => s.start)) < 2 * 3600e3) fit();
     const t = Number(params.get('t')) || Math.max(Math.min(...all.map((s) => s.start)), Math.max(...all.map((s) => s.end)) - 60e3);
+    // Links from events say play=1: the user asked to see that moment.
+    const autoplay = params.get('play') === '1';
     params.delete('t');
-    playFrom(t, false);
+    params.delete('play');
+    playFrom(t, autoplay);
   }
 
   /// Where a camera's footage is at or after `t`: `t` itself inside a span,
@@ -768,7 +771,7 @@ const KIND_LABEL = { motion: 'Motion', tamper: 'Tamper', input: 'Input' };
 function eventRow(e) {
   const start = Date.parse(e.start);
   const end = e.end ? Date.parse(e.end) : null;
-  const play = `#playback?cams=${enc(e.camera)}&t=${start - 5000}`;
+  const play = `#playback?cams=${enc(e.camera)}&t=${start - 5000}&play=1`;
   const thumb = e.snapshot
     ? h('a', { href: play, class: 'thumb-link', title: 'Play from 5 s before' },
       h('img', { class: 'thumb', src: `/api/v1/events/${e.id}/thumbnail.jpg`, alt: `${e.kind} on ${e.camera}`, loading: 'lazy' }))
@@ -780,7 +783,7 @@ function eventRow(e) {
     h('td', {}, e.camera),
     h('td', {}, h('span', { class: `tag ${e.kind}` }, KIND_LABEL[e.kind] ?? e.kind)),
     h('td', {}, end ? fmtSecs((end - start) / 1000) : h('strong', { class: 'live-tag' }, 'ongoing')),
-    h('td', { class: 'small muted' }, e.source === 'onvif' ? 'camera' : e.source),
+    h('td', { class: 'small muted' }, e.source === 'onvif' ? 'camera' : e.source === 'motion' ? 'recorder' : e.source),
     h('td', {}, h('a', { class: 'button ghost small', href: play }, 'Play')));
 }
 

@@ -3,7 +3,8 @@
 //! live view plays, survives a camera reboot and a dropped connection →
 //! playback from a chosen instant → export downloads an
 //! MP4 that ffprobe accepts → a viewer limited to one camera sees only that
-//! camera, in the UI and the API → the admin enrols TOTP by QR code.
+//! camera, in the UI and the API → the events page lists motion events with
+//! thumbnails and a click plays the footage → the admin enrols TOTP by QR code.
 //! Screenshots go to `artifacts/screenshots/`.
 
 mod common;
@@ -49,7 +50,7 @@ fn web_app_end_to_end_in_headless_chromium() {
         "",
         &[
             ("gate", sim.url(0), ""),
-            ("yard", sim.url(1), ""),
+            ("yard", sim.url(1), "[cameras.motion]\nenabled = true\n"),
             ("door", hevc.url(0), ""),
         ],
     );
