@@ -776,4 +776,20 @@ max_bytes = "5GB"
         // Absent section: off.
         assert!(!Config::parse(GOOD).unwrap().cameras[0].motion.enabled);
     }
+
+    #[test]
+    fn the_readme_reference_parses() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("## Configuration reference")
+            .nth(1)
+            .and_then(|r| r.split("```toml\n").nth(1))
+            .and_then(|r| r.split("```").next())
+            .expect("README has a toml block under Configuration reference");
+        let c = Config::parse(block).unwrap_or_else(|e| panic!("README config: {e}"));
+        let m = &c.cameras[0].motion;
+        assert!(m.enabled);
+        assert_eq!((m.zones.len(), m.masks.len()), (1, 1));
+        assert!(c.cameras[0].sub_url.is_none(), "commented out in the README");
+    }
 }

@@ -272,31 +272,43 @@ impl MotionTask {
                 zone,
                 picture,
             } => {
+                // The alarm first (one index commit), the pictures after: JPEG
+                // encoding costs more than everything else on this path, and
+                // an alarm must not wait for it.
                 let start = Time90k(at_90k);
-                let id =
-                    match self
-                        .store
-                        .start_event(self.camera_id, "motion", "motion", start, None)
-                    {
-                        Ok(id) => id,
-                        Err(err) => {
-                            warn!(camera = %self.camera, "recording a motion event: {err}");
-                            return;
-                        }
-                    };
-                let _ = self
-                    .store
-                    .set_event_result(id, f64::from(score), zone.as_deref());
-                let snap = self.encode(&picture).and_then(|(full, thumb)| {
+                let id = match self.store.start_detected_event(
+                    self.camera_id,
+                    "motion",
+                    "motion",
+                    start,
+                    f64::from(score),
+                    zone.as_deref(),
+                    None,
+                ) {
+                    Ok(id) => id,
+                    Err(err) => {
+                        warn!(camera = %self.camera, "recording a motion event: {err}");
+                        return;
+                    }
+                };
+                let c = change(id, Phase::Start, start, None, score, zone, None);
+                let _ = self.bus.send(c.clone());
+                let saved = self.encode(&picture).and_then(|(full, thumb)| {
                     self.store
                         .save_snapshot(self.camera_id, id, &full, &thumb)
+                        .inspect_err(|e| warn!(camera = %self.camera, "saving a snapshot: {e}"))
                         .ok()
                         .map(|_| full)
                 });
-                *open = Some((id, start, snap.is_some()));
-                let _ = self
-                    .bus
-                    .send(change(id, Phase::Start, start, None, score, zone, snap));
+                *open = Some((id, start, saved.is_some()));
+                if let Some(full) = saved {
+                    let _ = self.bus.send(EventChange {
+                        phase: Phase::Update,
+                        has_snapshot: true,
+                        snapshot: Some(full.into()),
+                        ..c
+                    });
+                }
             }
             ScanEvent::End {
                 at_90k,

@@ -104,6 +104,39 @@ impl Store {
         Ok(rows)
     }
 
+    /// Records the start of a detected event with its score, zone and
+    /// snapshot in one transaction (one fsync): the snapshot files are
+    /// written before the commit, so a committed `snapshot = 1` always has
+    /// its files.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_detected_event(
+        &self,
+        camera_id: i64,
+        kind: &str,
+        source: &str,
+        start: Time90k,
+        score: f64,
+        zone: Option<&str>,
+        snapshot: Option<(&[u8], &[u8])>,
+    ) -> Result<i64, StorageError> {
+        let mut conn = self.conn();
+        let ctx = |e| StorageError::db("recording an event", e);
+        let tx = conn.transaction().map_err(ctx)?;
+        tx.execute(
+            "INSERT INTO event (camera_id, kind, source, start_90k, score, zone) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![camera_id, kind, source, start.0, score, zone],
+        )
+        .map_err(ctx)?;
+        let id = tx.last_insert_rowid();
+        if let Some((jpeg, thumb)) = snapshot {
+            self.write_snapshot_files(camera_id, id, jpeg, thumb)?;
+            tx.execute("UPDATE event SET snapshot = 1 WHERE id = ?1", [id])
+                .map_err(ctx)?;
+        }
+        tx.commit().map_err(ctx)?;
+        Ok(id)
+    }
+
     /// Records the detector's verdict on an event: peak score and zone.
     pub fn set_event_result(
         &self,
@@ -141,6 +174,20 @@ impl Store {
         jpeg: &[u8],
         thumb: &[u8],
     ) -> Result<(), StorageError> {
+        self.write_snapshot_files(camera_id, id, jpeg, thumb)?;
+        self.conn()
+            .execute("UPDATE event SET snapshot = 1 WHERE id = ?1", [id])
+            .map_err(|e| StorageError::db("recording a snapshot", e))?;
+        Ok(())
+    }
+
+    fn write_snapshot_files(
+        &self,
+        camera_id: i64,
+        id: i64,
+        jpeg: &[u8],
+        thumb: &[u8],
+    ) -> Result<(), StorageError> {
         for (data, is_thumb) in [(jpeg, false), (thumb, true)] {
             let path = self.snapshot_path(camera_id, id, is_thumb);
             let what = || format!("writing snapshot {}", path.display());
@@ -151,9 +198,6 @@ impl Store {
             std::fs::write(&tmp, data).map_err(|e| StorageError::io(what(), e))?;
             std::fs::rename(&tmp, &path).map_err(|e| StorageError::io(what(), e))?;
         }
-        self.conn()
-            .execute("UPDATE event SET snapshot = 1 WHERE id = ?1", [id])
-            .map_err(|e| StorageError::db("recording a snapshot", e))?;
         Ok(())
     }
 
