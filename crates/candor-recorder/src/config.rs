@@ -226,6 +226,32 @@ pub struct CameraConfig {
     /// Motion detection on the recorder.
     #[serde(default)]
     pub motion: MotionConfig,
+    /// `continuous` (default) or `events`: keep only footage around events.
+    #[serde(default)]
+    pub record: RecordMode,
+    /// Footage kept before an event starts and after it ends.
+    #[serde(default = "default_pre")]
+    pub pre_capture: HumanDuration,
+    #[serde(default = "default_post")]
+    pub post_capture: HumanDuration,
+    /// Keep footage around events this long (instead of `max_age`).
+    pub event_max_age: Option<HumanDuration>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordMode {
+    #[default]
+    Continuous,
+    Events,
+}
+
+fn default_pre() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+fn default_post() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
 }
 
 impl CameraConfig {
@@ -790,6 +816,9 @@ max_bytes = "5GB"
         let m = &c.cameras[0].motion;
         assert!(m.enabled);
         assert_eq!((m.zones.len(), m.masks.len()), (1, 1));
-        assert!(c.cameras[0].sub_url.is_none(), "commented out in the README");
+        assert!(
+            c.cameras[0].sub_url.is_none(),
+            "commented out in the README"
+        );
     }
 }

@@ -71,10 +71,12 @@ impl Recorder {
             limits.cameras.insert(
                 id,
                 CameraLimits {
-                    max_age_90k: c
-                        .max_age
-                        .map(|d| candor_media::Duration90k::from_std(d.0).0),
+                    max_age_90k: c.max_age.map(|d| d90k(d.0)),
                     max_bytes: c.max_bytes.map(|b| b.0),
+                    event_max_age_90k: c.event_max_age.map(|d| d90k(d.0)),
+                    events_only: c.record == config::RecordMode::Events,
+                    pre_capture_90k: d90k(c.pre_capture.0),
+                    post_capture_90k: d90k(c.post_capture.0),
                 },
             );
             ids.push(id);
@@ -335,6 +337,10 @@ impl StatusSource {
             })
             .collect()
     }
+}
+
+fn d90k(d: Duration) -> i64 {
+    candor_media::Duration90k::from_std(d).0
 }
 
 /// Runs retention every [`RETENTION_INTERVAL`], or at once when kicked with

@@ -30,7 +30,88 @@ pub struct EventFilter {
     pub limit: Option<u32>,
 }
 
+/// An event's extent, for retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventWindow {
+    pub camera_id: i64,
+    pub start_90k: i64,
+    /// `None` while the event goes on.
+    pub end_90k: Option<i64>,
+    pub pinned: bool,
+}
+
 impl Store {
+    /// Every event's extent (without pre/post capture, which is per camera).
+    pub fn event_windows(&self) -> Result<Vec<EventWindow>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT camera_id, start_90k, end_90k, pinned FROM event")
+            .map_err(|e| StorageError::db("listing events", e))?;
+        stmt.query_map([], |r| {
+            Ok(EventWindow {
+                camera_id: r.get(0)?,
+                start_90k: r.get(1)?,
+                end_90k: r.get(2)?,
+                pinned: r.get(3)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| StorageError::db("listing events", e))
+    }
+
+    /// Protects (or releases) the footage around an event from retention.
+    /// Returns false when there is no such event.
+    pub fn set_event_pinned(&self, id: i64, pinned: bool) -> Result<bool, StorageError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE event SET pinned = ?1 WHERE id = ?2",
+                params![pinned, id],
+            )
+            .map_err(|e| StorageError::db("pinning an event", e))?;
+        Ok(n > 0)
+    }
+
+    /// Forgets events whose footage retention has deleted (ended before the
+    /// camera's oldest segment; pinned ones stay), with their snapshots.
+    pub fn prune_events(&self) -> Result<usize, StorageError> {
+        let gone: Vec<(i64, i64)> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT e.id, e.camera_id FROM event e WHERE e.pinned = 0 AND e.end_90k IS NOT NULL \
+                     AND e.end_90k < (SELECT MIN(s.start_90k) FROM segment s WHERE s.camera_id = e.camera_id)",
+                )
+                .map_err(|e| StorageError::db("pruning events", e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect::<Result<_, _>>())
+                .map_err(|e| StorageError::db("pruning events", e))?
+        };
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        {
+            let mut conn = self.conn();
+            let tx = conn
+                .transaction()
+                .map_err(|e| StorageError::db("pruning events", e))?;
+            for (id, _) in &gone {
+                tx.execute("DELETE FROM event WHERE id = ?1", [id])
+                    .map_err(|e| StorageError::db("pruning events", e))?;
+            }
+            tx.commit()
+                .map_err(|e| StorageError::db("pruning events", e))?;
+        }
+        // Rows first, files after: a crash in between leaves only files
+        // nothing points to.
+        for (id, cam) in &gone {
+            for thumb in [false, true] {
+                let _ = std::fs::remove_file(self.snapshot_path(*cam, *id, thumb));
+            }
+        }
+        Ok(gone.len())
+    }
+
     /// Records the start of an event; returns its id.
     pub fn start_event(
         &self,

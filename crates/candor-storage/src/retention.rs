@@ -14,7 +14,21 @@ use tracing::{info, warn};
 pub struct CameraLimits {
     pub max_age_90k: Option<i64>,
     pub max_bytes: Option<u64>,
+    /// Footage around events (see [`Candidate::in_event`]) is kept this long
+    /// instead of `max_age_90k`.
+    pub event_max_age_90k: Option<i64>,
+    /// Record by event: footage outside every event window is deleted once
+    /// it ends more than `pre_capture_90k` (plus a margin) ago, since only
+    /// an event starting later could still want it.
+    pub events_only: bool,
+    /// An event's window is [start − pre, end + post].
+    pub pre_capture_90k: i64,
+    pub post_capture_90k: i64,
 }
+
+/// Footage that ends more than this past the pre-capture is no longer
+/// wanted by an event yet to come (detection lags motion by under 1 s).
+pub const EVENTS_ONLY_MARGIN_90K: i64 = 10 * 90_000;
 
 #[derive(Clone, Debug, Default)]
 pub struct Limits {
@@ -32,11 +46,15 @@ pub struct Candidate {
     pub end_90k: i64,
     pub bytes: u64,
     pub deletable: bool,
+    /// Overlaps an event's window (pre/post capture included).
+    pub in_event: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     Age,
+    /// Recording by event: not near any event.
+    NoEvent,
     CameraBytes,
     TotalBytes,
     DiskFree,
@@ -77,7 +95,18 @@ pub fn plan(
     }
     for s in segs.iter().filter(|s| s.deletable) {
         let lim = limits.cameras.get(&s.camera_id);
-        if let Some(age) = lim.and_then(|l| l.max_age_90k)
+        let max_age = match lim {
+            Some(l) if s.in_event => l.event_max_age_90k.or(l.max_age_90k),
+            Some(l) => l.max_age_90k,
+            None => None,
+        };
+        if let Some(l) = lim
+            && l.events_only
+            && !s.in_event
+            && s.end_90k < now_90k - l.pre_capture_90k - EVENTS_ONLY_MARGIN_90K
+        {
+            st.delete(s, Reason::NoEvent);
+        } else if let Some(age) = max_age
             && s.end_90k < now_90k - age
         {
             st.delete(s, Reason::Age);
@@ -142,6 +171,7 @@ fn run_inner(
     emergency: bool,
 ) -> Result<Report, StorageError> {
     let rows = db::all_segments(&store.conn())?;
+    let windows = store.event_windows()?;
     let mut segs = Vec::with_capacity(rows.len());
     for r in &rows {
         let bytes = match r.file_len {
@@ -150,13 +180,31 @@ fn run_inner(
                 .map(|m| m.len())
                 .unwrap_or(0),
         };
+        let end_90k = if r.open {
+            i64::MAX
+        } else {
+            r.start_90k + r.wall_duration_90k.unwrap_or(0)
+        };
+        let (pre, post) = limits
+            .cameras
+            .get(&r.camera_id)
+            .map_or((0, 0), |l| (l.pre_capture_90k, l.post_capture_90k));
+        let (mut in_event, mut pinned) = (false, r.pinned);
+        for w in windows.iter().filter(|w| w.camera_id == r.camera_id) {
+            let (ws, we) = (w.start_90k - pre, w.end_90k.map_or(i64::MAX, |e| e + post));
+            if ws < end_90k && r.start_90k < we {
+                in_event = true;
+                pinned |= w.pinned;
+            }
+        }
         segs.push(Candidate {
             id: r.id,
             camera_id: r.camera_id,
             start_90k: r.start_90k,
-            end_90k: r.start_90k + r.wall_duration_90k.unwrap_or(0),
+            end_90k,
             bytes,
-            deletable: !r.open && !r.pinned,
+            deletable: !r.open && !pinned,
+            in_event,
         });
     }
     let (free, size) = disk_space(store)?;
@@ -204,6 +252,11 @@ fn run_inner(
         report.bytes += s.bytes;
         *report.by_reason.entry(reason_str(*reason)).or_default() += 1;
     }
+    match store.prune_events() {
+        Ok(0) => {}
+        Ok(n) => info!("forgot {n} event(s) whose footage is gone"),
+        Err(e) => warn!("pruning events: {e}"),
+    }
     info!(deleted = report.deleted, bytes = report.bytes, reasons = ?report.by_reason, "retention freed space");
     Ok(report)
 }
@@ -211,6 +264,7 @@ fn run_inner(
 pub fn reason_str(r: Reason) -> &'static str {
     match r {
         Reason::Age => "max_age",
+        Reason::NoEvent => "record = events",
         Reason::CameraBytes => "camera max_bytes",
         Reason::TotalBytes => "storage max_bytes",
         Reason::DiskFree => "min_free",
@@ -229,6 +283,7 @@ mod tests {
             end_90k: start + 10,
             bytes,
             deletable: true,
+            in_event: false,
         }
     }
 
@@ -263,14 +318,14 @@ mod tests {
             1,
             CameraLimits {
                 max_age_90k: Some(50),
-                max_bytes: None,
+                ..Default::default()
             },
         );
         limits.cameras.insert(
             2,
             CameraLimits {
-                max_age_90k: None,
                 max_bytes: Some(1000),
+                ..Default::default()
             },
         );
         assert_eq!(
@@ -280,8 +335,8 @@ mod tests {
         limits.cameras.insert(
             1,
             CameraLimits {
-                max_age_90k: None,
                 max_bytes: Some(150),
+                ..Default::default()
             },
         );
         assert_eq!(
@@ -299,5 +354,59 @@ mod tests {
             vec![(2, Reason::DiskFree), (3, Reason::DiskFree)]
         );
         assert_eq!(plan(&segs, &Limits::default(), 100, 500, 200), vec![]);
+    }
+
+    #[test]
+    fn event_footage_outlives_continuous_footage_and_events_only_drops_the_rest() {
+        const S: i64 = 90_000;
+        let mut segs: Vec<Candidate> = (0..6)
+            .map(|i| {
+                let mut c = seg(i + 1, 1, i * 60 * S, 100);
+                c.end_90k = c.start_90k + 60 * S;
+                c
+            })
+            .collect();
+        segs[1].in_event = true;
+        segs[4].in_event = true;
+        let now = 8 * 60 * S;
+        let mut limits = Limits::default();
+        let cam = CameraLimits {
+            max_age_90k: Some(3 * 60 * S),
+            event_max_age_90k: Some(60 * 60 * S),
+            pre_capture_90k: 5 * S,
+            post_capture_90k: 5 * S,
+            ..Default::default()
+        };
+        limits.cameras.insert(1, cam.clone());
+        // Continuous: old footage goes by max_age, event footage stays.
+        assert_eq!(
+            plan(&segs, &limits, now, u64::MAX, 0),
+            vec![(1, Reason::Age), (3, Reason::Age), (4, Reason::Age)]
+        );
+        // Events only: everything outside event windows goes as soon as no
+        // future event's pre-capture can reach it; the newest segment stays.
+        limits.cameras.insert(
+            1,
+            CameraLimits {
+                events_only: true,
+                max_age_90k: None,
+                ..cam
+            },
+        );
+        let now = 6 * 60 * S + 5 * S;
+        assert_eq!(
+            plan(&segs, &limits, now, u64::MAX, 0),
+            vec![
+                (1, Reason::NoEvent),
+                (3, Reason::NoEvent),
+                (4, Reason::NoEvent)
+            ]
+        );
+        // Pinned (an event's pin makes the segment undeletable): kept whatever.
+        segs[0].deletable = false;
+        assert_eq!(
+            plan(&segs, &limits, now, u64::MAX, 0)[0],
+            (3, Reason::NoEvent)
+        );
     }
 }

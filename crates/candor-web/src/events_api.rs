@@ -129,6 +129,59 @@ pub async fn snapshot(
         .into_response())
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pinned: bool,
+}
+
+/// Protects the footage around an event (its pre/post capture included)
+/// from retention, or releases it. Operators and admins; audited.
+pub async fn pin(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    b: Result<Json<Pin>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Operator)?;
+    let missing = || ApiError::not_found("no such event").with_code("no_event");
+    let id: i64 = id.parse().map_err(|_| missing())?;
+    let Json(b) = b.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
+    let f = st
+        .footage
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
+    let who = p.clone();
+    let camera = tokio::task::spawn_blocking(move || {
+        let e = f
+            .store
+            .event(id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(missing)?;
+        if !who.may_see(&e.camera) {
+            return Err(missing());
+        }
+        let w = f.writable.as_ref().ok_or_else(|| {
+            ApiError::not_found("this server shows footage read-only; pin events on the recorder")
+        })?;
+        w.set_event_pinned(id, b.pinned)
+            .map_err(ApiError::internal)?;
+        Ok::<_, ApiError>(e.camera)
+    })
+    .await??;
+    let _ = st.accounts.audit(
+        Some(&p.username),
+        if b.pinned {
+            "event_pinned"
+        } else {
+            "event_unpinned"
+        },
+        &format!("event {id} on {camera}"),
+    );
+    Ok(Json(serde_json::json!({ "id": id, "pinned": b.pinned })).into_response())
+}
+
 /// `text/event-stream`: one `event` message per change, as JSON.
 pub async fn live(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
     let p = authorize(&st, &headers, &method, Role::Viewer)?;

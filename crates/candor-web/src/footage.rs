@@ -25,6 +25,10 @@ pub struct Footage {
     pub status: StatusSource,
     /// Retention policy, for the system page's forecast.
     pub policy: Policy,
+    /// The recorder's own (writable) store, for the few changes the web app
+    /// may make to the index (pinning events). Reads go through `store`,
+    /// which is read-only.
+    pub writable: Option<Arc<Store>>,
     rates: Mutex<HashMap<String, Rate>>,
 }
 
@@ -50,8 +54,14 @@ impl Footage {
             store,
             status,
             policy,
+            writable: None,
             rates: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_writable(mut self, store: Arc<Store>) -> Footage {
+        self.writable = Some(store);
+        self
     }
 
     /// Frames and bits per second over the last window of at least 2 s,

@@ -501,6 +501,13 @@ pub fn routes() -> Vec<Route> {
             get(events_api::list),
         ),
         r(
+            Method::PUT,
+            "/api/v1/events/{id}/pinned",
+            R(Operator),
+            "Protect an event's footage (pre/post capture included) from retention: {\"pinned\": true|false}",
+            axum::routing::put(events_api::pin),
+        ),
+        r(
             g.clone(),
             "/api/v1/events/{id}/{file}",
             R(Viewer),

@@ -784,7 +784,26 @@ function eventRow(e) {
     h('td', {}, h('span', { class: `tag ${e.kind}` }, KIND_LABEL[e.kind] ?? e.kind)),
     h('td', {}, end ? fmtSecs((end - start) / 1000) : h('strong', { class: 'live-tag' }, 'ongoing')),
     h('td', { class: 'small muted' }, e.source === 'onvif' ? 'camera' : e.source === 'motion' ? 'recorder' : e.source),
-    h('td', {}, h('a', { class: 'button ghost small', href: play }, 'Play')));
+    h('td', { class: 'actions' }, h('a', { class: 'button ghost small', href: play }, 'Play'),
+      RANK[me.role] >= RANK.operator ? pinButton(e) : (e.pinned ? h('span', { class: 'tag' }, 'kept') : null)));
+}
+
+/// Operators keep an event's footage (pre/post capture included) past
+/// retention; the server enforces the role and audits it.
+function pinButton(e) {
+  const b = h('button', { class: `small ${e.pinned ? 'primary' : 'ghost'}`, 'aria-pressed': String(!!e.pinned),
+    title: 'Keep this event\'s footage when retention deletes older footage' }, e.pinned ? 'Kept' : 'Keep');
+  b.addEventListener('click', async () => {
+    try {
+      const r = await api('PUT', `events/${e.id}/pinned`, { pinned: !e.pinned });
+      e.pinned = r.pinned;
+      b.replaceWith(pinButton(e));
+      toast(e.pinned ? 'Footage around this event is kept until you release it.' : 'Released: retention may delete this footage.');
+    } catch (err) {
+      toast(err.message);
+    }
+  });
+  return b;
 }
 
 async function eventsPage(params) {
@@ -828,8 +847,9 @@ async function eventsPage(params) {
     const { event } = JSON.parse(m.data);
     if ((cam.value && event.camera !== cam.value) || (kind.value && event.kind !== kind.value)) return;
     const old = body.querySelector(`tr[data-event="${event.id}"]`);
-    // An end message may not know of a snapshot an update brought.
+    // An end message may not know of a snapshot an update brought, nor of a pin.
     if (old && !event.snapshot && old.querySelector('img.thumb')) event.snapshot = true;
+    if (old && old.querySelector('[aria-pressed=true]')) event.pinned = true;
     const row = eventRow(event);
     if (old) old.replaceWith(row); else body.prepend(row);
     empty.hidden = true;

@@ -328,8 +328,10 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
             })
             .collect(),
     };
-    let footage = Store::open_read_only(&cfg.storage.path)
-        .map(|store| candor_web::footage::Footage::new(store, rec.status_source(), policy));
+    let footage = Store::open_read_only(&cfg.storage.path).map(|store| {
+        candor_web::footage::Footage::new(store, rec.status_source(), policy)
+            .with_writable(rec.store().clone())
+    });
     let web = match start_web(&cfg, web_stop_rx, footage.ok()).await {
         Ok(h) => Some(h),
         Err(e) => {

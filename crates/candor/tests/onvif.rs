@@ -411,3 +411,147 @@ fn the_web_api_lists_events_and_streams_them_live() {
     assert_eq!((code, v["code"].as_str()), (404, Some("no_camera")));
     rec.stop();
 }
+
+fn raise_on(sim: &Camsim, cam: usize, what: &str) {
+    let o = Command::new("curl")
+        .args(["-sS", "--fail", "-X", "POST"])
+        .arg(format!("http://{}/control/cam{cam}/{what}", sim.http))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Retention with events, against a running recorder: continuous footage
+/// expires after `max_age` (6 s) while the footage around an event (2 s pre-
+/// and post-capture) stays for `event_max_age`; with `record = "events"`,
+/// only footage around events is kept, and an operator's pin keeps one
+/// event's footage after `max_age` while an unpinned event's goes (and the
+/// event, with its footage gone, is forgotten).
+#[test]
+fn event_footage_outlives_continuous_footage_and_pins_hold() {
+    let sim = camsim_with_onvif(2, "cam pass 1", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let cam = |i: usize, extra: &str| {
+        (
+            format!("rtsp://admin:cam%20pass%201@{}/cam{i}", sim.rtsp),
+            format!(
+                "onvif = \"http://{}/onvif/cam{i}/device_service\"\nmax_age = \"6s\"\npre_capture = \"2s\"\npost_capture = \"2s\"\n{extra}",
+                sim.http
+            ),
+        )
+    };
+    let (gate_url, gate_extra) = cam(0, "event_max_age = \"1h\"\n");
+    let (yard_url, yard_extra) = cam(1, "record = \"events\"\n");
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[
+            ("gate", gate_url, &gate_extra),
+            ("yard", yard_url, &yard_extra),
+        ],
+    );
+    assert!(
+        user_add(&cfg, "op", "operator", "operator password 1")
+            .status
+            .success()
+    );
+    let rec = start_recorder(&cfg);
+    let base = web_url(&rec);
+    wait_for("both event subscriptions", Duration::from_secs(20), || {
+        rec.log_text().matches("following ONVIF events").count() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    raise_on(&sim, 1, "motion/on");
+    std::thread::sleep(Duration::from_secs(1));
+    raise_on(&sim, 1, "motion/off");
+    std::thread::sleep(Duration::from_secs(5));
+    raise_on(&sim, 0, "motion/on");
+    raise_on(&sim, 1, "motion/on");
+    std::thread::sleep(Duration::from_secs(1));
+    raise_on(&sim, 0, "motion/off");
+    raise_on(&sim, 1, "motion/off");
+    let mut ev = Vec::new();
+    wait_for("three ended events", Duration::from_secs(10), || {
+        ev = events_json(&cfg);
+        ev.len() == 3 && ev.iter().all(|e| !e["end"].is_null())
+    });
+    let window = |camera: &str, nth: usize| {
+        // Events are listed newest first.
+        let e: Vec<_> = ev.iter().filter(|e| e["camera"] == camera).collect();
+        let e = e[e.len() - 1 - nth];
+        let t = |k: &str| candor_media::Time90k::parse_rfc3339(e[k].as_str().unwrap()).unwrap();
+        (
+            e["id"].as_i64().unwrap(),
+            t("start") - secs(2.0),
+            t("end") + secs(2.0),
+        )
+    };
+    let gate_ev = window("gate", 0);
+    let (yard_old, yard_new) = (window("yard", 0), window("yard", 1));
+
+    // An operator keeps the second yard event.
+    let cert = dir.path().join("data/tls/cert.pem");
+    let jar = dir.path().join("jar");
+    let (code, _, v) = curl(
+        &cert,
+        &jar,
+        "POST",
+        &format!("{base}api/v1/login"),
+        Some(r#"{"username":"op","password":"operator password 1"}"#),
+        &[],
+    );
+    assert_eq!(code, 200);
+    let csrf = format!("X-CSRF-Token: {}", v["csrf_token"].as_str().unwrap());
+    let (code, _, pin_v) = curl(
+        &cert,
+        &jar,
+        "PUT",
+        &format!("{base}api/v1/events/{}/pinned", yard_new.0),
+        Some(r#"{"pinned":true}"#),
+        &[&csrf],
+    );
+    assert_eq!(code, 200, "{pin_v}");
+
+    let covered =
+        |spans: &[SpanT], (_, a, b): (i64, candor_media::Time90k, candor_media::Time90k)| {
+            spans
+                .iter()
+                .any(|s| s.start <= a + secs(0.2) && s.end >= b - secs(0.2))
+        };
+    let touches =
+        |spans: &[SpanT], (_, a, b): (i64, candor_media::Time90k, candor_media::Time90k)| {
+            spans.iter().any(|s| s.start < b && s.end > a)
+        };
+    // Retention runs every 10 s; footage older than 6 s outside events goes.
+    let (mut g, mut y) = (Vec::new(), Vec::new());
+    wait_for("retention around events", Duration::from_secs(60), || {
+        g = spans(&cfg, "gate");
+        y = spans(&cfg, "yard");
+        let gate_before_event_gone = g.first().is_some_and(|s| s.start > gate_ev.1 - secs(4.5));
+        gate_before_event_gone && g.len() >= 2 && !touches(&y, yard_old)
+    });
+    // gate: footage around its event is still whole; older footage is gone,
+    // and footage between the event and the last 6 s is gone too.
+    assert!(
+        covered(&g, gate_ev),
+        "gate event footage kept: {g:?} {gate_ev:?}"
+    );
+    assert!(g.len() >= 2, "a gap after the event window: {g:?}");
+    // yard (record = events): the pinned event's footage stays whole, the
+    // unpinned one's went with max_age, and so did the event itself.
+    assert!(
+        covered(&y, yard_new),
+        "pinned footage kept: {y:?} {yard_new:?}"
+    );
+    let ev = events_json(&cfg);
+    assert!(
+        ev.iter().all(|e| e["id"].as_i64() != Some(yard_old.0)),
+        "an event whose footage is gone is forgotten: {ev:?}"
+    );
+    assert!(ev.iter().any(|e| e["id"].as_i64() == Some(yard_new.0)));
+    let log = rec.stop();
+    assert!(
+        log.contains("forgot 1 event(s) whose footage is gone"),
+        "{log}"
+    );
+}
