@@ -187,6 +187,31 @@ try {
   check(Math.abs(result.event_playback_error_ms) < 1500, `event click played from ${ew - evt * 1000}, expected ${expect}`);
   await shot(page, '05c-event-playback');
 
+  // Motion zones: the admin draws a zone on what gate sees now and saves it.
+  step('motion zones');
+  await page.goto(`${base}#motion?camera=gate`);
+  await page.waitForFunction(() => {
+    const img = document.querySelector('img.motion-snap');
+    return img && img.complete && img.naturalWidth > 0;
+  }, null, { timeout: 20000 });
+  result.snapshot_size = await page.$eval('img.motion-snap', (i) => [i.naturalWidth, i.naturalHeight]);
+  await page.fill('input[aria-label="Zone name"]', 'path');
+  const ob = await page.locator('svg.motion-overlay').boundingBox();
+  for (const [fx, fy] of [[0.1, 0.45], [0.9, 0.45], [0.9, 0.75], [0.1, 0.75]]) {
+    await page.mouse.click(ob.x + ob.width * fx, ob.y + ob.height * fy);
+  }
+  await shot(page, '05d-motion-drawing');
+  await page.click('button:has-text("Finish shape")');
+  check(await page.locator('li[data-zone=path]').count() === 1, 'zone listed');
+  await page.click('button:has-text("Save")');
+  await page.waitForSelector('text=Saved to the recorder');
+  const saved = await page.evaluate(async () => (await (await fetch('/api/v1/cameras/gate/motion')).json()));
+  result.saved_zone = saved.zones[0];
+  check(saved.zones.length === 1 && saved.zones[0].name === 'path' && saved.zones[0].points.length === 4, `saved: ${JSON.stringify(saved)}`);
+  const p0 = saved.zones[0].points[0];
+  check(Math.abs(p0[0] - 0.1) < 0.01 && Math.abs(p0[1] - 0.45) < 0.01, `first point where clicked: ${p0}`);
+  await shot(page, '05d-motion-zone');
+
   // 5. System and audit pages render with real data.
   step('system');
   await page.goto(`${base}#system`);

@@ -3,11 +3,13 @@
 
 pub mod bus;
 pub mod config;
+pub mod config_edit;
 pub mod ingest;
 pub mod live;
 pub mod motion;
 pub mod mqtt;
 pub mod onvif;
+pub mod snapshot;
 pub mod webhook;
 
 pub use config::{Config, ConfigError};
@@ -30,6 +32,7 @@ pub struct Recorder {
     writer: Option<Writer>,
     cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
     live: Vec<(String, live::LiveSender)>,
+    motion: Arc<Vec<(String, watch::Sender<config::MotionConfig>)>>,
     events: bus::EventBus,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
@@ -109,6 +112,7 @@ impl Recorder {
         let mut cameras = Vec::new();
         let mut lives = Vec::new();
         let mut tasks = Vec::new();
+        let mut motion_settings = Vec::new();
         for (c, id) in config.cameras.iter().zip(ids) {
             let status = Arc::new(Mutex::new(CameraStatus {
                 name: c.name.get_ref().0.clone(),
@@ -134,65 +138,50 @@ impl Recorder {
                 shutdown: shutdown_rx.clone(),
             };
             tasks.push(tokio::spawn(task.run()));
-            if c.motion.enabled {
-                // Detect on the sub stream when there is one: decoding it
-                // costs a fraction of the main stream.
-                let frames = match c.sub_stream() {
-                    Some(url) => {
-                        let sub = live::channel();
-                        let mut cfg = c.clone();
-                        cfg.url = url;
-                        let sub_status = Arc::new(Mutex::new(CameraStatus {
-                            name: format!("{}(sub)", c.name.get_ref().0),
-                            state: CameraState::Connecting,
-                            last_error: None,
-                            reconnects: 0,
-                            frames: 0,
-                            codec: None,
-                            resolution: None,
-                            motion: None,
-                        }));
-                        tasks.push(tokio::spawn(
-                            ingest::CameraTask {
-                                live: sub.clone(),
-                                cfg: Arc::new(cfg),
-                                camera_id: id,
-                                tx: None,
-                                status: sub_status,
-                                shutdown: shutdown_rx.clone(),
-                            }
-                            .run(),
-                        ));
-                        sub
-                    }
-                    None => live.clone(),
-                };
-                let m = motion::MotionTask {
-                    camera: c.name.get_ref().0.clone(),
-                    camera_id: id,
-                    store: store.clone(),
-                    bus: events.clone(),
-                    cfg: c.motion.clone(),
-                    frames,
-                    status: status.clone(),
-                };
-                tasks.push(tokio::spawn(m.run(shutdown_rx.clone())));
-            }
-            if let Some(onvif) = &c.onvif {
-                let sink = onvif::EventSink {
-                    store: store.clone(),
-                    camera_id: id,
-                    camera: c.name.get_ref().0.clone(),
-                    bus: events.clone(),
-                };
-                tasks.push(tokio::spawn(onvif::follow_events(
-                    onvif.0.clone(),
-                    c.url.username.clone().unwrap_or_default(),
-                    c.url.password.clone().unwrap_or_default(),
-                    sink,
-                    shutdown_rx.clone(),
-                )));
-            }
+            // Detect on the sub stream when there is one: decoding it costs a
+            // fraction of the main stream. The detector task exists for every
+            // camera, idle while motion is off, so the web app can turn it on.
+            let frames = match c.sub_stream() {
+                Some(url) => {
+                    let sub = live::channel();
+                    let mut cfg = c.clone();
+                    cfg.url = url;
+                    let sub_status = Arc::new(Mutex::new(CameraStatus {
+                        name: format!("{}(sub)", c.name.get_ref().0),
+                        state: CameraState::Connecting,
+                        last_error: None,
+                        reconnects: 0,
+                        frames: 0,
+                        codec: None,
+                        resolution: None,
+                        motion: None,
+                    }));
+                    tasks.push(tokio::spawn(
+                        ingest::CameraTask {
+                            live: sub.clone(),
+                            cfg: Arc::new(cfg),
+                            camera_id: id,
+                            tx: None,
+                            status: sub_status,
+                            shutdown: shutdown_rx.clone(),
+                        }
+                        .run(),
+                    ));
+                    sub
+                }
+                None => live.clone(),
+            };
+            let (motion_tx, motion_rx) = watch::channel(c.motion.clone());
+            motion_settings.push((c.name.get_ref().0.clone(), motion_tx));
+            let m = motion::MotionTask {
+                camera: c.name.get_ref().0.clone(),
+                camera_id: id,
+                store: store.clone(),
+                bus: events.clone(),
+                frames,
+                status: status.clone(),
+            };
+            tasks.push(tokio::spawn(m.run(motion_rx, shutdown_rx.clone())));
             cameras.push((id, status));
         }
         for w in &config.webhooks {
@@ -220,6 +209,7 @@ impl Recorder {
             writer: Some(writer),
             cameras,
             live: lives,
+            motion: Arc::new(motion_settings),
             events,
             tasks,
             shutdown,
@@ -248,6 +238,7 @@ impl Recorder {
         StatusSource {
             cameras: self.cameras.clone(),
             live: Arc::new(self.live.clone()),
+            motion: self.motion.clone(),
             started: self.started,
             events: self.events.clone(),
             stats: self.writer.as_ref().map(|w| w.stats_handle()),
@@ -277,6 +268,7 @@ impl Recorder {
 pub struct StatusSource {
     cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
     live: Arc<Vec<(String, live::LiveSender)>>,
+    motion: Arc<Vec<(String, watch::Sender<config::MotionConfig>)>>,
     started: std::time::Instant,
     events: bus::EventBus,
     stats: Option<Arc<Mutex<std::collections::HashMap<i64, CameraStats>>>>,
@@ -288,6 +280,7 @@ impl StatusSource {
         StatusSource {
             cameras: Vec::new(),
             live: Arc::new(Vec::new()),
+            motion: Arc::new(Vec::new()),
             started: std::time::Instant::now(),
             events: bus::bus(),
             stats: None,
@@ -303,6 +296,26 @@ impl StatusSource {
             .iter()
             .find(|(n, _)| n == camera)
             .map(|(_, s)| s.subscribe())
+    }
+
+    /// A camera's motion settings now.
+    pub fn motion_settings(&self, camera: &str) -> Option<config::MotionConfig> {
+        self.motion
+            .iter()
+            .find(|(n, _)| n == camera)
+            .map(|(_, s)| s.borrow().clone())
+    }
+
+    /// Applies new motion settings to a running camera (the detector
+    /// restarts with them). False if there is no such camera.
+    pub fn set_motion_settings(&self, camera: &str, cfg: config::MotionConfig) -> bool {
+        match self.motion.iter().find(|(n, _)| n == camera) {
+            Some((_, s)) => {
+                s.send_replace(cfg);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Live viewers per camera, for metrics.

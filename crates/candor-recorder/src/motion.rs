@@ -16,6 +16,7 @@ use candor_storage::Store;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// What the detector is doing, for the system page.
@@ -31,12 +32,12 @@ pub struct MotionStatus {
     pub busy_us: u64,
 }
 
+#[derive(Clone)]
 pub(crate) struct MotionTask {
     pub camera: String,
     pub camera_id: i64,
     pub store: Arc<Store>,
     pub bus: EventBus,
-    pub cfg: MotionConfig,
     pub frames: LiveSender,
     /// The camera's status; this task keeps its `motion` part.
     pub status: Arc<Mutex<crate::CameraStatus>>,
@@ -52,23 +53,58 @@ enum Item {
 const QUEUE: usize = 48;
 
 impl MotionTask {
-    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// Runs until shutdown, following the camera's motion settings: idle
+    /// (not even subscribed to frames) while disabled, restarted with the
+    /// new settings when they change (an ongoing event ends first).
+    pub async fn run(
+        self,
+        mut settings: watch::Receiver<MotionConfig>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let cfg = settings.borrow_and_update().clone();
+            if !cfg.enabled {
+                self.set(|m| {
+                    *m = MotionStatus {
+                        state: "off".into(),
+                        ..Default::default()
+                    }
+                });
+                tokio::select! {
+                    r = settings.changed() => if r.is_err() { return },
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            if !self.session(cfg, &mut settings, &mut shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// One detector run with fixed settings. Returns false on shutdown.
+    async fn session(
+        &self,
+        cfg: MotionConfig,
+        settings: &mut watch::Receiver<MotionConfig>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Item>(QUEUE);
         let mut frames = self.frames.subscribe();
         let status = self.status.clone();
-        let name = self.camera.clone();
+        let task = self.clone();
         let worker = std::thread::Builder::new()
             .name(format!("motion-{}", self.camera))
-            .spawn(move || self.work(rx));
+            .spawn(move || task.work(rx, cfg));
         let worker = match worker {
             Ok(w) => w,
             Err(e) => {
-                warn!(camera = %name, "motion detection not started: {e}");
-                return;
+                warn!(camera = %self.camera, "motion detection not started: {e}");
+                return false;
             }
         };
         let mut lost = false;
-        loop {
+        let keep_going = loop {
             let item = tokio::select! {
                 r = frames.recv() => match r {
                     Ok(f) => Item::Frame(f),
@@ -76,9 +112,10 @@ impl MotionTask {
                         set_status(&status, |m| m.dropped += n);
                         Item::Resync
                     }
-                    Err(RecvError::Closed) => break,
+                    Err(RecvError::Closed) => break false,
                 },
-                _ = shutdown.changed() => break,
+                r = settings.changed() => break r.is_ok(),
+                _ = shutdown.changed() => break false,
             };
             // A full queue means the detector is slower than the stream:
             // drop and resync rather than ever slowing anything else.
@@ -89,18 +126,19 @@ impl MotionTask {
                 lost = true;
                 set_status(&status, |m| m.dropped += 1);
             }
-        }
+        };
         drop(tx);
         let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        keep_going
     }
 
     fn set(&self, f: impl FnOnce(&mut MotionStatus)) {
         set_status(&self.status, f);
     }
 
-    fn work(self, rx: std::sync::mpsc::Receiver<Item>) {
+    fn work(self, rx: std::sync::mpsc::Receiver<Item>, cfg: MotionConfig) {
         let mut bus_rx = self.bus.subscribe();
-        let hold = Duration90k::from_std(self.cfg.hold.0).0;
+        let hold = Duration90k::from_std(cfg.hold.0).0;
         let mut scanner: Option<(Arc<LiveInit>, Scanner)> = None;
         let mut unsupported: Option<Arc<LiveInit>> = None;
         let mut open: Option<(i64, Time90k, bool)> = None;
@@ -135,8 +173,7 @@ impl MotionTask {
                     .as_ref()
                     .ok_or_else(|| "no decoder configuration".to_owned())
                     .and_then(|c| {
-                        Scanner::new(c, self.cfg.settings(), self.cfg.fps, hold)
-                            .map_err(|e| e.to_string())
+                        Scanner::new(c, cfg.settings(), cfg.fps, hold).map_err(|e| e.to_string())
                     });
                 let desc = format!("{}x{} {}", f.init.width, f.init.height, f.init.codec);
                 match made {

@@ -29,6 +29,8 @@ pub struct Footage {
     /// may make to the index (pinning events). Reads go through `store`,
     /// which is read-only.
     pub writable: Option<Arc<Store>>,
+    /// The recorder's config file, for settings changed here (motion).
+    pub config_path: Option<std::path::PathBuf>,
     rates: Mutex<HashMap<String, Rate>>,
 }
 
@@ -55,8 +57,14 @@ impl Footage {
             status,
             policy,
             writable: None,
+            config_path: None,
             rates: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_config_path(mut self, path: std::path::PathBuf) -> Footage {
+        self.config_path = Some(path);
+        self
     }
 
     pub fn with_writable(mut self, store: Arc<Store>) -> Footage {
@@ -457,4 +465,109 @@ mod tests {
         assert_eq!(parse_range("bytes=x-1", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=5-1", 100), Ok(None));
     }
+}
+
+/// `GET /api/v1/cameras/{name}/snapshot.jpg`: what the camera sees now (its
+/// next key frame, decoded). For drawing motion zones, and for stills.
+pub async fn snapshot(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (_, f) = camera_access(&st, &headers, &method, &name)?;
+    let rx = f.status.subscribe(&name).ok_or_else(|| no_camera(&name))?;
+    let jpeg = candor_recorder::snapshot::grab(rx, std::time::Duration::from_secs(6))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "no_snapshot",
+                format!("no picture from {name}: {e}"),
+            )
+        })?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/jpeg"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        jpeg,
+    )
+        .into_response())
+}
+
+fn round3(v: f32) -> f64 {
+    (f64::from(v) * 1000.0).round() / 1000.0
+}
+
+fn motion_json(m: &candor_recorder::config::MotionConfig) -> serde_json::Value {
+    let poly = |p: &candor_motion::Polygon| -> Vec<[f32; 2]> {
+        p.points().iter().map(|&(x, y)| [x, y]).collect()
+    };
+    serde_json::json!({
+        // f32 settings as the decimals they were written as, not 0.30000001.
+        "enabled": m.enabled, "fps": round3(m.fps), "sensitivity": m.sensitivity, "min_size": round3(m.min_size),
+        "hold": format!("{}ms", m.hold.0.as_millis()),
+        "zones": m.zones.iter().map(|z| serde_json::json!({ "name": z.name.0, "points": poly(&z.points.0) })).collect::<Vec<_>>(),
+        "masks": m.masks.iter().map(|p| poly(&p.0)).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /api/v1/cameras/{name}/motion`: the camera's motion settings.
+pub async fn motion_get(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (_, f) = camera_access(&st, &headers, &method, &name)?;
+    let m = f
+        .status
+        .motion_settings(&name)
+        .ok_or_else(|| no_camera(&name))?;
+    Ok(Json(motion_json(&m)).into_response())
+}
+
+/// `PUT /api/v1/cameras/{name}/motion` (admin): new motion settings, in the
+/// shape of `[cameras.motion]`. Validated like the config file, written to
+/// it (comments kept), applied at once, audited.
+pub async fn motion_put(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let p = crate::authorize(&st, &headers, &method, crate::accounts::Role::Admin)?;
+    let (_, f) = camera_access(&st, &headers, &method, &name)?;
+    let m: candor_recorder::config::MotionConfig = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("motion settings: {e}")))?;
+    if f.status.motion_settings(&name).is_none() {
+        return Err(no_camera(&name));
+    }
+    let path = f.config_path.clone().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "read_only",
+            "this server has no config file to change",
+        )
+    })?;
+    let (cam, m2) = (name.clone(), m.clone());
+    tokio::task::spawn_blocking(move || candor_recorder::config_edit::set_motion(&path, &cam, &m2))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
+    f.status.set_motion_settings(&name, m.clone());
+    let _ = st.accounts.audit(
+        Some(&p.username),
+        "motion_changed",
+        &format!(
+            "{name}: {} zones {} masks {} sensitivity {}",
+            if m.enabled { "on" } else { "off" },
+            m.zones.len(),
+            m.masks.len(),
+            m.sensitivity
+        ),
+    );
+    Ok(Json(motion_json(&m)).into_response())
 }

@@ -488,6 +488,27 @@ pub fn routes() -> Vec<Route> {
         ),
         r(
             g.clone(),
+            "/api/v1/cameras/{name}/motion",
+            R(Viewer),
+            "The camera's motion settings (as in [cameras.motion])",
+            get(footage::motion_get),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/cameras/{name}/motion",
+            R(Admin),
+            "Change the camera's motion settings: written to the config file (comments kept) and applied at once",
+            axum::routing::put(footage::motion_put),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/snapshot.jpg",
+            R(Viewer),
+            "What the camera sees now: its next key frame as a JPEG (H.264 cameras)",
+            get(footage::snapshot),
+        ),
+        r(
+            g.clone(),
             "/api/v1/cameras/{name}/live",
             R(Viewer),
             "Live fMP4 over WebSocket: a JSON init message, then binary init segment and fragments",

@@ -184,7 +184,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Run { config } => {
             let cfg = Config::load(&config)?;
-            runtime()?.block_on(record(cfg, None))
+            runtime()?.block_on(record(cfg, config, None))
         }
         Cmd::Demo {
             data,
@@ -296,7 +296,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
+async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Duration>) -> Result<()> {
     let rec = Recorder::start(&cfg)
         .await
         .context("starting the recorder")?;
@@ -331,6 +331,7 @@ async fn record(cfg: Config, stop_after: Option<Duration>) -> Result<()> {
     let footage = Store::open_read_only(&cfg.storage.path).map(|store| {
         candor_web::footage::Footage::new(store, rec.status_source(), policy)
             .with_writable(rec.store().clone())
+            .with_config_path(config_path.clone())
     });
     let web = match start_web(&cfg, web_stop_rx, footage.ok()).await {
         Ok(h) => Some(h),
@@ -462,7 +463,7 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
     );
     for i in 0..cameras {
         toml += &format!(
-            "\n[[cameras]]\nname = \"cam{i}\"\nurl = \"{}\"\nmax_age = \"1d\"\n",
+            "\n[[cameras]]\nname = \"cam{i}\"\nurl = \"{}\"\nmax_age = \"1d\"\n[cameras.motion]\nenabled = true\n",
             sim.url(i)
         );
     }
@@ -492,7 +493,7 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
         start + Duration90k(35 * 90_000)
     );
     eprintln!("  Ctrl-C stops (footage is kept).");
-    record(cfg, seconds.map(Duration::from_secs)).await?;
+    record(cfg, config_path, seconds.map(Duration::from_secs)).await?;
     drop(sim);
     Ok(())
 }

@@ -113,6 +113,18 @@ fn web_app_end_to_end_in_headless_chromium() {
     );
     let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
 
+    // The zone drawn in the browser went into candor.toml, readable by the
+    // recorder's own config parser, next to what was there before.
+    let cfg_now = candor_recorder::Config::load(&cfg).unwrap();
+    let gate = cfg_now
+        .cameras
+        .iter()
+        .find(|c| c.name.get_ref().0 == "gate")
+        .unwrap();
+    assert_eq!(gate.motion.zones.len(), 1);
+    assert_eq!(gate.motion.zones[0].name.0, "path");
+    assert_eq!(result["snapshot_size"], serde_json::json!([768, 576]));
+
     // The downloaded export is a real MP4 of the selected range.
     let p = ffprobe(&download);
     assert_eq!(p.codec, "h264");

@@ -215,6 +215,55 @@ fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
     assert_eq!(v["events"].as_array().unwrap().len(), 0, "{v}");
     assert!(!sub.has(|l| l == format!("{prefix}/yard/motion ON")));
 
+    // An admin removes yard's zone through the API: the change is written to
+    // candor.toml and the running detector picks it up, so the walkers now
+    // count anywhere.
+    let (code, _, me) = curl(&cert, &jar, "GET", &format!("{base}api/v1/me"), None, &[]);
+    assert_eq!(code, 200);
+    let csrf = format!(
+        "X-CSRF-Token: {}",
+        me["csrf_token"].as_str().unwrap_or_default()
+    );
+    let (code, _, v) = curl(
+        &cert,
+        &jar,
+        "PUT",
+        &format!("{base}api/v1/cameras/yard/motion"),
+        Some(r#"{"enabled":true,"sensitivity":60,"min_size":0.3,"zones":[],"masks":[]}"#),
+        &[&csrf],
+    );
+    assert_eq!(code, 200, "{v}");
+    let written = candor_recorder::Config::load(&cfg).unwrap();
+    assert!(written.cameras[1].motion.zones.is_empty());
+    let bad = curl(
+        &cert,
+        &jar,
+        "PUT",
+        &format!("{base}api/v1/cameras/yard/motion"),
+        Some(r#"{"enabled":true,"masks":[[[0.1,0.1],[2.0,0.1],[0.1,0.5]]]}"#),
+        &[&csrf],
+    );
+    assert_eq!(
+        bad.0, 400,
+        "a point outside the picture is refused: {}",
+        bad.2
+    );
+    wait_for(
+        "yard motion after the zone went",
+        Duration::from_secs(20),
+        || {
+            let (_, _, v) = curl(
+                &cert,
+                &jar,
+                "GET",
+                &format!("{base}api/v1/events?camera=yard"),
+                None,
+                &[],
+            );
+            !v["events"].as_array().unwrap().is_empty()
+        },
+    );
+
     // Stopping ends the ongoing event.
     rec.stop();
     let o = candor(&[

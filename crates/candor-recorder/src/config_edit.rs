@@ -1,0 +1,149 @@
+//! Changes to `candor.toml` made from the web app. The file stays the one
+//! source of truth: an edit keeps its comments and layout (toml_edit), the
+//! whole new text must pass the same validation as at start-up, and it
+//! replaces the old file atomically (temporary file, fsync, rename), with the
+//! old file's permissions (it may hold camera passwords).
+
+use crate::config::{Config, ConfigError, MotionConfig};
+use std::io::Write;
+use std::path::Path;
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+
+fn invalid(path: &Path, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn points(p: &candor_motion::Polygon) -> Array {
+    let mut a = Array::new();
+    for &(x, y) in p.points() {
+        // Four decimals: a tenth of a pixel on a 4K image is plenty.
+        let r = |v: f32| (f64::from(v) * 10_000.0).round() / 10_000.0;
+        a.push(Array::from_iter([r(x), r(y)]));
+    }
+    a
+}
+
+/// Replaces camera `camera`'s `[cameras.motion]` section with `m`. Returns
+/// the new, validated configuration.
+pub fn set_motion(path: &Path, camera: &str, m: &MotionConfig) -> Result<Config, ConfigError> {
+    edit(path, |doc| {
+        let cams = doc
+            .get_mut("cameras")
+            .and_then(Item::as_array_of_tables_mut)
+            .ok_or_else(|| "the config has no [[cameras]]".to_owned())?;
+        let cam = cams
+            .iter_mut()
+            .find(|t| t.get("name").and_then(Item::as_str) == Some(camera))
+            .ok_or_else(|| format!("no camera named {camera:?} in the config"))?;
+        let mut t = Table::new();
+        t["enabled"] = value(m.enabled);
+        t["fps"] = value(f64::from(m.fps));
+        t["sensitivity"] = value(i64::from(m.sensitivity));
+        t["min_size"] = value((f64::from(m.min_size) * 1000.0).round() / 1000.0);
+        t["hold"] = value(format!("{}ms", m.hold.0.as_millis()));
+        if !m.masks.is_empty() {
+            t["masks"] = value(Array::from_iter(m.masks.iter().map(|p| points(&p.0))));
+        }
+        if !m.zones.is_empty() {
+            let mut zones = ArrayOfTables::new();
+            for z in &m.zones {
+                let mut zt = Table::new();
+                zt["name"] = value(z.name.0.clone());
+                zt["points"] = value(points(&z.points.0));
+                zones.push(zt);
+            }
+            t["zones"] = Item::ArrayOfTables(zones);
+        }
+        cam["motion"] = Item::Table(t);
+        Ok(())
+    })
+}
+
+/// Applies `f` to the document, validates the result and writes it.
+fn edit(
+    path: &Path,
+    f: impl FnOnce(&mut DocumentMut) -> Result<(), String>,
+) -> Result<Config, ConfigError> {
+    let read = |e| ConfigError::Read {
+        path: path.to_owned(),
+        source: e,
+    };
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    let mut doc: DocumentMut = text.parse().map_err(|e| invalid(path, format!("{e}")))?;
+    f(&mut doc).map_err(|e| invalid(path, e))?;
+    let new = doc.to_string();
+    let cfg = Config::parse(&new).map_err(|e| {
+        invalid(
+            path,
+            format!("the change would make the config invalid: {e}"),
+        )
+    })?;
+    let perms = std::fs::metadata(path).map_err(read)?.permissions();
+    let tmp = path.with_extension("toml.tmp");
+    (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.set_permissions(perms)?;
+        file.write_all(new.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })?
+            .sync_all()?;
+        }
+        Ok(())
+    })()
+    .map_err(read)?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn motion_edit_keeps_comments_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("candor.toml");
+        let original = "# my recorder\n[storage]\npath = \"d\" # where\n\n[[cameras]]\nname = \"gate\"\nurl = \"rtsp://h/x\"\n\n[[cameras]]\nname = \"yard\" # back\nurl = \"rtsp://h/y\"\n[cameras.motion]\nenabled = false\n";
+        std::fs::write(&p, original).unwrap();
+        let mut m = MotionConfig {
+            enabled: true,
+            sensitivity: 75,
+            ..Default::default()
+        };
+        m.masks.push(crate::config::PolygonConfig(
+            candor_motion::Polygon::new(vec![(0.1, 0.1), (0.5, 0.1), (0.3, 0.4)]).unwrap(),
+        ));
+        m.zones.push(crate::config::ZoneConfig {
+            name: crate::config::ZoneName("path".into()),
+            points: crate::config::PolygonConfig(
+                candor_motion::Polygon::new(vec![(0.0, 0.5), (1.0, 0.5), (1.0, 1.0)]).unwrap(),
+            ),
+        });
+        let cfg = set_motion(&p, "yard", &m).unwrap();
+        assert_eq!(cfg.cameras[1].motion, m);
+        assert!(!cfg.cameras[0].motion.enabled);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("# my recorder\n")
+                && text.contains("# where")
+                && text.contains("# back"),
+            "{text}"
+        );
+        // Reading it back gives the same settings.
+        assert_eq!(Config::parse(&text).unwrap().cameras[1].motion, m);
+        assert!(set_motion(&p, "nope", &m).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            text,
+            "a failed edit changes nothing"
+        );
+    }
+}
