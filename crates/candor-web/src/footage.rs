@@ -447,26 +447,6 @@ impl std::io::Write for ChanWriter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{Unsatisfiable, parse_range};
-
-    #[test]
-    fn range_headers_parse_as_rfc9110_says() {
-        assert_eq!(parse_range("bytes=0-", 100), Ok(Some(0..100)));
-        assert_eq!(parse_range("bytes=10-19", 100), Ok(Some(10..20)));
-        assert_eq!(parse_range("bytes=90-200", 100), Ok(Some(90..100)));
-        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(90..100)));
-        assert_eq!(parse_range("bytes=-1000", 100), Ok(Some(0..100)));
-        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
-        assert_eq!(parse_range("bytes=-0", 100), Err(Unsatisfiable));
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
-        assert_eq!(parse_range("items=0-1", 100), Ok(None));
-        assert_eq!(parse_range("bytes=x-1", 100), Err(Unsatisfiable));
-        assert_eq!(parse_range("bytes=5-1", 100), Ok(None));
-    }
-}
-
 /// `GET /api/v1/cameras/{name}/snapshot.jpg`: what the camera sees now (its
 /// next key frame, decoded). For drawing motion zones, and for stills.
 pub async fn snapshot(
@@ -570,4 +550,24 @@ pub async fn motion_put(
         ),
     );
     Ok(Json(motion_json(&m)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Unsatisfiable, parse_range};
+
+    #[test]
+    fn range_headers_parse_as_rfc9110_says() {
+        assert_eq!(parse_range("bytes=0-", 100), Ok(Some(0..100)));
+        assert_eq!(parse_range("bytes=10-19", 100), Ok(Some(10..20)));
+        assert_eq!(parse_range("bytes=90-200", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=-1000", 100), Ok(Some(0..100)));
+        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=-0", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        assert_eq!(parse_range("bytes=x-1", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=5-1", 100), Ok(None));
+    }
 }
