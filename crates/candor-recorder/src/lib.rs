@@ -30,11 +30,7 @@ pub const RETENTION_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Recorder {
     store: Arc<Store>,
     writer: Option<Writer>,
-    cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
-    live: Vec<(String, live::LiveSender)>,
-    motion: Arc<Vec<(String, watch::Sender<config::MotionConfig>)>>,
-    events: bus::EventBus,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     started: std::time::Instant,
     retention_stop: Option<mpsc::Sender<bool>>,
@@ -46,6 +42,161 @@ pub struct Recorder {
 pub struct Status {
     pub camera: CameraStatus,
     pub storage: CameraStats,
+}
+
+/// What the recorder runs for one camera, as others reach it.
+#[derive(Clone)]
+struct CameraHandle {
+    name: String,
+    id: i64,
+    status: Arc<Mutex<CameraStatus>>,
+    live: live::LiveSender,
+    motion: watch::Sender<config::MotionConfig>,
+}
+
+/// Everything needed to start a camera, now or later (the web app adds
+/// cameras at run time).
+struct Spawn {
+    store: Arc<Store>,
+    /// Taken at shutdown: the writer stops once every sender is gone.
+    writer: Mutex<Option<tokio::sync::mpsc::Sender<candor_storage::writer::Msg>>>,
+    shutdown: watch::Receiver<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    limits: Arc<Mutex<Limits>>,
+    /// Camera names, for MQTT's Home Assistant discovery.
+    names: watch::Sender<Vec<String>>,
+}
+
+/// The recorder's cameras and event bus, shared with the web server.
+struct Shared {
+    cameras: std::sync::RwLock<Vec<CameraHandle>>,
+    events: bus::EventBus,
+    spawn: Option<Spawn>,
+}
+
+fn new_status(name: String) -> CameraStatus {
+    CameraStatus {
+        name,
+        state: CameraState::Connecting,
+        last_error: None,
+        reconnects: 0,
+        frames: 0,
+        codec: None,
+        resolution: None,
+        motion: None,
+    }
+}
+
+fn camera_limits(c: &config::CameraConfig) -> CameraLimits {
+    CameraLimits {
+        max_age_90k: c.max_age.map(|d| d90k(d.0)),
+        max_bytes: c.max_bytes.map(|b| b.0),
+        event_max_age_90k: c.event_max_age.map(|d| d90k(d.0)),
+        events_only: c.record == config::RecordMode::Events,
+        pre_capture_90k: d90k(c.pre_capture.0),
+        post_capture_90k: d90k(c.post_capture.0),
+    }
+}
+
+impl Shared {
+    fn cameras(&self) -> std::sync::RwLockReadGuard<'_, Vec<CameraHandle>> {
+        self.cameras.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts everything for one camera: ingest, its sub stream, ONVIF
+    /// events, the motion detector, and its retention limits.
+    fn start_camera(&self, c: &config::CameraConfig) -> Result<(), StorageError> {
+        let Some(sp) = &self.spawn else {
+            return Ok(());
+        };
+        let name = c.name.get_ref().0.clone();
+        let Some(writer) = sp.writer.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return Ok(()); // shutting down
+        };
+        let id = sp.store.ensure_camera(&name)?;
+        sp.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cameras
+            .insert(id, camera_limits(c));
+        let mut tasks = Vec::new();
+        let status = Arc::new(Mutex::new(new_status(name.clone())));
+        let live = live::channel();
+        tasks.push(tokio::spawn(
+            ingest::CameraTask {
+                live: live.clone(),
+                cfg: Arc::new(c.clone()),
+                camera_id: id,
+                tx: Some(writer),
+                status: status.clone(),
+                shutdown: sp.shutdown.clone(),
+            }
+            .run(),
+        ));
+        if let Some(onvif) = &c.onvif {
+            let sink = onvif::EventSink {
+                store: sp.store.clone(),
+                camera_id: id,
+                camera: name.clone(),
+                bus: self.events.clone(),
+            };
+            tasks.push(tokio::spawn(onvif::follow_events(
+                onvif.0.clone(),
+                c.url.username.clone().unwrap_or_default(),
+                c.url.password.clone().unwrap_or_default(),
+                sink,
+                sp.shutdown.clone(),
+            )));
+        }
+        // Detect on the sub stream when there is one: decoding it costs a
+        // fraction of the main stream. The detector task exists for every
+        // camera, idle while motion is off, so the web app can turn it on.
+        let frames = match c.sub_stream() {
+            Some(url) => {
+                let sub = live::channel();
+                let mut cfg = c.clone();
+                cfg.url = url;
+                tasks.push(tokio::spawn(
+                    ingest::CameraTask {
+                        live: sub.clone(),
+                        cfg: Arc::new(cfg),
+                        camera_id: id,
+                        tx: None,
+                        status: Arc::new(Mutex::new(new_status(format!("{name}(sub)")))),
+                        shutdown: sp.shutdown.clone(),
+                    }
+                    .run(),
+                ));
+                sub
+            }
+            None => live.clone(),
+        };
+        let (motion_tx, motion_rx) = watch::channel(c.motion.clone());
+        let m = motion::MotionTask {
+            camera: name.clone(),
+            camera_id: id,
+            store: sp.store.clone(),
+            bus: self.events.clone(),
+            frames,
+            status: status.clone(),
+        };
+        tasks.push(tokio::spawn(m.run(motion_rx, sp.shutdown.clone())));
+        sp.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tasks);
+        let mut cams = self.cameras.write().unwrap_or_else(|e| e.into_inner());
+        cams.push(CameraHandle {
+            name,
+            id,
+            status,
+            live,
+            motion: motion_tx,
+        });
+        sp.names
+            .send_replace(cams.iter().map(|c| c.name.clone()).collect());
+        Ok(())
+    }
 }
 
 impl Recorder {
@@ -63,27 +214,11 @@ impl Recorder {
             info!("closed {n} event(s) left open by the last run");
         }
         let store = Arc::new(store);
-        let mut limits = Limits {
+        let limits = Arc::new(Mutex::new(Limits {
             max_bytes: config.storage.max_bytes.map(|b| b.0),
             min_free: config.storage.min_free.map(|b| b.0),
             ..Default::default()
-        };
-        let mut ids = Vec::new();
-        for c in &config.cameras {
-            let id = store.ensure_camera(&c.name.get_ref().0)?;
-            limits.cameras.insert(
-                id,
-                CameraLimits {
-                    max_age_90k: c.max_age.map(|d| d90k(d.0)),
-                    max_bytes: c.max_bytes.map(|b| b.0),
-                    event_max_age_90k: c.event_max_age.map(|d| d90k(d.0)),
-                    events_only: c.record == config::RecordMode::Events,
-                    pre_capture_90k: d90k(c.pre_capture.0),
-                    post_capture_90k: d90k(c.post_capture.0),
-                },
-            );
-            ids.push(id);
-        }
+        }));
         let (kick_tx, kick_rx) = mpsc::channel::<bool>();
         let kick = kick_tx.clone();
         let kick_fn: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
@@ -100,6 +235,23 @@ impl Recorder {
                 .0,
             },
         );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (names, names_rx) = watch::channel(Vec::new());
+        let shared = Arc::new(Shared {
+            cameras: Default::default(),
+            events: bus::bus(),
+            spawn: Some(Spawn {
+                store: store.clone(),
+                writer: Mutex::new(Some(writer.sender())),
+                shutdown: shutdown_rx.clone(),
+                tasks: Mutex::new(Vec::new()),
+                limits: limits.clone(),
+                names,
+            }),
+        });
+        for c in &config.cameras {
+            shared.start_camera(c)?;
+        }
         let retention_thread = {
             let store = store.clone();
             std::thread::Builder::new()
@@ -107,111 +259,32 @@ impl Recorder {
                 .spawn(move || retention_loop(&store, &limits, kick_rx))
                 .expect("spawning retention thread")
         };
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let events = bus::bus();
-        let mut cameras = Vec::new();
-        let mut lives = Vec::new();
         let mut tasks = Vec::new();
-        let mut motion_settings = Vec::new();
-        for (c, id) in config.cameras.iter().zip(ids) {
-            let status = Arc::new(Mutex::new(CameraStatus {
-                name: c.name.get_ref().0.clone(),
-                state: CameraState::Connecting,
-                last_error: None,
-                reconnects: 0,
-                frames: 0,
-                codec: None,
-                resolution: None,
-                motion: c.motion.enabled.then(|| motion::MotionStatus {
-                    state: "starting".into(),
-                    ..Default::default()
-                }),
-            }));
-            let live = live::channel();
-            lives.push((c.name.get_ref().0.clone(), live.clone()));
-            let task = ingest::CameraTask {
-                live: live.clone(),
-                cfg: Arc::new(c.clone()),
-                camera_id: id,
-                tx: Some(writer.sender()),
-                status: status.clone(),
-                shutdown: shutdown_rx.clone(),
-            };
-            tasks.push(tokio::spawn(task.run()));
-            // Detect on the sub stream when there is one: decoding it costs a
-            // fraction of the main stream. The detector task exists for every
-            // camera, idle while motion is off, so the web app can turn it on.
-            let frames = match c.sub_stream() {
-                Some(url) => {
-                    let sub = live::channel();
-                    let mut cfg = c.clone();
-                    cfg.url = url;
-                    let sub_status = Arc::new(Mutex::new(CameraStatus {
-                        name: format!("{}(sub)", c.name.get_ref().0),
-                        state: CameraState::Connecting,
-                        last_error: None,
-                        reconnects: 0,
-                        frames: 0,
-                        codec: None,
-                        resolution: None,
-                        motion: None,
-                    }));
-                    tasks.push(tokio::spawn(
-                        ingest::CameraTask {
-                            live: sub.clone(),
-                            cfg: Arc::new(cfg),
-                            camera_id: id,
-                            tx: None,
-                            status: sub_status,
-                            shutdown: shutdown_rx.clone(),
-                        }
-                        .run(),
-                    ));
-                    sub
-                }
-                None => live.clone(),
-            };
-            let (motion_tx, motion_rx) = watch::channel(c.motion.clone());
-            motion_settings.push((c.name.get_ref().0.clone(), motion_tx));
-            let m = motion::MotionTask {
-                camera: c.name.get_ref().0.clone(),
-                camera_id: id,
-                store: store.clone(),
-                bus: events.clone(),
-                frames,
-                status: status.clone(),
-            };
-            tasks.push(tokio::spawn(m.run(motion_rx, shutdown_rx.clone())));
-            cameras.push((id, status));
-        }
         for w in &config.webhooks {
             tasks.push(tokio::spawn(webhook::run(
                 w.clone(),
-                events.clone(),
+                shared.events.clone(),
                 shutdown_rx.clone(),
             )));
         }
         if let Some(m) = &config.mqtt {
-            let names = config
-                .cameras
-                .iter()
-                .map(|c| c.name.get_ref().0.clone())
-                .collect();
             tasks.push(tokio::spawn(mqtt::run(
                 m.clone(),
-                names,
-                events.clone(),
+                names_rx,
+                shared.events.clone(),
                 shutdown_rx.clone(),
             )));
+        }
+        if let Some(sp) = &shared.spawn {
+            sp.tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(tasks);
         }
         Ok(Recorder {
             store,
             writer: Some(writer),
-            cameras,
-            live: lives,
-            motion: Arc::new(motion_settings),
-            events,
-            tasks,
+            shared,
             shutdown,
             started: std::time::Instant::now(),
             retention_stop: Some(kick_tx),
@@ -222,7 +295,7 @@ impl Recorder {
 
     /// Event changes as they happen (for integrations and the web app).
     pub fn events(&self) -> &bus::EventBus {
-        &self.events
+        &self.shared.events
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -236,11 +309,8 @@ impl Recorder {
     /// A cheap, cloneable way to read [`Recorder::status`] from elsewhere (the web server).
     pub fn status_source(&self) -> StatusSource {
         StatusSource {
-            cameras: self.cameras.clone(),
-            live: Arc::new(self.live.clone()),
-            motion: self.motion.clone(),
+            shared: self.shared.clone(),
             started: self.started,
-            events: self.events.clone(),
             stats: self.writer.as_ref().map(|w| w.stats_handle()),
         }
     }
@@ -248,7 +318,16 @@ impl Recorder {
     /// Stops ingest, closes and fsyncs every segment, commits the index.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks.drain(..) {
+        if let Some(sp) = &self.shared.spawn {
+            sp.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+        let tasks: Vec<_> = self
+            .shared
+            .spawn
+            .as_ref()
+            .map(|sp| std::mem::take(&mut *sp.tasks.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default();
+        for t in tasks {
             let _ = t.await;
         }
         if let Some(w) = self.writer.take() {
@@ -266,11 +345,8 @@ impl Recorder {
 
 #[derive(Clone)]
 pub struct StatusSource {
-    cameras: Vec<(i64, Arc<Mutex<CameraStatus>>)>,
-    live: Arc<Vec<(String, live::LiveSender)>>,
-    motion: Arc<Vec<(String, watch::Sender<config::MotionConfig>)>>,
+    shared: Arc<Shared>,
     started: std::time::Instant,
-    events: bus::EventBus,
     stats: Option<Arc<Mutex<std::collections::HashMap<i64, CameraStats>>>>,
 }
 
@@ -278,13 +354,22 @@ impl StatusSource {
     /// A source with no cameras, for tests and fuzzing of the web layer.
     pub fn empty() -> StatusSource {
         StatusSource {
-            cameras: Vec::new(),
-            live: Arc::new(Vec::new()),
-            motion: Arc::new(Vec::new()),
+            shared: Arc::new(Shared {
+                cameras: Default::default(),
+                events: bus::bus(),
+                spawn: None,
+            }),
             started: std::time::Instant::now(),
-            events: bus::bus(),
             stats: None,
         }
+    }
+
+    fn camera(&self, name: &str) -> Option<CameraHandle> {
+        self.shared
+            .cameras()
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
     }
 
     /// A receiver of the named camera's live frames.
@@ -292,26 +377,35 @@ impl StatusSource {
         &self,
         camera: &str,
     ) -> Option<tokio::sync::broadcast::Receiver<Arc<live::LiveFrame>>> {
-        self.live
-            .iter()
-            .find(|(n, _)| n == camera)
-            .map(|(_, s)| s.subscribe())
+        self.camera(camera).map(|c| c.live.subscribe())
+    }
+
+    /// Starts recording a camera added at run time (its config must already
+    /// be valid and saved). Errors if a camera of that name runs already.
+    pub fn add_camera(&self, c: &config::CameraConfig) -> Result<(), String> {
+        if self.camera(&c.name.get_ref().0).is_some() {
+            return Err(format!(
+                "a camera named {:?} exists already",
+                c.name.get_ref().0
+            ));
+        }
+        if self.shared.spawn.is_none() {
+            return Err("no recorder is attached".into());
+        }
+        self.shared.start_camera(c).map_err(|e| e.to_string())
     }
 
     /// A camera's motion settings now.
     pub fn motion_settings(&self, camera: &str) -> Option<config::MotionConfig> {
-        self.motion
-            .iter()
-            .find(|(n, _)| n == camera)
-            .map(|(_, s)| s.borrow().clone())
+        self.camera(camera).map(|c| c.motion.borrow().clone())
     }
 
     /// Applies new motion settings to a running camera (the detector
     /// restarts with them). False if there is no such camera.
     pub fn set_motion_settings(&self, camera: &str, cfg: config::MotionConfig) -> bool {
-        match self.motion.iter().find(|(n, _)| n == camera) {
-            Some((_, s)) => {
-                s.send_replace(cfg);
+        match self.camera(camera) {
+            Some(c) => {
+                c.motion.send_replace(cfg);
                 true
             }
             None => false,
@@ -320,15 +414,16 @@ impl StatusSource {
 
     /// Live viewers per camera, for metrics.
     pub fn viewers(&self) -> Vec<(String, usize)> {
-        self.live
+        self.shared
+            .cameras()
             .iter()
-            .map(|(n, s)| (n.clone(), s.receiver_count()))
+            .map(|c| (c.name.clone(), c.live.receiver_count()))
             .collect()
     }
 
     /// Event changes as they happen.
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<bus::EventChange> {
-        self.events.subscribe()
+        self.shared.events.subscribe()
     }
 
     /// When the recorder started.
@@ -342,11 +437,12 @@ impl StatusSource {
             .as_ref()
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default();
-        self.cameras
+        self.shared
+            .cameras()
             .iter()
-            .map(|(id, s)| Status {
-                camera: s.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                storage: stats.get(id).cloned().unwrap_or_default(),
+            .map(|c| Status {
+                camera: c.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                storage: stats.get(&c.id).cloned().unwrap_or_default(),
             })
             .collect()
     }
@@ -359,10 +455,11 @@ fn d90k(d: Duration) -> i64 {
 /// Runs retention every [`RETENTION_INTERVAL`], or at once when kicked with
 /// `true` (a write failed: free extra space, see [`retention::run_once`]), and
 /// stops on `false`.
-fn retention_loop(store: &Store, limits: &Limits, rx: mpsc::Receiver<bool>) {
+fn retention_loop(store: &Store, limits: &Mutex<Limits>, rx: mpsc::Receiver<bool>) {
     let mut emergency = false;
     loop {
-        if let Err(e) = retention::run_once(store, limits, Time90k::now().0, emergency) {
+        let l = limits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Err(e) = retention::run_once(store, &l, Time90k::now().0, emergency) {
             error!("retention failed: {e}");
         }
         match rx.recv_timeout(RETENTION_INTERVAL) {

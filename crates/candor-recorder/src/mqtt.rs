@@ -64,7 +64,7 @@ fn discovery(prefix: &str, camera: &str, kind: &str, class: Option<&str>) -> (St
 /// retried; they never touch recording.
 pub async fn run(
     cfg: MqttConfig,
-    cameras: Vec<String>,
+    mut cameras: tokio::sync::watch::Receiver<Vec<String>>,
     bus: EventBus,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -105,6 +105,7 @@ pub async fn run(
         };
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
+    let mut watching = true;
     let mut rx = bus.subscribe();
     let host = format!("{}:{}", cfg.url.host, cfg.url.port);
     let announce = |client: AsyncClient, prefix: String, cameras: Vec<String>| async move {
@@ -130,7 +131,7 @@ pub async fn run(
             ev = eventloop.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("MQTT connected to {host}");
-                    tokio::spawn(announce(client.clone(), prefix.clone(), cameras.clone()));
+                    tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow().clone()));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -138,6 +139,14 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             },
+            // A camera added at run time gets its discovery messages too.
+            r = cameras.changed(), if watching => {
+                if r.is_ok() {
+                    tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow_and_update().clone()));
+                } else {
+                    watching = false;
+                }
+            }
             r = rx.recv() => match r {
                 Ok(e) => {
                     if e.phase != Phase::Update {
