@@ -62,6 +62,93 @@ pub fn set_motion(path: &Path, camera: &str, m: &MotionConfig) -> Result<Config,
     })
 }
 
+/// A camera to add, as the web app's "Add camera" form gives it.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCamera {
+    pub name: String,
+    /// `rtsp://…`, without credentials.
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub sub_url: Option<String>,
+    /// ONVIF device service, to follow the camera's own events.
+    pub onvif: Option<String>,
+    #[serde(default)]
+    pub motion: bool,
+}
+
+/// Percent-encodes a URL's user or password part.
+fn userinfo(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Appends a `[[cameras]]` entry. Returns the new configuration; the caller
+/// starts the camera (see `StatusSource::add_camera`).
+pub fn add_camera(path: &Path, c: &NewCamera) -> Result<Config, ConfigError> {
+    let with_creds = |u: &str| -> Result<String, String> {
+        let mut url = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(
+                "give the user name and password in their own fields, not in the URL".into(),
+            );
+        }
+        if let Some(user) = &c.username {
+            // Set on the string form: url's setters would re-encode.
+            let pass = c
+                .password
+                .as_deref()
+                .map(|p| format!(":{}", userinfo(p)))
+                .unwrap_or_default();
+            let host_part = url
+                .as_str()
+                .strip_prefix("rtsp://")
+                .ok_or("camera URLs start with rtsp://")?
+                .to_owned();
+            return Ok(format!("rtsp://{}{pass}@{host_part}", userinfo(user)));
+        }
+        url.set_fragment(None);
+        Ok(url.to_string())
+    };
+    edit(path, |doc| {
+        let main = with_creds(&c.url)?;
+        let mut t = Table::new();
+        t["name"] = value(c.name.clone());
+        t["url"] = value(main);
+        if let Some(sub) = c.sub_url.as_deref().filter(|s| !s.is_empty()) {
+            t["sub_url"] = value(with_creds(sub)?);
+        }
+        if let Some(o) = c.onvif.as_deref().filter(|s| !s.is_empty()) {
+            t["onvif"] = value(o.to_owned());
+        }
+        if c.motion {
+            let mut m = Table::new();
+            m["enabled"] = value(true);
+            t["motion"] = Item::Table(m);
+        }
+        match doc
+            .get_mut("cameras")
+            .and_then(Item::as_array_of_tables_mut)
+        {
+            Some(cams) => cams.push(t),
+            None => {
+                let mut cams = ArrayOfTables::new();
+                cams.push(t);
+                doc["cameras"] = Item::ArrayOfTables(cams);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Applies `f` to the document, validates the result and writes it.
 fn edit(
     path: &Path,
@@ -106,6 +193,50 @@ fn edit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adding_a_camera_appends_a_valid_entry_with_encoded_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("candor.toml");
+        std::fs::write(
+            &p,
+            "[storage]\npath = \"d\"\n\n[[cameras]]\nname = \"gate\"\nurl = \"rtsp://h/x\"\n",
+        )
+        .unwrap();
+        let new = NewCamera {
+            name: "door".into(),
+            url: "rtsp://10.0.0.5:554/main".into(),
+            username: Some("admin".into()),
+            password: Some("p@ss word:1".into()),
+            sub_url: Some("rtsp://10.0.0.5:554/sub".into()),
+            onvif: Some("http://10.0.0.5/onvif/device_service".into()),
+            motion: true,
+        };
+        let cfg = add_camera(&p, &new).unwrap();
+        let door = &cfg.cameras[1];
+        assert_eq!(door.url.password.as_deref(), Some("p@ss word:1"));
+        assert_eq!(
+            door.sub_stream().unwrap().username.as_deref(),
+            Some("admin")
+        );
+        assert!(door.motion.enabled && door.onvif.is_some());
+        // The same name twice, or credentials inside the URL, are refused
+        // and leave the file as it was.
+        let before = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            add_camera(&p, &new)
+                .unwrap_err()
+                .to_string()
+                .contains("used twice")
+        );
+        let inline = NewCamera {
+            name: "x".into(),
+            url: "rtsp://u:p@h/x".into(),
+            ..new
+        };
+        assert!(add_camera(&p, &inline).is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), before);
+    }
 
     #[test]
     fn motion_edit_keeps_comments_and_round_trips() {

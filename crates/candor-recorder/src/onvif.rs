@@ -124,6 +124,22 @@ pub struct Described {
     pub sub: Option<(Profile, String)>,
 }
 
+impl Described {
+    /// The JSON `candor discover --json` and the web app's Discover show.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "manufacturer": self.info.manufacturer, "model": self.info.model,
+            "serial": self.info.serial, "clock_offset_secs": self.clock_offset_secs,
+            "profiles": self.profiles.iter().map(|p| serde_json::json!({
+                "token": p.token, "name": p.name, "encoding": p.encoding,
+                "width": p.width, "height": p.height, "fps": p.fps,
+            })).collect::<Vec<_>>(),
+            "main": self.main.as_ref().map(|(_, u)| u.clone()),
+            "sub": self.sub.as_ref().map(|(_, u)| u.clone()),
+        })
+    }
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -456,7 +456,10 @@ pub async fn snapshot(
     headers: HeaderMap,
 ) -> ApiResult {
     let (_, f) = camera_access(&st, &headers, &method, &name)?;
-    let rx = f.status.subscribe(&name).ok_or_else(|| no_camera(&name))?;
+    let rx = f
+        .status
+        .subscribe(&name)
+        .ok_or_else(|| not_running(&name))?;
     let jpeg = candor_recorder::snapshot::grab(rx, std::time::Duration::from_secs(6))
         .await
         .map_err(|e| {
@@ -474,6 +477,16 @@ pub async fn snapshot(
         jpeg,
     )
         .into_response())
+}
+
+/// A camera with footage that this recorder does not run (now): it was
+/// removed from the config, or this server only shows footage.
+fn not_running(name: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "not_running",
+        format!("camera {name:?} has footage here but is not running on this recorder"),
+    )
 }
 
 fn round3(v: f32) -> f64 {
@@ -504,7 +517,7 @@ pub async fn motion_get(
     let m = f
         .status
         .motion_settings(&name)
-        .ok_or_else(|| no_camera(&name))?;
+        .ok_or_else(|| not_running(&name))?;
     Ok(Json(motion_json(&m)).into_response())
 }
 
@@ -523,7 +536,7 @@ pub async fn motion_put(
     let m: candor_recorder::config::MotionConfig = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_body", format!("motion settings: {e}")))?;
     if f.status.motion_settings(&name).is_none() {
-        return Err(no_camera(&name));
+        return Err(not_running(&name));
     }
     let path = f.config_path.clone().ok_or_else(|| {
         ApiError::new(

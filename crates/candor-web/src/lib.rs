@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod admin_api;
 pub mod auth;
+pub mod cameras_api;
 pub mod events_api;
 pub mod footage;
 pub mod fuzzing;
@@ -471,6 +472,27 @@ pub fn routes() -> Vec<Route> {
             R(Viewer),
             "Cameras the caller may see, with state, codec, bitrate and fps",
             get(footage::cameras),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cameras",
+            R(Admin),
+            "Add a camera: written to the config file and started at once",
+            post(cameras_api::add),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/discover",
+            R(Admin),
+            "Find ONVIF cameras on the local network (WS-Discovery)",
+            post(cameras_api::discover),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/discover/describe",
+            R(Admin),
+            "An ONVIF camera's identity, profiles and RTSP stream URIs (main and sub)",
+            post(cameras_api::describe),
         ),
         r(
             g.clone(),
@@ -945,32 +967,46 @@ mod route_tests {
                 }
             };
             let m = &route.method;
-            let callers: Vec<(String, MakeRequest)> = vec![
-                ("viewer session".into(), {
+            let need = match route.access {
+                Access::Role(r) => r,
+                Access::Public => Role::Viewer,
+            };
+            let callers: Vec<(String, Role, MakeRequest)> = vec![
+                ("viewer session".into(), Role::Viewer, {
                     let (sid, s) = accounts.create_session("v").unwrap();
                     let m = m.clone();
                     Box::new(move |u: &str| request(&m, u, Some(&sid), Some(&s.csrf), None))
                 }),
-                ("operator session".into(), {
+                ("operator session".into(), Role::Operator, {
                     let (sid, s) = accounts.create_session("o").unwrap();
                     let m = m.clone();
                     Box::new(move |u: &str| request(&m, u, Some(&sid), Some(&s.csrf), None))
                 }),
-                ("admin token limited to yard".into(), {
+                ("admin token limited to yard".into(), Role::Admin, {
                     let (m, t) = (m.clone(), narrow_token.clone());
                     Box::new(move |u: &str| request(&m, u, None, None, Some(&t)))
                 }),
             ];
-            for (who, req) in &callers {
+            for (who, role, req) in &callers {
                 let hidden = send(req(&uri("gate"))).await;
                 let missing = send(req(&uri("nosuch"))).await;
+                assert_eq!(hidden, missing, "ungranted must look like missing");
+                if !role.at_least(need) {
+                    // Below the route's role: refused before any camera is looked at.
+                    assert_eq!(
+                        hidden,
+                        (StatusCode::FORBIDDEN, Some("forbidden".to_string())),
+                        "{m} {} as {who}",
+                        route.path
+                    );
+                    continue;
+                }
                 assert_eq!(
                     hidden,
                     (StatusCode::NOT_FOUND, Some("no_camera".to_string())),
                     "{m} {} as {who} for an ungranted camera",
                     route.path
                 );
-                assert_eq!(hidden, missing, "ungranted must look like missing");
                 let granted = send(req(&uri("yard"))).await;
                 assert_ne!(
                     granted.1.as_deref(),

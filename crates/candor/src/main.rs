@@ -582,17 +582,9 @@ async fn discover(
         });
         match described {
             Some(Ok(d)) => {
-                v["manufacturer"] = d.info.manufacturer.clone().into();
-                v["model"] = d.info.model.clone().into();
-                v["serial"] = d.info.serial.clone().into();
-                v["clock_offset_secs"] = d.clock_offset_secs.into();
-                v["profiles"] = d
-                    .profiles
-                    .iter()
-                    .map(|p| serde_json::json!({"token": p.token, "name": p.name, "encoding": p.encoding, "width": p.width, "height": p.height, "fps": p.fps}))
-                    .collect();
-                v["main"] = d.main.as_ref().map(|(_, u)| u.clone()).into();
-                v["sub"] = d.sub.as_ref().map(|(_, u)| u.clone()).into();
+                if let (Some(o), serde_json::Value::Object(d)) = (v.as_object_mut(), d.to_json()) {
+                    o.extend(d);
+                }
             }
             Some(Err(e)) => {
                 v["error"] = if e.is_not_authorized() {

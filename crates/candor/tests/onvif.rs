@@ -555,3 +555,124 @@ fn event_footage_outlives_continuous_footage_and_pins_hold() {
         "{log}"
     );
 }
+
+/// The web app's way to add a camera, at the API level: discovery, the
+/// camera's streams (WS-Security digest), the new camera written to
+/// candor.toml and recording at once without a restart, and its ONVIF
+/// events followed.
+#[test]
+fn discover_describe_and_add_a_camera_through_the_api_without_a_restart() {
+    let sim = camsim_with_onvif(1, "cam pass 1", 3600);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "", &[]);
+    assert!(
+        user_add(&cfg, "root", "admin", "root password 1")
+            .status
+            .success()
+    );
+    let rec = start_recorder(&cfg);
+    let base = web_url(&rec);
+    let cert = dir.path().join("data/tls/cert.pem");
+    let jar = dir.path().join("jar");
+    let (code, _, v) = curl(
+        &cert,
+        &jar,
+        "POST",
+        &format!("{base}api/v1/login"),
+        Some(r#"{"username":"root","password":"root password 1"}"#),
+        &[],
+    );
+    assert_eq!(code, 200);
+    let csrf = format!("X-CSRF-Token: {}", v["csrf_token"].as_str().unwrap());
+    let api = |method: &str, path: &str, body: &str| {
+        curl(
+            &cert,
+            &jar,
+            method,
+            &format!("{base}api/v1/{path}"),
+            Some(body),
+            &[&csrf],
+        )
+    };
+    let (code, _, found) = api(
+        "POST",
+        "discover",
+        &format!(r#"{{"probe":"{}","wait_secs":2}}"#, sim.discovery),
+    );
+    assert_eq!(code, 200, "{found}");
+    let xaddr = found["cameras"][0]["xaddrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Only the local network: the recorder is no proxy to the internet.
+    let (code, _, v) = api(
+        "POST",
+        "discover/describe",
+        r#"{"xaddr":"http://8.8.8.8/onvif/device_service","username":"a","password":"b"}"#,
+    );
+    assert_eq!((code, v["code"].as_str()), (400, Some("not_local")));
+    let (code, _, v) = api(
+        "POST",
+        "discover/describe",
+        &format!(r#"{{"xaddr":"{xaddr}","username":"admin","password":"wrong"}}"#),
+    );
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (400, Some("camera_refused")),
+        "{v}"
+    );
+    let (code, _, d) = api(
+        "POST",
+        "discover/describe",
+        &format!(r#"{{"xaddr":"{xaddr}","username":"admin","password":"cam pass 1"}}"#),
+    );
+    assert_eq!(code, 200, "{d}");
+    let main = d["main"].as_str().unwrap().to_owned();
+    assert!(main.starts_with("rtsp://"), "{d}");
+    let body = serde_json::json!({
+        "name": "door", "url": main, "username": "admin", "password": "cam pass 1",
+        "sub_url": d["sub"], "onvif": xaddr, "motion": true,
+    });
+    let (code, _, v) = api("POST", "cameras", &body.to_string());
+    assert_eq!(code, 201, "{v}");
+    assert!(!v["url"].as_str().unwrap().contains("cam pass"), "{v}");
+    let (code, _, v) = api("POST", "cameras", &body.to_string());
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (400, Some("bad_camera")),
+        "the same name twice: {v}"
+    );
+    // Written to the file (the recorder's own parser reads it back) …
+    let saved = candor_recorder::Config::load(&cfg).unwrap();
+    assert_eq!(saved.cameras.len(), 1);
+    assert_eq!(saved.cameras[0].url.password.as_deref(), Some("cam pass 1"));
+    // … and recording, and following the camera's events, without a restart.
+    wait_for(
+        "the added camera's footage",
+        Duration::from_secs(20),
+        || recorded_secs(&cfg, "door") >= 2.0,
+    );
+    wait_for("the event subscription", Duration::from_secs(20), || {
+        rec.log_text().contains("following ONVIF events")
+    });
+    raise(&sim, "tamper/on");
+    wait_for("a tamper event on door", Duration::from_secs(15), || {
+        events_json(&cfg)
+            .iter()
+            .any(|e| e["camera"] == "door" && e["kind"] == "tamper")
+    });
+    let (_, _, audit) = curl(
+        &cert,
+        &jar,
+        "GET",
+        &format!("{base}api/v1/audit?action=camera_added"),
+        None,
+        &[],
+    );
+    assert!(audit.to_string().contains("door"), "{audit}");
+    let log = rec.stop();
+    assert!(
+        !log.contains("cam pass 1"),
+        "the camera password is never logged"
+    );
+}
