@@ -212,6 +212,25 @@ try {
   check(Math.abs(p0[0] - 0.1) < 0.01 && Math.abs(p0[1] - 0.45) < 0.01, `first point where clicked: ${p0}`);
   await shot(page, '05d-motion-zone');
 
+  // Add a camera: discover it on the network, look up its streams with its
+  // password, add it; it is saved and recording without a restart.
+  step('add camera');
+  await page.goto(`${base}#add-camera`);
+  await page.fill('input[aria-label="Probe address"]', process.env.ONVIF_PROBE);
+  await page.click('button:has-text("Discover cameras")');
+  await page.waitForSelector('tr[data-found] button:has-text("Use")', { timeout: 15000 });
+  await page.click('tr[data-found] button:has-text("Use")');
+  await page.fill('input[aria-label="Camera user"]', 'admin');
+  await page.fill('input[aria-label="Camera password"]', 'cam pass 1');
+  await page.click('button:has-text("Look up streams")');
+  await page.waitForFunction(() => document.querySelector('input[aria-label="Main stream URL"]').value.startsWith('rtsp://'), null, { timeout: 15000 });
+  result.added_main = await page.inputValue('input[aria-label="Main stream URL"]');
+  await shot(page, '05e-add-camera');
+  await page.fill('input[aria-label="Camera name"]', 'porch');
+  await page.click('button:has-text("Add camera")');
+  await page.waitForSelector('tr[data-camera=porch]', { timeout: 15000 });
+  await page.waitForFunction(() => document.querySelector('tr[data-camera=porch]')?.textContent.includes('streaming'), null, { timeout: 20000 });
+
   // 5. System and audit pages render with real data.
   step('system');
   await page.goto(`${base}#system`);

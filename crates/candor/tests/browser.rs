@@ -45,6 +45,8 @@ fn web_app_end_to_end_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(H264_CLIP, 2);
     let hevc = Sim::start(H265_CLIP, 1);
+    // An ONVIF camera for the "Add camera" page to discover and add.
+    let onvif_cam = camsim_with_onvif(1, "cam pass 1", 0);
     let cfg = write_config(
         dir.path(),
         "",
@@ -81,6 +83,7 @@ fn web_app_end_to_end_in_headless_chromium() {
         .env("SETUP_TOKEN", &token)
         .env("SHOTS", &shots)
         .env("DOWNLOAD", &download)
+        .env("ONVIF_PROBE", &onvif_cam.discovery)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -124,6 +127,19 @@ fn web_app_end_to_end_in_headless_chromium() {
     assert_eq!(gate.motion.zones.len(), 1);
     assert_eq!(gate.motion.zones[0].name.0, "path");
     assert_eq!(result["snapshot_size"], serde_json::json!([768, 576]));
+    // The camera added in the browser is in candor.toml and recording.
+    let porch = cfg_now
+        .cameras
+        .iter()
+        .find(|c| c.name.get_ref().0 == "porch")
+        .unwrap();
+    assert_eq!(porch.url.password.as_deref(), Some("cam pass 1"));
+    assert!(porch.onvif.is_some() && porch.motion.enabled);
+    wait_for(
+        "footage of the added camera",
+        Duration::from_secs(20),
+        || recorded_secs(&cfg, "porch") >= 2.0,
+    );
 
     // The downloaded export is a real MP4 of the selected range.
     let p = ffprobe(&download);

@@ -9,61 +9,6 @@ use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-struct Camsim {
-    child: std::process::Child,
-    discovery: String,
-    /// `host:port` of the ONVIF HTTP side.
-    http: String,
-    rtsp: String,
-}
-
-impl Drop for Camsim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn camsim_with_onvif(cameras: usize, password: &str, clock_offset: i64) -> Camsim {
-    let mut child = Command::new(bin())
-        .args([
-            "camsim",
-            "--listen",
-            "127.0.0.1:0",
-            "--cameras",
-            &cameras.to_string(),
-        ])
-        .args(["--onvif", "127.0.0.1:0", "--discovery", "127.0.0.1:0"])
-        .args(["--onvif-clock-offset", &clock_offset.to_string()])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut rtsp, mut http) = (String::new(), String::new());
-    let mut discovery = String::new();
-    while rtsp.is_empty() || discovery.is_empty() {
-        let line = lines.next().expect("camsim output").unwrap();
-        if let Some(r) = line.split("rtsp://").nth(1) {
-            rtsp = r.split('/').next().unwrap().to_string();
-        }
-        if let Some(h) = line.split("ONVIF devices at http://").nth(1) {
-            http = h.split('/').next().unwrap().to_string();
-        }
-        if let Some(rest) = line.split("WS-Discovery on udp://").nth(1) {
-            discovery = rest.trim().to_string();
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Camsim {
-        child,
-        discovery,
-        http,
-        rtsp,
-    }
-}
-
 /// A recorder config with one camera, `gate`, on simulated camera 0, its
 /// ONVIF events followed with the camera's credentials.
 fn gate_config(dir: &std::path::Path, sim: &Camsim) -> std::path::PathBuf {

@@ -443,3 +443,61 @@ impl Drop for Subscriber {
         let _ = self.child.wait();
     }
 }
+
+#[allow(dead_code)]
+pub struct Camsim {
+    pub child: std::process::Child,
+    pub discovery: String,
+    /// `host:port` of the ONVIF HTTP side.
+    pub http: String,
+    pub rtsp: String,
+}
+
+impl Drop for Camsim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `candor camsim` with ONVIF services and WS-Discovery (unicast, loopback).
+pub fn camsim_with_onvif(cameras: usize, password: &str, clock_offset: i64) -> Camsim {
+    use std::io::{BufRead, Write};
+    let mut child = Command::new(bin())
+        .args([
+            "camsim",
+            "--listen",
+            "127.0.0.1:0",
+            "--cameras",
+            &cameras.to_string(),
+        ])
+        .args(["--onvif", "127.0.0.1:0", "--discovery", "127.0.0.1:0"])
+        .args(["--onvif-clock-offset", &clock_offset.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut rtsp, mut http) = (String::new(), String::new());
+    let mut discovery = String::new();
+    while rtsp.is_empty() || discovery.is_empty() {
+        let line = lines.next().expect("camsim output").unwrap();
+        if let Some(r) = line.split("rtsp://").nth(1) {
+            rtsp = r.split('/').next().unwrap().to_string();
+        }
+        if let Some(h) = line.split("ONVIF devices at http://").nth(1) {
+            http = h.split('/').next().unwrap().to_string();
+        }
+        if let Some(rest) = line.split("WS-Discovery on udp://").nth(1) {
+            discovery = rest.trim().to_string();
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Camsim {
+        child,
+        discovery,
+        http,
+        rtsp,
+    }
+}
