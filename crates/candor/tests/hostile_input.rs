@@ -223,3 +223,49 @@ fn onvif_parsers_survive_mutated_answers() {
         }
     }
 }
+
+/// Camera bitstreams reach openh264 (C) through motion detection and
+/// snapshots: corrupted, truncated and spliced samples, and mangled
+/// parameter sets, must give errors, never a crash or a hang.
+#[test]
+fn h264_decoder_survives_corrupted_streams() {
+    let clip = mp4::read::parse(H264).unwrap();
+    let sample = |i: usize| {
+        let s = &clip.samples[i];
+        &H264[s.offset as usize..s.offset as usize + s.size as usize]
+    };
+    let mut rng = Rng(0x0264_dec0_de00);
+    // A stream where a third of the samples are damaged.
+    let mut scanner = candor_motion::Scanner::new(
+        &clip.config,
+        candor_motion::Settings::default(),
+        5.0,
+        90_000,
+    )
+    .unwrap();
+    let (mut ok, mut errors) = (0, 0);
+    for (i, s) in clip.samples.iter().enumerate() {
+        let data = if rng.below(3) == 0 {
+            mutate(&mut rng, sample(i))
+        } else {
+            sample(i).to_vec()
+        };
+        match scanner.push(s.time_90k, &data, s.key) {
+            Ok(_) => ok += 1,
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(ok > 0, "{ok} decoded, {errors} refused");
+    // Mangled SPS/PPS with an intact key frame, and random bytes as frames.
+    let key = sample(0).to_vec();
+    for _ in 0..150 {
+        let mut cfg = clip.config.clone();
+        cfg.sps = cfg.sps.iter().map(|s| mutate(&mut rng, s)).collect();
+        cfg.pps = cfg.pps.iter().map(|p| mutate(&mut rng, p)).collect();
+        if let Ok(mut d) = candor_motion::H264Decoder::new(&cfg) {
+            let _ = d.decode(&key, true).map(|f| f.map(|f| f.to_picture()));
+            let junk: Vec<u8> = (0..rng.below(4000)).map(|_| rng.next() as u8).collect();
+            let _ = d.decode(&junk, true).map(|f| f.is_some());
+        }
+    }
+}
