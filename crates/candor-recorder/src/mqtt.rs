@@ -126,19 +126,30 @@ pub async fn run(
             let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
         }
     };
-    loop {
-        tokio::select! {
-            ev = eventloop.poll() => match ev {
+    // The event loop (network I/O) runs in its own task and is never
+    // cancelled mid-packet; this task only queues messages.
+    let (connected_tx, mut connected) = tokio::sync::mpsc::channel::<()>(4);
+    let mut poller = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("MQTT connected to {host}");
-                    tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow().clone()));
+                    let _ = connected_tx.try_send(());
                 }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!("MQTT {host}: {e}; retrying in 2 s");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
-            },
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            Some(()) = connected.recv() => {
+                tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow().clone()));
+            }
             // A camera added at run time gets its discovery messages too.
             r = cameras.changed(), if watching => {
                 if r.is_ok() {
@@ -153,22 +164,30 @@ pub async fn run(
                         let on = e.phase == Phase::Start;
                         let _ = client.try_publish(format!("{prefix}/{}/{}", e.camera, e.kind), QoS::AtLeastOnce, true, if on { "ON" } else { "OFF" });
                     }
+                    let _ = client.try_publish(format!("{prefix}/events"), QoS::AtLeastOnce, false, e.to_json().to_string());
+                    // The picture after the message: an alarm must not queue
+                    // behind tens of kilobytes of JPEG.
                     if let Some(jpeg) = &e.snapshot {
                         let _ = client.try_publish(format!("{prefix}/{}/snapshot", e.camera), QoS::AtLeastOnce, true, jpeg.to_vec());
                     }
-                    let _ = client.try_publish(format!("{prefix}/events"), QoS::AtLeastOnce, false, e.to_json().to_string());
                 }
                 Err(RecvError::Lagged(n)) => tracing::warn!("MQTT fell behind; {n} event message(s) not published"),
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => break,
             },
             _ = shutdown.changed() => {
                 let _ = client.try_publish(format!("{prefix}/available"), QoS::AtLeastOnce, true, "offline");
                 // Give the event loop a moment to send it, then go.
-                let _ = tokio::time::timeout(Duration::from_millis(300), async { loop { if eventloop.poll().await.is_err() { break; } } }).await;
-                let _ = client.try_disconnect();
-                return;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                break;
             }
         }
+    }
+    let _ = client.try_disconnect();
+    if tokio::time::timeout(Duration::from_secs(1), &mut poller)
+        .await
+        .is_err()
+    {
+        poller.abort(); // the broker is unreachable: stop retrying
     }
 }
 

@@ -459,7 +459,7 @@ pub async fn snapshot(
     let rx = f
         .status
         .subscribe(&name)
-        .ok_or_else(|| not_running(&name))?;
+        .ok_or_else(|| not_running(&f, &name))?;
     let jpeg = candor_recorder::snapshot::grab(rx, std::time::Duration::from_secs(6))
         .await
         .map_err(|e| {
@@ -479,14 +479,18 @@ pub async fn snapshot(
         .into_response())
 }
 
-/// A camera with footage that this recorder does not run (now): it was
-/// removed from the config, or this server only shows footage.
-fn not_running(name: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "not_running",
-        format!("camera {name:?} has footage here but is not running on this recorder"),
-    )
+/// Why a camera the caller may see is not running here: it does not exist
+/// (404, as for any unknown camera), or it has footage but this recorder
+/// doesn't run it (removed from the config, or a footage-only server: 503).
+fn not_running(f: &Footage, name: &str) -> ApiError {
+    match f.store.camera_id(name) {
+        Ok(Some(_)) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_running",
+            format!("camera {name:?} has footage here but is not running on this recorder"),
+        ),
+        _ => no_camera(name),
+    }
 }
 
 fn round3(v: f32) -> f64 {
@@ -517,7 +521,7 @@ pub async fn motion_get(
     let m = f
         .status
         .motion_settings(&name)
-        .ok_or_else(|| not_running(&name))?;
+        .ok_or_else(|| not_running(&f, &name))?;
     Ok(Json(motion_json(&m)).into_response())
 }
 
@@ -536,7 +540,7 @@ pub async fn motion_put(
     let m: candor_recorder::config::MotionConfig = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_body", format!("motion settings: {e}")))?;
     if f.status.motion_settings(&name).is_none() {
-        return Err(not_running(&name));
+        return Err(not_running(&f, &name));
     }
     let path = f.config_path.clone().ok_or_else(|| {
         ApiError::new(
