@@ -212,9 +212,21 @@ fn events_reach_mqtt_subscribers_with_home_assistant_discovery() {
     });
 }
 
-#[test]
-fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
-    let secret = "a webhook secret 123";
+type Received = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// The independent webhook receiver (Python's hmac): its port, and one JSON
+/// line per request it got (`valid` says whether the signature verified).
+/// Kills the receiver when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn webhook_receiver(secret: &str) -> (KillOnDrop, u16, Received) {
     let mut recv = Command::new("/usr/bin/python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -226,13 +238,20 @@ fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
         .unwrap();
     let mut out = std::io::BufReader::new(recv.stdout.take().unwrap()).lines();
     let port: u16 = out.next().unwrap().unwrap().trim().parse().unwrap();
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let got = Received::default();
     let g = got.clone();
     std::thread::spawn(move || {
         for l in out.map_while(Result::ok) {
             g.lock().unwrap().push(serde_json::from_str(&l).unwrap());
         }
     });
+    (KillOnDrop(recv), port, got)
+}
+
+#[test]
+fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
+    let secret = "a webhook secret 123";
+    let (recv, port, got) = webhook_receiver(secret);
     let sim = camsim_with_onvif(1, "cam pass 1", 0);
     let dir = tempfile::tempdir().unwrap();
     let cfg = gate_config(dir.path(), &sim);
@@ -259,8 +278,7 @@ fn webhooks_are_signed_retried_and_verified_by_an_independent_receiver() {
         },
     );
     let log = rec.stop();
-    let _ = recv.kill();
-    let _ = recv.wait();
+    drop(recv);
     let got = got.lock().unwrap().clone();
     assert_eq!(got[0]["status"], 500, "the first try failed on purpose");
     assert!(
@@ -501,15 +519,26 @@ fn event_footage_outlives_continuous_footage_and_pins_hold() {
     );
 }
 
-/// The web app's way to add a camera, at the API level: discovery, the
-/// camera's streams (WS-Security digest), the new camera written to
-/// candor.toml and recording at once without a restart, and its ONVIF
-/// events followed.
+/// ONVIF end to end, the web app's way, at the API level: discovery → the
+/// camera's streams (WS-Security digest, camera clock an hour off) → added
+/// (written to candor.toml, recording at once, no restart) → a camera event
+/// → a Candor event → MQTT message on Mosquitto → signed webhook, verified.
 #[test]
 fn discover_describe_and_add_a_camera_through_the_api_without_a_restart() {
     let sim = camsim_with_onvif(1, "cam pass 1", 3600);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "", &[]);
+    // The whole chain ends at the integrations: Mosquitto and a webhook.
+    let prefix = format!("candoradd{}", std::process::id());
+    let sub = Subscriber::start(&[&format!("{prefix}/door/tamper")]);
+    let secret = "a webhook secret 456";
+    let (recv, port, got) = webhook_receiver(secret);
+    append(
+        &cfg,
+        &format!(
+            "\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\ntopic_prefix = \"{prefix}\"\n\n[[webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{secret}\"\n"
+        ),
+    );
     assert!(
         user_add(&cfg, "root", "admin", "root password 1")
             .status
@@ -615,6 +644,19 @@ fn discover_describe_and_add_a_camera_through_the_api_without_a_restart() {
         &[],
     );
     assert!(audit.to_string().contains("door"), "{audit}");
+    wait_for(
+        "MQTT and webhook for the added camera",
+        Duration::from_secs(20),
+        || {
+            sub.has(|l| l == format!("{prefix}/door/tamper ON"))
+                && got.lock().unwrap().iter().any(|v| {
+                    v["status"] == 200
+                        && v["valid"] == true
+                        && v["body"]["event"]["camera"] == "door"
+                })
+        },
+    );
+    drop(recv);
     let log = rec.stop();
     assert!(
         !log.contains("cam pass 1"),
