@@ -144,15 +144,7 @@ impl Scanner {
                     picture,
                 })
             }
-            Transition::End { at_90k } => {
-                let (peak_score, zone, picture) = self.peak.take().unwrap_or((0.0, None, None));
-                Some(ScanEvent::End {
-                    at_90k,
-                    peak_score,
-                    zone: self.zone_name(zone),
-                    picture,
-                })
-            }
+            Transition::End { at_90k } => Some(self.end(at_90k)),
             Transition::None => {
                 // Keep the best picture of an ongoing event; copy only on a
                 // clear improvement, since a copy is a whole frame.
@@ -173,12 +165,16 @@ impl Scanner {
     /// The stream stopped: end an ongoing event.
     pub fn finish(&mut self) -> Option<ScanEvent> {
         let at_90k = self.hysteresis.finish()?;
+        Some(self.end(at_90k))
+    }
+
+    fn end(&mut self, at_90k: i64) -> ScanEvent {
         let (peak_score, zone, picture) = self.peak.take().unwrap_or((0.0, None, None));
-        Some(ScanEvent::End {
+        ScanEvent::End {
             at_90k,
             peak_score,
             zone: self.zone_name(zone),
             picture,
-        })
+        }
     }
 }

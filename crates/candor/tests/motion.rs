@@ -89,18 +89,8 @@ fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
             .success()
     );
     let rec = start_recorder(&cfg);
-    let base = web_url(&rec);
-    let cert = dir.path().join("data/tls/cert.pem");
-    let jar = dir.path().join("jar");
-    let (code, _, _) = curl(
-        &cert,
-        &jar,
-        "POST",
-        &format!("{base}api/v1/login"),
-        Some(r#"{"username":"root","password":"root password 1"}"#),
-        &[],
-    );
-    assert_eq!(code, 200);
+    let web = Web::login(&rec, dir.path(), "root", "root password 1");
+    let (base, cert, jar) = (web.base.clone(), web.cert.clone(), web.jar.clone());
 
     // The model learns for 3 s, then the walkers are motion.
     let mut ev = serde_json::Value::Null;
@@ -108,14 +98,7 @@ fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
         "a motion event with a snapshot",
         Duration::from_secs(30),
         || {
-            let (_, _, v) = curl(
-                &cert,
-                &jar,
-                "GET",
-                &format!("{base}api/v1/events?camera=gate"),
-                None,
-                &[],
-            );
+            let (_, _, v) = web.api("GET", "events?camera=gate", None);
             ev = v["events"]
                 .as_array()
                 .and_then(|l| {
@@ -218,30 +201,18 @@ fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
     // An admin removes yard's zone through the API: the change is written to
     // candor.toml and the running detector picks it up, so the walkers now
     // count anywhere.
-    let (code, _, me) = curl(&cert, &jar, "GET", &format!("{base}api/v1/me"), None, &[]);
-    assert_eq!(code, 200);
-    let csrf = format!(
-        "X-CSRF-Token: {}",
-        me["csrf_token"].as_str().unwrap_or_default()
-    );
-    let (code, _, v) = curl(
-        &cert,
-        &jar,
+    let (code, _, v) = web.api(
         "PUT",
-        &format!("{base}api/v1/cameras/yard/motion"),
+        "cameras/yard/motion",
         Some(r#"{"enabled":true,"sensitivity":60,"min_size":0.3,"zones":[],"masks":[]}"#),
-        &[&csrf],
     );
     assert_eq!(code, 200, "{v}");
     let written = candor_recorder::Config::load(&cfg).unwrap();
     assert!(written.cameras[1].motion.zones.is_empty());
-    let bad = curl(
-        &cert,
-        &jar,
+    let bad = web.api(
         "PUT",
-        &format!("{base}api/v1/cameras/yard/motion"),
+        "cameras/yard/motion",
         Some(r#"{"enabled":true,"masks":[[[0.1,0.1],[2.0,0.1],[0.1,0.5]]]}"#),
-        &[&csrf],
     );
     assert_eq!(
         bad.0, 400,
@@ -252,14 +223,7 @@ fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
         "yard motion after the zone went",
         Duration::from_secs(20),
         || {
-            let (_, _, v) = curl(
-                &cert,
-                &jar,
-                "GET",
-                &format!("{base}api/v1/events?camera=yard"),
-                None,
-                &[],
-            );
+            let (_, _, v) = web.api("GET", "events?camera=yard", None);
             !v["events"].as_array().unwrap().is_empty()
         },
     );

@@ -312,18 +312,8 @@ fn the_web_api_lists_events_and_streams_them_live() {
             .success()
     );
     let rec = start_recorder(&cfg);
-    let base = web_url(&rec);
-    let cert = dir.path().join("data/tls/cert.pem");
-    let jar = dir.path().join("jar");
-    let (code, _, _) = curl(
-        &cert,
-        &jar,
-        "POST",
-        &format!("{base}api/v1/login"),
-        Some(r#"{"username":"root","password":"root password 1"}"#),
-        &[],
-    );
-    assert_eq!(code, 200);
+    let web = Web::login(&rec, dir.path(), "root", "root password 1");
+    let (base, cert, jar) = (web.base.clone(), web.cert.clone(), web.jar.clone());
     wait_for("the event subscription", Duration::from_secs(20), || {
         rec.log_text().contains("following ONVIF events")
     });
@@ -419,7 +409,6 @@ fn event_footage_outlives_continuous_footage_and_pins_hold() {
             .success()
     );
     let rec = start_recorder(&cfg);
-    let base = web_url(&rec);
     wait_for("both event subscriptions", Duration::from_secs(20), || {
         rec.log_text().matches("following ONVIF events").count() >= 2
     });
@@ -453,25 +442,11 @@ fn event_footage_outlives_continuous_footage_and_pins_hold() {
     let (yard_old, yard_new) = (window("yard", 0), window("yard", 1));
 
     // An operator keeps the second yard event.
-    let cert = dir.path().join("data/tls/cert.pem");
-    let jar = dir.path().join("jar");
-    let (code, _, v) = curl(
-        &cert,
-        &jar,
-        "POST",
-        &format!("{base}api/v1/login"),
-        Some(r#"{"username":"op","password":"operator password 1"}"#),
-        &[],
-    );
-    assert_eq!(code, 200);
-    let csrf = format!("X-CSRF-Token: {}", v["csrf_token"].as_str().unwrap());
-    let (code, _, pin_v) = curl(
-        &cert,
-        &jar,
+    let web = Web::login(&rec, dir.path(), "op", "operator password 1");
+    let (code, _, pin_v) = web.api(
         "PUT",
-        &format!("{base}api/v1/events/{}/pinned", yard_new.0),
+        &format!("events/{}/pinned", yard_new.0),
         Some(r#"{"pinned":true}"#),
-        &[&csrf],
     );
     assert_eq!(code, 200, "{pin_v}");
 
@@ -545,29 +520,9 @@ fn discover_describe_and_add_a_camera_through_the_api_without_a_restart() {
             .success()
     );
     let rec = start_recorder(&cfg);
-    let base = web_url(&rec);
-    let cert = dir.path().join("data/tls/cert.pem");
-    let jar = dir.path().join("jar");
-    let (code, _, v) = curl(
-        &cert,
-        &jar,
-        "POST",
-        &format!("{base}api/v1/login"),
-        Some(r#"{"username":"root","password":"root password 1"}"#),
-        &[],
-    );
-    assert_eq!(code, 200);
-    let csrf = format!("X-CSRF-Token: {}", v["csrf_token"].as_str().unwrap());
-    let api = |method: &str, path: &str, body: &str| {
-        curl(
-            &cert,
-            &jar,
-            method,
-            &format!("{base}api/v1/{path}"),
-            Some(body),
-            &[&csrf],
-        )
-    };
+    let web = Web::login(&rec, dir.path(), "root", "root password 1");
+    let (base, cert, jar) = (web.base.clone(), web.cert.clone(), web.jar.clone());
+    let api = |method: &str, path: &str, body: &str| web.api(method, path, Some(body));
     let (code, _, found) = api(
         "POST",
         "discover",

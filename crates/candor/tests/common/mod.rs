@@ -501,3 +501,60 @@ pub fn camsim_with_onvif(cameras: usize, password: &str, clock_offset: i64) -> C
         rtsp,
     }
 }
+
+/// A logged-in web session against a running recorder: curl with a cookie
+/// jar, trusting the recorder's generated certificate.
+#[allow(dead_code)]
+pub struct Web {
+    pub base: String,
+    pub cert: PathBuf,
+    pub jar: PathBuf,
+    pub csrf: String,
+}
+
+#[allow(dead_code)]
+impl Web {
+    /// Logs an existing user in; `dir` is the test's directory (data/ below it).
+    pub fn login(rec: &RecorderProc, dir: &Path, user: &str, password: &str) -> Web {
+        let base = web_url(rec);
+        let (cert, jar) = (
+            dir.join("data/tls/cert.pem"),
+            dir.join(format!("jar-{user}")),
+        );
+        let body = serde_json::json!({ "username": user, "password": password }).to_string();
+        let (code, _, v) = curl(
+            &cert,
+            &jar,
+            "POST",
+            &format!("{base}api/v1/login"),
+            Some(&body),
+            &[],
+        );
+        assert_eq!(code, 200, "login as {user}: {v}");
+        let csrf = v["csrf_token"].as_str().unwrap_or_default().to_owned();
+        Web {
+            base,
+            cert,
+            jar,
+            csrf,
+        }
+    }
+
+    /// A call under `/api/v1/`, with the CSRF header.
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, String, serde_json::Value) {
+        let h = format!("X-CSRF-Token: {}", self.csrf);
+        curl(
+            &self.cert,
+            &self.jar,
+            method,
+            &format!("{}api/v1/{path}", self.base),
+            body,
+            &[&h],
+        )
+    }
+}
