@@ -10,7 +10,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// 2: the `event` table (added; version 1 indexes are upgraded in place).
 /// 3: `event.snapshot` (added to version 2 tables in place).
-pub const SCHEMA_VERSION: i64 = 3;
+/// 4: `egress` (the ledger of bytes sent off-site) and `outbox` (alarms
+/// waiting for the cloud); new tables, so older indexes upgrade in place.
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,6 +62,24 @@ CREATE TABLE IF NOT EXISTS event (
     -- 1 when snapshots/<camera_id>/<id>.jpg (and .thumb.jpg) exist.
     snapshot INTEGER NOT NULL DEFAULT 0
 );
+-- Every message and byte sent off-site (the cloud link), for the owner.
+CREATE TABLE IF NOT EXISTS egress (
+    id INTEGER PRIMARY KEY,
+    at_90k INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS egress_at ON egress (at_90k);
+-- Alarms for the cloud, kept until it confirms storing them (exactly once
+-- across link failures).
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    at_90k INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
 CREATE INDEX IF NOT EXISTS event_start ON event (start_90k);
 CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
 "#;
@@ -102,7 +122,7 @@ pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, Stora
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
             // Version 1 lacked only the event table, which SCHEMA just
             // created; version 2's event table lacked `snapshot`.
-            Some(v) if v == "1" || v == "2" => {
+            Some(v) if v == "1" || v == "2" || v == "3" => {
                 let tx = conn
                     .unchecked_transaction()
                     .map_err(|e| StorageError::db("upgrading the schema", e))?;

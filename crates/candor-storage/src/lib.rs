@@ -13,6 +13,7 @@
 //!   without files are deleted.
 
 pub mod db;
+pub mod egress;
 pub mod events;
 pub mod export;
 mod index;

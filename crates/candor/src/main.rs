@@ -111,6 +111,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The egress ledger: every message and byte sent off-site, oldest first.
+    Egress {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// RFC 3339: entries at or after this instant.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this kind (status, alarm, …).
+        #[arg(long)]
+        kind: Option<String>,
+        /// CSV (time, destination, kind, bytes, summary) for spreadsheets.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Find ONVIF cameras (WS-Discovery) and, with credentials, their
     /// profiles and RTSP stream URIs, printed as [[cameras]] entries.
     Discover {
@@ -233,6 +247,12 @@ fn run(cli: Cli) -> Result<()> {
             since,
             json,
         } => events(&config, camera.as_deref(), since.as_deref(), json),
+        Cmd::Egress {
+            config,
+            since,
+            kind,
+            csv,
+        } => egress(&config, since.as_deref(), kind, csv),
         Cmd::Discover {
             probe,
             wait,
@@ -499,6 +519,52 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
 }
 
 /// `candor events`: the event list, from the index (read-only).
+fn egress(config: &Path, since: Option<&str>, kind: Option<String>, csv: bool) -> Result<()> {
+    let cfg = Config::load(config)?;
+    let store = Store::open_read_only(&cfg.storage.path)?;
+    let since = since
+        .map(|s| {
+            Time90k::parse_rfc3339(s)
+                .map_err(|_| anyhow::anyhow!("--since must be RFC 3339, e.g. 2026-11-27T10:00:00Z"))
+        })
+        .transpose()?;
+    let list = store.egress(&candor_storage::egress::EgressFilter {
+        since,
+        kind,
+        ..Default::default()
+    })?;
+    // CSV fields are quoted whole, with quotes doubled (RFC 4180).
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    if csv {
+        println!("time,destination,kind,bytes,summary");
+        for e in &list {
+            println!(
+                "{},{},{},{},{}",
+                e.at,
+                q(&e.destination),
+                q(&e.kind),
+                e.bytes,
+                q(&e.summary)
+            );
+        }
+        return Ok(());
+    }
+    if list.is_empty() {
+        eprintln!(
+            "nothing has been sent to a Candor cloud (the cloud link is off). Connections you configured yourself (cameras, MQTT, webhooks) are not in this ledger."
+        );
+    }
+    for e in &list {
+        println!(
+            "{}  {:<24} {:<10} {:>8} B  {}",
+            e.at, e.destination, e.kind, e.bytes, e.summary
+        );
+    }
+    let total: u64 = list.iter().map(|e| e.bytes).sum();
+    eprintln!("{} message(s), {total} bytes", list.len());
+    Ok(())
+}
+
 fn events(config: &Path, camera: Option<&str>, since: Option<&str>, json: bool) -> Result<()> {
     let cfg = Config::load(config)?;
     let store = Store::open_read_only(&cfg.storage.path)?;
