@@ -101,12 +101,7 @@ fn events_json(cfg: &std::path::Path) -> Vec<serde_json::Value> {
 }
 
 fn raise(sim: &Camsim, what: &str) {
-    let o = Command::new("curl")
-        .args(["-sS", "--fail", "-X", "POST"])
-        .arg(format!("http://{}/control/cam0/{what}", sim.http))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    raise_on(sim, 0, what);
 }
 
 #[test]
