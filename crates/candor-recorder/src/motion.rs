@@ -320,7 +320,6 @@ impl MotionTask {
                     start,
                     f64::from(score),
                     zone.as_deref(),
-                    None,
                 ) {
                     Ok(id) => id,
                     Err(err) => {

@@ -185,11 +185,9 @@ impl Store {
         Ok(rows)
     }
 
-    /// Records the start of a detected event with its score, zone and
-    /// snapshot in one transaction (one fsync): the snapshot files are
-    /// written before the commit, so a committed `snapshot = 1` always has
-    /// its files.
-    #[allow(clippy::too_many_arguments)]
+    /// Records the start of a detected event with its score and zone in
+    /// one statement (one commit): the alarm must not wait for two. The
+    /// snapshot follows with [`Store::save_snapshot`].
     pub fn start_detected_event(
         &self,
         camera_id: i64,
@@ -198,24 +196,14 @@ impl Store {
         start: Time90k,
         score: f64,
         zone: Option<&str>,
-        snapshot: Option<(&[u8], &[u8])>,
     ) -> Result<i64, StorageError> {
-        let mut conn = self.conn();
-        let ctx = |e| StorageError::db("recording an event", e);
-        let tx = conn.transaction().map_err(ctx)?;
-        tx.execute(
+        let conn = self.conn();
+        conn.execute(
             "INSERT INTO event (camera_id, kind, source, start_90k, score, zone) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![camera_id, kind, source, start.0, score, zone],
         )
-        .map_err(ctx)?;
-        let id = tx.last_insert_rowid();
-        if let Some((jpeg, thumb)) = snapshot {
-            self.write_snapshot_files(camera_id, id, jpeg, thumb)?;
-            tx.execute("UPDATE event SET snapshot = 1 WHERE id = ?1", [id])
-                .map_err(ctx)?;
-        }
-        tx.commit().map_err(ctx)?;
-        Ok(id)
+        .map_err(|e| StorageError::db("recording an event", e))?;
+        Ok(conn.last_insert_rowid())
     }
 
     /// Records the detector's verdict on an event: peak score and zone.
