@@ -17,6 +17,9 @@
 //! validated while decoding (unknown fields and types are errors), and the
 //! decoder is fuzzed. Nothing here does I/O.
 
+#[cfg(feature = "tls")]
+pub mod identity;
+
 use serde::{Deserialize, Serialize};
 
 pub const VERSION: u8 = 1;
@@ -112,7 +115,37 @@ pub enum Message {
     Pong {
         nonce: u64,
     },
+    /// An admin started pairing on the recorder: the cloud answers with a
+    /// one-time code. The connection's client key is the one being paired.
+    PairStart {
+        name: String,
+    },
+    /// The admin compared the confirmation code on both screens and confirmed
+    /// it; `confirmation` is the recorder's own computation, which the cloud
+    /// checks against its own.
+    PairConfirm {
+        confirmation: String,
+    },
+    /// Unpair: final. The cloud deletes the site and refuses this key.
+    Unpair {},
     // Cloud → recorder.
+    PairCode {
+        code: String,
+        expires_in: u32,
+    },
+    /// An owner entered the code: `account` is who claims this recorder and
+    /// `nonce` the claim's random part, both bound into the confirmation code.
+    PairClaimed {
+        account: String,
+        nonce: String,
+    },
+    Paired {
+        site: String,
+    },
+    /// Why the cloud is closing the connection (unknown or revoked key, …).
+    Refused {
+        reason: String,
+    },
     Welcome {
         site: String,
     },
@@ -135,6 +168,46 @@ pub enum Message {
 }
 
 impl Message {
+    /// Whether only the cloud may send this message. Each side refuses the
+    /// other side's messages: the recorder acts only on this short list.
+    pub fn from_cloud(&self) -> bool {
+        matches!(
+            self,
+            Message::Welcome { .. }
+                | Message::AlarmStored { .. }
+                | Message::Acknowledge { .. }
+                | Message::SharingRequest { .. }
+                | Message::Ping { .. }
+                | Message::PairCode { .. }
+                | Message::PairClaimed { .. }
+                | Message::Paired { .. }
+                | Message::Refused { .. }
+        )
+    }
+
+    /// The `type` tag, for logs and the egress ledger.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Status { .. } => "status",
+            Message::Alarm { .. } => "alarm",
+            Message::AckRecorded { .. } => "ack_recorded",
+            Message::Pong { .. } => "pong",
+            Message::PairStart { .. } => "pair_start",
+            Message::PairConfirm { .. } => "pair_confirm",
+            Message::Unpair {} => "unpair",
+            Message::Welcome { .. } => "welcome",
+            Message::AlarmStored { .. } => "alarm_stored",
+            Message::Acknowledge { .. } => "acknowledge",
+            Message::SharingRequest { .. } => "sharing_request",
+            Message::Ping { .. } => "ping",
+            Message::PairCode { .. } => "pair_code",
+            Message::PairClaimed { .. } => "pair_claimed",
+            Message::Paired { .. } => "paired",
+            Message::Refused { .. } => "refused",
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
         let short = |what: &str, s: &str, max: usize| {
             if s.len() > max {
@@ -181,7 +254,15 @@ impl Message {
                 short("camera", camera.as_deref().unwrap_or(""), 64)?;
                 short("kind", kind.as_deref().unwrap_or(""), 32)
             }
-            Message::Welcome { site } => short("site", site, 64),
+            Message::Welcome { site } | Message::Paired { site } => short("site", site, 64),
+            Message::PairStart { name } => short("name", name, 64),
+            Message::PairConfirm { confirmation } => short("confirmation", confirmation, 16),
+            Message::PairCode { code, .. } => short("code", code, 16),
+            Message::PairClaimed { account, nonce } => {
+                short("account", account, 128)?;
+                short("nonce", nonce, 64)
+            }
+            Message::Refused { reason } => short("reason", reason, 256),
             Message::Acknowledge { by, .. } => short("by", by, 128),
             _ => Ok(()),
         }
@@ -291,6 +372,32 @@ impl Decoder {
     }
 }
 
+/// ALPN protocol id of the link, so the cloud serves its web app and the
+/// link on one TLS port.
+pub const ALPN: &[u8] = b"candor-link/1";
+
+/// The 6-digit confirmation code both screens show while pairing. It binds
+/// the one-time code, the recorder's public key, the claiming account and the
+/// claim's nonce: if anyone substituted any of them (a thief who read the
+/// code, or a cloud swapping keys), the two screens differ.
+pub fn confirmation(code: &str, recorder_key: &[u8], account: &str, nonce: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"candor-pair-v1");
+    for part in [
+        code.as_bytes(),
+        recorder_key,
+        account.as_bytes(),
+        nonce.as_bytes(),
+    ] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part);
+    }
+    let d = h.finalize();
+    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 1_000_000;
+    format!("{n:06}")
+}
+
 /// The fuzz entry point: any bytes, in any split, must decode or fail cleanly.
 pub fn fuzz_decode(data: &[u8]) {
     let mut d = Decoder::new();
@@ -388,6 +495,31 @@ mod tests {
             site: "x".repeat(65),
         };
         assert!(encode(&Frame::Control(long)).is_err());
+    }
+
+    #[test]
+    fn confirmation_binds_every_part() {
+        let base = confirmation("ABCDE12345", &[1; 32], "owner@example.com", "n1");
+        assert_eq!(base.len(), 6);
+        assert_eq!(
+            base,
+            confirmation("ABCDE12345", &[1; 32], "owner@example.com", "n1")
+        );
+        for other in [
+            confirmation("ABCDE12346", &[1; 32], "owner@example.com", "n1"),
+            confirmation("ABCDE12345", &[2; 32], "owner@example.com", "n1"),
+            confirmation("ABCDE12345", &[1; 32], "thief@example.com", "n1"),
+            confirmation("ABCDE12345", &[1; 32], "owner@example.com", "n2"),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn each_side_has_its_own_messages() {
+        assert!(Message::Ping { nonce: 1 }.from_cloud());
+        assert!(!alarm().from_cloud());
+        assert!(!Message::Unpair {}.from_cloud());
     }
 
     #[test]

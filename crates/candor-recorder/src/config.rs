@@ -34,6 +34,91 @@ pub struct Config {
     /// POST each event change, signed, to these URLs.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// The optional cloud. Absent (the default): the recorder never
+    /// connects anywhere but its cameras and the integrations above.
+    pub cloud: Option<CloudConfig>,
+}
+
+/// `[cloud]`: where the cloud is and what this site shares with it. The
+/// recorder connects only once an admin starts pairing, and stays connected
+/// only while paired.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfig {
+    /// `host:port` of the cloud (port 443 if left out).
+    pub address: CloudAddress,
+    /// PEM file of the CA (or self-signed certificate) the cloud's
+    /// certificate must chain to; the public web roots when absent.
+    pub ca: Option<PathBuf>,
+    /// `http://host:port` of an HTTP CONNECT proxy to reach the cloud through.
+    pub proxy: Option<CloudAddress>,
+    /// The site's name in the cloud app.
+    #[serde(default = "default_site_name")]
+    pub name: String,
+    /// `online_only`, `health` or `health_and_events`: what the recorder sends.
+    #[serde(default = "default_sharing")]
+    pub sharing: candor_link::Sharing,
+    /// Alarms say only "alarm at <site>": no camera, no kind.
+    #[serde(default)]
+    pub private_alarms: bool,
+}
+
+fn default_site_name() -> String {
+    "Candor recorder".into()
+}
+
+fn default_sharing() -> candor_link::Sharing {
+    candor_link::Sharing::Health
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for CloudAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl CloudAddress {
+    /// `host[:port]`, `[v6]:port`, or an `http(s)://host:port` URL (the
+    /// scheme and any path are ignored).
+    pub fn parse(s: &str, default_port: u16) -> Result<CloudAddress, String> {
+        let t = s.trim();
+        let with_scheme = if t.contains("://") {
+            t.to_string()
+        } else {
+            format!("https://{t}")
+        };
+        let u = url::Url::parse(&with_scheme).map_err(|e| format!("{s:?}: {e}"))?;
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(format!("{s:?}: no credentials in the address"));
+        }
+        let host = u
+            .host_str()
+            .ok_or_else(|| format!("{s:?}: no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(CloudAddress {
+            host,
+            port: u.port().unwrap_or(default_port),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for CloudAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CloudAddress::parse(&s, 443).map_err(de::Error::custom)
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -664,10 +749,12 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        let cloud_ca = cfg.cloud.as_mut().and_then(|c| c.ca.as_mut());
         for p in [
             Some(&mut cfg.storage.path),
             cfg.web.cert.as_mut(),
             cfg.web.key.as_mut(),
+            cloud_ca,
         ]
         .into_iter()
         .flatten()
@@ -690,6 +777,11 @@ impl Config {
         })?;
         if cfg.web.cert.is_some() != cfg.web.key.is_some() {
             return Err("[web]: cert and key must be given together (or neither, for a generated certificate)".into());
+        }
+        if let Some(c) = &cfg.cloud
+            && (c.name.trim().is_empty() || c.name.len() > 64)
+        {
+            return Err("[cloud] name must be 1 to 64 bytes".into());
         }
         let mut seen = std::collections::HashMap::new();
         for c in &cfg.cameras {

@@ -26,6 +26,28 @@ fn points(p: &candor_motion::Polygon) -> Array {
     a
 }
 
+/// Sets `[cloud] sharing` and `private_alarms`: what the site shares is
+/// the recorder's decision, kept in its own file.
+pub fn set_cloud_sharing(
+    path: &Path,
+    sharing: candor_link::Sharing,
+    private_alarms: bool,
+) -> Result<Config, ConfigError> {
+    edit(path, |doc| {
+        let cloud = doc
+            .get_mut("cloud")
+            .and_then(Item::as_table_mut)
+            .ok_or("there is no [cloud] section")?;
+        let name = serde_json::to_value(sharing)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or("sharing level")?;
+        cloud["sharing"] = value(name);
+        cloud["private_alarms"] = value(private_alarms);
+        Ok(())
+    })
+}
+
 /// Replaces camera `camera`'s `[cameras.motion]` section with `m`. Returns
 /// the new, validated configuration.
 pub fn set_motion(path: &Path, camera: &str, m: &MotionConfig) -> Result<Config, ConfigError> {

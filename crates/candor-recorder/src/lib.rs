@@ -2,6 +2,7 @@
 //! storage writer and continuous retention, wired together by [`Recorder`].
 
 pub mod bus;
+pub mod cloud;
 pub mod config;
 pub mod config_edit;
 pub mod ingest;
@@ -29,6 +30,7 @@ pub const RETENTION_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Recorder {
     store: Arc<Store>,
+    cloud: Option<cloud::CloudHandle>,
     writer: Option<Writer>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
@@ -275,6 +277,24 @@ impl Recorder {
                 shutdown_rx.clone(),
             )));
         }
+        let cloud = config.cloud.clone().map(|c| {
+            let status = StatusSource {
+                shared: shared.clone(),
+                started: std::time::Instant::now(),
+                stats: Some(writer.stats_handle()),
+            };
+            let (handle, task) = cloud::start(
+                c,
+                cloud::Deps {
+                    store: store.clone(),
+                    events: shared.events.clone(),
+                    status,
+                    shutdown: shutdown_rx.clone(),
+                },
+            );
+            tasks.push(task);
+            handle
+        });
         if let Some(sp) = &shared.spawn {
             sp.tasks
                 .lock()
@@ -283,6 +303,7 @@ impl Recorder {
         }
         Ok(Recorder {
             store,
+            cloud,
             writer: Some(writer),
             shared,
             shutdown,
@@ -300,6 +321,11 @@ impl Recorder {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The cloud link, when `[cloud]` is configured.
+    pub fn cloud(&self) -> Option<cloud::CloudHandle> {
+        self.cloud.clone()
     }
 
     pub fn status(&self) -> Vec<Status> {

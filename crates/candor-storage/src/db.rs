@@ -12,7 +12,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// 3: `event.snapshot` (added to version 2 tables in place).
 /// 4: `egress` (the ledger of bytes sent off-site) and `outbox` (alarms
 /// waiting for the cloud); new tables, so older indexes upgrade in place.
-pub const SCHEMA_VERSION: i64 = 4;
+/// 5: `outbox.id` never reused (AUTOINCREMENT: the cloud deduplicates by it,
+/// so an id handed out again after the queue emptied would be dropped as a
+/// duplicate), `outbox.event_id` and `delivered` (kept a while, so an
+/// acknowledgement finds its event); `event.acked_by`/`acked_at_90k`.
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,6 +52,9 @@ CREATE TABLE IF NOT EXISTS segment (
 CREATE INDEX IF NOT EXISTS segment_camera_start ON segment (camera_id, start_90k);
 -- Something that happened: motion, a camera's own event, an input. end_90k
 -- is NULL while it goes on.
+-- acked_by/acked_at_90k: who acknowledged the alarm in the cloud app, and
+-- when (no comments inside the column list: SQLite's DROP COLUMN, used by the
+-- upgrade tests, rewrites that text).
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY,
     camera_id INTEGER NOT NULL REFERENCES camera(id),
@@ -60,7 +67,9 @@ CREATE TABLE IF NOT EXISTS event (
     detail TEXT,
     pinned INTEGER NOT NULL DEFAULT 0,
     -- 1 when snapshots/<camera_id>/<id>.jpg (and .thumb.jpg) exist.
-    snapshot INTEGER NOT NULL DEFAULT 0
+    snapshot INTEGER NOT NULL DEFAULT 0,
+    acked_by TEXT,
+    acked_at_90k INTEGER
 );
 -- Every message and byte sent off-site (the cloud link), for the owner.
 CREATE TABLE IF NOT EXISTS egress (
@@ -75,10 +84,15 @@ CREATE INDEX IF NOT EXISTS egress_at ON egress (at_90k);
 -- Alarms for the cloud, kept until it confirms storing them (exactly once
 -- across link failures).
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     at_90k INTEGER NOT NULL,
     payload TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    -- The event that raised it, for acknowledgements.
+    event_id INTEGER,
+    -- 1 once the cloud stored it; kept 30 days so acknowledgements find
+    -- their event.
+    delivered INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS event_start ON event (start_90k);
 CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
@@ -121,14 +135,39 @@ pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, Stora
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
             // Version 1 lacked only the event table, which SCHEMA just
-            // created; version 2's event table lacked `snapshot`.
-            Some(v) if v == "1" || v == "2" || v == "3" => {
+            // created; version 2's event table lacked `snapshot`, and 2–4
+            // the ack columns; version 4's outbox could reuse ids.
+            Some(v) if ["1", "2", "3", "4"].contains(&v.as_str()) => {
                 let tx = conn
                     .unchecked_transaction()
                     .map_err(|e| StorageError::db("upgrading the schema", e))?;
                 if v == "2" {
                     tx.execute_batch(
                         "ALTER TABLE event ADD COLUMN snapshot INTEGER NOT NULL DEFAULT 0",
+                    )
+                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
+                }
+                if v != "1" {
+                    tx.execute_batch(
+                        "ALTER TABLE event ADD COLUMN acked_by TEXT;
+                         ALTER TABLE event ADD COLUMN acked_at_90k INTEGER;",
+                    )
+                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
+                }
+                if v == "4" {
+                    tx.execute_batch(
+                        "ALTER TABLE outbox RENAME TO outbox_v4;
+                         CREATE TABLE outbox (
+                             id INTEGER PRIMARY KEY AUTOINCREMENT,
+                             at_90k INTEGER NOT NULL,
+                             payload TEXT NOT NULL,
+                             attempts INTEGER NOT NULL DEFAULT 0,
+                             event_id INTEGER,
+                             delivered INTEGER NOT NULL DEFAULT 0
+                         );
+                         INSERT INTO outbox (id, at_90k, payload, attempts)
+                             SELECT id, at_90k, payload, attempts FROM outbox_v4;
+                         DROP TABLE outbox_v4;",
                     )
                     .map_err(|e| StorageError::db("upgrading the schema", e))?;
                 }

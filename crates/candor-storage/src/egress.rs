@@ -6,7 +6,7 @@
 
 use crate::{StorageError, Store};
 use candor_media::Time90k;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EgressEntry {
@@ -89,11 +89,16 @@ impl Store {
     }
 
     /// Queues an alarm for the cloud; returns its id (the cloud deduplicates by it).
-    pub fn enqueue_alarm(&self, at: Time90k, payload: &str) -> Result<i64, StorageError> {
+    pub fn enqueue_alarm(
+        &self,
+        at: Time90k,
+        event: Option<i64>,
+        payload: &str,
+    ) -> Result<i64, StorageError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO outbox (at_90k, payload) VALUES (?1, ?2)",
-            params![at.0, payload],
+            "INSERT INTO outbox (at_90k, payload, event_id) VALUES (?1, ?2, ?3)",
+            params![at.0, payload, event],
         )
         .map_err(|e| StorageError::db("queueing an alarm", e))?;
         Ok(conn.last_insert_rowid())
@@ -103,7 +108,7 @@ impl Store {
     pub fn pending_alarms(&self, limit: u32) -> Result<Vec<Pending>, StorageError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, at_90k, payload, attempts FROM outbox ORDER BY id LIMIT ?1")
+            .prepare("SELECT id, at_90k, payload, attempts FROM outbox WHERE delivered = 0 ORDER BY id LIMIT ?1")
             .map_err(|e| StorageError::db("reading the outbox", e))?;
         stmt.query_map([i64::from(limit)], |r| {
             Ok(Pending {
@@ -127,13 +132,45 @@ impl Store {
         Ok(())
     }
 
-    /// The cloud stored it: forget it. Unknown ids are fine (a repeated
-    /// confirmation after a reconnect).
-    pub fn alarm_delivered(&self, id: i64) -> Result<(), StorageError> {
+    /// Unpaired: alarms for that cloud will never be delivered.
+    pub fn clear_outbox(&self) -> Result<(), StorageError> {
         self.conn()
-            .execute("DELETE FROM outbox WHERE id = ?1", [id])
-            .map_err(|e| StorageError::db("updating the outbox", e))?;
+            .execute("DELETE FROM outbox", [])
+            .map_err(|e| StorageError::db("clearing the outbox", e))?;
         Ok(())
+    }
+
+    /// The cloud stored it: never send it again. Unknown ids are fine (a
+    /// repeated confirmation after a reconnect). Delivered alarms older than
+    /// 30 days are forgotten here.
+    pub fn alarm_delivered(&self, id: i64) -> Result<(), StorageError> {
+        let conn = self.conn();
+        conn.execute("UPDATE outbox SET delivered = 1 WHERE id = ?1", [id])
+            .map_err(|e| StorageError::db("updating the outbox", e))?;
+        let month = Time90k::now().0 - 30 * 86_400 * 90_000;
+        conn.execute(
+            "DELETE FROM outbox WHERE delivered = 1 AND at_90k < ?1",
+            [month],
+        )
+        .map_err(|e| StorageError::db("updating the outbox", e))?;
+        Ok(())
+    }
+
+    /// An acknowledgement from the cloud app for alarm `id`: recorded on the
+    /// alarm's event. False when the alarm or its event is unknown.
+    pub fn ack_alarm(&self, id: i64, by: &str, at: Time90k) -> Result<bool, StorageError> {
+        let event: Option<i64> = self
+            .conn()
+            .query_row("SELECT event_id FROM outbox WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| StorageError::db("reading the outbox", e))?
+            .flatten();
+        match event {
+            Some(e) => self.ack_event(e, by, at),
+            None => Ok(false),
+        }
     }
 }
 
@@ -165,9 +202,9 @@ mod tests {
                 )
                 .unwrap();
             let a = store
-                .enqueue_alarm(Time90k(150), "{\"camera\":\"gate\"}")
+                .enqueue_alarm(Time90k(150), None, "{\"camera\":\"gate\"}")
                 .unwrap();
-            let b = store.enqueue_alarm(Time90k(160), "{}").unwrap();
+            let b = store.enqueue_alarm(Time90k(160), None, "{}").unwrap();
             store.alarm_attempted(a).unwrap();
             store.alarm_delivered(b).unwrap();
             store.alarm_delivered(b).unwrap(); // twice is fine
@@ -222,7 +259,8 @@ mod upgrade_tests {
         {
             let c = rusqlite::Connection::open(dir.path().join("index.db")).unwrap();
             c.execute_batch(
-                "ALTER TABLE event DROP COLUMN snapshot; DROP TABLE egress; DROP TABLE outbox; \
+                "ALTER TABLE event DROP COLUMN snapshot; ALTER TABLE event DROP COLUMN acked_by; \
+                 ALTER TABLE event DROP COLUMN acked_at_90k; DROP TABLE egress; DROP TABLE outbox; \
                  UPDATE meta SET value = '2' WHERE key = 'schema_version';",
             )
             .unwrap();
@@ -233,7 +271,7 @@ mod upgrade_tests {
         let cam = store.ensure_camera("gate").unwrap();
         store.save_snapshot(cam, id, b"j", b"t").unwrap();
         assert!(store.event(id).unwrap().unwrap().snapshot);
-        store.enqueue_alarm(Time90k(1), "{}").unwrap();
+        store.enqueue_alarm(Time90k(1), None, "{}").unwrap();
         let v: String = rusqlite::Connection::open(dir.path().join("index.db"))
             .unwrap()
             .query_row(
@@ -243,5 +281,36 @@ mod upgrade_tests {
             )
             .unwrap();
         assert_eq!(v, crate::db::SCHEMA_VERSION.to_string());
+    }
+
+    /// Version 4's outbox handed out an emptied queue's ids again; after the
+    /// upgrade to 5 an id is never reused, even once the queue is empty,
+    /// and queued alarms are kept.
+    #[test]
+    fn outbox_ids_are_never_reused_after_the_version_4_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        {
+            let c = rusqlite::Connection::open(dir.path().join("index.db")).unwrap();
+            c.execute_batch(
+                "ALTER TABLE event DROP COLUMN acked_by; ALTER TABLE event DROP COLUMN acked_at_90k; \
+                 DROP TABLE outbox; \
+                 CREATE TABLE outbox (id INTEGER PRIMARY KEY, at_90k INTEGER NOT NULL, \
+                     payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0); \
+                 INSERT INTO outbox (at_90k, payload) VALUES (1, 'kept'); \
+                 UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        }
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let p = store.pending_alarms(10).unwrap();
+        assert_eq!((p.len(), p[0].payload.as_str()), (1, "kept"));
+        store.alarm_delivered(p[0].id).unwrap();
+        let next = store.enqueue_alarm(Time90k(2), None, "new").unwrap();
+        assert!(next > p[0].id, "id {next} reused");
+        store.alarm_delivered(next).unwrap();
+        drop(store);
+        let (store, _) = Store::open(dir.path()).unwrap();
+        assert!(store.enqueue_alarm(Time90k(3), None, "newer").unwrap() > next);
     }
 }

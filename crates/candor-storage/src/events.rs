@@ -21,6 +21,8 @@ pub struct Event {
     pub pinned: bool,
     /// A snapshot (and thumbnail) is stored; see [`Store::snapshot`].
     pub snapshot: bool,
+    /// Acknowledged from the cloud app: by whom, and when.
+    pub acked: Option<(String, Time90k)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -157,7 +159,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT e.id, c.name, e.kind, e.source, e.start_90k, e.end_90k, e.zone, e.score, e.detail, e.pinned, e.snapshot \
+                "SELECT e.id, c.name, e.kind, e.source, e.start_90k, e.end_90k, e.zone, e.score, e.detail, e.pinned, e.snapshot, e.acked_by, e.acked_at_90k \
                  FROM event e JOIN camera c ON c.id = e.camera_id \
                  WHERE (?1 IS NULL OR e.camera_id = ?1) AND (?2 IS NULL OR e.end_90k IS NULL OR e.end_90k >= ?2) \
                  ORDER BY e.start_90k DESC, e.id DESC LIMIT ?3",
@@ -178,6 +180,13 @@ impl Store {
                     detail: r.get(8)?,
                     pinned: r.get(9)?,
                     snapshot: r.get(10)?,
+                    acked: match (
+                        r.get::<_, Option<String>>(11)?,
+                        r.get::<_, Option<i64>>(12)?,
+                    ) {
+                        (Some(by), Some(at)) => Some((by, Time90k(at))),
+                        _ => None,
+                    },
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -289,6 +298,21 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StorageError::io("reading a snapshot", e)),
         }
+    }
+
+    /// Records an acknowledgement from the cloud app. The first one counts:
+    /// a repeated message (after a reconnect) changes nothing. Returns false
+    /// for an unknown event.
+    pub fn ack_event(&self, id: i64, by: &str, at: Time90k) -> Result<bool, StorageError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE event SET acked_by = COALESCE(acked_by, ?2), \
+                 acked_at_90k = COALESCE(acked_at_90k, ?3) WHERE id = ?1",
+                params![id, by, at.0],
+            )
+            .map_err(|e| StorageError::db("recording an acknowledgement", e))?;
+        Ok(n > 0)
     }
 
     pub fn event(&self, id: i64) -> Result<Option<Event>, StorageError> {

@@ -7,7 +7,7 @@
 //! one-time setup token printed on the console, or with `candor user add`.
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use base64::Engine as _;
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -201,13 +201,7 @@ impl Accounts {
     }
 
     fn hash_password(password: &str) -> Result<String, AccountError> {
-        let mut salt = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut salt);
-        let salt = SaltString::encode_b64(&salt).map_err(|e| AccountError::Hash(e.to_string()))?;
-        Ok(Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| AccountError::Hash(e.to_string()))?
-            .to_string())
+        candor_auth::hash_password(password).map_err(AccountError::Hash)
     }
 
     fn insert(

@@ -74,6 +74,8 @@ pub async fn list(
                         "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()),
                         "score": e.score, "zone": e.zone, "detail": e.detail,
                         "snapshot": e.snapshot, "pinned": e.pinned,
+                        "acked_by": e.acked.as_ref().map(|a| a.0.clone()),
+                        "acked_at": e.acked.as_ref().map(|a| a.1.to_string()),
                     })
                 })
                 .collect::<Vec<_>>(),

@@ -31,6 +31,8 @@ pub struct Footage {
     pub writable: Option<Arc<Store>>,
     /// The recorder's config file, for settings changed here (motion).
     pub config_path: Option<std::path::PathBuf>,
+    /// The cloud link, when `[cloud]` is configured.
+    pub cloud: Option<candor_recorder::cloud::CloudHandle>,
     rates: Mutex<HashMap<String, Rate>>,
 }
 
@@ -58,12 +60,18 @@ impl Footage {
             policy,
             writable: None,
             config_path: None,
+            cloud: None,
             rates: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn with_config_path(mut self, path: std::path::PathBuf) -> Footage {
         self.config_path = Some(path);
+        self
+    }
+
+    pub fn with_cloud(mut self, cloud: Option<candor_recorder::cloud::CloudHandle>) -> Footage {
+        self.cloud = cloud;
         self
     }
 

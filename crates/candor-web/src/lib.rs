@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod admin_api;
 pub mod auth;
 pub mod cameras_api;
+pub mod cloud_api;
 pub mod events_api;
 pub mod footage;
 pub mod fuzzing;
@@ -17,7 +18,7 @@ pub mod live;
 pub mod openapi;
 pub mod session_api;
 pub mod system;
-pub mod totp;
+pub use candor_auth::totp;
 pub mod ui;
 
 use accounts::{AccountError, Accounts, Role};
@@ -25,7 +26,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sha2::{Digest, Sha256};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,18 +35,8 @@ use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
     #[error("TLS certificate: {0}")]
     Tls(String),
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WebError {
-    let context = context.into();
-    move |source| WebError::Io { context, source }
 }
 
 pub struct TlsIdentity {
@@ -64,91 +55,28 @@ pub fn tls_identity(
     cert: Option<&Path>,
     key: Option<&Path>,
 ) -> Result<TlsIdentity, WebError> {
-    let (cert_path, key_path, generated) = match (cert, key) {
-        (Some(c), Some(k)) => (c.to_owned(), k.to_owned(), false),
-        (None, None) => {
-            let dir = data_dir.join("tls");
-            let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-            let generated = !(c.exists() && k.exists());
-            if generated {
-                generate(&dir, &c, &k)?;
-            }
-            (c, k, generated)
-        }
-        _ => {
-            return Err(WebError::Tls(
-                "web.cert and web.key must be given together".into(),
-            ));
-        }
-    };
-    let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(&cert_path).map_err(io(format!("opening {}", cert_path.display())))?,
-    ))
-    .collect::<Result<_, _>>()
-    .map_err(io(format!("reading {}", cert_path.display())))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| WebError::Tls(format!("no certificate in {}", cert_path.display())))?;
-    let fingerprint = Sha256::digest(leaf.as_ref())
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":");
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(&key_path).map_err(io(format!("opening {}", key_path.display())))?,
-    ))
-    .map_err(io(format!("reading {}", key_path.display())))?
-    .ok_or_else(|| WebError::Tls(format!("no private key in {}", key_path.display())))?;
+    let id = candor_auth::tls::load_or_generate(&data_dir.join("tls"), cert, key, "[web]")
+        .map_err(WebError::Tls)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| WebError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
+        .with_single_cert(id.certs, id.key)
         .map_err(|e| {
             WebError::Tls(format!(
                 "{e}: the key in {} must be the private key of the certificate in {} (check [web] cert and key)",
-                key_path.display(),
-                cert_path.display()
+                id.key_path.display(),
+                id.cert_path.display()
             ))
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsIdentity {
         config: Arc::new(config),
-        fingerprint,
-        cert_path,
-        generated,
+        fingerprint: id.fingerprint,
+        cert_path: id.cert_path,
+        generated: id.generated,
     })
-}
-
-fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), WebError> {
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let certified =
-        rcgen::generate_simple_self_signed(names).map_err(|e| WebError::Tls(e.to_string()))?;
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert_path, certified.cert.pem())
-        .map_err(io(format!("writing {}", cert_path.display())))?;
-    Ok(())
-}
-
-/// Writes a secret readable by the owner only (created 0600, never world-readable).
-fn write_private(path: &Path, data: &[u8]) -> Result<(), WebError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(format!("creating {}", path.display())))?;
-    f.write_all(data)
-        .map_err(io(format!("writing {}", path.display())))
 }
 
 /// An error answer: JSON with a stable `code` for programs and a `message`
@@ -479,6 +407,55 @@ pub fn routes() -> Vec<Route> {
             R(Admin),
             "Add a camera: written to the config file and started at once",
             post(cameras_api::add),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cloud",
+            R(Admin),
+            "The cloud link: pairing, connection, sharing",
+            get(cloud_api::get_state),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cloud/pair",
+            R(Admin),
+            "Start pairing: the cloud gives a one-time code",
+            post(cloud_api::pair),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cloud/pair/confirm",
+            R(Admin),
+            "Confirm pairing after comparing the confirmation code on both screens",
+            post(cloud_api::confirm),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cloud/pair/cancel",
+            R(Admin),
+            "Cancel pairing",
+            post(cloud_api::cancel),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cloud/unpair",
+            R(Admin),
+            "Unpair from the cloud (final)",
+            post(cloud_api::unpair),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/cloud/sharing",
+            R(Admin),
+            "What the site shares with the cloud",
+            axum::routing::put(cloud_api::sharing),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/egress",
+            R(Admin),
+            "The egress ledger: every message and byte sent off-site (JSON or CSV)",
+            get(cloud_api::egress),
         ),
         r(
             p.clone(),

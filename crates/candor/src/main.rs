@@ -111,6 +111,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run the optional cloud: owner accounts, pairing, the recorders'
+    /// link, status and alarms (SQLite by default, PostgreSQL if configured).
+    Cloud {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// The egress ledger: every message and byte sent off-site, oldest first.
     Egress {
         #[arg(short, long)]
@@ -247,6 +253,18 @@ fn run(cli: Cli) -> Result<()> {
             since,
             json,
         } => events(&config, camera.as_deref(), since.as_deref(), json),
+        Cmd::Cloud { config } => {
+            let cfg = candor_cloud::Config::load(&config)?;
+            runtime()?.block_on(async move {
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = stop_tx.send(true);
+                });
+                candor_cloud::run(cfg, stop_rx).await
+            })?;
+            Ok(())
+        }
         Cmd::Egress {
             config,
             since,
@@ -352,6 +370,7 @@ async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Duration>)
         candor_web::footage::Footage::new(store, rec.status_source(), policy)
             .with_writable(rec.store().clone())
             .with_config_path(config_path.clone())
+            .with_cloud(rec.cloud())
     });
     let web = match start_web(&cfg, web_stop_rx, footage.ok()).await {
         Ok(h) => Some(h),
@@ -551,7 +570,7 @@ fn egress(config: &Path, since: Option<&str>, kind: Option<String>, csv: bool) -
     }
     if list.is_empty() {
         eprintln!(
-            "nothing has been sent to a Candor cloud (the cloud link is off). Connections you configured yourself (cameras, MQTT, webhooks) are not in this ledger."
+            "nothing has been sent to a Candor cloud. Connections you configured yourself (cameras, MQTT, webhooks) are not in this ledger."
         );
     }
     for e in &list {
@@ -595,6 +614,8 @@ fn events(config: &Path, camera: Option<&str>, since: Option<&str>, json: bool) 
                     "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
                     "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()),
                     "score": e.score, "zone": e.zone, "detail": e.detail,
+                    "acked_by": e.acked.as_ref().map(|a| a.0.clone()),
+                    "acked_at": e.acked.as_ref().map(|a| a.1.to_string()),
                 })
             })
             .collect();

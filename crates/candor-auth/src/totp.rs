@@ -28,7 +28,7 @@ pub fn verify(secret: &[u8], code: &str, now_secs: i64) -> Option<i64> {
     let n: u32 = code.parse().ok()?;
     let step = now_secs.div_euclid(STEP_SECS);
     (step - 1..=step + 1)
-        .find(|&s| crate::auth::same(&format!("{:06}", code_at(secret, s)), &format!("{n:06}")))
+        .find(|&s| crate::same(&format!("{:06}", code_at(secret, s)), &format!("{n:06}")))
 }
 
 /// RFC 4648 base32 without padding, the form `otpauth://` URIs carry.

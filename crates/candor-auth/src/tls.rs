@@ -1,0 +1,100 @@
+//! The server certificate both web servers use: the configured PEM pair, or
+//! one generated at first start (ECDSA P-256, valid for localhost and the
+//! loopback addresses) and kept in a directory of the data dir.
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub struct Loaded {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// SHA-256 of the leaf certificate (DER), as `AB:CD:…`, the form browsers show.
+    pub fingerprint: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// True when this call generated the pair.
+    pub generated: bool,
+}
+
+/// `section` names the config section in error messages (e.g. `[web]`), so
+/// the user knows which `cert`/`key` to fix.
+pub fn load_or_generate(
+    dir: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    section: &str,
+) -> Result<Loaded, String> {
+    let (cert_path, key_path, generated) = match (cert, key) {
+        (Some(c), Some(k)) => (c.to_owned(), k.to_owned(), false),
+        (None, None) => {
+            let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+            let generated = !(c.exists() && k.exists());
+            if generated {
+                generate(dir, &c, &k)?;
+            }
+            (c, k, generated)
+        }
+        _ => return Err(format!("{section} cert and key must be given together")),
+    };
+    let open = |p: &Path| {
+        std::fs::File::open(p)
+            .map(std::io::BufReader::new)
+            .map_err(|e| format!("opening {}: {e}", p.display()))
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut open(&cert_path)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("reading {}: {e}", cert_path.display()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| format!("no certificate in {}", cert_path.display()))?;
+    let fingerprint = fingerprint(leaf.as_ref());
+    let key = rustls_pemfile::private_key(&mut open(&key_path)?)
+        .map_err(|e| format!("reading {}: {e}", key_path.display()))?
+        .ok_or_else(|| format!("no private key in {}", key_path.display()))?;
+    Ok(Loaded {
+        certs,
+        key,
+        fingerprint,
+        cert_path,
+        key_path,
+        generated,
+    })
+}
+
+/// SHA-256 of DER bytes as colon-separated upper-case hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(cert_path, certified.cert.pem())
+        .map_err(|e| format!("writing {}: {e}", cert_path.display()))
+}
+
+/// Writes a secret readable by the owner only (created 0600, never world-readable).
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    f.write_all(data)
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}

@@ -1,0 +1,341 @@
+//! The optional cloud (`candor cloud -c cloud.toml`); see `docs/design/cloud.md`.
+//!
+//! One TLS port serves two things, told apart by ALPN after the handshake:
+//! the owners' web app (`h2`/`http/1.1`, [`api`]) and the recorders' link
+//! (`candor-link/1`, [`link`]). Recorders authenticate with their own
+//! Ed25519 key as a client certificate; the cloud stores only public keys.
+//! The cloud can't reach a recorder: it answers on connections recorders
+//! open, and the only things it may say are the messages `candor-link`
+//! allows from the cloud.
+
+pub mod api;
+pub mod db;
+pub mod link;
+pub mod push;
+pub mod ui;
+
+use db::{Db, Val};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("database: {0}")]
+    Db(#[from] db::DbError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 443))
+}
+
+fn default_subject() -> String {
+    "mailto:admin@localhost".into()
+}
+
+/// `cloud.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Web app and recorder link, one TLS port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Holds the generated TLS certificate and, by default, `cloud.db`.
+    pub data_dir: PathBuf,
+    /// `postgres://user@host/db`, or a SQLite file (default `<data_dir>/cloud.db`).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// PEM certificate chain and key; generated (self-signed) when absent.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The VAPID contact (`mailto:` or `https:`) push services may use.
+    #[serde(default = "default_subject")]
+    pub vapid_subject: String,
+    /// Extra CA certificates (PEM) trusted for push endpoints, beside the
+    /// public roots. For a private push service (and the tests).
+    #[serde(default)]
+    pub push_ca: Option<PathBuf>,
+    /// Seconds without a frame from a recorder before it is shown offline.
+    #[serde(default = "default_offline")]
+    pub offline_after_secs: u64,
+}
+
+fn default_offline() -> u64 {
+    25
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, CloudError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CloudError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut c: Config = toml::from_str(&text).map_err(|e| CloudError::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if c.data_dir.is_relative() {
+            if let Some(dir) = path.parent() {
+                c.data_dir = dir.join(&c.data_dir);
+            }
+        }
+        if !(5..=600).contains(&c.offline_after_secs) {
+            return Err(CloudError::Config {
+                path: path.to_owned(),
+                message: "offline_after_secs must be between 5 and 600".into(),
+            });
+        }
+        if !(c.vapid_subject.starts_with("mailto:") || c.vapid_subject.starts_with("https:")) {
+            return Err(CloudError::Config {
+                path: path.to_owned(),
+                message: "vapid_subject must be a mailto: or https: URL".into(),
+            });
+        }
+        Ok(c)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            self.data_dir
+                .join("cloud.db")
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}
+
+/// What the open apps of one account learn in real time.
+#[derive(Clone, Debug)]
+pub struct Notice {
+    pub account: String,
+    pub json: serde_json::Value,
+}
+
+/// A pairing in progress, keyed by its one-time code.
+pub struct Pairing {
+    pub pubkey: [u8; 32],
+    pub name: String,
+    pub expires: std::time::Instant,
+    /// To the recorder's pairing connection.
+    pub tx: mpsc::Sender<candor_link::Message>,
+    pub claim: Option<Claim>,
+}
+
+#[derive(Clone)]
+pub struct Claim {
+    pub id: String,
+    pub account: String,
+    pub email: String,
+    pub confirmation: String,
+    /// Set when the recorder confirmed.
+    pub site: Option<String>,
+}
+
+pub struct Online {
+    pub tx: mpsc::Sender<candor_link::Message>,
+    pub conn: u64,
+}
+
+pub struct Cloud {
+    pub config: Config,
+    pub db: Db,
+    pub online: Mutex<HashMap<String, Online>>,
+    pub pairings: Mutex<HashMap<String, Pairing>>,
+    pub notices: broadcast::Sender<Notice>,
+    pub limiter: candor_auth::Limiter,
+    pub push: push::Push,
+    next_conn: std::sync::atomic::AtomicU64,
+}
+
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+impl Cloud {
+    pub async fn open(config: Config) -> Result<Arc<Cloud>, CloudError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| CloudError::Read {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let db = Db::open(&config.database_url()).await?;
+        // Sites can't be online before anyone connected.
+        db.exec("UPDATE site SET online = 0", vec![]).await?;
+        let push = push::Push::open(&db, &config).await?;
+        Ok(Arc::new(Cloud {
+            config,
+            db,
+            online: Mutex::default(),
+            pairings: Mutex::default(),
+            notices: broadcast::channel(1024).0,
+            limiter: candor_auth::Limiter::default(),
+            push,
+            next_conn: 0.into(),
+        }))
+    }
+
+    pub fn conn_id(&self) -> u64 {
+        self.next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn notify(&self, account: &str, json: serde_json::Value) {
+        let _ = self.notices.send(Notice {
+            account: account.to_owned(),
+            json,
+        });
+    }
+
+    /// The site's row as the app shows it.
+    pub async fn site_json(&self, site: &str) -> Result<Option<serde_json::Value>, db::DbError> {
+        let Some(r) = self
+            .db
+            .query_one(
+                "SELECT id, name, sharing, paired_at, online, since, status, account FROM site WHERE id = $1",
+                vec![Val::from(site)],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(site_row_json(&r)?))
+    }
+}
+
+pub fn site_row_json(r: &db::Row) -> Result<serde_json::Value, db::DbError> {
+    let status = r
+        .opt_text(6)?
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+    Ok(serde_json::json!({
+        "id": r.text(0)?,
+        "name": r.text(1)?,
+        "sharing": r.text(2)?,
+        "paired_at": ts(r.int(3)?),
+        "online": r.int(4)? != 0,
+        "since": ts(r.int(5)?),
+        "status": status,
+    }))
+}
+
+pub fn ts(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// The TLS set-up: TLS 1.3 only (every current browser has it, and the
+/// link requires it), recorder keys checked by [`candor_link::identity`].
+pub fn tls_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, String), CloudError> {
+    let id = candor_auth::tls::load_or_generate(
+        &config.data_dir.join("tls"),
+        config.cert.as_deref(),
+        config.key.as_deref(),
+        "cloud.toml",
+    )
+    .map_err(CloudError::Tls)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut c = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| CloudError::Tls(e.to_string()))?
+        .with_client_cert_verifier(candor_link::identity::RecorderKeyVerifier::new())
+        .with_single_cert(id.certs, id.key)
+        .map_err(|e| CloudError::Tls(e.to_string()))?;
+    c.alpn_protocols = vec![
+        candor_link::ALPN.to_vec(),
+        b"h2".to_vec(),
+        b"http/1.1".to_vec(),
+    ];
+    Ok((Arc::new(c), id.fingerprint))
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), CloudError> {
+    let (tls, fingerprint) = tls_config(&config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| CloudError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let cloud = Cloud::open(config).await?;
+    tracing::info!(
+        addr = %listener.local_addr().map_or(cloud.config.listen, |a| a),
+        database = cloud.db.kind(),
+        "cloud listening; certificate SHA-256 {fingerprint}"
+    );
+    tokio::spawn(link::sweeper(cloud.clone()));
+    let router = api::router(cloud.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of file descriptors under load: back off, don't spin.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, cloud, router) = (acceptor.clone(), cloud.clone(), router.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let (_, conn) = tls.get_ref();
+            if conn.alpn_protocol() == Some(candor_link::ALPN) {
+                let key = conn
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| candor_link::identity::peer_key(c.as_ref()));
+                match key {
+                    Some(key) => link::serve(cloud, tls, key, peer).await,
+                    None => tracing::info!(%peer, "link without a recorder key refused"),
+                }
+                return;
+            }
+            let router = router.layer(axum::Extension(api::PeerIp(peer.ip())));
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,572 @@
+//! The cloud's end of a recorder's link.
+//!
+//! A connection's key decides what it may do: a paired key gets its site's
+//! session; an unknown key may only ask for a pairing code; a revoked key is
+//! told why and dropped. Any protocol error closes the connection.
+
+use crate::db::Val;
+use crate::{Claim, Cloud, Online, Pairing, now};
+use candor_link::{Decoder, Frame, Message, Sharing};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+pub const PAIRING_SECS: u64 = 600;
+const PING_EVERY: Duration = Duration::from_secs(10);
+
+type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+pub async fn serve(cloud: Arc<Cloud>, tls: Tls, key: [u8; 32], peer: SocketAddr) {
+    if let Err(e) = serve_inner(&cloud, tls, key).await {
+        tracing::debug!(%peer, "link ended: {e}");
+    }
+}
+
+enum Role {
+    Site { id: String, account: String },
+    Pairing,
+    Refused(&'static str),
+}
+
+async fn role(cloud: &Cloud, key: &[u8; 32]) -> Result<Role, String> {
+    let row = cloud
+        .db
+        .query_one(
+            "SELECT id, account FROM site WHERE pubkey = $1",
+            vec![Val::from(&key[..])],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(r) = row {
+        return Ok(Role::Site {
+            id: r.text(0).map_err(|e| e.to_string())?,
+            account: r.text(1).map_err(|e| e.to_string())?,
+        });
+    }
+    let revoked = cloud
+        .db
+        .query_one(
+            "SELECT at FROM revoked_key WHERE pubkey = $1",
+            vec![Val::from(&key[..])],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(if revoked.is_some() {
+        Role::Refused("this recorder was unpaired; pairing it again makes a new key")
+    } else {
+        Role::Pairing
+    })
+}
+
+async fn write(tls: &mut Tls, m: &Message) -> Result<(), String> {
+    let bytes = candor_link::encode(&Frame::Control(m.clone())).map_err(|e| e.to_string())?;
+    tls.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    tls.flush().await.map_err(|e| e.to_string())
+}
+
+async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<(), String> {
+    let role = role(cloud, &key).await?;
+    let (tx, mut rx) = mpsc::channel::<Message>(64);
+    let conn = cloud.conn_id();
+    let mut session = match role {
+        Role::Refused(reason) => {
+            write(
+                &mut tls,
+                &Message::Refused {
+                    reason: reason.into(),
+                },
+            )
+            .await?;
+            return Ok(());
+        }
+        Role::Site { id, account } => {
+            if let Some(old) = cloud
+                .online
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    id.clone(),
+                    Online {
+                        tx: tx.clone(),
+                        conn,
+                    },
+                )
+            {
+                // A newer connection from the same key wins (the old one is
+                // half-dead, or the key was copied: either way, one session).
+                drop(old);
+            }
+            write(&mut tls, &Message::Welcome { site: id.clone() }).await?;
+            set_online(cloud, &id, &account, true).await;
+            resend_acks(cloud, &id, &tx).await;
+            Some((id, account))
+        }
+        Role::Pairing => None,
+    };
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    // Silence is checked every second, so a recorder that died without a
+    // word (power cut, cable) shows offline within offline_after + 1 s of
+    // its last frame, and pings every 10 s keep a live one from going quiet.
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    let offline_after = Duration::from_secs(cloud.config.offline_after_secs);
+    let mut pairing_code: Option<String> = None;
+    // In a block, so every early return (a write error, a protocol error)
+    // still reaches the clean-up below.
+    let result: Result<(), String> = async {
+    loop {
+        tokio::select! {
+            n = tls.read(&mut buf) => {
+                let n = match n {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => n,
+                    Err(e) => break Err(e.to_string()),
+                };
+                last_heard = Instant::now();
+                decoder.push(&buf[..n]);
+                let mut out = Vec::new();
+                loop {
+                    let m = match decoder.next_frame() {
+                        Ok(Some(Frame::Control(m))) => m,
+                        Ok(Some(_)) => break,
+                        Ok(None) => break,
+                        Err(e) => return Err(format!("protocol error: {e}")),
+                    };
+                    if m.from_cloud() {
+                        return Err(format!("recorder sent a cloud message ({})", m.name()));
+                    }
+                    match &session {
+                        Some((site, account)) => {
+                            if let Some(reply) = on_site_message(cloud, site, account, m).await? {
+                                out.push(reply);
+                            }
+                        }
+                        None => match m {
+                            Message::PairStart { name } if pairing_code.is_none() => {
+                                let code = new_code();
+                                cloud.pairings.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                                    code.clone(),
+                                    Pairing {
+                                        pubkey: key,
+                                        name,
+                                        expires: Instant::now() + Duration::from_secs(PAIRING_SECS),
+                                        tx: tx.clone(),
+                                        claim: None,
+                                    },
+                                );
+                                out.push(Message::PairCode { code: code.clone(), expires_in: PAIRING_SECS as u32 });
+                                pairing_code = Some(code);
+                            }
+                            Message::PairConfirm { confirmation } => {
+                                let code = pairing_code.clone().ok_or("confirm before a pairing")?;
+                                match confirm(cloud, &code, &confirmation).await? {
+                                    Some(site) => out.push(Message::Paired { site }),
+                                    None => out.push(Message::Refused { reason: "the confirmation code does not match: start again".into() }),
+                                }
+                            }
+                            Message::Pong { .. } => {}
+                            other => {
+                                out.push(Message::Refused { reason: format!("unknown recorder: pair it first (sent {})", other.name()) });
+                            }
+                        },
+                    }
+                }
+                let mut close = false;
+                for m in out {
+                    close |= matches!(m, Message::Refused { .. });
+                    write(&mut tls, &m).await?;
+                }
+                if close {
+                    break Ok(());
+                }
+            }
+            m = rx.recv() => match m {
+                Some(m) => {
+                    let close = matches!(m, Message::Refused { .. });
+                    write(&mut tls, &m).await?;
+                    if close { break Ok(()); }
+                }
+                None => break Ok(()),
+            },
+            _ = ping.tick() => {
+                write(&mut tls, &Message::Ping { nonce: rand::random() }).await?;
+            }
+            _ = check.tick() => {
+                if last_heard.elapsed() > offline_after {
+                    break Err("silent for too long".into());
+                }
+            }
+        }
+        // The site was unpaired during this session (from the app).
+        if let Some((site, _)) = &session {
+            let still = cloud
+                .online
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(site)
+                .is_some_and(|o| o.conn == conn);
+            if !still {
+                session = None;
+                break Ok(());
+            }
+        }
+    }
+    }
+    .await;
+    if let Some(code) = pairing_code {
+        cloud
+            .pairings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&code);
+    }
+    if let Some((site, account)) = session {
+        let mine = {
+            let mut online = cloud.online.lock().unwrap_or_else(|e| e.into_inner());
+            if online.get(&site).is_some_and(|o| o.conn == conn) {
+                online.remove(&site);
+                true
+            } else {
+                false
+            }
+        };
+        if mine {
+            set_online(cloud, &site, &account, false).await;
+        }
+    }
+    let _ = tls.shutdown().await;
+    result
+}
+
+/// 10 characters from an alphabet without 0/O, 1/I/L: about 49 bits, read
+/// off a screen and typed on a phone without mistakes.
+pub fn new_code() -> String {
+    const A: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    use rand::Rng;
+    let mut r = rand::rngs::OsRng;
+    (0..10)
+        .map(|_| A[r.gen_range(0..A.len())] as char)
+        .collect()
+}
+
+/// The recorder's admin confirmed: bind its key to the claiming account if
+/// both sides computed the same confirmation code.
+async fn confirm(cloud: &Cloud, code: &str, confirmation: &str) -> Result<Option<String>, String> {
+    let (claim, pubkey, name) = {
+        let p = cloud.pairings.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = p.get(code) else {
+            return Ok(None);
+        };
+        match &p.claim {
+            Some(c) if p.expires > Instant::now() && c.site.is_none() => {
+                (c.clone(), p.pubkey, p.name.clone())
+            }
+            _ => return Ok(None),
+        }
+    };
+    if !candor_auth::same(&claim.confirmation, confirmation) {
+        return Ok(None);
+    }
+    let site = new_id();
+    let t = now();
+    cloud
+        .db
+        .exec(
+            "INSERT INTO site (id, account, name, pubkey, sharing, paired_at, online, since) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+            vec![
+                site.clone().into(),
+                claim.account.clone().into(),
+                name.into(),
+                Val::from(&pubkey[..]),
+                "online_only".into(),
+                t.into(),
+                t.into(),
+            ],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(p) = cloud
+        .pairings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(code)
+        && let Some(c) = &mut p.claim
+    {
+        c.site = Some(site.clone());
+    }
+    if let Ok(Some(j)) = cloud.site_json(&site).await {
+        cloud.notify(
+            &claim.account,
+            serde_json::json!({"type": "site", "site": j}),
+        );
+    }
+    tracing::info!(site, account = claim.email, "recorder paired");
+    Ok(Some(site))
+}
+
+/// Random 128-bit id, URL-safe.
+pub fn new_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
+/// An owner entered a code in the app: claim it (once) and tell the recorder.
+pub fn claim(cloud: &Cloud, code: &str, account: &str, email: &str) -> Option<(Claim, String)> {
+    let code: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let mut pairings = cloud.pairings.lock().unwrap_or_else(|e| e.into_inner());
+    let p = pairings.get_mut(&code)?;
+    if p.claim.is_some() || p.expires <= Instant::now() {
+        return None;
+    }
+    let nonce = new_id();
+    let c = Claim {
+        id: new_id(),
+        account: account.to_owned(),
+        email: email.to_owned(),
+        confirmation: candor_link::confirmation(&code, &p.pubkey, email, &nonce),
+        site: None,
+    };
+    p.claim = Some(c.clone());
+    let _ = p.tx.try_send(Message::PairClaimed {
+        account: email.to_owned(),
+        nonce,
+    });
+    Some((c, p.name.clone()))
+}
+
+async fn set_online(cloud: &Cloud, site: &str, account: &str, online: bool) {
+    let r = cloud
+        .db
+        .exec(
+            "UPDATE site SET online = $1, since = $2 WHERE id = $3",
+            vec![i64::from(online).into(), now().into(), site.into()],
+        )
+        .await;
+    if let Err(e) = r {
+        tracing::error!(site, "recording online state: {e}");
+    }
+    if let Ok(Some(j)) = cloud.site_json(site).await {
+        cloud.notify(account, serde_json::json!({"type": "site", "site": j}));
+    }
+}
+
+/// Acknowledgements made while the recorder was away.
+async fn resend_acks(cloud: &Cloud, site: &str, tx: &mpsc::Sender<Message>) {
+    let Ok(rows) = cloud
+        .db
+        .query(
+            "SELECT id, acked_by FROM alarm WHERE site = $1 AND acked_by IS NOT NULL AND ack_recorded = 0 ORDER BY id",
+            vec![site.into()],
+        )
+        .await
+    else {
+        return;
+    };
+    for r in rows {
+        if let (Ok(id), Ok(by)) = (r.int(0), r.text(1)) {
+            let _ = tx
+                .send(Message::Acknowledge {
+                    alarm: id as u64,
+                    by,
+                })
+                .await;
+        }
+    }
+}
+
+async fn on_site_message(
+    cloud: &Cloud,
+    site: &str,
+    account: &str,
+    m: Message,
+) -> Result<Option<Message>, String> {
+    let db = |e: crate::db::DbError| e.to_string();
+    match m {
+        Message::Hello { sharing, .. } => {
+            let s = serde_json::to_value(sharing)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            cloud
+                .db
+                .exec(
+                    "UPDATE site SET sharing = $1 WHERE id = $2",
+                    vec![s.into(), site.into()],
+                )
+                .await
+                .map_err(db)?;
+            if let Ok(Some(j)) = cloud.site_json(site).await {
+                cloud.notify(account, serde_json::json!({"type": "site", "site": j}));
+            }
+            Ok(None)
+        }
+        m @ Message::Status { .. } => {
+            let mut j = serde_json::to_value(&m).map_err(|e| e.to_string())?;
+            if let Some(o) = j.as_object_mut() {
+                o.remove("type");
+                o.insert("at".into(), crate::ts(now()).into());
+            }
+            cloud
+                .db
+                .exec(
+                    "UPDATE site SET status = $1 WHERE id = $2",
+                    vec![j.to_string().into(), site.into()],
+                )
+                .await
+                .map_err(db)?;
+            if let Ok(Some(j)) = cloud.site_json(site).await {
+                cloud.notify(account, serde_json::json!({"type": "site", "site": j}));
+            }
+            Ok(None)
+        }
+        Message::Alarm {
+            id,
+            at,
+            late,
+            camera,
+            kind,
+        } => {
+            let id_i = i64::try_from(id).map_err(|_| "alarm id out of range")?;
+            // Stored once: a resend after a lost confirmation hits the key.
+            let inserted = cloud
+                .db
+                .exec(
+                    "INSERT INTO alarm (site, id, at, received, late, camera, kind) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (site, id) DO NOTHING",
+                    vec![
+                        site.into(),
+                        id_i.into(),
+                        at.clone().into(),
+                        now().into(),
+                        i64::from(late).into(),
+                        camera.clone().into(),
+                        kind.clone().into(),
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            if inserted > 0 {
+                let name = cloud
+                    .db
+                    .query_one("SELECT name FROM site WHERE id = $1", vec![site.into()])
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|r| r.text(0).ok())
+                    .unwrap_or_default();
+                let alarm = serde_json::json!({
+                    "site": site, "site_name": name, "id": id, "at": at, "late": late,
+                    "camera": camera, "kind": kind, "acked_by": null,
+                });
+                cloud.notify(
+                    account,
+                    serde_json::json!({"type": "alarm", "alarm": alarm}),
+                );
+                cloud.push.alarm(cloud, account, alarm);
+            }
+            Ok(Some(Message::AlarmStored { alarm: id }))
+        }
+        Message::AckRecorded { alarm } => {
+            let id = i64::try_from(alarm).map_err(|_| "alarm id out of range")?;
+            cloud
+                .db
+                .exec(
+                    "UPDATE alarm SET ack_recorded = 1 WHERE site = $1 AND id = $2",
+                    vec![site.into(), id.into()],
+                )
+                .await
+                .map_err(db)?;
+            cloud.notify(
+                account,
+                serde_json::json!({"type": "ack_recorded", "site": site, "id": alarm}),
+            );
+            Ok(None)
+        }
+        Message::Pong { .. } => Ok(None),
+        Message::Unpair {} => {
+            unpair(cloud, site, account).await.map_err(db)?;
+            Ok(Some(Message::Refused {
+                reason: "unpaired".into(),
+            }))
+        }
+        Message::PairStart { .. } | Message::PairConfirm { .. } => {
+            Err("pairing messages on a paired link".into())
+        }
+        other => Err(format!("unexpected {}", other.name())),
+    }
+}
+
+/// Final: the key is refused from now on, and the site's data goes.
+pub async fn unpair(cloud: &Cloud, site: &str, account: &str) -> Result<(), crate::db::DbError> {
+    if let Some(r) = cloud
+        .db
+        .query_one("SELECT pubkey FROM site WHERE id = $1", vec![site.into()])
+        .await?
+    {
+        let key = r.bytes(0)?;
+        cloud
+            .db
+            .exec(
+                "INSERT INTO revoked_key (pubkey, at) VALUES ($1, $2) ON CONFLICT (pubkey) DO NOTHING",
+                vec![Val::Bytes(key), now().into()],
+            )
+            .await?;
+    }
+    cloud
+        .db
+        .exec("DELETE FROM alarm WHERE site = $1", vec![site.into()])
+        .await?;
+    cloud
+        .db
+        .exec("DELETE FROM site WHERE id = $1", vec![site.into()])
+        .await?;
+    if let Some(o) = cloud
+        .online
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(site)
+    {
+        let _ = o.tx.try_send(Message::Refused {
+            reason: "this recorder was unpaired in the cloud app".into(),
+        });
+    }
+    cloud.notify(
+        account,
+        serde_json::json!({"type": "unpaired", "site": site}),
+    );
+    tracing::info!(site, "site unpaired");
+    Ok(())
+}
+
+/// Forgets expired pairing codes.
+pub async fn sweeper(cloud: Arc<Cloud>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        cloud
+            .pairings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, p| p.expires > now);
+    }
+}
+
+/// The sharing level's name as stored.
+pub fn sharing_name(s: Sharing) -> &'static str {
+    match s {
+        Sharing::OnlineOnly => "online_only",
+        Sharing::Health => "health",
+        Sharing::HealthAndEvents => "health_and_events",
+    }
+}

@@ -1,0 +1,272 @@
+//! The Cloud page's API (admin only): pairing with a one-time code and a
+//! confirmation code compared on both screens, unpairing, what the site
+//! shares, and the egress ledger (every message and byte sent off-site).
+
+use crate::accounts::Role;
+use crate::{ApiError, ApiResult, AppState, authorize};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::IntoResponse;
+use candor_media::Time90k;
+use candor_recorder::cloud::{CloudHandle, Cmd};
+
+fn handle(st: &AppState) -> Result<CloudHandle, ApiError> {
+    st.footage
+        .as_ref()
+        .and_then(|f| f.cloud.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "cloud_off",
+                "the cloud is off: add a [cloud] section with the cloud's address to candor.toml and restart",
+            )
+        })
+}
+
+fn state_json(h: &CloudHandle) -> serde_json::Value {
+    let s = h.state();
+    let mut j = serde_json::to_value(&s).unwrap_or_default();
+    // The QR code a phone scans: the cloud app's address with the code in
+    // the fragment, which never reaches a server log.
+    if let Some(code) = s.pairing.as_ref().and_then(|p| p.code.as_deref()) {
+        let url = format!("https://{}/#pair={code}", s.address);
+        if let Ok(qr) = qrcode::QrCode::new(url.as_bytes()) {
+            use base64::Engine as _;
+            let svg = qr
+                .render::<qrcode::render::svg::Color>()
+                .min_dimensions(200, 200)
+                .build();
+            j["qr"] = format!(
+                "data:image/svg+xml;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(svg)
+            )
+            .into();
+            j["pair_url"] = url.into();
+        }
+    }
+    j
+}
+
+pub async fn get_state(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult {
+    authorize(&st, &headers, &method, Role::Admin)?;
+    match st.footage.as_ref().and_then(|f| f.cloud.clone()) {
+        Some(h) => Ok(Json(state_json(&h)).into_response()),
+        None => Ok(Json(serde_json::json!({"configured": false})).into_response()),
+    }
+}
+
+async fn command(
+    st: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    cmd: Cmd,
+    action: &str,
+) -> ApiResult {
+    let p = authorize(st, headers, method, Role::Admin)?;
+    let h = handle(st)?;
+    if !h.send(cmd).await {
+        return Err(ApiError::internal("the cloud link has stopped"));
+    }
+    let _ = st
+        .accounts
+        .audit(Some(&p.username), action, &h.state().address);
+    // Let the link act before answering, so the page shows the new state.
+    let mut w = h.watch();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), w.changed()).await;
+    Ok(Json(state_json(&h)).into_response())
+}
+
+pub async fn pair(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    if handle(&st)?.state().paired.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "paired",
+            "this recorder is paired already; unpair it first",
+        ));
+    }
+    command(
+        &st,
+        &headers,
+        &method,
+        Cmd::StartPairing,
+        "cloud_pairing_started",
+    )
+    .await
+}
+
+pub async fn confirm(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    let h = handle(&st)?;
+    if h.state().pairing.and_then(|p| p.confirmation).is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_claimed",
+            "nobody has entered the code in the cloud app yet",
+        ));
+    }
+    command(
+        &st,
+        &headers,
+        &method,
+        Cmd::Confirm,
+        "cloud_pairing_confirmed",
+    )
+    .await
+}
+
+pub async fn cancel(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    command(
+        &st,
+        &headers,
+        &method,
+        Cmd::Cancel,
+        "cloud_pairing_cancelled",
+    )
+    .await
+}
+
+pub async fn unpair(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    command(&st, &headers, &method, Cmd::Unpair, "cloud_unpaired").await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingBody {
+    sharing: candor_link::Sharing,
+    private_alarms: bool,
+}
+
+/// Written to candor.toml (the one source of truth), then applied.
+pub async fn sharing(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let p = authorize(&st, &headers, &method, Role::Admin)?;
+    let b: SharingBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("sharing: {e}")))?;
+    let h = handle(&st)?;
+    let path = st
+        .footage
+        .as_ref()
+        .and_then(|f| f.config_path.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "read_only",
+                "this server has no config file to change",
+            )
+        })?;
+    let (s, pa) = (b.sharing, b.private_alarms);
+    tokio::task::spawn_blocking(move || {
+        candor_recorder::config_edit::set_cloud_sharing(&path, s, pa)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
+    h.send(Cmd::Settings {
+        sharing: b.sharing,
+        private_alarms: b.private_alarms,
+    })
+    .await;
+    let _ = st.accounts.audit(
+        Some(&p.username),
+        "cloud_sharing_changed",
+        &format!("{:?}, private alarms {}", b.sharing, b.private_alarms),
+    );
+    let mut w = h.watch();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w.changed()).await;
+    Ok(Json(state_json(&h)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressQuery {
+    since: Option<String>,
+    until: Option<String>,
+    kind: Option<String>,
+    limit: Option<u32>,
+    format: Option<String>,
+}
+
+/// The ledger, newest last, as JSON or CSV.
+pub async fn egress(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    q: Result<Query<EgressQuery>, QueryRejection>,
+) -> ApiResult {
+    authorize(&st, &headers, &method, Role::Admin)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let f = st
+        .footage
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
+    let time = |s: Option<&str>, what: &str| {
+        s.filter(|s| !s.is_empty())
+            .map(|s| {
+                Time90k::parse_rfc3339(s).map_err(|_| {
+                    ApiError::bad_request("bad_time", format!("{what} must be RFC 3339"))
+                })
+            })
+            .transpose()
+    };
+    let filter = candor_storage::egress::EgressFilter {
+        since: time(q.since.as_deref(), "since")?,
+        until: time(q.until.as_deref(), "until")?,
+        kind: q.kind.filter(|k| !k.is_empty()),
+        limit: Some(q.limit.unwrap_or(10_000).min(100_000)),
+    };
+    let list = tokio::task::spawn_blocking(move || f.store.egress(&filter))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    match q.format.as_deref() {
+        None | Some("json") => {
+            let total: u64 = list.iter().map(|e| e.bytes).sum();
+            Ok(Json(serde_json::json!({
+                "entries": list.iter().map(|e| serde_json::json!({
+                    "at": e.at.to_string(), "destination": e.destination, "kind": e.kind,
+                    "bytes": e.bytes, "summary": e.summary,
+                })).collect::<Vec<_>>(),
+                "total_bytes": total,
+            }))
+            .into_response())
+        }
+        Some("csv") => {
+            use crate::admin_api::csv;
+            let mut out = String::from("time,destination,kind,bytes,summary\r\n");
+            for e in &list {
+                out.push_str(&format!(
+                    "{},{},{},{},{}\r\n",
+                    e.at,
+                    csv(&e.destination),
+                    csv(&e.kind),
+                    e.bytes,
+                    csv(&e.summary)
+                ));
+            }
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"candor-egress.csv\"",
+                    ),
+                ],
+                out,
+            )
+                .into_response())
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "bad_query",
+            "format must be json or csv",
+        )),
+    }
+}

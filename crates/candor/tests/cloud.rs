@@ -1,0 +1,650 @@
+//! The optional cloud, end to end on loopback: `candor cloud` and real
+//! recorders (`candor run`, cameras from camsim with ONVIF events) talking
+//! the link protocol over TLS, driven through both HTTP APIs with curl.
+//! The same scenario runs against SQLite and against PostgreSQL.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct CloudProc {
+    child: std::process::Child,
+    pub log: PathBuf,
+    pub base: String,
+    pub cert: PathBuf,
+    pub cfg: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl CloudProc {
+    /// `database`: None for the embedded SQLite default.
+    pub fn start(dir: &Path, database: Option<&str>, extra: &str) -> CloudProc {
+        let port = free_port();
+        let cfg = dir.join("cloud.toml");
+        let mut text = format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{extra}\n",
+            dir.join("cloud-data").display()
+        );
+        if let Some(db) = database {
+            text += &format!("database = \"{db}\"\n");
+        }
+        std::fs::write(&cfg, text).unwrap();
+        CloudProc::start_with(&cfg, port)
+    }
+
+    fn start_with(cfg: &Path, port: u16) -> CloudProc {
+        let log = cfg.with_extension(format!(
+            "log.{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = Command::new(bin())
+            .args(["cloud", "-c"])
+            .arg(cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let c = CloudProc {
+            child,
+            log,
+            base: format!("https://127.0.0.1:{port}/"),
+            cert: cfg.parent().unwrap().join("cloud-data/tls/cert.pem"),
+            cfg: cfg.to_owned(),
+        };
+        wait_for("the cloud to listen", Duration::from_secs(20), || {
+            c.log_text().contains("cloud listening")
+        });
+        c
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, then start again on the same port, data and database.
+    pub fn crash_and_restart(mut self, down: impl FnOnce()) -> CloudProc {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        down();
+        let port: u16 = self
+            .base
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        CloudProc::start_with(&self.cfg.clone(), port)
+    }
+}
+
+impl Drop for CloudProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An owner's session in the cloud app's API.
+pub struct Owner {
+    pub email: String,
+    base: String,
+    cert: PathBuf,
+    jar: PathBuf,
+    csrf: String,
+}
+
+impl Owner {
+    pub fn register(cloud: &CloudProc, dir: &Path, email: &str) -> Owner {
+        let jar = dir.join(format!("jar-{email}"));
+        let body =
+            serde_json::json!({"email": email, "password": "long enough password"}).to_string();
+        let (code, _, v) = curl(
+            &cloud.cert,
+            &jar,
+            "POST",
+            &format!("{}api/accounts", cloud.base),
+            Some(&body),
+            &[],
+        );
+        assert_eq!(code, 201, "{v}");
+        let (code, headers, v) = curl(
+            &cloud.cert,
+            &jar,
+            "POST",
+            &format!("{}api/login", cloud.base),
+            Some(&body),
+            &[],
+        );
+        assert_eq!(code, 200, "{v}");
+        assert!(
+            headers
+                .to_lowercase()
+                .contains("httponly; secure; samesite=strict"),
+            "{headers}"
+        );
+        Owner {
+            email: email.into(),
+            base: cloud.base.clone(),
+            cert: cloud.cert.clone(),
+            jar,
+            csrf: v["csrf"].as_str().unwrap().into(),
+        }
+    }
+
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let h = format!("X-CSRF-Token: {}", self.csrf);
+        let (code, _, v) = curl(
+            &self.cert,
+            &self.jar,
+            method,
+            &format!("{}api/{path}", self.base),
+            body,
+            &[&h],
+        );
+        (code, v)
+    }
+
+    pub fn sites(&self) -> Vec<serde_json::Value> {
+        let (code, v) = self.api("GET", "sites", None);
+        assert_eq!(code, 200, "{v}");
+        v["sites"].as_array().unwrap().clone()
+    }
+
+    pub fn site(&self, id: &str) -> serde_json::Value {
+        self.sites()
+            .into_iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_default()
+    }
+
+    pub fn alarms(&self, site: &str) -> Vec<serde_json::Value> {
+        let (code, v) = self.api("GET", &format!("alarms?site={site}"), None);
+        assert_eq!(code, 200, "{v}");
+        v["alarms"].as_array().unwrap().clone()
+    }
+}
+
+/// A fresh PostgreSQL database on the machine's server (trust auth on
+/// loopback, as the brief's machine has it).
+pub fn pg_database(tag: &str) -> String {
+    let name = format!(
+        "candor_{tag}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 1_000_000
+    );
+    let o = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+        ])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql (PostgreSQL client) is installed");
+    assert!(
+        o.status.success(),
+        "creating {name}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+pub struct Site {
+    pub rec: RecorderProc,
+    pub web: Web,
+    pub cfg: PathBuf,
+    pub sim: Camsim,
+    pub dir: PathBuf,
+}
+
+/// A recorder with one ONVIF camera (events on demand) and `[cloud]` set.
+pub fn site(dir: &Path, cloud: &CloudProc, name: &str, cloud_extra: &str) -> Site {
+    std::fs::create_dir_all(dir).unwrap();
+    let sim = camsim_with_onvif(1, "cam pass 1", 0);
+    let url = format!("rtsp://admin:cam%20pass%201@{}/cam0", sim.rtsp);
+    let onvif = format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http);
+    let cfg = write_config(dir, "", &[("gate", url, &onvif)]);
+    let addr = cloud
+        .base
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "\n[cloud]\naddress = \"{addr}\"\nca = \"{}\"\nname = \"{name}\"\n{cloud_extra}\n",
+        cloud.cert.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let o = user_add(&cfg, "admin", "admin", "admin password 1");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = start_recorder(&cfg);
+    let web = Web::login(&rec, dir, "admin", "admin password 1");
+    Site {
+        rec,
+        web,
+        cfg,
+        sim,
+        dir: dir.to_owned(),
+    }
+}
+
+impl Site {
+    pub fn cloud_state(&self) -> serde_json::Value {
+        let (code, _, v) = self.web.api("GET", "cloud", None);
+        assert_eq!(code, 200, "{v}");
+        v
+    }
+
+    pub fn raise(&self, what: &str) {
+        let o = Command::new("curl")
+            .args(["-sS", "--fail", "-X", "POST"])
+            .arg(format!("http://{}/control/cam0/{what}", self.sim.http))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// One whole ONVIF motion event.
+    pub fn event(&self) {
+        self.raise("motion/on");
+        std::thread::sleep(Duration::from_millis(300));
+        self.raise("motion/off");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let o = candor(&["events", "-c", self.cfg.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn wait_following(&self) {
+        wait_for("the ONVIF subscription", Duration::from_secs(20), || {
+            self.rec.log_text().contains("following ONVIF events")
+        });
+    }
+}
+
+/// Pairs through both APIs: the recorder asks for a code, the owner enters
+/// it, both sides show the same confirmation code, the recorder's admin
+/// confirms. Returns the site id and the code (for the replay check).
+pub fn pair(site: &Site, owner: &Owner) -> (String, String) {
+    let (code, _, v) = site.web.api("POST", "cloud/pair", None);
+    assert_eq!(code, 200, "{v}");
+    let mut pair_code = String::new();
+    wait_for("a pairing code", Duration::from_secs(15), || {
+        match site.cloud_state()["pairing"]["code"].as_str() {
+            Some(c) => {
+                pair_code = c.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    assert_eq!(pair_code.len(), 10);
+    // Typed on a phone: dashes and lower case are fine.
+    let typed = format!("{}-{}", &pair_code[..5], &pair_code[5..]).to_lowercase();
+    let (code, claim) = owner.api(
+        "POST",
+        "pair",
+        Some(&serde_json::json!({"code": typed}).to_string()),
+    );
+    assert_eq!(code, 200, "{claim}");
+    let shown_in_app = claim["confirmation"].as_str().unwrap().to_string();
+    assert_eq!(shown_in_app.len(), 6);
+    let mut on_recorder = String::new();
+    wait_for("the claim on the recorder", Duration::from_secs(10), || {
+        let s = site.cloud_state();
+        if let Some(c) = s["pairing"]["confirmation"].as_str() {
+            assert_eq!(s["pairing"]["claimed_by"], owner.email.as_str());
+            on_recorder = c.to_string();
+            true
+        } else {
+            false
+        }
+    });
+    assert_eq!(on_recorder, shown_in_app, "both screens show the same code");
+    let (code, _, v) = site.web.api("POST", "cloud/pair/confirm", None);
+    assert_eq!(code, 200, "{v}");
+    let mut id = String::new();
+    wait_for(
+        "the recorder to be paired and connected",
+        Duration::from_secs(20),
+        || {
+            let s = site.cloud_state();
+            match s["paired"]["site"].as_str() {
+                Some(p) if s["connected"] == true => {
+                    id = p.to_string();
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
+    let (_, st) = owner.api(
+        "GET",
+        &format!("pair/{}", claim["claim"].as_str().unwrap()),
+        None,
+    );
+    assert!(st["state"] == "paired" || st["state"] == "gone", "{st}");
+    (id, pair_code)
+}
+
+fn ledger(site: &Site) -> Vec<serde_json::Value> {
+    let (code, _, v) = site.web.api("GET", "egress", None);
+    assert_eq!(code, 200, "{v}");
+    v["entries"].as_array().unwrap().clone()
+}
+
+fn scenario(database: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = CloudProc::start(dir.path(), database.as_deref(), "");
+    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
+    let other = Owner::register(&cloud, dir.path(), "neighbour@example.com");
+
+    let shop = site(
+        &dir.path().join("shop"),
+        &cloud,
+        "Shop",
+        "sharing = \"health_and_events\"",
+    );
+    let home = site(
+        &dir.path().join("home"),
+        &cloud,
+        "Home",
+        "sharing = \"online_only\"\nprivate_alarms = true",
+    );
+    // Before pairing the recorders connect nowhere: nothing in their ledgers.
+    assert!(ledger(&shop).is_empty());
+    let (shop_id, shop_code) = pair(&shop, &owner);
+    let (home_id, _) = pair(&home, &owner);
+    assert_ne!(shop_id, home_id);
+
+    // The code was single use.
+    let (code, v) = owner.api(
+        "POST",
+        "pair",
+        Some(&serde_json::json!({"code": shop_code}).to_string()),
+    );
+    assert_eq!(code, 404, "a replayed pairing code: {v}");
+
+    // Live status, as much as each site shares.
+    wait_for("shop's camera health", Duration::from_secs(30), || {
+        let s = owner.site(&shop_id);
+        s["online"] == true && s["status"]["cameras"][0]["streaming"] == true
+    });
+    let s = owner.site(&shop_id);
+    assert_eq!(s["sharing"], "health_and_events");
+    assert_eq!(s["status"]["cameras"][0]["name"], "gate");
+    assert!(
+        s["status"]["disk_used_percent"].as_f64().unwrap() > 0.0,
+        "{s}"
+    );
+    wait_for("home online", Duration::from_secs(15), || {
+        owner.site(&home_id)["online"] == true
+    });
+    let h = owner.site(&home_id);
+    assert_eq!(h["sharing"], "online_only");
+    assert!(
+        h["status"]["cameras"].is_null(),
+        "online_only shares no health: {h}"
+    );
+
+    // Another owner sees none of it, and can't act on it.
+    assert!(other.sites().is_empty());
+    assert_eq!(other.api("GET", &format!("sites/{shop_id}"), None).0, 404);
+    assert_eq!(
+        other.api("DELETE", &format!("sites/{shop_id}"), None).0,
+        404
+    );
+    assert_eq!(
+        other
+            .api("POST", &format!("sites/{shop_id}/alarms/1/ack"), None)
+            .0,
+        404
+    );
+    assert!(other.alarms(&shop_id).is_empty());
+    // Without the CSRF header a state change is refused.
+    let (code, _, _) = curl(
+        &cloud.cert,
+        &owner.jar,
+        "DELETE",
+        &format!("{}api/sites/{shop_id}", cloud.base),
+        None,
+        &[],
+    );
+    assert_eq!(code, 403);
+
+    // Alarms: one live event per site.
+    shop.wait_following();
+    home.wait_following();
+    shop.event();
+    home.event();
+    wait_for("the first alarms", Duration::from_secs(15), || {
+        owner.alarms(&shop_id).len() == 1 && owner.alarms(&home_id).len() == 1
+    });
+    let a = &owner.alarms(&shop_id)[0];
+    assert_eq!(
+        (
+            a["camera"].as_str(),
+            a["kind"].as_str(),
+            a["late"].as_bool()
+        ),
+        (Some("gate"), Some("motion"), Some(false)),
+        "{a}"
+    );
+    let b = &owner.alarms(&home_id)[0];
+    assert!(
+        b["camera"].is_null() && b["kind"].is_null(),
+        "private alarm carries no details: {b}"
+    );
+
+    // The cloud dies while events happen; every alarm arrives once, late.
+    let cloud = cloud.crash_and_restart(|| {
+        std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..3 {
+            shop.event();
+        }
+        wait_for(
+            "3 more events on the recorder",
+            Duration::from_secs(10),
+            || {
+                shop.events()
+                    .iter()
+                    .filter(|e| e["end"].is_string())
+                    .count()
+                    >= 4
+            },
+        );
+    });
+    wait_for(
+        "all 4 alarms after the restart",
+        Duration::from_secs(60),
+        || owner.alarms(&shop_id).len() >= 4,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let alarms = owner.alarms(&shop_id);
+    let mut ids: Vec<i64> = alarms.iter().map(|a| a["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (alarms.len(), ids.len()),
+        (4, 4),
+        "exactly once: {alarms:?}"
+    );
+    assert_eq!(
+        alarms.iter().filter(|a| a["late"] == true).count(),
+        3,
+        "{alarms:?}"
+    );
+    assert_eq!(shop.events().len(), 4);
+
+    // Acknowledged on the phone, recorded on the recorder.
+    let first = ids[0];
+    let (code, v) = owner.api("POST", &format!("sites/{shop_id}/alarms/{first}/ack"), None);
+    assert_eq!(code, 204, "{v}");
+    wait_for(
+        "the acknowledgement on the recorder",
+        Duration::from_secs(15),
+        || {
+            shop.events()
+                .iter()
+                .any(|e| e["acked_by"] == "owner@example.com")
+        },
+    );
+    wait_for(
+        "the recorder's confirmation in the cloud",
+        Duration::from_secs(15),
+        || {
+            owner
+                .alarms(&shop_id)
+                .iter()
+                .any(|a| a["id"] == first && a["ack_recorded"] == true)
+        },
+    );
+
+    // The ledger holds every message the recorder sent, alarms included.
+    let entries = ledger(&shop);
+    let kinds: std::collections::HashSet<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "connect",
+        "pair_start",
+        "pair_confirm",
+        "hello",
+        "status",
+        "alarm",
+        "ack_recorded",
+    ] {
+        assert!(kinds.contains(k), "no {k} in the ledger: {kinds:?}");
+    }
+    let sent_alarms: std::collections::HashSet<i64> = entries
+        .iter()
+        .filter(|e| e["kind"] == "alarm")
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(e["summary"].as_str().unwrap()).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        sent_alarms,
+        ids.iter().copied().collect(),
+        "every alarm the cloud has is in the ledger"
+    );
+    for e in ledger(&home) {
+        assert!(
+            !e["summary"].as_str().unwrap().contains("gate"),
+            "home shares no camera names: {e}"
+        );
+    }
+
+    // A recorder whose key was never paired is refused, and one whose site
+    // was unpaired in the app is refused for good.
+    let key_copy = std::fs::read(home.dir.join("data/cloud/key")).unwrap();
+    let paired_copy = std::fs::read(home.dir.join("data/cloud/paired.json")).unwrap();
+    let (code, _) = owner.api("DELETE", &format!("sites/{home_id}"), None);
+    assert_eq!(code, 204);
+    wait_for(
+        "home to learn it was unpaired",
+        Duration::from_secs(20),
+        || home.cloud_state()["paired"].is_null(),
+    );
+    assert!(
+        !home.dir.join("data/cloud/key").exists(),
+        "unpairing drops the key"
+    );
+    let home_log = home.rec.stop();
+    assert!(home_log.contains("unpaired"), "{home_log}");
+    std::fs::write(home.dir.join("data/cloud/key"), &key_copy).unwrap();
+    std::fs::write(home.dir.join("data/cloud/paired.json"), &paired_copy).unwrap();
+    let revived = start_recorder(&home.cfg);
+    wait_for(
+        "the revoked key to be refused",
+        Duration::from_secs(20),
+        || revived.log_text().contains("was unpaired"),
+    );
+    assert!(owner.sites().iter().all(|s| s["id"] != home_id.as_str()));
+    drop(revived);
+    // A fresh key claiming shop's site.
+    std::fs::remove_file(home.dir.join("data/cloud/key")).ok();
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shop.dir.join("data/cloud/paired.json")).unwrap())
+            .unwrap();
+    forged["site"] = shop_id.clone().into();
+    std::fs::write(home.dir.join("data/cloud/paired.json"), forged.to_string()).unwrap();
+    let forger = start_recorder(&home.cfg);
+    wait_for(
+        "the unknown key to be refused",
+        Duration::from_secs(20),
+        || forger.log_text().contains("unknown recorder"),
+    );
+    assert_eq!(owner.site(&shop_id)["name"], "Shop");
+    drop(forger);
+
+    // Shop goes silent without closing its connection (SIGSTOP: no FIN, no
+    // RST, like a cut cable): the cloud shows it offline within 30 s.
+    Command::new("kill")
+        .args(["-STOP", &shop.rec.child.id().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    wait_for("shop offline", Duration::from_secs(40), || {
+        owner.site(&shop_id)["online"] == false
+    });
+    let took = t.elapsed();
+    Command::new("kill")
+        .args(["-CONT", &shop.rec.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(took < Duration::from_secs(30), "offline after {took:?}");
+    eprintln!("silent recorder shown offline after {took:?}");
+    wait_for("shop back online", Duration::from_secs(40), || {
+        owner.site(&shop_id)["online"] == true
+    });
+
+    // Unpairing from the recorder's side is final too.
+    let (code, _, v) = shop.web.api("POST", "cloud/unpair", None);
+    assert_eq!(code, 200, "{v}");
+    wait_for("shop gone from the app", Duration::from_secs(15), || {
+        owner.sites().is_empty()
+    });
+    drop(cloud);
+}
+
+#[test]
+fn cloud_end_to_end_on_sqlite() {
+    scenario(None);
+}
+
+#[test]
+fn cloud_end_to_end_on_postgresql() {
+    scenario(Some(pg_database("cloud")));
+}
