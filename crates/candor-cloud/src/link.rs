@@ -219,11 +219,14 @@ async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<
     }
     .await;
     if let Some(code) = pairing_code {
-        cloud
-            .pairings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&code);
+        // A finished pairing stays until it expires, so the owner's app can
+        // still read its outcome; an unfinished one ends with the connection.
+        let mut p = cloud.pairings.lock().unwrap_or_else(|e| e.into_inner());
+        if p.get(&code)
+            .is_some_and(|p| p.claim.as_ref().is_none_or(|c| c.site.is_none()))
+        {
+            p.remove(&code);
+        }
     }
     if let Some((site, account)) = session {
         let mine = {

@@ -20,9 +20,10 @@ async function api(method, path, body) {
   return data;
 }
 
-function toast(text) {
+function toast(text, alarm = false) {
   const t = document.getElementById('toast');
   t.textContent = text;
+  t.classList.toggle('alarm', alarm);
   t.classList.add('show');
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => t.classList.remove('show'), 6000);
@@ -112,9 +113,9 @@ function sitesView() {
       : h('p', {}, 'No sites yet. ', h('a', { href: '#pair' }, 'Add one'), ' with the code its recorder shows.'));
 }
 
-function pairView() {
+function pairView(prefill) {
   const err = h('div', { class: 'error' });
-  const code = h('input', { name: 'code', autocomplete: 'off', autocapitalize: 'characters', placeholder: 'e.g. K7QX-M2P9-RT', required: true });
+  const code = h('input', { name: 'code', autocomplete: 'off', autocapitalize: 'characters', placeholder: 'e.g. K7QXM-2P9RT', required: true, value: prefill });
   const out = h('div', {});
   main.replaceChildren(h('form', { class: 'card', id: 'pair', onsubmit: async (e) => {
     e.preventDefault();
@@ -129,7 +130,7 @@ function pairView() {
         const s = await api('GET', `/api/pair/${encodeURIComponent(c.claim)}`);
         if (s.state === 'paired') { location.hash = `#site=${encodeURIComponent(s.site)}`; toast('Site added'); return; }
         if (s.state === 'gone') { out.replaceChildren(h('p', { class: 'error' }, 'Pairing ended without confirmation. Start again on the recorder.')); return; }
-        if (location.hash === '#pair') setTimeout(poll, 1000);
+        if (location.hash.startsWith('#pair')) setTimeout(poll, 1000);
       };
       setTimeout(poll, 1000);
     } catch (x) { err.textContent = x.message; }
@@ -204,6 +205,7 @@ function route() {
   const hash = location.hash.slice(1);
   if (hash.startsWith('site=')) return siteView(decodeURIComponent(hash.slice(5)));
   if (hash === 'pair') return pairView();
+  if (hash.startsWith('pair=')) return pairView(decodeURIComponent(hash.slice(5)));
   if (hash === 'alarms') return alarmsView();
   if (hash === 'account') return accountView();
   return sitesView();
@@ -217,7 +219,7 @@ function connect() {
     else if (n.type === 'unpaired') { sites.delete(n.site); if (location.hash === '' || location.hash === '#sites') route(); }
     else if (n.type === 'alarm') {
       const a = n.alarm;
-      toast(`Alarm at ${a.site_name}${a.camera ? `: ${a.kind} on ${a.camera}` : ''}${a.late ? ' (late)' : ''}`);
+      toast(`Alarm at ${a.site_name}${a.camera ? `: ${a.kind} on ${a.camera}` : ''}${a.late ? ' (late)' : ''}`, true);
       const ul = document.getElementById('alarms');
       const here = location.hash === '#alarms' || location.hash === `#site=${encodeURIComponent(a.site)}`;
       if (ul && here) ul.prepend(alarmItem(a, location.hash === '#alarms'));

@@ -9,31 +9,9 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `e2e/node_modules`, installed from the lock file on first use.
-fn ensure_playwright() {
-    let e2e = workspace().join("e2e");
-    if e2e.join("node_modules/playwright-core").exists() {
-        return;
-    }
-    let o = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&e2e)
-        .output()
-        .expect("npm (Node.js) is needed for the browser tests: apt-get install nodejs npm");
-    assert!(
-        o.status.success(),
-        "npm ci: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 #[test]
 fn web_app_end_to_end_in_headless_chromium() {

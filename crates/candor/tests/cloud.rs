@@ -648,3 +648,209 @@ fn cloud_end_to_end_on_sqlite() {
 fn cloud_end_to_end_on_postgresql() {
     scenario(Some(pg_database("cloud")));
 }
+
+/// An HTTP CONNECT proxy on loopback that records where it was asked to go.
+struct Proxy {
+    port: u16,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn connect_proxy() -> Proxy {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t2 = targets.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let targets = t2.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                targets.lock().unwrap().push(line.clone());
+                let Ok(up) = std::net::TcpStream::connect(&target) else {
+                    let _ = c.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                    return;
+                };
+                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let (mut a, mut b2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+                let (mut c2, mut up2) = (c, up);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut up2);
+                    let _ = up2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut b2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    Proxy { port, targets }
+}
+
+/// Three recorders (one through an HTTP CONNECT proxy) paired through the
+/// two real web apps in headless Chromium; alarms appear live in the cloud
+/// app and are acknowledged there; and Web Push messages reach a local push
+/// endpoint that checks VAPID and decrypts them with Python's `http_ece`,
+/// an implementation nobody here wrote.
+#[test]
+fn cloud_in_chromium_with_web_push() {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "apt-get install chromium"
+    );
+    ensure_playwright();
+    let dir = tempfile::tempdir().unwrap();
+    // The push endpoint first: the cloud must trust its certificate.
+    let push_cert = dir.path().join("push-cert.pem");
+    let mut push = Command::new("python3")
+        .arg(workspace().join("e2e/push_endpoint.py"))
+        .env("CERT_OUT", &push_cert)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut push_out =
+        std::io::BufRead::lines(std::io::BufReader::new(push.stdout.take().unwrap()));
+    let first: serde_json::Value =
+        serde_json::from_str(&push_out.next().unwrap().unwrap()).unwrap();
+    let subscription = first["subscription"].clone();
+    let pushed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let p2 = pushed.clone();
+    std::thread::spawn(move || {
+        for l in push_out.map_while(Result::ok) {
+            p2.lock().unwrap().push(serde_json::from_str(&l).unwrap());
+        }
+    });
+    let cloud = CloudProc::start(
+        dir.path(),
+        None,
+        &format!(
+            "push_ca = \"{}\"\nvapid_subject = \"mailto:ops@example.com\"",
+            push_cert.display()
+        ),
+    );
+    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
+    let (code, v) = owner.api("POST", "push", Some(&subscription.to_string()));
+    assert_eq!(code, 201, "{v}");
+    // A subscription with an http endpoint or a bad key is refused.
+    let mut bad = subscription.clone();
+    bad["endpoint"] = "http://127.0.0.1:1/x".into();
+    assert_eq!(owner.api("POST", "push", Some(&bad.to_string())).0, 400);
+
+    let proxy = connect_proxy();
+    let shop = site(
+        &dir.path().join("shop"),
+        &cloud,
+        "Shop",
+        "sharing = \"health_and_events\"",
+    );
+    let home = site(
+        &dir.path().join("home"),
+        &cloud,
+        "Home",
+        &format!(
+            "sharing = \"health\"\nprivate_alarms = true\nproxy = \"http://127.0.0.1:{}\"",
+            proxy.port
+        ),
+    );
+    let depot = site(
+        &dir.path().join("depot"),
+        &cloud,
+        "Depot",
+        "sharing = \"online_only\"",
+    );
+    for s in [&shop, &home, &depot] {
+        s.wait_following();
+    }
+    let shots = workspace().join("artifacts/screenshots/cloud");
+    std::fs::create_dir_all(&shots).unwrap();
+    let recorders: Vec<serde_json::Value> = [("Shop", &shop), ("Home", &home), ("Depot", &depot)]
+        .iter()
+        .map(|(n, s)| serde_json::json!({"name": n, "url": s.web.base, "control": format!("http://{}/control/cam0", s.sim.http)}))
+        .collect();
+    let o = Command::new("node")
+        .arg(workspace().join("e2e/cloud.mjs"))
+        .env("CLOUD_URL", &cloud.base)
+        .env("OWNER", "owner@example.com")
+        .env("PASSWORD", "long enough password")
+        .env("RECORDERS", serde_json::Value::from(recorders).to_string())
+        .env("SHOTS", &shots)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    println!("{out}\n{err}");
+    assert!(
+        o.status.success(),
+        "browser run failed:\n{out}\n{err}\ncloud log:\n{}",
+        cloud.log_text()
+    );
+    let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(result["sites"].as_array().unwrap().len(), 3);
+    assert_eq!(result["manifest"], "standalone");
+    assert_eq!(result["service_worker"], true);
+    eprintln!("camera event → cloud app (ms): {}", result["alarm_ms"]);
+
+    // Home reached the cloud only through the proxy.
+    let targets = proxy.targets.lock().unwrap().clone();
+    let addr = cloud
+        .base
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    assert!(
+        !targets.is_empty()
+            && targets
+                .iter()
+                .all(|t| t == &format!("CONNECT {addr} HTTP/1.1")),
+        "{targets:?}"
+    );
+
+    // Web Push: one message per alarm, VAPID valid, decrypted independently.
+    let t = Instant::now();
+    while pushed.lock().unwrap().len() < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "push messages: {:?}\ncloud log:\n{}",
+            pushed.lock().unwrap(),
+            cloud.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let msgs = pushed.lock().unwrap().clone();
+    for m in &msgs {
+        assert_eq!(m["vapid"], "ok", "{m}");
+        assert_eq!(m["encoding"], "aes128gcm", "{m}");
+    }
+    let plain: Vec<serde_json::Value> = msgs
+        .iter()
+        .map(|m| serde_json::from_str(m["plaintext"].as_str().expect("decrypted")).unwrap())
+        .collect();
+    assert!(
+        plain
+            .iter()
+            .any(|p| p["title"] == "Alarm at Shop" && p["body"] == "motion on gate"),
+        "{plain:?}"
+    );
+    let private = plain
+        .iter()
+        .find(|p| p["title"] == "Alarm at Home")
+        .expect("home's push");
+    assert_eq!(private["body"], "Details stay on the recorder.");
+    let _ = push.kill();
+}
