@@ -3,6 +3,8 @@
 //! independent judges of the exported files.
 #![allow(dead_code)]
 
+pub mod cloud;
+
 use candor_camsim::{CamSim, Source};
 use candor_media::{Duration90k, Time90k};
 use std::path::{Path, PathBuf};
