@@ -912,5 +912,39 @@ max_bytes = "5GB"
             c.cameras[0].sub_url.is_none(),
             "commented out in the README"
         );
+        assert!(c.cloud.is_none(), "the cloud is off unless configured");
+        // The commented-out [cloud] example, switched on, is valid too.
+        let mut on = String::new();
+        let mut in_cloud = false;
+        for l in block.lines() {
+            if l.starts_with("# [cloud]") {
+                in_cloud = true;
+            } else if in_cloud && !l.starts_with("# ") {
+                in_cloud = false;
+            }
+            on += if in_cloud { &l[2..] } else { l };
+            on.push('\n');
+        }
+        let c = Config::parse(&on).unwrap_or_else(|e| panic!("README [cloud]: {e}"));
+        let cloud = c.cloud.expect("[cloud] switched on");
+        assert_eq!(cloud.address.to_string(), "cloud.example.com:443");
+        assert_eq!(cloud.sharing, candor_link::Sharing::Health);
+        assert_eq!(cloud.proxy.map(|p| p.port), Some(3128));
+    }
+
+    #[test]
+    fn cloud_addresses_parse_in_the_forms_people_type() {
+        for (s, host, port) in [
+            ("cloud.example.com", "cloud.example.com", 443),
+            ("cloud.example.com:8443", "cloud.example.com", 8443),
+            ("https://cloud.example.com/app", "cloud.example.com", 443),
+            ("[2001:db8::1]:9000", "2001:db8::1", 9000),
+            ("127.0.0.1:8443", "127.0.0.1", 8443),
+        ] {
+            let a = CloudAddress::parse(s, 443).unwrap();
+            assert_eq!((a.host.as_str(), a.port), (host, port), "{s}");
+        }
+        assert!(CloudAddress::parse("https://user:pw@cloud.example.com", 443).is_err());
+        assert!(CloudAddress::parse("", 443).is_err());
     }
 }

@@ -328,7 +328,8 @@ fn roles(o: &Outcome) -> Vec<String> {
             if *s == format!("tcp {}", o.camera) {
                 "TCP to the camera's RTSP address (`[[cameras]] url`)".to_string()
             } else if o.cloud.as_ref().is_some_and(|c| *s == format!("tcp {c}")) {
-                "TCP to the cloud (`[cloud] address`; TLS 1.3, one connection at a time)".to_string()
+                "TCP to the cloud (`[cloud] address`; TLS 1.3, one connection at a time)"
+                    .to_string()
             } else {
                 format!("UNEXPECTED: {s}")
             }
