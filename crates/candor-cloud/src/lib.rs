@@ -156,11 +156,30 @@ pub struct Online {
     pub conn: u64,
 }
 
+/// A link's last sign of life, watched by [`link::silence_sweeper`]: one
+/// task checks every connection each second, instead of a timer per
+/// connection (10,000 wake-ups a second at 10,000 recorders).
+pub struct Liveness {
+    /// Milliseconds since [`epoch_ms`]'s start when the last bytes arrived.
+    pub last: std::sync::atomic::AtomicU64,
+    pub kill: tokio::sync::Notify,
+}
+
+/// Monotonic milliseconds since the first call.
+pub fn epoch_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
 pub struct Cloud {
     pub config: Config,
     pub db: Db,
     pub online: Mutex<HashMap<String, Online>>,
     pub pairings: Mutex<HashMap<String, Pairing>>,
+    pub liveness: Mutex<HashMap<u64, Arc<Liveness>>>,
     pub notices: broadcast::Sender<Notice>,
     pub limiter: candor_auth::Limiter,
     pub push: push::Push,
@@ -186,6 +205,7 @@ impl Cloud {
             db,
             online: Mutex::default(),
             pairings: Mutex::default(),
+            liveness: Mutex::default(),
             notices: broadcast::channel(1024).0,
             limiter: candor_auth::Limiter::default(),
             push,
@@ -283,6 +303,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         "cloud listening; certificate SHA-256 {fingerprint}"
     );
     tokio::spawn(link::sweeper(cloud.clone()));
+    tokio::spawn(link::silence_sweeper(cloud.clone()));
     let router = api::router(cloud.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {

@@ -107,14 +107,20 @@ async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<
     };
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; 16 * 1024];
-    let mut last_heard = Instant::now();
+    // A recorder that died without a word (power cut, cable) shows offline
+    // within offline_after + 1 s of its last frame (the sweeper checks each
+    // second); pings every 10 s keep a live one from going quiet.
+    let live = Arc::new(crate::Liveness {
+        last: crate::epoch_ms().into(),
+        kill: tokio::sync::Notify::new(),
+    });
+    cloud
+        .liveness
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(conn, live.clone());
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    // Silence is checked every second, so a recorder that died without a
-    // word (power cut, cable) shows offline within offline_after + 1 s of
-    // its last frame, and pings every 10 s keep a live one from going quiet.
-    let mut check = tokio::time::interval(Duration::from_secs(1));
-    let offline_after = Duration::from_secs(cloud.config.offline_after_secs);
     let mut pairing_code: Option<String> = None;
     // In a block, so every early return (a write error, a protocol error)
     // still reaches the clean-up below.
@@ -127,13 +133,14 @@ async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<
                     Ok(n) => n,
                     Err(e) => break Err(e.to_string()),
                 };
-                last_heard = Instant::now();
+                live.last.store(crate::epoch_ms(), std::sync::atomic::Ordering::Relaxed);
                 decoder.push(&buf[..n]);
                 let mut out = Vec::new();
                 loop {
                     let m = match decoder.next_frame() {
                         Ok(Some(Frame::Control(m))) => m,
-                        Ok(Some(_)) => break,
+                        // Remote access streams don't exist yet: refuse, don't ignore.
+                        Ok(Some(_)) => return Err("stream frame before remote access exists".into()),
                         Ok(None) => break,
                         Err(e) => return Err(format!("protocol error: {e}")),
                     };
@@ -196,11 +203,7 @@ async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<
             _ = ping.tick() => {
                 write(&mut tls, &Message::Ping { nonce: rand::random() }).await?;
             }
-            _ = check.tick() => {
-                if last_heard.elapsed() > offline_after {
-                    break Err("silent for too long".into());
-                }
-            }
+            _ = live.kill.notified() => break Err("silent for too long".into()),
         }
         // The site was unpaired during this session (from the app).
         if let Some((site, _)) = &session {
@@ -218,6 +221,11 @@ async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<
     }
     }
     .await;
+    cloud
+        .liveness
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&conn);
     if let Some(code) = pairing_code {
         // A finished pairing stays until it expires, so the owner's app can
         // still read its outcome; an unfinished one ends with the connection.
@@ -562,6 +570,26 @@ pub async fn sweeper(cloud: Arc<Cloud>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, p| p.expires > now);
+    }
+}
+
+/// Closes links silent for longer than `offline_after_secs`.
+pub async fn silence_sweeper(cloud: Arc<Cloud>) {
+    let limit = cloud.config.offline_after_secs * 1000;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = crate::epoch_ms();
+        for l in cloud
+            .liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            if now.saturating_sub(l.last.load(std::sync::atomic::Ordering::Relaxed)) > limit {
+                l.kill.notify_one();
+            }
+        }
     }
 }
 
