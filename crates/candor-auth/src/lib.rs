@@ -115,3 +115,15 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
             .is_ok()
     })
 }
+
+/// The value of cookie `name` in a request's `Cookie` headers, if any.
+pub fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}

@@ -14,14 +14,7 @@ pub use candor_auth::{LOCKOUT_SECS, Limiter, MAX_FAILURES, WINDOW_SECS, same};
 
 /// The session id from a `Cookie` header, if any.
 pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+    candor_auth::cookie(headers, COOKIE)
 }
 
 pub fn set_cookie(id: &str, max_age: i64) -> String {

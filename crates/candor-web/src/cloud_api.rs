@@ -83,6 +83,8 @@ async fn command(
 }
 
 pub async fn pair(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    // Who may ask comes first: nothing about the cloud's state before that.
+    authorize(&st, &headers, &method, Role::Admin)?;
     if handle(&st)?.state().paired.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -101,6 +103,7 @@ pub async fn pair(State(st): State<AppState>, method: Method, headers: HeaderMap
 }
 
 pub async fn confirm(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+    authorize(&st, &headers, &method, Role::Admin)?;
     let h = handle(&st)?;
     if h.state().pairing.and_then(|p| p.confirmation).is_none() {
         return Err(ApiError::new(
@@ -240,18 +243,7 @@ pub async fn egress(
             .into_response())
         }
         Some("csv") => {
-            use crate::admin_api::csv;
-            let mut out = String::from("time,destination,kind,bytes,summary\r\n");
-            for e in &list {
-                out.push_str(&format!(
-                    "{},{},{},{},{}\r\n",
-                    e.at,
-                    csv(&e.destination),
-                    csv(&e.kind),
-                    e.bytes,
-                    csv(&e.summary)
-                ));
-            }
+            let out = egress_csv(&list);
             Ok((
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -269,4 +261,22 @@ pub async fn egress(
             "format must be json or csv",
         )),
     }
+}
+
+/// The ledger as CSV (RFC 4180; fields that a spreadsheet would run as a
+/// formula are defused), as the web app and `candor egress --csv` give it.
+pub fn egress_csv(list: &[candor_storage::egress::EgressEntry]) -> String {
+    use crate::admin_api::csv;
+    let mut out = String::from("time,destination,kind,bytes,summary\r\n");
+    for e in list {
+        out.push_str(&format!(
+            "{},{},{},{},{}\r\n",
+            e.at,
+            csv(&e.destination),
+            csv(&e.kind),
+            e.bytes,
+            csv(&e.summary)
+        ));
+    }
+    out
 }

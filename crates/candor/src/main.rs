@@ -537,7 +537,7 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
     Ok(())
 }
 
-/// `candor events`: the event list, from the index (read-only).
+/// `candor egress`: the egress ledger, from the index (read-only).
 fn egress(config: &Path, since: Option<&str>, kind: Option<String>, csv: bool) -> Result<()> {
     let cfg = Config::load(config)?;
     let store = Store::open_read_only(&cfg.storage.path)?;
@@ -552,20 +552,8 @@ fn egress(config: &Path, since: Option<&str>, kind: Option<String>, csv: bool) -
         kind,
         ..Default::default()
     })?;
-    // CSV fields are quoted whole, with quotes doubled (RFC 4180).
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     if csv {
-        println!("time,destination,kind,bytes,summary");
-        for e in &list {
-            println!(
-                "{},{},{},{},{}",
-                e.at,
-                q(&e.destination),
-                q(&e.kind),
-                e.bytes,
-                q(&e.summary)
-            );
-        }
+        print!("{}", candor_web::cloud_api::egress_csv(&list));
         return Ok(());
     }
     if list.is_empty() {

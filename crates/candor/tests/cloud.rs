@@ -291,6 +291,116 @@ fn scenario(database: Option<String>) {
     wait_for("shop gone from the app", Duration::from_secs(15), || {
         owner.sites().is_empty()
     });
+
+    // The ledger as CSV, read back by Python's csv module: one row per
+    // alarm message, its JSON intact.
+    let (code, _, _) = shop.web.api("GET", "egress?kind=alarm&format=csv", None);
+    assert_eq!(code, 200);
+    let csv_out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&shop.web.cert)
+        .arg("-b")
+        .arg(&shop.web.jar)
+        .arg(format!(
+            "{}api/v1/egress?kind=alarm&format=csv",
+            shop.web.base
+        ))
+        .output()
+        .unwrap();
+    let mut py = Command::new("python3")
+        .args(["-c", "import csv,sys,json; r=list(csv.DictReader(sys.stdin)); print(json.dumps([json.loads(x['summary'])['id'] for x in r]))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut py.stdin.take().unwrap(), &csv_out.stdout).unwrap();
+    let ids_csv: Vec<i64> = serde_json::from_slice(&py.wait_with_output().unwrap().stdout).unwrap();
+    let mut sorted = ids_csv.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "CSV alarm rows: {ids_csv:?}");
+
+    // Two-factor sign-in for cloud accounts, with codes from oathtool.
+    let (code, t) = owner.api("POST", "totp/begin", None);
+    assert_eq!(code, 200, "{t}");
+    let secret = t["secret"].as_str().unwrap();
+    let totp = |secret: &str| {
+        let o = Command::new("oathtool")
+            .args(["--totp", "-b", secret])
+            .output()
+            .expect("oathtool");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let step = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 30
+    };
+    let confirmed_in = step();
+    let body = serde_json::json!({"secret": secret, "code": totp(secret)}).to_string();
+    assert_eq!(owner.api("POST", "totp/confirm", Some(&body)).0, 204);
+    let jar = dir.path().join("jar-2fa");
+    let login = |extra: serde_json::Value| {
+        let mut b =
+            serde_json::json!({"email": "owner@example.com", "password": "long enough password"});
+        if let Some(c) = extra.as_str() {
+            b["code"] = c.into();
+        }
+        curl(
+            &cloud.cert,
+            &jar,
+            "POST",
+            &format!("{}api/login", cloud.base),
+            Some(&b.to_string()),
+            &[],
+        )
+    };
+    let (code, _, v) = login(serde_json::Value::Null);
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (401, Some("totp_required")),
+        "{v}"
+    );
+    // The code that confirmed can't sign in (its 30-second step is spent).
+    let (code, _, v) = login(totp(secret).into());
+    if step() == confirmed_in {
+        assert_eq!(code, 401, "a spent step: {v}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::thread::sleep(Duration::from_secs(31 - now % 30));
+    let (code, _, v) = login(totp(secret).into());
+    assert_eq!(code, 200, "the next step's code signs in: {v}");
+
+    // Sign-in is rate limited: five wrong passwords lock the account.
+    for _ in 0..5 {
+        let b =
+            serde_json::json!({"email": "neighbour@example.com", "password": "wrong password!"})
+                .to_string();
+        curl(
+            &cloud.cert,
+            &jar,
+            "POST",
+            &format!("{}api/login", cloud.base),
+            Some(&b),
+            &[],
+        );
+    }
+    let b =
+        serde_json::json!({"email": "neighbour@example.com", "password": "long enough password"})
+            .to_string();
+    let (code, _, v) = curl(
+        &cloud.cert,
+        &jar,
+        "POST",
+        &format!("{}api/login", cloud.base),
+        Some(&b),
+        &[],
+    );
+    assert_eq!(code, 429, "locked out even with the right password: {v}");
     drop(cloud);
 }
 
