@@ -120,11 +120,18 @@ fn scenario(database: Option<String>) {
     );
 
     // The cloud dies while events happen; every alarm arrives once, late.
+    let recorded_before = recorded_secs(&shop.cfg, "gate");
     let cloud = cloud.crash_and_restart(|| {
         std::thread::sleep(Duration::from_millis(500));
         for _ in 0..3 {
             shop.event();
         }
+        // Recording goes on without the cloud.
+        wait_for(
+            "footage while the cloud is down",
+            Duration::from_secs(15),
+            || recorded_secs(&shop.cfg, "gate") > recorded_before + 2.0,
+        );
         wait_for(
             "3 more events on the recorder",
             Duration::from_secs(10),
@@ -183,6 +190,40 @@ fn scenario(database: Option<String>) {
         },
     );
 
+    // The app can only ask for more sharing; the recorder's admin decides.
+    let (code, v) = owner.api(
+        "PUT",
+        &format!("sites/{home_id}/sharing"),
+        Some(r#"{"sharing":"health"}"#),
+    );
+    assert_eq!(code, 202, "{v}");
+    wait_for(
+        "the request on the recorder",
+        Duration::from_secs(10),
+        || home.cloud_state()["sharing_request"] == "health",
+    );
+    assert_eq!(
+        owner.site(&home_id)["sharing"],
+        "online_only",
+        "a request alone changes nothing"
+    );
+    let (code, _, v) = home.web.api(
+        "PUT",
+        "cloud/sharing",
+        Some(r#"{"sharing":"health","private_alarms":true}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        std::fs::read_to_string(&home.cfg)
+            .unwrap()
+            .contains("sharing = \"health\"")
+    );
+    wait_for("home's health in the app", Duration::from_secs(30), || {
+        let s = owner.site(&home_id);
+        s["sharing"] == "health" && s["status"]["cameras"][0]["streaming"] == true
+    });
+    assert!(home.cloud_state()["sharing_request"].is_null());
+
     // The ledger holds every message the recorder sent, alarms included.
     let entries = ledger(&shop);
     let kinds: std::collections::HashSet<&str> = entries
@@ -214,10 +255,16 @@ fn scenario(database: Option<String>) {
         ids.iter().copied().collect(),
         "every alarm the cloud has is in the ledger"
     );
-    for e in ledger(&home) {
+    // Home's alarms are private: no camera name ever left in one.
+    let home_alarms: Vec<_> = ledger(&home)
+        .into_iter()
+        .filter(|e| e["kind"] == "alarm")
+        .collect();
+    assert!(!home_alarms.is_empty());
+    for e in home_alarms {
         assert!(
             !e["summary"].as_str().unwrap().contains("gate"),
-            "home shares no camera names: {e}"
+            "home's private alarm names a camera: {e}"
         );
     }
 
