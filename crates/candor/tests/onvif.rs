@@ -361,12 +361,7 @@ fn the_web_api_lists_events_and_streams_them_live() {
 }
 
 fn raise_on(sim: &Camsim, cam: usize, what: &str) {
-    let o = Command::new("curl")
-        .args(["-sS", "--fail", "-X", "POST"])
-        .arg(format!("http://{}/control/cam{cam}/{what}", sim.http))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    raise_on_camsim(&sim.http, cam, what);
 }
 
 /// Retention with events, against a running recorder: continuous footage

@@ -4,7 +4,7 @@
 
 use super::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 pub struct CloudProc {
@@ -46,21 +46,7 @@ impl CloudProc {
     }
 
     fn start_with(cfg: &Path, addr: &str) -> CloudProc {
-        let log = cfg.with_extension(format!(
-            "log.{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let child = Command::new(bin())
-            .args(["cloud", "-c"])
-            .arg(cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let (child, log) = spawn_candor("cloud", cfg, "info");
         let c = CloudProc {
             child,
             log,
@@ -258,12 +244,7 @@ impl Site {
     }
 
     pub fn raise(&self, what: &str) {
-        let o = Command::new("curl")
-            .args(["-sS", "--fail", "-X", "POST"])
-            .arg(format!("http://{}/control/cam0/{what}", self.sim.http))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        raise_on_camsim(&self.sim.http, 0, what);
     }
 
     /// One whole ONVIF motion event.

@@ -79,7 +79,9 @@ pub struct RecorderProc {
     pub log: PathBuf,
 }
 
-pub fn start_recorder(cfg: &Path) -> RecorderProc {
+/// Runs `candor <subcommand> -c cfg` with its stderr in a fresh log file
+/// beside the config.
+pub fn spawn_candor(subcommand: &str, cfg: &Path, rust_log: &str) -> (Child, PathBuf) {
     let log = cfg.with_extension(format!(
         "log.{}",
         std::time::SystemTime::now()
@@ -88,14 +90,30 @@ pub fn start_recorder(cfg: &Path) -> RecorderProc {
             .as_nanos()
     ));
     let child = Command::new(bin())
-        .args(["run", "-c"])
+        .args([subcommand, "-c"])
         .arg(cfg)
-        .env("RUST_LOG", "info,retina=warn")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    (child, log)
+}
+
+pub fn start_recorder(cfg: &Path) -> RecorderProc {
+    let (child, log) = spawn_candor("run", cfg, "info,retina=warn");
     RecorderProc { child, log }
+}
+
+/// Raises or clears an event on a camsim ONVIF camera (`http`: its ONVIF
+/// `host:port`; `what`: `motion/on`, `tamper/off`, …).
+pub fn raise_on_camsim(http: &str, cam: usize, what: &str) {
+    let o = Command::new("curl")
+        .args(["-sS", "--fail", "-X", "POST"])
+        .arg(format!("http://{http}/control/cam{cam}/{what}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 impl RecorderProc {
