@@ -58,7 +58,7 @@ try {
     await rec.click('#connect-cloud');
     const code = (await (await rec.waitForSelector('[data-testid=pair-code]')).textContent()).trim();
     check(/^[A-Z0-9]{10}$/.test(code), `pairing code ${code}`);
-    if (i === 0) await shot(rec, 'c02-recorder-code');
+    if (i === 0) { await shot(rec, 'c02-recorder-code'); result.first_code = code; }
     await phone.goto(`${cloud}#pair`);
     await phone.fill('input[name=code]', code);
     await phone.click('form#pair button[type=submit]');

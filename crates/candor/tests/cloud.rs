@@ -619,6 +619,24 @@ fn cloud_in_chromium_with_web_push() {
     assert_eq!(result["service_worker"], true);
     eprintln!("camera event → cloud app (ms): {}", result["alarm_ms"]);
 
+    // The recorder's QR code, read off the screenshot by zbarimg, opens the
+    // cloud app's pairing page with the code filled in.
+    let o = Command::new("zbarimg")
+        .args(["-q", "--raw"])
+        .arg(shots.join("c02-recorder-code.png"))
+        .output()
+        .expect("zbarimg (zbar-tools)");
+    let qr = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        qr.trim(),
+        format!(
+            "{}#pair={}",
+            cloud.base,
+            result["first_code"].as_str().unwrap()
+        ),
+        "QR code"
+    );
+
     // Home reached the cloud only through the proxy.
     let targets = proxy.targets.lock().unwrap().clone();
     let addr = cloud
