@@ -545,7 +545,9 @@ impl Link {
         }
     }
 
-    fn status(&self, seq: u64) -> Message {
+    /// `footage_days` sums the index's usage, the one costly part: asked
+    /// for only when the message will be sent.
+    fn status(&self, seq: u64, footage_days: bool) -> Message {
         let sharing = self.config.sharing;
         if sharing == Sharing::OnlineOnly {
             return Message::Status {
@@ -577,12 +579,15 @@ impl Link {
             .filter(|(_, total)| *total > 0)
             .map(|(free, total)| (100.0 * (total - free) as f64 / total as f64) as f32);
         let now = Time90k::now();
-        let days = store.usage().ok().and_then(|u| {
-            u.iter()
-                .filter_map(|u| u.oldest)
-                .min_by_key(|o| o.0)
-                .map(|o| ((now.0 - o.0) as f64 / (86_400.0 * 90_000.0)) as f32)
-        });
+        let days = footage_days
+            .then(|| store.usage().ok())
+            .flatten()
+            .and_then(|u| {
+                u.iter()
+                    .filter_map(|u| u.oldest)
+                    .min_by_key(|o| o.0)
+                    .map(|o| ((now.0 - o.0) as f64 / (86_400.0 * 90_000.0)) as f32)
+            });
         let last_event = if sharing == Sharing::HealthAndEvents {
             store
                 .events(&candor_storage::events::EventFilter {
@@ -624,8 +629,12 @@ impl Link {
         let mut sent_alarms = std::collections::HashSet::new();
         let silent = Duration::from_secs(45);
         let mut last_heard = Instant::now();
+        // The outbox is read when something may wait in it: after the welcome
+        // and whenever an alarm was queued, not on every tick.
+        let mut drain = false;
         loop {
-            if welcomed {
+            if welcomed && drain {
+                drain = false;
                 // Drain the outbox: oldest first; each stays until stored.
                 let store = self.deps.store.clone();
                 let pending = tokio::task::spawn_blocking(move || store.pending_alarms(100))
@@ -658,7 +667,7 @@ impl Link {
                     Ok(m) => { last_heard = Instant::now(); m }
                     Err(e) => return Ended::Retry(e),
                 },
-                _ = self.wake.notified() => continue,
+                _ = self.wake.notified() => { drain = true; continue }
                 _ = status_tick.tick() => {
                     if last_heard.elapsed() > silent {
                         return Ended::Retry("the cloud went silent".into());
@@ -666,7 +675,7 @@ impl Link {
                     if !welcomed { continue; }
                     // Pushed on change (cameras, disk to the percent), and
                     // every 30 s regardless.
-                    let mut s = self.status(seq + 1);
+                    let mut s = self.status(seq + 1, false);
                     let changed = match (&s, &last_status) {
                         (Message::Status { cameras: a, disk_used_percent: d1, last_event_at: e1, .. },
                          Some(Message::Status { cameras: b, disk_used_percent: d2, last_event_at: e2, .. })) =>
@@ -675,7 +684,7 @@ impl Link {
                     };
                     if changed || last_status_sent.elapsed() >= STATUS_EVERY {
                         seq += 1;
-                        if let Message::Status { seq: s2, .. } = &mut s { *s2 = seq; }
+                        s = self.status(seq, true);
                         if let Err(e) = self.send(conn, dest, &s).await {
                             return Ended::Retry(e);
                         }
@@ -712,6 +721,7 @@ impl Link {
                         ));
                     }
                     welcomed = true;
+                    drain = true;
                     self.state.send_modify(|s| {
                         s.connected = true;
                         s.last_error = None;
@@ -719,6 +729,8 @@ impl Link {
                     info!("cloud link up ({dest})");
                 }
                 Message::AlarmStored { alarm } => {
+                    // A long outage queues more than one read takes (100).
+                    drain = true;
                     let store = self.deps.store.clone();
                     let _ =
                         tokio::task::spawn_blocking(move || store.alarm_delivered(alarm as i64))
