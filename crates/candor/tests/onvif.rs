@@ -90,16 +90,6 @@ fn discovery_finds_cameras_and_their_streams_then_records() {
     assert!(!log.contains("cam pass 1"));
 }
 
-fn events_json(cfg: &std::path::Path) -> Vec<serde_json::Value> {
-    let o = candor(&["events", "-c", cfg.to_str().unwrap(), "--json"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice::<serde_json::Value>(&o.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 fn raise(sim: &Camsim, what: &str) {
     raise_on(sim, 0, what);
 }

@@ -256,13 +256,7 @@ impl Site {
     }
 
     pub fn events(&self) -> Vec<serde_json::Value> {
-        let o = candor(&["events", "-c", self.cfg.to_str().unwrap(), "--json"]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice::<serde_json::Value>(&o.stdout)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
+        events_json(&self.cfg)
     }
 
     pub fn wait_following(&self) {

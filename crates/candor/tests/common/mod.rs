@@ -105,6 +105,17 @@ pub fn start_recorder(cfg: &Path) -> RecorderProc {
     RecorderProc { child, log }
 }
 
+/// `candor events --json` on a (running or stopped) recorder's config.
+pub fn events_json(cfg: &Path) -> Vec<serde_json::Value> {
+    let o = candor(&["events", "-c", cfg.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 /// Raises or clears an event on a camsim ONVIF camera (`http`: its ONVIF
 /// `host:port`; `what`: `motion/on`, `tamper/off`, …).
 pub fn raise_on_camsim(http: &str, cam: usize, what: &str) {
