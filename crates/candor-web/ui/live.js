@@ -80,11 +80,15 @@ export class LivePlayer {
       this.video.dataset.t0 = String(msg.first_frame_received_ms ?? '');
       this.video.dataset.inits = String(Number(this.video.dataset.inits ?? 0) + 1);
       this.frames = 0;
-      this.ms = new MediaSource();
+      const ms = new MediaSource();
+      this.ms = ms;
       this.mime = msg.mime;
-      this.video.src = URL.createObjectURL(this.ms);
-      this.ms.addEventListener('sourceopen', () => {
-        this.sb = this.ms.addSourceBuffer(this.mime);
+      this.video.src = URL.createObjectURL(ms);
+      ms.addEventListener('sourceopen', () => {
+        // The page may have moved on (stop) or a new init replaced this
+        // source (reset) before the browser opened it.
+        if (this.ms !== ms || this.stopped) return;
+        this.sb = ms.addSourceBuffer(this.mime);
         this.sb.mode = 'segments';
         this.sb.addEventListener('updateend', () => this.pump());
         this.sb.addEventListener('error', () => this.state('error', 'the browser rejected the stream'));
