@@ -6,7 +6,7 @@
 
 use crate::db::Val;
 use crate::{Claim, Cloud, Online, Pairing, now};
-use candor_link::{Decoder, Frame, Message, Sharing};
+use candor_link::{Decoder, Frame, Message};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -483,7 +483,7 @@ async fn on_site_message(
                     account,
                     serde_json::json!({"type": "alarm", "alarm": alarm}),
                 );
-                cloud.push.alarm(cloud, account, alarm);
+                cloud.push.alarm(account, alarm);
             }
             Ok(Some(Message::AlarmStored { alarm: id }))
         }
@@ -590,14 +590,5 @@ pub async fn silence_sweeper(cloud: Arc<Cloud>) {
                 l.kill.notify_one();
             }
         }
-    }
-}
-
-/// The sharing level's name as stored.
-pub fn sharing_name(s: Sharing) -> &'static str {
-    match s {
-        Sharing::OnlineOnly => "online_only",
-        Sharing::Health => "health",
-        Sharing::HealthAndEvents => "health_and_events",
     }
 }

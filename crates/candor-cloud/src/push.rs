@@ -6,7 +6,7 @@
 //! second set of curve implementations for one signature.
 
 use crate::db::{Db, Val};
-use crate::{Cloud, CloudError, Config};
+use crate::{CloudError, Config};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
@@ -140,7 +140,7 @@ impl Push {
     /// Sends an alarm to every device the account subscribed, in the
     /// background. Only what the recorder shared is in `alarm`; with
     /// private alarms that is the site and the time.
-    pub fn alarm(&self, _cloud: &Cloud, account: &str, alarm: serde_json::Value) {
+    pub fn alarm(&self, account: &str, alarm: serde_json::Value) {
         let this = self.clone();
         let account = account.to_owned();
         tokio::spawn(async move {
