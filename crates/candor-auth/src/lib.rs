@@ -3,88 +3,19 @@
 //! hashes and constant-time comparison. Kept apart so both servers use the
 //! same reviewed code and neither depends on the other.
 
+pub mod conn;
+pub mod limiter;
 pub mod tls;
 pub mod totp;
+
+pub use limiter::{
+    Attempt, Client, DeviceKey, Ended, HashGate, LOCKOUT_SECS, Limiter, Locked, MAX_FAILURES,
+    WINDOW_SECS,
+};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-pub const MAX_FAILURES: u32 = 5;
-pub const WINDOW_SECS: u64 = 15 * 60;
-pub const LOCKOUT_SECS: u64 = 15 * 60;
-
-struct Failures {
-    count: u32,
-    since: Instant,
-    locked_until: Option<Instant>,
-}
-
-#[derive(Default)]
-pub struct Limiter {
-    failures: Mutex<HashMap<String, Failures>>,
-}
-
-impl Limiter {
-    fn keys(user: &str, ip: IpAddr) -> [String; 2] {
-        [format!("user:{user}"), format!("ip:{ip}")]
-    }
-
-    /// Seconds until the lockout ends, if either key is locked.
-    pub fn locked(&self, user: &str, ip: IpAddr) -> Option<u64> {
-        let now = Instant::now();
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::keys(user, ip)
-            .iter()
-            .filter_map(|k| {
-                map.get(k)?
-                    .locked_until
-                    .filter(|&until| until > now)
-                    .map(|until| (until - now).as_secs() + 1)
-            })
-            .max()
-    }
-
-    pub fn failed(&self, user: &str, ip: IpAddr) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Bound memory under a spray of names: forget stale entries.
-        if map.len() > 10_000 {
-            map.retain(|_, f| {
-                now.duration_since(f.since) < Duration::from_secs(WINDOW_SECS)
-                    || f.locked_until.is_some_and(|u| u > now)
-            });
-        }
-        for k in Self::keys(user, ip) {
-            let fresh = || Failures {
-                count: 0,
-                since: now,
-                locked_until: None,
-            };
-            let e = map.entry(k).or_insert_with(fresh);
-            if now.duration_since(e.since) > Duration::from_secs(WINDOW_SECS)
-                && e.locked_until.is_none_or(|u| u <= now)
-            {
-                *e = fresh();
-            }
-            e.count += 1;
-            if e.count >= MAX_FAILURES {
-                e.locked_until = Some(now + Duration::from_secs(LOCKOUT_SECS));
-            }
-        }
-    }
-
-    pub fn succeeded(&self, user: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&format!("user:{user}"));
-    }
-}
 
 /// Constant-time comparison for secrets of equal length.
 pub fn same(a: &str, b: &str) -> bool {

@@ -21,7 +21,9 @@ use std::sync::Arc;
 #[derive(Clone, Copy)]
 pub struct PeerIp(pub IpAddr);
 
-const COOKIE: &str = "candor_cloud";
+/// `__Host-`: set only by this origin over HTTPS, never shadowed by a sibling host.
+const COOKIE: &str = "__Host-candor_cloud";
+const DEVICE_COOKIE: &str = "__Host-candor_cloud_device";
 const SESSION_SECS: i64 = 30 * 24 * 3600;
 
 pub struct ApiError(StatusCode, &'static str, String);
@@ -30,7 +32,56 @@ impl ApiError {
     fn new(s: StatusCode, code: &'static str, m: impl Into<String>) -> ApiError {
         ApiError(s, code, m.into())
     }
+    fn locked(secs: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked",
+            format!("too many failed attempts; try again in {secs} s"),
+        )
+    }
+    fn busy() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many sign-ins at once; try again in a second",
+        )
+    }
 }
+
+/// Reads request bodies whole, within a time limit, before any handler
+/// (see [`candor_auth::conn::read_body`]): slow bodies end the request.
+pub async fn read_body_within(
+    limit: std::time::Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use candor_auth::conn::BodyError;
+    if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match candor_auth::conn::read_body(body, MAX_BODY, limit).await {
+        Ok(b) => {
+            next.run(axum::extract::Request::from_parts(parts, b.into()))
+                .await
+        }
+        Err(BodyError::TooLarge) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request bodies are at most {MAX_BODY} bytes"),
+        )
+        .into_response(),
+        Err(BodyError::Slow) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "slow_body",
+            "the request body came too slowly",
+        )
+        .into_response(),
+    }
+}
+
+/// Request bodies are small JSON documents.
+const MAX_BODY: usize = 16 * 1024;
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> ApiError {
@@ -68,6 +119,8 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
         .route("/api/me", get(me))
         .route("/api/totp/begin", post(totp_begin))
         .route("/api/totp/confirm", post(totp_confirm))
+        .route("/api/password", post(change_password))
+        .route("/api/account", axum::routing::delete(delete_account))
         .route("/api/sites", get(sites))
         .route("/api/sites/{id}", get(site).delete(unpair))
         .route("/api/sites/{id}/sharing", put(sharing))
@@ -173,7 +226,16 @@ fn valid_email(e: &str) -> bool {
         && !e.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-async fn register(State(cloud): Cl, Json(c): Json<Credentials>) -> ApiResult<Response> {
+/// Sign-up answers the same whether or not the address has an account
+/// (201, the same body, the same argon2 work), so it does not tell a
+/// stranger who has one; an existing account is left as it was. Sign-ups
+/// count per address like failed sign-ins, which bounds guessing through
+/// sign-up followed by sign-in.
+async fn register(
+    State(cloud): Cl,
+    Extension(PeerIp(ip)): Extension<PeerIp>,
+    Json(c): Json<Credentials>,
+) -> ApiResult<Response> {
     let email = c.email.trim().to_lowercase();
     if !valid_email(&email) {
         return Err(ApiError::new(
@@ -189,6 +251,16 @@ async fn register(State(cloud): Cl, Json(c): Json<Credentials>) -> ApiResult<Res
             "use a password of at least 10 characters",
         ));
     }
+    let ip_s = ip.to_string();
+    cloud
+        .limiter
+        .reserve(&candor_auth::Client::Untrusted {
+            name: "sign-up",
+            ip: ip.to_canonical(),
+        })
+        .map_err(|l| ApiError::locked(l.secs))?
+        .failed();
+    let _slot = cloud.hashing.enter().await.ok_or_else(ApiError::busy)?;
     let hash = tokio::task::spawn_blocking(move || candor_auth::hash_password(&c.password))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
@@ -206,14 +278,7 @@ async fn register(State(cloud): Cl, Json(c): Json<Credentials>) -> ApiResult<Res
             ],
         )
         .await?;
-    if n == 0 {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "exists",
-            "an account with this e-mail exists; sign in instead",
-        ));
-    }
-    tracing::info!("account created");
+    tracing::info!(from = %ip_s, created = n > 0, "sign-up");
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"email": email})),
@@ -224,27 +289,46 @@ async fn register(State(cloud): Cl, Json(c): Json<Credentials>) -> ApiResult<Res
 async fn login(
     State(cloud): Cl,
     Extension(PeerIp(ip)): Extension<PeerIp>,
+    headers: HeaderMap,
     Json(c): Json<Credentials>,
 ) -> ApiResult<Response> {
     let email = c.email.trim().to_lowercase();
-    if let Some(secs) = cloud.limiter.locked(&email, ip) {
+    if email.len() > 128 || c.password.len() > 1024 {
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "locked",
-            format!("too many failed sign-ins; try again in {secs} s"),
+            StatusCode::BAD_REQUEST,
+            "too_long",
+            "e-mail or password too long",
         ));
     }
+    // Known browsers count on their own (OWASP device cookie); the attempt
+    // is reserved before the password is checked.
+    let device_cookie = candor_auth::cookie(&headers, DEVICE_COOKIE);
+    let device = device_cookie
+        .as_deref()
+        .and_then(|v| cloud.device_key.check(&email, v));
+    let client = match device {
+        Some(id) => candor_auth::Client::Device { id },
+        None => candor_auth::Client::Untrusted { name: &email, ip },
+    };
+    let attempt = cloud
+        .limiter
+        .reserve(&client)
+        .map_err(|l| ApiError::locked(l.secs))?;
+    let Some(slot) = cloud.hashing.enter().await else {
+        attempt.refund();
+        return Err(ApiError::busy());
+    };
     let row = cloud
         .db
         .query_one(
-            "SELECT id, password, totp_secret, totp_last_step FROM account WHERE email = $1",
+            "SELECT id, password, totp_secret FROM account WHERE email = $1",
             vec![email.clone().into()],
         )
         .await?;
-    let (account, phc, totp, last_step) = match &row {
-        Some(r) => (r.text(0)?, r.text(1)?, r.opt_bytes(2)?, r.opt_int(3)?),
+    let (account, phc, totp) = match &row {
+        Some(r) => (r.text(0)?, r.text(1)?, r.opt_bytes(2)?),
         // Same work for an unknown e-mail, so timing doesn't tell.
-        None => (String::new(), String::new(), None, None),
+        None => (String::new(), String::new(), None),
     };
     let password = c.password.clone();
     let ok = tokio::task::spawn_blocking(move || {
@@ -257,8 +341,9 @@ async fn login(
     })
     .await
     .unwrap_or(false);
+    drop(slot);
     if !ok {
-        cloud.limiter.failed(&email, ip);
+        attempt.failed();
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_credentials",
@@ -267,33 +352,23 @@ async fn login(
     }
     if let Some(secret) = totp {
         let Some(code) = c.code.as_deref().filter(|c| !c.is_empty()) else {
+            attempt.refund();
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "totp_required",
                 "enter the 6-digit code from your authenticator app",
             ));
         };
-        match candor_auth::totp::verify(&secret, code, now()) {
-            Some(step) if last_step.is_none_or(|l| step > l) => {
-                cloud
-                    .db
-                    .exec(
-                        "UPDATE account SET totp_last_step = $1 WHERE id = $2",
-                        vec![step.into(), account.clone().into()],
-                    )
-                    .await?;
-            }
-            _ => {
-                cloud.limiter.failed(&email, ip);
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "bad_code",
-                    "wrong or already used code",
-                ));
-            }
+        if !spend_totp(&cloud, &account, &secret, code).await? {
+            attempt.failed();
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_code",
+                "wrong or already used code",
+            ));
         }
     }
-    cloud.limiter.succeeded(&email);
+    attempt.succeeded();
     let id = link::new_id() + &link::new_id();
     let csrf = link::new_id();
     cloud
@@ -308,7 +383,7 @@ async fn login(
             ],
         )
         .await?;
-    Ok((
+    let mut r = (
         [(
             header::SET_COOKIE,
             format!(
@@ -317,7 +392,35 @@ async fn login(
         )],
         Json(serde_json::json!({"email": email, "csrf": csrf})),
     )
-        .into_response())
+        .into_response();
+    if device.is_none() {
+        let v = format!(
+            "{DEVICE_COOKIE}={}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
+            cloud.device_key.issue(&email),
+            365 * 24 * 3600
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(r)
+}
+
+/// Checks a TOTP code and spends its time step in one conditional update,
+/// so two sign-ins racing with the same code cannot both pass.
+async fn spend_totp(cloud: &Cloud, account: &str, secret: &[u8], code: &str) -> ApiResult<bool> {
+    let Some(step) = candor_auth::totp::verify(secret, code, now()) else {
+        return Ok(false);
+    };
+    let n = cloud
+        .db
+        .exec(
+            "UPDATE account SET totp_last_step = $1 WHERE id = $2 \
+             AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            vec![step.into(), account.into()],
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 async fn logout(State(cloud): Cl, headers: HeaderMap) -> ApiResult<Response> {
@@ -373,6 +476,11 @@ async fn totp_begin(State(cloud): Cl, headers: HeaderMap) -> ApiResult<Json<serd
 struct TotpConfirm {
     secret: String,
     code: String,
+    /// With TOTP already on: a code from the current secret. Replacing a
+    /// second factor needs the one it replaces (a stolen session must not
+    /// move the account to the thief's phone).
+    #[serde(default)]
+    current: Option<String>,
 }
 
 async fn totp_confirm(
@@ -381,6 +489,36 @@ async fn totp_confirm(
     Json(t): Json<TotpConfirm>,
 ) -> ApiResult<StatusCode> {
     let me = me_csrf(&cloud, &headers).await?;
+    let enabled = cloud
+        .db
+        .query_one(
+            "SELECT totp_secret FROM account WHERE id = $1",
+            vec![me.account.clone().into()],
+        )
+        .await?
+        .map(|r| r.opt_bytes(0))
+        .transpose()?
+        .flatten();
+    if let Some(old) = enabled {
+        let key = format!("totp:{}", me.account);
+        let attempt = cloud
+            .limiter
+            .reserve(&candor_auth::Client::Untrusted {
+                name: &key,
+                ip: [0, 0, 0, 0].into(),
+            })
+            .map_err(|l| ApiError::locked(l.secs))?;
+        let current = t.current.as_deref().unwrap_or("");
+        if !spend_totp(&cloud, &me.account, &old, current).await? {
+            attempt.failed();
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "code_required",
+                "two-factor authentication is on: enter a current code to replace it",
+            ));
+        }
+        attempt.refund();
+    }
     let secret = base32_decode(&t.secret).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -403,6 +541,136 @@ async fn totp_confirm(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+/// Checks the signed-in account's password, counted like a sign-in.
+async fn check_password(cloud: &Cloud, me: &Me, ip: IpAddr, password: &str) -> ApiResult<()> {
+    let attempt = cloud
+        .limiter
+        .reserve(&candor_auth::Client::Untrusted {
+            name: &me.email,
+            ip,
+        })
+        .map_err(|l| ApiError::locked(l.secs))?;
+    let Some(_slot) = cloud.hashing.enter().await else {
+        attempt.refund();
+        return Err(ApiError::busy());
+    };
+    let phc = cloud
+        .db
+        .query_one(
+            "SELECT password FROM account WHERE id = $1",
+            vec![me.account.clone().into()],
+        )
+        .await?
+        .map(|r| r.text(0))
+        .transpose()?
+        .unwrap_or_default();
+    let pw = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || candor_auth::verify_password(&pw, &phc))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        attempt.failed();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_credentials",
+            "the current password is wrong",
+        ));
+    }
+    attempt.refund();
+    Ok(())
+}
+
+/// Changes the password (the current one is required); every other
+/// session of the account ends.
+async fn change_password(
+    State(cloud): Cl,
+    Extension(PeerIp(ip)): Extension<PeerIp>,
+    headers: HeaderMap,
+    Json(b): Json<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    if b.new.chars().count() < 10 || b.new.len() > 1024 || b.current.len() > 1024 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+            "use a password of at least 10 characters",
+        ));
+    }
+    check_password(&cloud, &me, ip, &b.current).await?;
+    let _slot = cloud.hashing.enter().await.ok_or_else(ApiError::busy)?;
+    let phc = tokio::task::spawn_blocking(move || candor_auth::hash_password(&b.new))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    cloud
+        .db
+        .exec(
+            "UPDATE account SET password = $1 WHERE id = $2",
+            vec![phc.into(), me.account.clone().into()],
+        )
+        .await?;
+    let this = cookie_value(&headers).map(|c| hash(&c)).unwrap_or_default();
+    cloud
+        .db
+        .exec(
+            "DELETE FROM session WHERE account = $1 AND id != $2",
+            vec![me.account.into(), this.into()],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteAccount {
+    password: String,
+}
+
+/// Deletes the account with everything it holds: its sites are unpaired
+/// (their keys refused from now on), alarms, push subscriptions, sessions.
+async fn delete_account(
+    State(cloud): Cl,
+    Extension(PeerIp(ip)): Extension<PeerIp>,
+    headers: HeaderMap,
+    Json(b): Json<DeleteAccount>,
+) -> ApiResult<Response> {
+    let me = me_csrf(&cloud, &headers).await?;
+    check_password(&cloud, &me, ip, &b.password).await?;
+    let sites = cloud
+        .db
+        .query(
+            "SELECT id FROM site WHERE account = $1",
+            vec![me.account.clone().into()],
+        )
+        .await?;
+    for r in sites {
+        link::unpair(&cloud, &r.text(0)?, &me.account).await?;
+    }
+    for sql in [
+        "DELETE FROM push_sub WHERE account = $1",
+        "DELETE FROM session WHERE account = $1",
+        "DELETE FROM account WHERE id = $1",
+    ] {
+        cloud.db.exec(sql, vec![me.account.clone().into()]).await?;
+    }
+    tracing::info!("account deleted");
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"),
+        )],
+    )
+        .into_response())
 }
 
 fn base32_decode(s: &str) -> Option<Vec<u8>> {
@@ -611,21 +879,25 @@ async fn pair(
     let me = me_csrf(&cloud, &headers).await?;
     // Codes are guessable only by brute force: count misses like failed logins.
     let key = format!("pair:{}", me.account);
-    if let Some(secs) = cloud.limiter.locked(&key, ip) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "locked",
-            format!("too many wrong codes; try again in {secs} s"),
-        ));
-    }
+    let attempt = cloud
+        .limiter
+        .reserve(&candor_auth::Client::Untrusted { name: &key, ip })
+        .map_err(|l| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "locked",
+                format!("too many wrong codes; try again in {} s", l.secs),
+            )
+        })?;
     let Some((claim, name)) = link::claim(&cloud, &b.code, &me.account, &me.email) else {
-        cloud.limiter.failed(&key, ip);
+        attempt.failed();
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "bad_code",
             "that code is unknown, expired or already used: start again on the recorder",
         ));
     };
+    attempt.refund();
     Ok(Json(serde_json::json!({
         "claim": claim.id,
         "recorder": name,
@@ -665,13 +937,77 @@ async fn push_subscribe(
     let me = me_csrf(&cloud, &headers).await?;
     s.validate()
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_subscription", m))?;
-    cloud
+    // The endpoint must be a push service on the internet (or one the
+    // operator listed), never an address inside the cloud's network.
+    let uri: http::Uri = s.endpoint.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_subscription",
+            "endpoint is not a URL",
+        )
+    })?;
+    let host = uri.host().unwrap_or("").trim_matches(['[', ']']).to_owned();
+    crate::push::PublicOnly::resolve(
+        &cloud.config.push_allow_hosts,
+        &host,
+        uri.port_u16().unwrap_or(443),
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "endpoint_not_public",
+            e.to_string(),
+        )
+    })?;
+    let owner = cloud
         .db
-        .exec(
-            "DELETE FROM push_sub WHERE endpoint = $1",
+        .query_one(
+            "SELECT account FROM push_sub WHERE endpoint = $1",
             vec![s.endpoint.clone().into()],
         )
-        .await?;
+        .await?
+        .map(|r| r.text(0))
+        .transpose()?;
+    match owner {
+        Some(a) if a != me.account => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "endpoint_taken",
+                "this push endpoint belongs to another account",
+            ));
+        }
+        Some(_) => {
+            cloud
+                .db
+                .exec(
+                    "DELETE FROM push_sub WHERE endpoint = $1 AND account = $2",
+                    vec![s.endpoint.clone().into(), me.account.clone().into()],
+                )
+                .await?;
+        }
+        None => {}
+    }
+    let count = cloud
+        .db
+        .query_one(
+            "SELECT COUNT(*) FROM push_sub WHERE account = $1",
+            vec![me.account.clone().into()],
+        )
+        .await?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    if count >= crate::push::MAX_SUBSCRIPTIONS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_devices",
+            format!(
+                "at most {} devices receive alarms; turn notifications off on one first",
+                crate::push::MAX_SUBSCRIPTIONS
+            ),
+        ));
+    }
     cloud
         .db
         .exec(

@@ -78,6 +78,26 @@ pub struct Config {
     /// Seconds without a frame from a recorder before it is shown offline.
     #[serde(default = "default_offline")]
     pub offline_after_secs: u64,
+    /// Push service hosts allowed although they resolve to non-public
+    /// addresses (a push service inside the operator's network). Others
+    /// must resolve to public addresses only.
+    #[serde(default)]
+    pub push_allow_hosts: Vec<String>,
+    /// Open connections at most (recorders and app), in all.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open app (browser) connections at most from one address. Recorder
+    /// links are not counted here: many sites may share one NAT address.
+    #[serde(default = "default_max_app_per_address")]
+    pub max_app_connections_per_address: usize,
+}
+
+fn default_max_connections() -> usize {
+    20_000
+}
+
+fn default_max_app_per_address() -> usize {
+    64
 }
 
 fn default_offline() -> u64 {
@@ -182,8 +202,32 @@ pub struct Cloud {
     pub liveness: Mutex<HashMap<u64, Arc<Liveness>>>,
     pub notices: broadcast::Sender<Notice>,
     pub limiter: candor_auth::Limiter,
+    /// Bounds concurrent argon2 work (sign-in, sign-up, password changes).
+    pub hashing: candor_auth::HashGate,
+    /// Signs device cookies (browsers that signed in before).
+    pub device_key: candor_auth::DeviceKey,
     pub push: push::Push,
     next_conn: std::sync::atomic::AtomicU64,
+}
+
+/// The device cookie key, made on first start and kept in the database.
+async fn device_key(db: &Db) -> Result<candor_auth::DeviceKey, CloudError> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let fresh: [u8; 32] = rand::random();
+    db.exec(
+        "INSERT INTO meta (key, value) VALUES ('device_key', $1) ON CONFLICT (key) DO NOTHING",
+        vec![b64.encode(fresh).into()],
+    )
+    .await?;
+    let k = db
+        .query_one("SELECT value FROM meta WHERE key = 'device_key'", vec![])
+        .await?
+        .and_then(|r| r.text(0).ok())
+        .and_then(|s| b64.decode(s).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .unwrap_or(fresh);
+    Ok(candor_auth::DeviceKey::new(k))
 }
 
 pub fn now() -> i64 {
@@ -196,10 +240,17 @@ impl Cloud {
             path: config.data_dir.clone(),
             source,
         })?;
+        {
+            // cloud.db holds the VAPID key and TOTP secrets.
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+        }
         let db = Db::open(&config.database_url()).await?;
         // Sites can't be online before anyone connected.
         db.exec("UPDATE site SET online = 0", vec![]).await?;
         let push = push::Push::open(&db, &config).await?;
+        let device_key = device_key(&db).await?;
         Ok(Arc::new(Cloud {
             config,
             db,
@@ -208,6 +259,8 @@ impl Cloud {
             liveness: Mutex::default(),
             notices: broadcast::channel(1024).0,
             limiter: candor_auth::Limiter::default(),
+            hashing: candor_auth::HashGate::default(),
+            device_key,
             push,
             next_conn: 0.into(),
         }))
@@ -306,6 +359,26 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     tokio::spawn(link::silence_sweeper(cloud.clone()));
     let router = api::router(cloud.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    use candor_auth::conn;
+    let limits = conn::Limits {
+        max_connections: cloud.config.max_connections.max(1),
+        max_per_address: cloud.config.max_app_connections_per_address.max(1),
+        ..Default::default()
+    };
+    // Every connection holds a place in `all` (per address: unbounded
+    // before TLS, since recorders may share a NAT address); app
+    // connections also hold one in `app`, capped per address.
+    let all = conn::ConnGate::new(conn::Limits {
+        max_per_address: usize::MAX,
+        ..limits
+    });
+    let app = conn::ConnGate::new(conn::Limits {
+        max_connections: usize::MAX,
+        ..limits
+    });
+    let router = router.layer(axum::middleware::from_fn(move |req, next| {
+        api::read_body_within(limits.body_read, req, next)
+    }));
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -319,15 +392,14 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             },
             _ = shutdown.changed() => return Ok(()),
         };
+        let Some(place) = all.admit(peer.ip()) else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, cloud, router) = (acceptor.clone(), cloud.clone(), router.clone());
+        let (acceptor, cloud, router, app) =
+            (acceptor.clone(), cloud.clone(), router.clone(), app.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
+            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, "TLS handshake failed: {e}");
@@ -342,21 +414,43 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                     .and_then(|c| c.first())
                     .and_then(|c| candor_link::identity::peer_key(c.as_ref()));
                 match key {
+                    // The link has its own silence detection (offline_after_secs).
                     Some(key) => link::serve(cloud, tls, key, peer).await,
                     None => tracing::info!(%peer, "link without a recorder key refused"),
                 }
+                drop(place);
                 return;
             }
+            let Some(app_place) = app.admit(peer.ip()) else {
+                tracing::debug!(%peer, "app connection refused: too many from this address");
+                return;
+            };
+            let act = conn::Activity::new();
+            let io = conn::Tracked::new(tls, act.clone(), app_place);
             let router = router.layer(axum::Extension(api::PeerIp(peer.ip())));
             let service = hyper_util::service::TowerToHyperService::new(router);
-            let builder =
+            let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(32)
+                .max_header_list_size(64 * 1024);
+            let serve =
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
+            tokio::select! {
+                r = serve => if let Err(e) = r {
+                    tracing::debug!(%peer, "HTTP connection ended: {e}");
+                },
+                _ = conn::idle_watchdog(act, limits.idle) => {
+                    tracing::debug!(%peer, "idle connection closed");
+                }
             }
+            drop(place);
         });
     }
 }

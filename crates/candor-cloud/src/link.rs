@@ -483,7 +483,14 @@ async fn on_site_message(
                     account,
                     serde_json::json!({"type": "alarm", "alarm": alarm}),
                 );
-                cloud.push.alarm(account, alarm);
+                if cloud.push.may_push(site) {
+                    cloud.push.alarm(account, alarm);
+                } else {
+                    tracing::warn!(
+                        site,
+                        "more alarms than pushes allowed this minute; stored, not pushed"
+                    );
+                }
             }
             Ok(Some(Message::AlarmStored { alarm: id }))
         }

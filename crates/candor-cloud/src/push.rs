@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use p256::ecdsa::signature::Signer;
 use std::sync::Arc;
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+type Https = hyper_rustls::HttpsConnector<HttpConnector<PublicOnly>>;
 
 #[derive(Clone)]
 pub struct Push(Arc<Inner>);
@@ -27,6 +27,8 @@ struct Inner {
     subject: String,
     client: Client<Https, Full<Bytes>>,
     db: Db,
+    /// Per site: the minute's start and the alarms pushed in it.
+    rate: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -70,6 +72,68 @@ impl Subscription {
         Ok(())
     }
 }
+
+/// Resolves push service hosts, keeping only public addresses (see
+/// [`candor_auth::conn::is_public`]) unless the host is in `push_allow_hosts`.
+/// The check happens at connect time, on the addresses actually dialled, so
+/// a DNS answer that changes after the subscription was checked (rebinding)
+/// cannot aim a push inside the operator's network.
+#[derive(Clone)]
+pub struct PublicOnly(pub Arc<Vec<String>>);
+
+impl PublicOnly {
+    pub async fn resolve(
+        allow: &[String],
+        host: &str,
+        port: u16,
+    ) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        let listed = allow.iter().any(|a| a.eq_ignore_ascii_case(host));
+        let addrs: Vec<_> = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::net::lookup_host((host, port)),
+        )
+        .await
+        .map_err(|_| std::io::Error::other("resolving the push service timed out"))??
+        .filter(|a| listed || candor_auth::conn::is_public(a.ip()))
+        .collect();
+        if addrs.is_empty() {
+            return Err(std::io::Error::other(format!(
+                "{host} has no public address (list it in push_allow_hosts to allow it)"
+            )));
+        }
+        Ok(addrs)
+    }
+}
+
+impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for PublicOnly {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let allow = self.0.clone();
+        Box::pin(async move {
+            // The connector sets the port afterwards.
+            PublicOnly::resolve(&allow, name.as_str(), 0)
+                .await
+                .map(Vec::into_iter)
+        })
+    }
+}
+
+/// Push subscriptions one account may hold (phones and browsers).
+pub const MAX_SUBSCRIPTIONS: i64 = 10;
+/// Alarms of one site that are pushed per minute; more are stored and
+/// shown in the app, but not pushed (a recorder, even a fake one, cannot
+/// make the cloud flood its owner's devices or the push services).
+pub const MAX_PUSHES_PER_SITE_MINUTE: u32 = 20;
 
 impl Push {
     pub async fn open(db: &Db, config: &Config) -> Result<Push, CloudError> {
@@ -117,11 +181,19 @@ impl Push {
         .map_err(|e| CloudError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+        // Endpoints come from browsers (and so from anyone with an
+        // account): the connector resolves through a filter that lets only
+        // public addresses through, or hosts the operator listed.
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+            PublicOnly(Arc::new(config.push_allow_hosts.clone())),
+        );
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
         Ok(Push(Arc::new(Inner {
             key,
@@ -129,12 +201,28 @@ impl Push {
             subject: config.vapid_subject.clone(),
             client,
             db: db.clone(),
+            rate: Default::default(),
         })))
     }
 
     /// The application server key browsers subscribe with.
     pub fn public_key(&self) -> &str {
         &self.0.public
+    }
+
+    /// Whether another alarm of `site` may be pushed this minute.
+    pub fn may_push(&self, site: &str) -> bool {
+        let mut m = self.0.rate.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if m.len() > 100_000 {
+            m.retain(|_, (t, _)| now.duration_since(*t).as_secs() < 60);
+        }
+        let e = m.entry(site.to_owned()).or_insert((now, 0));
+        if now.duration_since(e.0).as_secs() >= 60 {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1 <= MAX_PUSHES_PER_SITE_MINUTE
     }
 
     /// Sends an alarm to every device the account subscribed, in the
@@ -190,8 +278,8 @@ impl Push {
                             .0
                             .db
                             .exec(
-                                "DELETE FROM push_sub WHERE endpoint = $1",
-                                vec![endpoint.into()],
+                                "DELETE FROM push_sub WHERE endpoint = $1 AND account = $2",
+                                vec![endpoint.into(), Val::from(account.as_str())],
                             )
                             .await;
                     }

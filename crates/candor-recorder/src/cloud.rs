@@ -267,6 +267,45 @@ enum Ended {
 }
 
 const STATUS_EVERY: Duration = Duration::from_secs(30);
+/// Pings are answered at most this often (the cloud pings every 10 s): a
+/// cloud cannot make the recorder work, or write, faster by pinging.
+const PONG_MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// Messages from the cloud that make the recorder write (acknowledgements,
+/// sharing requests) are taken at most this many per minute.
+const CAUSED_PER_MINUTE: u32 = 60;
+/// Egress ledger retention: a year and a margin, and at most this many rows.
+const LEDGER_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
+const LEDGER_MAX_ROWS: i64 = 1_000_000;
+
+/// This hour's heartbeat row in the ledger: pongs are one row per hour,
+/// updated with each one (before it is sent), not a row per ping.
+struct Beat {
+    id: i64,
+    hour: i64,
+    count: u64,
+}
+
+/// A budget of cloud-caused work per minute.
+struct Budget {
+    window: Instant,
+    used: u32,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            window: Instant::now(),
+            used: 0,
+        }
+    }
+    fn take(&mut self) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(60) {
+            (self.window, self.used) = (Instant::now(), 0);
+        }
+        self.used += 1;
+        self.used <= CAUSED_PER_MINUTE
+    }
+}
 
 impl Link {
     async fn run(mut self) {
@@ -424,6 +463,42 @@ impl Link {
         }
     }
 
+    /// Answers a ping: the hour's heartbeat row grows first, then the pong leaves.
+    async fn pong(
+        &self,
+        conn: &mut Conn,
+        dest: &str,
+        nonce: u64,
+        beat: &mut Option<Beat>,
+    ) -> Result<(), String> {
+        let bytes = candor_link::encode(&Frame::Control(Message::Pong { nonce }))
+            .map_err(|e| e.to_string())?;
+        let n = bytes.len() as u64;
+        let hour = Time90k::now().0 / (3600 * 90_000);
+        let (row, count) = match beat {
+            Some(b) if b.hour == hour => (Some(b.id), b.count + 1),
+            _ => (None, 1),
+        };
+        let summary = format!(
+            "{count} heartbeat answers (pong, about {n} bytes each) in this connection-hour; pings are answered at most every {} s",
+            PONG_MIN_INTERVAL.as_secs()
+        );
+        let store = self.deps.store.clone();
+        let d = dest.to_string();
+        let id = tokio::task::spawn_blocking(move || match row {
+            Some(id) => store.add_to_egress(id, n, &summary).map(|_| id),
+            None => store.record_egress(Time90k::now(), &d, "pong", n, &summary),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("egress ledger: {e}; not sending"))?;
+        *beat = Some(Beat { id, hour, count });
+        conn.write_all(&bytes)
+            .await
+            .map_err(|e| format!("sending: {e}"))?;
+        conn.flush().await.map_err(|e| format!("sending: {e}"))
+    }
+
     /// Records, then sends. Nothing leaves that the ledger doesn't show.
     async fn send(&self, conn: &mut Conn, dest: &str, m: &Message) -> Result<(), String> {
         let bytes = candor_link::encode(&Frame::Control(m.clone())).map_err(|e| e.to_string())?;
@@ -455,6 +530,9 @@ impl Link {
         let mut decoder = Decoder::new();
         let mut buf = vec![0u8; 8192];
         let mut code = String::new();
+        // Set only once the local admin confirmed, and sent: the cloud's
+        // `paired` counts only after it (docs/design/cloud.md).
+        let mut confirmed = false;
         let mut deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let msg = tokio::select! {
@@ -471,6 +549,7 @@ impl Link {
                             if let Err(e) = self.send(conn, dest, &Message::PairConfirm { confirmation }).await {
                                 return Ended::Retry(e);
                             }
+                            confirmed = true;
                             continue;
                         }
                         Some(Cmd::Cancel) | Some(Cmd::Unpair) | None => {
@@ -513,6 +592,18 @@ impl Link {
                             p.confirmation = Some(confirmation);
                         }
                     });
+                }
+                Message::Paired { .. } if !confirmed => {
+                    // A cloud that says "paired" before this recorder's
+                    // admin confirmed is lying or broken: pairing needs
+                    // the person at the recorder.
+                    warn!("the cloud said paired before the admin confirmed; pairing abandoned");
+                    self.state.send_modify(|s| {
+                        s.pairing = None;
+                        s.connected = false;
+                        s.last_error = Some("the cloud claimed the pairing without this recorder's confirmation; start again".into());
+                    });
+                    return Ended::Retry("paired without confirmation".into());
                 }
                 Message::Paired { site } => {
                     let p = Paired {
@@ -611,6 +702,20 @@ impl Link {
 
     async fn linked(&mut self, conn: &mut Conn, dest: &str) -> Ended {
         let connected_at = Time90k::now();
+        let store = self.deps.store.clone();
+        let keep_from =
+            connected_at - candor_media::Duration90k(LEDGER_KEEP.as_secs() as i64 * 90_000);
+        match tokio::task::spawn_blocking(move || store.prune_egress(keep_from, LEDGER_MAX_ROWS))
+            .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!("egress ledger: {n} entries past retention summarized in one"),
+            Ok(Err(e)) => warn!("egress ledger retention: {e}"),
+            Err(e) => warn!("egress ledger retention: {e}"),
+        }
+        let mut beat: Option<Beat> = None;
+        let mut last_pong: Option<Instant> = None;
+        let mut caused = Budget::new();
         let hello = Message::Hello {
             proto: candor_link::VERSION,
             software: format!("candor {}", env!("CARGO_PKG_VERSION")),
@@ -736,6 +841,11 @@ impl Link {
                         tokio::task::spawn_blocking(move || store.alarm_delivered(alarm as i64))
                             .await;
                 }
+                Message::Acknowledge { .. } | Message::SharingRequest { .. } if !caused.take() => {
+                    warn!(
+                        "the cloud sends more than {CAUSED_PER_MINUTE} requests a minute; ignoring some"
+                    );
+                }
                 Message::Acknowledge { alarm, by } => {
                     // The outbox keeps delivered alarms (with their event) for
                     // a while, so an acknowledgement finds its event.
@@ -761,7 +871,11 @@ impl Link {
                         .send_modify(|s| s.sharing_request = Some(sharing));
                 }
                 Message::Ping { nonce } => {
-                    if let Err(e) = self.send(conn, dest, &Message::Pong { nonce }).await {
+                    if last_pong.is_some_and(|t| t.elapsed() < PONG_MIN_INTERVAL) {
+                        continue;
+                    }
+                    last_pong = Some(Instant::now());
+                    if let Err(e) = self.pong(conn, dest, nonce, &mut beat).await {
                         return Ended::Retry(e);
                     }
                 }

@@ -237,10 +237,39 @@ pub struct WebConfig {
     /// certificate generated at first start in `<storage.path>/tls/`.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Open HTTPS connections at most, in all; beyond it new ones are
+    /// closed at once (recording keeps its descriptors).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open HTTPS connections at most from one client address.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// Cameras on loopback addresses (127.0.0.0/8, ::1) may be added from
+    /// the web app. Off: the recorder's own host is not a camera, and its
+    /// local services must not be reachable through "add camera".
+    #[serde(default)]
+    pub allow_loopback_cameras: bool,
+    /// A connection on which no byte moves either way for this long is
+    /// closed (an idle keep-alive; a client that completed TLS and said
+    /// nothing). Request headers and bodies each have 10 s.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+}
+
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
 }
 
 fn default_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_max_connections_per_address() -> usize {
+    64
 }
 
 impl Default for WebConfig {
@@ -249,6 +278,10 @@ impl Default for WebConfig {
             listen: default_listen(),
             cert: None,
             key: None,
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+            allow_loopback_cameras: false,
+            idle_timeout: default_idle_timeout(),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Changes to `candor.toml` made from the web app. The file stays the one
 //! source of truth: an edit keeps its comments and layout (toml_edit), the
 //! whole new text must pass the same validation as at start-up, and it
-//! replaces the old file atomically (temporary file, fsync, rename), with the
-//! old file's permissions (it may hold camera passwords).
+//! replaces the old file atomically (temporary file, fsync, rename), owner
+//! only (0600: it may hold camera passwords). Edits are serialized.
 
 use crate::config::{Config, ConfigError, MotionConfig};
 use std::io::Write;
@@ -98,6 +98,10 @@ pub struct NewCamera {
     pub onvif: Option<String>,
     #[serde(default)]
     pub motion: bool,
+    /// The admin confirms that stream addresses on another host than the
+    /// ONVIF service are right (the web API refuses them otherwise).
+    #[serde(default)]
+    pub other_host: bool,
 }
 
 /// Percent-encodes a URL's user or password part.
@@ -171,6 +175,8 @@ pub fn add_camera(path: &Path, c: &NewCamera) -> Result<Config, ConfigError> {
     })
 }
 
+static EDITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Applies `f` to the document, validates the result and writes it.
 fn edit(
     path: &Path,
@@ -180,6 +186,9 @@ fn edit(
         path: path.to_owned(),
         source: e,
     };
+    // One edit at a time: two requests reading the same file and writing
+    // back their own change would lose one of them.
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
     let text = std::fs::read_to_string(path).map_err(read)?;
     let mut doc: DocumentMut = text.parse().map_err(|e| invalid(path, format!("{e}")))?;
     f(&mut doc).map_err(|e| invalid(path, e))?;
@@ -190,11 +199,18 @@ fn edit(
             format!("the change would make the config invalid: {e}"),
         )
     })?;
-    let perms = std::fs::metadata(path).map_err(read)?.permissions();
-    let tmp = path.with_extension("toml.tmp");
+    // A fresh, owner-only temporary file: the config holds camera, MQTT and
+    // webhook secrets, so it is 0600 whatever the old file's mode was.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("toml.{}.{n}.tmp", std::process::id()));
     (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.set_permissions(perms)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(new.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -233,6 +249,7 @@ mod tests {
             sub_url: Some("rtsp://10.0.0.5:554/sub".into()),
             onvif: Some("http://10.0.0.5/onvif/device_service".into()),
             motion: true,
+            other_host: false,
         };
         let cfg = add_camera(&p, &new).unwrap();
         let door = &cfg.cameras[1];

@@ -56,6 +56,77 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Adds `bytes` to an existing entry and replaces its summary: for
+    /// heartbeats, which are aggregated per hour (one row, not one per ping)
+    /// so that a cloud cannot grow the ledger by pinging.
+    pub fn add_to_egress(&self, id: i64, bytes: u64, summary: &str) -> Result<bool, StorageError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE egress SET bytes = bytes + ?1, summary = ?2 WHERE id = ?3",
+                params![bytes as i64, summary, id],
+            )
+            .map_err(|e| StorageError::db("recording egress", e))?;
+        Ok(n == 1)
+    }
+
+    /// Ledger retention: entries older than `before`, and beyond the newest
+    /// `max_rows`, are replaced by one `pruned` entry that keeps their count
+    /// and bytes, so the ledger's totals stay whole. Returns the entries removed.
+    pub fn prune_egress(&self, before: Time90k, max_rows: i64) -> Result<u64, StorageError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(|e| StorageError::db("pruning the egress ledger", e))?;
+        let cut: i64 = tx
+            .query_row(
+                "SELECT MAX(id) FROM egress WHERE at_90k < ?1 OR id <= (SELECT MAX(id) FROM egress) - ?2",
+                params![before.0, max_rows],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(|e| StorageError::db("pruning the egress ledger", e))?
+            .unwrap_or(0);
+        if cut == 0 {
+            return Ok(0);
+        }
+        let (n, bytes, first, last): (i64, i64, Option<i64>, Option<i64>) = tx
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(at_90k), MAX(at_90k) FROM egress WHERE id <= ?1 AND kind != 'pruned'",
+                [cut],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(|e| StorageError::db("pruning the egress ledger", e))?;
+        let earlier: (i64, i64) = tx
+            .query_row(
+                "SELECT COALESCE(SUM(CAST(substr(summary, 1, instr(summary, ' ') - 1) AS INTEGER)), 0), COALESCE(SUM(bytes), 0) FROM egress WHERE id <= ?1 AND kind = 'pruned'",
+                [cut],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| StorageError::db("pruning the egress ledger", e))?;
+        tx.execute("DELETE FROM egress WHERE id <= ?1", [cut])
+            .map_err(|e| StorageError::db("pruning the egress ledger", e))?;
+        let span = match (first, last) {
+            (Some(a), Some(b)) => format!(" from {} to {}", Time90k(a), Time90k(b)),
+            _ => String::new(),
+        };
+        tx.execute(
+            "INSERT INTO egress (id, at_90k, destination, kind, bytes, summary) VALUES (?1, ?2, '', 'pruned', ?3, ?4)",
+            params![
+                cut,
+                last.unwrap_or(before.0),
+                bytes + earlier.1,
+                format!(
+                    "{} earlier entries removed by ledger retention{span}; their bytes are counted here",
+                    n + earlier.0
+                )
+            ],
+        )
+        .map_err(|e| StorageError::db("pruning the egress ledger", e))?;
+        tx.commit()
+            .map_err(|e| StorageError::db("pruning the egress ledger", e))?;
+        Ok(n as u64)
+    }
+
     /// Ledger entries, oldest first.
     pub fn egress(&self, f: &EgressFilter) -> Result<Vec<EgressEntry>, StorageError> {
         let conn = self.conn();

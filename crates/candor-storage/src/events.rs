@@ -30,6 +30,12 @@ pub struct EventFilter {
     pub camera_id: Option<i64>,
     pub since: Option<Time90k>,
     pub limit: Option<u32>,
+    /// Only events of these cameras (by name); `None`: all. Applied in the
+    /// query, before `limit`, so a caller limited to some cameras gets a
+    /// full page of theirs and learns nothing of the others.
+    pub cameras: Option<Vec<String>>,
+    /// Only events of this kind; also before `limit`.
+    pub kind: Option<String>,
 }
 
 /// An event's extent, for retention.
@@ -162,33 +168,41 @@ impl Store {
                 "SELECT e.id, c.name, e.kind, e.source, e.start_90k, e.end_90k, e.zone, e.score, e.detail, e.pinned, e.snapshot, e.acked_by, e.acked_at_90k \
                  FROM event e JOIN camera c ON c.id = e.camera_id \
                  WHERE (?1 IS NULL OR e.camera_id = ?1) AND (?2 IS NULL OR e.end_90k IS NULL OR e.end_90k >= ?2) \
+                 AND (?4 IS NULL OR c.name IN (SELECT value FROM json_each(?4))) AND (?5 IS NULL OR e.kind = ?5) \
                  ORDER BY e.start_90k DESC, e.id DESC LIMIT ?3",
             )
             .map_err(|e| StorageError::db("listing events", e))?;
         let limit = i64::from(f.limit.unwrap_or(1000).min(100_000));
+        let cameras = f
+            .cameras
+            .as_ref()
+            .map(|c| serde_json::to_string(c).unwrap_or_else(|_| "[]".into()));
         let rows = stmt
-            .query_map(params![f.camera_id, f.since.map(|t| t.0), limit], |r| {
-                Ok(Event {
-                    id: r.get(0)?,
-                    camera: r.get(1)?,
-                    kind: r.get(2)?,
-                    source: r.get(3)?,
-                    start: Time90k(r.get(4)?),
-                    end: r.get::<_, Option<i64>>(5)?.map(Time90k),
-                    zone: r.get(6)?,
-                    score: r.get(7)?,
-                    detail: r.get(8)?,
-                    pinned: r.get(9)?,
-                    snapshot: r.get(10)?,
-                    acked: match (
-                        r.get::<_, Option<String>>(11)?,
-                        r.get::<_, Option<i64>>(12)?,
-                    ) {
-                        (Some(by), Some(at)) => Some((by, Time90k(at))),
-                        _ => None,
-                    },
-                })
-            })
+            .query_map(
+                params![f.camera_id, f.since.map(|t| t.0), limit, cameras, f.kind],
+                |r| {
+                    Ok(Event {
+                        id: r.get(0)?,
+                        camera: r.get(1)?,
+                        kind: r.get(2)?,
+                        source: r.get(3)?,
+                        start: Time90k(r.get(4)?),
+                        end: r.get::<_, Option<i64>>(5)?.map(Time90k),
+                        zone: r.get(6)?,
+                        score: r.get(7)?,
+                        detail: r.get(8)?,
+                        pinned: r.get(9)?,
+                        snapshot: r.get(10)?,
+                        acked: match (
+                            r.get::<_, Option<String>>(11)?,
+                            r.get::<_, Option<i64>>(12)?,
+                        ) {
+                            (Some(by), Some(at)) => Some((by, Time90k(at))),
+                            _ => None,
+                        },
+                    })
+                },
+            )
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| StorageError::db("listing events", e))?;
         Ok(rows)

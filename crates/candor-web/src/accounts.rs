@@ -16,6 +16,12 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub const MIN_PASSWORD_LEN: usize = 10;
+/// Audit entries are kept this long (400 days: a year and a margin)...
+pub const AUDIT_KEEP_SECS: i64 = 400 * 24 * 3600;
+/// ...and at most this many (about 200 MB at most).
+pub const AUDIT_MAX_ROWS: i64 = 1_000_000;
+/// Retention runs once per this many entries, and at every start.
+pub const AUDIT_PRUNE_EVERY: i64 = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -150,6 +156,11 @@ impl Accounts {
                  detail TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+             -- Keys the server keeps for itself (the device cookie key).
+             CREATE TABLE IF NOT EXISTS server_key (
+                 name TEXT PRIMARY KEY,
+                 value BLOB NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS recovery_code (
                  user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
                  hash BLOB NOT NULL
@@ -185,6 +196,7 @@ impl Accounts {
             }
         }
         conn.execute_batch("PRAGMA foreign_keys=ON;")?;
+        Self::prune_audit(&conn)?;
         Ok(Accounts {
             conn: Mutex::new(conn),
         })
@@ -429,16 +441,54 @@ impl Accounts {
         Ok(())
     }
 
-    /// Appends to the audit log (shown to admins by the web app to come).
+    /// The key that signs device cookies, made on first use.
+    pub fn device_key(&self) -> Result<candor_auth::DeviceKey, AccountError> {
+        let conn = self.conn();
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        conn.execute(
+            "INSERT INTO server_key (name, value) VALUES ('device', ?1) ON CONFLICT (name) DO NOTHING",
+            [k.to_vec()],
+        )?;
+        let v: Vec<u8> = conn.query_row(
+            "SELECT value FROM server_key WHERE name = 'device'",
+            [],
+            |r| r.get(0),
+        )?;
+        let k: [u8; 32] = v
+            .try_into()
+            .map_err(|_| AccountError::Hash("stored device key has the wrong length".into()))?;
+        Ok(candor_auth::DeviceKey::new(k))
+    }
+
+    /// Appends to the audit log. Every [`AUDIT_PRUNE_EVERY`]th entry also
+    /// applies retention: entries older than [`AUDIT_KEEP_SECS`] go, and at
+    /// most [`AUDIT_MAX_ROWS`] are kept, so the log cannot fill the disk.
     pub fn audit(
         &self,
         user: Option<&str>,
         action: &str,
         detail: &str,
     ) -> Result<(), AccountError> {
-        self.conn().execute(
+        let conn = self.conn();
+        conn.execute(
             "INSERT INTO audit (at, user, action, detail) VALUES (?1, ?2, ?3, ?4)",
             params![now_secs(), user, action, detail],
+        )?;
+        if conn.last_insert_rowid() % AUDIT_PRUNE_EVERY == 0 {
+            Self::prune_audit(&conn)?;
+        }
+        Ok(())
+    }
+
+    fn prune_audit(conn: &Connection) -> Result<(), AccountError> {
+        conn.execute(
+            "DELETE FROM audit WHERE at < ?1",
+            [now_secs() - AUDIT_KEEP_SECS],
+        )?;
+        conn.execute(
+            "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
+            [AUDIT_MAX_ROWS],
         )?;
         Ok(())
     }
@@ -728,14 +778,37 @@ impl Accounts {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
             return Ok(None);
         }
+        let t = self.token_where("t.hash = ?1", token_hash(token))?;
+        if let Some(t) = &t {
+            self.conn().execute(
+                "UPDATE api_token SET last_used_at = ?1 WHERE id = ?2",
+                params![now_secs(), t.id],
+            )?;
+        }
+        Ok(t)
+    }
+
+    /// What token `id` may do now (`None`: revoked), for streams that
+    /// re-check their caller.
+    pub fn token_by_id(&self, id: i64) -> Result<Option<TokenPrincipal>, AccountError> {
+        self.token_where("t.id = ?1", id)
+    }
+
+    fn token_where(
+        &self,
+        cond: &str,
+        key: impl rusqlite::ToSql,
+    ) -> Result<Option<TokenPrincipal>, AccountError> {
         let conn = self.conn();
         // (token id, user, user role, token role, user cameras, token cameras)
         type Row = (i64, String, String, String, Option<String>, Option<String>);
         let row: Option<Row> = conn
             .query_row(
-                "SELECT t.id, u.name, u.role, t.role, u.cameras, t.cameras FROM api_token t \
-                 JOIN user u ON u.id = t.user_id WHERE t.hash = ?1",
-                [token_hash(token)],
+                &format!(
+                    "SELECT t.id, u.name, u.role, t.role, u.cameras, t.cameras FROM api_token t \
+                     JOIN user u ON u.id = t.user_id WHERE {cond}"
+                ),
+                [key],
                 |r| {
                     Ok((
                         r.get(0)?,
@@ -754,15 +827,15 @@ impl Accounts {
         let (Some(urole), Some(trole)) = (Role::parse(&urole), Role::parse(&trole)) else {
             return Ok(None);
         };
-        conn.execute(
-            "UPDATE api_token SET last_used_at = ?1 WHERE id = ?2",
-            params![now_secs(), id],
-        )?;
         let role = if urole.at_least(trole) { trole } else { urole };
-        let cameras = narrow(
-            parse_cameras(ucams.as_deref()).as_deref(),
-            parse_cameras(tcams.as_deref()).as_deref(),
-        );
+        // An admin user sees every camera whatever their stored list; their
+        // token is limited only by its own.
+        let ucams = if urole == Role::Admin {
+            None
+        } else {
+            parse_cameras(ucams.as_deref())
+        };
+        let cameras = narrow(ucams.as_deref(), parse_cameras(tcams.as_deref()).as_deref());
         Ok(Some(TokenPrincipal {
             id,
             username,

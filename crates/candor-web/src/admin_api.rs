@@ -4,11 +4,11 @@
 //! sessions and tokens, and may not issue a token with more than their role.
 
 use crate::accounts::{AuditQuery, Role};
-use crate::{ApiError, ApiResult, AppState, authorize, body};
+use crate::{ApiError, ApiResult, AppState, Caller, body};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 fn role(s: &str) -> Result<Role, ApiError> {
@@ -16,8 +16,7 @@ fn role(s: &str) -> Result<Role, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid", "role must be admin, operator or viewer"))
 }
 
-pub async fn users(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Admin)?;
+pub async fn users(State(st): State<AppState>, _: Caller) -> ApiResult {
     Ok(Json(serde_json::json!({ "users": st.accounts.users()? })).into_response())
 }
 
@@ -27,35 +26,42 @@ pub struct NewUser {
     name: String,
     password: String,
     role: String,
-    /// Omitted or null: every camera.
-    cameras: Option<Vec<String>>,
+    /// Omitted: none (an admin adds them later); `null`: every camera.
+    /// Admins always see every camera.
+    #[serde(default, deserialize_with = "some")]
+    cameras: Option<Option<Vec<String>>>,
 }
 
 pub async fn create_user(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     b: Result<Json<NewUser>, JsonRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Admin)?;
     let u = body(b)?;
     let r = role(&u.role)?;
     let accounts = st.accounts.clone();
     let name = u.name.clone();
-    let cams = u.cameras.clone();
+    // Least privilege: a new user sees no camera until one is granted.
+    let cams: Option<Vec<String>> = match r {
+        Role::Admin => None,
+        _ => u.cameras.unwrap_or(Some(Vec::new())),
+    };
+    let c2 = cams.clone();
+    let _slot = crate::session_api::hash_slot(&st).await?;
     tokio::task::spawn_blocking(move || {
-        accounts.add_user_scoped(&u.name, r, &u.password, u.cameras.as_deref())
+        accounts.add_user_scoped(&u.name, r, &u.password, c2.as_deref())
     })
     .await??;
-    let _ = st.accounts.audit(
+    st.audit(
         Some(&p.username),
         "user_created",
-        &format!(
+        format!(
             "{name} as {} (cameras: {})",
             r.as_str(),
             scope(cams.as_deref())
         ),
-    );
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "name": name })),
@@ -83,14 +89,26 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Vec<Stri
 
 pub async fn update_user(
     State(st): State<AppState>,
+    Caller(p): Caller,
     Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
     b: Result<Json<UserChange>, JsonRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Admin)?;
     let c = body(b)?;
+    // One's own password changes only with the current one (POST
+    // /api/v1/me/password), so a stolen admin session cannot lock its
+    // owner out.
+    if c.password.is_some() && name == p.username {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "current_password_required",
+            "change your own password on your account page (POST /api/v1/me/password); it needs the current one",
+        ));
+    }
     let r = c.role.as_deref().map(role).transpose()?;
+    let _slot = match c.password {
+        Some(_) => Some(crate::session_api::hash_slot(&st).await?),
+        None => None,
+    };
     let accounts = st.accounts.clone();
     let n = name.clone();
     let detail = format!(
@@ -115,55 +133,51 @@ pub async fn update_user(
         )
     })
     .await??;
-    let _ = st
-        .accounts
-        .audit(Some(&p.username), "user_changed", &detail);
+    st.audit(Some(&p.username), "user_changed", detail.to_string())
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub async fn delete_user(
     State(st): State<AppState>,
+    Caller(p): Caller,
     Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Admin)?;
     st.accounts.delete_user(&name)?;
-    let _ = st.accounts.audit(Some(&p.username), "user_deleted", &name);
+    st.audit(Some(&p.username), "user_deleted", name.to_string())
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Admins act on everyone's; others on their own only.
+/// Admins who see the whole site act on everyone's; others (a camera-scoped
+/// admin token too) on their own only.
 fn owner(p: &crate::Principal) -> Option<&str> {
-    (p.role != Role::Admin).then_some(p.username.as_str())
+    (p.role != Role::Admin || !p.whole_site()).then_some(p.username.as_str())
 }
 
-pub async fn sessions(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+pub async fn sessions(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let list = st.accounts.sessions(owner(&p))?;
     Ok(Json(serde_json::json!({ "sessions": list, "current": p.session_row() })).into_response())
 }
 
 pub async fn revoke_session(
     State(st): State<AppState>,
+    Caller(p): Caller,
     Path(id): Path<i64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
     if !st.accounts.revoke_session(id, owner(&p))? {
         return Err(ApiError::not_found(format!("no session {id}")));
     }
-    let _ = st.accounts.audit(
+    st.audit(
         Some(&p.username),
         "session_revoked",
-        &format!("session {id}"),
-    );
+        format!("session {id}"),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn tokens(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+pub async fn tokens(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     Ok(Json(serde_json::json!({ "tokens": st.accounts.tokens(owner(&p))? })).into_response())
 }
 
@@ -179,11 +193,9 @@ pub struct NewToken {
 
 pub async fn create_token(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     b: Result<Json<NewToken>, JsonRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
     if matches!(p.via, crate::Via::Token { .. }) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -204,16 +216,17 @@ pub async fn create_token(
     let (id, token) = st
         .accounts
         .create_token(&p.username, &t.name, r, cams.as_deref())?;
-    let _ = st.accounts.audit(
+    st.audit(
         Some(&p.username),
         "token_created",
-        &format!(
+        format!(
             "{} (id {id}, {}, cameras: {})",
             t.name,
             r.as_str(),
             scope(cams.as_deref())
         ),
-    );
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": id, "token": token, "role": r.as_str(), "cameras": cams })),
@@ -223,27 +236,22 @@ pub async fn create_token(
 
 pub async fn revoke_token(
     State(st): State<AppState>,
+    Caller(p): Caller,
     Path(id): Path<i64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
     if !st.accounts.revoke_token(id, owner(&p))? {
         return Err(ApiError::not_found(format!("no token {id}")));
     }
-    let _ = st
-        .accounts
-        .audit(Some(&p.username), "token_revoked", &format!("id {id}"));
+    st.audit(Some(&p.username), "token_revoked", format!("id {id}"))
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub async fn audit(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    _: Caller,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Admin)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let rows = st.accounts.audit_query(&q)?;
     match q.format.as_deref() {
@@ -281,10 +289,11 @@ pub async fn audit(
     }
 }
 
-/// One CSV field (RFC 4180). A leading `=`, `+`, `-` or `@` is prefixed
-/// with `'` so a spreadsheet never runs a user name as a formula.
+/// One CSV field (RFC 4180). A leading `=`, `+`, `-`, `@`, tab or carriage
+/// return is prefixed with `'` so a spreadsheet never runs a user name as a
+/// formula (OWASP's CSV injection list).
 pub fn csv(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@']) {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{v}")
     } else {
         v.to_owned()

@@ -3,24 +3,40 @@
 //! entry, written to candor.toml and started at once.
 //!
 //! The recorder only ever talks to addresses on the local network here
-//! (loopback, private and link-local ranges, or the ONVIF multicast group):
-//! these routes can't be used to reach the internet from the recorder.
+//! (private and link-local ranges, or the ONVIF multicast group; loopback
+//! only with `[web] allow_loopback_cameras`): these routes can't be used to
+//! reach the internet, the recorder's own local services, or a cloud
+//! metadata service (169.254.169.254) from the recorder. Host names are
+//! resolved and every address must pass. A camera's stream addresses must
+//! be on the host its ONVIF service was reached on, unless the admin says
+//! otherwise (`other_host`), so a rogue device cannot send the typed
+//! password elsewhere.
 
-use crate::accounts::Role;
-use crate::{ApiError, ApiResult, AppState, authorize};
+use crate::{ApiError, ApiResult, AppState, Caller};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-fn local(ip: IpAddr) -> bool {
+/// Whether the recorder may talk to `ip` on behalf of the Add camera page.
+pub fn local(ip: IpAddr, allow_loopback: bool) -> bool {
+    // Cloud instance metadata services: never a camera.
+    const METADATA_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
+    const METADATA_V6: std::net::Ipv6Addr =
+        std::net::Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
+    let ip = match ip {
+        IpAddr::V6(v) => v.to_ipv4_mapped().map_or(IpAddr::V6(v), IpAddr::V4),
+        v => v,
+    };
     match ip {
-        IpAddr::V4(v) => v.is_loopback() || v.is_private() || v.is_link_local(),
+        IpAddr::V4(v) if v == METADATA_V4 => false,
+        IpAddr::V6(v) if v == METADATA_V6 => false,
+        IpAddr::V4(v) => (v.is_loopback() && allow_loopback) || v.is_private() || v.is_link_local(),
         IpAddr::V6(v) => {
-            v.is_loopback()
+            (v.is_loopback() && allow_loopback)
                 || (v.segments()[0] & 0xfe00) == 0xfc00
                 || (v.segments()[0] & 0xffc0) == 0xfe80
         }
@@ -31,9 +47,46 @@ fn not_local(what: &str) -> ApiError {
     ApiError::bad_request(
         "not_local",
         format!(
-            "{what} must be an address on the local network (a private, link-local or loopback IP)"
+            "{what} must be on the local network (a private or link-local address; loopback only with [web] allow_loopback_cameras; never 169.254.169.254)"
         ),
     )
+}
+
+/// `[web] allow_loopback_cameras`, read from the config file now.
+async fn allow_loopback(st: &AppState) -> bool {
+    let Some(path) = st.footage.as_ref().and_then(|f| f.config_path.clone()) else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        candor_recorder::Config::load(&path).is_ok_and(|c| c.web.allow_loopback_cameras)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Resolves `url`'s host and checks every address it names; returns the host.
+async fn check_url(url: &str, what: &str, allow_loopback: bool) -> Result<String, ApiError> {
+    let u = url::Url::parse(url)
+        .map_err(|_| ApiError::bad_request("bad_url", format!("{what} is not a URL")))?;
+    let host = match u.host() {
+        Some(url::Host::Ipv4(v)) => v.to_string(),
+        Some(url::Host::Ipv6(v)) => v.to_string(),
+        Some(url::Host::Domain(d)) => d.to_owned(),
+        None => return Err(not_local(what)),
+    };
+    let port = u.port_or_known_default().unwrap_or(554);
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| ApiError::bad_request("bad_host", format!("{what}: resolving {host} timed out")))?
+    .map_err(|e| ApiError::bad_request("bad_host", format!("{what}: can't resolve {host}: {e}")))?
+    .collect();
+    if addrs.is_empty() || !addrs.iter().all(|a| local(a.ip(), allow_loopback)) {
+        return Err(not_local(what));
+    }
+    Ok(host)
 }
 
 #[derive(serde::Deserialize)]
@@ -47,11 +100,9 @@ pub struct Probe {
 
 pub async fn discover(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    _: Caller,
     b: Result<Json<Probe>, JsonRejection>,
 ) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Admin)?;
     let Json(b) = b.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
     let multicast: SocketAddr = candor_onvif::discovery::MULTICAST
         .parse()
@@ -62,7 +113,7 @@ pub async fn discover(
             let a: SocketAddr = p
                 .parse()
                 .map_err(|_| ApiError::bad_request("bad_probe", "probe must be IP:port"))?;
-            if a != multicast && !local(a.ip()) {
+            if a != multicast && !local(a.ip(), allow_loopback(&st).await) {
                 return Err(not_local("probe"));
             }
             a
@@ -95,23 +146,20 @@ pub struct Describe {
 
 pub async fn describe(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    _: Caller,
     b: Result<Json<Describe>, JsonRejection>,
 ) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Admin)?;
     let Json(b) = b.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
     let u = url::Url::parse(&b.xaddr).map_err(|_| {
         ApiError::bad_request("bad_xaddr", "xaddr must be an http:// device service URL")
     })?;
-    let ip = match u.host() {
-        Some(url::Host::Ipv4(v)) => IpAddr::V4(v),
-        Some(url::Host::Ipv6(v)) => IpAddr::V6(v),
-        _ => return Err(not_local("xaddr")),
-    };
-    if u.scheme() != "http" || !local(ip) {
-        return Err(not_local("xaddr"));
+    if u.scheme() != "http" {
+        return Err(ApiError::bad_request(
+            "bad_xaddr",
+            "xaddr must be an http:// device service URL",
+        ));
     }
+    check_url(&b.xaddr, "xaddr", allow_loopback(&st).await).await?;
     let d = candor_recorder::onvif::describe(&b.xaddr, &b.username, &b.password)
         .await
         .map_err(|e| {
@@ -129,12 +177,32 @@ pub async fn describe(
 
 pub async fn add(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     b: Result<Json<candor_recorder::config_edit::NewCamera>, JsonRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Admin)?;
     let Json(new) = b.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
+    let lo = allow_loopback(&st).await;
+    let main_host = check_url(&new.url, "url", lo).await?;
+    let sub_host = match &new.sub_url {
+        Some(u) => Some(check_url(u, "sub_url", lo).await?),
+        None => None,
+    };
+    if let Some(o) = &new.onvif {
+        let device = check_url(o, "onvif", lo).await?;
+        // The stream addresses came from the device: they may not send the
+        // camera's password to another host unless the admin says so.
+        let elsewhere = std::iter::once(&main_host)
+            .chain(sub_host.as_ref())
+            .any(|h| *h != device);
+        if elsewhere && !new.other_host {
+            return Err(ApiError::bad_request(
+                "other_host",
+                format!(
+                    "the stream address is not on the camera's host ({device}); check it, and send \"other_host\": true if it is right"
+                ),
+            ));
+        }
+    }
     let f = st
         .footage
         .clone()
@@ -161,11 +229,12 @@ pub async fn add(
         .add_camera(cam)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "camera_exists", e))?;
     // The URL as displayed never shows the password.
-    let _ = st.accounts.audit(
+    st.audit(
         Some(&p.username),
         "camera_added",
-        &format!("{} {}", new.name, cam.url),
-    );
+        format!("{} {}", new.name, cam.url),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "name": new.name, "url": cam.url.to_string() })),

@@ -2,12 +2,11 @@
 //! confirmation code compared on both screens, unpairing, what the site
 //! shares, and the egress ledger (every message and byte sent off-site).
 
-use crate::accounts::Role;
-use crate::{ApiError, ApiResult, AppState, authorize};
+use crate::{ApiError, ApiResult, AppState, Caller, Principal};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use candor_media::Time90k;
 use candor_recorder::cloud::{CloudHandle, Cmd};
@@ -49,42 +48,28 @@ fn state_json(h: &CloudHandle) -> serde_json::Value {
     j
 }
 
-pub async fn get_state(
-    State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Admin)?;
+pub async fn get_state(State(st): State<AppState>, _: Caller) -> ApiResult {
     match st.footage.as_ref().and_then(|f| f.cloud.clone()) {
         Some(h) => Ok(Json(state_json(&h)).into_response()),
         None => Ok(Json(serde_json::json!({"configured": false})).into_response()),
     }
 }
 
-async fn command(
-    st: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-    cmd: Cmd,
-    action: &str,
-) -> ApiResult {
-    let p = authorize(st, headers, method, Role::Admin)?;
+async fn command(st: &AppState, p: &Principal, cmd: Cmd, action: &'static str) -> ApiResult {
     let h = handle(st)?;
     if !h.send(cmd).await {
         return Err(ApiError::internal("the cloud link has stopped"));
     }
-    let _ = st
-        .accounts
-        .audit(Some(&p.username), action, &h.state().address);
+    st.audit(Some(&p.username), action, h.state().address.clone())
+        .await;
     // Let the link act before answering, so the page shows the new state.
     let mut w = h.watch();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), w.changed()).await;
     Ok(Json(state_json(&h)).into_response())
 }
 
-pub async fn pair(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
+pub async fn pair(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     // Who may ask comes first: nothing about the cloud's state before that.
-    authorize(&st, &headers, &method, Role::Admin)?;
     if handle(&st)?.state().paired.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -92,18 +77,10 @@ pub async fn pair(State(st): State<AppState>, method: Method, headers: HeaderMap
             "this recorder is paired already; unpair it first",
         ));
     }
-    command(
-        &st,
-        &headers,
-        &method,
-        Cmd::StartPairing,
-        "cloud_pairing_started",
-    )
-    .await
+    command(&st, &p, Cmd::StartPairing, "cloud_pairing_started").await
 }
 
-pub async fn confirm(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Admin)?;
+pub async fn confirm(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let h = handle(&st)?;
     if h.state().pairing.and_then(|p| p.confirmation).is_none() {
         return Err(ApiError::new(
@@ -112,29 +89,15 @@ pub async fn confirm(State(st): State<AppState>, method: Method, headers: Header
             "nobody has entered the code in the cloud app yet",
         ));
     }
-    command(
-        &st,
-        &headers,
-        &method,
-        Cmd::Confirm,
-        "cloud_pairing_confirmed",
-    )
-    .await
+    command(&st, &p, Cmd::Confirm, "cloud_pairing_confirmed").await
 }
 
-pub async fn cancel(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    command(
-        &st,
-        &headers,
-        &method,
-        Cmd::Cancel,
-        "cloud_pairing_cancelled",
-    )
-    .await
+pub async fn cancel(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
+    command(&st, &p, Cmd::Cancel, "cloud_pairing_cancelled").await
 }
 
-pub async fn unpair(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    command(&st, &headers, &method, Cmd::Unpair, "cloud_unpaired").await
+pub async fn unpair(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
+    command(&st, &p, Cmd::Unpair, "cloud_unpaired").await
 }
 
 #[derive(serde::Deserialize)]
@@ -147,11 +110,9 @@ pub struct SharingBody {
 /// Written to candor.toml (the one source of truth), then applied.
 pub async fn sharing(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Admin)?;
     let b: SharingBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_body", format!("sharing: {e}")))?;
     let h = handle(&st)?;
@@ -178,11 +139,12 @@ pub async fn sharing(
         private_alarms: b.private_alarms,
     })
     .await;
-    let _ = st.accounts.audit(
+    st.audit(
         Some(&p.username),
         "cloud_sharing_changed",
-        &format!("{:?}, private alarms {}", b.sharing, b.private_alarms),
-    );
+        format!("{:?}, private alarms {}", b.sharing, b.private_alarms),
+    )
+    .await;
     let mut w = h.watch();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w.changed()).await;
     Ok(Json(state_json(&h)).into_response())
@@ -201,11 +163,9 @@ pub struct EgressQuery {
 /// The ledger, newest last, as JSON or CSV.
 pub async fn egress(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    _: Caller,
     q: Result<Query<EgressQuery>, QueryRejection>,
 ) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Admin)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let f = st
         .footage

@@ -1,16 +1,13 @@
 //! Events: the list (filtered, newest first) and a live feed (Server-Sent
 //! Events). Both show only the cameras the caller may see.
 
-use crate::accounts::Role;
-use crate::{ApiError, ApiResult, AppState, authorize};
+use crate::{ApiError, ApiResult, AppState, Caller};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use candor_media::Time90k;
-use futures::StreamExt;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,11 +21,9 @@ pub struct EventQuery {
 
 pub async fn list(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     q: Result<Query<EventQuery>, QueryRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let f = st
         .footage
@@ -63,11 +58,14 @@ pub async fn list(
                 camera_id,
                 since,
                 limit: Some(q.limit.unwrap_or(500).min(5000)),
+                // The scope goes into the query, before the limit.
+                cameras: p.cameras.clone(),
+                kind: q.kind.clone(),
             })
             .map_err(ApiError::internal)?;
         Ok::<_, ApiError>(
-            all.into_iter()
-                .filter(|e| p.may_see(&e.camera) && q.kind.as_deref().is_none_or(|k| k == e.kind))
+            p.visible(all, |e| &e.camera)
+                .into_iter()
                 .map(|e| {
                     serde_json::json!({
                         "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
@@ -89,11 +87,9 @@ pub async fn list(
 /// Events of cameras the caller may not see look exactly like missing ones.
 pub async fn snapshot(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     axum::extract::Path((id, file)): axum::extract::Path<(String, String)>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
     let missing = || ApiError::not_found("no such event snapshot").with_code("no_snapshot");
     let thumb = match file.as_str() {
         "snapshot.jpg" => false,
@@ -141,12 +137,10 @@ pub struct Pin {
 /// from retention, or releases it. Operators and admins; audited.
 pub async fn pin(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
     b: Result<Json<Pin>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Operator)?;
     let missing = || ApiError::not_found("no such event").with_code("no_event");
     let id: i64 = id.parse().map_err(|_| missing())?;
     let Json(b) = b.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
@@ -172,55 +166,57 @@ pub async fn pin(
         Ok::<_, ApiError>(e.camera)
     })
     .await??;
-    let _ = st.accounts.audit(
+    st.audit(
         Some(&p.username),
         if b.pinned {
             "event_pinned"
         } else {
             "event_unpinned"
         },
-        &format!("event {id} on {camera}"),
-    );
+        format!("event {id} on {camera}"),
+    )
+    .await;
     Ok(Json(serde_json::json!({ "id": id, "pinned": b.pinned })).into_response())
 }
 
 /// `text/event-stream`: one `event` message per change, as JSON.
-pub async fn live(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+pub async fn live(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let f = st
         .footage
         .clone()
         .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
     let rx = f.status.subscribe_events();
-    let stream = tokio_stream_from(rx).filter_map(move |e| {
-        let p = p.clone();
-        async move {
-            let e = e?;
-            if !p.may_see(&e.camera) {
-                return None;
+    // The caller is checked again every few seconds: a revoked session or
+    // token, a deleted user or a narrowed camera list ends or filters the
+    // feed within `STREAM_RECHECK`.
+    let accounts = st.accounts.clone();
+    let start = (rx, p, accounts, std::time::Instant::now());
+    let stream =
+        futures::stream::unfold(start, |(mut rx, mut p, accounts, mut checked)| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let next = tokio::time::timeout(crate::STREAM_RECHECK, rx.recv()).await;
+                if checked.elapsed() >= crate::STREAM_RECHECK {
+                    p = p.refresh(&accounts)?;
+                    checked = std::time::Instant::now();
+                }
+                match next {
+                    Err(_) | Ok(Err(RecvError::Lagged(_))) => continue,
+                    Ok(Err(RecvError::Closed)) => return None,
+                    Ok(Ok(e)) if p.may_see(&e.camera) => {
+                        let ev = SseEvent::default()
+                            .event("event")
+                            .data(e.to_json().to_string());
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(ev),
+                            (rx, p, accounts, checked),
+                        ));
+                    }
+                    Ok(Ok(_)) => continue,
+                }
             }
-            let v = e.to_json();
-            Some(Ok::<_, std::convert::Infallible>(
-                SseEvent::default().event("event").data(v.to_string()),
-            ))
-        }
-    });
+        });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
-}
-
-/// A broadcast receiver as a stream; a lagging reader just misses messages.
-fn tokio_stream_from(
-    rx: tokio::sync::broadcast::Receiver<candor_recorder::bus::EventChange>,
-) -> impl futures::Stream<Item = Option<candor_recorder::bus::EventChange>> {
-    futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => return Some((Some(e), rx)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
 }

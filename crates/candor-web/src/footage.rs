@@ -4,8 +4,7 @@
 //! A camera outside the caller's camera list answers exactly like a camera
 //! that does not exist (404), so its name is not disclosed either.
 
-use crate::accounts::Role;
-use crate::{ApiError, ApiResult, AppState, Principal, authorize};
+use crate::{ApiError, ApiResult, AppState, Caller, Principal};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -137,18 +136,16 @@ pub(crate) fn no_camera(name: &str) -> ApiError {
     ApiError::not_found(format!("no camera named {name:?}")).with_code("no_camera")
 }
 
-/// The prologue of every per-camera route: who, may they see it, and the footage.
+/// The prologue of every per-camera route: may the caller see it, and the footage.
 pub(crate) fn camera_access(
     st: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
+    p: &Principal,
     name: &str,
-) -> Result<(Principal, Arc<Footage>), ApiError> {
-    let p = authorize(st, headers, method, Role::Viewer)?;
+) -> Result<Arc<Footage>, ApiError> {
     if !p.may_see(name) {
         return Err(no_camera(name));
     }
-    Ok((p, footage(st)?))
+    footage(st)
 }
 
 fn camera_id(f: &Footage, name: &str) -> Result<i64, ApiError> {
@@ -173,14 +170,11 @@ pub(crate) fn state_fields(s: &CameraState) -> (&'static str, Option<String>, Op
     }
 }
 
-pub async fn cameras(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+pub async fn cameras(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let f = footage(&st)?;
-    let list: Vec<_> = f
-        .status
-        .status()
+    let list: Vec<_> = p
+        .visible(f.status.status(), |s| &s.camera.name)
         .into_iter()
-        .filter(|s| p.may_see(&s.camera.name))
         .map(|s| {
             let (state, since, error) = state_fields(&s.camera.state);
             let (fps, bps) = f.rate(&s.camera.name, s.storage.frames, s.storage.bytes);
@@ -199,13 +193,15 @@ pub async fn spans(
     State(st): State<AppState>,
     Path(name): Path<String>,
     q: Result<Query<TimeRange>, QueryRejection>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
 ) -> ApiResult {
-    let (_, f) = camera_access(&st, &headers, &method, &name)?;
+    let f = camera_access(&st, &p, &name)?;
     let q = query(q)?;
-    let from = time(q.from.as_deref(), "from", i64::MIN / 2)?;
-    let to = time(q.to.as_deref(), "to", i64::MAX / 2)?;
+    // Default: the last 31 days. Each span costs its segments' frame
+    // indexes in memory, so the range is bounded.
+    let to = time(q.to.as_deref(), "to", (Time90k::now() + DAY).0)?;
+    let from = time(q.from.as_deref(), "from", to.0 - MAX_SPANS_RANGE.0)?;
+    check_range(from, to, MAX_SPANS_RANGE, "spans")?;
     let (spans, settled) = tokio::task::spawn_blocking(move || {
         let id = camera_id(&f, &name)?;
         let spans =
@@ -296,8 +292,9 @@ pub async fn export(
     q: Result<Query<TimeRange>, QueryRejection>,
     method: Method,
     headers: HeaderMap,
+    Caller(p): Caller,
 ) -> ApiResult {
-    let (p, f) = camera_access(&st, &headers, &method, &name)?;
+    let f = camera_access(&st, &p, &name)?;
     let q = query(q)?;
     let (Some(from), Some(to)) = (q.from.as_deref(), q.to.as_deref()) else {
         return Err(ApiError::bad_request(
@@ -306,6 +303,10 @@ pub async fn export(
         ));
     };
     let (from, to) = (time(Some(from), "from", 0)?, time(Some(to), "to", 0)?);
+    check_range(from, to, MAX_EXPORT_RANGE, "export")?;
+    // Planning holds the range's frame indexes in memory, and the body
+    // streams for as long as the client reads: bounded per user.
+    let slot = ExportSlot::take(&st, &p.username)?;
     let cam = name.clone();
     let export = tokio::task::spawn_blocking(move || {
         let id = camera_id(&f, &cam)?;
@@ -342,11 +343,12 @@ pub async fn export(
     let download = q.download == Some(1);
     // One audit line per viewing, not per Range request a player makes while seeking.
     if range.as_ref().is_none_or(|r| r.start == 0) {
-        let _ = st.accounts.audit(
+        st.audit(
             Some(&p.username),
             if download { "export" } else { "playback" },
-            &format!("{name} {} .. {}", export.from, export.to),
-        );
+            format!("{name} {} .. {}", export.from, export.to),
+        )
+        .await;
     }
     let (status, body_range) = match &range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.clone()),
@@ -368,8 +370,11 @@ pub async fn export(
             }
         });
     }
-    let stream =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    // The user's export slot is held until the body is sent or the client
+    // goes away, not only while the writer fills the channel.
+    let stream = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
+        rx.recv().await.map(|c| (c, (rx, slot)))
+    });
     let filename = format!("{name}-{}.mp4", from.to_string().replace(':', "-"));
     let mut resp = (status, axum::body::Body::from_stream(stream)).into_response();
     let h = resp.headers_mut();
@@ -412,6 +417,74 @@ pub async fn export(
         val(format!("{disp}; filename=\"{safe}\""))?,
     );
     Ok(resp)
+}
+
+const DAY: candor_media::Duration90k = candor_media::Duration90k(86_400 * 90_000);
+/// The longest range one spans request covers (the timeline asks for less).
+pub const MAX_SPANS_RANGE: candor_media::Duration90k =
+    candor_media::Duration90k(31 * 86_400 * 90_000);
+/// The longest range one export covers; longer footage is exported in parts.
+pub const MAX_EXPORT_RANGE: candor_media::Duration90k = candor_media::Duration90k(86_400 * 90_000);
+/// Exports (and playbacks, which are exports) one user may run at once.
+pub const MAX_EXPORTS_PER_USER: usize = 8;
+
+fn check_range(
+    from: Time90k,
+    to: Time90k,
+    max: candor_media::Duration90k,
+    what: &str,
+) -> Result<(), ApiError> {
+    if to.0.saturating_sub(from.0) > max.0 {
+        return Err(ApiError::bad_request(
+            "range_too_long",
+            format!(
+                "one {what} request covers at most {} hours; split the range",
+                max.0 / 90_000 / 3600
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One of a user's running exports; dropped when the body is written (or
+/// the client goes away).
+struct ExportSlot {
+    map: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl ExportSlot {
+    fn take(st: &AppState, user: &str) -> Result<ExportSlot, ApiError> {
+        let mut m = st.exports.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user.to_owned()).or_insert(0);
+        if *n >= MAX_EXPORTS_PER_USER {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_exports",
+                format!(
+                    "at most {MAX_EXPORTS_PER_USER} exports or playbacks at once per user; wait for one to finish"
+                ),
+            )
+            .retry_after(2));
+        }
+        *n += 1;
+        Ok(ExportSlot {
+            map: st.exports.clone(),
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl ApiError {
@@ -460,10 +533,9 @@ impl std::io::Write for ChanWriter {
 pub async fn snapshot(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
 ) -> ApiResult {
-    let (_, f) = camera_access(&st, &headers, &method, &name)?;
+    let f = camera_access(&st, &p, &name)?;
     let rx = f
         .status
         .subscribe(&name)
@@ -522,10 +594,9 @@ fn motion_json(m: &candor_recorder::config::MotionConfig) -> serde_json::Value {
 pub async fn motion_get(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
 ) -> ApiResult {
-    let (_, f) = camera_access(&st, &headers, &method, &name)?;
+    let f = camera_access(&st, &p, &name)?;
     let m = f
         .status
         .motion_settings(&name)
@@ -539,12 +610,10 @@ pub async fn motion_get(
 pub async fn motion_put(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let p = crate::authorize(&st, &headers, &method, crate::accounts::Role::Admin)?;
-    let (_, f) = camera_access(&st, &headers, &method, &name)?;
+    let f = camera_access(&st, &p, &name)?;
     let m: candor_recorder::config::MotionConfig = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_body", format!("motion settings: {e}")))?;
     if f.status.motion_settings(&name).is_none() {
@@ -563,23 +632,41 @@ pub async fn motion_put(
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
     f.status.set_motion_settings(&name, m.clone());
-    let _ = st.accounts.audit(
+    st.audit(
         Some(&p.username),
         "motion_changed",
-        &format!(
+        format!(
             "{name}: {} zones {} masks {} sensitivity {}",
             if m.enabled { "on" } else { "off" },
             m.zones.len(),
             m.masks.len(),
             m.sensitivity
         ),
-    );
+    )
+    .await;
     Ok(Json(motion_json(&m)).into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::{Unsatisfiable, parse_range};
+
+    #[test]
+    fn one_user_runs_at_most_the_cap_of_exports_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = std::sync::Arc::new(crate::accounts::Accounts::open(dir.path()).unwrap());
+        let app = crate::state(accounts, None);
+        let held: Vec<_> = (0..super::MAX_EXPORTS_PER_USER)
+            .map(|_| super::ExportSlot::take(&app, "u").unwrap())
+            .collect();
+        let refused = super::ExportSlot::take(&app, "u").err().unwrap();
+        assert_eq!(refused.code, "too_many_exports");
+        // Another user is not affected; a finished export frees its slot.
+        assert!(super::ExportSlot::take(&app, "other").is_ok());
+        drop(held);
+        assert!(super::ExportSlot::take(&app, "u").is_ok());
+        assert!(app.exports.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn range_headers_parse_as_rfc9110_says() {

@@ -22,6 +22,7 @@ pub use candor_auth::totp;
 pub mod ui;
 
 use accounts::{AccountError, Accounts, Role};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -86,6 +87,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(serde::Serialize)]
@@ -100,7 +103,12 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -125,7 +133,11 @@ impl IntoResponse for ApiError {
             code: self.code,
             message: &self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 
@@ -168,16 +180,42 @@ pub(crate) fn body<T>(
 pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub limiter: Arc<auth::Limiter>,
+    /// Bounds concurrent argon2 work (logins, password changes, new users).
+    pub hashing: Arc<candor_auth::HashGate>,
+    /// Signs the device cookies of browsers that signed in before.
+    pub device_key: Arc<candor_auth::DeviceKey>,
+    /// Exports running per user (see [`footage::MAX_EXPORTS_PER_USER`]).
+    pub exports: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     pub footage: Option<Arc<footage::Footage>>,
     pub metrics: Arc<live::LiveMetrics>,
     pub started: std::time::Instant,
+}
+
+impl AppState {
+    /// Appends to the audit log on the blocking pool (each row is an fsync'd
+    /// SQLite write). A failed write is logged as an error, never dropped
+    /// silently: the audit trail is a promise to the owner.
+    pub async fn audit(&self, user: Option<&str>, action: &'static str, detail: String) {
+        let accounts = self.accounts.clone();
+        let user = user.map(str::to_owned);
+        let r =
+            tokio::task::spawn_blocking(move || accounts.audit(user.as_deref(), action, &detail))
+                .await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("audit log: could not record {action}: {e}"),
+            Err(e) => tracing::error!("audit log: could not record {action}: {e}"),
+        }
+    }
 }
 
 /// The client's address, attached per connection by [`serve`].
 #[derive(Clone, Copy)]
 pub struct PeerIp(pub std::net::IpAddr);
 
-/// Who is calling, and what they may do.
+/// Who is calling, and what they may do. Built once per request by the
+/// router from the route's [`Access`] (see [`gate`]); handlers receive it
+/// through [`Caller`] and never authenticate on their own.
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub username: String,
@@ -201,11 +239,88 @@ impl Principal {
             .as_ref()
             .is_none_or(|c| c.iter().any(|n| n == camera))
     }
+
+    /// The one camera-scope filter: every answer that names cameras keeps
+    /// only the items whose camera this caller may see.
+    pub fn visible<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        camera: impl Fn(&T) -> &str,
+    ) -> Vec<T> {
+        items
+            .into_iter()
+            .filter(|i| self.may_see(camera(i)))
+            .collect()
+    }
+
+    /// True when the caller sees every camera: only such callers may act on
+    /// the whole site (users, tokens, cloud, adding cameras).
+    pub fn whole_site(&self) -> bool {
+        self.cameras.is_none()
+    }
+
     pub fn session_row(&self) -> Option<i64> {
         match self.via {
             Via::Session { row, .. } => Some(row),
             Via::Token { .. } => None,
         }
+    }
+
+    /// The caller as the accounts database sees them now: `None` once the
+    /// session or token was revoked or the user deleted. Long-lived streams
+    /// (live video, the event feed) ask this every few seconds, so a
+    /// revocation or a narrowed camera list ends them.
+    pub fn refresh(&self, accounts: &Accounts) -> Option<Principal> {
+        let (role, cameras) = match &self.via {
+            Via::Session { id, .. } => {
+                let s = accounts.session(id).ok()??;
+                let cams = if s.role == Role::Admin {
+                    None
+                } else {
+                    s.cameras
+                };
+                (s.role, cams)
+            }
+            Via::Token { id } => {
+                let t = accounts.token_by_id(*id).ok()??;
+                (t.role, t.cameras)
+            }
+        };
+        Some(Principal {
+            username: self.username.clone(),
+            role,
+            cameras,
+            via: self.via.clone(),
+        })
+    }
+
+    /// Whether a stream opened for `camera` (or for every visible camera,
+    /// `None`) with at least `min` may go on.
+    pub fn still_allowed(&self, accounts: &Accounts, min: Role, camera: Option<&str>) -> bool {
+        self.refresh(accounts)
+            .is_some_and(|p| p.role.at_least(min) && camera.is_none_or(|c| p.may_see(c)))
+    }
+}
+
+/// How often open streams re-check their caller (revocation ends them within this).
+pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The caller of a route, as checked by the router (see [`gate`]).
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Caller, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            // Only a public route could get here without one: a table error.
+            .ok_or_else(|| ApiError::internal("a public route asked for its caller"))
     }
 }
 
@@ -216,13 +331,20 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates the caller (an API token, else the session cookie), checks
-/// the CSRF header on state changes made with a cookie, then the role.
-pub(crate) fn authorize(
+/// the CSRF header on state changes made with a cookie, then the role and,
+/// for whole-site routes, that the caller is not limited to some cameras.
+/// Called only by [`gate`], for every non-public route.
+fn authorize(
     st: &AppState,
     headers: &HeaderMap,
     method: &Method,
-    min: Role,
+    access: Access,
 ) -> Result<Principal, ApiError> {
+    let (min, site) = match access {
+        Access::Public => unreachable!("public routes have no gate"),
+        Access::Role(r) => (r, false),
+        Access::Site(r) => (r, true),
+    };
     let p = if let Some(token) = bearer(headers) {
         match st.accounts.token(token) {
             Ok(Some(t)) => Principal {
@@ -281,7 +403,31 @@ pub(crate) fn authorize(
             format!("this needs the {} role", min.as_str()),
         ));
     }
+    if site && !p.whole_site() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scoped",
+            "this credential is limited to some cameras; this needs one that sees the whole site",
+        ));
+    }
     Ok(p)
+}
+
+/// The router's check in front of every non-public route: the only place
+/// that authenticates. A handler gets the result as [`Caller`].
+async fn gate(
+    st: AppState,
+    access: Access,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorize(&st, req.headers(), req.method(), access) {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Who may call a route.
@@ -291,9 +437,15 @@ pub enum Access {
     /// login, and the web app's static files (which hold no data).
     Public,
     /// A session or API token with at least this role (and, for a session,
-    /// the CSRF header on state changes). Camera routes also check the
-    /// caller's camera list.
+    /// the CSRF header on state changes). Callers limited to some cameras
+    /// are let in, and see only their cameras (per-camera routes answer 404
+    /// for the others, lists are filtered by [`Principal::visible`]).
     Role(Role),
+    /// As `Role`, and the caller must see every camera: routes that act on
+    /// the whole site (users, tokens, the cloud, adding cameras, the audit
+    /// log). A camera-scoped token gets 403 `scoped`, so it can never create
+    /// anything broader than itself.
+    Site(Role),
 }
 
 pub struct Route {
@@ -323,7 +475,7 @@ fn r(
 /// Every route, in one table: the router and the OpenAPI document are built
 /// only from it, so a test that walks it covers every route there is.
 pub fn routes() -> Vec<Route> {
-    use Access::{Public, Role as R};
+    use Access::{Public, Role as R, Site};
     use Role::{Admin, Operator, Viewer};
     use axum::routing::{delete, patch};
     let (g, p) = (Method::GET, Method::POST);
@@ -404,70 +556,70 @@ pub fn routes() -> Vec<Route> {
         r(
             p.clone(),
             "/api/v1/cameras",
-            R(Admin),
+            Site(Admin),
             "Add a camera: written to the config file and started at once",
             post(cameras_api::add),
         ),
         r(
             g.clone(),
             "/api/v1/cloud",
-            R(Admin),
+            Site(Admin),
             "The cloud link: pairing, connection, sharing",
             get(cloud_api::get_state),
         ),
         r(
             p.clone(),
             "/api/v1/cloud/pair",
-            R(Admin),
+            Site(Admin),
             "Start pairing: the cloud gives a one-time code",
             post(cloud_api::pair),
         ),
         r(
             p.clone(),
             "/api/v1/cloud/pair/confirm",
-            R(Admin),
+            Site(Admin),
             "Confirm pairing after comparing the confirmation code on both screens",
             post(cloud_api::confirm),
         ),
         r(
             p.clone(),
             "/api/v1/cloud/pair/cancel",
-            R(Admin),
+            Site(Admin),
             "Cancel pairing",
             post(cloud_api::cancel),
         ),
         r(
             p.clone(),
             "/api/v1/cloud/unpair",
-            R(Admin),
+            Site(Admin),
             "Unpair from the cloud (final)",
             post(cloud_api::unpair),
         ),
         r(
             Method::PUT,
             "/api/v1/cloud/sharing",
-            R(Admin),
+            Site(Admin),
             "What the site shares with the cloud",
             axum::routing::put(cloud_api::sharing),
         ),
         r(
             g.clone(),
             "/api/v1/egress",
-            R(Admin),
+            Site(Admin),
             "The egress ledger: every message and byte sent off-site (JSON or CSV)",
             get(cloud_api::egress),
         ),
         r(
             p.clone(),
             "/api/v1/discover",
-            R(Admin),
+            Site(Admin),
             "Find ONVIF cameras on the local network (WS-Discovery)",
             post(cameras_api::discover),
         ),
         r(
             p.clone(),
             "/api/v1/discover/describe",
-            R(Admin),
+            Site(Admin),
             "An ONVIF camera's identity, profiles and RTSP stream URIs (main and sub)",
             post(cameras_api::describe),
         ),
@@ -551,28 +703,28 @@ pub fn routes() -> Vec<Route> {
         r(
             g.clone(),
             "/api/v1/users",
-            R(Admin),
+            Site(Admin),
             "List users",
             get(admin_api::users),
         ),
         r(
             p.clone(),
             "/api/v1/users",
-            R(Admin),
+            Site(Admin),
             "Create a user",
             post(admin_api::create_user),
         ),
         r(
             Method::PATCH,
             "/api/v1/users/{name}",
-            R(Admin),
+            Site(Admin),
             "Change a user's role, cameras or password",
             patch(admin_api::update_user),
         ),
         r(
             Method::DELETE,
             "/api/v1/users/{name}",
-            R(Admin),
+            Site(Admin),
             "Delete a user",
             delete(admin_api::delete_user),
         ),
@@ -614,7 +766,7 @@ pub fn routes() -> Vec<Route> {
         r(
             g.clone(),
             "/api/v1/audit",
-            R(Admin),
+            Site(Admin),
             "Audit log, filtered; format=csv for a download",
             get(admin_api::audit),
         ),
@@ -657,20 +809,46 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The routes of [`routes`], with their state.
-pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Router {
-    let state = AppState {
+/// The handlers' shared state.
+pub(crate) fn state(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> AppState {
+    let device_key = match accounts.device_key() {
+        Ok(k) => k,
+        Err(e) => {
+            // Without a stored key, device cookies last until the restart.
+            tracing::error!("device cookie key: {e}; using a temporary one");
+            candor_auth::DeviceKey::random()
+        }
+    };
+    AppState {
         accounts,
         limiter: Arc::new(auth::Limiter::default()),
+        hashing: Arc::new(candor_auth::HashGate::default()),
+        device_key: Arc::new(device_key),
+        exports: Default::default(),
         footage: footage.map(Arc::new),
         metrics: Arc::new(live::LiveMetrics::default()),
         started: std::time::Instant::now(),
-    };
+    }
+}
+
+/// The routes of [`routes`], with their state.
+pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Router {
+    let state = state(accounts, footage);
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for route in routes() {
+        let access = route.access;
+        let handler = match access {
+            Access::Public => route.handler,
+            _ => route
+                .handler
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    move |State(st): State<AppState>, req, next| gate(st, access, req, next),
+                )),
+        };
         match by_path.iter_mut().find(|(p, _)| *p == route.path) {
-            Some((_, h)) => *h = std::mem::take(h).merge(route.handler),
-            None => by_path.push((route.path, route.handler)),
+            Some((_, h)) => *h = std::mem::take(h).merge(handler),
+            None => by_path.push((route.path, handler)),
         }
     }
     by_path
@@ -678,7 +856,7 @@ pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Rou
         .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
         .fallback(|| async { ApiError::not_found("no such page or API route") })
         // Bodies here are a few hundred bytes; refuse anything large early.
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -703,19 +881,28 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` turns true.
+/// Serves `router` over TLS on `listener` until `shutdown` turns true,
+/// within `limits` (see [`candor_auth::conn`]: connection caps, handshake,
+/// header, body and idle timeouts).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
+    limits: candor_auth::conn::Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use candor_auth::conn;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let gate = conn::ConnGate::new(limits);
+    let router = router.layer(axum::middleware::from_fn(move |req, next| {
+        read_body_within(limits.body_read, req, next)
+    }));
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
+                    // Out of descriptors (EMFILE) lands here: back off, keep recording.
                     tracing::warn!("web accept: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
@@ -723,16 +910,15 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        // Over a cap: closed before any TLS work.
+        let Some(place) = gate.admit(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: too many open");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let router = router.clone().layer(axum::Extension(PeerIp(peer.ip())));
         tokio::spawn(async move {
-            // A client that never finishes its handshake must not hold a task forever.
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
+            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, "TLS handshake failed: {e}");
@@ -740,18 +926,72 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
+            let act = conn::Activity::new();
+            let io = conn::Tracked::new(tls, act.clone(), place);
             let service = hyper_util::service::TowerToHyperService::new(router);
-            let builder =
+            let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(32)
+                .max_header_list_size(64 * 1024);
+            let conn =
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, "HTTP connection ended: {e}");
+                },
+                _ = conn::idle_watchdog(act, limits.idle) => {
+                    tracing::debug!(%peer, "idle connection closed");
+                }
             }
         });
     }
 }
+
+/// Reads a request's body within `limit` (and at most [`MAX_BODY`] bytes)
+/// before any handler sees it, so a client that trickles a body cannot hold
+/// a connection and a task open for long.
+async fn read_body_within(
+    limit: std::time::Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match candor_auth::conn::read_body(body, MAX_BODY, limit).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Err(candor_auth::conn::BodyError::TooLarge) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request bodies are at most {MAX_BODY} bytes"),
+        )
+        .into_response(),
+        Err(candor_auth::conn::BodyError::Slow) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "slow_body",
+            format!("the request body must arrive within {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+/// The largest request body: bodies here are a few hundred bytes (motion
+/// zones are the largest).
+pub const MAX_BODY: usize = 16 * 1024;
 
 #[cfg(test)]
 mod route_tests {
@@ -835,7 +1075,7 @@ mod route_tests {
                 async move { app.oneshot(req).await.unwrap() }
             };
             let anon = send(request(m, &uri, None, None, None)).await.status();
-            let Access::Role(min) = route.access else {
+            let (Access::Role(min) | Access::Site(min)) = route.access else {
                 assert_ne!(
                     anon,
                     StatusCode::UNAUTHORIZED,
@@ -946,6 +1186,8 @@ mod route_tests {
             let m = &route.method;
             let need = match route.access {
                 Access::Role(r) => r,
+                // The scoped token is refused before any camera is looked at.
+                Access::Site(_) => continue,
                 Access::Public => Role::Viewer,
             };
             let callers: Vec<(String, Role, MakeRequest)> = vec![
@@ -997,6 +1239,81 @@ mod route_tests {
         assert!(checked >= 3, "only {checked} camera routes");
     }
 
+    /// Walks every route with credentials that were good once: a revoked
+    /// API token, an ended session, the session of a deleted user. Each is
+    /// refused (401) wherever credentials are needed; and a token limited
+    /// to one camera is refused (403 `scoped`) on every whole-site route.
+    #[tokio::test]
+    async fn every_route_refuses_revoked_credentials_and_site_routes_refuse_scoped_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Arc::new(Accounts::open(dir.path()).unwrap());
+        accounts
+            .add_user("a", Role::Admin, "long enough password")
+            .unwrap();
+        accounts
+            .add_user("gone", Role::Admin, "long enough password")
+            .unwrap();
+        let (tid, revoked) = accounts.create_token("a", "t", Role::Admin, None).unwrap();
+        assert!(accounts.revoke_token(tid, None).unwrap());
+        let (_, scoped) = accounts
+            .create_token("a", "t", Role::Admin, Some(&["yard".to_string()]))
+            .unwrap();
+        let (ended, ended_s) = accounts.create_session("a").unwrap();
+        accounts.end_session(&ended).unwrap();
+        let (orphan, orphan_s) = accounts.create_session("gone").unwrap();
+        accounts.delete_user("gone").unwrap();
+        let app = router(accounts.clone(), None);
+        let mut site_routes = 0;
+        for route in routes() {
+            if route.access == Access::Public {
+                continue;
+            }
+            let uri = route
+                .path
+                .replace("{name}", "yard")
+                .replace("{id}", "999")
+                .replace("{file}", "snapshot.jpg");
+            let m = &route.method;
+            let what = format!("{m} {}", route.path);
+            for (who, req) in [
+                (
+                    "revoked token",
+                    request(m, &uri, None, None, Some(&revoked)),
+                ),
+                (
+                    "ended session",
+                    request(m, &uri, Some(&ended), Some(&ended_s.csrf), None),
+                ),
+                (
+                    "deleted user's session",
+                    request(m, &uri, Some(&orphan), Some(&orphan_s.csrf), None),
+                ),
+            ] {
+                let status = app.clone().oneshot(req).await.unwrap().status();
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} with a {who}");
+            }
+            if let Access::Site(_) = route.access {
+                let resp = app
+                    .clone()
+                    .oneshot(request(m, &uri, None, None, Some(&scoped)))
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                assert_eq!(
+                    (status, v["code"].as_str()),
+                    (StatusCode::FORBIDDEN, Some("scoped")),
+                    "{what}"
+                );
+                site_routes += 1;
+            }
+        }
+        assert!(site_routes >= 15, "only {site_routes} whole-site routes");
+    }
+
     #[tokio::test]
     async fn errors_are_json_with_a_code() {
         let dir = tempfile::tempdir().unwrap();
@@ -1029,9 +1346,16 @@ mod route_tests {
             }
             let op = &doc["paths"][r.path][r.method.as_str().to_ascii_lowercase()];
             assert!(op.is_object(), "{} {} missing", r.method, r.path);
-            if let Access::Role(role) = r.access {
+            if let Access::Role(role) | Access::Site(role) = r.access {
                 assert_eq!(op["x-candor-min-role"], role.as_str());
             }
+            assert_eq!(
+                op["x-candor-whole-site"].as_bool().unwrap_or(false),
+                matches!(r.access, Access::Site(_)),
+                "{} {}",
+                r.method,
+                r.path
+            );
         }
     }
 }

@@ -10,10 +10,10 @@
 //! The browser sends nothing; closing the socket ends the view.
 
 use crate::footage::camera_access;
-use crate::{ApiError, ApiResult, AppState};
+use crate::{ApiError, ApiResult, AppState, Caller};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use candor_media::mp4::frag;
 use candor_recorder::live::{LiveFrame, LiveInit};
@@ -100,14 +100,18 @@ fn same_origin(headers: &HeaderMap) -> bool {
     origin.strip_prefix("https://") == Some(host)
 }
 
+/// The browser sends nothing but control frames: anything bigger than this
+/// ends the view (axum's default would buffer up to 64 MiB per message).
+pub const MAX_INCOMING_MESSAGE: usize = 1024;
+
 pub async fn live(
     State(st): State<AppState>,
+    Caller(p): Caller,
     Path(name): Path<String>,
-    method: Method,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult {
-    let (p, f) = camera_access(&st, &headers, &method, &name)?;
+    let f = camera_access(&st, &p, &name)?;
     if !same_origin(&headers) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -122,12 +126,20 @@ pub async fn live(
         .status
         .subscribe(&name)
         .ok_or_else(|| crate::footage::no_camera(&name))?;
-    let _ = st.accounts.audit(Some(&p.username), "live", &name);
+    st.audit(Some(&p.username), "live", name.clone()).await;
     let metrics = st.metrics.clone();
+    let accounts = st.accounts.clone();
     Ok(ws
+        .max_message_size(MAX_INCOMING_MESSAGE)
+        .max_frame_size(MAX_INCOMING_MESSAGE)
         .on_upgrade(move |socket| async move {
             metrics.sessions.fetch_add(1, Ordering::Relaxed);
-            stream(socket, rx, &metrics).await;
+            let viewer = Viewer {
+                principal: p,
+                accounts,
+                camera: name,
+            };
+            stream(socket, rx, &metrics, viewer).await;
             metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         })
         .into_response())
@@ -219,15 +231,52 @@ impl Fragmenter {
     }
 }
 
+/// Who watches: checked again every [`crate::STREAM_RECHECK`], so a revoked
+/// session or token, a deleted user or a withdrawn camera ends the view.
+struct Viewer {
+    principal: crate::Principal,
+    accounts: Arc<crate::accounts::Accounts>,
+    camera: String,
+}
+
+impl Viewer {
+    async fn still_allowed(&self) -> bool {
+        let (p, a, c) = (
+            self.principal.clone(),
+            self.accounts.clone(),
+            self.camera.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            p.still_allowed(&a, crate::accounts::Role::Viewer, Some(&c))
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
 async fn stream(
     socket: WebSocket,
     mut rx: tokio::sync::broadcast::Receiver<Arc<LiveFrame>>,
     metrics: &LiveMetrics,
+    viewer: Viewer,
 ) {
     let (mut tx, mut incoming) = socket.split();
     let mut f = Fragmenter::default();
+    let mut recheck = tokio::time::interval(crate::STREAM_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.tick().await;
     loop {
         let frame = tokio::select! {
+            _ = recheck.tick() => {
+                if !viewer.still_allowed().await {
+                    let _ = tx.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                        code: 4403,
+                        reason: "access revoked".into(),
+                    }))).await;
+                    return;
+                }
+                continue;
+            }
             r = rx.recv() => match r {
                 Ok(f) => f,
                 Err(RecvError::Lagged(n)) => {

@@ -1,12 +1,12 @@
 //! First-run setup, login (with the optional TOTP second factor), logout,
 //! and the caller's own account.
 
-use crate::accounts::{self, Role};
-use crate::{ApiError, ApiResult, AppState, PeerIp, Via, auth, authorize, body};
+use crate::accounts;
+use crate::{ApiError, ApiResult, AppState, Caller, PeerIp, Via, auth, body};
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 
 fn now() -> i64 {
@@ -29,6 +29,13 @@ pub async fn setup(
     b: Result<Json<SetupRequest>, JsonRejection>,
 ) -> ApiResult {
     let req = body(b)?;
+    if req.password.len() > 1024 || req.token.len() > 128 {
+        return Err(ApiError::bad_request(
+            "invalid",
+            "password or token too long",
+        ));
+    }
+    let _slot = hash_slot(&st).await?;
     let accounts = st.accounts.clone();
     let username = req.username.clone();
     // argon2 takes tens of milliseconds: keep it off the async workers.
@@ -37,11 +44,12 @@ pub async fn setup(
     })
     .await??;
     tracing::info!(user = %username, "first admin created through the setup token");
-    let _ = st.accounts.audit(
+    st.audit(
         Some(&username),
         "user_created",
-        "first admin, via setup token",
-    );
+        "first admin, via setup token".into(),
+    )
+    .await;
     let body = serde_json::json!({ "username": username, "role": "admin" });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -55,9 +63,45 @@ pub struct LoginRequest {
     totp: Option<String>,
 }
 
+/// A slot to hash a password in, or 503 `busy` at once: argon2 work is
+/// bounded (see [`candor_auth::HashGate`]).
+pub(crate) async fn hash_slot(st: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    st.hashing.enter().await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many password checks at once; try again in a second",
+        )
+        .retry_after(1)
+    })
+}
+
+fn locked_out(secs: u64, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked_out",
+        format!("too many {what}; try again in {secs} s"),
+    )
+    .retry_after(secs)
+}
+
+/// Writes the summaries of lockouts that ended: one line each, with the
+/// attempts they refused (refusals themselves write nothing).
+pub(crate) async fn audit_ended_lockouts(st: &AppState) {
+    for e in st.limiter.take_ended() {
+        st.audit(
+            None,
+            "lockout_ended",
+            format!("{}: {} attempts refused while locked", e.key, e.refused),
+        )
+        .await;
+    }
+}
+
 pub async fn login(
     State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIp>>,
+    headers: HeaderMap,
     b: Result<Json<LoginRequest>, JsonRejection>,
 ) -> ApiResult {
     let req = body(b)?;
@@ -68,19 +112,43 @@ pub async fn login(
             "user name or password too long",
         ));
     }
-    if let Some(secs) = st.limiter.locked(&req.username, ip) {
-        let _ = st
-            .accounts
-            .audit(Some(&req.username), "login_locked", &format!("from {ip}"));
-        let mut r = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "locked_out",
-            format!("too many failed logins; try again in {secs} s"),
-        )
-        .into_response();
-        r.headers_mut().insert(header::RETRY_AFTER, secs.into());
-        return Ok(r);
-    }
+    audit_ended_lockouts(&st).await;
+    // A browser that signed in as this user before counts against itself
+    // only, so strangers' failures cannot lock it out.
+    let device_cookie = candor_auth::cookie(&headers, auth::DEVICE_COOKIE);
+    let device = device_cookie
+        .as_deref()
+        .and_then(|v| st.device_key.check(&req.username, v));
+    let client = match device {
+        Some(id) => candor_auth::Client::Device { id },
+        None => candor_auth::Client::Untrusted {
+            name: &req.username,
+            ip,
+        },
+    };
+    // Reserve the attempt before any checking: parallel guesses cannot
+    // slip past the limit while earlier ones are still hashing.
+    let attempt = match st.limiter.reserve(&client) {
+        Ok(a) => a,
+        Err(l) => {
+            if l.first {
+                st.audit(
+                    Some(&req.username),
+                    "login_locked",
+                    format!("from {ip}: locked for {} s", l.secs),
+                )
+                .await;
+            }
+            return Err(locked_out(l.secs, "failed logins"));
+        }
+    };
+    let slot = match hash_slot(&st).await {
+        Ok(s) => s,
+        Err(e) => {
+            attempt.refund();
+            return Err(e);
+        }
+    };
     let accounts = st.accounts.clone();
     let (user, password, code) = (req.username.clone(), req.password, req.totp);
     let outcome = tokio::task::spawn_blocking(
@@ -101,32 +169,57 @@ pub async fn login(
         },
     )
     .await??;
+    drop(slot);
     match outcome {
         Ok(()) => {
+            attempt.succeeded();
             let (id, session) = st.accounts.create_session_from(&req.username, Some(ip))?;
-            st.limiter.succeeded(&req.username);
-            let _ = st
-                .accounts
-                .audit(Some(&req.username), "login", &format!("from {ip}"));
+            let how = if device.is_some() {
+                " (known browser)"
+            } else {
+                ""
+            };
+            st.audit(Some(&req.username), "login", format!("from {ip}{how}"))
+                .await;
             let body = serde_json::json!({
                 "username": session.username, "role": session.role.as_str(), "csrf_token": session.csrf,
             });
-            let cookie = auth::set_cookie(&id, accounts::SESSION_SECS);
-            Ok((StatusCode::OK, [(header::SET_COOKIE, cookie)], Json(body)).into_response())
+            let mut r = (
+                StatusCode::OK,
+                [(
+                    header::SET_COOKIE,
+                    auth::set_cookie(&id, accounts::SESSION_SECS),
+                )],
+                Json(body),
+            )
+                .into_response();
+            if device.is_none() {
+                let v = auth::device_cookie(&st.device_key.issue(&req.username));
+                if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            Ok(r)
         }
         // The password was right; ask for the second factor without counting a failure.
-        Err("totp_required") => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "totp_required",
-            "enter the 6-digit code from your authenticator app (or a recovery code)",
-        )),
+        Err("totp_required") => {
+            attempt.refund();
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "totp_required",
+                "enter the 6-digit code from your authenticator app (or a recovery code)",
+            ))
+        }
         Err(code) => {
-            st.limiter.failed(&req.username, ip);
-            let _ = st.accounts.audit(
+            let locks = attempt.locks;
+            attempt.failed();
+            let more = if locks { "; now locked out" } else { "" };
+            st.audit(
                 Some(&req.username),
                 "login_failed",
-                &format!("from {ip} ({code})"),
-            );
+                format!("from {ip} ({code}){more}"),
+            )
+            .await;
             tracing::warn!(user = %req.username, %ip, "failed login ({code})");
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -141,12 +234,11 @@ pub async fn login(
     }
 }
 
-pub async fn logout(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+pub async fn logout(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     if let Via::Session { id, .. } = &p.via {
         st.accounts.end_session(id)?;
     }
-    let _ = st.accounts.audit(Some(&p.username), "logout", "");
+    st.audit(Some(&p.username), "logout", String::new()).await;
     Ok((
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, auth::set_cookie("", 0))],
@@ -154,8 +246,7 @@ pub async fn logout(State(st): State<AppState>, method: Method, headers: HeaderM
         .into_response())
 }
 
-pub async fn me(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
+pub async fn me(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let totp = st.accounts.totp_enabled(&p.username)?;
     // A page reloaded after login needs its CSRF token back; only our own
     // origin can read this answer.
@@ -182,13 +273,39 @@ fn session_only(p: &crate::Principal) -> Result<(), ApiError> {
     }
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BeginRequest {
+    /// With TOTP already on: a current code or a recovery code. Replacing a
+    /// second factor needs the one it replaces, so a stolen session cannot
+    /// move the account to the thief's phone.
+    code: Option<String>,
+}
+
 pub async fn totp_begin(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
+    peer: Option<axum::Extension<PeerIp>>,
+    b: axum::body::Bytes,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
-    session_only(&p)?;
+    let ip = secret_guarded(&st, &p, peer)?;
+    // The body is optional: `{}` or nothing when TOTP is off.
+    let req: BeginRequest = if b.iter().all(u8::is_ascii_whitespace) {
+        BeginRequest::default()
+    } else {
+        serde_json::from_slice(&b)
+            .map_err(|e| ApiError::bad_request("bad_request", e.to_string()))?
+    };
+    if st.accounts.totp_enabled(&p.username)? {
+        let Some(code) = req.code.filter(|c| !c.is_empty() && c.len() <= 64) else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "code_required",
+                "two-factor authentication is on: enter a current code (or a recovery code) to replace it",
+            ));
+        };
+        check_code(&st, &p.username, ip, &code).await?;
+    }
     let secret = st.accounts.totp_begin(&p.username)?;
     let uri = crate::totp::otpauth_uri(&secret, &p.username);
     // The QR code phones scan; rendered here so the page needs no library.
@@ -220,15 +337,14 @@ pub struct CodeRequest {
 
 pub async fn totp_confirm(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     b: Result<Json<CodeRequest>, JsonRejection>,
 ) -> ApiResult {
-    let p = authorize(&st, &headers, &method, Role::Viewer)?;
     session_only(&p)?;
     let req = body(b)?;
     let codes = st.accounts.totp_confirm(&p.username, &req.code, now())?;
-    let _ = st.accounts.audit(Some(&p.username), "totp_enabled", "");
+    st.audit(Some(&p.username), "totp_enabled", String::new())
+        .await;
     Ok(Json(serde_json::json!({ "recovery_codes": codes })).into_response())
 }
 
@@ -236,12 +352,11 @@ pub async fn totp_confirm(
 /// failed logins: a stolen session cookie must not become a way to brute-force
 /// the code that protects the account.
 fn guard_guess(st: &AppState, user: &str, ip: std::net::IpAddr) -> Result<(), ApiError> {
-    match st.limiter.locked(user, ip) {
-        Some(secs) => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "locked_out",
-            format!("too many wrong codes or passwords; try again in {secs} s"),
-        )),
+    match st
+        .limiter
+        .locked(&candor_auth::Client::Untrusted { name: user, ip })
+    {
+        Some(secs) => Err(locked_out(secs, "wrong codes or passwords")),
         None => Ok(()),
     }
 }
@@ -256,35 +371,51 @@ fn peer_ip(peer: Option<axum::Extension<PeerIp>>) -> std::net::IpAddr {
 /// is not locked out for guessing.
 fn secret_guarded(
     st: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
+    p: &crate::Principal,
     peer: Option<axum::Extension<PeerIp>>,
-) -> Result<(crate::Principal, std::net::IpAddr), ApiError> {
-    let p = authorize(st, headers, method, Role::Viewer)?;
-    session_only(&p)?;
+) -> Result<std::net::IpAddr, ApiError> {
+    session_only(p)?;
     let ip = peer_ip(peer);
     guard_guess(st, &p.username, ip)?;
-    Ok((p, ip))
+    Ok(ip)
+}
+
+/// Checks a TOTP or recovery code of the caller, reserving the attempt first.
+async fn check_code(
+    st: &AppState,
+    user: &str,
+    ip: std::net::IpAddr,
+    code: &str,
+) -> Result<(), ApiError> {
+    let client = candor_auth::Client::Untrusted { name: user, ip };
+    let attempt = st
+        .limiter
+        .reserve(&client)
+        .map_err(|l| locked_out(l.secs, "wrong codes or passwords"))?;
+    if st.accounts.totp_check(user, code, now())? {
+        attempt.refund();
+        Ok(())
+    } else {
+        attempt.failed();
+        Err(ApiError::bad_request(
+            "bad_code",
+            "wrong or already used code",
+        ))
+    }
 }
 
 pub async fn totp_disable(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     peer: Option<axum::Extension<PeerIp>>,
     b: Result<Json<CodeRequest>, JsonRejection>,
 ) -> ApiResult {
-    let (p, ip) = secret_guarded(&st, &headers, &method, peer)?;
+    let ip = secret_guarded(&st, &p, peer)?;
     let req = body(b)?;
-    if !st.accounts.totp_check(&p.username, &req.code, now())? {
-        st.limiter.failed(&p.username, ip);
-        return Err(ApiError::bad_request(
-            "bad_code",
-            "wrong or already used code",
-        ));
-    }
+    check_code(&st, &p.username, ip, &req.code).await?;
     st.accounts.totp_disable(&p.username)?;
-    let _ = st.accounts.audit(Some(&p.username), "totp_disabled", "");
+    st.audit(Some(&p.username), "totp_disabled", String::new())
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -299,16 +430,29 @@ pub struct PasswordChange {
 /// session of the user ends (a thief's too); this browser gets a new one.
 pub async fn change_password(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     peer: Option<axum::Extension<PeerIp>>,
     b: Result<Json<PasswordChange>, JsonRejection>,
 ) -> ApiResult {
-    let (p, ip) = secret_guarded(&st, &headers, &method, peer)?;
+    let ip = secret_guarded(&st, &p, peer)?;
     let req = body(b)?;
     if req.current.len() > 1024 || req.new.len() > 1024 {
         return Err(ApiError::bad_request("invalid", "password too long"));
     }
+    let attempt = st
+        .limiter
+        .reserve(&candor_auth::Client::Untrusted {
+            name: &p.username,
+            ip,
+        })
+        .map_err(|l| locked_out(l.secs, "wrong codes or passwords"))?;
+    let slot = match hash_slot(&st).await {
+        Ok(s) => s,
+        Err(e) => {
+            attempt.refund();
+            return Err(e);
+        }
+    };
     let accounts = st.accounts.clone();
     let user = p.username.clone();
     let ok = tokio::task::spawn_blocking(move || -> Result<bool, accounts::AccountError> {
@@ -319,19 +463,20 @@ pub async fn change_password(
         Ok(true)
     })
     .await??;
+    drop(slot);
     if !ok {
-        st.limiter.failed(&p.username, ip);
+        attempt.failed();
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "bad_credentials",
             "the current password is wrong",
         ));
     }
+    attempt.refund();
     // update_user ended every session; give this browser a fresh one.
     let (id, session) = st.accounts.create_session_from(&p.username, Some(ip))?;
-    let _ = st
-        .accounts
-        .audit(Some(&p.username), "password_changed", "by the user");
+    st.audit(Some(&p.username), "password_changed", "by the user".into())
+        .await;
     let body = serde_json::json!({ "csrf_token": session.csrf });
     Ok((
         StatusCode::OK,

@@ -5,13 +5,12 @@
 //! (`Authorization: Bearer cnd_…`), so no second, unauthenticated port is
 //! opened.
 
-use crate::accounts::Role;
 use crate::footage::{Footage, state_fields};
 use crate::live::LATENCY_BUCKETS_US;
-use crate::{ApiError, ApiResult, AppState, authorize};
+use crate::{ApiError, ApiResult, AppState, Caller, Principal};
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use candor_media::Time90k;
 use std::fmt::Write as _;
@@ -47,7 +46,7 @@ pub fn forecast(
     best
 }
 
-fn system_json(f: &Footage, st: &AppState) -> Result<serde_json::Value, ApiError> {
+fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<serde_json::Value, ApiError> {
     let status = f.status.status();
     let usage = f.store.usage().map_err(ApiError::internal)?;
     let ids = f.store.cameras().map_err(ApiError::internal)?;
@@ -105,7 +104,9 @@ fn system_json(f: &Footage, st: &AppState) -> Result<serde_json::Value, ApiError
         .map(|m| m as f64)
         .unwrap_or((used + free) as f64);
     let total_daily: f64 = rows.iter().filter_map(|r| r.daily).sum();
-    let cameras: Vec<_> = rows
+    // Shares are computed over every camera, then the caller's are kept.
+    let cameras: Vec<_> = p
+        .visible(rows, |r| &r.name)
         .into_iter()
         .map(|mut r| {
             let (age, max_bytes) = f.policy.cameras.get(&r.name).copied().unwrap_or_default();
@@ -120,9 +121,8 @@ fn system_json(f: &Footage, st: &AppState) -> Result<serde_json::Value, ApiError
             r.json
         })
         .collect();
-    let viewers: serde_json::Map<_, _> = f
-        .status
-        .viewers()
+    let viewers: serde_json::Map<_, _> = p
+        .visible(f.status.viewers(), |(n, _)| n)
         .into_iter()
         .map(|(n, c)| (n, serde_json::json!(c)))
         .collect();
@@ -142,14 +142,13 @@ fn system_json(f: &Footage, st: &AppState) -> Result<serde_json::Value, ApiError
     }))
 }
 
-pub async fn system(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Operator)?;
+pub async fn system(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let f = st
         .footage
         .clone()
         .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
     let st2 = st.clone();
-    let v = tokio::task::spawn_blocking(move || system_json(&f, &st2)).await??;
+    let v = tokio::task::spawn_blocking(move || system_json(&f, &st2, &p)).await??;
     Ok(Json(v).into_response())
 }
 
@@ -160,8 +159,7 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub async fn metrics(State(st): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult {
-    authorize(&st, &headers, &method, Role::Operator)?;
+pub async fn metrics(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -174,7 +172,7 @@ pub async fn metrics(State(st): State<AppState>, method: Method, headers: Header
         st.started.elapsed().as_secs()
     );
     if let Some(f) = &st.footage {
-        let status = f.status.status();
+        let status = p.visible(f.status.status(), |s| &s.camera.name);
         let _ = writeln!(
             o,
             "# HELP candor_camera_up 1 while the camera is streaming.\n# TYPE candor_camera_up gauge"
@@ -223,7 +221,7 @@ pub async fn metrics(State(st): State<AppState>, method: Method, headers: Header
             }
         }
         let _ = writeln!(o, "# TYPE candor_live_viewers gauge");
-        for (n, c) in f.status.viewers() {
+        for (n, c) in p.visible(f.status.viewers(), |(n, _)| n) {
             let _ = writeln!(o, "candor_live_viewers{{camera=\"{}\"}} {c}", label(&n));
         }
         if let Ok((free, _)) = candor_storage::retention::disk_space(&f.store) {

@@ -916,10 +916,18 @@ function addCameraPage() {
   const add = async (e) => {
     e.preventDefault();
     try {
-      await post('cameras', {
+      const body = {
         name: name.value.trim(), url: url.value.trim(), username: user.value || null, password: pass.value || null,
         sub_url: sub.value.trim() || null, onvif: xaddr.value.trim() || null, motion: motion.checked,
-      });
+      };
+      try {
+        await post('cameras', body);
+      } catch (err) {
+        // A stream on another host than the camera gets the password only
+        // if the admin confirms it.
+        if (err.code !== 'other_host' || !confirm(`${err.message}\n\nSend the camera's password to this address?`)) throw err;
+        await post('cameras', { ...body, other_host: true });
+      }
       toast(`${name.value} added: saved to the configuration and recording.`);
       location.hash = '#system';
     } catch (err) {

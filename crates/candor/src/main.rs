@@ -165,6 +165,10 @@ enum UserCmd {
         name: String,
         #[arg(long, value_parser = ["admin", "operator", "viewer"])]
         role: String,
+        /// Cameras a viewer or operator may see: names separated by commas,
+        /// or `all`. Default: none (grant them later in the web app).
+        #[arg(long)]
+        cameras: Option<String>,
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -200,9 +204,47 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// For the long-running servers: everything they create (footage, index,
+/// snapshots, keys, config) is owner-only, and their descriptors are not
+/// capped at the usual soft limit of 1,024 (connections must never take
+/// the ones that recording needs).
+fn private_server() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    match candor_auth::conn::raise_nofile_limit() {
+        Ok(n) => tracing::debug!("open file limit: {n}"),
+        Err(e) => tracing::warn!("could not raise the open file limit: {e}"),
+    }
+}
+
+/// Secrets in a config readable by others: say so at start (not fatal: an
+/// owner may have reasons, but rarely good ones).
+fn warn_if_readable(config: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(config)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "{} is readable by other users (mode {:o}) and may hold camera passwords; run `chmod 600 {}`",
+            config.display(),
+            m.permissions().mode() & 0o777,
+            config.display()
+        );
+    }
+}
+
+/// Footage and the index are private to the recorder's user.
+fn private_dir(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!("could not make {} private (0700): {e}", dir.display());
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Run { config } => {
+            private_server();
+            warn_if_readable(&config);
             let cfg = Config::load(&config)?;
             runtime()?.block_on(record(cfg, config, None))
         }
@@ -211,7 +253,10 @@ fn run(cli: Cli) -> Result<()> {
             cameras,
             port,
             seconds,
-        } => runtime()?.block_on(demo(data, cameras, port, seconds)),
+        } => {
+            private_server();
+            runtime()?.block_on(demo(data, cameras, port, seconds))
+        }
         Cmd::Spans {
             config,
             camera,
@@ -254,6 +299,8 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => events(&config, camera.as_deref(), since.as_deref(), json),
         Cmd::Cloud { config } => {
+            private_server();
+            warn_if_readable(&config);
             let cfg = candor_cloud::Config::load(&config)?;
             runtime()?.block_on(async move {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -284,13 +331,32 @@ fn run(cli: Cli) -> Result<()> {
             runtime()?.block_on(discover(probe, Duration::from_secs(wait), creds, json))
         }
         Cmd::User {
-            cmd: UserCmd::Add { name, role, config },
+            cmd:
+                UserCmd::Add {
+                    name,
+                    role,
+                    cameras,
+                    config,
+                },
         } => {
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
             let cfg = Config::load(&config)?;
             let password = read_password()?;
             let accounts = candor_web::accounts::Accounts::open(&cfg.storage.path)?;
             let role = candor_web::accounts::Role::parse(&role).expect("clap checked the role");
-            accounts.add_user(&name, role, &password)?;
+            // Least privilege: no camera unless named (admins see all).
+            let cams: Option<Vec<String>> = match cameras.as_deref() {
+                _ if role == candor_web::accounts::Role::Admin => None,
+                Some("all") => None,
+                Some(list) => Some(
+                    list.split(',')
+                        .map(|c| c.trim().to_owned())
+                        .filter(|c| !c.is_empty())
+                        .collect(),
+                ),
+                None => Some(Vec::new()),
+            };
+            accounts.add_user_scoped(&name, role, &password, cams.as_deref())?;
             eprintln!("added {} user {name:?}", role.as_str());
             Ok(())
         }
@@ -335,6 +401,9 @@ async fn shutdown_signal() {
 }
 
 async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Duration>) -> Result<()> {
+    std::fs::create_dir_all(&cfg.storage.path)
+        .with_context(|| format!("creating {}", cfg.storage.path.display()))?;
+    private_dir(&cfg.storage.path);
     let rec = Recorder::start(&cfg)
         .await
         .context("starting the recorder")?;
@@ -446,8 +515,14 @@ async fn start_web(
         );
     }
     let router = candor_web::router(accounts, footage);
+    let limits = candor_auth::conn::Limits {
+        max_connections: w.max_connections.max(1),
+        max_per_address: w.max_connections_per_address.max(1),
+        idle: w.idle_timeout.0.max(std::time::Duration::from_secs(1)),
+        ..Default::default()
+    };
     Ok(tokio::spawn(candor_web::serve(
-        listener, tls.config, router, stop,
+        listener, tls.config, router, limits, stop,
     )))
 }
 
@@ -506,7 +581,18 @@ async fn demo(data: PathBuf, cameras: usize, port: u16, seconds: Option<u64>) ->
             sim.url(i)
         );
     }
-    std::fs::write(&config_path, toml)?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        // It will hold secrets once cameras with passwords are added.
+        let _ = std::fs::remove_file(&config_path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&config_path)?
+            .write_all(toml.as_bytes())?;
+    }
     let cfg = Config::load(&config_path)?;
     let exe = std::env::args().next().unwrap_or_else(|| "candor".into());
     let start = Time90k::now();
@@ -592,7 +678,7 @@ fn events(config: &Path, camera: Option<&str>, since: Option<&str>, json: bool) 
     let list = store.events(&candor_storage::events::EventFilter {
         camera_id,
         since,
-        limit: None,
+        ..Default::default()
     })?;
     if json {
         let v: Vec<_> = list
