@@ -60,6 +60,9 @@ pub enum Client<'a> {
     Untrusted { name: &'a str, ip: IpAddr },
     /// A browser with a valid device cookie for this name: counted per device.
     Device { id: &'a str },
+    /// One counter of its own (sign-ups per address, a signed-in account's
+    /// password or code checks): shares nothing with sign-in counters.
+    Key(&'a str),
 }
 
 impl Client<'_> {
@@ -67,6 +70,7 @@ impl Client<'_> {
         match self {
             Client::Untrusted { name, ip } => vec![format!("user:{name}"), format!("ip:{ip}")],
             Client::Device { id } => vec![format!("device:{id}")],
+            Client::Key(k) => vec![format!("key:{k}")],
         }
     }
 }

@@ -254,10 +254,10 @@ async fn register(
     let ip_s = ip.to_string();
     cloud
         .limiter
-        .reserve(&candor_auth::Client::Untrusted {
-            name: "sign-up",
-            ip: ip.to_canonical(),
-        })
+        .reserve(&candor_auth::Client::Key(&format!(
+            "sign-up:{}",
+            ip.to_canonical()
+        )))
         .map_err(|l| ApiError::locked(l.secs))?
         .failed();
     let _slot = cloud.hashing.enter().await.ok_or_else(ApiError::busy)?;
@@ -503,10 +503,7 @@ async fn totp_confirm(
         let key = format!("totp:{}", me.account);
         let attempt = cloud
             .limiter
-            .reserve(&candor_auth::Client::Untrusted {
-                name: &key,
-                ip: [0, 0, 0, 0].into(),
-            })
+            .reserve(&candor_auth::Client::Key(&key))
             .map_err(|l| ApiError::locked(l.secs))?;
         let current = t.current.as_deref().unwrap_or("");
         if !spend_totp(&cloud, &me.account, &old, current).await? {
@@ -550,14 +547,15 @@ struct PasswordChange {
     new: String,
 }
 
-/// Checks the signed-in account's password, counted like a sign-in.
-async fn check_password(cloud: &Cloud, me: &Me, ip: IpAddr, password: &str) -> ApiResult<()> {
+/// Checks the signed-in account's password, counted per account (the
+/// session already says who is asking).
+async fn check_password(cloud: &Cloud, me: &Me, password: &str) -> ApiResult<()> {
     let attempt = cloud
         .limiter
-        .reserve(&candor_auth::Client::Untrusted {
-            name: &me.email,
-            ip,
-        })
+        .reserve(&candor_auth::Client::Key(&format!(
+            "password:{}",
+            me.account
+        )))
         .map_err(|l| ApiError::locked(l.secs))?;
     let Some(_slot) = cloud.hashing.enter().await else {
         attempt.refund();
@@ -593,7 +591,6 @@ async fn check_password(cloud: &Cloud, me: &Me, ip: IpAddr, password: &str) -> A
 /// session of the account ends.
 async fn change_password(
     State(cloud): Cl,
-    Extension(PeerIp(ip)): Extension<PeerIp>,
     headers: HeaderMap,
     Json(b): Json<PasswordChange>,
 ) -> ApiResult<StatusCode> {
@@ -605,7 +602,7 @@ async fn change_password(
             "use a password of at least 10 characters",
         ));
     }
-    check_password(&cloud, &me, ip, &b.current).await?;
+    check_password(&cloud, &me, &b.current).await?;
     let _slot = cloud.hashing.enter().await.ok_or_else(ApiError::busy)?;
     let phc = tokio::task::spawn_blocking(move || candor_auth::hash_password(&b.new))
         .await
@@ -639,12 +636,11 @@ struct DeleteAccount {
 /// (their keys refused from now on), alarms, push subscriptions, sessions.
 async fn delete_account(
     State(cloud): Cl,
-    Extension(PeerIp(ip)): Extension<PeerIp>,
     headers: HeaderMap,
     Json(b): Json<DeleteAccount>,
 ) -> ApiResult<Response> {
     let me = me_csrf(&cloud, &headers).await?;
-    check_password(&cloud, &me, ip, &b.password).await?;
+    check_password(&cloud, &me, &b.password).await?;
     let sites = cloud
         .db
         .query(

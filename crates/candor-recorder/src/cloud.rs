@@ -533,6 +533,7 @@ impl Link {
         // Set only once the local admin confirmed, and sent: the cloud's
         // `paired` counts only after it (docs/design/cloud.md).
         let mut confirmed = false;
+        let (mut beat, mut last_pong) = (None, None);
         let mut deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let msg = tokio::select! {
@@ -627,7 +628,11 @@ impl Link {
                     return Ended::Retry(format!("the cloud refused: {reason}"));
                 }
                 Message::Ping { nonce } => {
-                    if let Err(e) = self.send(conn, dest, &Message::Pong { nonce }).await {
+                    if last_pong.is_some_and(|t: Instant| t.elapsed() < PONG_MIN_INTERVAL) {
+                        continue;
+                    }
+                    last_pong = Some(Instant::now());
+                    if let Err(e) = self.pong(conn, dest, nonce, &mut beat).await {
                         return Ended::Retry(e);
                     }
                 }

@@ -233,6 +233,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn concurrent_edits_all_land_and_the_file_stays_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("candor.toml");
+        std::fs::write(&p, "[storage]\npath = \"d\"\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::thread::scope(|s| {
+            for i in 0..16 {
+                let p = &p;
+                s.spawn(move || {
+                    let c = NewCamera {
+                        name: format!("cam{i}"),
+                        url: format!("rtsp://10.0.0.{i}/x"),
+                        username: None,
+                        password: None,
+                        sub_url: None,
+                        onvif: None,
+                        motion: false,
+                        other_host: false,
+                    };
+                    add_camera(p, &c).unwrap();
+                });
+            }
+        });
+        let cfg = Config::load(&p).unwrap();
+        assert_eq!(cfg.cameras.len(), 16, "an edit was lost");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "temporary files left behind");
+    }
+
+    #[test]
     fn adding_a_camera_appends_a_valid_entry_with_encoded_credentials() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("candor.toml");

@@ -11,12 +11,16 @@ use axum::response::IntoResponse;
 fn query_params(path: &str, method: &Method) -> Vec<(&'static str, &'static str, bool)> {
     match (path, method.as_str()) {
         ("/api/v1/cameras/{name}/spans", _) => vec![
-            ("from", "Start, RFC 3339 (default: the beginning)", false),
+            (
+                "from",
+                "Start, RFC 3339 (default: 31 days before `to`; the range is at most 31 days)",
+                false,
+            ),
             ("to", "End, RFC 3339 (default: now)", false),
         ],
         ("/api/v1/cameras/{name}/export.mp4", _) => vec![
             ("from", "Start, RFC 3339", true),
-            ("to", "End, RFC 3339", true),
+            ("to", "End, RFC 3339 (at most 24 h after `from`)", true),
             ("download", "1: Content-Disposition attachment", false),
         ],
         ("/api/v1/audit", _) => vec![
@@ -59,7 +63,8 @@ pub fn document() -> serde_json::Value {
             "parameters": params,
             "responses": {
                 "200": { "description": "Success" },
-                "4XX": { "description": "Client error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                "4XX": { "description": "Client error (429 `locked_out` / `too_many_exports` carry Retry-After)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                "503": { "description": "Busy (`busy`: too many password checks at once; Retry-After)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
             },
         });
         match r.access {
@@ -89,7 +94,20 @@ pub fn document() -> serde_json::Value {
     }
     serde_json::json!({
         "openapi": "3.1.0",
-        "info": { "title": "Candor recorder API", "version": env!("CARGO_PKG_VERSION") },
+        "info": {
+            "title": "Candor recorder API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Limits: request bodies at most {} bytes, sent within 10 s (413 `too_large`, 408 `slow_body`); \
+                 login attempts are counted before checking (429 `locked_out` with Retry-After after 5 failures per user \
+                 name or address in 15 min; browsers with a device cookie count on their own); password checks run a few \
+                 at a time (503 `busy` with Retry-After); one export covers at most 24 h and one spans request 31 days \
+                 (400 `range_too_long`); at most {} exports per user at once (429 `too_many_exports`). \
+                 Callers limited to some cameras see only those; routes marked x-candor-whole-site refuse them (403 `scoped`).",
+                crate::MAX_BODY,
+                crate::footage::MAX_EXPORTS_PER_USER
+            ),
+        },
         "paths": paths,
         "security": [ { "session": [] }, { "token": [] } ],
         "components": {

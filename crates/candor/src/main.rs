@@ -762,19 +762,30 @@ async fn discover(
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    // Everything below comes from the cameras: comments lose their control
+    // characters (a newline would start a TOML line of the camera's
+    // choosing), and values are written by the TOML serializer.
+    let c = |v: &serde_json::Value| -> String {
+        v.as_str()
+            .unwrap_or("")
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
     for v in &out {
         let name = v["name"].as_str().unwrap_or("camera");
-        println!("# {name} ({})", v["xaddrs"][0].as_str().unwrap_or(""));
-        if let Some(e) = v["error"].as_str() {
-            println!("#   {e}");
+        println!("# {} ({})", c(&v["name"]), c(&v["xaddrs"][0]));
+        if v["error"].is_string() {
+            println!("#   {}", c(&v["error"]));
             continue;
         }
-        if let Some(m) = v["manufacturer"].as_str() {
+        if v["manufacturer"].is_string() {
             println!(
-                "#   {m} {} serial {}, clock off by {} s",
-                v["model"].as_str().unwrap_or(""),
-                v["serial"].as_str().unwrap_or(""),
-                v["clock_offset_secs"]
+                "#   {} {} serial {}, clock off by {} s",
+                c(&v["manufacturer"]),
+                c(&v["model"]),
+                c(&v["serial"]),
+                v["clock_offset_secs"].as_i64().unwrap_or(0)
             );
         }
         if let Some(main) = v["main"].as_str() {
@@ -793,7 +804,22 @@ async fn discover(
                     }
                 })
                 .collect();
-            println!("[[cameras]]\nname = \"{slug}\"\nurl = \"{url}\"\n");
+            #[derive(serde::Serialize)]
+            struct Entry<'a> {
+                name: &'a str,
+                url: &'a str,
+            }
+            #[derive(serde::Serialize)]
+            struct Doc<'a> {
+                cameras: [Entry<'a>; 1],
+            }
+            let doc = Doc {
+                cameras: [Entry {
+                    name: &slug,
+                    url: &url,
+                }],
+            };
+            println!("{}", toml::to_string(&doc)?);
         } else if creds.is_none() {
             println!("#   run with --user to look up its streams\n");
         }

@@ -837,3 +837,45 @@ fn secrets_and_footage_are_private_on_disk() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Least privilege: users made by the CLI or the API without a camera list
+/// see no camera (the README's promise), until an admin grants some.
+#[test]
+fn new_users_see_no_camera_until_granted() {
+    let t = target(&["gate"], "");
+    let o = {
+        use std::io::Write;
+        let mut c = Command::new(bin())
+            .args(["user", "add", "cli", "--role", "viewer", "-c"])
+            .arg(&t.cfg)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(b"cli password 1\n")
+            .unwrap();
+        c.wait().unwrap()
+    };
+    assert!(o.success());
+    let admin = t.login("root", "root password 1");
+    let (code, _, v) = admin.api(
+        "POST",
+        "users",
+        Some(r#"{"name":"api","password":"api password 1","role":"operator"}"#),
+    );
+    assert_eq!(code, 201, "{v}");
+    for user in ["cli", "api"] {
+        let w = t.login(user, &format!("{user} password 1"));
+        let (_, _, v) = w.api("GET", "cameras", None);
+        assert_eq!(v["cameras"], serde_json::json!([]), "{user}: {v}");
+        let (code, _, _) = w.api("GET", "cameras/gate/spans", None);
+        assert_eq!(code, 404, "{user}");
+    }
+    let (code, _, _) = admin.api("PATCH", "users/cli", Some(r#"{"cameras":["gate"]}"#));
+    assert_eq!(code, 204);
+    let w = t.login("cli", "cli password 1");
+    let (_, _, v) = w.api("GET", "cameras", None);
+    assert_eq!(v["cameras"][0]["name"], "gate", "{v}");
+}

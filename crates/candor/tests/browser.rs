@@ -34,6 +34,7 @@ fn web_app_end_to_end_in_headless_chromium() {
             ("door", hevc.url(0), ""),
         ],
     );
+    allow_loopback_cameras(&cfg);
     let rec = start_recorder(&cfg);
     let base = web_url(&rec);
     wait_for("the setup link", Duration::from_secs(10), || {

@@ -419,8 +419,104 @@ fn scenario(database: Option<String>) {
         .unwrap()
         .as_secs();
     std::thread::sleep(Duration::from_secs(31 - now % 30));
-    let (code, _, v) = login(totp(secret).into());
-    assert_eq!(code, 200, "the next step's code signs in: {v}");
+    // The next step's code signs in once: two sign-ins racing with it get
+    // one session between them (the step is spent in one update).
+    let code_now = totp(secret);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| login(code_now.clone().into()).0);
+        let b = s.spawn(|| {
+            let jar = dir.path().join("jar-2fa-race");
+            let body = serde_json::json!({"email": "owner@example.com", "password": "long enough password", "code": code_now});
+            curl(&cloud.cert, &jar, "POST", &format!("{}api/login", cloud.base), Some(&body.to_string()), &[]).0
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut both = [a, b];
+    both.sort();
+    assert_eq!(both, [200, 401], "one code, two sign-ins");
+    // A stolen session cannot move 2FA to another phone without a code.
+    let (code, t) = owner.api("POST", "totp/begin", None);
+    assert_eq!(code, 200, "{t}");
+    let fresh = t["secret"].as_str().unwrap();
+    let body = serde_json::json!({"secret": fresh, "code": totp(fresh)}).to_string();
+    let (code, v) = owner.api("POST", "totp/confirm", Some(&body));
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (403, Some("code_required")),
+        "{v}"
+    );
+    // Sign-up does not tell whether an address has an account, and leaves
+    // the existing one as it was.
+    let taken = serde_json::json!({"email": "owner@example.com", "password": "another password 2"});
+    let (code, _, v) = curl(
+        &cloud.cert,
+        &dir.path().join("jar-x"),
+        "POST",
+        &format!("{}api/accounts", cloud.base),
+        Some(&taken.to_string()),
+        &[],
+    );
+    assert_eq!(
+        (code, &v),
+        (201, &serde_json::json!({"email": "owner@example.com"}))
+    );
+    let (code, _, _) = curl(
+        &cloud.cert,
+        &dir.path().join("jar-x"),
+        "POST",
+        &format!("{}api/login", cloud.base),
+        Some(&taken.to_string()),
+        &[],
+    );
+    assert_eq!(code, 401, "sign-up changed an existing account's password");
+    // Password change needs the current password; other sessions end.
+    let (code, v) = other.api(
+        "POST",
+        "password",
+        Some(r#"{"current":"wrong password!","new":"neighbour password 2"}"#),
+    );
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (403, Some("bad_credentials")),
+        "{v}"
+    );
+    let second = Owner::login(
+        &cloud,
+        dir.path(),
+        "neighbour@example.com",
+        "long enough password",
+        "jar-n2",
+    );
+    let (code, v) = other.api(
+        "POST",
+        "password",
+        Some(r#"{"current":"long enough password","new":"neighbour password 2"}"#),
+    );
+    assert_eq!(code, 204, "{v}");
+    assert_eq!(
+        second.api("GET", "sites", None).0,
+        401,
+        "the other session lives on"
+    );
+    assert_eq!(other.api("GET", "sites", None).0, 200, "this session ended");
+    // Account deletion: needs the password, then the account is gone.
+    let (code, v) = other.api(
+        "DELETE",
+        "account",
+        Some(r#"{"password":"long enough password"}"#),
+    );
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (403, Some("bad_credentials")),
+        "{v}"
+    );
+    let (code, v) = other.api(
+        "DELETE",
+        "account",
+        Some(r#"{"password":"neighbour password 2"}"#),
+    );
+    assert_eq!(code, 204, "{v}");
+    assert_eq!(other.api("GET", "sites", None).0, 401);
 
     // Sign-in is rate limited: five wrong passwords lock the account.
     for _ in 0..5 {
@@ -437,7 +533,7 @@ fn scenario(database: Option<String>) {
         );
     }
     let b =
-        serde_json::json!({"email": "neighbour@example.com", "password": "long enough password"})
+        serde_json::json!({"email": "neighbour@example.com", "password": "neighbour password 2"})
             .to_string();
     let (code, _, v) = curl(
         &cloud.cert,
@@ -551,13 +647,49 @@ fn cloud_in_chromium_with_web_push() {
         dir.path(),
         None,
         &format!(
-            "push_ca = \"{}\"\nvapid_subject = \"mailto:ops@example.com\"",
+            "push_ca = \"{}\"\nvapid_subject = \"mailto:ops@example.com\"\npush_allow_hosts = [\"127.0.0.1\"]",
             push_cert.display()
         ),
     );
     let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
     let (code, v) = owner.api("POST", "push", Some(&subscription.to_string()));
     assert_eq!(code, 201, "{v}");
+    // Push endpoints inside the cloud's network are refused (the push
+    // endpoint above is allowed by push_allow_hosts), so are another
+    // account's endpoint and more than ten devices.
+    for inside in [
+        "https://10.1.2.3/push",
+        "https://169.254.169.254/latest",
+        "https://localhost:9/x",
+        "https://[::1]/x",
+    ] {
+        let mut s = subscription.clone();
+        s["endpoint"] = inside.into();
+        let (code, v) = owner.api("POST", "push", Some(&s.to_string()));
+        assert_eq!(
+            (code, v["code"].as_str()),
+            (400, Some("endpoint_not_public")),
+            "{inside}: {v}"
+        );
+    }
+    let stranger = Owner::register(&cloud, dir.path(), "stranger@example.com");
+    let (code, v) = stranger.api("POST", "push", Some(&subscription.to_string()));
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (409, Some("endpoint_taken")),
+        "{v}"
+    );
+    let gone = serde_json::json!({"endpoint": subscription["endpoint"]}).to_string();
+    assert_eq!(stranger.api("DELETE", "push", Some(&gone)).0, 204);
+    let ep = subscription["endpoint"].as_str().unwrap().to_owned();
+    let mut codes = Vec::new();
+    for i in 0..11 {
+        let mut s = subscription.clone();
+        s["endpoint"] = format!("{ep}-stranger-{i}").into();
+        codes.push(stranger.api("POST", "push", Some(&s.to_string())).0);
+    }
+    assert_eq!(&codes[..10], &[201; 10]);
+    assert_eq!(codes[10], 409, "an eleventh device");
     // A subscription with an http endpoint or a bad key is refused.
     let mut bad = subscription.clone();
     bad["endpoint"] = "http://127.0.0.1:1/x".into();

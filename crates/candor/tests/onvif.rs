@@ -483,6 +483,7 @@ fn discover_describe_and_add_a_camera_through_the_api_without_a_restart() {
     let sim = camsim_with_onvif(1, "cam pass 1", 3600);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "", &[]);
+    allow_loopback_cameras(&cfg);
     // The whole chain ends at the integrations: Mosquitto and a webhook.
     let prefix = format!("candoradd{}", std::process::id());
     let sub = Subscriber::start(&[&format!("{prefix}/door/tamper")]);

@@ -132,6 +132,28 @@ impl Owner {
         }
     }
 
+    /// Signs an existing account in, in its own cookie jar.
+    pub fn login(cloud: &CloudProc, dir: &Path, email: &str, password: &str, jar: &str) -> Owner {
+        let jar = dir.join(jar);
+        let body = serde_json::json!({"email": email, "password": password}).to_string();
+        let (code, _, v) = curl(
+            &cloud.cert,
+            &jar,
+            "POST",
+            &format!("{}api/login", cloud.base),
+            Some(&body),
+            &[],
+        );
+        assert_eq!(code, 200, "{v}");
+        Owner {
+            email: email.into(),
+            base: cloud.base.clone(),
+            cert: cloud.cert.clone(),
+            jar,
+            csrf: v["csrf"].as_str().unwrap().into(),
+        }
+    }
+
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
         let h = format!("X-CSRF-Token: {}", self.csrf);
         let (code, _, v) = curl(

@@ -74,6 +74,18 @@ pub fn write_config(dir: &Path, storage_extra: &str, cameras: &[(&str, String, &
     p
 }
 
+/// Lets the web app add cameras on loopback (the simulators live there);
+/// off by default, and the attack tests rely on that.
+#[allow(dead_code)]
+pub fn allow_loopback_cameras(cfg: &Path) {
+    let text = std::fs::read_to_string(cfg).unwrap().replacen(
+        "[web]\n",
+        "[web]\nallow_loopback_cameras = true\n",
+        1,
+    );
+    std::fs::write(cfg, text).unwrap();
+}
+
 pub struct RecorderProc {
     pub child: Child,
     pub log: PathBuf,
@@ -419,8 +431,19 @@ pub fn user_add(
     password: &str,
 ) -> std::process::Output {
     use std::io::Write;
+    // Viewers and operators see every camera here; the default (none) is
+    // attack.rs's `new_users_see_no_camera_until_granted`.
     let mut c = Command::new(bin())
-        .args(["user", "add", name, "--role", role, "-c"])
+        .args([
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--cameras",
+            "all",
+            "-c",
+        ])
         .arg(cfg)
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
