@@ -24,7 +24,9 @@ run() { # $1: label, rest: loadgen args
   local label=$1; shift
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   rm -rf "$work/c"; mkdir -p "$work/c"
-  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/c"\n' "$port" "$work" > "$work/c/cloud.toml"
+  # All simulated recorders share one address here: lift the per-address
+  # pairing cap that protects a real cloud.
+  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/c"\nmax_pairing_per_address = 1000\n' "$port" "$work" > "$work/c/cloud.toml"
   RUST_LOG=warn "$T/candor" cloud -c "$work/c/cloud.toml" 2> "$work/c/log" &
   local pid=$!
   for _ in $(seq 100); do [ -f "$work/c/tls/cert.pem" ] && grep -q . "$work/c/tls/cert.pem" && break; sleep 0.1; done

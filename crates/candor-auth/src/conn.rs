@@ -75,8 +75,16 @@ impl ConnGate {
         })
     }
 
-    /// A place for a connection from `ip`, or `None`: close it now.
+    /// A place for a connection from `ip`, or `None`: close it now. IPv6
+    /// clients count by their /64 (one host usually holds a whole one).
     pub fn admit(self: &Arc<ConnGate>, ip: IpAddr) -> Option<Admitted> {
+        let ip = match ip.to_canonical() {
+            IpAddr::V6(v) => {
+                let s = v.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+            v4 => v4,
+        };
         let mut per = self.per.lock().unwrap_or_else(|e| e.into_inner());
         let n = per.get(&ip).copied().unwrap_or(0);
         if n >= self.limits.max_per_address
@@ -275,7 +283,11 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfe80 // link-local
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
                 || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64: may map to anything
-                || s[0] == 0x2002) // 6to4: embeds a v4 address
+                || s[0] == 0x2002 // 6to4: embeds a v4 address
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) // discard-only
+                || s[..6] == [0; 6]) // IPv4-compatible ::a.b.c.d
         }
     }
 }

@@ -65,10 +65,24 @@ pub enum Client<'a> {
     Key(&'a str),
 }
 
+/// The address key: IPv4 as is, IPv6 by its /64 (one host usually holds a
+/// whole /64, so single addresses would give it endless fresh keys).
+pub fn address_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V6(v) => {
+            let s = v.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => v4.to_string(),
+    }
+}
+
 impl Client<'_> {
     fn keys(&self) -> Vec<String> {
         match self {
-            Client::Untrusted { name, ip } => vec![format!("user:{name}"), format!("ip:{ip}")],
+            Client::Untrusted { name, ip } => {
+                vec![format!("user:{name}"), format!("ip:{}", address_key(*ip))]
+            }
             Client::Device { id } => vec![format!("device:{id}")],
             Client::Key(k) => vec![format!("key:{k}")],
         }
@@ -197,17 +211,23 @@ impl Limiter {
             }
         }
         if map.len() > MAX_KEYS {
-            map.retain(|_, f| !f.stale(now));
+            // Keys that count nothing (given back) or are past their window.
+            map.retain(|_, f| f.count > 0 && !f.stale(now));
         }
         if map.len() > MAX_KEYS {
-            // A spray of fresh names and addresses: drop unlocked keys, oldest first.
-            let mut unlocked: Vec<(Instant, String)> = map
+            // Still full: forget address keys first, oldest first. A name's
+            // or device's failures are never forgotten early, so filling the
+            // table cannot reset the count of a name being guessed at; each
+            // such key cost the attacker a real (hashed) attempt, so their
+            // number is bounded by the hashing rate over the window.
+            let mut addresses: Vec<(Instant, String)> = map
                 .iter()
-                .filter(|(_, f)| f.locked(now).is_none())
+                .filter(|(k, f)| k.starts_with("ip:") && f.locked(now).is_none())
                 .map(|(k, f)| (f.since.unwrap_or(now), k.clone()))
                 .collect();
-            unlocked.sort();
-            for (_, k) in unlocked.into_iter().take(map.len() - MAX_KEYS) {
+            addresses.sort();
+            let excess = map.len() - MAX_KEYS;
+            for (_, k) in addresses.into_iter().take(excess) {
                 map.remove(&k);
             }
         }
@@ -223,15 +243,18 @@ impl Limiter {
     fn give_back(&self, keys: &[String], clear: bool) {
         let mut map = self.map();
         for k in keys {
-            if let Some(f) = map.get_mut(k) {
-                if clear && !k.starts_with("ip:") {
-                    *f = Failures::default();
-                    continue;
-                }
+            let Some(f) = map.get_mut(k) else { continue };
+            if clear && !k.starts_with("ip:") {
+                *f = Failures::default();
+            } else {
                 f.count = f.count.saturating_sub(1);
                 if f.count < MAX_FAILURES && f.refused == 0 {
                     f.locked_until = None;
                 }
+            }
+            // A key that counts nothing takes no room.
+            if f.count == 0 && f.locked_until.is_none() {
+                map.remove(k);
             }
         }
     }
@@ -392,6 +415,59 @@ mod tests {
         assert!(key.check("root", &cookie).is_none());
         assert!(DeviceKey::random().check("admin", &cookie).is_none());
         assert!(key.check("admin", "00.11").is_none());
+    }
+
+    #[test]
+    fn filling_the_table_does_not_reset_a_guessed_name() {
+        let l = Limiter::default();
+        let admin = Client::Untrusted {
+            name: "admin",
+            ip: ip(1),
+        };
+        for _ in 0..4 {
+            l.reserve(&admin).unwrap().failed();
+        }
+        // A flood of fresh names from many addresses, each refunded (as a
+        // busy hashing gate would), then many real failures.
+        for i in 0..(MAX_KEYS as u32 + 100) {
+            let a = IpAddr::from(i.to_be_bytes());
+            let name = format!("n{i}");
+            l.reserve(&Client::Untrusted { name: &name, ip: a })
+                .unwrap()
+                .refund();
+        }
+        for i in 0..(MAX_KEYS as u32 / 2 + 100) {
+            let a = IpAddr::from((i + 1_000_000).to_be_bytes());
+            let name = format!("m{i}");
+            l.reserve(&Client::Untrusted { name: &name, ip: a })
+                .unwrap()
+                .failed();
+        }
+        l.reserve(&admin).unwrap().failed();
+        assert!(
+            l.locked(&admin).is_some(),
+            "the fifth failure still locks admin"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_address() {
+        let l = Limiter::default();
+        for i in 0..5u16 {
+            let a = IpAddr::from([0x2001, 0xdb8, 1, 2, i, 0, 0, 1]);
+            let name = format!("u{i}");
+            l.reserve(&Client::Untrusted { name: &name, ip: a })
+                .unwrap()
+                .failed();
+        }
+        let other = IpAddr::from([0x2001, 0xdb8, 1, 2, 9, 9, 9, 9]);
+        assert!(
+            l.reserve(&Client::Untrusted {
+                name: "x",
+                ip: other
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -90,6 +90,21 @@ pub struct Config {
     /// links are not counted here: many sites may share one NAT address.
     #[serde(default = "default_max_app_per_address")]
     pub max_app_connections_per_address: usize,
+    /// Links with an unknown key (recorders pairing) at once from one
+    /// address; each also ends 11 minutes after it opened.
+    #[serde(default = "default_pairing_per_address")]
+    pub max_pairing_per_address: usize,
+    /// An app connection on which nothing moves for this long is closed.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_pairing_per_address() -> usize {
+    link::PAIRING_PER_ADDRESS
+}
+
+fn default_idle() -> u64 {
+    60
 }
 
 fn default_max_connections() -> usize {
@@ -206,6 +221,8 @@ pub struct Cloud {
     pub hashing: candor_auth::HashGate,
     /// Signs device cookies (browsers that signed in before).
     pub device_key: candor_auth::DeviceKey,
+    /// Places for links whose key is unknown (pairing): see [`link::PAIRING_PER_ADDRESS`].
+    pub pairing_gate: Arc<candor_auth::conn::ConnGate>,
     pub push: push::Push,
     next_conn: std::sync::atomic::AtomicU64,
 }
@@ -251,6 +268,11 @@ impl Cloud {
         db.exec("UPDATE site SET online = 0", vec![]).await?;
         let push = push::Push::open(&db, &config).await?;
         let device_key = device_key(&db).await?;
+        let pairing_gate = candor_auth::conn::ConnGate::new(candor_auth::conn::Limits {
+            max_connections: link::PAIRING_IN_ALL,
+            max_per_address: config.max_pairing_per_address.max(1),
+            ..Default::default()
+        });
         Ok(Arc::new(Cloud {
             config,
             db,
@@ -261,6 +283,7 @@ impl Cloud {
             limiter: candor_auth::Limiter::default(),
             hashing: candor_auth::HashGate::default(),
             device_key,
+            pairing_gate,
             push,
             next_conn: 0.into(),
         }))
@@ -363,6 +386,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let limits = conn::Limits {
         max_connections: cloud.config.max_connections.max(1),
         max_per_address: cloud.config.max_app_connections_per_address.max(1),
+        idle: std::time::Duration::from_secs(cloud.config.idle_timeout_secs.max(1)),
         ..Default::default()
     };
     // Every connection holds a place in `all` (per address: unbounded

@@ -18,8 +18,16 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 
 type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
+/// Pairing connections from one address at once, and in all: a key the
+/// cloud doesn't know costs nothing to make, so unknown keys get a small
+/// share of the connection cap and a bounded lifetime.
+pub const PAIRING_PER_ADDRESS: usize = 4;
+pub const PAIRING_IN_ALL: usize = 1_000;
+/// A pairing connection ends this long after it opened, code used or not.
+pub const PAIRING_LIFETIME: Duration = Duration::from_secs(PAIRING_SECS + 60);
+
 pub async fn serve(cloud: Arc<Cloud>, tls: Tls, key: [u8; 32], peer: SocketAddr) {
-    if let Err(e) = serve_inner(&cloud, tls, key).await {
+    if let Err(e) = serve_inner(&cloud, tls, key, peer).await {
         tracing::debug!(%peer, "link ended: {e}");
     }
 }
@@ -66,8 +74,14 @@ async fn write(tls: &mut Tls, m: &Message) -> Result<(), String> {
     tls.flush().await.map_err(|e| e.to_string())
 }
 
-async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<(), String> {
+async fn serve_inner(
+    cloud: &Arc<Cloud>,
+    mut tls: Tls,
+    key: [u8; 32],
+    peer: SocketAddr,
+) -> Result<(), String> {
     let role = role(cloud, &key).await?;
+    let mut _pairing_place = None;
     let (tx, mut rx) = mpsc::channel::<Message>(64);
     let conn = cloud.conn_id();
     let mut session = match role {
@@ -103,8 +117,23 @@ async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<
             resend_acks(cloud, &id, &tx).await;
             Some((id, account))
         }
-        Role::Pairing => None,
+        Role::Pairing => {
+            let Some(place) = cloud.pairing_gate.admit(peer.ip()) else {
+                write(
+                    &mut tls,
+                    &Message::Refused {
+                        reason: "too many recorders are pairing from this address; try again later"
+                            .into(),
+                    },
+                )
+                .await?;
+                return Ok(());
+            };
+            _pairing_place = Some(place);
+            None
+        }
     };
+    let pairing = session.is_none();
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; 16 * 1024];
     // A recorder that died without a word (power cut, cable) shows offline
@@ -119,6 +148,13 @@ async fn serve_inner(cloud: &Arc<Cloud>, mut tls: Tls, key: [u8; 32]) -> Result<
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(conn, live.clone());
+    if pairing {
+        let live = live.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PAIRING_LIFETIME).await;
+            live.kill.notify_one();
+        });
+    }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut pairing_code: Option<String> = None;
@@ -466,6 +502,19 @@ async fn on_site_message(
                 )
                 .await
                 .map_err(db)?;
+            if inserted > 0 && id_i % 100 == 0 {
+                // A site keeps its newest alarms only: even a fake recorder
+                // sending alarms without end holds a bounded share of the
+                // database (its own site's rows, nobody else's).
+                cloud
+                    .db
+                    .exec(
+                        "DELETE FROM alarm WHERE site = $1 AND id < $2",
+                        vec![site.into(), id_i.saturating_sub(MAX_ALARMS_PER_SITE).into()],
+                    )
+                    .await
+                    .map_err(db)?;
+            }
             if inserted > 0 {
                 let name = cloud
                     .db
@@ -523,6 +572,9 @@ async fn on_site_message(
         other => Err(format!("unexpected {}", other.name())),
     }
 }
+
+/// Alarms kept per site (the newest; the app shows far fewer).
+pub const MAX_ALARMS_PER_SITE: i64 = 10_000;
 
 /// Final: the key is refused from now on, and the site's data goes.
 pub async fn unpair(cloud: &Cloud, site: &str, account: &str) -> Result<(), crate::db::DbError> {

@@ -272,7 +272,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(30);
 const PONG_MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// Messages from the cloud that make the recorder write (acknowledgements,
 /// sharing requests) are taken at most this many per minute.
-const CAUSED_PER_MINUTE: u32 = 60;
+const CAUSED_PER_MINUTE: u32 = 10;
 /// Egress ledger retention: a year and a margin, and at most this many rows.
 const LEDGER_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
 const LEDGER_MAX_ROWS: i64 = 1_000_000;
@@ -460,6 +460,22 @@ impl Link {
             .record_egress(Time90k::now(), dest, kind, bytes, summary)
         {
             warn!("egress ledger: {e}");
+        }
+    }
+
+    /// Ledger retention (see [`LEDGER_KEEP`]); the removed entries become one
+    /// summary row that keeps their count and bytes.
+    async fn prune_ledger(&self) {
+        let store = self.deps.store.clone();
+        let keep_from =
+            Time90k::now() - candor_media::Duration90k(LEDGER_KEEP.as_secs() as i64 * 90_000);
+        match tokio::task::spawn_blocking(move || store.prune_egress(keep_from, LEDGER_MAX_ROWS))
+            .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!("egress ledger: {n} entries past retention summarized in one"),
+            Ok(Err(e)) => warn!("egress ledger retention: {e}"),
+            Err(e) => warn!("egress ledger retention: {e}"),
         }
     }
 
@@ -707,17 +723,8 @@ impl Link {
 
     async fn linked(&mut self, conn: &mut Conn, dest: &str) -> Ended {
         let connected_at = Time90k::now();
-        let store = self.deps.store.clone();
-        let keep_from =
-            connected_at - candor_media::Duration90k(LEDGER_KEEP.as_secs() as i64 * 90_000);
-        match tokio::task::spawn_blocking(move || store.prune_egress(keep_from, LEDGER_MAX_ROWS))
-            .await
-        {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => info!("egress ledger: {n} entries past retention summarized in one"),
-            Ok(Err(e)) => warn!("egress ledger retention: {e}"),
-            Err(e) => warn!("egress ledger retention: {e}"),
-        }
+        self.prune_ledger().await;
+        let mut last_prune = Instant::now();
         let mut beat: Option<Beat> = None;
         let mut last_pong: Option<Instant> = None;
         let mut caused = Budget::new();
@@ -782,6 +789,11 @@ impl Link {
                     if last_heard.elapsed() > silent {
                         return Ended::Retry("the cloud went silent".into());
                     }
+                    // Retention also while a link stays up for months.
+                    if last_prune.elapsed() > Duration::from_secs(3600) {
+                        last_prune = Instant::now();
+                        self.prune_ledger().await;
+                    }
                     if !welcomed { continue; }
                     // Pushed on change (cameras, disk to the percent), and
                     // every 30 s regardless.
@@ -838,6 +850,9 @@ impl Link {
                     });
                     info!("cloud link up ({dest})");
                 }
+                // Only for alarms this connection sent: anything else would
+                // be index work a cloud could cause at will.
+                Message::AlarmStored { alarm } if !sent_alarms.contains(&(alarm as i64)) => {}
                 Message::AlarmStored { alarm } => {
                     // A long outage queues more than one read takes (100).
                     drain = true;

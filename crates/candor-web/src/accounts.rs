@@ -293,6 +293,19 @@ impl Accounts {
         Ok(Some(token))
     }
 
+    /// Whether `token` is the current, unexpired setup token and no user
+    /// exists yet (a cheap check before any password is hashed).
+    pub fn setup_token_valid(&self, token: &str) -> Result<bool, AccountError> {
+        let conn = self.conn();
+        let users: i64 = conn.query_row("SELECT COUNT(*) FROM user", [], |r| r.get(0))?;
+        let valid: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM setup_token WHERE hash = ?1 AND expires_at > ?2",
+            params![token_hash(token), now_secs()],
+            |r| r.get(0),
+        )?;
+        Ok(users == 0 && valid > 0)
+    }
+
     /// Creates the first admin with a valid setup token, consuming it. Atomic:
     /// two concurrent attempts cannot both succeed.
     pub fn complete_setup(

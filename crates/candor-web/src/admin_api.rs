@@ -155,8 +155,42 @@ fn owner(p: &crate::Principal) -> Option<&str> {
     (p.role != Role::Admin || !p.whole_site()).then_some(p.username.as_str())
 }
 
+/// The sessions and tokens a caller may see and revoke: its own (all, for
+/// a whole-site admin), minus anything broader than itself. A token limited
+/// to some cameras sees no sessions (a session of its user may see every
+/// camera) and only tokens within its own cameras, so it can neither learn
+/// other cameras' names from their lists nor revoke a wider credential.
+fn visible_sessions(
+    st: &AppState,
+    p: &crate::Principal,
+) -> Result<Vec<crate::accounts::SessionInfo>, ApiError> {
+    let list = st.accounts.sessions(owner(p))?;
+    Ok(match p.via {
+        crate::Via::Token { .. } if !p.whole_site() => Vec::new(),
+        _ => list,
+    })
+}
+
+fn visible_tokens(
+    st: &AppState,
+    p: &crate::Principal,
+) -> Result<Vec<crate::accounts::TokenInfo>, ApiError> {
+    let list = st.accounts.tokens(owner(p))?;
+    Ok(if p.whole_site() {
+        list
+    } else {
+        list.into_iter()
+            .filter(|t| {
+                t.cameras
+                    .as_ref()
+                    .is_some_and(|c| c.iter().all(|n| p.may_see(n)))
+            })
+            .collect()
+    })
+}
+
 pub async fn sessions(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
-    let list = st.accounts.sessions(owner(&p))?;
+    let list = visible_sessions(&st, &p)?;
     Ok(Json(serde_json::json!({ "sessions": list, "current": p.session_row() })).into_response())
 }
 
@@ -165,7 +199,9 @@ pub async fn revoke_session(
     Caller(p): Caller,
     Path(id): Path<i64>,
 ) -> ApiResult {
-    if !st.accounts.revoke_session(id, owner(&p))? {
+    if !visible_sessions(&st, &p)?.iter().any(|s| s.id == id)
+        || !st.accounts.revoke_session(id, owner(&p))?
+    {
         return Err(ApiError::not_found(format!("no session {id}")));
     }
     st.audit(
@@ -178,7 +214,7 @@ pub async fn revoke_session(
 }
 
 pub async fn tokens(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
-    Ok(Json(serde_json::json!({ "tokens": st.accounts.tokens(owner(&p))? })).into_response())
+    Ok(Json(serde_json::json!({ "tokens": visible_tokens(&st, &p)? })).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -239,7 +275,9 @@ pub async fn revoke_token(
     Caller(p): Caller,
     Path(id): Path<i64>,
 ) -> ApiResult {
-    if !st.accounts.revoke_token(id, owner(&p))? {
+    if !visible_tokens(&st, &p)?.iter().any(|t| t.id == id)
+        || !st.accounts.revoke_token(id, owner(&p))?
+    {
         return Err(ApiError::not_found(format!("no token {id}")));
     }
     st.audit(Some(&p.username), "token_revoked", format!("id {id}"))

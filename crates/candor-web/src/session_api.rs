@@ -35,6 +35,14 @@ pub async fn setup(
             "password or token too long",
         ));
     }
+    // Nothing to hash once setup is closed or with a wrong token: a flood
+    // of setup requests must not occupy the hashing gate logins need.
+    if st.accounts.user_count()? > 0 {
+        return Err(accounts::AccountError::SetupClosed.into());
+    }
+    if !st.accounts.setup_token_valid(&req.token)? {
+        return Err(accounts::AccountError::BadToken.into());
+    }
     let _slot = hash_slot(&st).await?;
     let accounts = st.accounts.clone();
     let username = req.username.clone();
@@ -288,7 +296,7 @@ pub async fn totp_begin(
     peer: Option<axum::Extension<PeerIp>>,
     b: axum::body::Bytes,
 ) -> ApiResult {
-    let ip = secret_guarded(&st, &p, peer)?;
+    secret_guarded(&st, &p, peer)?;
     // The body is optional: `{}` or nothing when TOTP is off.
     let req: BeginRequest = if b.iter().all(u8::is_ascii_whitespace) {
         BeginRequest::default()
@@ -304,7 +312,7 @@ pub async fn totp_begin(
                 "two-factor authentication is on: enter a current code (or a recovery code) to replace it",
             ));
         };
-        check_code(&st, &p.username, ip, &code).await?;
+        check_code(&st, &p.username, &code).await?;
     }
     let secret = st.accounts.totp_begin(&p.username)?;
     let uri = crate::totp::otpauth_uri(&secret, &p.username);
@@ -351,14 +359,21 @@ pub async fn totp_confirm(
 /// Guesses at a second factor or password from inside a session count like
 /// failed logins: a stolen session cookie must not become a way to brute-force
 /// the code that protects the account.
-fn guard_guess(st: &AppState, user: &str, ip: std::net::IpAddr) -> Result<(), ApiError> {
+fn guard_guess(st: &AppState, user: &str) -> Result<(), ApiError> {
     match st
         .limiter
-        .locked(&candor_auth::Client::Untrusted { name: user, ip })
+        .locked(&candor_auth::Client::Key(&in_session(user)))
     {
         Some(secs) => Err(locked_out(secs, "wrong codes or passwords")),
         None => Ok(()),
     }
+}
+
+/// The counter for secrets guessed from inside a session (codes, the
+/// current password): per user, apart from sign-in counters, so strangers
+/// who lock a name out of signing in cannot also block its owner's changes.
+fn in_session(user: &str) -> String {
+    format!("in-session:{user}")
 }
 
 fn peer_ip(peer: Option<axum::Extension<PeerIp>>) -> std::net::IpAddr {
@@ -376,18 +391,14 @@ fn secret_guarded(
 ) -> Result<std::net::IpAddr, ApiError> {
     session_only(p)?;
     let ip = peer_ip(peer);
-    guard_guess(st, &p.username, ip)?;
+    guard_guess(st, &p.username)?;
     Ok(ip)
 }
 
 /// Checks a TOTP or recovery code of the caller, reserving the attempt first.
-async fn check_code(
-    st: &AppState,
-    user: &str,
-    ip: std::net::IpAddr,
-    code: &str,
-) -> Result<(), ApiError> {
-    let client = candor_auth::Client::Untrusted { name: user, ip };
+async fn check_code(st: &AppState, user: &str, code: &str) -> Result<(), ApiError> {
+    let key = in_session(user);
+    let client = candor_auth::Client::Key(&key);
     let attempt = st
         .limiter
         .reserve(&client)
@@ -410,9 +421,9 @@ pub async fn totp_disable(
     peer: Option<axum::Extension<PeerIp>>,
     b: Result<Json<CodeRequest>, JsonRejection>,
 ) -> ApiResult {
-    let ip = secret_guarded(&st, &p, peer)?;
+    secret_guarded(&st, &p, peer)?;
     let req = body(b)?;
-    check_code(&st, &p.username, ip, &req.code).await?;
+    check_code(&st, &p.username, &req.code).await?;
     st.accounts.totp_disable(&p.username)?;
     st.audit(Some(&p.username), "totp_disabled", String::new())
         .await;
@@ -441,10 +452,7 @@ pub async fn change_password(
     }
     let attempt = st
         .limiter
-        .reserve(&candor_auth::Client::Untrusted {
-            name: &p.username,
-            ip,
-        })
+        .reserve(&candor_auth::Client::Key(&in_session(&p.username)))
         .map_err(|l| locked_out(l.secs, "wrong codes or passwords"))?;
     let slot = match hash_slot(&st).await {
         Ok(s) => s,

@@ -879,3 +879,76 @@ fn new_users_see_no_camera_until_granted() {
     let (_, _, v) = w.api("GET", "cameras", None);
     assert_eq!(v["cameras"][0]["name"], "gate", "{v}");
 }
+
+/// The cloud holds the same line for its app connections: past the
+/// per-address cap they are closed at once, idle ones after the idle
+/// timeout, a slowloris client after the header timeout.
+#[test]
+fn the_cloud_closes_idle_slow_and_excess_app_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = cloud::CloudProc::start(
+        dir.path(),
+        None,
+        "idle_timeout_secs = 3\nmax_app_connections_per_address = 16",
+    );
+    let port: u16 = cloud
+        .base
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tls = tls_client(&cloud.cert);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (held, idle_closed, slow) = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut open = Vec::new();
+        for _ in 0..40 {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            if let Ok(Ok(mut s)) =
+                tokio::time::timeout(Duration::from_secs(2), tls.connect(name.clone(), tcp)).await
+                && !closed_within(&mut s, Duration::from_millis(200)).await
+            {
+                open.push(s);
+            }
+        }
+        let held = open.len();
+        let mut idle_closed = 0;
+        for s in &mut open {
+            if closed_within(s, Duration::from_secs(6)).await {
+                idle_closed += 1;
+            }
+        }
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        let mut s = tls.connect(name, tcp).await.unwrap();
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let mut slow = None;
+        while start.elapsed() < Duration::from_secs(20) {
+            if s.write_all(b"X").await.is_err()
+                || closed_within(&mut s, Duration::from_millis(500)).await
+            {
+                slow = Some(start.elapsed());
+                break;
+            }
+        }
+        (held, idle_closed, slow)
+    });
+    eprintln!(
+        "cloud: held {held} of 40; idle closed {idle_closed}; slowloris closed after {slow:?}"
+    );
+    assert!(held <= 16, "held {held} app connections from one address");
+    assert_eq!(idle_closed, held);
+    assert!(
+        slow.is_some_and(|d| d < Duration::from_secs(15)),
+        "slowloris: {slow:?}"
+    );
+}
