@@ -223,6 +223,43 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
+/// Serves HTTP/1.1 and HTTP/2 (with upgrades, for WebSockets) on `io`
+/// within `limits`: header timeout, at most 8 concurrent HTTP/2 streams
+/// (each may buffer a request body) and 64 KiB of headers, and the
+/// connection is dropped once nothing has moved for `limits.idle`. The
+/// connection's place is held by `io` ([`Tracked`]) until it closes.
+pub async fn serve_http<I, S, B>(io: Tracked<I>, service: S, limits: Limits) -> Result<(), String>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let act = io.act.clone();
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(8)
+        .max_header_list_size(64 * 1024);
+    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
+    tokio::select! {
+        r = conn => r.map_err(|e| e.to_string()),
+        _ = idle_watchdog(act, limits.idle) => Err("idle connection closed".into()),
+    }
+}
+
 /// Why a request body was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {

@@ -926,29 +926,10 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
-            let act = conn::Activity::new();
-            let io = conn::Tracked::new(tls, act.clone(), place);
+            let io = conn::Tracked::new(tls, conn::Activity::new(), place);
             let service = hyper_util::service::TowerToHyperService::new(router);
-            let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_read);
-            builder
-                .http2()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .max_concurrent_streams(32)
-                .max_header_list_size(64 * 1024);
-            let conn =
-                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
-            tokio::select! {
-                r = conn => if let Err(e) = r {
-                    tracing::debug!(%peer, "HTTP connection ended: {e}");
-                },
-                _ = conn::idle_watchdog(act, limits.idle) => {
-                    tracing::debug!(%peer, "idle connection closed");
-                }
+            if let Err(e) = conn::serve_http(io, service, limits).await {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
             }
         });
     }
