@@ -315,6 +315,49 @@ mod upgrade_tests {
     use crate::Store;
     use candor_media::Time90k;
 
+    /// Retention removes old and excess entries but keeps their count and
+    /// bytes in one `pruned` row, so the ledger's total stays whole, also
+    /// across several prunes.
+    #[test]
+    fn ledger_retention_keeps_the_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let total = |s: &Store| -> u64 {
+            s.egress(&Default::default())
+                .unwrap()
+                .iter()
+                .map(|e| e.bytes)
+                .sum()
+        };
+        for i in 0..50 {
+            store
+                .record_egress(Time90k(i * 90_000), "c:443", "status", 100, "{}")
+                .unwrap();
+        }
+        assert_eq!(total(&store), 5_000);
+        // Older than t = 20 s: 20 entries go.
+        assert_eq!(store.prune_egress(Time90k(20 * 90_000), 1_000).unwrap(), 20);
+        let e = store.egress(&Default::default()).unwrap();
+        assert_eq!(e.len(), 31);
+        assert_eq!(total(&store), 5_000);
+        let p = e.iter().find(|e| e.kind == "pruned").unwrap();
+        assert_eq!(p.bytes, 2_000);
+        assert!(p.summary.starts_with("20 earlier entries"), "{}", p.summary);
+        // A row cap: the newest 10 stay, the summary grows.
+        store.prune_egress(Time90k(0), 10).unwrap();
+        let e = store.egress(&Default::default()).unwrap();
+        assert_eq!(e.len(), 11, "{e:?}");
+        assert_eq!(total(&store), 5_000);
+        let p = e.iter().find(|e| e.kind == "pruned").unwrap();
+        assert!(p.summary.starts_with("40 earlier entries"), "{}", p.summary);
+        // Heartbeats: one row, updated.
+        let id = store
+            .record_egress(Time90k(99 * 90_000), "c:443", "pong", 40, "1")
+            .unwrap();
+        assert!(store.add_to_egress(id, 40, "2 heartbeat answers").unwrap());
+        assert_eq!(total(&store), 5_080);
+    }
+
     /// An index written by the version before snapshots (2) opens, gains the
     /// snapshot column and the cloud tables, and keeps its events.
     #[test]

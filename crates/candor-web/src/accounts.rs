@@ -1006,6 +1006,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_audit_log_is_pruned_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Accounts::open(dir.path()).unwrap();
+        a.conn()
+            .execute(
+                "INSERT INTO audit (at, user, action, detail) VALUES (?1, NULL, 'old', '')",
+                [now_secs() - AUDIT_KEEP_SECS - 10],
+            )
+            .unwrap();
+        for _ in 0..AUDIT_PRUNE_EVERY {
+            a.audit(None, "new", "").unwrap();
+        }
+        let log = a.audit_log().unwrap();
+        assert!(log.iter().all(|e| e.action == "new"), "old entries kept");
+        assert_eq!(log.len() as i64, AUDIT_PRUNE_EVERY);
+    }
+
+    #[test]
     fn setup_token_is_single_use_and_closes_setup() {
         let dir = tempfile::tempdir().unwrap();
         let a = Accounts::open(dir.path()).unwrap();

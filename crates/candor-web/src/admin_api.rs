@@ -342,3 +342,16 @@ pub fn csv(v: &str) -> String {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fields_that_a_spreadsheet_would_run_are_neutralized() {
+        for v in ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"] {
+            let f = super::csv(v);
+            assert!(f.trim_start_matches('"').starts_with('\''), "{v:?}: {f:?}");
+        }
+        assert_eq!(super::csv("plain"), "plain");
+        assert_eq!(super::csv("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+}

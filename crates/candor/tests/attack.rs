@@ -402,6 +402,20 @@ fn tls_client(cert: &Path) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
+/// The streams the server has not closed within `wait`, checked all at once
+/// (one after the other would let the idle timeout close the first ones).
+async fn still_open<S: tokio::io::AsyncRead + Unpin>(streams: Vec<S>, wait: Duration) -> Vec<S> {
+    let checks = streams.into_iter().map(|mut s| async move {
+        let closed = closed_within(&mut s, wait).await;
+        (!closed).then_some(s)
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Whether the server closed `s` (EOF or error) within `wait`.
 async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, wait: Duration) -> bool {
     use tokio::io::AsyncReadExt;
@@ -463,21 +477,10 @@ fn idle_slow_and_excess_connections_are_closed_while_recording() {
                 streams.push(s);
             }
         }
-        let mut held = 0;
-        let mut open = Vec::new();
-        for mut s in streams {
-            if !closed_within(&mut s, Duration::from_millis(200)).await {
-                held += 1;
-                open.push(s);
-            }
-        }
+        let open = still_open(streams, Duration::from_millis(300)).await;
+        let held = open.len();
         // Idle: all closed after the 3 s idle timeout.
-        let mut idle_closed = 0;
-        for s in &mut open {
-            if closed_within(s, Duration::from_secs(6)).await {
-                idle_closed += 1;
-            }
-        }
+        let idle_closed = held - still_open(open, Duration::from_secs(6)).await.len();
         // Slowloris from another address: a header byte every 500 ms.
         let tcp = tokio::net::TcpSocket::new_v4().unwrap();
         tcp.bind("127.0.0.3:0".parse().unwrap()).unwrap();
@@ -904,25 +907,20 @@ fn the_cloud_closes_idle_slow_and_excess_app_connections() {
     let (held, idle_closed, slow) = rt.block_on(async {
         use tokio::io::AsyncWriteExt;
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut open = Vec::new();
+        let mut streams = Vec::new();
         for _ in 0..40 {
             let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .unwrap();
-            if let Ok(Ok(mut s)) =
+            if let Ok(Ok(s)) =
                 tokio::time::timeout(Duration::from_secs(2), tls.connect(name.clone(), tcp)).await
-                && !closed_within(&mut s, Duration::from_millis(200)).await
             {
-                open.push(s);
+                streams.push(s);
             }
         }
+        let open = still_open(streams, Duration::from_millis(300)).await;
         let held = open.len();
-        let mut idle_closed = 0;
-        for s in &mut open {
-            if closed_within(s, Duration::from_secs(6)).await {
-                idle_closed += 1;
-            }
-        }
+        let idle_closed = held - still_open(open, Duration::from_secs(6)).await.len();
         let tcp = tokio::net::TcpSocket::new_v4().unwrap();
         tcp.bind("127.0.0.3:0".parse().unwrap()).unwrap();
         let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
