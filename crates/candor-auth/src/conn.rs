@@ -40,7 +40,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_connections: 1024,
+            max_connections: 4096,
             max_per_address: 64,
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),

@@ -265,7 +265,7 @@ fn default_listen() -> std::net::SocketAddr {
 }
 
 fn default_max_connections() -> usize {
-    1024
+    4096
 }
 
 fn default_max_connections_per_address() -> usize {
