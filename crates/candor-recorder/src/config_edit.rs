@@ -175,6 +175,36 @@ pub fn add_camera(path: &Path, c: &NewCamera) -> Result<Config, ConfigError> {
     })
 }
 
+/// A ready-to-paste `[[cameras]]` entry for a camera found on the network
+/// (`candor discover`): the name is made a slug, and both values are
+/// written by the TOML serializer, so nothing a camera reports (a name with
+/// a newline and a `[web]` line, a URL with quotes) can add TOML of its own.
+pub fn camera_entry(name: &str, url: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        name: &'a str,
+        url: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        cameras: [Entry<'a>; 1],
+    }
+    let slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let doc = Doc {
+        cameras: [Entry { name: &slug, url }],
+    };
+    toml::to_string(&doc).unwrap_or_default()
+}
+
 static EDITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Applies `f` to the document, validates the result and writes it.
@@ -231,6 +261,21 @@ fn edit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_discovered_camera_cannot_write_toml_of_its_own() {
+        let hostile_url = "rtsp://u:PASSWORD@10.0.0.9/x\"\n[web]\nlisten = \"0.0.0.0:1\"\n";
+        let entry = camera_entry("Cam\n[web]\nallow_loopback_cameras = true", hostile_url);
+        let text = format!("[storage]\npath = \"d\"\n\n{entry}");
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(doc.len(), 2, "only storage and cameras: {text}");
+        let cam = &doc["cameras"].as_array().unwrap()[0];
+        assert_eq!(cam["url"].as_str(), Some(hostile_url));
+        assert_eq!(
+            cam["name"].as_str(),
+            Some("cam--web--allow-loopback-cameras---true")
+        );
+    }
 
     #[test]
     fn concurrent_edits_all_land_and_the_file_stays_private() {

@@ -794,32 +794,7 @@ async fn discover(
                 (Some((u, _)), Some(rest)) => format!("rtsp://{u}:PASSWORD@{rest}"),
                 _ => main.to_owned(),
             };
-            let slug: String = name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
-            #[derive(serde::Serialize)]
-            struct Entry<'a> {
-                name: &'a str,
-                url: &'a str,
-            }
-            #[derive(serde::Serialize)]
-            struct Doc<'a> {
-                cameras: [Entry<'a>; 1],
-            }
-            let doc = Doc {
-                cameras: [Entry {
-                    name: &slug,
-                    url: &url,
-                }],
-            };
-            println!("{}", toml::to_string(&doc)?);
+            println!("{}", candor_recorder::config_edit::camera_entry(name, &url));
         } else if creds.is_none() {
             println!("#   run with --user to look up its streams\n");
         }

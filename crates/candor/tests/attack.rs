@@ -347,6 +347,7 @@ fn every_route_holds_against_scoped_and_revoked_credentials() {
             walked += 1;
         }
     }
+    eprintln!("walked {walked} routes with every kind of credential");
     assert!(walked >= 35, "walked only {walked} routes");
     // The limit applies after the scope: five of the yard's, not none.
     let (code, b) = t.raw("GET", "api/v1/events?limit=5", &[&bearer], None, None);
