@@ -403,6 +403,49 @@ fn tls_client(cert: &Path) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
+/// The connection attack, against a server on `port` with a 3 s idle
+/// timeout: 40 TLS connections from 127.0.0.1 (how many stay open, and how
+/// many of those the idle timeout then closes), then a slowloris client
+/// from 127.0.0.3 sending a header byte every 500 ms (when it was closed).
+async fn connection_attack(
+    tls: &tokio_rustls::TlsConnector,
+    port: u16,
+    path: &str,
+) -> (usize, usize, Option<Duration>) {
+    use tokio::io::AsyncWriteExt;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..40 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_secs(2), tls.connect(name.clone(), tcp)).await
+        {
+            streams.push(s);
+        }
+    }
+    let open = still_open(streams, Duration::from_millis(300)).await;
+    let held = open.len();
+    let idle_closed = held - still_open(open, Duration::from_secs(6)).await.len();
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let mut s = tls.connect(name, tcp).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n").as_bytes())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if s.write_all(b"X").await.is_err()
+            || closed_within(&mut s, Duration::from_millis(500)).await
+        {
+            return (held, idle_closed, Some(start.elapsed()));
+        }
+    }
+    (held, idle_closed, None)
+}
+
 /// The streams the server has not closed within `wait`, checked all at once
 /// (one after the other would let the idle timeout close the first ones).
 async fn still_open<S: tokio::io::AsyncRead + Unpin>(streams: Vec<S>, wait: Duration) -> Vec<S> {
@@ -463,50 +506,8 @@ fn idle_slow_and_excess_connections_are_closed_while_recording() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let port = t.port();
     let tls = tls_client(&t.cert);
-    let (held, idle_closed, slow_closed, slow_secs) = rt.block_on(async {
-        use tokio::io::AsyncWriteExt;
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        // 40 from one address: 16 may stay (the admin's curl is gone by now).
-        let mut streams = Vec::new();
-        for _ in 0..40 {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap();
-            if let Ok(Ok(s)) =
-                tokio::time::timeout(Duration::from_secs(2), tls.connect(name.clone(), tcp)).await
-            {
-                streams.push(s);
-            }
-        }
-        let open = still_open(streams, Duration::from_millis(300)).await;
-        let held = open.len();
-        // Idle: all closed after the 3 s idle timeout.
-        let idle_closed = held - still_open(open, Duration::from_secs(6)).await.len();
-        // Slowloris from another address: a header byte every 500 ms.
-        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-        tcp.bind("127.0.0.3:0".parse().unwrap()).unwrap();
-        let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-        let mut s = tls.connect(name.clone(), tcp).await.unwrap();
-        s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .unwrap();
-        let start = Instant::now();
-        let mut slow_closed = false;
-        while start.elapsed() < Duration::from_secs(20) {
-            if s.write_all(b"X").await.is_err()
-                || closed_within(&mut s, Duration::from_millis(500)).await
-            {
-                slow_closed = true;
-                break;
-            }
-        }
-        (
-            held,
-            idle_closed,
-            slow_closed,
-            start.elapsed().as_secs_f64(),
-        )
-    });
+    let (held, idle_closed, slow) = rt.block_on(connection_attack(&tls, port, "/api/v1/health"));
+    let (slow_closed, slow_secs) = (slow.is_some(), slow.map_or(99.0, |d| d.as_secs_f64()));
     eprintln!(
         "held {held} of 40; idle closed {idle_closed}; slowloris closed after {slow_secs:.1} s"
     );
@@ -905,42 +906,7 @@ fn the_cloud_closes_idle_slow_and_excess_app_connections() {
         .unwrap();
     let tls = tls_client(&cloud.cert);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (held, idle_closed, slow) = rt.block_on(async {
-        use tokio::io::AsyncWriteExt;
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut streams = Vec::new();
-        for _ in 0..40 {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap();
-            if let Ok(Ok(s)) =
-                tokio::time::timeout(Duration::from_secs(2), tls.connect(name.clone(), tcp)).await
-            {
-                streams.push(s);
-            }
-        }
-        let open = still_open(streams, Duration::from_millis(300)).await;
-        let held = open.len();
-        let idle_closed = held - still_open(open, Duration::from_secs(6)).await.len();
-        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-        tcp.bind("127.0.0.3:0".parse().unwrap()).unwrap();
-        let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-        let mut s = tls.connect(name, tcp).await.unwrap();
-        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .unwrap();
-        let start = Instant::now();
-        let mut slow = None;
-        while start.elapsed() < Duration::from_secs(20) {
-            if s.write_all(b"X").await.is_err()
-                || closed_within(&mut s, Duration::from_millis(500)).await
-            {
-                slow = Some(start.elapsed());
-                break;
-            }
-        }
-        (held, idle_closed, slow)
-    });
+    let (held, idle_closed, slow) = rt.block_on(connection_attack(&tls, port, "/api/health"));
     eprintln!(
         "cloud: held {held} of 40; idle closed {idle_closed}; slowloris closed after {slow:?}"
     );
