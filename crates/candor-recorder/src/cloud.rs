@@ -285,6 +285,14 @@ struct Beat {
     count: u64,
 }
 
+/// Writes one encoded frame and flushes it (after its ledger row is written).
+async fn write_out(conn: &mut Conn, bytes: &[u8]) -> Result<(), String> {
+    conn.write_all(bytes)
+        .await
+        .map_err(|e| format!("sending: {e}"))?;
+    conn.flush().await.map_err(|e| format!("sending: {e}"))
+}
+
 /// A budget of cloud-caused work per minute.
 struct Budget {
     window: Instant,
@@ -509,10 +517,7 @@ impl Link {
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("egress ledger: {e}; not sending"))?;
         *beat = Some(Beat { id, hour, count });
-        conn.write_all(&bytes)
-            .await
-            .map_err(|e| format!("sending: {e}"))?;
-        conn.flush().await.map_err(|e| format!("sending: {e}"))
+        write_out(conn, &bytes).await
     }
 
     /// Records, then sends. Nothing leaves that the ledger doesn't show.
@@ -525,10 +530,7 @@ impl Link {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("egress ledger: {e}; not sending"))?;
-        conn.write_all(&bytes)
-            .await
-            .map_err(|e| format!("sending: {e}"))?;
-        conn.flush().await.map_err(|e| format!("sending: {e}"))
+        write_out(conn, &bytes).await
     }
 
     async fn pairing(&mut self, conn: &mut Conn, dest: &str, key: [u8; 32]) -> Ended {

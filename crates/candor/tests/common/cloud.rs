@@ -108,6 +108,24 @@ impl Owner {
             &[],
         );
         assert_eq!(code, 201, "{v}");
+        let (headers, owner) = Owner::sign_in(cloud, jar, email, "long enough password");
+        assert!(
+            headers
+                .to_lowercase()
+                .contains("httponly; secure; samesite=strict"),
+            "{headers}"
+        );
+        owner
+    }
+
+    /// Signs an existing account in, in its own cookie jar.
+    pub fn login(cloud: &CloudProc, dir: &Path, email: &str, password: &str, jar: &str) -> Owner {
+        Owner::sign_in(cloud, dir.join(jar), email, password).1
+    }
+
+    /// Signs in; returns the answer's headers and the session.
+    fn sign_in(cloud: &CloudProc, jar: PathBuf, email: &str, password: &str) -> (String, Owner) {
+        let body = serde_json::json!({"email": email, "password": password}).to_string();
         let (code, headers, v) = curl(
             &cloud.cert,
             &jar,
@@ -117,41 +135,14 @@ impl Owner {
             &[],
         );
         assert_eq!(code, 200, "{v}");
-        assert!(
-            headers
-                .to_lowercase()
-                .contains("httponly; secure; samesite=strict"),
-            "{headers}"
-        );
-        Owner {
+        let owner = Owner {
             email: email.into(),
             base: cloud.base.clone(),
             cert: cloud.cert.clone(),
             jar,
             csrf: v["csrf"].as_str().unwrap().into(),
-        }
-    }
-
-    /// Signs an existing account in, in its own cookie jar.
-    pub fn login(cloud: &CloudProc, dir: &Path, email: &str, password: &str, jar: &str) -> Owner {
-        let jar = dir.join(jar);
-        let body = serde_json::json!({"email": email, "password": password}).to_string();
-        let (code, _, v) = curl(
-            &cloud.cert,
-            &jar,
-            "POST",
-            &format!("{}api/login", cloud.base),
-            Some(&body),
-            &[],
-        );
-        assert_eq!(code, 200, "{v}");
-        Owner {
-            email: email.into(),
-            base: cloud.base.clone(),
-            cert: cloud.cert.clone(),
-            jar,
-            csrf: v["csrf"].as_str().unwrap().into(),
-        }
+        };
+        (headers, owner)
     }
 
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
