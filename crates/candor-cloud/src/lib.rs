@@ -43,6 +43,14 @@ pub enum CloudError {
     },
 }
 
+impl CloudError {
+    /// The config file can't be read or is invalid: the operator's to fix
+    /// (the binary exits with 2 for these, as for the recorder's config).
+    pub fn is_config(&self) -> bool {
+        matches!(self, CloudError::Read { .. } | CloudError::Config { .. })
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 443))
 }

@@ -68,12 +68,14 @@ function alarmItem(a, withSite) {
     : h('button', { class: 'secondary', 'data-testid': 'ack', onclick: async () => {
       try { await api('POST', `/api/sites/${encodeURIComponent(a.site)}/alarms/${a.id}/ack`); } catch (e) { toast(e.message); }
     } }, 'Acknowledge');
+  // What happened, then when: a late marker sits with the time, so a late
+  // alarm's row has the same shape as an on-time one.
   return h('li', { 'data-alarm': `${a.site}/${a.id}` },
-    h('div', { class: 'row' },
-      h('span', {}, withSite ? h('strong', {}, a.site_name + ' ') : '',
-        a.camera ? `${a.kind} on ${a.camera}` : 'Alarm (details stay on the recorder)',
-        a.late ? h('span', { class: 'late' }, ' · late') : ''),
-      h('span', { class: 'dim' }, new Date(a.at).toLocaleString())),
+    h('div', { class: 'alarm' },
+      h('span', { class: 'what' }, withSite ? h('strong', {}, a.site_name + ' ') : '',
+        a.camera ? `${a.kind} on ${a.camera}` : 'Alarm (details stay on the recorder)'),
+      h('span', { class: 'dim when' }, h('span', {}, new Date(a.at).toLocaleString()),
+        a.late ? [' ', h('span', { class: 'late' }, '· delivered late')] : '')),
     ack);
 }
 
@@ -136,7 +138,7 @@ function pairView(prefill) {
     } catch (x) { err.textContent = x.message; }
   } },
   h('h2', {}, 'Add a site'),
-  h('p', {}, 'On the recorder, sign in as an admin and open Cloud → Connect. Enter the code it shows:'),
+  h('p', {}, 'On the recorder, sign in as an admin, open Cloud and press “Connect to cloud”. Enter the code it shows:'),
   code, err, h('button', { type: 'submit' }, 'Continue')), out);
 }
 

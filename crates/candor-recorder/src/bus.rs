@@ -48,19 +48,39 @@ pub struct EventChange {
 }
 
 impl EventChange {
-    /// The JSON every integration sends: `{"type": "new"|"update"|"end",
-    /// "event": {...}}`. The snapshot itself is not included (MQTT sends it
-    /// on its own topic; HTTP clients fetch it by id).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "type": self.phase.as_str(),
-            "event": {
-                "id": self.id, "camera": self.camera, "kind": self.kind, "source": self.source,
-                "start": self.start.to_string(), "end": self.end.map(|t| t.to_string()),
-                "detail": self.detail, "score": self.score, "zone": self.zone,
-                "snapshot": self.has_snapshot || self.snapshot.is_some(),
+    /// The message every integration sends (MQTT, webhooks, the live feed):
+    /// the same [`candor_wire::Event`] as the API and `candor events --json`,
+    /// as it stands at this change (a new event is neither pinned nor
+    /// acknowledged). The snapshot itself is not included (MQTT sends it on
+    /// its own topic; HTTP clients fetch it by id).
+    pub fn message(&self) -> candor_wire::EventMessage {
+        candor_wire::EventMessage {
+            phase: match self.phase {
+                Phase::Start => candor_wire::EventPhase::New,
+                Phase::Update => candor_wire::EventPhase::Update,
+                Phase::End => candor_wire::EventPhase::End,
             },
-        })
+            event: candor_wire::Event {
+                id: self.id,
+                camera: self.camera.clone(),
+                kind: self.kind.to_owned(),
+                source: self.source.to_owned(),
+                start: self.start.to_string(),
+                end: self.end.map(|t| t.to_string()),
+                score: self.score,
+                zone: self.zone.clone(),
+                detail: self.detail.clone(),
+                snapshot: self.has_snapshot || self.snapshot.is_some(),
+                pinned: false,
+                acked_by: None,
+                acked_at: None,
+            },
+        }
+    }
+
+    /// [`Self::message`] as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.message()).unwrap_or_default()
     }
 }
 

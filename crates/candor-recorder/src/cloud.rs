@@ -287,6 +287,7 @@ struct Beat {
 
 /// Writes one encoded frame and flushes it (after its ledger row is written).
 async fn write_out(conn: &mut Conn, bytes: &[u8]) -> Result<(), String> {
+    conn.get_mut().0.ledgered += bytes.len() as u64;
     conn.write_all(bytes)
         .await
         .map_err(|e| format!("sending: {e}"))?;
@@ -449,13 +450,18 @@ impl Link {
             self.pairing(&mut conn, &dest, *identity.public_key()).await
         };
         let _ = conn.get_mut().0.shutdown().await;
-        let wire = conn.get_ref().0.written;
+        let (wire, ledgered) = (conn.get_ref().0.written, conn.get_ref().0.ledgered);
+        // The rows above hold the messages; this one holds the rest of what
+        // went on the wire (TLS handshake, record headers and tags), so the
+        // ledger's rows add up to the bytes that really left.
+        let overhead = wire.saturating_sub(ledgered);
         self.ledger(
             &dest,
             "disconnect",
-            0,
+            overhead,
             &format!(
-                "{wire} bytes on the wire in this connection, TLS records and handshake included"
+                "{wire} bytes on the wire in this connection: {ledgered} in the messages above, \
+                 {overhead} of TLS handshake and record overhead (counted here)"
             ),
         );
         r
@@ -921,6 +927,8 @@ impl Link {
 pub struct Counting {
     inner: TcpStream,
     written: u64,
+    /// Frame bytes already in the ledger as message rows.
+    ledgered: u64,
 }
 
 impl AsyncRead for Counting {
@@ -1019,6 +1027,7 @@ async fn connect(config: &CloudConfig, identity: &Identity) -> Result<Conn, Stri
             Counting {
                 inner: tcp,
                 written: 0,
+                ledgered: 0,
             },
         ),
     )

@@ -222,8 +222,26 @@ fn edit(
     let text = std::fs::read_to_string(path).map_err(read)?;
     let mut doc: DocumentMut = text.parse().map_err(|e| invalid(path, format!("{e}")))?;
     f(&mut doc).map_err(|e| invalid(path, e))?;
-    let new = doc.to_string();
-    let cfg = Config::parse(&new).map_err(|e| {
+    replace(path, &doc.to_string())
+}
+
+/// Writes a new config file (`candor demo`). The document is built with
+/// toml_edit's typed values, never by pasting strings, and must pass the
+/// start-up validation before it is written (0600, atomically).
+pub fn create(path: &Path, build: impl FnOnce(&mut DocumentMut)) -> Result<Config, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut doc = DocumentMut::new();
+    build(&mut doc);
+    replace(path, &doc.to_string())
+}
+
+/// Validates `new` and atomically replaces the file at `path` with it.
+fn replace(path: &Path, new: &str) -> Result<Config, ConfigError> {
+    let read = |e| ConfigError::Read {
+        path: path.to_owned(),
+        source: e,
+    };
+    let cfg = Config::parse(new).map_err(|e| {
         invalid(
             path,
             format!("the change would make the config invalid: {e}"),

@@ -164,7 +164,7 @@ pub async fn run(
                         let on = e.phase == Phase::Start;
                         let _ = client.try_publish(format!("{prefix}/{}/{}", e.camera, e.kind), QoS::AtLeastOnce, true, if on { "ON" } else { "OFF" });
                     }
-                    let _ = client.try_publish(format!("{prefix}/events"), QoS::AtLeastOnce, false, e.to_json().to_string());
+                    let _ = client.try_publish(format!("{prefix}/events"), QoS::AtLeastOnce, false, e.to_json());
                     // The picture after the message: an alarm must not queue
                     // behind tens of kilobytes of JPEG.
                     if let Some(jpeg) = &e.snapshot {

@@ -31,7 +31,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 fn body(e: &EventChange) -> Vec<u8> {
-    e.to_json().to_string().into_bytes()
+    e.to_json().into_bytes()
 }
 
 struct Delivery {

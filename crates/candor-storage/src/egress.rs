@@ -245,6 +245,19 @@ impl Store {
     }
 }
 
+impl From<&EgressEntry> for candor_wire::EgressEntry {
+    fn from(e: &EgressEntry) -> candor_wire::EgressEntry {
+        candor_wire::EgressEntry {
+            id: e.id,
+            at: e.at.to_string(),
+            destination: e.destination.clone(),
+            kind: e.kind.clone(),
+            bytes: e.bytes,
+            summary: e.summary.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,6 +351,26 @@ impl Store {
     }
 }
 
+impl From<&Event> for candor_wire::Event {
+    fn from(e: &Event) -> candor_wire::Event {
+        candor_wire::Event {
+            id: e.id,
+            camera: e.camera.clone(),
+            kind: e.kind.clone(),
+            source: e.source.clone(),
+            start: e.start.to_string(),
+            end: e.end.map(|t| t.to_string()),
+            score: e.score,
+            zone: e.zone.clone(),
+            detail: e.detail.clone(),
+            snapshot: e.snapshot,
+            pinned: e.pinned,
+            acked_by: e.acked.as_ref().map(|a| a.0.clone()),
+            acked_at: e.acked.as_ref().map(|a| a.1.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,17 +191,11 @@ pub async fn egress(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     match q.format.as_deref() {
-        None | Some("json") => {
-            let total: u64 = list.iter().map(|e| e.bytes).sum();
-            Ok(Json(serde_json::json!({
-                "entries": list.iter().map(|e| serde_json::json!({
-                    "at": e.at.to_string(), "destination": e.destination, "kind": e.kind,
-                    "bytes": e.bytes, "summary": e.summary,
-                })).collect::<Vec<_>>(),
-                "total_bytes": total,
-            }))
-            .into_response())
-        }
+        None | Some("json") => Ok(Json(candor_wire::EgressList {
+            total_bytes: list.iter().map(|e| e.bytes).sum(),
+            entries: list.iter().map(Into::into).collect(),
+        })
+        .into_response()),
         Some("csv") => {
             let out = egress_csv(&list);
             Ok((

@@ -65,22 +65,13 @@ pub async fn list(
             .map_err(ApiError::internal)?;
         Ok::<_, ApiError>(
             p.visible(all, |e| &e.camera)
-                .into_iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "id": e.id, "camera": e.camera, "kind": e.kind, "source": e.source,
-                        "start": e.start.to_string(), "end": e.end.map(|t| t.to_string()),
-                        "score": e.score, "zone": e.zone, "detail": e.detail,
-                        "snapshot": e.snapshot, "pinned": e.pinned,
-                        "acked_by": e.acked.as_ref().map(|a| a.0.clone()),
-                        "acked_at": e.acked.as_ref().map(|a| a.1.to_string()),
-                    })
-                })
+                .iter()
+                .map(candor_wire::Event::from)
                 .collect::<Vec<_>>(),
         )
     })
     .await??;
-    Ok(Json(serde_json::json!({ "events": list })).into_response())
+    Ok(Json(candor_wire::EventList { events: list }).into_response())
 }
 
 /// An event's snapshot (`snapshot.jpg`) or thumbnail (`thumbnail.jpg`).
@@ -176,7 +167,11 @@ pub async fn pin(
         format!("event {id} on {camera}"),
     )
     .await;
-    Ok(Json(serde_json::json!({ "id": id, "pinned": b.pinned })).into_response())
+    Ok(Json(candor_wire::Pinned {
+        id,
+        pinned: b.pinned,
+    })
+    .into_response())
 }
 
 /// `text/event-stream`: one `event` message per change, as JSON.
@@ -204,9 +199,7 @@ pub async fn live(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
                     Err(_) | Ok(Err(RecvError::Lagged(_))) => continue,
                     Ok(Err(RecvError::Closed)) => return None,
                     Ok(Ok(e)) if p.may_see(&e.camera) => {
-                        let ev = SseEvent::default()
-                            .event("event")
-                            .data(e.to_json().to_string());
+                        let ev = SseEvent::default().event("event").data(e.to_json());
                         return Some((
                             Ok::<_, std::convert::Infallible>(ev),
                             (rx, p, accounts, checked),

@@ -43,6 +43,23 @@ pub struct Policy {
     pub cameras: HashMap<String, (Option<u64>, Option<u64>)>,
 }
 
+impl Policy {
+    /// The retention the config asks for, as the storage page shows it.
+    pub fn from_config(cfg: &candor_recorder::Config) -> Policy {
+        Policy {
+            max_bytes: cfg.storage.max_bytes.map(|b| b.0),
+            cameras: cfg
+                .cameras
+                .iter()
+                .map(|c| {
+                    let limits = (c.max_age.map(|d| d.0.as_secs()), c.max_bytes.map(|b| b.0));
+                    (c.name.get_ref().0.clone(), limits)
+                })
+                .collect(),
+        }
+    }
+}
+
 struct Rate {
     at: Instant,
     frames: u64,
@@ -178,15 +195,23 @@ pub async fn cameras(State(st): State<AppState>, Caller(p): Caller) -> ApiResult
         .map(|s| {
             let (state, since, error) = state_fields(&s.camera.state);
             let (fps, bps) = f.rate(&s.camera.name, s.storage.frames, s.storage.bytes);
-            serde_json::json!({
-                "name": s.camera.name, "state": state, "streaming_since": since, "error": error,
-                "last_error": s.camera.last_error, "reconnects": s.camera.reconnects, "codec": s.camera.codec,
-                "resolution": s.camera.resolution, "frames_written": s.storage.frames, "bytes_written": s.storage.bytes,
-                "fps": fps, "bitrate": bps,
-            })
+            candor_wire::Camera {
+                name: s.camera.name,
+                state: state.into(),
+                streaming_since: since,
+                error,
+                last_error: s.camera.last_error,
+                reconnects: s.camera.reconnects,
+                codec: s.camera.codec,
+                resolution: s.camera.resolution,
+                frames_written: s.storage.frames,
+                bytes_written: s.storage.bytes,
+                fps,
+                bitrate: bps,
+            }
         })
         .collect();
-    Ok(Json(serde_json::json!({ "cameras": list })).into_response())
+    Ok(Json(candor_wire::CameraList { cameras: list }).into_response())
 }
 
 pub async fn spans(
@@ -213,13 +238,20 @@ pub async fn spans(
     .await??;
     let list: Vec<_> = spans
         .iter()
-        .map(|s| serde_json::json!({ "start": s.start.to_string(), "end": s.end.to_string() }))
+        .map(|s| {
+            candor_wire::Span::new(
+                s.start.to_string(),
+                s.end.to_string(),
+                (s.end - s.start).as_secs_f64(),
+            )
+        })
         .collect();
     // Exports ending at or before `settled_end` are byte-for-byte stable,
     // which players that seek with Range requests rely on.
-    Ok(Json(serde_json::json!({
-        "spans": list, "settled_end": settled.map(|t| t.to_string()),
-    }))
+    Ok(Json(candor_wire::SpanList {
+        spans: list,
+        settled_end: settled.map(|t| t.to_string()),
+    })
     .into_response())
 }
 

@@ -45,6 +45,8 @@ fn query_params(path: &str, method: &Method) -> Vec<(&'static str, &'static str,
 
 pub fn document() -> serde_json::Value {
     let mut paths = serde_json::Map::new();
+    let mut schemas = candor_wire::schema::responses();
+    let error = candor_wire::schema::of::<candor_wire::Error>(&mut schemas);
     for r in crate::routes() {
         if !r.path.starts_with("/api/") && r.path != "/metrics" {
             continue; // the web app's files are not API
@@ -62,11 +64,28 @@ pub fn document() -> serde_json::Value {
             "summary": r.summary,
             "parameters": params,
             "responses": {
-                "200": { "description": "Success" },
-                "4XX": { "description": "Client error (429 `locked_out` / `too_many_exports` carry Retry-After)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-                "503": { "description": "Busy (`busy`: too many password checks at once; Retry-After)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                "4XX": { "description": "Client error (429 `locked_out` / `too_many_exports` carry Retry-After)", "content": { "application/json": { "schema": error } } },
+                "503": { "description": "Busy (`busy`: too many password checks at once; Retry-After)", "content": { "application/json": { "schema": error } } },
             },
         });
+        let success = match r.reply {
+            Some((status, schema)) => {
+                let mut content =
+                    serde_json::json!({ "application/json": { "schema": schema(&mut schemas) } });
+                if r.path == "/api/v1/egress" {
+                    content["text/csv"] = serde_json::json!({ "schema": { "type": "string" } });
+                }
+                (
+                    status.to_string(),
+                    serde_json::json!({ "description": "Success", "content": content }),
+                )
+            }
+            None => (
+                "200".to_owned(),
+                serde_json::json!({ "description": "Success" }),
+            ),
+        };
+        op["responses"][success.0] = success.1;
         match r.access {
             Access::Public => op["security"] = serde_json::json!([]),
             Access::Role(role) => {
@@ -116,10 +135,7 @@ pub fn document() -> serde_json::Value {
                              "description": "From POST /api/v1/login; state changes also need the X-CSRF-Token header" },
                 "token": { "type": "http", "scheme": "bearer", "description": "An API token (cnd_…) from POST /api/v1/tokens" },
             },
-            "schemas": {
-                "Error": { "type": "object", "required": ["code", "message"],
-                           "properties": { "code": { "type": "string" }, "message": { "type": "string" } } },
-            },
+            "schemas": schemas.take_definitions(true),
         },
     })
 }

@@ -58,7 +58,11 @@ pub async fn setup(
         "first admin, via setup token".into(),
     )
     .await;
-    let body = serde_json::json!({ "username": username, "role": "admin" });
+    let body = candor_wire::SignedIn {
+        username,
+        role: "admin".into(),
+        csrf_token: None,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -189,9 +193,11 @@ pub async fn login(
             };
             st.audit(Some(&req.username), "login", format!("from {ip}{how}"))
                 .await;
-            let body = serde_json::json!({
-                "username": session.username, "role": session.role.as_str(), "csrf_token": session.csrf,
-            });
+            let body = candor_wire::SignedIn {
+                username: session.username,
+                role: session.role.as_str().into(),
+                csrf_token: Some(session.csrf),
+            };
             let mut r = (
                 StatusCode::OK,
                 [(
@@ -262,10 +268,14 @@ pub async fn me(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
         Via::Session { id, .. } => st.accounts.session(id)?.map(|s| s.csrf),
         Via::Token { .. } => None,
     };
-    Ok(Json(serde_json::json!({
-        "username": p.username, "role": p.role.as_str(), "cameras": p.cameras, "totp": totp,
-        "csrf_token": csrf, "session": p.session_row(),
-    }))
+    Ok(Json(candor_wire::Me {
+        role: p.role.as_str().into(),
+        session: p.session_row(),
+        username: p.username,
+        cameras: p.cameras,
+        totp,
+        csrf_token: csrf,
+    })
     .into_response())
 }
 

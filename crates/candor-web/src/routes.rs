@@ -1,0 +1,449 @@
+//! The route table: every route with who may call it and what it answers.
+//! The router and the OpenAPI document are built only from it.
+
+use crate::accounts::{Accounts, Role};
+use crate::{
+    Access, ApiError, AppState, MAX_BODY, admin_api, authz::gate, cameras_api, cloud_api,
+    events_api, footage, live, openapi, session_api, state, system, ui,
+};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    pub handler: axum::routing::MethodRouter<AppState>,
+    /// The success status and the schema of its JSON body, for the OpenAPI
+    /// document (from the same [`candor_wire`] type the handler sends).
+    pub reply: Option<(u16, candor_wire::schema::Of)>,
+}
+
+impl Route {
+    fn reply(mut self, status: u16, schema: candor_wire::schema::Of) -> Route {
+        self.reply = Some((status, schema));
+        self
+    }
+}
+
+fn r(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+    handler: axum::routing::MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        summary,
+        handler,
+        reply: None,
+    }
+}
+
+/// Every route, in one table: the router and the OpenAPI document are built
+/// only from it, so a test that walks it covers every route there is.
+pub fn routes() -> Vec<Route> {
+    use Access::{Public, Role as R, Site};
+    use Role::{Admin, Operator, Viewer};
+    use axum::routing::{delete, patch};
+    use candor_wire::schema::of;
+    let (g, p) = (Method::GET, Method::POST);
+    let health = || async {
+        Json(candor_wire::Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+    };
+    vec![
+        r(
+            g.clone(),
+            "/api/v1/health",
+            Public,
+            "Liveness and version",
+            get(health),
+        )
+        .reply(200, of::<candor_wire::Health>),
+        r(
+            p.clone(),
+            "/api/v1/setup",
+            Public,
+            "Create the first admin with the one-time setup token",
+            post(session_api::setup),
+        )
+        .reply(201, of::<candor_wire::SignedIn>),
+        r(
+            p.clone(),
+            "/api/v1/login",
+            Public,
+            "Log in (password, then TOTP code if enabled); sets the session cookie",
+            post(session_api::login),
+        )
+        .reply(200, of::<candor_wire::SignedIn>),
+        r(
+            p.clone(),
+            "/api/v1/logout",
+            R(Viewer),
+            "End this session",
+            post(session_api::logout),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/me",
+            R(Viewer),
+            "The caller: name, role, cameras, TOTP state",
+            get(session_api::me),
+        )
+        .reply(200, of::<candor_wire::Me>),
+        r(
+            p.clone(),
+            "/api/v1/me/totp",
+            R(Viewer),
+            "Start TOTP enrolment: returns a secret and otpauth URI",
+            post(session_api::totp_begin),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/me/totp/confirm",
+            R(Viewer),
+            "Finish TOTP enrolment with a code; returns recovery codes",
+            post(session_api::totp_confirm),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/me/password",
+            R(Viewer),
+            "Change your own password (needs the current one); other sessions end",
+            post(session_api::change_password),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/me/totp",
+            R(Viewer),
+            "Turn TOTP off (needs a current code)",
+            delete(session_api::totp_disable),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cameras",
+            R(Viewer),
+            "Cameras the caller may see, with state, codec, bitrate and fps",
+            get(footage::cameras),
+        )
+        .reply(200, of::<candor_wire::CameraList>),
+        r(
+            p.clone(),
+            "/api/v1/cameras",
+            Site(Admin),
+            "Add a camera: written to the config file and started at once",
+            post(cameras_api::add),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cloud",
+            Site(Admin),
+            "The cloud link: pairing, connection, sharing",
+            get(cloud_api::get_state),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cloud/pair",
+            Site(Admin),
+            "Start pairing: the cloud gives a one-time code",
+            post(cloud_api::pair),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cloud/pair/confirm",
+            Site(Admin),
+            "Confirm pairing after comparing the confirmation code on both screens",
+            post(cloud_api::confirm),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cloud/pair/cancel",
+            Site(Admin),
+            "Cancel pairing",
+            post(cloud_api::cancel),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/cloud/unpair",
+            Site(Admin),
+            "Unpair from the cloud (final)",
+            post(cloud_api::unpair),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/cloud/sharing",
+            Site(Admin),
+            "What the site shares with the cloud",
+            axum::routing::put(cloud_api::sharing),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/egress",
+            Site(Admin),
+            "The egress ledger: every message and byte sent off-site (JSON or CSV)",
+            get(cloud_api::egress),
+        )
+        .reply(200, of::<candor_wire::EgressList>),
+        r(
+            p.clone(),
+            "/api/v1/discover",
+            Site(Admin),
+            "Find ONVIF cameras on the local network (WS-Discovery)",
+            post(cameras_api::discover),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/discover/describe",
+            Site(Admin),
+            "An ONVIF camera's identity, profiles and RTSP stream URIs (main and sub)",
+            post(cameras_api::describe),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/spans",
+            R(Viewer),
+            "Recorded spans in [from, to) (RFC 3339)",
+            get(footage::spans),
+        )
+        .reply(200, of::<candor_wire::SpanList>),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/export.mp4",
+            R(Viewer),
+            "MP4 of [from, to); supports Range and ETag, so it also serves playback",
+            get(footage::export),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/motion",
+            R(Viewer),
+            "The camera's motion settings (as in [cameras.motion])",
+            get(footage::motion_get),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/cameras/{name}/motion",
+            R(Admin),
+            "Change the camera's motion settings: written to the config file (comments kept) and applied at once",
+            axum::routing::put(footage::motion_put),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/snapshot.jpg",
+            R(Viewer),
+            "What the camera sees now: its next key frame as a JPEG (H.264 cameras)",
+            get(footage::snapshot),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/live",
+            R(Viewer),
+            "Live fMP4 over WebSocket: a JSON init message, then binary init segment and fragments",
+            get(live::live),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/events",
+            R(Viewer),
+            "Events (camera, kind, start, end), newest first; camera=, kind=, since=, limit=",
+            get(events_api::list),
+        )
+        .reply(200, of::<candor_wire::EventList>),
+        r(
+            Method::PUT,
+            "/api/v1/events/{id}/pinned",
+            R(Operator),
+            "Protect an event's footage (pre/post capture included) from retention: {\"pinned\": true|false}",
+            axum::routing::put(events_api::pin),
+        )
+        .reply(200, of::<candor_wire::Pinned>),
+        r(
+            g.clone(),
+            "/api/v1/events/{id}/{file}",
+            R(Viewer),
+            "An event's snapshot.jpg or thumbnail.jpg (JPEG)",
+            get(events_api::snapshot),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/events/live",
+            R(Viewer),
+            "Live event feed (Server-Sent Events, one `event` message per change)",
+            get(events_api::live),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/system",
+            R(Operator),
+            "Camera states, storage, retention forecast, version, uptime",
+            get(system::system),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/users",
+            Site(Admin),
+            "List users",
+            get(admin_api::users),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/users",
+            Site(Admin),
+            "Create a user",
+            post(admin_api::create_user),
+        ),
+        r(
+            Method::PATCH,
+            "/api/v1/users/{name}",
+            Site(Admin),
+            "Change a user's role, cameras or password",
+            patch(admin_api::update_user),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/users/{name}",
+            Site(Admin),
+            "Delete a user",
+            delete(admin_api::delete_user),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/sessions",
+            R(Viewer),
+            "Sessions (admins: everyone's; others: their own)",
+            get(admin_api::sessions),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/sessions/{id}",
+            R(Viewer),
+            "Revoke a session",
+            delete(admin_api::revoke_session),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/tokens",
+            R(Viewer),
+            "API tokens (admins: everyone's; others: their own)",
+            get(admin_api::tokens),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/tokens",
+            R(Viewer),
+            "Create an API token (shown once)",
+            post(admin_api::create_token),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/tokens/{id}",
+            R(Viewer),
+            "Revoke an API token",
+            delete(admin_api::revoke_token),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/audit",
+            Site(Admin),
+            "Audit log, filtered; format=csv for a download",
+            get(admin_api::audit),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/openapi.json",
+            R(Viewer),
+            "This API, as OpenAPI 3.1",
+            get(openapi::openapi),
+        ),
+        r(
+            g.clone(),
+            "/metrics",
+            R(Operator),
+            "Prometheus metrics (use an API token with the operator role)",
+            get(system::metrics),
+        ),
+        r(g.clone(), "/", Public, "The web app", get(ui::index)),
+        r(
+            g.clone(),
+            "/app/{*file}",
+            Public,
+            "The web app's static files",
+            get(ui::asset),
+        ),
+        r(
+            g.clone(),
+            "/manifest.webmanifest",
+            Public,
+            "Web app manifest",
+            get(ui::manifest),
+        ),
+        r(
+            g,
+            "/sw.js",
+            Public,
+            "Service worker",
+            get(ui::service_worker),
+        ),
+    ]
+}
+
+/// The routes of [`routes`], with their state.
+pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Router {
+    let state = state(accounts, footage);
+    let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
+    for route in routes() {
+        let access = route.access;
+        let handler = match access {
+            Access::Public => route.handler,
+            _ => route
+                .handler
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    move |State(st): State<AppState>, req, next| gate(st, access, req, next),
+                )),
+        };
+        match by_path.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, h)) => *h = std::mem::take(h).merge(handler),
+            None => by_path.push((route.path, handler)),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
+        .fallback(|| async { ApiError::not_found("no such page or API route") })
+        // Bodies here are a few hundred bytes; refuse anything large early.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Headers every answer carries: no framing (clickjacking), no sniffing, a
+/// strict content security policy (only our own scripts), HSTS.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.entry(k)
+            .or_insert(axum::http::HeaderValue::from_static(v));
+    };
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "no-referrer");
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    );
+    set(h, "strict-transport-security", "max-age=31536000");
+    r
+}

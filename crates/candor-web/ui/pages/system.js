@@ -1,0 +1,49 @@
+// System: the recorder, its storage and every camera's state, refreshed.
+
+import { get, enc } from '../api.js';
+import { h } from '../dom.js';
+import { me, main, onLeave, errorBox, fmtBytes, fmtTime, fmtSecs } from '../common.js';
+
+export async function systemPage() {
+  const root = h('section', { class: 'page' }, h('h1', {}, 'System'));
+  const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  root.append(body);
+  main().replaceChildren(root);
+  const load = async () => {
+    let s;
+    try {
+      s = await get('system');
+    } catch (e) {
+      body.replaceChildren(errorBox(e));
+      return;
+    }
+    const st = s.storage;
+    body.replaceChildren(
+      h('div', { class: 'cards' },
+        h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Recorder'), h('strong', {}, `Candor ${s.version}`), h('div', {}, `up ${fmtSecs(s.uptime_secs)}`),
+          me.role === 'admin' ? h('a', { class: 'button small', href: '#add-camera' }, 'Add camera') : null),
+        h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Storage used'), h('strong', {}, fmtBytes(st.used_bytes)),
+          h('div', {}, st.max_bytes ? `of ${fmtBytes(st.max_bytes)} budget` : 'no budget set')),
+        h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Disk free'), h('strong', {}, fmtBytes(st.disk_free_bytes)), h('div', {}, `of ${fmtBytes(st.disk_total_bytes)}`)),
+        h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Live latency (server)'),
+          h('strong', {}, s.live.latency_p50_us != null ? `p50 ≤ ${(s.live.latency_p50_us / 1000).toFixed(1)} ms` : '–'),
+          h('div', {}, s.live.latency_p99_us != null ? `p99 ≤ ${(s.live.latency_p99_us / 1000).toFixed(1)} ms` : 'no live viewers yet'))),
+      h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, ['Camera', 'State', 'Video', 'Bitrate', 'Stored', 'Footage kept', 'Forecast'].map((c) => h('th', {}, c)))),
+        h('tbody', {}, s.cameras.map((c) => h('tr', { 'data-camera': c.name },
+          h('td', {}, c.name),
+          h('td', {}, h('span', { class: `dot ${c.state}` }), c.state, c.error ? h('div', { class: 'small bad' }, c.error) : null,
+            c.state === 'streaming' ? h('div', { class: 'small muted' }, `since ${fmtTime(Date.parse(c.streaming_since))}`) : null),
+          h('td', {}, c.codec ?? '–', c.resolution ? h('div', { class: 'small muted' }, `${c.resolution[0]}×${c.resolution[1]} · ${c.fps != null ? c.fps.toFixed(1) : '–'} fps`) : null,
+            c.motion && c.motion.state !== 'off' ? h('div', { class: 'small muted', 'data-motion': c.motion.state }, `motion: ${c.motion.state}${c.motion.stream ? ` on ${c.motion.stream}` : ''} · ${c.motion.cpu_percent.toFixed(1)} % CPU`) : null,
+            me.role === 'admin' ? h('a', { class: 'small', href: `#motion?camera=${enc(c.name)}` }, 'Motion settings…') : null),
+          h('td', {}, c.bitrate != null ? `${(c.bitrate / 1e6).toFixed(2)} Mbit/s` : '–'),
+          h('td', {}, fmtBytes(c.bytes)),
+          h('td', {}, c.days_kept != null ? `${c.days_kept < 1 ? fmtSecs(c.days_kept * 86400) : c.days_kept.toFixed(1) + ' days'}` : 'none yet'),
+          h('td', {}, c.forecast_days != null ? `${c.forecast_days.toFixed(1)} days` : '–', h('div', { class: 'small muted' }, c.forecast_limit !== 'none' ? `limited by ${c.forecast_limit}` : ''))))))),
+      h('p', { class: 'muted small' }, 'The forecast is how many days of footage each camera will keep at its current bitrate under the configured limits (max_age, max_bytes, and its share of the storage budget).'));
+  };
+  await load();
+  const timer = setInterval(load, 5000);
+  onLeave(() => clearInterval(timer));
+}

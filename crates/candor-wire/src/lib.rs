@@ -1,0 +1,289 @@
+//! The JSON shapes Candor's recorder shows to the outside: the HTTP API,
+//! the CLI's `--json`, and the event messages of MQTT, webhooks and the web
+//! app's live feed. Each shape is one struct here, serialized by everyone
+//! who sends it, so the copies can't disagree; the OpenAPI document's
+//! schemas are generated from the same structs ([`schema`]).
+//!
+//! Times are RFC 3339 strings in UTC (`2026-11-27T10:00:00.000Z`), as
+//! `candor_media::Time90k` prints them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A recorded event: motion (Candor's detector), or what a camera reported
+/// over ONVIF (tamper, input).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    pub id: i64,
+    pub camera: String,
+    /// `motion`, `tamper`, `input`.
+    pub kind: String,
+    /// `motion` (Candor's detector) or `onvif` (the camera said so).
+    pub source: String,
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339; `null` while the event goes on.
+    pub end: Option<String>,
+    /// Motion: the largest share of the picture that moved, 0..1.
+    pub score: Option<f64>,
+    /// The motion zone entered, if zones are configured.
+    pub zone: Option<String>,
+    pub detail: Option<String>,
+    /// A snapshot is stored (`GET /api/v1/events/{id}/snapshot.jpg`).
+    pub snapshot: bool,
+    /// Kept beyond retention.
+    pub pinned: bool,
+    /// Acknowledged from the cloud app: by whom …
+    pub acked_by: Option<String>,
+    /// … and when (RFC 3339).
+    pub acked_at: Option<String>,
+}
+
+/// What changed about an event, as MQTT, webhooks and the live feed say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventPhase {
+    /// The event began.
+    New,
+    /// Something was added to an ongoing event (its snapshot).
+    Update,
+    /// The event ended (`end` is set).
+    End,
+}
+
+/// One event message: `{"type": "new"|"update"|"end", "event": {...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventMessage {
+    #[serde(rename = "type")]
+    pub phase: EventPhase,
+    pub event: Event,
+}
+
+/// `GET /api/v1/events`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct EventList {
+    pub events: Vec<Event>,
+}
+
+/// `PUT /api/v1/events/{id}/pin`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Pinned {
+    pub id: i64,
+    pub pinned: bool,
+}
+
+/// A stretch of continuous footage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Span {
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339.
+    pub end: String,
+    pub seconds: f64,
+}
+
+impl Span {
+    pub fn new(start: String, end: String, seconds: f64) -> Span {
+        Span {
+            start,
+            end,
+            seconds,
+        }
+    }
+}
+
+/// `GET /api/v1/cameras/{name}/spans`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SpanList {
+    pub spans: Vec<Span>,
+    /// Exports ending at or before this instant are byte-for-byte stable
+    /// (players seeking with Range requests rely on it); RFC 3339.
+    pub settled_end: Option<String>,
+}
+
+/// `candor spans --json`: a camera's footage and the gaps between it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Spans {
+    pub camera: String,
+    pub spans: Vec<Span>,
+    pub gaps: Vec<Span>,
+}
+
+/// One row of the egress ledger: something that left the site.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EgressEntry {
+    pub id: i64,
+    /// RFC 3339.
+    pub at: String,
+    /// Host:port it went to.
+    pub destination: String,
+    /// The message type (`status`, `alarm`, …), or `connect`/`disconnect`
+    /// (a `disconnect` row counts the connection's TLS overhead).
+    pub kind: String,
+    /// Bytes on the wire for this row.
+    pub bytes: u64,
+    /// The message itself (JSON), or a description.
+    pub summary: String,
+}
+
+/// `GET /api/v1/egress`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct EgressList {
+    pub entries: Vec<EgressEntry>,
+    /// Sum of `bytes` over `entries`.
+    pub total_bytes: u64,
+}
+
+/// A camera as the recorder sees it now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Camera {
+    pub name: String,
+    /// `connecting`, `streaming`, `reconnecting` or `stopped`.
+    pub state: String,
+    /// RFC 3339, while streaming.
+    pub streaming_since: Option<String>,
+    /// Why it is reconnecting.
+    pub error: Option<String>,
+    /// The last error, even after it recovered.
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+    /// `h264` or `h265`, once known.
+    pub codec: Option<String>,
+    /// Width and height in pixels, once known.
+    pub resolution: Option<(u32, u32)>,
+    pub frames_written: u64,
+    pub bytes_written: u64,
+    /// Frames per second over the last few seconds.
+    pub fps: Option<f64>,
+    /// Bits per second over the last few seconds.
+    pub bitrate: Option<f64>,
+}
+
+/// `GET /api/v1/cameras`: the cameras the caller may see.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct CameraList {
+    pub cameras: Vec<Camera>,
+}
+
+/// `POST /api/v1/login` (when no second factor is pending) and
+/// `POST /api/v1/setup`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SignedIn {
+    pub username: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Send it back as `X-CSRF-Token` on state changes (absent after setup:
+    /// sign in next).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+/// `GET /api/v1/me`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Me {
+    pub username: String,
+    pub role: String,
+    /// The cameras this caller may see; `null`: all of them.
+    pub cameras: Option<Vec<String>>,
+    /// TOTP is on for this user.
+    pub totp: bool,
+    /// For sessions; `null` for API tokens.
+    pub csrf_token: Option<String>,
+    /// This session's id (to tell it apart in the session list); `null` for tokens.
+    pub session: Option<i64>,
+}
+
+/// `GET /api/v1/health`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+    pub version: String,
+}
+
+/// The body of every API error (4xx, 5xx).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Error {
+    /// Stable, for programs: `locked_out`, `scoped`, `too_large`, …
+    pub code: String,
+    /// For people: what went wrong and what to do.
+    pub message: String,
+}
+
+/// JSON Schemas for the OpenAPI document: `#/components/schemas/…`
+/// references, collected in one generator.
+pub mod schema {
+    use schemars::generate::{Contract, SchemaSettings};
+    use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+    /// Makes a schema reference for `T`; used as a function pointer in
+    /// route tables.
+    pub type Of = fn(&mut SchemaGenerator) -> Schema;
+
+    pub fn of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+        g.subschema_for::<T>()
+    }
+
+    /// A generator for response bodies (what the server serializes).
+    pub fn responses() -> SchemaGenerator {
+        SchemaSettings::draft2020_12()
+            .with(|s| {
+                s.definitions_path = "/components/schemas".into();
+                s.contract = Contract::Serialize;
+            })
+            .into_generator()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_message_has_the_documented_shape() {
+        let m = EventMessage {
+            phase: EventPhase::End,
+            event: Event {
+                id: 7,
+                camera: "gate".into(),
+                kind: "motion".into(),
+                source: "motion".into(),
+                start: "2026-11-27T10:00:00.000Z".into(),
+                end: Some("2026-11-27T10:00:05.000Z".into()),
+                score: Some(0.25),
+                zone: None,
+                detail: None,
+                snapshot: true,
+                pinned: false,
+                acked_by: None,
+                acked_at: None,
+            },
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["type"], "end");
+        assert_eq!(v["event"]["camera"], "gate");
+        assert!(v["event"]["zone"].is_null());
+        let keys: Vec<&str> = v["event"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 13, "{keys:?}");
+    }
+
+    #[test]
+    fn schemas_are_references_into_components() {
+        let mut g = schema::responses();
+        let r = schema::of::<EventList>(&mut g);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["$ref"],
+            "#/components/schemas/EventList"
+        );
+        let defs = g.take_definitions(true);
+        assert!(
+            defs.contains_key("Event") && defs.contains_key("EventList"),
+            "{defs:?}"
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! `candor run`: record a config's cameras and serve the web app until
+//! SIGINT/SIGTERM.
+
+use super::{private_server, runtime, shutdown_signal, warn_if_readable};
+use anyhow::{Context, Result};
+use candor_recorder::{CameraState, Config, Recorder};
+use candor_storage::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(short, long)]
+    config: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    private_server();
+    warn_if_readable(&a.config);
+    let cfg = Config::load(&a.config)?;
+    runtime()?.block_on(record(cfg, a.config, None))
+}
+
+/// Footage and the index are private to the recorder's user.
+fn private_dir(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!("could not make {} private (0700): {e}", dir.display());
+    }
+}
+
+/// Records until a signal (or `stop_after`), with the web app beside it.
+pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Duration>) -> Result<()> {
+    std::fs::create_dir_all(&cfg.storage.path)
+        .with_context(|| format!("creating {}", cfg.storage.path.display()))?;
+    private_dir(&cfg.storage.path);
+    let rec = Recorder::start(&cfg)
+        .await
+        .context("starting the recorder")?;
+    let r = &rec.recovery;
+    if r.segments_recovered + r.rows_removed + r.orphans_removed > 0 {
+        tracing::info!(
+            "recovered after an unclean stop: {} segment(s) closed, {} bytes of torn tail cut, {} stale row(s) and {} orphan file(s) removed",
+            r.segments_recovered,
+            r.bytes_truncated,
+            r.rows_removed,
+            r.orphans_removed
+        );
+    }
+    tracing::info!(cameras = cfg.cameras.len(), data = %cfg.storage.path.display(), "recording");
+    let (web_stop, web_stop_rx) = tokio::sync::watch::channel(false);
+    // Recording matters more than the web app: if the web server can't start
+    // (port taken, bad certificate), say so loudly and keep recording.
+    let policy = candor_web::footage::Policy::from_config(&cfg);
+    let footage = Store::open_read_only(&cfg.storage.path).map(|store| {
+        candor_web::footage::Footage::new(store, rec.status_source(), policy)
+            .with_writable(rec.store().clone())
+            .with_config_path(config_path.clone())
+            .with_cloud(rec.cloud())
+    });
+    let web = match start_web(&cfg, web_stop_rx, footage.ok()).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!("web server not started: {e:#}; recording continues");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    let deadline = stop_after.map(|d| tokio::time::Instant::now() + d);
+    // One listener for the whole run: a listener created per loop turn would
+    // miss a signal that arrives while the status is being printed.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            _ = tick.tick() => print_status(&rec),
+        }
+    }
+    tracing::info!("stopping: closing segments and flushing the index");
+    let _ = web_stop.send(true);
+    if let Some(web) = web {
+        let _ = web.await;
+    }
+    rec.shutdown().await;
+    Ok(())
+}
+
+/// How long the first-run setup token is valid.
+const SETUP_TOKEN_SECS: i64 = 30 * 60;
+
+/// Binds the HTTPS server and prints where it is and its certificate fingerprint.
+async fn start_web(
+    cfg: &Config,
+    stop: tokio::sync::watch::Receiver<bool>,
+    footage: Option<candor_web::footage::Footage>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let w = &cfg.web;
+    let tls = candor_web::tls_identity(&cfg.storage.path, w.cert.as_deref(), w.key.as_deref())?;
+    let accounts = Arc::new(candor_web::accounts::Accounts::open(&cfg.storage.path)?);
+    let listener = tokio::net::TcpListener::bind(w.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "web: can't listen on {} (set [web] listen to a free address)",
+                w.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let shown = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+    } else {
+        addr
+    };
+    tracing::info!(
+        "web: https://{shown}/ — TLS certificate {} {}, SHA-256 fingerprint {}",
+        tls.cert_path.display(),
+        if tls.generated { "(generated now)" } else { "" },
+        tls.fingerprint
+    );
+    // No default password: until an admin exists, a one-time token printed
+    // here (and only here) lets whoever runs the recorder create one.
+    if let Some(token) = accounts.new_setup_token(SETUP_TOKEN_SECS)? {
+        // The token rides in the URL's fragment, which browsers never send
+        // to a server, so it stays out of any proxy or access log.
+        tracing::warn!(
+            "no users yet. Within {} minutes, open https://{shown}/#setup={token} to create the first admin \
+             (check the certificate fingerprint above), or run `candor user add NAME --role admin -c CONFIG`",
+            SETUP_TOKEN_SECS / 60,
+        );
+    }
+    let router = candor_web::router(accounts, footage);
+    let limits = candor_auth::conn::Limits {
+        max_connections: w.max_connections.max(1),
+        max_per_address: w.max_connections_per_address.max(1),
+        idle: w.idle_timeout.0.max(std::time::Duration::from_secs(1)),
+        ..Default::default()
+    };
+    Ok(tokio::spawn(candor_web::serve(
+        listener, tls.config, router, limits, stop,
+    )))
+}
+
+fn print_status(rec: &Recorder) {
+    for s in rec.status() {
+        let state = match &s.camera.state {
+            CameraState::Connecting => "connecting".to_string(),
+            CameraState::Streaming { since } => format!("streaming since {since}"),
+            CameraState::Backoff { last_error, .. } => format!("reconnecting ({last_error})"),
+            CameraState::Stopped => "stopped".to_string(),
+        };
+        eprintln!(
+            "  {:<12} {:<40} {:>8} frames {:>10.1} MB written",
+            s.camera.name,
+            state,
+            s.storage.frames,
+            s.storage.bytes as f64 / 1e6
+        );
+    }
+}
