@@ -359,17 +359,25 @@ impl MotionTask {
                 if let Err(err) = self.store.end_event(id, end) {
                     warn!(camera = %self.camera, "ending a motion event: {err}");
                 }
-                let _ = self
-                    .store
-                    .set_event_result(id, f64::from(peak_score), zone.as_deref());
+                if let Err(err) =
+                    self.store
+                        .set_event_result(id, f64::from(peak_score), zone.as_deref())
+                {
+                    warn!(camera = %self.camera, "recording a motion event's peak: {err}");
+                }
                 // The peak picture replaces the first one: it shows the most.
+                let mut saved = false;
                 if let Some(p) = picture
                     && let Some((full, thumb)) = self.encode(&p)
                 {
-                    let _ = self.store.save_snapshot(self.camera_id, id, &full, &thumb);
+                    match self.store.save_snapshot(self.camera_id, id, &full, &thumb) {
+                        Ok(_) => saved = true,
+                        Err(err) => warn!(camera = %self.camera, "saving a snapshot: {err}"),
+                    }
                 }
+                // As the API will say: a snapshot exists if either was saved.
                 let mut c = change(id, Phase::End, start, Some(end), peak_score, zone, None);
-                c.has_snapshot = had_snapshot;
+                c.has_snapshot = had_snapshot || saved;
                 let _ = self.bus.send(c);
             }
         }

@@ -228,6 +228,47 @@ fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
         },
     );
 
+    // One event, three ways: the API, the MQTT message and `candor events
+    // --json` carry the same fields with the same values (they serialize
+    // one struct, candor_wire::Event). The event is an ongoing one (the
+    // walkers never stop), compared with MQTT's `update` that brought its
+    // snapshot: nothing about it changes until it ends.
+    let (mut from_mqtt, mut from_api) = (serde_json::Value::Null, serde_json::Value::Null);
+    wait_for(
+        "an ongoing event's update over MQTT",
+        Duration::from_secs(30),
+        || {
+            let (_, _, v) = web.api("GET", "events", None);
+            let api = v["events"].as_array().cloned().unwrap_or_default();
+            for m in sub.payloads(&format!("{prefix}/events")) {
+                let m: serde_json::Value = serde_json::from_str(&m).unwrap();
+                if m["type"] != "update" {
+                    continue;
+                }
+                if let Some(e) = api
+                    .iter()
+                    .find(|e| e["id"] == m["event"]["id"] && e["end"].is_null())
+                {
+                    (from_mqtt, from_api) = (m["event"].clone(), e.clone());
+                    return true;
+                }
+            }
+            false
+        },
+    );
+    let o = candor(&["events", "-c", cfg.to_str().unwrap(), "--json"]);
+    let cli: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let from_cli = cli
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == from_mqtt["id"])
+        .cloned()
+        .unwrap();
+    assert_eq!(from_api, from_mqtt, "API and MQTT differ");
+    assert_eq!(from_cli, from_mqtt, "CLI and MQTT differ");
+    assert_eq!(from_mqtt.as_object().unwrap().len(), 13, "{from_mqtt}");
+
     // Stopping ends the ongoing event.
     rec.stop();
     let o = candor(&[

@@ -489,6 +489,16 @@ impl Subscriber {
     pub fn has(&self, f: impl Fn(&str) -> bool) -> bool {
         self.lines.lock().unwrap().iter().any(|l| f(l))
     }
+    /// The payloads received so far on `topic`.
+    pub fn payloads(&self, topic: &str) -> Vec<String> {
+        let start = format!("{topic} ");
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix(&start).map(str::to_owned))
+            .collect()
+    }
 }
 
 impl Drop for Subscriber {
