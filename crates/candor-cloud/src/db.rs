@@ -20,6 +20,10 @@ pub enum DbError {
     Type(usize),
     #[error("database task: {0}")]
     Join(String),
+    #[error(
+        "the database is from a newer Candor cloud (schema version {0}); run that version, or restore a backup"
+    )]
+    SchemaVersion(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -97,6 +101,15 @@ impl Row {
     }
 }
 
+/// The cloud database's schema version, in `meta`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// One entry per version step: `UPGRADES[v - 1]` holds the statements that
+/// take version `v` to `v + 1`, for both SQLite and PostgreSQL (`BYTES` is
+/// rewritten per database). None yet: version 1 is the first with a number.
+const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [];
+
+/// Today's tables, for a new database. `meta` comes first: it holds the version.
 const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS account (
@@ -169,14 +182,57 @@ impl Db {
             c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")?;
             Db::Sqlite(Arc::new(Mutex::new(c)))
         };
-        for t in TABLES {
-            let ddl = match &db {
-                Db::Sqlite(_) => t.replace("BYTES", "BLOB"),
-                Db::Postgres(_) => t.replace("BYTES", "BYTEA"),
-            };
-            db.exec(&ddl, vec![]).await?;
-        }
+        db.migrate().await?;
         Ok(db)
+    }
+
+    /// DDL for this database: `BYTES` is SQLite's BLOB, PostgreSQL's BYTEA.
+    fn ddl(&self, t: &str) -> String {
+        match self {
+            Db::Sqlite(_) => t.replace("BYTES", "BLOB"),
+            Db::Postgres(_) => t.replace("BYTES", "BYTEA"),
+        }
+    }
+
+    /// A new database (or one from before versions were kept, which had
+    /// today's tables) gets [`TABLES`] and [`SCHEMA_VERSION`]; an older
+    /// version runs its [`UPGRADES`]; a newer one is refused untouched.
+    async fn migrate(&self) -> Result<(), DbError> {
+        self.exec(TABLES[0], vec![]).await?;
+        let v = self
+            .query_one(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                vec![],
+            )
+            .await?
+            .map(|r| r.text(0))
+            .transpose()?;
+        let Some(v) = v else {
+            for t in TABLES {
+                self.exec(&self.ddl(t), vec![]).await?;
+            }
+            self.exec(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', $1)",
+                vec![Val::Text(SCHEMA_VERSION.to_string())],
+            )
+            .await?;
+            return Ok(());
+        };
+        let from = match v.parse::<i64>() {
+            Ok(n) if (1..=SCHEMA_VERSION).contains(&n) => n,
+            _ => return Err(DbError::SchemaVersion(v)),
+        };
+        for step in &UPGRADES[(from - 1) as usize..] {
+            for statement in *step {
+                self.exec(&self.ddl(statement), vec![]).await?;
+            }
+        }
+        self.exec(
+            "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
+            vec![Val::Text(SCHEMA_VERSION.to_string())],
+        )
+        .await?;
+        Ok(())
     }
 
     pub fn kind(&self) -> &'static str {
@@ -369,6 +425,39 @@ impl tokio_postgres::types::ToSql for PgNull {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn there_is_one_upgrade_per_version_step() {
+        assert_eq!(UPGRADES.len() as i64, SCHEMA_VERSION - 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_database_gets_a_version_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.db");
+        let path = path.to_str().unwrap();
+        let db = Db::open(path).await.unwrap();
+        let v = db
+            .query_one(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.text(0).unwrap(), SCHEMA_VERSION.to_string());
+        drop(db);
+        // Opening again changes nothing.
+        let db = Db::open(path).await.unwrap();
+        db.exec(
+            "UPDATE meta SET value = '9' WHERE key = 'schema_version'",
+            vec![],
+        )
+        .await
+        .unwrap();
+        drop(db);
+        assert!(matches!(Db::open(path).await, Err(DbError::SchemaVersion(v)) if v == "9"));
+    }
 
     #[test]
     fn parameters_are_rewritten_for_sqlite() {

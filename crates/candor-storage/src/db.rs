@@ -8,10 +8,12 @@
 use crate::StorageError;
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// 2: the `event` table (added; version 1 indexes are upgraded in place).
-/// 3: `event.snapshot` (added to version 2 tables in place).
+/// The index's schema version; older indexes are upgraded in place, one
+/// step per version (see [`UPGRADES`]).
+/// 2: the `event` table.
+/// 3: `event.snapshot`.
 /// 4: `egress` (the ledger of bytes sent off-site) and `outbox` (alarms
-/// waiting for the cloud); new tables, so older indexes upgrade in place.
+/// waiting for the cloud).
 /// 5: `outbox.id` never reused (AUTOINCREMENT: the cloud deduplicates by it,
 /// so an id handed out again after the queue emptied would be dropped as a
 /// duplicate), `outbox.event_id` and `delivered` (kept a while, so an
@@ -98,6 +100,135 @@ CREATE INDEX IF NOT EXISTS event_start ON event (start_90k);
 CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
 "#;
 
+/// One function per version step: `UPGRADES[v - 1]` takes an index of
+/// version `v` to `v + 1`, inside the one transaction that also records the
+/// new version. Each step holds the DDL of its own time (never today's
+/// [`SCHEMA`]), so an index of any past version reaches exactly the shape
+/// a new one has; `upgraded_indexes_equal_a_new_one` checks that.
+type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
+const UPGRADES: [Upgrade; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
+
+/// Events (motion, the cameras' own).
+fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE event (
+             id INTEGER PRIMARY KEY,
+             camera_id INTEGER NOT NULL REFERENCES camera(id),
+             kind TEXT NOT NULL,
+             source TEXT NOT NULL,
+             start_90k INTEGER NOT NULL,
+             end_90k INTEGER,
+             zone TEXT,
+             score REAL,
+             detail TEXT,
+             pinned INTEGER NOT NULL DEFAULT 0
+         );
+         CREATE INDEX event_start ON event (start_90k);
+         CREATE INDEX event_camera_start ON event (camera_id, start_90k);",
+    )
+}
+
+/// Event snapshots.
+fn v2_to_v3(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch("ALTER TABLE event ADD COLUMN snapshot INTEGER NOT NULL DEFAULT 0")
+}
+
+/// The egress ledger and the cloud's alarm outbox.
+fn v3_to_v4(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE egress (
+             id INTEGER PRIMARY KEY,
+             at_90k INTEGER NOT NULL,
+             destination TEXT NOT NULL,
+             kind TEXT NOT NULL,
+             bytes INTEGER NOT NULL,
+             summary TEXT NOT NULL
+         );
+         CREATE INDEX egress_at ON egress (at_90k);
+         CREATE TABLE outbox (
+             id INTEGER PRIMARY KEY,
+             at_90k INTEGER NOT NULL,
+             payload TEXT NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0
+         );",
+    )
+}
+
+/// Acknowledgements; outbox ids never reused (rebuilt with AUTOINCREMENT,
+/// queued alarms kept).
+fn v4_to_v5(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE event ADD COLUMN acked_by TEXT;
+         ALTER TABLE event ADD COLUMN acked_at_90k INTEGER;
+         ALTER TABLE outbox RENAME TO outbox_v4;
+         CREATE TABLE outbox (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             at_90k INTEGER NOT NULL,
+             payload TEXT NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0,
+             event_id INTEGER,
+             delivered INTEGER NOT NULL DEFAULT 0
+         );
+         INSERT INTO outbox (id, at_90k, payload, attempts)
+             SELECT id, at_90k, payload, attempts FROM outbox_v4;
+         DROP TABLE outbox_v4;",
+    )
+}
+
+/// A new index gets today's [`SCHEMA`]; an old one runs the steps from its
+/// version on, all in one transaction (a crash mid-upgrade leaves the old
+/// version, intact). A version newer than this build is refused.
+fn migrate(conn: &Connection) -> Result<(), StorageError> {
+    let ctx = |e| StorageError::db("upgrading the schema", e);
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(|e| StorageError::db("reading schema version", e))?
+        > 0;
+    let v: Option<String> = if has_meta {
+        conn.query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| StorageError::db("reading schema version", e))?
+    } else {
+        None
+    };
+    let Some(v) = v else {
+        let tx = conn.unchecked_transaction().map_err(ctx)?;
+        tx.execute_batch(SCHEMA)
+            .map_err(|e| StorageError::db("creating the schema", e))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(|e| StorageError::db("writing schema version", e))?;
+        return tx.commit().map_err(ctx);
+    };
+    let from = match v.parse::<i64>() {
+        Ok(n) if (1..=SCHEMA_VERSION).contains(&n) => n,
+        _ => return Err(StorageError::SchemaVersion(v)),
+    };
+    if from == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction().map_err(ctx)?;
+    for step in &UPGRADES[(from - 1) as usize..] {
+        step(&tx).map_err(ctx)?;
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION.to_string()],
+    )
+    .map_err(ctx)?;
+    tx.commit().map_err(ctx)
+}
+
 pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, StorageError> {
     let flags = if read_only {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -115,72 +246,7 @@ pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, Stora
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )
         .map_err(|e| StorageError::db("configuring the index", e))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| StorageError::db("creating the schema", e))?;
-        let v: Option<String> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| StorageError::db("reading schema version", e))?;
-        match v {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION.to_string()],
-                )
-                .map_err(|e| StorageError::db("writing schema version", e))?;
-            }
-            Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            // Version 1 lacked only the event table, which SCHEMA just
-            // created; version 2's event table lacked `snapshot`, and 2–4
-            // the ack columns; version 4's outbox could reuse ids.
-            Some(v) if ["1", "2", "3", "4"].contains(&v.as_str()) => {
-                let tx = conn
-                    .unchecked_transaction()
-                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
-                if v == "2" {
-                    tx.execute_batch(
-                        "ALTER TABLE event ADD COLUMN snapshot INTEGER NOT NULL DEFAULT 0",
-                    )
-                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
-                }
-                if v != "1" {
-                    tx.execute_batch(
-                        "ALTER TABLE event ADD COLUMN acked_by TEXT;
-                         ALTER TABLE event ADD COLUMN acked_at_90k INTEGER;",
-                    )
-                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
-                }
-                if v == "4" {
-                    tx.execute_batch(
-                        "ALTER TABLE outbox RENAME TO outbox_v4;
-                         CREATE TABLE outbox (
-                             id INTEGER PRIMARY KEY AUTOINCREMENT,
-                             at_90k INTEGER NOT NULL,
-                             payload TEXT NOT NULL,
-                             attempts INTEGER NOT NULL DEFAULT 0,
-                             event_id INTEGER,
-                             delivered INTEGER NOT NULL DEFAULT 0
-                         );
-                         INSERT INTO outbox (id, at_90k, payload, attempts)
-                             SELECT id, at_90k, payload, attempts FROM outbox_v4;
-                         DROP TABLE outbox_v4;",
-                    )
-                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
-                }
-                tx.execute(
-                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                    [SCHEMA_VERSION.to_string()],
-                )
-                .map_err(|e| StorageError::db("upgrading the schema", e))?;
-                tx.commit()
-                    .map_err(|e| StorageError::db("upgrading the schema", e))?;
-            }
-            Some(v) => return Err(StorageError::SchemaVersion(v)),
-        }
+        migrate(&conn)?;
     }
     Ok(conn)
 }
@@ -346,4 +412,115 @@ pub fn get_varint(data: &mut &[u8]) -> Option<u64> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+
+    /// Tables, their columns (name, type, not null, default, key) and the
+    /// indexes, in a comparable form.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut q = conn
+            .prepare("SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%' ORDER BY type, name")
+            .unwrap();
+        let items: Vec<(String, String, String)> = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (kind, name, table) in items {
+            out.push(format!("{kind} {name} on {table}"));
+            let pragma = if kind == "table" {
+                "table_info"
+            } else {
+                "index_info"
+            };
+            let mut q = conn.prepare(&format!("PRAGMA {pragma}({name})")).unwrap();
+            let n = q.column_count();
+            let rows: Vec<String> = q
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            out.extend(rows.into_iter().map(|r| format!("  {r}")));
+        }
+        out
+    }
+
+    fn version(conn: &Connection) -> String {
+        conn.query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// A version-1 index: cameras and segments, nothing else.
+    fn v1(path: &std::path::Path) {
+        drop(open(path, false).unwrap());
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(
+            "DROP TABLE event; DROP TABLE egress; DROP TABLE outbox; \
+             UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn there_is_one_upgrade_per_version_step() {
+        assert_eq!(UPGRADES.len() as i64, SCHEMA_VERSION - 1);
+    }
+
+    /// From every past version, the upgraded index has exactly the tables,
+    /// columns and indexes of a new one, and today's version.
+    #[test]
+    fn upgraded_indexes_equal_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.db");
+        let want = shape(&open(&fresh, false).unwrap());
+        for from in 1..SCHEMA_VERSION {
+            let p = dir.path().join(format!("v{from}.db"));
+            v1(&p);
+            {
+                let mut c = Connection::open(&p).unwrap();
+                let tx = c.transaction().unwrap();
+                for step in &UPGRADES[..(from - 1) as usize] {
+                    step(&tx).unwrap();
+                }
+                tx.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    [from.to_string()],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+            }
+            let c = open(&p, false).unwrap();
+            assert_eq!(version(&c), SCHEMA_VERSION.to_string(), "from {from}");
+            assert_eq!(shape(&c), want, "upgraded from version {from}");
+        }
+    }
+
+    #[test]
+    fn an_index_from_a_newer_version_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        drop(open(&p, false).unwrap());
+        Connection::open(&p)
+            .unwrap()
+            .execute(
+                "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(open(&p, false), Err(StorageError::SchemaVersion(v)) if v == "99"));
+        assert_eq!(version(&Connection::open(&p).unwrap()), "99");
+    }
 }

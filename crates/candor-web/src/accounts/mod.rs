@@ -6,6 +6,9 @@
 //! t=2, p=1). There is no default password: the first admin is created with a
 //! one-time setup token printed on the console, or with `candor user add`.
 
+mod schema;
+pub use schema::SCHEMA_VERSION;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use base64::Engine as _;
@@ -89,6 +92,10 @@ pub enum AccountError {
     NoPendingTotp,
     #[error("camera list: {0}")]
     BadCameras(String),
+    #[error(
+        "accounts.db is from a newer Candor (schema version {0}); run that version, or restore a backup"
+    )]
+    SchemaVersion(i64),
 }
 
 pub struct Accounts {
@@ -126,75 +133,8 @@ impl Accounts {
             .open(&path)?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS user (
-                 id INTEGER PRIMARY KEY,
-                 name TEXT NOT NULL UNIQUE,
-                 role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
-                 password_hash TEXT NOT NULL,
-                 created_at INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS setup_token (
-                 hash BLOB NOT NULL,
-                 expires_at INTEGER NOT NULL
-             );
-             -- Only a hash of the session id is stored: a copy of this file
-             -- does not let anyone act as a logged-in user.
-             CREATE TABLE IF NOT EXISTS session (
-                 id_hash BLOB PRIMARY KEY,
-                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
-                 csrf TEXT NOT NULL,
-                 created_at INTEGER NOT NULL,
-                 expires_at INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS audit (
-                 id INTEGER PRIMARY KEY,
-                 at INTEGER NOT NULL,
-                 user TEXT,
-                 action TEXT NOT NULL,
-                 detail TEXT NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
-             -- Keys the server keeps for itself (the device cookie key).
-             CREATE TABLE IF NOT EXISTS server_key (
-                 name TEXT PRIMARY KEY,
-                 value BLOB NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS recovery_code (
-                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
-                 hash BLOB NOT NULL
-             );
-             -- API tokens: like sessions, only a hash is kept. A token acts
-             -- with at most its own role and camera list, never more than its
-             -- user's (checked at every use, so demoting a user demotes
-             -- their tokens).
-             CREATE TABLE IF NOT EXISTS api_token (
-                 id INTEGER PRIMARY KEY,
-                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
-                 name TEXT NOT NULL,
-                 hash BLOB NOT NULL UNIQUE,
-                 role TEXT NOT NULL,
-                 cameras TEXT,
-                 created_at INTEGER NOT NULL,
-                 last_used_at INTEGER
-             );",
-        )?;
-        // Columns added after the first release of this file; adding one
-        // that exists fails harmlessly.
-        for alter in [
-            "ALTER TABLE user ADD COLUMN cameras TEXT",
-            "ALTER TABLE user ADD COLUMN totp_secret BLOB",
-            "ALTER TABLE user ADD COLUMN totp_pending BLOB",
-            "ALTER TABLE user ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0",
-            "ALTER TABLE session ADD COLUMN ip TEXT",
-        ] {
-            if let Err(e) = conn.execute(alter, [])
-                && !e.to_string().contains("duplicate column")
-            {
-                return Err(e.into());
-            }
-        }
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
+        schema::migrate(&conn)?;
         conn.execute_batch("PRAGMA foreign_keys=ON;")?;
         Self::prune_audit(&conn)?;
         Ok(Accounts {
@@ -1002,208 +942,4 @@ impl Accounts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_audit_log_is_pruned_by_age() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path()).unwrap();
-        a.conn()
-            .execute(
-                "INSERT INTO audit (at, user, action, detail) VALUES (?1, NULL, 'old', '')",
-                [now_secs() - AUDIT_KEEP_SECS - 10],
-            )
-            .unwrap();
-        for _ in 0..AUDIT_PRUNE_EVERY {
-            a.audit(None, "new", "").unwrap();
-        }
-        let log = a.audit_log().unwrap();
-        assert!(log.iter().all(|e| e.action == "new"), "old entries kept");
-        assert_eq!(log.len() as i64, AUDIT_PRUNE_EVERY);
-    }
-
-    #[test]
-    fn setup_token_is_single_use_and_closes_setup() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path()).unwrap();
-        let t = a.new_setup_token(600).unwrap().unwrap();
-        assert!(matches!(
-            a.complete_setup("wrong", "root", "correct horse battery"),
-            Err(AccountError::BadToken)
-        ));
-        assert!(matches!(
-            a.complete_setup(&t, "root", "short"),
-            Err(AccountError::WeakPassword)
-        ));
-        a.complete_setup(&t, "root", "correct horse battery")
-            .unwrap();
-        assert!(matches!(
-            a.complete_setup(&t, "eve", "correct horse battery"),
-            Err(AccountError::SetupClosed)
-        ));
-        assert_eq!(a.new_setup_token(600).unwrap(), None);
-        assert_eq!(
-            a.verify("root", "correct horse battery").unwrap(),
-            Some(Role::Admin)
-        );
-        assert_eq!(a.verify("root", "wrong password!!").unwrap(), None);
-        assert_eq!(a.verify("nobody", "correct horse battery").unwrap(), None);
-        let (id, s) = a.create_session("root").unwrap();
-        assert_eq!(a.session(&id).unwrap(), Some(s));
-        a.audit(Some("root"), "login", "from 127.0.0.1").unwrap();
-        assert_eq!(a.audit_log().unwrap()[0].action, "login");
-        a.end_session(&id).unwrap();
-        assert_eq!(a.session(&id).unwrap(), None);
-    }
-
-    #[test]
-    fn expired_token_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path()).unwrap();
-        let t = a.new_setup_token(-1).unwrap().unwrap();
-        assert!(matches!(
-            a.complete_setup(&t, "root", "correct horse battery"),
-            Err(AccountError::BadToken)
-        ));
-    }
-
-    #[test]
-    fn passwords_are_stored_as_argon2id_and_the_file_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path()).unwrap();
-        a.add_user("ops", Role::Operator, "correct horse battery")
-            .unwrap();
-        assert!(matches!(
-            a.add_user("ops", Role::Viewer, "correct horse battery"),
-            Err(AccountError::Exists(_))
-        ));
-        let h: String = a
-            .conn()
-            .query_row("SELECT password_hash FROM user", [], |r| r.get(0))
-            .unwrap();
-        assert!(h.starts_with("$argon2id$"), "{h}");
-        assert!(!h.contains("correct horse"));
-        let mode = std::fs::metadata(dir.path().join("accounts.db"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0);
-    }
-
-    #[test]
-    fn totp_codes_and_recovery_codes_work_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path()).unwrap();
-        a.add_user("u", Role::Viewer, "correct horse battery")
-            .unwrap();
-        let now = 1_800_000_000;
-        assert!(matches!(
-            a.totp_confirm("u", "000000", now),
-            Err(AccountError::NoPendingTotp)
-        ));
-        let secret = a.totp_begin("u").unwrap();
-        assert!(!a.totp_enabled("u").unwrap(), "pending until confirmed");
-        let code = |t: i64| format!("{:06}", crate::totp::code_at(&secret, t / 30));
-        let wrong = format!(
-            "{:06}",
-            (crate::totp::code_at(&secret, now / 30) + 1) % 1_000_000
-        );
-        assert!(matches!(
-            a.totp_confirm("u", &wrong, now),
-            Err(AccountError::BadCode)
-        ));
-        let recovery = a.totp_confirm("u", &code(now), now).unwrap();
-        assert_eq!(recovery.len(), RECOVERY_CODES);
-        assert!(a.totp_enabled("u").unwrap());
-        // The confirming code's step is spent; the next step's code works once.
-        assert!(!a.totp_check("u", &code(now), now).unwrap());
-        assert!(a.totp_check("u", &code(now + 30), now + 30).unwrap());
-        assert!(
-            !a.totp_check("u", &code(now + 30), now + 31).unwrap(),
-            "replayed"
-        );
-        assert!(a.totp_check("u", &recovery[0], now).unwrap());
-        assert!(
-            !a.totp_check("u", &recovery[0], now).unwrap(),
-            "recovery codes are single-use"
-        );
-        a.totp_disable("u").unwrap();
-        assert!(!a.totp_enabled("u").unwrap());
-        assert!(!a.totp_check("u", &recovery[1], now).unwrap());
-    }
-
-    #[test]
-    fn tokens_never_exceed_their_user_and_revocation_is_immediate() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path()).unwrap();
-        a.add_user("root", Role::Admin, "correct horse battery")
-            .unwrap();
-        a.add_user_scoped(
-            "ops",
-            Role::Operator,
-            "correct horse battery",
-            Some(&["gate".into(), "yard".into()]),
-        )
-        .unwrap();
-        let (id, t) = a
-            .create_token(
-                "ops",
-                "script",
-                Role::Operator,
-                Some(&["yard".into(), "door".into()]),
-            )
-            .unwrap();
-        let p = a.token(&t).unwrap().unwrap();
-        assert_eq!(
-            (p.role, p.cameras.as_deref()),
-            (Role::Operator, Some(&["yard".to_string()][..]))
-        );
-        // Demoting the user demotes the token.
-        a.update_user("ops", Some(Role::Viewer), None, None)
-            .unwrap();
-        assert_eq!(a.token(&t).unwrap().unwrap().role, Role::Viewer);
-        assert!(!a.revoke_token(id, Some("root-is-not-owner")).unwrap());
-        assert!(a.revoke_token(id, Some("ops")).unwrap());
-        assert_eq!(a.token(&t).unwrap(), None);
-        assert_eq!(a.token("cnd_made-up").unwrap(), None);
-        let stored: i64 = a
-            .conn()
-            .query_row(
-                "SELECT COUNT(*) FROM api_token WHERE hash = ?1",
-                [t.as_bytes()],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(stored, 0, "tokens are stored hashed");
-    }
-
-    #[test]
-    fn the_last_admin_cannot_be_removed_or_demoted() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path()).unwrap();
-        a.add_user("root", Role::Admin, "correct horse battery")
-            .unwrap();
-        assert!(matches!(
-            a.delete_user("root"),
-            Err(AccountError::LastAdmin)
-        ));
-        assert!(matches!(
-            a.update_user("root", Some(Role::Viewer), None, None),
-            Err(AccountError::LastAdmin)
-        ));
-        a.add_user("second", Role::Admin, "correct horse battery")
-            .unwrap();
-        let (sid, _) = a.create_session("root").unwrap();
-        a.update_user("root", None, None, Some("a new password here"))
-            .unwrap();
-        assert_eq!(
-            a.session(&sid).unwrap(),
-            None,
-            "a password change ends sessions"
-        );
-        a.delete_user("root").unwrap();
-        assert_eq!(a.users().unwrap().len(), 1);
-    }
-}
+mod tests;

@@ -1,0 +1,196 @@
+//! The accounts database's schema and its upgrades.
+
+use super::AccountError;
+use rusqlite::Connection;
+
+/// The accounts database's version, in SQLite's `user_version` (0: a new
+/// file, or one written before versions were kept).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Today's schema, for a new file.
+const SCHEMA: &str = "
+             CREATE TABLE IF NOT EXISTS user (
+                 id INTEGER PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE,
+                 role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+                 password_hash TEXT NOT NULL,
+                 created_at INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS setup_token (
+                 hash BLOB NOT NULL,
+                 expires_at INTEGER NOT NULL
+             );
+             -- Only a hash of the session id is stored: a copy of this file
+             -- does not let anyone act as a logged-in user.
+             CREATE TABLE IF NOT EXISTS session (
+                 id_hash BLOB PRIMARY KEY,
+                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+                 csrf TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS audit (
+                 id INTEGER PRIMARY KEY,
+                 at INTEGER NOT NULL,
+                 user TEXT,
+                 action TEXT NOT NULL,
+                 detail TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+             -- Keys the server keeps for itself (the device cookie key).
+             CREATE TABLE IF NOT EXISTS server_key (
+                 name TEXT PRIMARY KEY,
+                 value BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS recovery_code (
+                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+                 hash BLOB NOT NULL
+             );
+             -- API tokens: like sessions, only a hash is kept. A token acts
+             -- with at most its own role and camera list, never more than its
+             -- user's (checked at every use, so demoting a user demotes
+             -- their tokens).
+             CREATE TABLE IF NOT EXISTS api_token (
+                 id INTEGER PRIMARY KEY,
+                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+                 name TEXT NOT NULL,
+                 hash BLOB NOT NULL UNIQUE,
+                 role TEXT NOT NULL,
+                 cameras TEXT,
+                 created_at INTEGER NOT NULL,
+                 last_used_at INTEGER
+             );";
+
+/// One function per version step: `UPGRADES[v]` takes version `v` to
+/// `v + 1`. Step 0 brings a file from before versions (whatever columns it
+/// had gained by then) to version 1: tables it lacks are created, columns
+/// it lacks are added, found by name (`PRAGMA table_info`).
+type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
+const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] = [v0_to_v1];
+
+fn v0_to_v1(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(SCHEMA)?;
+    for (table, column, ddl) in [
+        ("user", "cameras", "TEXT"),
+        ("user", "totp_secret", "BLOB"),
+        ("user", "totp_pending", "BLOB"),
+        ("user", "totp_last_step", "INTEGER NOT NULL DEFAULT 0"),
+        ("session", "ip", "TEXT"),
+    ] {
+        let has: bool = tx.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
+        if !has {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ddl}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A new file gets [`SCHEMA`] (which `v0_to_v1` also creates, so step 0
+/// serves both); an older one runs its steps in one transaction. A file
+/// from a newer version is refused rather than changed.
+pub(super) fn migrate(conn: &Connection) -> Result<(), AccountError> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if v == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if !(0..SCHEMA_VERSION).contains(&v) {
+        return Err(AccountError::SchemaVersion(v));
+    }
+    let tx = conn.unchecked_transaction()?;
+    for step in &UPGRADES[v as usize..] {
+        step(&tx)?;
+    }
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns(c: &Connection) -> Vec<String> {
+        let mut q = c
+            .prepare(
+                "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' ORDER BY m.name, p.name",
+            )
+            .unwrap();
+        q.query_map([], |r| {
+            Ok(format!(
+                "{} {} {} {} {:?} {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    fn version(c: &Connection) -> i64 {
+        c.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn there_is_one_upgrade_per_version_step() {
+        assert_eq!(UPGRADES.len() as i64, SCHEMA_VERSION);
+    }
+
+    /// A file from before versions, with only the first release's tables and
+    /// columns and a user in it, upgrades to exactly a new file's columns
+    /// and keeps the user.
+    #[test]
+    fn an_unversioned_file_upgrades_to_a_new_files_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = Connection::open(dir.path().join("fresh.db")).unwrap();
+        migrate(&fresh).unwrap();
+        assert_eq!(version(&fresh), SCHEMA_VERSION);
+        let old = Connection::open(dir.path().join("old.db")).unwrap();
+        old.execute_batch(
+            "CREATE TABLE user (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                 role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+                 password_hash TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE TABLE session (id_hash BLOB PRIMARY KEY,
+                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+                 csrf TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+             INSERT INTO user (name, role, password_hash, created_at) VALUES ('ann', 'admin', 'h', 1);",
+        )
+        .unwrap();
+        // Half-way files exist too: one that had gained `cameras` already.
+        let half = Connection::open(dir.path().join("half.db")).unwrap();
+        half.execute_batch(
+            "CREATE TABLE user (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                 role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+                 password_hash TEXT NOT NULL, created_at INTEGER NOT NULL, cameras TEXT);",
+        )
+        .unwrap();
+        for c in [&old, &half] {
+            migrate(c).unwrap();
+            assert_eq!(version(c), SCHEMA_VERSION);
+            assert_eq!(columns(c), columns(&fresh));
+        }
+        let name: String = old
+            .query_row("SELECT name FROM user", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(name, "ann");
+    }
+
+    #[test]
+    fn a_file_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(dir.path().join("a.db")).unwrap();
+        c.execute_batch("PRAGMA user_version = 7").unwrap();
+        assert!(matches!(migrate(&c), Err(AccountError::SchemaVersion(7))));
+    }
+}
