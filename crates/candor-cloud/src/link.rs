@@ -6,7 +6,7 @@
 
 use crate::db::Val;
 use crate::{Claim, Cloud, Online, Pairing, now};
-use candor_link::{Decoder, Frame, Message};
+use candor_link::{Decoder, Frame, Message, Refusal};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ pub async fn serve(cloud: Arc<Cloud>, tls: Tls, key: [u8; 32], peer: SocketAddr)
 enum Role {
     Site { id: String, account: String },
     Pairing,
-    Refused(&'static str),
+    Refused(Refusal, &'static str),
 }
 
 async fn role(cloud: &Cloud, key: &[u8; 32]) -> Result<Role, String> {
@@ -62,7 +62,10 @@ async fn role(cloud: &Cloud, key: &[u8; 32]) -> Result<Role, String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(if revoked.is_some() {
-        Role::Refused("this recorder was unpaired; pairing it again makes a new key")
+        Role::Refused(
+            Refusal::Unpaired,
+            "this recorder was unpaired; pairing it again makes a new key",
+        )
     } else {
         Role::Pairing
     })
@@ -85,10 +88,11 @@ async fn serve_inner(
     let (tx, mut rx) = mpsc::channel::<Message>(64);
     let conn = cloud.conn_id();
     let mut session = match role {
-        Role::Refused(reason) => {
+        Role::Refused(code, reason) => {
             write(
                 &mut tls,
                 &Message::Refused {
+                    code,
                     reason: reason.into(),
                 },
             )
@@ -122,6 +126,7 @@ async fn serve_inner(
                 write(
                     &mut tls,
                     &Message::Refused {
+                        code: Refusal::Busy,
                         reason: "too many recorders are pairing from this address; try again later"
                             .into(),
                     },
@@ -209,12 +214,12 @@ async fn serve_inner(
                                 let code = pairing_code.clone().ok_or("confirm before a pairing")?;
                                 match confirm(cloud, &code, &confirmation).await? {
                                     Some(site) => out.push(Message::Paired { site }),
-                                    None => out.push(Message::Refused { reason: "the confirmation code does not match: start again".into() }),
+                                    None => out.push(Message::Refused { code: Refusal::CodeMismatch, reason: "the confirmation code does not match: start again".into() }),
                                 }
                             }
                             Message::Pong { .. } => {}
                             other => {
-                                out.push(Message::Refused { reason: format!("unknown recorder: pair it first (sent {})", other.name()) });
+                                out.push(Message::Refused { code: Refusal::Protocol, reason: format!("unknown recorder: pair it first (sent {})", other.name()) });
                             }
                         },
                     }
@@ -563,7 +568,8 @@ async fn on_site_message(
         Message::Unpair {} => {
             unpair(cloud, site, account).await.map_err(db)?;
             Ok(Some(Message::Refused {
-                reason: "unpaired".into(),
+                code: Refusal::Unpaired,
+                reason: "unpaired at the recorder's request".into(),
             }))
         }
         Message::PairStart { .. } | Message::PairConfirm { .. } => {
@@ -607,6 +613,7 @@ pub async fn unpair(cloud: &Cloud, site: &str, account: &str) -> Result<(), crat
         .remove(site)
     {
         let _ = o.tx.try_send(Message::Refused {
+            code: Refusal::Unpaired,
             reason: "this recorder was unpaired in the cloud app".into(),
         });
     }

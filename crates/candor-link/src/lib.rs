@@ -81,6 +81,24 @@ pub struct CameraHealth {
     pub recording: bool,
 }
 
+/// Why the cloud refused a recorder, as a code the recorder branches on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The site was unpaired (in the cloud app, or by the recorder): its key
+    /// is refused for good. The recorder forgets its pairing.
+    Unpaired,
+    /// Too many recorders pairing from one address; try again later.
+    Busy,
+    /// The pairing confirmation code did not match.
+    CodeMismatch,
+    /// The recorder sent something the cloud does not accept at this point.
+    Protocol,
+    /// Anything else (and refusals from a cloud that sent no code).
+    #[default]
+    Other,
+}
+
 /// Control messages, both directions. `type` names the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -142,8 +160,11 @@ pub enum Message {
     Paired {
         site: String,
     },
-    /// Why the cloud is closing the connection (unknown or revoked key, …).
+    /// Why the cloud is closing the connection: `code` for the recorder to
+    /// act on, `reason` for people (logged and shown, never parsed).
     Refused {
+        #[serde(default)]
+        code: Refusal,
         reason: String,
     },
     Welcome {
@@ -262,7 +283,7 @@ impl Message {
                 short("account", account, 128)?;
                 short("nonce", nonce, 64)
             }
-            Message::Refused { reason } => short("reason", reason, 256),
+            Message::Refused { reason, .. } => short("reason", reason, 256),
             Message::Acknowledge { by, .. } => short("by", by, 128),
             _ => Ok(()),
         }
@@ -464,6 +485,35 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&w[HEADER..]).unwrap();
         assert_eq!(json["type"], "alarm");
         assert_eq!(json["camera"], "gate");
+    }
+
+    /// The recorder acts on the code, never on the wording: a reason that
+    /// says "unpaired" without the code is just another refusal.
+    #[test]
+    fn a_refusal_carries_a_code_and_text_is_only_text() {
+        let decode = |json: &str| {
+            let mut d = Decoder::new();
+            d.push(&header(Kind::Control, 0, json.len()));
+            d.push(json.as_bytes());
+            match d.next_frame().unwrap() {
+                Some(Frame::Control(Message::Refused { code, .. })) => code,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            decode(r#"{"type":"refused","code":"unpaired","reason":"x"}"#),
+            Refusal::Unpaired
+        );
+        assert_eq!(
+            decode(r#"{"type":"refused","reason":"unpaired"}"#),
+            Refusal::Other
+        );
+        let m = Message::Refused {
+            code: Refusal::Busy,
+            reason: "later".into(),
+        };
+        let bytes = encode(&Frame::Control(m)).unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""code":"busy""#));
     }
 
     #[test]

@@ -647,7 +647,7 @@ impl Link {
                     });
                     return Ended::Again;
                 }
-                Message::Refused { reason } => {
+                Message::Refused { reason, .. } => {
                     self.state.send_modify(|s| s.pairing = None);
                     return Ended::Retry(format!("the cloud refused: {reason}"));
                 }
@@ -907,8 +907,8 @@ impl Link {
                         return Ended::Retry(e);
                     }
                 }
-                Message::Refused { reason } => {
-                    if reason.contains("unpaired") {
+                Message::Refused { code, reason } => {
+                    if code == candor_link::Refusal::Unpaired {
                         self.forget(&format!("the cloud says: {reason}"));
                         return Ended::Again;
                     }
