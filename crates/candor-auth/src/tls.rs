@@ -25,13 +25,42 @@ pub fn load_or_generate(
     key: Option<&Path>,
     section: &str,
 ) -> Result<Loaded, String> {
+    load_or_generate_for(dir, cert, key, section, &[])
+}
+
+/// [`load_or_generate`], with a generated certificate that also covers
+/// `hostnames` (DNS names or IP addresses the operator configured). A
+/// generated certificate that does not cover exactly those names is made
+/// again (`names.txt` beside it records what it covers).
+pub fn load_or_generate_for(
+    dir: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    section: &str,
+    hostnames: &[String],
+) -> Result<Loaded, String> {
     let (cert_path, key_path, generated) = match (cert, key) {
         (Some(c), Some(k)) => (c.to_owned(), k.to_owned(), false),
         (None, None) => {
             let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-            let generated = !(c.exists() && k.exists());
+            let mut names = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
+            for h in hostnames {
+                if !names.contains(h) {
+                    names.push(h.clone());
+                }
+            }
+            let record = dir.join("names.txt");
+            let covered =
+                std::fs::read_to_string(&record).unwrap_or_else(|_| names[..3].join("\n"));
+            let generated = !(c.exists() && k.exists()) || covered != names.join("\n");
             if generated {
-                generate(dir, &c, &k)?;
+                generate(dir, &c, &k, names.clone())?;
+                std::fs::write(&record, names.join("\n"))
+                    .map_err(|e| format!("writing {}: {e}", record.display()))?;
             }
             (c, k, generated)
         }
@@ -71,13 +100,13 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), String> {
+fn generate(
+    dir: &Path,
+    cert_path: &Path,
+    key_path: &Path,
+    names: Vec<String>,
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
     write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(cert_path, certified.cert.pem())
@@ -97,4 +126,31 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("creating {}: {e}", path.display()))?;
     f.write_all(data)
         .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_certificate_is_made_again_only_when_its_names_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["cloud.example.com".to_string()];
+        let a = load_or_generate_for(dir.path(), None, None, "t", &names).unwrap();
+        assert!(a.generated);
+        let b = load_or_generate_for(dir.path(), None, None, "t", &names).unwrap();
+        assert!(!b.generated);
+        assert_eq!(a.fingerprint, b.fingerprint);
+        let c =
+            load_or_generate_for(dir.path(), None, None, "t", &["10.0.0.5".to_string()]).unwrap();
+        assert!(c.generated);
+        assert_ne!(b.fingerprint, c.fingerprint);
+        // Without extra names, an older generated certificate (no record of
+        // its names) is kept.
+        let plain = tempfile::tempdir().unwrap();
+        let d = load_or_generate(plain.path(), None, None, "t").unwrap();
+        std::fs::remove_file(plain.path().join("names.txt")).unwrap();
+        let e = load_or_generate(plain.path(), None, None, "t").unwrap();
+        assert_eq!((e.generated, e.fingerprint), (false, d.fingerprint));
+    }
 }

@@ -74,6 +74,11 @@ pub struct Config {
     /// PEM certificate chain and key; generated (self-signed) when absent.
     #[serde(default)]
     pub cert: Option<PathBuf>,
+    /// Names (DNS or IP) the generated certificate covers besides localhost
+    /// and the loopback addresses: the name recorders and phones use to
+    /// reach this cloud. Ignored with `cert`/`key`.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
     #[serde(default)]
     pub key: Option<PathBuf>,
     /// The VAPID contact (`mailto:` or `https:`) push services may use.
@@ -310,7 +315,10 @@ impl Cloud {
     }
 
     /// The site's row as the app shows it.
-    pub async fn site_json(&self, site: &str) -> Result<Option<serde_json::Value>, db::DbError> {
+    pub async fn site_json(
+        &self,
+        site: &str,
+    ) -> Result<Option<candor_wire::cloud::Site>, db::DbError> {
         let Some(r) = self
             .db
             .query_one(
@@ -321,23 +329,22 @@ impl Cloud {
         else {
             return Ok(None);
         };
-        Ok(Some(site_row_json(&r)?))
+        Ok(Some(site_row(&r)?))
     }
 }
 
-pub fn site_row_json(r: &db::Row) -> Result<serde_json::Value, db::DbError> {
-    let status = r
-        .opt_text(6)?
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
-    Ok(serde_json::json!({
-        "id": r.text(0)?,
-        "name": r.text(1)?,
-        "sharing": r.text(2)?,
-        "paired_at": ts(r.int(3)?),
-        "online": r.int(4)? != 0,
-        "since": ts(r.int(5)?),
-        "status": status,
-    }))
+pub fn site_row(r: &db::Row) -> Result<candor_wire::cloud::Site, db::DbError> {
+    Ok(candor_wire::cloud::Site {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        sharing: r.text(2)?,
+        paired_at: ts(r.int(3)?),
+        online: r.int(4)? != 0,
+        since: ts(r.int(5)?),
+        status: r
+            .opt_text(6)?
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
+    })
 }
 
 pub fn ts(secs: i64) -> String {
@@ -348,32 +355,37 @@ pub fn ts(secs: i64) -> String {
 
 /// The TLS set-up: TLS 1.3 only (every current browser has it, and the
 /// link requires it), recorder keys checked by [`candor_link::identity`].
-pub fn tls_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, String), CloudError> {
-    let id = candor_auth::tls::load_or_generate(
+pub fn tls_config(
+    config: &Config,
+) -> Result<(Arc<rustls::ServerConfig>, candor_auth::tls::Loaded), CloudError> {
+    let id = candor_auth::tls::load_or_generate_for(
         &config.data_dir.join("tls"),
         config.cert.as_deref(),
         config.key.as_deref(),
         "cloud.toml",
+        &config.hostnames,
     )
     .map_err(CloudError::Tls)?;
+    let certs = id.certs.clone();
+    let key = id.key.clone_key();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut c = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| CloudError::Tls(e.to_string()))?
         .with_client_cert_verifier(candor_link::identity::RecorderKeyVerifier::new())
-        .with_single_cert(id.certs, id.key)
+        .with_single_cert(certs, key)
         .map_err(|e| CloudError::Tls(e.to_string()))?;
     c.alpn_protocols = vec![
         candor_link::ALPN.to_vec(),
         b"h2".to_vec(),
         b"http/1.1".to_vec(),
     ];
-    Ok((Arc::new(c), id.fingerprint))
+    Ok((Arc::new(c), id))
 }
 
 /// Runs until `shutdown` turns true.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), CloudError> {
-    let (tls, fingerprint) = tls_config(&config)?;
+    let (tls, id) = tls_config(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| CloudError::Listen {
@@ -384,8 +396,24 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     tracing::info!(
         addr = %listener.local_addr().map_or(cloud.config.listen, |a| a),
         database = cloud.db.kind(),
-        "cloud listening; certificate SHA-256 {fingerprint}"
+        "cloud listening; certificate {} {}(SHA-256 {})",
+        id.cert_path.display(),
+        if id.generated { "(generated now) " } else { "" },
+        id.fingerprint
     );
+    if cloud.config.cert.is_none() {
+        // The generated certificate is self-signed: say how recorders and
+        // phones come to trust it, and for which names it is valid.
+        let mut names = vec!["localhost", "127.0.0.1", "::1"];
+        names.extend(cloud.config.hostnames.iter().map(String::as_str));
+        tracing::warn!(
+            "the certificate is self-signed and valid for {}: set `hostnames` in cloud.toml to the name recorders \
+             and phones use, copy {} to each recorder and set its [cloud] ca to that file; phones must trust it \
+             too to install the app and receive Web Push. A certificate from a public CA (cert/key) needs neither.",
+            names.join(", "),
+            id.cert_path.display()
+        );
+    }
     tokio::spawn(link::sweeper(cloud.clone()));
     tokio::spawn(link::silence_sweeper(cloud.clone()));
     let router = api::router(cloud.clone());
@@ -465,5 +493,18 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             }
             drop(place);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The README's cloud.toml example is a valid config, hostnames included.
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("cat > cloud.toml <<'TOML'\n").expect("example") + 26;
+        let len = readme[start..].find("\nTOML").expect("end of example");
+        let c: super::Config = toml::from_str(&readme[start..start + len]).unwrap();
+        assert_eq!(c.hostnames, ["cloud.example.com"]);
     }
 }

@@ -178,24 +178,15 @@ async fn serve_inner(
                 decoder.push(&buf[..n]);
                 let mut out = Vec::new();
                 loop {
-                    let m = match decoder.next_frame() {
-                        Ok(Some(Frame::Control(m))) => m,
-                        // Remote access streams don't exist yet: refuse, don't ignore.
-                        Ok(Some(_)) => return Err("stream frame before remote access exists".into()),
-                        Ok(None) => break,
-                        Err(e) => return Err(format!("protocol error: {e}")),
-                    };
-                    if m.from_cloud() {
-                        return Err(format!("recorder sent a cloud message ({})", m.name()));
-                    }
+                    let Some(m) = accept(decoder.next_frame())? else { break };
                     match &session {
                         Some((site, account)) => {
                             if let Some(reply) = on_site_message(cloud, site, account, m).await? {
                                 out.push(reply);
                             }
                         }
-                        None => match m {
-                            Message::PairStart { name } if pairing_code.is_none() => {
+                        None => match unpaired_step(m, pairing_code.is_some())? {
+                            Unpaired::Start { name } => {
                                 let code = new_code();
                                 cloud.pairings.lock().unwrap_or_else(|e| e.into_inner()).insert(
                                     code.clone(),
@@ -210,17 +201,15 @@ async fn serve_inner(
                                 out.push(Message::PairCode { code: code.clone(), expires_in: PAIRING_SECS as u32 });
                                 pairing_code = Some(code);
                             }
-                            Message::PairConfirm { confirmation } => {
+                            Unpaired::Confirm { confirmation } => {
                                 let code = pairing_code.clone().ok_or("confirm before a pairing")?;
                                 match confirm(cloud, &code, &confirmation).await? {
                                     Some(site) => out.push(Message::Paired { site }),
                                     None => out.push(Message::Refused { code: Refusal::CodeMismatch, reason: "the confirmation code does not match: start again".into() }),
                                 }
                             }
-                            Message::Pong { .. } => {}
-                            other => {
-                                out.push(Message::Refused { code: Refusal::Protocol, reason: format!("unknown recorder: pair it first (sent {})", other.name()) });
-                            }
+                            Unpaired::Nothing => {}
+                            Unpaired::Refuse(m) => out.push(m),
                         },
                     }
                 }
@@ -297,6 +286,55 @@ async fn serve_inner(
 
 /// 10 characters from an alphabet without 0/O, 1/I/L: about 49 bits, read
 /// off a screen and typed on a phone without mistakes.
+/// One frame from a recorder, as the cloud accepts it: a control message a
+/// recorder may send. Stream frames (no remote access yet), messages only
+/// the cloud sends, and undecodable bytes end the connection.
+fn accept(frame: Result<Option<Frame>, candor_link::LinkError>) -> Result<Option<Message>, String> {
+    let m = match frame {
+        Ok(Some(Frame::Control(m))) => m,
+        Ok(Some(_)) => return Err("stream frame before remote access exists".into()),
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("protocol error: {e}")),
+    };
+    if m.from_cloud() {
+        return Err(format!("recorder sent a cloud message ({})", m.name()));
+    }
+    Ok(Some(m))
+}
+
+/// What an unpaired recorder's message leads to.
+#[derive(Debug, PartialEq)]
+enum Unpaired {
+    /// Hand out a pairing code (once per connection).
+    Start {
+        name: String,
+    },
+    /// Check the confirmation code the recorder's admin confirmed.
+    Confirm {
+        confirmation: String,
+    },
+    Nothing,
+    /// Answer with this refusal and close.
+    Refuse(Message),
+}
+
+/// The pairing phase's rules, without I/O: one `pair_start` per
+/// connection, a confirmation only after it, and nothing else until paired.
+fn unpaired_step(m: Message, started: bool) -> Result<Unpaired, String> {
+    Ok(match m {
+        Message::PairStart { name } if !started => Unpaired::Start { name },
+        Message::PairConfirm { .. } if !started => {
+            return Err("confirm before a pairing".into());
+        }
+        Message::PairConfirm { confirmation } => Unpaired::Confirm { confirmation },
+        Message::Pong { .. } => Unpaired::Nothing,
+        other => Unpaired::Refuse(Message::Refused {
+            code: Refusal::Protocol,
+            reason: format!("unknown recorder: pair it first (sent {})", other.name()),
+        }),
+    })
+}
+
 pub fn new_code() -> String {
     const A: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
     use rand::Rng;
@@ -656,5 +694,73 @@ pub async fn silence_sweeper(cloud: Arc<Cloud>) {
                 l.kill.notify_one();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorder_may_send_only_recorder_messages_and_no_streams() {
+        assert_eq!(accept(Ok(None)), Ok(None));
+        let hello = Message::Pong { nonce: 1 };
+        assert_eq!(
+            accept(Ok(Some(Frame::Control(hello.clone())))),
+            Ok(Some(hello))
+        );
+        let forged = Message::Paired { site: "x".into() };
+        assert!(accept(Ok(Some(Frame::Control(forged)))).is_err());
+        let data = Frame::Data {
+            stream: 1,
+            payload: vec![0],
+        };
+        assert_eq!(
+            accept(Ok(Some(data))),
+            Err("stream frame before remote access exists".into())
+        );
+    }
+
+    #[test]
+    fn pairing_starts_once_and_confirms_only_after_it_started() {
+        let start = || Message::PairStart {
+            name: "Home".into(),
+        };
+        let confirm = || Message::PairConfirm {
+            confirmation: "123456".into(),
+        };
+        assert_eq!(
+            unpaired_step(start(), false),
+            Ok(Unpaired::Start {
+                name: "Home".into()
+            })
+        );
+        assert!(unpaired_step(confirm(), false).is_err());
+        assert!(matches!(
+            unpaired_step(start(), true),
+            Ok(Unpaired::Refuse(Message::Refused {
+                code: Refusal::Protocol,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            unpaired_step(confirm(), true),
+            Ok(Unpaired::Confirm { .. })
+        ));
+        assert_eq!(
+            unpaired_step(Message::Pong { nonce: 3 }, true),
+            Ok(Unpaired::Nothing)
+        );
+        let status = Message::Status {
+            seq: 1,
+            cameras: None,
+            disk_used_percent: None,
+            footage_days: None,
+            last_event_at: None,
+        };
+        assert!(matches!(
+            unpaired_step(status, true),
+            Ok(Unpaired::Refuse(_))
+        ));
     }
 }

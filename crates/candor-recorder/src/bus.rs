@@ -1,5 +1,5 @@
 //! Event changes, fanned out to integrations (MQTT, webhooks, the web app's
-//! live feed; the cloud later). A broadcast channel: a slow integration loses
+//! live feed, the cloud link). A broadcast channel: a slow integration loses
 //! messages (and says so), it never slows the producer.
 
 use candor_media::Time90k;

@@ -646,3 +646,7 @@ fn syncer(store: Arc<Store>, rx: mpsc::Receiver<SyncMsg>, interval: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

@@ -17,7 +17,10 @@ fn role(s: &str) -> Result<Role, ApiError> {
 }
 
 pub async fn users(State(st): State<AppState>, _: Caller) -> ApiResult {
-    Ok(Json(serde_json::json!({ "users": st.accounts.users()? })).into_response())
+    Ok(Json(candor_wire::UserList {
+        users: st.accounts.users()?,
+    })
+    .into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -62,11 +65,7 @@ pub async fn create_user(
         ),
     )
     .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "name": name })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(candor_wire::Created { name })).into_response())
 }
 
 fn scope(c: Option<&[String]>) -> String {
@@ -191,7 +190,11 @@ fn visible_tokens(
 
 pub async fn sessions(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let list = visible_sessions(&st, &p)?;
-    Ok(Json(serde_json::json!({ "sessions": list, "current": p.session_row() })).into_response())
+    Ok(Json(candor_wire::SessionList {
+        sessions: list,
+        current: p.session_row(),
+    })
+    .into_response())
 }
 
 pub async fn revoke_session(
@@ -214,7 +217,10 @@ pub async fn revoke_session(
 }
 
 pub async fn tokens(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
-    Ok(Json(serde_json::json!({ "tokens": visible_tokens(&st, &p)? })).into_response())
+    Ok(Json(candor_wire::TokenList {
+        tokens: visible_tokens(&st, &p)?,
+    })
+    .into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -265,7 +271,12 @@ pub async fn create_token(
     .await;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": id, "token": token, "role": r.as_str(), "cameras": cams })),
+        Json(candor_wire::NewToken {
+            id,
+            token,
+            role: r.as_str().into(),
+            cameras: cams,
+        }),
     )
         .into_response())
 }
@@ -293,7 +304,7 @@ pub async fn audit(
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let rows = st.accounts.audit_query(&q)?;
     match q.format.as_deref() {
-        None | Some("json") => Ok(Json(serde_json::json!({ "entries": rows })).into_response()),
+        None | Some("json") => Ok(Json(candor_wire::AuditList { entries: rows }).into_response()),
         Some("csv") => {
             let mut out = String::from("time,user,action,detail\r\n");
             for e in &rows {

@@ -131,9 +131,14 @@ pub async fn discover(
         })?;
     let list: Vec<_> = found
         .iter()
-        .map(|f| serde_json::json!({ "endpoint": f.endpoint, "xaddrs": f.xaddrs, "name": f.name, "hardware": f.hardware }))
+        .map(|f| candor_wire::Discovered {
+            endpoint: f.endpoint.clone(),
+            xaddrs: f.xaddrs.clone(),
+            name: f.name.clone(),
+            hardware: f.hardware.clone(),
+        })
         .collect();
-    Ok(Json(serde_json::json!({ "cameras": list })).into_response())
+    Ok(Json(candor_wire::DiscoveredList { cameras: list }).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -237,7 +242,10 @@ pub async fn add(
     .await;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "name": new.name, "url": cam.url.to_string() })),
+        Json(candor_wire::CameraAdded {
+            name: new.name,
+            url: cam.url.to_string(),
+        }),
     )
         .into_response())
 }

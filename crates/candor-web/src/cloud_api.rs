@@ -77,7 +77,50 @@ pub async fn pair(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
             "this recorder is paired already; unpair it first",
         ));
     }
-    command(&st, &p, Cmd::StartPairing, "cloud_pairing_started").await
+    let h = handle(&st)?;
+    let mut w = h.watch();
+    if !h.send(Cmd::StartPairing).await {
+        return Err(ApiError::internal("the cloud link has stopped"));
+    }
+    st.audit(
+        Some(&p.username),
+        "cloud_pairing_started",
+        h.state().address.clone(),
+    )
+    .await;
+    // Answer when the attempt has its code or has failed, or after 3 s
+    // (a cloud that is slow to answer may take 15 s more to fail; the page
+    // keeps watching `GET /cloud`). Most failures (refused, unknown host,
+    // untrusted certificate) come within the 3 s and are this answer's 502.
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        // The link marks the attempt as begun (pairing without a code yet);
+        // only an end after that is this attempt's failure.
+        let mut begun = false;
+        loop {
+            {
+                let s = w.borrow_and_update();
+                match &s.pairing {
+                    Some(v) if v.code.is_some() => return Ok(()),
+                    Some(_) => begun = true,
+                    None if begun => return Err(s.last_error.clone()),
+                    None => {}
+                }
+            }
+            if w.changed().await.is_err() {
+                return Err(Some("the cloud link has stopped".into()));
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Err(why)) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "pairing_failed",
+            why.unwrap_or_else(|| "the pairing attempt ended".into()),
+        )),
+        // A code, or still connecting (the page keeps watching).
+        _ => Ok(Json(state_json(&h)).into_response()),
+    }
 }
 
 pub async fn confirm(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {

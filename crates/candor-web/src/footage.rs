@@ -43,6 +43,27 @@ pub struct Policy {
     pub cameras: HashMap<String, (Option<u64>, Option<u64>)>,
 }
 
+impl Footage {
+    /// A camera's connection and stream now, as the camera list and the
+    /// system page show it.
+    pub fn camera_live(&self, s: &candor_recorder::Status) -> candor_wire::CameraLive {
+        let (state, since, error) = state_fields(&s.camera.state);
+        let (fps, bitrate) = self.rate(&s.camera.name, s.storage.frames, s.storage.bytes);
+        candor_wire::CameraLive {
+            name: s.camera.name.clone(),
+            state: state.into(),
+            streaming_since: since,
+            error,
+            last_error: s.camera.last_error.clone(),
+            reconnects: s.camera.reconnects,
+            codec: s.camera.codec.clone(),
+            resolution: s.camera.resolution,
+            fps,
+            bitrate,
+        }
+    }
+}
+
 impl Policy {
     /// The retention the config asks for, as the storage page shows it.
     pub fn from_config(cfg: &candor_recorder::Config) -> Policy {
@@ -192,23 +213,10 @@ pub async fn cameras(State(st): State<AppState>, Caller(p): Caller) -> ApiResult
     let list: Vec<_> = p
         .visible(f.status.status(), |s| &s.camera.name)
         .into_iter()
-        .map(|s| {
-            let (state, since, error) = state_fields(&s.camera.state);
-            let (fps, bps) = f.rate(&s.camera.name, s.storage.frames, s.storage.bytes);
-            candor_wire::Camera {
-                name: s.camera.name,
-                state: state.into(),
-                streaming_since: since,
-                error,
-                last_error: s.camera.last_error,
-                reconnects: s.camera.reconnects,
-                codec: s.camera.codec,
-                resolution: s.camera.resolution,
-                frames_written: s.storage.frames,
-                bytes_written: s.storage.bytes,
-                fps,
-                bitrate: bps,
-            }
+        .map(|s| candor_wire::Camera {
+            live: f.camera_live(&s),
+            frames_written: s.storage.frames,
+            bytes_written: s.storage.bytes,
         })
         .collect();
     Ok(Json(candor_wire::CameraList { cameras: list }).into_response())

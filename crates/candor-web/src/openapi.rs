@@ -72,7 +72,7 @@ pub fn document() -> serde_json::Value {
             Some((status, schema)) => {
                 let mut content =
                     serde_json::json!({ "application/json": { "schema": schema(&mut schemas) } });
-                if r.path == "/api/v1/egress" {
+                if r.path == "/api/v1/egress" || r.path == "/api/v1/audit" {
                     content["text/csv"] = serde_json::json!({ "schema": { "type": "string" } });
                 }
                 (

@@ -108,21 +108,24 @@ pub fn routes() -> Vec<Route> {
             R(Viewer),
             "Start TOTP enrolment: returns a secret and otpauth URI",
             post(session_api::totp_begin),
-        ),
+        )
+        .reply(200, of::<candor_wire::TotpSecret>),
         r(
             p.clone(),
             "/api/v1/me/totp/confirm",
             R(Viewer),
             "Finish TOTP enrolment with a code; returns recovery codes",
             post(session_api::totp_confirm),
-        ),
+        )
+        .reply(200, of::<candor_wire::RecoveryCodes>),
         r(
             p.clone(),
             "/api/v1/me/password",
             R(Viewer),
             "Change your own password (needs the current one); other sessions end",
             post(session_api::change_password),
-        ),
+        )
+        .reply(200, of::<candor_wire::Csrf>),
         r(
             Method::DELETE,
             "/api/v1/me/totp",
@@ -144,7 +147,8 @@ pub fn routes() -> Vec<Route> {
             Site(Admin),
             "Add a camera: written to the config file and started at once",
             post(cameras_api::add),
-        ),
+        )
+        .reply(201, of::<candor_wire::CameraAdded>),
         r(
             g.clone(),
             "/api/v1/cloud",
@@ -201,7 +205,8 @@ pub fn routes() -> Vec<Route> {
             Site(Admin),
             "Find ONVIF cameras on the local network (WS-Discovery)",
             post(cameras_api::discover),
-        ),
+        )
+        .reply(200, of::<candor_wire::DiscoveredList>),
         r(
             p.clone(),
             "/api/v1/discover/describe",
@@ -288,21 +293,24 @@ pub fn routes() -> Vec<Route> {
             R(Operator),
             "Camera states, storage, retention forecast, version, uptime",
             get(system::system),
-        ),
+        )
+        .reply(200, of::<candor_wire::System>),
         r(
             g.clone(),
             "/api/v1/users",
             Site(Admin),
             "List users",
             get(admin_api::users),
-        ),
+        )
+        .reply(200, of::<candor_wire::UserList>),
         r(
             p.clone(),
             "/api/v1/users",
             Site(Admin),
             "Create a user",
             post(admin_api::create_user),
-        ),
+        )
+        .reply(201, of::<candor_wire::Created>),
         r(
             Method::PATCH,
             "/api/v1/users/{name}",
@@ -323,7 +331,8 @@ pub fn routes() -> Vec<Route> {
             R(Viewer),
             "Sessions (admins: everyone's; others: their own)",
             get(admin_api::sessions),
-        ),
+        )
+        .reply(200, of::<candor_wire::SessionList>),
         r(
             Method::DELETE,
             "/api/v1/sessions/{id}",
@@ -337,14 +346,16 @@ pub fn routes() -> Vec<Route> {
             R(Viewer),
             "API tokens (admins: everyone's; others: their own)",
             get(admin_api::tokens),
-        ),
+        )
+        .reply(200, of::<candor_wire::TokenList>),
         r(
             p.clone(),
             "/api/v1/tokens",
             R(Viewer),
             "Create an API token (shown once)",
             post(admin_api::create_token),
-        ),
+        )
+        .reply(201, of::<candor_wire::NewToken>),
         r(
             Method::DELETE,
             "/api/v1/tokens/{id}",
@@ -358,7 +369,8 @@ pub fn routes() -> Vec<Route> {
             Site(Admin),
             "Audit log, filtered; format=csv for a download",
             get(admin_api::audit),
-        ),
+        )
+        .reply(200, of::<candor_wire::AuditList>),
         r(
             g.clone(),
             "/api/v1/openapi.json",

@@ -339,11 +339,11 @@ pub async fn totp_begin(
         "data:image/svg+xml;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(qr)
     );
-    Ok(Json(serde_json::json!({
-        "secret": crate::totp::base32(&secret),
-        "uri": uri,
-        "qr": qr,
-    }))
+    Ok(Json(candor_wire::TotpSecret {
+        secret: crate::totp::base32(&secret),
+        uri,
+        qr,
+    })
     .into_response())
 }
 
@@ -363,7 +363,10 @@ pub async fn totp_confirm(
     let codes = st.accounts.totp_confirm(&p.username, &req.code, now())?;
     st.audit(Some(&p.username), "totp_enabled", String::new())
         .await;
-    Ok(Json(serde_json::json!({ "recovery_codes": codes })).into_response())
+    Ok(Json(candor_wire::RecoveryCodes {
+        recovery_codes: codes,
+    })
+    .into_response())
 }
 
 /// Guesses at a second factor or password from inside a session count like
@@ -495,7 +498,9 @@ pub async fn change_password(
     let (id, session) = st.accounts.create_session_from(&p.username, Some(ip))?;
     st.audit(Some(&p.username), "password_changed", "by the user".into())
         .await;
-    let body = serde_json::json!({ "csrf_token": session.csrf });
+    let body = candor_wire::Csrf {
+        csrf_token: session.csrf,
+    };
     Ok((
         StatusCode::OK,
         [(

@@ -5,7 +5,7 @@
 //! (`Authorization: Bearer cnd_…`), so no second, unauthenticated port is
 //! opened.
 
-use crate::footage::{Footage, state_fields};
+use crate::footage::Footage;
 use crate::live::LATENCY_BUCKETS_US;
 use crate::{ApiError, ApiResult, AppState, Caller, Principal};
 use axum::Json;
@@ -46,7 +46,7 @@ pub fn forecast(
     best
 }
 
-fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<serde_json::Value, ApiError> {
+fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<candor_wire::System, ApiError> {
     let status = f.status.status();
     let usage = f.store.usage().map_err(ApiError::internal)?;
     let ids = f.store.cameras().map_err(ApiError::internal)?;
@@ -55,7 +55,7 @@ fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<serde_json::
     let used: u64 = usage.iter().map(|u| u.bytes).sum();
     let now = Time90k::now();
     struct Row {
-        json: serde_json::Value,
+        camera: candor_wire::CameraSystem,
         daily: Option<f64>,
         name: String,
     }
@@ -66,8 +66,8 @@ fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<serde_json::
             .iter()
             .find(|(_, n)| n == name)
             .and_then(|(id, _)| usage.iter().find(|u| u.camera_id == *id));
-        let (state, since, error) = state_fields(&s.camera.state);
-        let (fps, bps) = f.rate(name, s.storage.frames, s.storage.bytes);
+        let live = f.camera_live(s);
+        let bps = live.bitrate;
         let days_kept = u
             .and_then(|u| u.oldest)
             .map(|o| (now.0 - o.0) as f64 / DAY_90K);
@@ -79,22 +79,28 @@ fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<serde_json::
         rows.push(Row {
             name: name.clone(),
             daily,
-            json: serde_json::json!({
-                "name": name, "state": state, "streaming_since": since, "error": error,
-                "last_error": s.camera.last_error, "reconnects": s.camera.reconnects,
-                "codec": s.camera.codec, "resolution": s.camera.resolution,
-                "fps": fps, "bitrate": bps, "bytes": u.map_or(0, |u| u.bytes),
-                "segments": u.map_or(0, |u| u.segments),
-                "oldest": u.and_then(|u| u.oldest).map(|t| t.to_string()),
-                "days_kept": days_kept,
-                "write_errors": s.storage.write_errors,
-                "motion": s.camera.motion.as_ref().map(|m| serde_json::json!({
-                    "state": m.state, "stream": m.stream, "decoded": m.decoded,
-                    "analysed": m.analysed, "dropped": m.dropped,
+            camera: candor_wire::CameraSystem {
+                live,
+                bytes: u.map_or(0, |u| u.bytes),
+                segments: u.map_or(0, |u| u.segments),
+                oldest: u.and_then(|u| u.oldest).map(|t| t.to_string()),
+                days_kept,
+                write_errors: s.storage.write_errors,
+                motion: s.camera.motion.as_ref().map(|m| candor_wire::MotionStats {
+                    state: m.state.clone(),
+                    stream: m.stream.clone(),
+                    decoded: m.decoded,
+                    analysed: m.analysed,
+                    dropped: m.dropped,
                     // Share of one core since start: the detector's cost.
-                    "cpu_percent": m.busy_us as f64 / 1e4 / f.status.started().elapsed().as_secs_f64().max(1.0),
-                })),
-            }),
+                    cpu_percent: m.busy_us as f64
+                        / 1e4
+                        / f.status.started().elapsed().as_secs_f64().max(1.0),
+                }),
+                daily_bytes: None,
+                forecast_days: None,
+                forecast_limit: String::new(),
+            },
         });
     }
     // The store's budget is shared in proportion to each camera's rate.
@@ -115,31 +121,35 @@ fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<serde_json::
                 .filter(|_| total_daily > 0.0)
                 .map(|d| budget * d / total_daily);
             let (days, limit) = forecast(r.daily, age, max_bytes, share);
-            r.json["daily_bytes"] = serde_json::json!(r.daily);
-            r.json["forecast_days"] = serde_json::json!(days);
-            r.json["forecast_limit"] = serde_json::json!(limit);
-            r.json
+            r.camera.daily_bytes = r.daily;
+            r.camera.forecast_days = days;
+            r.camera.forecast_limit = limit.into();
+            r.camera
         })
         .collect();
-    let viewers: serde_json::Map<_, _> = p
+    let viewers = p
         .visible(f.status.viewers(), |(n, _)| n)
         .into_iter()
-        .map(|(n, c)| (n, serde_json::json!(c)))
+        .map(|(n, c)| (n, c as u64))
         .collect();
-    Ok(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": f.status.started().elapsed().as_secs(),
-        "web_uptime_secs": st.started.elapsed().as_secs(),
-        "storage": {
-            "path": f.store.dir().display().to_string(), "used_bytes": used, "max_bytes": f.policy.max_bytes,
-            "disk_free_bytes": free, "disk_total_bytes": total,
+    Ok(candor_wire::System {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_secs: f.status.started().elapsed().as_secs(),
+        web_uptime_secs: st.started.elapsed().as_secs(),
+        storage: candor_wire::StorageUse {
+            path: f.store.dir().display().to_string(),
+            used_bytes: used,
+            max_bytes: f.policy.max_bytes,
+            disk_free_bytes: free,
+            disk_total_bytes: total,
         },
-        "cameras": cameras,
-        "live": {
-            "viewers": viewers,
-            "latency_p50_us": st.metrics.quantile_us(0.5), "latency_p99_us": st.metrics.quantile_us(0.99),
+        cameras,
+        live: candor_wire::LiveStats {
+            viewers,
+            latency_p50_us: st.metrics.quantile_us(0.5),
+            latency_p99_us: st.metrics.quantile_us(0.99),
         },
-    }))
+    })
 }
 
 pub async fn system(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {

@@ -13,6 +13,19 @@ export function setMe(m) { me = m; }
 
 export const main = () => document.getElementById('main');
 
+/// A new page section in the main area, and the cameras the user may see;
+/// on failure the section says why and the cameras are null.
+export async function pageWithCameras() {
+  const root = h('section', { class: 'page' });
+  main().replaceChildren(root);
+  try {
+    return { root, cams: (await get('cameras')).cameras };
+  } catch (e) {
+    root.append(errorBox(e));
+    return { root, cams: null };
+  }
+}
+
 // ---------------------------------------------------------------- session
 
 export async function loadMe() {

@@ -134,9 +134,9 @@ pub struct EgressList {
     pub total_bytes: u64,
 }
 
-/// A camera as the recorder sees it now.
+/// A camera as the recorder sees it now: its connection and its stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Camera {
+pub struct CameraLive {
     pub name: String,
     /// `connecting`, `streaming`, `reconnecting` or `stopped`.
     pub state: String,
@@ -151,12 +151,19 @@ pub struct Camera {
     pub codec: Option<String>,
     /// Width and height in pixels, once known.
     pub resolution: Option<(u32, u32)>,
-    pub frames_written: u64,
-    pub bytes_written: u64,
     /// Frames per second over the last few seconds.
     pub fps: Option<f64>,
     /// Bits per second over the last few seconds.
     pub bitrate: Option<f64>,
+}
+
+/// A camera in the camera list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Camera {
+    #[serde(flatten)]
+    pub live: CameraLive,
+    pub frames_written: u64,
+    pub bytes_written: u64,
 }
 
 /// `GET /api/v1/cameras`: the cameras the caller may see.
@@ -193,6 +200,211 @@ pub struct Me {
     pub session: Option<i64>,
 }
 
+/// A camera's motion detector, as the system page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MotionStats {
+    /// `off`, `starting`, `running`, or why it can't run.
+    pub state: String,
+    /// The analysed stream (`768x576 avc1…`), once known.
+    pub stream: Option<String>,
+    pub decoded: u64,
+    pub analysed: u64,
+    pub dropped: u64,
+    /// Share of one core since start: the detector's cost.
+    pub cpu_percent: f64,
+}
+
+/// A camera on the system page: its state, its footage and the forecast.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CameraSystem {
+    #[serde(flatten)]
+    pub live: CameraLive,
+    /// Footage on disk.
+    pub bytes: u64,
+    pub segments: u64,
+    /// The oldest footage kept, RFC 3339.
+    pub oldest: Option<String>,
+    /// Days from the oldest footage to now.
+    pub days_kept: Option<f64>,
+    pub write_errors: u64,
+    pub motion: Option<MotionStats>,
+    /// Bytes a day at the current rate.
+    pub daily_bytes: Option<f64>,
+    /// Days of footage the camera will keep at that rate …
+    pub forecast_days: Option<f64>,
+    /// … and the limit that decides it: `max_age`, `camera max_bytes`,
+    /// `storage` or `none`.
+    pub forecast_limit: String,
+}
+
+/// The store's use of its disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StorageUse {
+    pub path: String,
+    pub used_bytes: u64,
+    pub max_bytes: Option<u64>,
+    pub disk_free_bytes: u64,
+    pub disk_total_bytes: u64,
+}
+
+/// Live view: viewers per camera and frame latency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LiveStats {
+    pub viewers: std::collections::BTreeMap<String, u64>,
+    pub latency_p50_us: Option<u64>,
+    pub latency_p99_us: Option<u64>,
+}
+
+/// `GET /api/v1/system`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct System {
+    pub version: String,
+    pub uptime_secs: u64,
+    pub web_uptime_secs: u64,
+    pub storage: StorageUse,
+    pub cameras: Vec<CameraSystem>,
+    pub live: LiveStats,
+}
+
+/// A user, as the users page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UserInfo {
+    pub name: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// The cameras they may see; `null`: every camera.
+    pub cameras: Option<Vec<String>>,
+    pub totp: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/users`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct UserList {
+    pub users: Vec<UserInfo>,
+}
+
+/// A signed-in session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionInfo {
+    pub id: i64,
+    pub user: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Where it signed in from.
+    pub ip: Option<String>,
+}
+
+/// `GET /api/v1/sessions`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+    /// The caller's own session, if it is one.
+    pub current: Option<i64>,
+}
+
+/// An API token (never its secret, which is shown once at creation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub user: String,
+    pub name: String,
+    pub role: String,
+    pub cameras: Option<Vec<String>>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// `POST /api/v1/tokens`: the token itself, shown this once.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct NewToken {
+    pub id: i64,
+    /// `cnd_…`; only its hash is kept.
+    pub token: String,
+    pub role: String,
+    pub cameras: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Created {
+    pub name: String,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at: i64,
+    pub user: Option<String>,
+    pub action: String,
+    pub detail: String,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct AuditList {
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `POST /api/v1/me/totp`: a new TOTP secret to enrol.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TotpSecret {
+    /// Base32, for typing into an app.
+    pub secret: String,
+    /// `otpauth://totp/…`.
+    pub uri: String,
+    /// The URI as a QR code, an SVG `data:` URL.
+    pub qr: String,
+}
+
+/// `POST /api/v1/me/totp/confirm`: one-time recovery codes, shown once.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// `POST /api/v1/me/password`: this session goes on with a new CSRF token
+/// (the others ended).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Csrf {
+    pub csrf_token: String,
+}
+
+/// An ONVIF device that answered a WS-Discovery probe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Discovered {
+    /// The device's stable identity (`urn:uuid:…`).
+    pub endpoint: String,
+    /// Device service URLs.
+    pub xaddrs: Vec<String>,
+    pub name: Option<String>,
+    pub hardware: Option<String>,
+}
+
+/// `POST /api/v1/discover`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DiscoveredList {
+    pub cameras: Vec<Discovered>,
+}
+
+/// `POST /api/v1/cameras`: the camera added (its URL with the password
+/// hidden).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct CameraAdded {
+    pub name: String,
+    pub url: String,
+}
+
 /// `GET /api/v1/health`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
@@ -208,6 +420,61 @@ pub struct Error {
     pub code: String,
     /// For people: what went wrong and what to do.
     pub message: String,
+}
+
+/// The cloud app's shapes (`candor cloud`'s API and WebSocket).
+pub mod cloud {
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    /// A paired site as its owner sees it.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    pub struct Site {
+        pub id: String,
+        pub name: String,
+        /// `online_only`, `health` or `health_and_events`: the recorder's choice.
+        pub sharing: String,
+        /// RFC 3339.
+        pub paired_at: String,
+        pub online: bool,
+        /// Online or offline since, RFC 3339.
+        pub since: String,
+        /// The recorder's last status message, as far as its sharing level allows.
+        pub status: Option<serde_json::Value>,
+    }
+
+    /// `GET /api/sites`.
+    #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+    pub struct SiteList {
+        pub sites: Vec<Site>,
+    }
+
+    /// An alarm a recorder raised.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    pub struct Alarm {
+        pub site: String,
+        pub site_name: String,
+        /// The recorder's outbox id: unique per site.
+        pub id: i64,
+        /// When it happened at the site, RFC 3339.
+        pub at: String,
+        /// Delivered after a link outage.
+        pub late: bool,
+        /// Only at `health_and_events` without private alarms.
+        pub camera: Option<String>,
+        pub kind: Option<String>,
+        pub acked_by: Option<String>,
+        /// The recorder recorded the acknowledgement.
+        pub ack_recorded: bool,
+        /// When the cloud received it, RFC 3339.
+        pub received: String,
+    }
+
+    /// `GET /api/alarms`.
+    #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+    pub struct AlarmList {
+        pub alarms: Vec<Alarm>,
+    }
 }
 
 /// JSON Schemas for the OpenAPI document: `#/components/schemas/…`

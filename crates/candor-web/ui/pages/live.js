@@ -3,18 +3,11 @@
 import { get, enc } from '../api.js';
 import { LivePlayer } from '../live.js';
 import { h } from '../dom.js';
-import { main, onLeave, errorBox } from '../common.js';
+import { onLeave, pageWithCameras } from '../common.js';
 
 export async function livePage(single) {
-  const root = h('section', { class: 'page' });
-  main().replaceChildren(root);
-  let cams;
-  try {
-    cams = (await get('cameras')).cameras;
-  } catch (e) {
-    root.append(errorBox(e));
-    return;
-  }
+  const { root, cams } = await pageWithCameras();
+  if (!cams) return;
   if (single && !cams.some((c) => c.name === single)) {
     root.append(h('div', { class: 'empty' }, `No camera named “${single}”, or you may not see it. `, h('a', { href: '#live' }, 'Back to all cameras')));
     return;

@@ -4,20 +4,13 @@
 import { get, iso, enc, ApiError } from '../api.js';
 import { Timeline } from '../timeline.js';
 import { h } from '../dom.js';
-import { main, onLeave, toast, errorBox, fmtBytes, fmtTime, fmtSecs } from '../common.js';
+import { onLeave, toast, errorBox, fmtBytes, fmtTime, fmtSecs, pageWithCameras } from '../common.js';
 
 const WINDOW_MS = 30 * 60e3;
 
 export async function playbackPage(params) {
-  const root = h('section', { class: 'page' });
-  main().replaceChildren(root);
-  let cams;
-  try {
-    cams = (await get('cameras')).cameras;
-  } catch (e) {
-    root.append(errorBox(e));
-    return;
-  }
+  const { root, cams } = await pageWithCameras();
+  if (!cams) return;
   if (!cams.length) {
     root.append(h('h1', {}, 'Playback'), h('div', { class: 'empty' }, 'No cameras to play back. An administrator adds cameras in candor.toml and grants access on the Users page.'));
     return;

@@ -15,13 +15,20 @@ use candor_link::{Decoder, Frame, Message, Sharing};
 use candor_media::Time90k;
 use candor_storage::Store;
 use serde::Serialize;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
+
+mod files;
+mod net;
+mod pairing;
+mod session;
+use files::Files;
+use net::{Conn, connect, next_message, write_out};
+pub use net::{Counting, trust_roots};
+use session::{Action, CAUSED_PER_MINUTE, Linked, PONG_MIN_INTERVAL, Queued};
 
 /// What the local web app shows on its Cloud page.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -89,65 +96,6 @@ impl CloudHandle {
     }
 }
 
-struct Files {
-    key: PathBuf,
-    paired: PathBuf,
-}
-
-impl Files {
-    fn new(storage: &std::path::Path) -> Files {
-        let dir = storage.join("cloud");
-        Files {
-            key: dir.join("key"),
-            paired: dir.join("paired.json"),
-        }
-    }
-
-    /// The recorder's key, generated on first use. Nothing derives from a
-    /// serial number or a MAC: a new key is a new identity.
-    fn identity(&self) -> Result<Identity, String> {
-        if let Ok(k) = std::fs::read(&self.key) {
-            return Identity::from_pkcs8(&k).map_err(|e| e.to_string());
-        }
-        let k = Identity::generate().map_err(|e| e.to_string())?;
-        if let Some(d) = self.key.parent() {
-            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-        }
-        write_private(&self.key, &k)?;
-        Identity::from_pkcs8(&k).map_err(|e| e.to_string())
-    }
-
-    fn paired(&self) -> Option<Paired> {
-        serde_json::from_slice(&std::fs::read(&self.paired).ok()?).ok()
-    }
-
-    fn save_paired(&self, p: &Paired) -> Result<(), String> {
-        let tmp = self.paired.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(p).unwrap_or_default())
-            .and_then(|_| std::fs::rename(&tmp, &self.paired))
-            .map_err(|e| format!("saving {}: {e}", self.paired.display()))
-    }
-
-    /// Final: the key goes too, so pairing again makes a new identity.
-    fn forget(&self) {
-        let _ = std::fs::remove_file(&self.paired);
-        let _ = std::fs::remove_file(&self.key);
-    }
-}
-
-fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(data))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
-}
-
 /// What [`run`] needs from the rest of the recorder.
 pub struct Deps {
     pub store: Arc<Store>,
@@ -193,15 +141,6 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
         .run(),
     );
     (CloudHandle { state, cmd }, task)
-}
-
-/// The outbox payload: what the alarm message may carry, decided again at
-/// send time against the sharing level then in force.
-#[derive(Serialize, serde::Deserialize)]
-struct Queued {
-    event: i64,
-    camera: String,
-    kind: String,
 }
 
 async fn enqueue_alarms(
@@ -266,13 +205,6 @@ enum Ended {
     Shutdown,
 }
 
-const STATUS_EVERY: Duration = Duration::from_secs(30);
-/// Pings are answered at most this often (the cloud pings every 10 s): a
-/// cloud cannot make the recorder work, or write, faster by pinging.
-const PONG_MIN_INTERVAL: Duration = Duration::from_secs(5);
-/// Messages from the cloud that make the recorder write (acknowledgements,
-/// sharing requests) are taken at most this many per minute.
-const CAUSED_PER_MINUTE: u32 = 10;
 /// Egress ledger retention: a year and a margin, and at most this many rows.
 const LEDGER_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
 const LEDGER_MAX_ROWS: i64 = 1_000_000;
@@ -283,37 +215,6 @@ struct Beat {
     id: i64,
     hour: i64,
     count: u64,
-}
-
-/// Writes one encoded frame and flushes it (after its ledger row is written).
-async fn write_out(conn: &mut Conn, bytes: &[u8]) -> Result<(), String> {
-    conn.get_mut().0.ledgered += bytes.len() as u64;
-    conn.write_all(bytes)
-        .await
-        .map_err(|e| format!("sending: {e}"))?;
-    conn.flush().await.map_err(|e| format!("sending: {e}"))
-}
-
-/// A budget of cloud-caused work per minute.
-struct Budget {
-    window: Instant,
-    used: u32,
-}
-
-impl Budget {
-    fn new() -> Budget {
-        Budget {
-            window: Instant::now(),
-            used: 0,
-        }
-    }
-    fn take(&mut self) -> bool {
-        if self.window.elapsed() >= Duration::from_secs(60) {
-            (self.window, self.used) = (Instant::now(), 0);
-        }
-        self.used += 1;
-        self.used <= CAUSED_PER_MINUTE
-    }
 }
 
 impl Link {
@@ -332,7 +233,15 @@ impl Link {
                     _ = self.deps.shutdown.changed() => return,
                 };
                 match c {
-                    Some(Cmd::StartPairing) => pairing = true,
+                    Some(Cmd::StartPairing) => {
+                        pairing = true;
+                        // A fresh attempt: the web app waits for a code or
+                        // for this attempt's own error, not an old one.
+                        self.state.send_modify(|s| {
+                            s.last_error = None;
+                            s.pairing = Some(PairingView::default());
+                        });
+                    }
                     Some(Cmd::Settings {
                         sharing,
                         private_alarms,
@@ -358,6 +267,7 @@ impl Link {
                     });
                     if !paired {
                         // A failed pairing attempt is over; the admin starts again.
+                        warn!("cloud pairing failed: {why}");
                         pairing = false;
                         self.state.send_modify(|s| s.pairing = None);
                         continue;
@@ -539,132 +449,6 @@ impl Link {
         write_out(conn, &bytes).await
     }
 
-    async fn pairing(&mut self, conn: &mut Conn, dest: &str, key: [u8; 32]) -> Ended {
-        let start = Message::PairStart {
-            name: self.config.name.clone(),
-        };
-        if let Err(e) = self.send(conn, dest, &start).await {
-            return Ended::Retry(e);
-        }
-        self.state.send_modify(|s| {
-            s.connected = true;
-            s.last_error = None;
-            s.pairing = Some(PairingView::default());
-        });
-        let mut decoder = Decoder::new();
-        let mut buf = vec![0u8; 8192];
-        let mut code = String::new();
-        // Set only once the local admin confirmed, and sent: the cloud's
-        // `paired` counts only after it (docs/design/cloud.md).
-        let mut confirmed = false;
-        let (mut beat, mut last_pong) = (None, None);
-        let mut deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let msg = tokio::select! {
-                r = next_message(conn, &mut decoder, &mut buf) => match r {
-                    Ok(m) => m,
-                    Err(e) => return Ended::Retry(e),
-                },
-                c = self.cmd.recv() => {
-                    match c {
-                        Some(Cmd::Confirm) => {
-                            let Some(confirmation) = self.state.borrow().pairing.as_ref().and_then(|p| p.confirmation.clone()) else {
-                                continue;
-                            };
-                            if let Err(e) = self.send(conn, dest, &Message::PairConfirm { confirmation }).await {
-                                return Ended::Retry(e);
-                            }
-                            confirmed = true;
-                            continue;
-                        }
-                        Some(Cmd::Cancel) | Some(Cmd::Unpair) | None => {
-                            self.state.send_modify(|s| { s.pairing = None; s.connected = false; });
-                            return Ended::Again;
-                        }
-                        Some(Cmd::Settings { sharing, private_alarms }) => { self.settings(sharing, private_alarms); continue; }
-                        Some(Cmd::StartPairing) => continue,
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.state.send_modify(|s| { s.pairing = None; s.connected = false; });
-                    return Ended::Retry("the pairing code expired; start again".into());
-                }
-                _ = self.deps.shutdown.changed() => return Ended::Shutdown,
-            };
-            match msg {
-                Message::PairCode {
-                    code: c,
-                    expires_in,
-                } => {
-                    code = c.clone();
-                    deadline = Instant::now() + Duration::from_secs(u64::from(expires_in.min(900)));
-                    self.state.send_modify(|s| {
-                        s.pairing = Some(PairingView {
-                            code: Some(c),
-                            expires_in: Some(expires_in),
-                            ..Default::default()
-                        })
-                    });
-                }
-                Message::PairClaimed { account, nonce } if !code.is_empty() => {
-                    // Computed here from what the recorder itself knows: the
-                    // code it showed and its own key.
-                    let confirmation = candor_link::confirmation(&code, &key, &account, &nonce);
-                    info!("cloud pairing claimed by {account}; confirmation code {confirmation}");
-                    self.state.send_modify(|s| {
-                        if let Some(p) = &mut s.pairing {
-                            p.claimed_by = Some(account);
-                            p.confirmation = Some(confirmation);
-                        }
-                    });
-                }
-                Message::Paired { .. } if !confirmed => {
-                    // A cloud that says "paired" before this recorder's
-                    // admin confirmed is lying or broken: pairing needs
-                    // the person at the recorder.
-                    warn!("the cloud said paired before the admin confirmed; pairing abandoned");
-                    self.state.send_modify(|s| {
-                        s.pairing = None;
-                        s.connected = false;
-                        s.last_error = Some("the cloud claimed the pairing without this recorder's confirmation; start again".into());
-                    });
-                    return Ended::Retry("paired without confirmation".into());
-                }
-                Message::Paired { site } => {
-                    let p = Paired {
-                        site,
-                        address: self.config.address.to_string(),
-                        paired_at: jiff::Timestamp::now().to_string(),
-                    };
-                    if let Err(e) = self.files.save_paired(&p) {
-                        return Ended::Retry(e);
-                    }
-                    info!(site = p.site, "paired with the cloud");
-                    self.state.send_modify(|s| {
-                        s.paired = Some(p);
-                        s.pairing = None;
-                        s.connected = false;
-                    });
-                    return Ended::Again;
-                }
-                Message::Refused { reason, .. } => {
-                    self.state.send_modify(|s| s.pairing = None);
-                    return Ended::Retry(format!("the cloud refused: {reason}"));
-                }
-                Message::Ping { nonce } => {
-                    if last_pong.is_some_and(|t: Instant| t.elapsed() < PONG_MIN_INTERVAL) {
-                        continue;
-                    }
-                    last_pong = Some(Instant::now());
-                    if let Err(e) = self.pong(conn, dest, nonce, &mut beat).await {
-                        return Ended::Retry(e);
-                    }
-                }
-                other => return Ended::Retry(format!("unexpected {} while pairing", other.name())),
-            }
-        }
-    }
-
     /// `footage_days` sums the index's usage, the one costly part: asked
     /// for only when the message will be sent.
     fn status(&self, seq: u64, footage_days: bool) -> Message {
@@ -729,13 +513,21 @@ impl Link {
         }
     }
 
+    /// The I/O shell of a paired connection: reads the cloud, the clock,
+    /// the outbox and local commands, and carries out what
+    /// [`session::Linked`] decides.
     async fn linked(&mut self, conn: &mut Conn, dest: &str) -> Ended {
-        let connected_at = Time90k::now();
         self.prune_ledger().await;
         let mut last_prune = Instant::now();
         let mut beat: Option<Beat> = None;
-        let mut last_pong: Option<Instant> = None;
-        let mut caused = Budget::new();
+        let ours = self.state.borrow().paired.as_ref().map(|p| p.site.clone());
+        let mut core = Linked::new(
+            ours,
+            self.config.sharing,
+            self.config.private_alarms,
+            Time90k::now(),
+            Instant::now(),
+        );
         let hello = Message::Hello {
             proto: candor_link::VERSION,
             software: format!("candor {}", env!("CARGO_PKG_VERSION")),
@@ -746,42 +538,23 @@ impl Link {
         }
         let mut decoder = Decoder::new();
         let mut buf = vec![0u8; 8192];
-        let mut seq = 0u64;
-        let mut last_status: Option<Message> = None;
         let mut status_tick = tokio::time::interval(Duration::from_secs(2));
-        let mut last_status_sent = Instant::now() - STATUS_EVERY;
-        let mut welcomed = false;
-        let mut sent_alarms = std::collections::HashSet::new();
-        let silent = Duration::from_secs(45);
-        let mut last_heard = Instant::now();
         // The outbox is read when something may wait in it: after the welcome
         // and whenever an alarm was queued, not on every tick.
         let mut drain = false;
         loop {
-            if welcomed && drain {
+            if core.welcomed() && drain {
                 drain = false;
-                // Drain the outbox: oldest first; each stays until stored.
                 let store = self.deps.store.clone();
                 let pending = tokio::task::spawn_blocking(move || store.pending_alarms(100))
                     .await
                     .ok()
                     .and_then(Result::ok)
                     .unwrap_or_default();
-                for p in pending {
-                    if !sent_alarms.insert(p.id) {
-                        continue;
+                for (id, m) in core.alarms(&pending) {
+                    if let Err(e) = self.deps.store.alarm_attempted(id) {
+                        warn!("cloud outbox: {e}");
                     }
-                    let q: Option<Queued> = serde_json::from_str(&p.payload).ok();
-                    let detail = self.config.sharing == Sharing::HealthAndEvents
-                        && !self.config.private_alarms;
-                    let m = Message::Alarm {
-                        id: p.id as u64,
-                        at: p.at.to_timestamp().to_string(),
-                        late: p.at < connected_at || p.attempts > 0,
-                        camera: q.as_ref().filter(|_| detail).map(|q| q.camera.clone()),
-                        kind: q.as_ref().filter(|_| detail).map(|q| q.kind.clone()),
-                    };
-                    let _ = self.deps.store.alarm_attempted(p.id);
                     if let Err(e) = self.send(conn, dest, &m).await {
                         return Ended::Retry(e);
                     }
@@ -789,12 +562,13 @@ impl Link {
             }
             let msg = tokio::select! {
                 r = next_message(conn, &mut decoder, &mut buf) => match r {
-                    Ok(m) => { last_heard = Instant::now(); m }
+                    Ok(m) => m,
                     Err(e) => return Ended::Retry(e),
                 },
                 _ = self.wake.notified() => { drain = true; continue }
                 _ = status_tick.tick() => {
-                    if last_heard.elapsed() > silent {
+                    let now = Instant::now();
+                    if core.silent(now) {
                         return Ended::Retry("the cloud went silent".into());
                     }
                     // Retention also while a link stays up for months.
@@ -802,24 +576,12 @@ impl Link {
                         last_prune = Instant::now();
                         self.prune_ledger().await;
                     }
-                    if !welcomed { continue; }
-                    // Pushed on change (cameras, disk to the percent), and
-                    // every 30 s regardless.
-                    let mut s = self.status(seq + 1, false);
-                    let changed = match (&s, &last_status) {
-                        (Message::Status { cameras: a, disk_used_percent: d1, last_event_at: e1, .. },
-                         Some(Message::Status { cameras: b, disk_used_percent: d2, last_event_at: e2, .. })) =>
-                            a != b || d1.map(|d| d as i32) != d2.map(|d| d as i32) || e1 != e2,
-                        _ => true,
-                    };
-                    if changed || last_status_sent.elapsed() >= STATUS_EVERY {
-                        seq += 1;
-                        s = self.status(seq, true);
+                    if let Some(seq) = core.status_due(&self.status(0, false), now) {
+                        let s = self.status(seq, true);
                         if let Err(e) = self.send(conn, dest, &s).await {
                             return Ended::Retry(e);
                         }
-                        last_status = Some(s);
-                        last_status_sent = Instant::now();
+                        core.status_sent(s, seq, now);
                     }
                     continue;
                 }
@@ -842,15 +604,9 @@ impl Link {
                 }
                 _ = self.deps.shutdown.changed() => return Ended::Shutdown,
             };
-            match msg {
-                Message::Welcome { site } => {
-                    let ours = self.state.borrow().paired.as_ref().map(|p| p.site.clone());
-                    if ours.as_deref() != Some(site.as_str()) {
-                        return Ended::Retry(format!(
-                            "the cloud welcomed site {site}, not this one"
-                        ));
-                    }
-                    welcomed = true;
+            match core.on_message(msg, Instant::now()) {
+                Action::None => {}
+                Action::Up => {
                     drain = true;
                     self.state.send_modify(|s| {
                         s.connected = true;
@@ -858,23 +614,19 @@ impl Link {
                     });
                     info!("cloud link up ({dest})");
                 }
-                // Only for alarms this connection sent: anything else would
-                // be index work a cloud could cause at will.
-                Message::AlarmStored { alarm } if !sent_alarms.contains(&(alarm as i64)) => {}
-                Message::AlarmStored { alarm } => {
-                    // A long outage queues more than one read takes (100).
+                Action::Delivered(alarm) => {
                     drain = true;
                     let store = self.deps.store.clone();
-                    let _ =
-                        tokio::task::spawn_blocking(move || store.alarm_delivered(alarm as i64))
-                            .await;
+                    match tokio::task::spawn_blocking(move || store.alarm_delivered(alarm)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => warn!("cloud outbox: {e}"),
+                        Err(e) => warn!("cloud outbox: {e}"),
+                    }
                 }
-                Message::Acknowledge { .. } | Message::SharingRequest { .. } if !caused.take() => {
-                    warn!(
-                        "the cloud sends more than {CAUSED_PER_MINUTE} requests a minute; ignoring some"
-                    );
-                }
-                Message::Acknowledge { alarm, by } => {
+                Action::Throttled => warn!(
+                    "the cloud sends more than {CAUSED_PER_MINUTE} requests a minute; ignoring some"
+                ),
+                Action::Acknowledge { alarm, by } => {
                     // The outbox keeps delivered alarms (with their event) for
                     // a while, so an acknowledgement finds its event.
                     let store = self.deps.store.clone();
@@ -891,182 +643,24 @@ impl Link {
                         return Ended::Retry(e);
                     }
                 }
-                Message::SharingRequest { sharing } => {
+                Action::SharingRequest(sharing) => {
                     info!(
                         "the cloud asks for sharing level {sharing:?}; an admin decides on the Cloud page"
                     );
                     self.state
                         .send_modify(|s| s.sharing_request = Some(sharing));
                 }
-                Message::Ping { nonce } => {
-                    if last_pong.is_some_and(|t| t.elapsed() < PONG_MIN_INTERVAL) {
-                        continue;
-                    }
-                    last_pong = Some(Instant::now());
+                Action::Pong(nonce) => {
                     if let Err(e) = self.pong(conn, dest, nonce, &mut beat).await {
                         return Ended::Retry(e);
                     }
                 }
-                Message::Refused { code, reason } => {
-                    if code == candor_link::Refusal::Unpaired {
-                        self.forget(&format!("the cloud says: {reason}"));
-                        return Ended::Again;
-                    }
-                    return Ended::Retry(format!("the cloud refused: {reason}"));
+                Action::Forget(why) => {
+                    self.forget(&why);
+                    return Ended::Again;
                 }
-                other => {
-                    return Ended::Retry(format!("unexpected {} from the cloud", other.name()));
-                }
+                Action::End(why) => return Ended::Retry(why),
             }
         }
     }
-}
-
-/// A TCP stream that counts what it writes, so the ledger can state the
-/// bytes that really went on the wire.
-pub struct Counting {
-    inner: TcpStream,
-    written: u64,
-    /// Frame bytes already in the ledger as message rows.
-    ledgered: u64,
-}
-
-impl AsyncRead for Counting {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counting {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = &r {
-            self.written += *n as u64;
-        }
-        r
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-type Conn = tokio_rustls::client::TlsStream<Counting>;
-
-async fn next_message(
-    conn: &mut Conn,
-    decoder: &mut Decoder,
-    buf: &mut [u8],
-) -> Result<Message, String> {
-    loop {
-        match decoder.next_frame() {
-            Ok(Some(Frame::Control(m))) => {
-                if !m.from_cloud() {
-                    return Err(format!("protocol error: the cloud sent {}", m.name()));
-                }
-                return Ok(m);
-            }
-            // No remote access streams in this version: refuse rather than ignore.
-            Ok(Some(_)) => {
-                return Err("protocol error: stream frame before remote access exists".into());
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("protocol error: {e}")),
-        }
-        let n = conn
-            .read(buf)
-            .await
-            .map_err(|e| format!("receiving: {e}"))?;
-        if n == 0 {
-            return Err("the cloud closed the connection".into());
-        }
-        decoder.push(&buf[..n]);
-    }
-}
-
-async fn connect(config: &CloudConfig, identity: &Identity) -> Result<Conn, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &config.ca {
-        Some(p) => {
-            let f =
-                std::fs::File::open(p).map_err(|e| format!("[cloud] ca {}: {e}", p.display()))?;
-            for c in rustls_pemfile::certs(&mut std::io::BufReader::new(f)) {
-                let c = c.map_err(|e| format!("[cloud] ca {}: {e}", p.display()))?;
-                roots.add(c).map_err(|e| format!("[cloud] ca: {e}"))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let tls = identity.client_config(roots).map_err(|e| e.to_string())?;
-    let tcp = tokio::time::timeout(Duration::from_secs(15), tcp(config))
-        .await
-        .map_err(|_| format!("connecting to {} timed out", config.address))??;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(config.address.host.clone())
-        .map_err(|e| format!("[cloud] address: {e}"))?;
-    let conn = tokio::time::timeout(
-        Duration::from_secs(15),
-        tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(
-            name,
-            Counting {
-                inner: tcp,
-                written: 0,
-                ledgered: 0,
-            },
-        ),
-    )
-    .await
-    .map_err(|_| "TLS handshake with the cloud timed out".to_string())?
-    .map_err(|e| format!("TLS with {}: {e}", config.address))?;
-    Ok(conn)
-}
-
-async fn tcp(config: &CloudConfig) -> Result<TcpStream, String> {
-    let Some(proxy) = &config.proxy else {
-        return TcpStream::connect((config.address.host.as_str(), config.address.port))
-            .await
-            .map_err(|e| format!("connecting to {}: {e}", config.address));
-    };
-    let mut s = TcpStream::connect((proxy.host.as_str(), proxy.port))
-        .await
-        .map_err(|e| format!("connecting to proxy {proxy}: {e}"))?;
-    let target = config.address.to_string();
-    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await
-        .map_err(|e| format!("proxy {proxy}: {e}"))?;
-    // Read the proxy's answer byte by byte up to the blank line, so no byte
-    // of the TLS stream that follows is consumed here.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 8192 {
-            return Err(format!("proxy {proxy}: answer too long"));
-        }
-        let b = s
-            .read_u8()
-            .await
-            .map_err(|e| format!("proxy {proxy}: {e}"))?;
-        head.push(b);
-    }
-    let status = String::from_utf8_lossy(&head);
-    let line = status.lines().next().unwrap_or("");
-    if line.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("proxy {proxy} refused CONNECT {target}: {line}"));
-    }
-    Ok(s)
 }

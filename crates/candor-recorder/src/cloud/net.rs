@@ -1,0 +1,243 @@
+//! The link's network side: TCP (directly or through an HTTP CONNECT
+//! proxy), TLS 1.3 with the recorder's key, trust in the cloud's
+//! certificate, byte counting for the ledger, and failures in words.
+
+use crate::config::CloudConfig;
+use candor_link::identity::Identity;
+use candor_link::{Decoder, Frame, Message};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Writes one encoded frame and flushes it (after its ledger row is written).
+pub(super) async fn write_out(conn: &mut Conn, bytes: &[u8]) -> Result<(), String> {
+    conn.get_mut().0.ledgered += bytes.len() as u64;
+    conn.write_all(bytes)
+        .await
+        .map_err(|e| format!("sending: {}", in_words(&e)))?;
+    conn.flush()
+        .await
+        .map_err(|e| format!("sending: {}", in_words(&e)))
+}
+
+/// A TCP stream that counts what it writes, so the ledger can state the
+/// bytes that really went on the wire.
+pub struct Counting {
+    inner: TcpStream,
+    pub(super) written: u64,
+    /// Frame bytes already in the ledger as message rows.
+    pub(super) ledgered: u64,
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counting {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.written += *n as u64;
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+pub(super) type Conn = tokio_rustls::client::TlsStream<Counting>;
+
+pub(super) async fn next_message(
+    conn: &mut Conn,
+    decoder: &mut Decoder,
+    buf: &mut [u8],
+) -> Result<Message, String> {
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(Frame::Control(m))) => {
+                if !m.from_cloud() {
+                    return Err(format!("protocol error: the cloud sent {}", m.name()));
+                }
+                return Ok(m);
+            }
+            // No remote access streams in this version: refuse rather than ignore.
+            Ok(Some(_)) => {
+                return Err("protocol error: stream frame before remote access exists".into());
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("protocol error: {e}")),
+        }
+        let n = conn
+            .read(buf)
+            .await
+            .map_err(|e| format!("receiving: {}", in_words(&e)))?;
+        if n == 0 {
+            return Err("the cloud closed the connection".into());
+        }
+        decoder.push(&buf[..n]);
+    }
+}
+
+/// The certificates the cloud's must chain to: `[cloud] ca` (checked when
+/// the config is loaded, so a wrong file stops the start with a clear
+/// error), else the public web roots.
+pub fn trust_roots(ca: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let Some(p) = ca else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(roots);
+    };
+    let f = std::fs::File::open(p).map_err(|e| format!("[cloud] ca {}: {e}", p.display()))?;
+    for c in rustls_pemfile::certs(&mut std::io::BufReader::new(f)) {
+        let c = c.map_err(|e| format!("[cloud] ca {}: {e}", p.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("[cloud] ca {}: {e}", p.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "[cloud] ca {}: no PEM certificate in it (a file starting with -----BEGIN CERTIFICATE-----, \
+             such as the cert.pem the cloud logs at start)",
+            p.display()
+        ));
+    }
+    Ok(roots)
+}
+
+pub(super) async fn connect(config: &CloudConfig, identity: &Identity) -> Result<Conn, String> {
+    let roots = trust_roots(config.ca.as_deref())?;
+    let tls = identity.client_config(roots).map_err(|e| e.to_string())?;
+    let tcp = tokio::time::timeout(Duration::from_secs(15), tcp(config))
+        .await
+        .map_err(|_| format!("connecting to {} timed out", config.address))??;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(config.address.host.clone())
+        .map_err(|e| format!("[cloud] address: {e}"))?;
+    let conn = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(
+            name,
+            Counting {
+                inner: tcp,
+                written: 0,
+                ledgered: 0,
+            },
+        ),
+    )
+    .await
+    .map_err(|_| "TLS handshake with the cloud timed out".to_string())?
+    .map_err(|e| format!("TLS with {}: {}", config.address, in_words(&e)))?;
+    Ok(conn)
+}
+
+/// A link failure in the owner's words: what happened and what to do,
+/// rather than the TLS library's message.
+pub(super) fn in_words(e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error as Tls};
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return "the cloud closed the connection without saying goodbye (it may have restarted, or the network dropped)".into();
+    }
+    match e.get_ref().and_then(|i| i.downcast_ref::<Tls>()) {
+        Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            "the cloud's certificate is not trusted: if the cloud uses its generated certificate, copy that file \
+             (the cloud logs its path at start) to this recorder and set [cloud] ca to it; or give the cloud \
+             a certificate from a public CA"
+                .into()
+        }
+        Some(Tls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => "the cloud's certificate is not valid for the name in [cloud] address: add that name to the \
+               cloud's `hostnames` (generated certificate) or use a certificate issued for it"
+            .into(),
+        Some(Tls::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. })) => {
+            "the cloud's certificate has expired (or this recorder's clock is wrong)".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+async fn tcp(config: &CloudConfig) -> Result<TcpStream, String> {
+    let Some(proxy) = &config.proxy else {
+        return TcpStream::connect((config.address.host.as_str(), config.address.port))
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", config.address));
+    };
+    let mut s = TcpStream::connect((proxy.host.as_str(), proxy.port))
+        .await
+        .map_err(|e| format!("connecting to proxy {proxy}: {e}"))?;
+    let target = config.address.to_string();
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| format!("proxy {proxy}: {e}"))?;
+    // Read the proxy's answer byte by byte up to the blank line, so no byte
+    // of the TLS stream that follows is consumed here.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 8192 {
+            return Err(format!("proxy {proxy}: answer too long"));
+        }
+        let b = s
+            .read_u8()
+            .await
+            .map_err(|e| format!("proxy {proxy}: {e}"))?;
+        head.push(b);
+    }
+    let status = String::from_utf8_lossy(&head);
+    let line = status.lines().next().unwrap_or("");
+    if line.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("proxy {proxy} refused CONNECT {target}: {line}"));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_words;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn link_failures_are_said_in_the_owners_words() {
+        let eof = Error::new(
+            ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        let said = in_words(&eof);
+        assert!(
+            said.contains("closed the connection") && !said.contains("docs.rs"),
+            "{said}"
+        );
+        let untrusted = Error::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(in_words(&untrusted).contains("[cloud] ca"));
+        let wrong_name = Error::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName),
+        );
+        assert!(in_words(&wrong_name).contains("hostnames"));
+        let other = Error::new(ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(in_words(&other), "connection refused");
+    }
+}

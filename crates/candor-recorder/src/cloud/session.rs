@@ -1,0 +1,454 @@
+//! What a paired link decides, without I/O: which of the cloud's messages
+//! the recorder acts on and how, when a status is due, which queued alarms
+//! go out and with what detail. Fed messages, outbox rows and the time by
+//! the I/O shell (`Link::linked`), it answers with [`Action`]s; the shell
+//! only carries them out. Tests drive it with simulated time.
+
+use candor_link::{Message, Refusal, Sharing};
+use candor_media::Time90k;
+use candor_storage::egress::Pending;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// A status goes out on change (cameras, disk to the percent, the last
+/// event), and at least this often.
+pub const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+/// Pings are answered at most this often; more come only from a cloud that
+/// wants the recorder to write.
+pub const PONG_MIN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Cloud-caused work per minute (acknowledgements, sharing requests), each
+/// an index write or a log line.
+pub const CAUSED_PER_MINUTE: u32 = 10;
+
+/// A link on which nothing arrives for this long is dead (the cloud pings
+/// every 15 s).
+pub const SILENT_AFTER: Duration = Duration::from_secs(45);
+
+/// What the recorder does about one message from the cloud.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Nothing (a duplicate, an unknown alarm id, a rate-limited ping).
+    None,
+    /// The cloud welcomed this site: the link is up; send the outbox.
+    Up,
+    /// The alarm is stored in the cloud: mark it delivered, read the
+    /// outbox again (a long outage queues more than one read takes).
+    Delivered(i64),
+    /// Record the acknowledgement on the alarm's event, then confirm with
+    /// `AckRecorded`.
+    Acknowledge { alarm: u64, by: String },
+    /// Show the request to an admin; nothing changes until one decides.
+    SharingRequest(Sharing),
+    /// Answer the ping (ledgered as this hour's heartbeat row).
+    Pong(u64),
+    /// Too many cloud-caused requests this minute: say so once in a while.
+    Throttled,
+    /// The site was unpaired: forget the key and the pairing.
+    Forget(String),
+    /// End this connection (and retry later), for this reason.
+    End(String),
+}
+
+/// A budget of cloud-caused work per minute.
+#[derive(Debug)]
+pub struct Budget {
+    window: Instant,
+    used: u32,
+}
+
+impl Budget {
+    pub fn new(now: Instant) -> Budget {
+        Budget {
+            window: now,
+            used: 0,
+        }
+    }
+
+    pub fn take(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window) >= Duration::from_secs(60) {
+            (self.window, self.used) = (now, 0);
+        }
+        self.used += 1;
+        self.used <= CAUSED_PER_MINUTE
+    }
+}
+
+/// The outbox payload: what the alarm message may carry, decided again at
+/// send time against the sharing level then in force.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Queued {
+    pub event: i64,
+    pub camera: String,
+    pub kind: String,
+}
+
+/// One paired connection's state.
+pub struct Linked {
+    /// The site id this recorder was paired as.
+    site: Option<String>,
+    sharing: Sharing,
+    private_alarms: bool,
+    connected_at: Time90k,
+    welcomed: bool,
+    /// Alarm ids sent on this connection: only those may be confirmed.
+    sent: HashSet<i64>,
+    last_pong: Option<Instant>,
+    caused: Budget,
+    last_heard: Instant,
+    seq: u64,
+    last_status: Option<Message>,
+    last_status_sent: Option<Instant>,
+}
+
+impl Linked {
+    pub fn new(
+        site: Option<String>,
+        sharing: Sharing,
+        private_alarms: bool,
+        connected_at: Time90k,
+        now: Instant,
+    ) -> Linked {
+        Linked {
+            site,
+            sharing,
+            private_alarms,
+            connected_at,
+            welcomed: false,
+            sent: HashSet::new(),
+            last_pong: None,
+            caused: Budget::new(now),
+            last_heard: now,
+            seq: 0,
+            last_status: None,
+            last_status_sent: None,
+        }
+    }
+
+    pub fn welcomed(&self) -> bool {
+        self.welcomed
+    }
+
+    /// The cloud said nothing for [`SILENT_AFTER`].
+    pub fn silent(&self, now: Instant) -> bool {
+        now.duration_since(self.last_heard) > SILENT_AFTER
+    }
+
+    /// One message from the cloud (already checked to be one it may send).
+    pub fn on_message(&mut self, m: Message, now: Instant) -> Action {
+        self.last_heard = now;
+        match m {
+            Message::Welcome { site } => {
+                if self.site.as_deref() != Some(site.as_str()) {
+                    return Action::End(format!("the cloud welcomed site {site}, not this one"));
+                }
+                self.welcomed = true;
+                Action::Up
+            }
+            // Only for alarms this connection sent: anything else would be
+            // index work a cloud could cause at will.
+            Message::AlarmStored { alarm } if !self.sent.contains(&(alarm as i64)) => Action::None,
+            Message::AlarmStored { alarm } => Action::Delivered(alarm as i64),
+            Message::Acknowledge { .. } | Message::SharingRequest { .. }
+                if !self.caused.take(now) =>
+            {
+                Action::Throttled
+            }
+            Message::Acknowledge { alarm, by } => Action::Acknowledge { alarm, by },
+            Message::SharingRequest { sharing } => Action::SharingRequest(sharing),
+            Message::Ping { nonce } => {
+                if self
+                    .last_pong
+                    .is_some_and(|t| now.duration_since(t) < PONG_MIN_INTERVAL)
+                {
+                    return Action::None;
+                }
+                self.last_pong = Some(now);
+                Action::Pong(nonce)
+            }
+            // The code decides, never the wording.
+            Message::Refused {
+                code: Refusal::Unpaired,
+                reason,
+            } => Action::Forget(format!("the cloud says: {reason}")),
+            Message::Refused { reason, .. } => Action::End(format!("the cloud refused: {reason}")),
+            other => Action::End(format!("unexpected {} from the cloud", other.name())),
+        }
+    }
+
+    /// The alarm messages for outbox rows, oldest first, each sent once per
+    /// connection. Camera and kind go only at `health_and_events` without
+    /// `private_alarms` (the sharing level in force now, not when queued).
+    pub fn alarms(&mut self, pending: &[Pending]) -> Vec<(i64, Message)> {
+        let detail = self.sharing == Sharing::HealthAndEvents && !self.private_alarms;
+        pending
+            .iter()
+            .filter(|p| self.sent.insert(p.id))
+            .map(|p| {
+                let q: Option<Queued> = serde_json::from_str(&p.payload).ok();
+                let q = q.filter(|_| detail);
+                let m = Message::Alarm {
+                    id: p.id as u64,
+                    at: p.at.to_timestamp().to_string(),
+                    late: p.at < self.connected_at || p.attempts > 0,
+                    camera: q.as_ref().map(|q| q.camera.clone()),
+                    kind: q.map(|q| q.kind),
+                };
+                (p.id, m)
+            })
+            .collect()
+    }
+
+    /// Whether a status is due, given one just made (`fresh`, without the
+    /// slow footage figure): on change, or every [`STATUS_EVERY`]. If so,
+    /// returns the sequence number to send it with.
+    pub fn status_due(&mut self, fresh: &Message, now: Instant) -> Option<u64> {
+        if !self.welcomed {
+            return None;
+        }
+        let changed = match (fresh, &self.last_status) {
+            (
+                Message::Status {
+                    cameras: a,
+                    disk_used_percent: d1,
+                    last_event_at: e1,
+                    ..
+                },
+                Some(Message::Status {
+                    cameras: b,
+                    disk_used_percent: d2,
+                    last_event_at: e2,
+                    ..
+                }),
+            ) => a != b || d1.map(|d| d as i32) != d2.map(|d| d as i32) || e1 != e2,
+            _ => true,
+        };
+        let stale = self
+            .last_status_sent
+            .is_none_or(|t| now.duration_since(t) >= STATUS_EVERY);
+        (changed || stale).then(|| self.seq + 1)
+    }
+
+    /// The status that went out (with `seq` from [`Self::status_due`]).
+    pub fn status_sent(&mut self, sent: Message, seq: u64, now: Instant) {
+        self.seq = seq;
+        self.last_status = Some(sent);
+        self.last_status_sent = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candor_link::CameraHealth;
+
+    fn linked(sharing: Sharing, now: Instant) -> Linked {
+        Linked::new(
+            Some("s1".into()),
+            sharing,
+            false,
+            Time90k(1_000 * 90_000),
+            now,
+        )
+    }
+
+    fn pending(id: i64, at_secs: i64, attempts: u32) -> Pending {
+        Pending {
+            id,
+            at: Time90k(at_secs * 90_000),
+            payload: r#"{"event":1,"camera":"gate","kind":"motion"}"#.into(),
+            attempts,
+        }
+    }
+
+    fn status(streaming: bool, disk: f32) -> Message {
+        Message::Status {
+            seq: 0,
+            cameras: Some(vec![CameraHealth {
+                name: "gate".into(),
+                streaming,
+                recording: streaming,
+            }]),
+            disk_used_percent: Some(disk),
+            footage_days: None,
+            last_event_at: None,
+        }
+    }
+
+    #[test]
+    fn only_this_sites_welcome_opens_the_link() {
+        let t = Instant::now();
+        let mut l = linked(Sharing::Health, t);
+        let wrong = l.on_message(Message::Welcome { site: "s2".into() }, t);
+        assert!(matches!(wrong, Action::End(_)));
+        assert!(!l.welcomed());
+        assert_eq!(
+            l.on_message(Message::Welcome { site: "s1".into() }, t),
+            Action::Up
+        );
+        assert!(l.welcomed());
+    }
+
+    #[test]
+    fn only_alarms_sent_on_this_connection_can_be_confirmed() {
+        let t = Instant::now();
+        let mut l = linked(Sharing::Health, t);
+        assert_eq!(
+            l.on_message(Message::AlarmStored { alarm: 7 }, t),
+            Action::None
+        );
+        let sent = l.alarms(&[pending(7, 1_100, 0)]);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            l.on_message(Message::AlarmStored { alarm: 7 }, t),
+            Action::Delivered(7)
+        );
+        // The same rows read again are not sent again.
+        assert!(l.alarms(&[pending(7, 1_100, 0)]).is_empty());
+    }
+
+    #[test]
+    fn alarms_carry_detail_only_at_health_and_events_and_say_when_late() {
+        let t = Instant::now();
+        let mut plain = linked(Sharing::Health, t);
+        let m = plain.alarms(&[
+            pending(1, 900, 0),
+            pending(2, 1_100, 0),
+            pending(3, 1_100, 2),
+        ]);
+        let late: Vec<bool> = m
+            .iter()
+            .map(|(_, m)| matches!(m, Message::Alarm { late: true, .. }))
+            .collect();
+        // Queued before this connection, or tried before: late.
+        assert_eq!(late, [true, false, true]);
+        assert!(matches!(
+            &m[1].1,
+            Message::Alarm {
+                camera: None,
+                kind: None,
+                ..
+            }
+        ));
+        let mut detailed = linked(Sharing::HealthAndEvents, t);
+        let m = detailed.alarms(&[pending(1, 1_100, 0)]);
+        assert!(
+            matches!(&m[0].1, Message::Alarm { camera: Some(c), kind: Some(k), .. } if c == "gate" && k == "motion")
+        );
+        let mut private = Linked::new(
+            Some("s1".into()),
+            Sharing::HealthAndEvents,
+            true,
+            Time90k(0),
+            t,
+        );
+        let m = private.alarms(&[pending(1, 1_100, 0)]);
+        assert!(matches!(
+            &m[0].1,
+            Message::Alarm {
+                camera: None,
+                kind: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn pings_are_answered_at_most_every_5_s() {
+        let t = Instant::now();
+        let mut l = linked(Sharing::Health, t);
+        let answered = (0..100u64)
+            .filter(|&i| {
+                let now = t + Duration::from_millis(i * 100);
+                matches!(
+                    l.on_message(Message::Ping { nonce: i }, now),
+                    Action::Pong(_)
+                )
+            })
+            .count();
+        // 10 s of pings every 100 ms: at 0 s and 5 s.
+        assert_eq!(answered, 2);
+    }
+
+    #[test]
+    fn cloud_caused_work_is_budgeted_per_minute() {
+        let t = Instant::now();
+        let mut l = linked(Sharing::Health, t);
+        let ack = |alarm| Message::Acknowledge {
+            alarm,
+            by: "x".into(),
+        };
+        let done = (0..50)
+            .filter(|&i| matches!(l.on_message(ack(i), t), Action::Acknowledge { .. }))
+            .count();
+        assert_eq!(done as u32, CAUSED_PER_MINUTE);
+        assert_eq!(l.on_message(ack(99), t), Action::Throttled);
+        // A minute later the budget is back.
+        let later = t + Duration::from_secs(61);
+        assert!(matches!(
+            l.on_message(ack(100), later),
+            Action::Acknowledge { .. }
+        ));
+    }
+
+    #[test]
+    fn a_refusal_forgets_the_pairing_only_for_the_unpaired_code() {
+        let t = Instant::now();
+        let mut l = linked(Sharing::Health, t);
+        let said = |code, reason: &str| Message::Refused {
+            code,
+            reason: reason.into(),
+        };
+        assert!(matches!(
+            l.on_message(said(Refusal::Unpaired, "bye"), t),
+            Action::Forget(_)
+        ));
+        assert!(matches!(
+            l.on_message(said(Refusal::Other, "you were unpaired, really"), t),
+            Action::End(_)
+        ));
+    }
+
+    #[test]
+    fn status_goes_out_on_change_and_every_30_s() {
+        let t = Instant::now();
+        let mut l = linked(Sharing::Health, t);
+        assert_eq!(
+            l.status_due(&status(true, 50.2), t),
+            None,
+            "not before the welcome"
+        );
+        l.on_message(Message::Welcome { site: "s1".into() }, t);
+        let seq = l.status_due(&status(true, 50.2), t).expect("the first one");
+        l.status_sent(status(true, 50.2), seq, t);
+        let t1 = t + Duration::from_secs(2);
+        assert_eq!(l.status_due(&status(true, 50.7), t1), None, "same percent");
+        assert_eq!(
+            l.status_due(&status(false, 50.7), t1),
+            Some(seq + 1),
+            "a camera went down"
+        );
+        assert_eq!(
+            l.status_due(&status(true, 51.0), t1),
+            Some(seq + 1),
+            "a percent more"
+        );
+        let t30 = t + STATUS_EVERY;
+        assert_eq!(
+            l.status_due(&status(true, 50.2), t30),
+            Some(seq + 1),
+            "30 s passed"
+        );
+    }
+
+    #[test]
+    fn a_silent_cloud_is_noticed_after_45_s() {
+        let t = Instant::now();
+        let mut l = linked(Sharing::Health, t);
+        assert!(!l.silent(t + SILENT_AFTER));
+        assert!(l.silent(t + SILENT_AFTER + Duration::from_secs(1)));
+        l.on_message(Message::Ping { nonce: 1 }, t + SILENT_AFTER);
+        assert!(!l.silent(t + SILENT_AFTER + Duration::from_secs(1)));
+    }
+}

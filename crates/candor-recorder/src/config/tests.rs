@@ -1,0 +1,148 @@
+use super::*;
+
+const GOOD: &str = r#"
+[storage]
+path = "./candor-data"
+max_bytes = "20GB"
+min_free = "2GB"
+[[cameras]]
+name = "gate"
+url = "rtsp://user:s%40cret@127.0.0.1:8554/cam0"
+max_age = "14d"
+max_bytes = "5GB"
+"#;
+
+#[test]
+fn the_documented_example_parses() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.storage.max_bytes, Some(ByteSize(20_000_000_000)));
+    assert_eq!(c.storage.min_free, Some(ByteSize(2_000_000_000)));
+    let cam = &c.cameras[0];
+    assert_eq!(
+        cam.max_age,
+        Some(HumanDuration(Duration::from_secs(14 * 86400)))
+    );
+    assert_eq!(cam.url.password.as_deref(), Some("s@cret"));
+    assert_eq!(cam.url.username.as_deref(), Some("user"));
+}
+
+#[test]
+fn passwords_never_display() {
+    let c = Config::parse(GOOD).unwrap();
+    let shown = format!("{} {:?} {:?}", c.cameras[0].url, c.cameras[0].url, c);
+    assert!(
+        !shown.contains("s@cret") && !shown.contains("s%40cret"),
+        "{shown}"
+    );
+    assert!(shown.contains("rtsp://user:***@127.0.0.1:8554/cam0"));
+}
+
+#[test]
+fn errors_name_the_field_and_line() {
+    let bad = GOOD.replace("max_bytes = \"5GB\"", "max_bytes = \"5XB\"");
+    let e = Config::parse(&bad).unwrap_err();
+    assert!(
+        e.starts_with("line 10:") && e.contains("unknown size unit"),
+        "{e}"
+    );
+    let bad = GOOD.replace("rtsp://user", "http://user");
+    let e = Config::parse(&bad).unwrap_err();
+    assert!(e.starts_with("line 8:") && e.contains("rtsp://"), "{e}");
+    let bad = GOOD.replace("max_age", "max_agee");
+    let e = Config::parse(&bad).unwrap_err();
+    assert!(e.contains("line 9") && e.contains("max_agee"), "{e}");
+    let dup = format!("{GOOD}[[cameras]]\nname = \"gate\"\nurl = \"rtsp://h/x\"\n");
+    let e = Config::parse(&dup).unwrap_err();
+    assert!(
+        e.contains("line 12") && e.contains("used twice (first on line 7)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn motion_section_parses_and_validates() {
+    let cfg = format!(
+        "{GOOD}sub_url = \"rtsp://127.0.0.1:8554/cam0-sub\"\n[cameras.motion]\nenabled = true\nsensitivity = 70\nmasks = [[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0]]]\n[[cameras.motion.zones]]\nname = \"door\"\npoints = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5]]\n"
+    );
+    let c = Config::parse(&cfg).unwrap();
+    let cam = &c.cameras[0];
+    assert!(cam.motion.enabled);
+    assert_eq!(cam.motion.fps, 5.0);
+    let s = cam.motion.settings();
+    assert_eq!(
+        (s.sensitivity, s.zones[0].name.as_str(), s.masks.len()),
+        (70, "door", 1)
+    );
+    // The sub stream borrows the main stream's credentials.
+    let sub = cam.sub_stream().unwrap();
+    assert_eq!(
+        (sub.username.as_deref(), sub.password.as_deref()),
+        (Some("user"), Some("s@cret"))
+    );
+    let bad = cfg.replace("[0.5, 0.5]]", "[1.5, 0.5]]");
+    let e = Config::parse(&bad).unwrap_err();
+    assert!(e.contains("outside the image"), "{e}");
+    let bad = cfg.replace("sensitivity = 70", "sensitivity = 0");
+    assert!(
+        Config::parse(&bad)
+            .unwrap_err()
+            .contains("between 1 and 100")
+    );
+    let bad = cfg.replace("name = \"door\"", "name = \"front door\"");
+    assert!(Config::parse(&bad).unwrap_err().contains("zone name"));
+    // Absent section: off.
+    assert!(!Config::parse(GOOD).unwrap().cameras[0].motion.enabled);
+}
+
+#[test]
+fn the_readme_reference_parses() {
+    let readme = include_str!("../../../../README.md");
+    let block = readme
+        .split("## Configuration reference")
+        .nth(1)
+        .and_then(|r| r.split("```toml\n").nth(1))
+        .and_then(|r| r.split("```").next())
+        .expect("README has a toml block under Configuration reference");
+    let c = Config::parse(block).unwrap_or_else(|e| panic!("README config: {e}"));
+    let m = &c.cameras[0].motion;
+    assert!(m.enabled);
+    assert_eq!((m.zones.len(), m.masks.len()), (1, 1));
+    assert!(
+        c.cameras[0].sub_url.is_none(),
+        "commented out in the README"
+    );
+    assert!(c.cloud.is_none(), "the cloud is off unless configured");
+    // The commented-out [cloud] example, switched on, is valid too.
+    let mut on = String::new();
+    let mut in_cloud = false;
+    for l in block.lines() {
+        if l.starts_with("# [cloud]") {
+            in_cloud = true;
+        } else if in_cloud && !l.starts_with("# ") {
+            in_cloud = false;
+        }
+        on += if in_cloud { &l[2..] } else { l };
+        on.push('\n');
+    }
+    let c = Config::parse(&on).unwrap_or_else(|e| panic!("README [cloud]: {e}"));
+    let cloud = c.cloud.expect("[cloud] switched on");
+    assert_eq!(cloud.address.to_string(), "cloud.example.com:443");
+    assert_eq!(cloud.sharing, candor_link::Sharing::Health);
+    assert_eq!(cloud.proxy.map(|p| p.port), Some(3128));
+}
+
+#[test]
+fn cloud_addresses_parse_in_the_forms_people_type() {
+    for (s, host, port) in [
+        ("cloud.example.com", "cloud.example.com", 443),
+        ("cloud.example.com:8443", "cloud.example.com", 8443),
+        ("https://cloud.example.com/app", "cloud.example.com", 443),
+        ("[2001:db8::1]:9000", "2001:db8::1", 9000),
+        ("127.0.0.1:8443", "127.0.0.1", 8443),
+    ] {
+        let a = CloudAddress::parse(s, 443).unwrap();
+        assert_eq!((a.host.as_str(), a.port), (host, port), "{s}");
+    }
+    assert!(CloudAddress::parse("https://user:pw@cloud.example.com", 443).is_err());
+    assert!(CloudAddress::parse("", 443).is_err());
+}

@@ -1,0 +1,144 @@
+//! Sessions, the device-cookie key and the audit log.
+
+use super::*;
+use rusqlite::{OptionalExtension, params};
+
+impl Accounts {
+    /// Starts a session for a user whose password was verified. Returns the
+    /// session id (for the cookie) and the session.
+    pub fn create_session(&self, username: &str) -> Result<(String, Session), AccountError> {
+        self.create_session_from(username, None)
+    }
+
+    /// Starts a session for a user whose password (and second factor) was
+    /// verified. Returns the session id (for the cookie) and the session.
+    pub fn create_session_from(
+        &self,
+        username: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(String, Session), AccountError> {
+        let id = random_token();
+        let csrf = random_token();
+        let conn = self.conn();
+        let (user_id, role, cameras): (i64, String, Option<String>) = conn
+            .query_row(
+                "SELECT id, role, cameras FROM user WHERE name = ?1",
+                [username],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| AccountError::NoUser(username.to_owned()))?;
+        conn.execute("DELETE FROM session WHERE expires_at <= ?1", [now_secs()])?;
+        conn.execute(
+            "INSERT INTO session (id_hash, user_id, csrf, created_at, expires_at, ip) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![token_hash(&id), user_id, csrf, now_secs(), now_secs() + SESSION_SECS, ip.map(|i| i.to_string())],
+        )?;
+        let row = conn.last_insert_rowid();
+        let role = Role::parse(&role).unwrap_or(Role::Viewer);
+        Ok((
+            id,
+            Session {
+                username: username.to_owned(),
+                role,
+                csrf,
+                cameras: parse_cameras(cameras.as_deref()),
+                row,
+            },
+        ))
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<Session>, AccountError> {
+        let row: Option<(String, String, String, Option<String>, i64)> = self
+            .conn()
+            .query_row(
+                "SELECT u.name, u.role, s.csrf, u.cameras, s.rowid FROM session s JOIN user u ON u.id = s.user_id \
+                 WHERE s.id_hash = ?1 AND s.expires_at > ?2",
+                params![token_hash(id), now_secs()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(username, role, csrf, cameras, row)| {
+            Some(Session {
+                username,
+                role: Role::parse(&role)?,
+                csrf,
+                cameras: parse_cameras(cameras.as_deref()),
+                row,
+            })
+        }))
+    }
+
+    pub fn end_session(&self, id: &str) -> Result<(), AccountError> {
+        self.conn()
+            .execute("DELETE FROM session WHERE id_hash = ?1", [token_hash(id)])?;
+        Ok(())
+    }
+
+    /// The key that signs device cookies, made on first use.
+    pub fn device_key(&self) -> Result<candor_auth::DeviceKey, AccountError> {
+        let conn = self.conn();
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        conn.execute(
+            "INSERT INTO server_key (name, value) VALUES ('device', ?1) ON CONFLICT (name) DO NOTHING",
+            [k.to_vec()],
+        )?;
+        let v: Vec<u8> = conn.query_row(
+            "SELECT value FROM server_key WHERE name = 'device'",
+            [],
+            |r| r.get(0),
+        )?;
+        let k: [u8; 32] = v
+            .try_into()
+            .map_err(|_| AccountError::Hash("stored device key has the wrong length".into()))?;
+        Ok(candor_auth::DeviceKey::new(k))
+    }
+
+    /// Appends to the audit log. Every [`AUDIT_PRUNE_EVERY`]th entry also
+    /// applies retention: entries older than [`AUDIT_KEEP_SECS`] go, and at
+    /// most [`AUDIT_MAX_ROWS`] are kept, so the log cannot fill the disk.
+    pub fn audit(
+        &self,
+        user: Option<&str>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), AccountError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit (at, user, action, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![now_secs(), user, action, detail],
+        )?;
+        if conn.last_insert_rowid() % AUDIT_PRUNE_EVERY == 0 {
+            Self::prune_audit(&conn)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn prune_audit(conn: &Connection) -> Result<(), AccountError> {
+        conn.execute(
+            "DELETE FROM audit WHERE at < ?1",
+            [now_secs() - AUDIT_KEEP_SECS],
+        )?;
+        conn.execute(
+            "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
+            [AUDIT_MAX_ROWS],
+        )?;
+        Ok(())
+    }
+
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>, AccountError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT at, user, action, detail FROM audit ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AuditEntry {
+                    at: r.get(0)?,
+                    user: r.get(1)?,
+                    action: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+}
