@@ -254,6 +254,16 @@ try {
   await page.click('button:has-text("Add user")');
   await page.waitForSelector('tr[data-user=guard]');
   await shot(page, '08-users');
+  // At phone width every page tab of an admin (the most tabs) is on screen,
+  // none cut off or needing a hidden scroll.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const cut = await page.$$eval('#nav a', (as) => as
+    .filter((a) => a.offsetParent !== null)
+    .filter((a) => { const r = a.getBoundingClientRect(); return r.left < 0 || r.right > window.innerWidth; })
+    .map((a) => a.textContent));
+  check(cut.length === 0, `page tabs off screen at 390 px: ${cut}`);
+  await shot(page, '08b-admin-phone-tabs');
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   // 7. The viewer sees only gate, in the UI and through the API.
   step('viewer');

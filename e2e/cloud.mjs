@@ -43,6 +43,17 @@ try {
   await shot(phone, 'c01-cloud-login');
   await phone.click('#signin');
   await phone.waitForSelector('h2:text("Sites")');
+  // Phone width: the header's links fit and none breaks across lines.
+  const navProblems = await phone.$$eval('#nav a, #nav button', (xs) => xs
+    .filter((x) => {
+      // One rectangle per line the text occupies.
+      const r = document.createRange();
+      r.selectNodeContents(x);
+      const lines = new Set([...r.getClientRects()].map((q) => Math.round(q.top)));
+      return lines.size > 1 || x.getBoundingClientRect().right > window.innerWidth;
+    })
+    .map((x) => x.textContent));
+  if (navProblems.length) throw new Error(`cloud header at 390 px: ${navProblems} wrap or overflow`);
   result.manifest = await phone.evaluate(async () => (await (await fetch(document.querySelector('link[rel=manifest]').href)).json()).display);
   result.service_worker = await phone.evaluate(() => Promise.race([navigator.serviceWorker.ready.then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]));
 

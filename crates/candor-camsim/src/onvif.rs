@@ -109,12 +109,7 @@ impl Drop for OnvifSim {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use candor_media::time::unix_secs as now_secs;
 
 impl OnvifSim {
     /// Serves HTTP on `http` and answers WS-Discovery probes on UDP `discovery`.

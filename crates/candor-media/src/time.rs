@@ -45,6 +45,12 @@ impl Time90k {
     }
 }
 
+/// The system clock as Unix seconds: for expiry times and TOTP steps,
+/// where 90 kHz precision is pointless.
+pub fn unix_secs() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
 impl fmt::Display for Time90k {
     /// RFC 3339 in UTC with millisecond precision.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

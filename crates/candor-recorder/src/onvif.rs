@@ -140,12 +140,7 @@ impl Described {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use candor_media::time::unix_secs as now_secs;
 
 /// Keeps the path of a service address a camera reports but the host the
 /// caller reached it on: cameras behind NAT or with a stale DHCP lease report

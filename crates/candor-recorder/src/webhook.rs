@@ -87,10 +87,7 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         let Some(d) = queue.front_mut() else { continue };
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let ts = candor_media::time::unix_secs();
         let req = hyper::Request::post(url.as_str())
             .header("content-type", "application/json")
             .header("user-agent", concat!("Candor/", env!("CARGO_PKG_VERSION")))

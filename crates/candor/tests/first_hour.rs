@@ -60,6 +60,9 @@ fn config_errors_say_their_cause_once_and_exit_2() {
 #[test]
 fn the_cloud_certificate_covers_the_configured_hostnames() {
     let dir = tempfile::tempdir().unwrap();
+    for d in ["cloud-a", "cloud-b"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
     let cloud = CloudProc::start_on(&dir.path().join("cloud-a"), "127.0.0.2", None, "");
     assert!(
         cloud.log_text().contains(&cloud.cert.display().to_string()),
