@@ -95,7 +95,7 @@ export async function cloudPage(params) {
     try {
       const r = await get(`egress?${p}`);
       table.replaceChildren(r.entries.length ? h('div', {},
-        h('p', { 'data-testid': 'egress-total' }, `${r.entries.length} entries, ${r.total_bytes} bytes of messages.`),
+        h('p', { 'data-testid': 'egress-total' }, egressTotal(r)),
         h('table', { id: 'egress' },
           h('thead', {}, h('tr', {}, ['Time', 'To', 'Kind', 'Bytes', 'What'].map((c) => h('th', {}, c)))),
           h('tbody', {}, r.entries.slice(-500).reverse().map((e) => h('tr', { 'data-kind': e.kind },
@@ -112,4 +112,12 @@ export async function cloudPage(params) {
       h('button', { type: 'submit', class: 'primary' }, 'Filter'), csv),
     table);
   render(await get('cloud'));
+}
+
+// The rows add up to the bytes on the wire: `disconnect` rows carry each
+// connection's TLS overhead, the other rows the messages.
+function egressTotal(r) {
+  const overhead = r.entries.filter((e) => e.kind === 'disconnect').reduce((n, e) => n + e.bytes, 0);
+  const more = overhead ? ` (${r.total_bytes - overhead} in messages, ${overhead} of TLS and connection overhead)` : '';
+  return `${r.entries.length} entries, ${r.total_bytes} bytes on the wire${more}.`;
 }

@@ -7,6 +7,9 @@
 use crate::db::Val;
 use crate::{Claim, Cloud, Online, Pairing, now};
 use candor_link::{Decoder, Frame, Message, Refusal};
+
+mod rules;
+use rules::{Unpaired, accept, unpaired_step};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -286,55 +289,6 @@ async fn serve_inner(
 
 /// 10 characters from an alphabet without 0/O, 1/I/L: about 49 bits, read
 /// off a screen and typed on a phone without mistakes.
-/// One frame from a recorder, as the cloud accepts it: a control message a
-/// recorder may send. Stream frames (no remote access yet), messages only
-/// the cloud sends, and undecodable bytes end the connection.
-fn accept(frame: Result<Option<Frame>, candor_link::LinkError>) -> Result<Option<Message>, String> {
-    let m = match frame {
-        Ok(Some(Frame::Control(m))) => m,
-        Ok(Some(_)) => return Err("stream frame before remote access exists".into()),
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(format!("protocol error: {e}")),
-    };
-    if m.from_cloud() {
-        return Err(format!("recorder sent a cloud message ({})", m.name()));
-    }
-    Ok(Some(m))
-}
-
-/// What an unpaired recorder's message leads to.
-#[derive(Debug, PartialEq)]
-enum Unpaired {
-    /// Hand out a pairing code (once per connection).
-    Start {
-        name: String,
-    },
-    /// Check the confirmation code the recorder's admin confirmed.
-    Confirm {
-        confirmation: String,
-    },
-    Nothing,
-    /// Answer with this refusal and close.
-    Refuse(Message),
-}
-
-/// The pairing phase's rules, without I/O: one `pair_start` per
-/// connection, a confirmation only after it, and nothing else until paired.
-fn unpaired_step(m: Message, started: bool) -> Result<Unpaired, String> {
-    Ok(match m {
-        Message::PairStart { name } if !started => Unpaired::Start { name },
-        Message::PairConfirm { .. } if !started => {
-            return Err("confirm before a pairing".into());
-        }
-        Message::PairConfirm { confirmation } => Unpaired::Confirm { confirmation },
-        Message::Pong { .. } => Unpaired::Nothing,
-        other => Unpaired::Refuse(Message::Refused {
-            code: Refusal::Protocol,
-            reason: format!("unknown recorder: pair it first (sent {})", other.name()),
-        }),
-    })
-}
-
 pub fn new_code() -> String {
     const A: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
     use rand::Rng;
@@ -694,73 +648,5 @@ pub async fn silence_sweeper(cloud: Arc<Cloud>) {
                 l.kill.notify_one();
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_recorder_may_send_only_recorder_messages_and_no_streams() {
-        assert_eq!(accept(Ok(None)), Ok(None));
-        let hello = Message::Pong { nonce: 1 };
-        assert_eq!(
-            accept(Ok(Some(Frame::Control(hello.clone())))),
-            Ok(Some(hello))
-        );
-        let forged = Message::Paired { site: "x".into() };
-        assert!(accept(Ok(Some(Frame::Control(forged)))).is_err());
-        let data = Frame::Data {
-            stream: 1,
-            payload: vec![0],
-        };
-        assert_eq!(
-            accept(Ok(Some(data))),
-            Err("stream frame before remote access exists".into())
-        );
-    }
-
-    #[test]
-    fn pairing_starts_once_and_confirms_only_after_it_started() {
-        let start = || Message::PairStart {
-            name: "Home".into(),
-        };
-        let confirm = || Message::PairConfirm {
-            confirmation: "123456".into(),
-        };
-        assert_eq!(
-            unpaired_step(start(), false),
-            Ok(Unpaired::Start {
-                name: "Home".into()
-            })
-        );
-        assert!(unpaired_step(confirm(), false).is_err());
-        assert!(matches!(
-            unpaired_step(start(), true),
-            Ok(Unpaired::Refuse(Message::Refused {
-                code: Refusal::Protocol,
-                ..
-            }))
-        ));
-        assert!(matches!(
-            unpaired_step(confirm(), true),
-            Ok(Unpaired::Confirm { .. })
-        ));
-        assert_eq!(
-            unpaired_step(Message::Pong { nonce: 3 }, true),
-            Ok(Unpaired::Nothing)
-        );
-        let status = Message::Status {
-            seq: 1,
-            cameras: None,
-            disk_used_percent: None,
-            footage_days: None,
-            last_event_at: None,
-        };
-        assert!(matches!(
-            unpaired_step(status, true),
-            Ok(Unpaired::Refuse(_))
-        ));
     }
 }
