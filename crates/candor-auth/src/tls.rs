@@ -48,11 +48,16 @@ pub fn load_or_generate_for(
                 "127.0.0.1".to_string(),
                 "::1".to_string(),
             ];
-            for h in hostnames {
-                if !names.contains(h) {
-                    names.push(h.clone());
-                }
-            }
+            // Sorted and without repeats: the same names in another order
+            // must not make a new key (recorders trust this certificate).
+            let mut extra: Vec<String> = hostnames
+                .iter()
+                .filter(|h| !names.contains(h))
+                .cloned()
+                .collect();
+            extra.sort();
+            extra.dedup();
+            names.extend(extra);
             let record = dir.join("names.txt");
             let covered =
                 std::fs::read_to_string(&record).unwrap_or_else(|_| names[..3].join("\n"));
@@ -108,9 +113,17 @@ fn generate(
 ) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert_path, certified.cert.pem())
-        .map_err(|e| format!("writing {}: {e}", cert_path.display()))
+    // Each file is written whole beside its place (a new 0600 file), then
+    // renamed over it: a crash leaves the old pair or the new one, and an
+    // old key file's looser mode is not inherited.
+    let replace = |path: &Path, data: &[u8]| -> Result<(), String> {
+        let tmp = path.with_extension("pem.new");
+        let _ = std::fs::remove_file(&tmp);
+        write_private(&tmp, data)?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("writing {}: {e}", path.display()))
+    };
+    replace(key_path, certified.signing_key.serialize_pem().as_bytes())?;
+    replace(cert_path, certified.cert.pem().as_bytes())
 }
 
 /// Writes a secret readable by the owner only (created 0600, never world-readable).
@@ -141,10 +154,22 @@ mod tests {
         let b = load_or_generate_for(dir.path(), None, None, "t", &names).unwrap();
         assert!(!b.generated);
         assert_eq!(a.fingerprint, b.fingerprint);
+        let two = ["b.example".to_string(), "a.example".to_string()];
+        let x = load_or_generate_for(dir.path(), None, None, "t", &two).unwrap();
+        assert!(x.generated);
+        let swapped = [two[1].clone(), two[0].clone(), two[0].clone()];
+        let y = load_or_generate_for(dir.path(), None, None, "t", &swapped).unwrap();
+        assert!(!y.generated, "the same names in another order keep the key");
         let c =
             load_or_generate_for(dir.path(), None, None, "t", &["10.0.0.5".to_string()]).unwrap();
         assert!(c.generated);
         assert_ne!(b.fingerprint, c.fingerprint);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         // Without extra names, an older generated certificate (no record of
         // its names) is kept.
         let plain = tempfile::tempdir().unwrap();

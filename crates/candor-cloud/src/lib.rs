@@ -147,6 +147,19 @@ impl Config {
                 c.data_dir = dir.join(&c.data_dir);
             }
         }
+        for h in &c.hostnames {
+            let ip = h.parse::<std::net::IpAddr>().is_ok();
+            let dns = !h.contains([':', '/'])
+                && rustls::pki_types::ServerName::try_from(h.as_str()).is_ok();
+            if !(ip || dns) {
+                return Err(CloudError::Config {
+                    path: path.to_owned(),
+                    message: format!(
+                        "hostnames: {h:?} is not a DNS name or an IP address (write it without port or scheme)"
+                    ),
+                });
+            }
+        }
         if !(5..=600).contains(&c.offline_after_secs) {
             return Err(CloudError::Config {
                 path: path.to_owned(),

@@ -94,8 +94,10 @@ pub enum Refusal {
     CodeMismatch,
     /// The recorder sent something the cloud does not accept at this point.
     Protocol,
-    /// Anything else (and refusals from a cloud that sent no code).
+    /// Anything else: refusals from a cloud that sent no code, and codes
+    /// this recorder does not know yet (a newer cloud's).
     #[default]
+    #[serde(other)]
     Other,
 }
 
@@ -506,6 +508,10 @@ mod tests {
         );
         assert_eq!(
             decode(r#"{"type":"refused","reason":"unpaired"}"#),
+            Refusal::Other
+        );
+        assert_eq!(
+            decode(r#"{"type":"refused","code":"some_future_code","reason":"x"}"#),
             Refusal::Other
         );
         let m = Message::Refused {

@@ -45,13 +45,16 @@ pub struct EventChange {
     pub snapshot: Option<bytes::Bytes>,
     /// The event has a snapshot (this change may or may not carry it).
     pub has_snapshot: bool,
+    /// As the index has it when the change is sent (an operator may pin an
+    /// ongoing event, the cloud app acknowledge it): see [`Self::stored`].
+    pub pinned: bool,
+    pub acked: Option<(String, Time90k)>,
 }
 
 impl EventChange {
     /// The message every integration sends (MQTT, webhooks, the live feed):
     /// the same [`candor_wire::Event`] as the API and `candor events --json`,
-    /// as it stands at this change (a new event is neither pinned nor
-    /// acknowledged). The snapshot itself is not included (MQTT sends it on
+    /// as it stands at this change. The snapshot itself is not included (MQTT sends it on
     /// its own topic; HTTP clients fetch it by id).
     pub fn message(&self) -> candor_wire::EventMessage {
         candor_wire::EventMessage {
@@ -71,11 +74,23 @@ impl EventChange {
                 zone: self.zone.clone(),
                 detail: self.detail.clone(),
                 snapshot: self.has_snapshot || self.snapshot.is_some(),
-                pinned: false,
-                acked_by: None,
-                acked_at: None,
+                pinned: self.pinned,
+                acked_by: self.acked.as_ref().map(|a| a.0.clone()),
+                acked_at: self.acked.as_ref().map(|a| a.1.to_string()),
             },
         }
+    }
+
+    /// Takes what the index says of the event now (pinned, acknowledged,
+    /// snapshot), so an `end` message agrees with `GET /api/v1/events`.
+    /// Blocking (one indexed read): call it off the async workers.
+    pub fn stored(mut self, store: &candor_storage::Store) -> EventChange {
+        if let Ok(Some(e)) = store.event(self.id) {
+            self.pinned = e.pinned;
+            self.acked = e.acked;
+            self.has_snapshot |= e.snapshot;
+        }
+        self
     }
 
     /// [`Self::message`] as JSON text.

@@ -276,12 +276,13 @@ impl MotionTask {
             warn!(camera = %self.camera, "saving a snapshot: {err}");
             return;
         }
-        let _ = self.bus.send(EventChange {
+        let update = EventChange {
             phase: Phase::Update,
             snapshot: Some(full.into()),
             has_snapshot: true,
             ..e.clone()
-        });
+        };
+        let _ = self.bus.send(update.stored(&self.store));
     }
 
     fn handle(&self, e: ScanEvent, open: &mut Option<(i64, Time90k, bool)>) {
@@ -300,6 +301,8 @@ impl MotionTask {
                     zone,
                     has_snapshot: snapshot.is_some(),
                     snapshot: snapshot.map(Into::into),
+                    pinned: false,
+                    acked: None,
                 }
             };
         match e {
@@ -375,10 +378,11 @@ impl MotionTask {
                         Err(err) => warn!(camera = %self.camera, "saving a snapshot: {err}"),
                     }
                 }
-                // As the API will say: a snapshot exists if either was saved.
+                // As the API will say: a snapshot exists if either was saved,
+                // and a pin or an acknowledgement made meanwhile shows.
                 let mut c = change(id, Phase::End, start, Some(end), peak_score, zone, None);
                 c.has_snapshot = had_snapshot || saved;
-                let _ = self.bus.send(c);
+                let _ = self.bus.send(c.stored(&self.store));
             }
         }
     }

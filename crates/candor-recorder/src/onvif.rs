@@ -325,7 +325,11 @@ struct OpenEvent {
 
 impl EventSink {
     fn announce(&self, e: &OpenEvent, end: Option<candor_media::Time90k>) {
-        let _ = self.bus.send(crate::bus::EventChange {
+        let _ = self.bus.send(self.change(e, end));
+    }
+
+    fn change(&self, e: &OpenEvent, end: Option<candor_media::Time90k>) -> crate::bus::EventChange {
+        crate::bus::EventChange {
             id: e.id,
             camera: self.camera.clone(),
             kind: e.kind,
@@ -342,7 +346,26 @@ impl EventSink {
             zone: None,
             snapshot: None,
             has_snapshot: false,
-        });
+            pinned: false,
+            acked: None,
+        }
+    }
+
+    /// Ends the event in the index and announces it as the index has it
+    /// (a snapshot, a pin or an acknowledgement made while it went on).
+    async fn end(&self, e: &OpenEvent, at: candor_media::Time90k) {
+        let (store, change) = (self.store.clone(), self.change(e, Some(at)));
+        let id = e.id;
+        let change = tokio::task::spawn_blocking(move || {
+            if let Err(err) = store.end_event(id, at) {
+                tracing::warn!("ending camera event {id}: {err}");
+            }
+            change.stored(&store)
+        })
+        .await;
+        if let Ok(c) = change {
+            let _ = self.bus.send(c);
+        }
     }
 }
 
@@ -352,10 +375,7 @@ async fn close_all(
 ) {
     let now = candor_media::Time90k::now();
     for (_, e) in open.drain() {
-        let store = sink.store.clone();
-        let id = e.id;
-        let _ = tokio::task::spawn_blocking(move || store.end_event(id, now)).await;
-        sink.announce(&e, Some(now));
+        sink.end(&e, now).await;
     }
 }
 
@@ -448,10 +468,8 @@ async fn pull_loop(
                 }
                 (false, true) => {
                     if let Some(e) = open.remove(&key) {
-                        let id = e.id;
-                        let _ = tokio::task::spawn_blocking(move || store.end_event(id, now)).await;
+                        sink.end(&e, now).await;
                         tracing::info!(camera = %sink.camera, kind = kind_s, "camera event ended");
-                        sink.announce(&e, Some(now));
                     }
                 }
                 _ => {}

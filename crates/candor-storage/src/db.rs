@@ -104,14 +104,17 @@ CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
 /// version `v` to `v + 1`, inside the one transaction that also records the
 /// new version. Each step holds the DDL of its own time (never today's
 /// [`SCHEMA`]), so an index of any past version reaches exactly the shape
-/// a new one has; `upgraded_indexes_equal_a_new_one` checks that.
+/// a new one has; `upgraded_indexes_equal_a_new_one` checks that. Steps
+/// create only what is missing: before versions had steps, a start ran
+/// today's schema first and then upgraded, so an index that crashed in
+/// between holds tables of a later version than its number says.
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
 const UPGRADES: [Upgrade; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
 
 /// Events (motion, the cameras' own).
 fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(
-        "CREATE TABLE event (
+        "CREATE TABLE IF NOT EXISTS event (
              id INTEGER PRIMARY KEY,
              camera_id INTEGER NOT NULL REFERENCES camera(id),
              kind TEXT NOT NULL,
@@ -123,20 +126,20 @@ fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
              detail TEXT,
              pinned INTEGER NOT NULL DEFAULT 0
          );
-         CREATE INDEX event_start ON event (start_90k);
-         CREATE INDEX event_camera_start ON event (camera_id, start_90k);",
+         CREATE INDEX IF NOT EXISTS event_start ON event (start_90k);
+         CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);",
     )
 }
 
 /// Event snapshots.
 fn v2_to_v3(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
-    tx.execute_batch("ALTER TABLE event ADD COLUMN snapshot INTEGER NOT NULL DEFAULT 0")
+    add_column(tx, "event", "snapshot", "INTEGER NOT NULL DEFAULT 0")
 }
 
 /// The egress ledger and the cloud's alarm outbox.
 fn v3_to_v4(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(
-        "CREATE TABLE egress (
+        "CREATE TABLE IF NOT EXISTS egress (
              id INTEGER PRIMARY KEY,
              at_90k INTEGER NOT NULL,
              destination TEXT NOT NULL,
@@ -144,8 +147,8 @@ fn v3_to_v4(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
              bytes INTEGER NOT NULL,
              summary TEXT NOT NULL
          );
-         CREATE INDEX egress_at ON egress (at_90k);
-         CREATE TABLE outbox (
+         CREATE INDEX IF NOT EXISTS egress_at ON egress (at_90k);
+         CREATE TABLE IF NOT EXISTS outbox (
              id INTEGER PRIMARY KEY,
              at_90k INTEGER NOT NULL,
              payload TEXT NOT NULL,
@@ -157,10 +160,11 @@ fn v3_to_v4(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
 /// Acknowledgements; outbox ids never reused (rebuilt with AUTOINCREMENT,
 /// queued alarms kept).
 fn v4_to_v5(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    add_column(tx, "event", "acked_by", "TEXT")?;
+    add_column(tx, "event", "acked_at_90k", "INTEGER")?;
+    // Rebuilt whatever its shape: the copy takes the columns both have.
     tx.execute_batch(
-        "ALTER TABLE event ADD COLUMN acked_by TEXT;
-         ALTER TABLE event ADD COLUMN acked_at_90k INTEGER;
-         ALTER TABLE outbox RENAME TO outbox_v4;
+        "ALTER TABLE outbox RENAME TO outbox_v4;
          CREATE TABLE outbox (
              id INTEGER PRIMARY KEY AUTOINCREMENT,
              at_90k INTEGER NOT NULL,
@@ -173,6 +177,24 @@ fn v4_to_v5(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
              SELECT id, at_90k, payload, attempts FROM outbox_v4;
          DROP TABLE outbox_v4;",
     )
+}
+
+/// Adds `column` to `table` unless it is there already.
+fn add_column(
+    tx: &rusqlite::Transaction,
+    table: &str,
+    column: &str,
+    ddl: &str,
+) -> rusqlite::Result<()> {
+    let has: i64 = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ddl}"))?;
+    }
+    Ok(())
 }
 
 /// A new index gets today's [`SCHEMA`]; an old one runs the steps from its
@@ -506,6 +528,31 @@ mod upgrade_tests {
             assert_eq!(version(&c), SCHEMA_VERSION.to_string(), "from {from}");
             assert_eq!(shape(&c), want, "upgraded from version {from}");
         }
+    }
+
+    /// Before versions had steps, a start created today's tables first and
+    /// upgraded after: an index that crashed in between says version 3 but
+    /// holds version 5's tables. It upgrades, and keeps its queued alarm.
+    #[test]
+    fn an_index_half_upgraded_by_an_older_start_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        drop(open(&p, false).unwrap());
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(
+            "INSERT INTO outbox (at_90k, payload) VALUES (1, 'kept');
+             UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        drop(c);
+        let c = open(&p, false).unwrap();
+        assert_eq!(version(&c), SCHEMA_VERSION.to_string());
+        let kept: String = c
+            .query_row("SELECT payload FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, "kept");
+        let fresh = dir.path().join("fresh.db");
+        assert_eq!(shape(&c), shape(&open(&fresh, false).unwrap()));
     }
 
     #[test]

@@ -57,13 +57,15 @@ pub async fn get_state(State(st): State<AppState>, _: Caller) -> ApiResult {
 
 async fn command(st: &AppState, p: &Principal, cmd: Cmd, action: &'static str) -> ApiResult {
     let h = handle(st)?;
+    // Seen before the command goes: the wait below is for the link's answer
+    // to it, so the page shows the new state.
+    let mut w = h.watch();
+    w.borrow_and_update();
     if !h.send(cmd).await {
         return Err(ApiError::internal("the cloud link has stopped"));
     }
     st.audit(Some(&p.username), action, h.state().address.clone())
         .await;
-    // Let the link act before answering, so the page shows the new state.
-    let mut w = h.watch();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), w.changed()).await;
     Ok(Json(state_json(&h)).into_response())
 }
@@ -79,31 +81,37 @@ pub async fn pair(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     }
     let h = handle(&st)?;
     let mut w = h.watch();
-    if !h.send(Cmd::StartPairing).await {
-        return Err(ApiError::internal("the cloud link has stopped"));
+    let before = w.borrow_and_update().pairing_attempts;
+    // The link takes commands between connection attempts; a full queue
+    // (requests piling up while it connects) is a busy answer, not a hang.
+    match tokio::time::timeout(std::time::Duration::from_secs(3), h.send(Cmd::StartPairing)).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ApiError::internal("the cloud link has stopped")),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the cloud link is busy with an earlier request; try again in a few seconds",
+            )
+            .retry_after(5));
+        }
     }
-    st.audit(
-        Some(&p.username),
-        "cloud_pairing_started",
-        h.state().address.clone(),
-    )
-    .await;
-    // Answer when the attempt has its code or has failed, or after 3 s
+    // Answer when this attempt has its code or has failed, or after 3 s
     // (a cloud that is slow to answer may take 15 s more to fail; the page
     // keeps watching `GET /cloud`). Most failures (refused, unknown host,
     // untrusted certificate) come within the 3 s and are this answer's 502.
+    // The attempt counter tells this attempt's state from an earlier one's,
+    // however quickly it begins and ends.
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(3), async {
-        // The link marks the attempt as begun (pairing without a code yet);
-        // only an end after that is this attempt's failure.
-        let mut begun = false;
         loop {
             {
                 let s = w.borrow_and_update();
-                match &s.pairing {
-                    Some(v) if v.code.is_some() => return Ok(()),
-                    Some(_) => begun = true,
-                    None if begun => return Err(s.last_error.clone()),
-                    None => {}
+                if s.pairing_attempts > before {
+                    match &s.pairing {
+                        Some(v) if v.code.is_some() => return Ok(()),
+                        Some(_) => {}
+                        None => return Err(s.last_error.clone()),
+                    }
                 }
             }
             if w.changed().await.is_err() {
@@ -111,6 +119,12 @@ pub async fn pair(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
             }
         }
     })
+    .await;
+    st.audit(
+        Some(&p.username),
+        "cloud_pairing_started",
+        h.state().address.clone(),
+    )
     .await;
     match outcome {
         Ok(Err(why)) => Err(ApiError::new(
@@ -177,6 +191,8 @@ pub async fn sharing(
     .await
     .map_err(ApiError::internal)?
     .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
+    let mut w = h.watch();
+    w.borrow_and_update();
     h.send(Cmd::Settings {
         sharing: b.sharing,
         private_alarms: b.private_alarms,
@@ -188,7 +204,6 @@ pub async fn sharing(
         format!("{:?}, private alarms {}", b.sharing, b.private_alarms),
     )
     .await;
-    let mut w = h.watch();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w.changed()).await;
     Ok(Json(state_json(&h)).into_response())
 }

@@ -32,9 +32,27 @@ fn config_errors_say_their_cause_once_and_exit_2() {
     std::fs::write(&bad, "listen = \"127.0.0.1:0\"\nno_such_key = 1\n").unwrap();
     let (err, code) = fails(&["cloud", "-c", bad.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
+    // A name for the generated certificate with a port in it is refused
+    // before anything is generated.
+    std::fs::write(
+        &bad,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nhostnames = [\"cloud.example.com:8443\"]\n",
+            dir.path().join("cloud-data").display()
+        ),
+    )
+    .unwrap();
+    let (err, code) = fails(&["cloud", "-c", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("hostnames") && err.contains("without port"),
+        "{err}"
+    );
+    assert!(!dir.path().join("cloud-data/tls/key.pem").exists());
 
-    // `[cloud] ca` is checked at start: a missing file, or one with no
-    // certificate in it, stops the recorder before it records.
+    // `[cloud] ca` is checked: a missing file, or one with no certificate
+    // in it, fails `candor check` with the reason; `candor run` says so at
+    // start and records all the same (the cloud is optional, footage is not).
     for (ca, says) in [
         ("missing.pem", "No such file or directory"),
         ("notes.txt", "no PEM certificate in it"),
@@ -51,6 +69,25 @@ fn config_errors_say_their_cause_once_and_exit_2() {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("[cloud] ca") && err.contains(says), "{err}");
     }
+    let sim = Sim::start(H264_CLIP, 1);
+    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "\n[cloud]\naddress = \"cloud.example.com:8443\"\nca = \"{}\"\n",
+        dir.path().join("notes.txt").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let rec = start_recorder(&cfg);
+    wait_for(
+        "footage despite a bad [cloud] ca",
+        std::time::Duration::from_secs(30),
+        || recorded_secs(&cfg, "gate") >= 2.0,
+    );
+    assert!(
+        rec.log_text().contains("no PEM certificate in it"),
+        "{}",
+        rec.log_text()
+    );
 }
 
 /// A cloud reached at an address its generated certificate does not cover:

@@ -46,6 +46,9 @@ pub struct LinkState {
     pub sharing_request: Option<Sharing>,
     /// The recorder's public key, hex, as the cloud knows it.
     pub key: Option<String>,
+    /// Pairing requests taken so far: a caller that asked for pairing knows
+    /// the state it sees once this has grown is its attempt's (or later).
+    pub pairing_attempts: u64,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -240,6 +243,7 @@ impl Link {
                         self.state.send_modify(|s| {
                             s.last_error = None;
                             s.pairing = Some(PairingView::default());
+                            s.pairing_attempts += 1;
                         });
                     }
                     Some(Cmd::Settings {
@@ -336,11 +340,25 @@ impl Link {
         };
         self.state
             .send_modify(|s| s.key = Some(hex::encode(identity.public_key())));
-        let mut conn = match connect(&self.config, &identity).await {
-            Ok(c) => c,
-            Err(e) => return Ended::Retry(e),
-        };
         let dest = self.config.address.to_string();
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut conn = match connect(&self.config, &identity, written.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                // A failed attempt may have sent a CONNECT request and a
+                // ClientHello (which names the cloud): those bytes left too.
+                let n = written.load(std::sync::atomic::Ordering::Relaxed);
+                if n > 0 {
+                    self.ledger(
+                        &dest,
+                        "connect",
+                        n,
+                        &format!("failed after {n} bytes (proxy CONNECT, TLS handshake): {e}"),
+                    );
+                }
+                return Ended::Retry(e);
+            }
+        };
         self.ledger(
             &dest,
             "connect",
@@ -360,10 +378,14 @@ impl Link {
             self.pairing(&mut conn, &dest, *identity.public_key()).await
         };
         let _ = conn.get_mut().0.shutdown().await;
-        let (wire, ledgered) = (conn.get_ref().0.written, conn.get_ref().0.ledgered);
+        let (wire, ledgered) = (
+            written.load(std::sync::atomic::Ordering::Relaxed),
+            conn.get_ref().0.ledgered,
+        );
         // The rows above hold the messages; this one holds the rest of what
-        // went on the wire (TLS handshake, record headers and tags), so the
-        // ledger's rows add up to the bytes that really left.
+        // went on the wire (a proxy's CONNECT, the TLS handshake, record
+        // headers and tags), so the ledger's rows add up to the bytes that
+        // really left.
         let overhead = wire.saturating_sub(ledgered);
         self.ledger(
             &dest,
@@ -371,7 +393,7 @@ impl Link {
             overhead,
             &format!(
                 "{wire} bytes on the wire in this connection: {ledgered} in the messages above, \
-                 {overhead} of TLS handshake and record overhead (counted here)"
+                 {overhead} of TLS handshake and record overhead, and any proxy CONNECT (counted here)"
             ),
         );
         r

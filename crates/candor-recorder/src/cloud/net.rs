@@ -6,6 +6,7 @@ use crate::config::CloudConfig;
 use candor_link::identity::Identity;
 use candor_link::{Decoder, Frame, Message};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,7 +26,10 @@ pub(super) async fn write_out(conn: &mut Conn, bytes: &[u8]) -> Result<(), Strin
 /// bytes that really went on the wire.
 pub struct Counting {
     inner: TcpStream,
-    pub(super) written: u64,
+    /// Every byte written on this connection, the proxy's CONNECT and the
+    /// TLS handshake included; shared, so a failed handshake's bytes are
+    /// known after the stream is gone.
+    pub(super) written: Arc<AtomicU64>,
     /// Frame bytes already in the ledger as message rows.
     pub(super) ledgered: u64,
 }
@@ -48,7 +52,7 @@ impl AsyncWrite for Counting {
     ) -> std::task::Poll<std::io::Result<usize>> {
         let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
         if let std::task::Poll::Ready(Ok(n)) = &r {
-            self.written += *n as u64;
+            self.written.fetch_add(*n as u64, Ordering::Relaxed);
         }
         r
     }
@@ -125,10 +129,15 @@ pub fn trust_roots(ca: Option<&std::path::Path>) -> Result<rustls::RootCertStore
     Ok(roots)
 }
 
-pub(super) async fn connect(config: &CloudConfig, identity: &Identity) -> Result<Conn, String> {
+/// Connects and shakes hands; every byte written goes into `written`.
+pub(super) async fn connect(
+    config: &CloudConfig,
+    identity: &Identity,
+    written: Arc<AtomicU64>,
+) -> Result<Conn, String> {
     let roots = trust_roots(config.ca.as_deref())?;
     let tls = identity.client_config(roots).map_err(|e| e.to_string())?;
-    let tcp = tokio::time::timeout(Duration::from_secs(15), tcp(config))
+    let tcp = tokio::time::timeout(Duration::from_secs(15), tcp(config, &written))
         .await
         .map_err(|_| format!("connecting to {} timed out", config.address))??;
     let _ = tcp.set_nodelay(true);
@@ -140,7 +149,7 @@ pub(super) async fn connect(config: &CloudConfig, identity: &Identity) -> Result
             name,
             Counting {
                 inner: tcp,
-                written: 0,
+                written,
                 ledgered: 0,
             },
         ),
@@ -177,7 +186,7 @@ pub(super) fn in_words(e: &std::io::Error) -> String {
     }
 }
 
-async fn tcp(config: &CloudConfig) -> Result<TcpStream, String> {
+async fn tcp(config: &CloudConfig, written: &AtomicU64) -> Result<TcpStream, String> {
     let Some(proxy) = &config.proxy else {
         return TcpStream::connect((config.address.host.as_str(), config.address.port))
             .await
@@ -187,7 +196,9 @@ async fn tcp(config: &CloudConfig) -> Result<TcpStream, String> {
         .await
         .map_err(|e| format!("connecting to proxy {proxy}: {e}"))?;
     let target = config.address.to_string();
-    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    written.fetch_add(request.len() as u64, Ordering::Relaxed);
+    s.write_all(request.as_bytes())
         .await
         .map_err(|e| format!("proxy {proxy}: {e}"))?;
     // Read the proxy's answer byte by byte up to the blank line, so no byte

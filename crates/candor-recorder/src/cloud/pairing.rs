@@ -47,7 +47,11 @@ impl Link {
                             return Ended::Again;
                         }
                         Some(Cmd::Settings { sharing, private_alarms }) => { self.settings(sharing, private_alarms); continue; }
-                        Some(Cmd::StartPairing) => continue,
+                        // Already pairing: this attempt answers that request too.
+                        Some(Cmd::StartPairing) => {
+                            self.state.send_modify(|s| s.pairing_attempts += 1);
+                            continue;
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {

@@ -92,8 +92,11 @@ pub struct Linked {
     private_alarms: bool,
     connected_at: Time90k,
     welcomed: bool,
-    /// Alarm ids sent on this connection: only those may be confirmed.
+    /// Alarm ids sent on this connection (never sent twice on it) …
     sent: HashSet<i64>,
+    /// … and those of them not yet confirmed: each confirmation is acted on
+    /// once, so a cloud repeating `alarm_stored` causes no index writes.
+    awaiting: HashSet<i64>,
     last_pong: Option<Instant>,
     caused: Budget,
     last_heard: Instant,
@@ -117,6 +120,7 @@ impl Linked {
             connected_at,
             welcomed: false,
             sent: HashSet::new(),
+            awaiting: HashSet::new(),
             last_pong: None,
             caused: Budget::new(now),
             last_heard: now,
@@ -146,10 +150,12 @@ impl Linked {
                 self.welcomed = true;
                 Action::Up
             }
-            // Only for alarms this connection sent: anything else would be
-            // index work a cloud could cause at will.
-            Message::AlarmStored { alarm } if !self.sent.contains(&(alarm as i64)) => Action::None,
-            Message::AlarmStored { alarm } => Action::Delivered(alarm as i64),
+            // Only for alarms this connection sent, once each: anything else
+            // would be index work a cloud could cause at will.
+            Message::AlarmStored { alarm } if self.awaiting.remove(&(alarm as i64)) => {
+                Action::Delivered(alarm as i64)
+            }
+            Message::AlarmStored { .. } => Action::None,
             Message::Acknowledge { .. } | Message::SharingRequest { .. }
                 if !self.caused.take(now) =>
             {
@@ -184,7 +190,7 @@ impl Linked {
         let detail = self.sharing == Sharing::HealthAndEvents && !self.private_alarms;
         pending
             .iter()
-            .filter(|p| self.sent.insert(p.id))
+            .filter(|p| self.sent.insert(p.id) && self.awaiting.insert(p.id))
             .map(|p| {
                 let q: Option<Queued> = serde_json::from_str(&p.payload).ok();
                 let q = q.filter(|_| detail);
@@ -304,6 +310,13 @@ mod tests {
             l.on_message(Message::AlarmStored { alarm: 7 }, t),
             Action::Delivered(7)
         );
+        // Confirmed once: a cloud repeating it causes nothing.
+        for _ in 0..1000 {
+            assert_eq!(
+                l.on_message(Message::AlarmStored { alarm: 7 }, t),
+                Action::None
+            );
+        }
         // The same rows read again are not sent again.
         assert!(l.alarms(&[pending(7, 1_100, 0)]).is_empty());
     }

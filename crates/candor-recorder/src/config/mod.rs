@@ -596,13 +596,18 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
-        if let Some(ca) = cfg.cloud.as_ref().and_then(|c| c.ca.as_deref()) {
-            crate::cloud::trust_roots(Some(ca)).map_err(|message| ConfigError::Invalid {
-                path: path.to_owned(),
-                message,
-            })?;
-        }
         Ok(cfg)
+    }
+
+    /// Whether `[cloud] ca`, if set, holds certificates. Not part of
+    /// [`Config::load`]: a wrong file must stop the cloud link, never the
+    /// recording or the commands that read footage (`candor run` says so at
+    /// start and records; `candor check` fails).
+    pub fn check_cloud_ca(&self) -> Result<(), String> {
+        match self.cloud.as_ref().and_then(|c| c.ca.as_deref()) {
+            Some(ca) => crate::cloud::trust_roots(Some(ca)).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// Parses and validates config text. Errors name the field and line.

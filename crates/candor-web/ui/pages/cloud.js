@@ -114,10 +114,10 @@ export async function cloudPage(params) {
   render(await get('cloud'));
 }
 
-// The rows add up to the bytes on the wire: `disconnect` rows carry each
-// connection's TLS overhead, the other rows the messages.
+// The rows add up to the bytes on the wire: `connect` and `disconnect` rows
+// carry each connection's TLS (and proxy) overhead, the others the messages.
 function egressTotal(r) {
-  const overhead = r.entries.filter((e) => e.kind === 'disconnect').reduce((n, e) => n + e.bytes, 0);
+  const overhead = r.entries.filter((e) => e.kind === 'connect' || e.kind === 'disconnect').reduce((n, e) => n + e.bytes, 0);
   const more = overhead ? ` (${r.total_bytes - overhead} in messages, ${overhead} of TLS and connection overhead)` : '';
   return `${r.entries.length} entries, ${r.total_bytes} bytes on the wire${more}.`;
 }

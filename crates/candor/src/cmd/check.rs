@@ -10,7 +10,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let store = super::open_store(&a.config)?;
+    let cfg = candor_recorder::Config::load(&a.config)?;
+    cfg.check_cloud_ca()
+        .map_err(|message| candor_recorder::ConfigError::Invalid {
+            path: a.config.clone(),
+            message,
+        })?;
+    let store = candor_storage::Store::open_read_only(&cfg.storage.path)?;
     let problems = store.check()?;
     for p in &problems {
         println!("{p}");

@@ -42,8 +42,9 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// Connection rows: `connect` (nothing sent yet) and `disconnect` (the
-/// connection's TLS overhead), as opposed to messages.
+/// Connection rows: `connect` (bytes only for a failed attempt: its proxy
+/// CONNECT and TLS handshake) and `disconnect` (the connection's TLS
+/// overhead), as opposed to messages.
 fn is_connection_row(e: &EgressEntry) -> bool {
     matches!(e.kind.as_str(), "connect" | "disconnect")
 }

@@ -19,6 +19,9 @@ pub fn run(a: Args) -> Result<()> {
     private_server();
     warn_if_readable(&a.config);
     let cfg = Config::load(&a.config)?;
+    if let Err(e) = cfg.check_cloud_ca() {
+        tracing::error!("{e}; the cloud link can't connect until this is fixed; recording goes on");
+    }
     runtime()?.block_on(record(cfg, a.config, None))
 }
 
