@@ -320,10 +320,10 @@ impl Cloud {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn notify(&self, account: &str, json: serde_json::Value) {
+    pub fn notify(&self, account: &str, n: candor_wire::cloud::Notice) {
         let _ = self.notices.send(Notice {
             account: account.to_owned(),
-            json,
+            json: serde_json::to_value(n).unwrap_or_default(),
         });
     }
 

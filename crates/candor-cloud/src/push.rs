@@ -228,27 +228,12 @@ impl Push {
     /// Sends an alarm to every device the account subscribed, in the
     /// background. Only what the recorder shared is in `alarm`; with
     /// private alarms that is the site and the time.
-    pub fn alarm(&self, account: &str, alarm: serde_json::Value) {
+    pub fn alarm(&self, account: &str, alarm: candor_wire::cloud::Alarm) {
         let this = self.clone();
         let account = account.to_owned();
         tokio::spawn(async move {
-            let site = alarm["site_name"]
-                .as_str()
-                .unwrap_or("your site")
-                .to_owned();
-            let body = match (alarm["camera"].as_str(), alarm["kind"].as_str()) {
-                (Some(c), Some(k)) => format!("{k} on {c}"),
-                _ => "Details stay on the recorder.".to_string(),
-            };
-            let payload = serde_json::json!({
-                "title": format!("Alarm at {site}"),
-                "body": body,
-                "site": alarm["site"],
-                "alarm": alarm["id"],
-                "at": alarm["at"],
-                "late": alarm["late"],
-            })
-            .to_string();
+            let payload = serde_json::to_string(&candor_wire::cloud::PushPayload::of(&alarm))
+                .unwrap_or_default();
             let subs = match this
                 .0
                 .db

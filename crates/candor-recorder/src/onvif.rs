@@ -125,18 +125,28 @@ pub struct Described {
 }
 
 impl Described {
-    /// The JSON `candor discover --json` and the web app's Discover show.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "manufacturer": self.info.manufacturer, "model": self.info.model,
-            "serial": self.info.serial, "clock_offset_secs": self.clock_offset_secs,
-            "profiles": self.profiles.iter().map(|p| serde_json::json!({
-                "token": p.token, "name": p.name, "encoding": p.encoding,
-                "width": p.width, "height": p.height, "fps": p.fps,
-            })).collect::<Vec<_>>(),
-            "main": self.main.as_ref().map(|(_, u)| u.clone()),
-            "sub": self.sub.as_ref().map(|(_, u)| u.clone()),
-        })
+    /// What `candor discover --json` and the web app's Discover show.
+    pub fn wire(&self) -> candor_wire::Description {
+        candor_wire::Description {
+            manufacturer: self.info.manufacturer.clone(),
+            model: self.info.model.clone(),
+            serial: self.info.serial.clone(),
+            clock_offset_secs: self.clock_offset_secs,
+            profiles: self
+                .profiles
+                .iter()
+                .map(|p| candor_wire::OnvifProfile {
+                    token: p.token.clone(),
+                    name: p.name.clone(),
+                    encoding: p.encoding.clone(),
+                    width: p.width,
+                    height: p.height,
+                    fps: p.fps,
+                })
+                .collect(),
+            main: self.main.as_ref().map(|(_, u)| u.clone()),
+            sub: self.sub.as_ref().map(|(_, u)| u.clone()),
+        }
     }
 }
 

@@ -177,7 +177,7 @@ pub async fn describe(
                 ApiError::new(StatusCode::BAD_GATEWAY, "camera_error", e.to_string())
             }
         })?;
-    Ok(Json(d.to_json()).into_response())
+    Ok(Json(d.wire()).into_response())
 }
 
 pub async fn add(

@@ -617,17 +617,27 @@ fn round3(v: f32) -> f64 {
     (f64::from(v) * 1000.0).round() / 1000.0
 }
 
-fn motion_json(m: &candor_recorder::config::MotionConfig) -> serde_json::Value {
+fn motion_json(m: &candor_recorder::config::MotionConfig) -> candor_wire::MotionSettings {
     let poly = |p: &candor_motion::Polygon| -> Vec<[f32; 2]> {
         p.points().iter().map(|&(x, y)| [x, y]).collect()
     };
-    serde_json::json!({
+    candor_wire::MotionSettings {
         // f32 settings as the decimals they were written as, not 0.30000001.
-        "enabled": m.enabled, "fps": round3(m.fps), "sensitivity": m.sensitivity, "min_size": round3(m.min_size),
-        "hold": format!("{}ms", m.hold.0.as_millis()),
-        "zones": m.zones.iter().map(|z| serde_json::json!({ "name": z.name.0, "points": poly(&z.points.0) })).collect::<Vec<_>>(),
-        "masks": m.masks.iter().map(|p| poly(&p.0)).collect::<Vec<_>>(),
-    })
+        enabled: m.enabled,
+        fps: round3(m.fps),
+        sensitivity: m.sensitivity,
+        min_size: round3(m.min_size),
+        hold: format!("{}ms", m.hold.0.as_millis()),
+        zones: m
+            .zones
+            .iter()
+            .map(|z| candor_wire::MotionZone {
+                name: z.name.0.clone(),
+                points: poly(&z.points.0),
+            })
+            .collect(),
+        masks: m.masks.iter().map(|p| poly(&p.0)).collect(),
+    }
 }
 
 /// `GET /api/v1/cameras/{name}/motion`: the camera's motion settings.

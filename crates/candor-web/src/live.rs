@@ -304,14 +304,16 @@ async fn stream(
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0)
                 .saturating_sub(frame.received.elapsed().as_millis() as u64);
-            let msg = serde_json::json!({
-                "type": "init", "codec": i.codec, "mime": format!("video/mp4; codecs=\"{}\"", i.codec),
-                "width": i.width, "height": i.height, "first_frame_received_ms": received_ms,
-            });
-            if tx
-                .send(Message::Text(msg.to_string().into()))
-                .await
-                .is_err()
+            let msg = candor_wire::LiveInit {
+                kind: "init".into(),
+                codec: i.codec.clone(),
+                mime: format!("video/mp4; codecs=\"{}\"", i.codec),
+                width: i.width,
+                height: i.height,
+                first_frame_received_ms: received_ms,
+            };
+            let msg = serde_json::to_string(&msg).unwrap_or_default();
+            if tx.send(Message::Text(msg.into())).await.is_err()
                 || tx
                     .send(Message::Binary(i.init_segment.clone()))
                     .await

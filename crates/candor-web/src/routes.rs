@@ -213,7 +213,8 @@ pub fn routes() -> Vec<Route> {
             Site(Admin),
             "An ONVIF camera's identity, profiles and RTSP stream URIs (main and sub)",
             post(cameras_api::describe),
-        ),
+        )
+        .reply(200, of::<candor_wire::Description>),
         r(
             g.clone(),
             "/api/v1/cameras/{name}/spans",
@@ -235,14 +236,16 @@ pub fn routes() -> Vec<Route> {
             R(Viewer),
             "The camera's motion settings (as in [cameras.motion])",
             get(footage::motion_get),
-        ),
+        )
+        .reply(200, of::<candor_wire::MotionSettings>),
         r(
             Method::PUT,
             "/api/v1/cameras/{name}/motion",
             R(Admin),
             "Change the camera's motion settings: written to the config file (comments kept) and applied at once",
             axum::routing::put(footage::motion_put),
-        ),
+        )
+        .reply(200, of::<candor_wire::MotionSettings>),
         r(
             g.clone(),
             "/api/v1/cameras/{name}/snapshot.jpg",

@@ -397,6 +397,84 @@ pub struct DiscoveredList {
     pub cameras: Vec<Discovered>,
 }
 
+/// One media profile an ONVIF camera offers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OnvifProfile {
+    pub token: String,
+    pub name: String,
+    /// `H264`, `H265`, `JPEG`, … as the camera says.
+    pub encoding: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+}
+
+/// What an ONVIF camera says of itself, given its credentials
+/// (`POST /api/v1/discover/describe`, `candor discover --user`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Description {
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    /// The camera's clock minus ours, seconds.
+    pub clock_offset_secs: i64,
+    pub profiles: Vec<OnvifProfile>,
+    /// RTSP URI of the main stream (most pixels) …
+    pub main: Option<String>,
+    /// … and of the sub stream.
+    pub sub: Option<String>,
+}
+
+/// `candor discover --json`: a camera that answered, what it said of
+/// itself when asked with credentials, or why it would not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DiscoveredCamera {
+    #[serde(flatten)]
+    pub found: Discovered,
+    #[serde(flatten)]
+    pub description: Option<Description>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A camera's motion settings (`GET /api/v1/cameras/{name}/motion`), as
+/// the decimals they were written as.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MotionSettings {
+    pub enabled: bool,
+    pub fps: f64,
+    pub sensitivity: u8,
+    pub min_size: f64,
+    /// `1500ms`.
+    pub hold: String,
+    pub zones: Vec<MotionZone>,
+    /// Polygons ignored, in 0..1 image coordinates.
+    pub masks: Vec<Vec<[f32; 2]>>,
+}
+
+/// A named polygon in 0..1 image coordinates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MotionZone {
+    pub name: String,
+    pub points: Vec<[f32; 2]>,
+}
+
+/// The first message of a live view WebSocket: what the fragments hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LiveInit {
+    /// Always `init`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `avc1.640028`, …
+    pub codec: String,
+    /// For `MediaSource.isTypeSupported`.
+    pub mime: String,
+    pub width: u16,
+    pub height: u16,
+    /// Unix milliseconds when the recorder received the first frame sent.
+    pub first_frame_received_ms: u64,
+}
+
 /// `POST /api/v1/cameras`: the camera added (its URL with the password
 /// hidden).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -474,6 +552,102 @@ pub mod cloud {
     #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
     pub struct AlarmList {
         pub alarms: Vec<Alarm>,
+    }
+
+    /// A message on the cloud app's WebSocket, for the account's own sites.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum Notice {
+        /// A site changed (paired, online, offline, new status).
+        Site { site: Site },
+        /// A new alarm.
+        Alarm { alarm: Alarm },
+        /// Someone on this account acknowledged an alarm.
+        Ack { site: String, id: i64, by: String },
+        /// The recorder recorded the acknowledgement.
+        AckRecorded { site: String, id: i64 },
+        /// The site was unpaired.
+        Unpaired { site: String },
+    }
+
+    /// Sign-up, sign-in and `GET /api/me`.
+    #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+    pub struct Account {
+        pub email: String,
+        /// For state changes (`X-CSRF-Token`), once signed in.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub csrf: Option<String>,
+        /// TOTP is on (`GET /api/me` only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub totp: Option<bool>,
+    }
+
+    /// `POST /api/totp/begin`.
+    #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+    pub struct TotpSecret {
+        pub secret: String,
+        pub uri: String,
+    }
+
+    /// `POST /api/pair`: the claim on a recorder's code, and the digits to
+    /// compare with the recorder's screen.
+    #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+    pub struct Claim {
+        pub claim: String,
+        /// The name the recorder gave.
+        pub recorder: String,
+        pub confirmation: String,
+    }
+
+    /// `GET /api/pair/{claim}`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(tag = "state", rename_all = "snake_case")]
+    pub enum ClaimState {
+        /// The recorder's admin confirmed: the site exists.
+        Paired { site: String },
+        /// Waiting for the recorder's admin.
+        Waiting { confirmation: String },
+        /// Expired, cancelled, or not this account's.
+        Gone,
+    }
+
+    /// What a Web Push notification carries (encrypted to the device; the
+    /// push service sees none of it).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    pub struct PushPayload {
+        /// `Alarm at <site>`.
+        pub title: String,
+        /// `<kind> on <camera>`, or that details stay on the recorder.
+        pub body: String,
+        pub site: String,
+        /// The alarm's id at the site.
+        pub alarm: i64,
+        pub at: String,
+        pub late: bool,
+    }
+
+    impl PushPayload {
+        /// Only what the recorder shared: with private alarms, the site and
+        /// the time.
+        pub fn of(alarm: &Alarm) -> PushPayload {
+            PushPayload {
+                title: format!("Alarm at {}", alarm.site_name),
+                body: match (&alarm.camera, &alarm.kind) {
+                    (Some(c), Some(k)) => format!("{k} on {c}"),
+                    _ => "Details stay on the recorder.".into(),
+                },
+                site: alarm.site.clone(),
+                alarm: alarm.id,
+                at: alarm.at.clone(),
+                late: alarm.late,
+            }
+        }
+    }
+
+    /// An answer that only says what happened (`202 Accepted`).
+    #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+    pub struct Said {
+        pub message: String,
     }
 }
 

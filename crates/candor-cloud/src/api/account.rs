@@ -80,7 +80,11 @@ pub(super) async fn register(
     tracing::info!(from = %ip_s, created = n > 0, "sign-up");
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({"email": email})),
+        Json(candor_wire::cloud::Account {
+            email,
+            csrf: None,
+            totp: None,
+        }),
     )
         .into_response())
 }
@@ -189,7 +193,11 @@ pub(super) async fn login(
                 "{COOKIE}={id}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}"
             ),
         )],
-        Json(serde_json::json!({"email": email, "csrf": csrf})),
+        Json(candor_wire::cloud::Account {
+            email: email.clone(),
+            csrf: Some(csrf),
+            totp: None,
+        }),
     )
         .into_response();
     if device.is_none() {
@@ -245,7 +253,10 @@ pub(super) async fn logout(State(cloud): Cl, headers: HeaderMap) -> ApiResult<Re
         .into_response())
 }
 
-pub(super) async fn me(State(cloud): Cl, headers: HeaderMap) -> ApiResult<Json<serde_json::Value>> {
+pub(super) async fn me(
+    State(cloud): Cl,
+    headers: HeaderMap,
+) -> ApiResult<Json<candor_wire::cloud::Account>> {
     let me = me_from(&cloud, &headers).await?;
     let totp = cloud
         .db
@@ -258,9 +269,11 @@ pub(super) async fn me(State(cloud): Cl, headers: HeaderMap) -> ApiResult<Json<s
         .transpose()?
         .flatten()
         .is_some();
-    Ok(Json(
-        serde_json::json!({"email": me.email, "csrf": me.csrf, "totp": totp}),
-    ))
+    Ok(Json(candor_wire::cloud::Account {
+        email: me.email,
+        csrf: Some(me.csrf),
+        totp: Some(totp),
+    }))
 }
 
 /// A fresh secret, kept pending (in the session's memory: here, the
@@ -268,14 +281,17 @@ pub(super) async fn me(State(cloud): Cl, headers: HeaderMap) -> ApiResult<Json<s
 pub(super) async fn totp_begin(
     State(cloud): Cl,
     headers: HeaderMap,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<candor_wire::cloud::TotpSecret>> {
     let me = me_csrf(&cloud, &headers).await?;
     let secret: [u8; 20] = rand::random();
     let b32 = candor_auth::totp::base32(&secret);
-    Ok(Json(serde_json::json!({
-        "secret": b32,
-        "uri": format!("otpauth://totp/Candor%20Cloud:{}?secret={b32}&issuer=Candor%20Cloud", me.email),
-    })))
+    Ok(Json(candor_wire::cloud::TotpSecret {
+        uri: format!(
+            "otpauth://totp/Candor%20Cloud:{}?secret={b32}&issuer=Candor%20Cloud",
+            me.email
+        ),
+        secret: b32,
+    }))
 }
 
 #[derive(serde::Deserialize)]

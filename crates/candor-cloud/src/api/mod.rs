@@ -104,7 +104,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.0,
-            Json(serde_json::json!({"code": self.1, "message": self.2})),
+            Json(candor_wire::Error {
+                code: self.1.into(),
+                message: self.2,
+            }),
         )
             .into_response()
     }
@@ -117,7 +120,12 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
     Router::new()
         .route(
             "/api/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            get(|| async {
+                Json(candor_wire::Health {
+                    status: "ok".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                })
+            }),
         )
         .route("/api/accounts", post(register))
         .route("/api/login", post(login))

@@ -7,6 +7,7 @@ use crate::{Cloud, link, now, site_row};
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use candor_wire::cloud::ClaimState;
 
 pub(super) async fn sites(
     State(cloud): Cl,
@@ -76,7 +77,7 @@ pub(super) async fn sharing(
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(b): Json<SharingBody>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<candor_wire::cloud::Said>)> {
     let me = me_csrf(&cloud, &headers).await?;
     own_site(&cloud, &me, &id).await?;
     let tx = cloud
@@ -97,9 +98,11 @@ pub(super) async fn sharing(
         .await;
     Ok((
         StatusCode::ACCEPTED,
-        Json(
-            serde_json::json!({"message": "asked the recorder: an admin must accept it in the recorder's web app (Cloud page)"}),
-        ),
+        Json(candor_wire::cloud::Said {
+            message:
+                "asked the recorder: an admin must accept it in the recorder's web app (Cloud page)"
+                    .into(),
+        }),
     ))
 }
 
@@ -188,7 +191,11 @@ pub(super) async fn ack(
         }
         cloud.notify(
             &me.account,
-            serde_json::json!({"type": "ack", "site": site, "id": alarm, "by": me.email}),
+            candor_wire::cloud::Notice::Ack {
+                site: site.clone(),
+                id: alarm,
+                by: me.email.clone(),
+            },
         );
     }
     Ok(StatusCode::NO_CONTENT)
@@ -205,7 +212,7 @@ pub(super) async fn pair(
     headers: HeaderMap,
     Extension(PeerIp(ip)): Extension<PeerIp>,
     Json(b): Json<PairBody>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<candor_wire::cloud::Claim>> {
     let me = me_csrf(&cloud, &headers).await?;
     // Codes are guessable only by brute force: count misses like failed logins.
     let key = format!("pair:{}", me.account);
@@ -228,18 +235,18 @@ pub(super) async fn pair(
         ));
     };
     attempt.refund();
-    Ok(Json(serde_json::json!({
-        "claim": claim.id,
-        "recorder": name,
-        "confirmation": claim.confirmation,
-    })))
+    Ok(Json(candor_wire::cloud::Claim {
+        claim: claim.id,
+        recorder: name,
+        confirmation: claim.confirmation,
+    }))
 }
 
 pub(super) async fn pair_state(
     State(cloud): Cl,
     headers: HeaderMap,
     Path(claim): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ClaimState>> {
     let me = me_from(&cloud, &headers).await?;
     let p = cloud.pairings.lock().unwrap_or_else(|e| e.into_inner());
     let c = p
@@ -248,9 +255,11 @@ pub(super) async fn pair_state(
         .find(|c| c.id == claim && c.account == me.account);
     Ok(Json(match c {
         Some(c) => match &c.site {
-            Some(s) => serde_json::json!({"state": "paired", "site": s}),
-            None => serde_json::json!({"state": "waiting", "confirmation": c.confirmation}),
+            Some(s) => ClaimState::Paired { site: s.clone() },
+            None => ClaimState::Waiting {
+                confirmation: c.confirmation.clone(),
+            },
         },
-        None => serde_json::json!({"state": "gone"}),
+        None => ClaimState::Gone,
     }))
 }

@@ -7,6 +7,7 @@
 use crate::db::Val;
 use crate::{Claim, Cloud, Online, Pairing, now};
 use candor_link::{Decoder, Frame, Message, Refusal};
+use candor_wire::cloud::Notice;
 
 mod rules;
 use rules::{Unpaired, accept, unpaired_step};
@@ -345,10 +346,7 @@ async fn confirm(cloud: &Cloud, code: &str, confirmation: &str) -> Result<Option
         c.site = Some(site.clone());
     }
     if let Ok(Some(j)) = cloud.site_json(&site).await {
-        cloud.notify(
-            &claim.account,
-            serde_json::json!({"type": "site", "site": j}),
-        );
+        cloud.notify(&claim.account, Notice::Site { site: j });
     }
     tracing::info!(site, account = claim.email, "recorder paired");
     Ok(Some(site))
@@ -400,7 +398,7 @@ async fn set_online(cloud: &Cloud, site: &str, account: &str, online: bool) {
         tracing::error!(site, "recording online state: {e}");
     }
     if let Ok(Some(j)) = cloud.site_json(site).await {
-        cloud.notify(account, serde_json::json!({"type": "site", "site": j}));
+        cloud.notify(account, Notice::Site { site: j });
     }
 }
 
@@ -450,7 +448,7 @@ async fn on_site_message(
                 .await
                 .map_err(db)?;
             if let Ok(Some(j)) = cloud.site_json(site).await {
-                cloud.notify(account, serde_json::json!({"type": "site", "site": j}));
+                cloud.notify(account, Notice::Site { site: j });
             }
             Ok(None)
         }
@@ -469,7 +467,7 @@ async fn on_site_message(
                 .await
                 .map_err(db)?;
             if let Ok(Some(j)) = cloud.site_json(site).await {
-                cloud.notify(account, serde_json::json!({"type": "site", "site": j}));
+                cloud.notify(account, Notice::Site { site: j });
             }
             Ok(None)
         }
@@ -521,13 +519,23 @@ async fn on_site_message(
                     .flatten()
                     .and_then(|r| r.text(0).ok())
                     .unwrap_or_default();
-                let alarm = serde_json::json!({
-                    "site": site, "site_name": name, "id": id, "at": at, "late": late,
-                    "camera": camera, "kind": kind, "acked_by": null,
-                });
+                let alarm = candor_wire::cloud::Alarm {
+                    site: site.to_owned(),
+                    site_name: name,
+                    id: id as i64,
+                    at: at.clone(),
+                    late,
+                    camera: camera.clone(),
+                    kind: kind.clone(),
+                    acked_by: None,
+                    ack_recorded: false,
+                    received: crate::ts(now()),
+                };
                 cloud.notify(
                     account,
-                    serde_json::json!({"type": "alarm", "alarm": alarm}),
+                    Notice::Alarm {
+                        alarm: alarm.clone(),
+                    },
                 );
                 if cloud.push.may_push(site) {
                     cloud.push.alarm(account, alarm);
@@ -552,7 +560,10 @@ async fn on_site_message(
                 .map_err(db)?;
             cloud.notify(
                 account,
-                serde_json::json!({"type": "ack_recorded", "site": site, "id": alarm}),
+                Notice::AckRecorded {
+                    site: site.to_owned(),
+                    id: alarm as i64,
+                },
             );
             Ok(None)
         }
@@ -611,7 +622,9 @@ pub async fn unpair(cloud: &Cloud, site: &str, account: &str) -> Result<(), crat
     }
     cloud.notify(
         account,
-        serde_json::json!({"type": "unpaired", "site": site}),
+        Notice::Unpaired {
+            site: site.to_owned(),
+        },
     );
     tracing::info!(site, "site unpaired");
     Ok(())

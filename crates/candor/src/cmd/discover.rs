@@ -56,29 +56,27 @@ async fn discover(
         let Some(xaddr) = f.xaddrs.first() else {
             continue;
         };
-        let described = match &creds {
-            Some((u, p)) => Some(onvif::describe(xaddr, u, p).await),
-            None => None,
+        let mut cam = candor_wire::DiscoveredCamera {
+            found: candor_wire::Discovered {
+                endpoint: f.endpoint.clone(),
+                xaddrs: f.xaddrs.clone(),
+                name: f.name.clone(),
+                hardware: f.hardware.clone(),
+            },
+            description: None,
+            error: None,
         };
-        let mut v = serde_json::json!({
-            "endpoint": f.endpoint, "xaddrs": f.xaddrs, "name": f.name, "hardware": f.hardware,
-        });
-        match described {
-            Some(Ok(d)) => {
-                if let (Some(o), serde_json::Value::Object(d)) = (v.as_object_mut(), d.to_json()) {
-                    o.extend(d);
+        match &creds {
+            Some((u, p)) => match onvif::describe(xaddr, u, p).await {
+                Ok(d) => cam.description = Some(d.wire()),
+                Err(e) if e.is_not_authorized() => {
+                    cam.error = Some("the camera refused the user name or password".into());
                 }
-            }
-            Some(Err(e)) => {
-                v["error"] = if e.is_not_authorized() {
-                    "the camera refused the user name or password".into()
-                } else {
-                    e.to_string().into()
-                };
-            }
+                Err(e) => cam.error = Some(e.to_string()),
+            },
             None => {}
         }
-        out.push(v);
+        out.push(cam);
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -87,30 +85,34 @@ async fn discover(
     // Everything below comes from the cameras: comments lose their control
     // characters (a newline would start a TOML line of the camera's
     // choosing), and values are written by the TOML serializer.
-    let c = |v: &serde_json::Value| -> String {
-        v.as_str()
-            .unwrap_or("")
-            .chars()
+    let c = |v: &str| -> String {
+        v.chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect()
     };
-    for v in &out {
-        let name = v["name"].as_str().unwrap_or("camera");
-        println!("# {} ({})", c(&v["name"]), c(&v["xaddrs"][0]));
-        if v["error"].is_string() {
-            println!("#   {}", c(&v["error"]));
+    for cam in &out {
+        let name = cam.found.name.as_deref().unwrap_or("camera");
+        let xaddr = cam.found.xaddrs.first().map_or("", String::as_str);
+        println!(
+            "# {} ({})",
+            c(cam.found.name.as_deref().unwrap_or("")),
+            c(xaddr)
+        );
+        if let Some(e) = &cam.error {
+            println!("#   {}", c(e));
             continue;
         }
-        if v["manufacturer"].is_string() {
+        let d = cam.description.as_ref();
+        if let Some(d) = d {
             println!(
                 "#   {} {} serial {}, clock off by {} s",
-                c(&v["manufacturer"]),
-                c(&v["model"]),
-                c(&v["serial"]),
-                v["clock_offset_secs"].as_i64().unwrap_or(0)
+                c(&d.manufacturer),
+                c(&d.model),
+                c(&d.serial),
+                d.clock_offset_secs
             );
         }
-        if let Some(main) = v["main"].as_str() {
+        if let Some(main) = d.and_then(|d| d.main.as_deref()) {
             // The password stays out of the output: put it in yourself.
             let url = match (&creds, main.strip_prefix("rtsp://")) {
                 (Some((u, _)), Some(rest)) => format!("rtsp://{u}:PASSWORD@{rest}"),
