@@ -17,6 +17,7 @@ pub mod events_api;
 pub mod footage;
 pub mod fuzzing;
 pub mod live;
+pub mod motion_api;
 pub mod openapi;
 mod routes;
 pub mod session_api;

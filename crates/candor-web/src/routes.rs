@@ -4,7 +4,7 @@
 use crate::accounts::{Accounts, Role};
 use crate::{
     Access, ApiError, AppState, MAX_BODY, admin_api, authz::gate, cameras_api, cloud_api,
-    events_api, footage, live, openapi, session_api, state, system, ui,
+    events_api, footage, live, motion_api, openapi, session_api, state, system, ui,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
@@ -235,7 +235,7 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/cameras/{name}/motion",
             R(Viewer),
             "The camera's motion settings (as in [cameras.motion])",
-            get(footage::motion_get),
+            get(motion_api::motion_get),
         )
         .reply(200, of::<candor_wire::MotionSettings>),
         r(
@@ -243,7 +243,7 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/cameras/{name}/motion",
             R(Admin),
             "Change the camera's motion settings: written to the config file (comments kept) and applied at once",
-            axum::routing::put(footage::motion_put),
+            axum::routing::put(motion_api::motion_put),
         )
         .reply(200, of::<candor_wire::MotionSettings>),
         r(
