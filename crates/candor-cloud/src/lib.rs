@@ -12,6 +12,7 @@ pub mod api;
 pub mod db;
 pub mod link;
 pub mod push;
+pub mod relay;
 pub mod ui;
 
 use db::{Db, Val};

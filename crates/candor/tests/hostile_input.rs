@@ -269,3 +269,32 @@ fn h264_decoder_survives_corrupted_streams() {
         }
     }
 }
+
+/// The remote-access router reads a browser's ClientHello before anything
+/// else: mutated real hellos (rustls's) never panic it, and every answer is
+/// one of the three it may give.
+#[test]
+fn client_hello_peek_survives_mutated_hellos() {
+    use candor_cloud::relay::sni::{Peek, peek};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("home.remote.example").unwrap();
+    let mut c = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut hello).unwrap();
+    }
+    assert!(matches!(peek(&hello), Peek::Hello { sni: Some(_) }));
+    let mut rng = Rng(0x5e1f_c0de);
+    let mut named = 0;
+    for _ in 0..3000 {
+        if let Peek::Hello { sni: Some(_) } = peek(&mutate(&mut rng, &hello)) {
+            named += 1;
+        }
+    }
+    assert!(named > 0, "no mutated hello still parsed");
+}
