@@ -12,6 +12,8 @@
 //! - `kind` 1–3: open, data and close of a multiplexed byte stream (the
 //!   end-to-end encrypted remote access of the next roadmap item rides here;
 //!   the cloud sees only ciphertext).
+//! - `kind` 4: credit, a u32 BE count of bytes the sender may now send more
+//!   on that stream (flow control per stream: [`mux`]).
 //!
 //! Every frame is size-limited before any allocation, every message is
 //! validated while decoding (unknown fields and types are errors), and the
@@ -19,6 +21,7 @@
 
 #[cfg(feature = "tls")]
 pub mod identity;
+pub mod mux;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,7 @@ pub enum Kind {
     Open = 1,
     Data = 2,
     Close = 3,
+    Credit = 4,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,15 +53,31 @@ pub enum LinkError {
     Stream(u32),
     #[error("invalid control message: {0}")]
     Message(String),
+    #[error("a credit frame holds 4 bytes (got {0})")]
+    Credit(u32),
 }
 
 /// One decoded frame.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
     Control(Message),
-    Open { stream: u32, payload: Vec<u8> },
-    Data { stream: u32, payload: Vec<u8> },
-    Close { stream: u32 },
+    Open {
+        stream: u32,
+        payload: Vec<u8>,
+    },
+    Data {
+        stream: u32,
+        payload: Vec<u8>,
+    },
+    Close {
+        stream: u32,
+    },
+    /// The receiver drained `bytes` of the stream: the sender may send
+    /// that much more.
+    Credit {
+        stream: u32,
+        bytes: u32,
+    },
 }
 
 /// How much of the site the owner shares with the cloud. The recorder
@@ -312,6 +332,9 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, LinkError> {
         Frame::Open { stream, payload } => (Kind::Open, *stream, payload.as_slice().into()),
         Frame::Data { stream, payload } => (Kind::Data, *stream, payload.as_slice().into()),
         Frame::Close { stream } => (Kind::Close, *stream, Vec::new().into()),
+        Frame::Credit { stream, bytes } => {
+            (Kind::Credit, *stream, bytes.to_be_bytes().to_vec().into())
+        }
     };
     check(kind, stream, payload.len() as u64)?;
     let mut out = Vec::with_capacity(HEADER + payload.len());
@@ -335,6 +358,9 @@ fn check(kind: Kind, stream: u32, len: u64) -> Result<(), LinkError> {
     }
     if (kind == Kind::Control) != (stream == 0) {
         return Err(LinkError::Stream(stream));
+    }
+    if kind == Kind::Credit && len != 4 {
+        return Err(LinkError::Credit(len.min(u64::from(u32::MAX)) as u32));
     }
     Ok(())
 }
@@ -369,6 +395,7 @@ impl Decoder {
             1 => Kind::Open,
             2 => Kind::Data,
             3 => Kind::Close,
+            4 => Kind::Credit,
             k => return Err(LinkError::Kind(k)),
         };
         let stream = u32::from_be_bytes([self.buf[2], self.buf[3], self.buf[4], self.buf[5]]);
@@ -391,6 +418,10 @@ impl Decoder {
             Kind::Open => Frame::Open { stream, payload },
             Kind::Data => Frame::Data { stream, payload },
             Kind::Close => Frame::Close { stream },
+            Kind::Credit => Frame::Credit {
+                stream,
+                bytes: u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]),
+            },
         }))
     }
 }
