@@ -190,7 +190,8 @@ impl Config {
 #[derive(Clone, Debug)]
 pub struct Notice {
     pub account: String,
-    pub json: serde_json::Value,
+    /// Serialized once, and shared (not copied) by every socket it goes to.
+    pub json: axum::extract::ws::Utf8Bytes,
 }
 
 /// A pairing in progress, keyed by its one-time code.
@@ -324,7 +325,7 @@ impl Cloud {
     pub fn notify(&self, account: &str, n: candor_wire::cloud::Notice) {
         let _ = self.notices.send(Notice {
             account: account.to_owned(),
-            json: serde_json::to_value(n).unwrap_or_default(),
+            json: serde_json::to_string(&n).unwrap_or_default().into(),
         });
     }
 

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use candor_media::Time90k;
-use candor_recorder::cloud::{CloudHandle, Cmd};
+use candor_recorder::cloud::{CloudHandle, Cmd, LinkState};
 
 fn handle(st: &AppState) -> Result<CloudHandle, ApiError> {
     st.footage
@@ -55,15 +55,32 @@ pub async fn get_state(State(st): State<AppState>, _: Caller) -> ApiResult {
     }
 }
 
+/// Sends a command to the link. Returns a watch of its state whose current
+/// value is marked seen *before* the command went (so a wait on it is for
+/// the link's answer), and that value. The link takes commands between
+/// connection attempts: a full queue (requests piling up while it
+/// connects) is a 503 `busy`, not a hang.
+async fn send_watched(
+    h: &CloudHandle,
+    cmd: Cmd,
+) -> Result<(tokio::sync::watch::Receiver<LinkState>, LinkState), ApiError> {
+    let mut w = h.watch();
+    let before = w.borrow_and_update().clone();
+    match tokio::time::timeout(std::time::Duration::from_secs(3), h.send(cmd)).await {
+        Ok(true) => Ok((w, before)),
+        Ok(false) => Err(ApiError::internal("the cloud link has stopped")),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the cloud link is busy with an earlier request; try again in a few seconds",
+        )
+        .retry_after(5)),
+    }
+}
+
 async fn command(st: &AppState, p: &Principal, cmd: Cmd, action: &'static str) -> ApiResult {
     let h = handle(st)?;
-    // Seen before the command goes: the wait below is for the link's answer
-    // to it, so the page shows the new state.
-    let mut w = h.watch();
-    w.borrow_and_update();
-    if !h.send(cmd).await {
-        return Err(ApiError::internal("the cloud link has stopped"));
-    }
+    let (mut w, _) = send_watched(&h, cmd).await?;
     st.audit(Some(&p.username), action, h.state().address.clone())
         .await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), w.changed()).await;
@@ -80,22 +97,8 @@ pub async fn pair(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
         ));
     }
     let h = handle(&st)?;
-    let mut w = h.watch();
-    let before = w.borrow_and_update().pairing_attempts;
-    // The link takes commands between connection attempts; a full queue
-    // (requests piling up while it connects) is a busy answer, not a hang.
-    match tokio::time::timeout(std::time::Duration::from_secs(3), h.send(Cmd::StartPairing)).await {
-        Ok(true) => {}
-        Ok(false) => return Err(ApiError::internal("the cloud link has stopped")),
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the cloud link is busy with an earlier request; try again in a few seconds",
-            )
-            .retry_after(5));
-        }
-    }
+    let (mut w, seen) = send_watched(&h, Cmd::StartPairing).await?;
+    let before = seen.pairing_attempts;
     // Answer when this attempt has its code or has failed, or after 3 s
     // (a cloud that is slow to answer may take 15 s more to fail; the page
     // keeps watching `GET /cloud`). Most failures (refused, unknown host,

@@ -161,7 +161,7 @@ pub(super) async fn ws_loop(
         tokio::select! {
             n = rx.recv() => match n {
                 Ok(n) if n.account == account => {
-                    if s.send(WsMessage::Text(n.json.to_string().into())).await.is_err() {
+                    if s.send(WsMessage::Text(n.json.clone())).await.is_err() {
                         return;
                     }
                 }

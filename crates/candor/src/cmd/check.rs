@@ -1,13 +1,8 @@
 //! `candor check`: do the index and the segment files agree? Read-only.
 
 use anyhow::Result;
-use std::path::PathBuf;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[arg(short, long)]
-    config: PathBuf,
-}
+pub use super::ConfigArg as Args;
 
 pub fn run(a: Args) -> Result<()> {
     let cfg = candor_recorder::Config::load(&a.config)?;

@@ -3,13 +3,8 @@
 
 use super::{private_server, runtime, shutdown_signal, warn_if_readable};
 use anyhow::Result;
-use std::path::PathBuf;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[arg(short, long)]
-    config: PathBuf,
-}
+pub use super::ConfigArg as Args;
 
 pub fn run(a: Args) -> Result<()> {
     private_server();

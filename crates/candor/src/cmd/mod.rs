@@ -20,6 +20,14 @@ use candor_media::Time90k;
 use candor_storage::Store;
 use std::path::Path;
 
+/// The arguments of the commands that take only a config file (`run`,
+/// `cloud`, `check`).
+#[derive(clap::Args)]
+pub struct ConfigArg {
+    #[arg(short, long)]
+    pub config: std::path::PathBuf,
+}
+
 /// The clip the demo and `camsim` loop by default: 10 s of a real static
 /// surveillance camera (OpenCV's vtest, re-encoded like an IP camera).
 pub static DEMO_CLIP: &[u8] = include_bytes!("../../../../assets/clips/vtest-h264-10s.mp4");

@@ -9,11 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[arg(short, long)]
-    config: PathBuf,
-}
+pub use super::ConfigArg as Args;
 
 pub fn run(a: Args) -> Result<()> {
     private_server();
