@@ -210,6 +210,7 @@ async fn run_site(
             proto: 1,
             software: "loadgen".into(),
             sharing: Sharing::HealthAndEvents,
+            remote: false,
         },
     )
     .await;

@@ -102,12 +102,22 @@ impl Row {
 }
 
 /// The cloud database's schema version, in `meta`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One entry per version step: `UPGRADES[v - 1]` holds the statements that
 /// take version `v` to `v + 1`, for both SQLite and PostgreSQL (`BYTES` is
-/// rewritten per database). None yet: version 1 is the first with a number.
-const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [];
+/// rewritten per database). Each may run again after a crash mid-step: an
+/// `ADD COLUMN` whose column exists is skipped, indexes use `IF NOT EXISTS`.
+const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [
+    // 1 → 2: remote access. A site's DNS label (random, given at pairing
+    // or at its first link after this upgrade), and whether its recorder
+    // allows remote access (as its last hello said).
+    &[
+        "ALTER TABLE site ADD COLUMN label TEXT",
+        "ALTER TABLE site ADD COLUMN remote BIGINT NOT NULL DEFAULT 0",
+        "CREATE UNIQUE INDEX IF NOT EXISTS site_label ON site (label)",
+    ],
+];
 
 /// Today's tables, for a new database. `meta` comes first: it holds the version.
 const TABLES: &[&str] = &[
@@ -135,7 +145,10 @@ const TABLES: &[&str] = &[
         paired_at BIGINT NOT NULL,
         online BIGINT NOT NULL DEFAULT 0,
         since BIGINT NOT NULL,
-        status TEXT)",
+        status TEXT,
+        label TEXT,
+        remote BIGINT NOT NULL DEFAULT 0)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS site_label ON site (label)",
     // Keys of unpaired sites: refused for good, with a reason the recorder logs.
     "CREATE TABLE IF NOT EXISTS revoked_key (pubkey BYTES PRIMARY KEY, at BIGINT NOT NULL)",
     // (site, id) is the recorder's outbox id: storing twice is impossible.
@@ -187,6 +200,20 @@ impl Db {
     }
 
     /// DDL for this database: `BYTES` is SQLite's BLOB, PostgreSQL's BYTEA.
+    async fn has_column(&self, table: &str, column: &str) -> Result<bool, DbError> {
+        let q = match self {
+            Db::Sqlite(_) => "SELECT 1 FROM pragma_table_info($1) WHERE name = $2",
+            Db::Postgres(_) => {
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
+                 AND table_name::text = $1 AND column_name::text = $2"
+            }
+        };
+        Ok(self
+            .query_one(q, vec![table.into(), column.into()])
+            .await?
+            .is_some())
+    }
+
     fn ddl(&self, t: &str) -> String {
         match self {
             Db::Sqlite(_) => t.replace("BYTES", "BLOB"),
@@ -224,6 +251,11 @@ impl Db {
         };
         for step in &UPGRADES[(from - 1) as usize..] {
             for statement in *step {
+                if let Some((table, column)) = added_column(statement)
+                    && self.has_column(table, column).await?
+                {
+                    continue;
+                }
                 self.exec(&self.ddl(statement), vec![]).await?;
             }
         }
@@ -422,9 +454,62 @@ impl tokio_postgres::types::ToSql for PgNull {
     tokio_postgres::types::to_sql_checked!();
 }
 
+/// `ALTER TABLE t ADD COLUMN c …` → (t, c).
+fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let mut w = statement.split_whitespace();
+    match (
+        w.next()?,
+        w.next()?,
+        w.next()?,
+        w.next()?,
+        w.next()?,
+        w.next()?,
+    ) {
+        ("ALTER", "TABLE", t, "ADD", "COLUMN", c) => Some((t, c)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_even_after_a_crash_mid_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.db");
+        let path = path.to_str().unwrap();
+        let db = Db::open(path).await.unwrap();
+        // Back to version 1's site table, with the first statement of the
+        // step already run (a crash right after it).
+        db.exec("DROP INDEX site_label", vec![]).await.unwrap();
+        db.exec("ALTER TABLE site DROP COLUMN remote", vec![])
+            .await
+            .unwrap();
+        db.exec(
+            "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+            vec![],
+        )
+        .await
+        .unwrap();
+        drop(db);
+        let db = Db::open(path).await.unwrap();
+        assert!(db.has_column("site", "label").await.unwrap());
+        assert!(db.has_column("site", "remote").await.unwrap());
+        let v = db
+            .query_one(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.text(0).unwrap(), "2");
+        assert_eq!(
+            added_column("ALTER TABLE site ADD COLUMN label TEXT"),
+            Some(("site", "label"))
+        );
+    }
 
     #[test]
     fn there_is_one_upgrade_per_version_step() {

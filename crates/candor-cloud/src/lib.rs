@@ -111,6 +111,16 @@ pub struct Config {
     /// An app connection on which nothing moves for this long is closed.
     #[serde(default = "default_idle")]
     pub idle_timeout_secs: u64,
+    /// Remote access (docs/design/remote.md): browsers reach a recorder
+    /// that allows it at `https://<label>.<remote_zone>/` on this cloud's
+    /// port, and the cloud passes their TLS, unopened, to the recorder.
+    /// Off when absent. The zone's names must resolve to this cloud.
+    #[serde(default)]
+    pub remote_zone: Option<String>,
+    /// The port browsers connect to for remote access, if not `listen`'s
+    /// (a NAT or load balancer in front).
+    #[serde(default)]
+    pub remote_port: Option<u16>,
 }
 
 fn default_pairing_per_address() -> usize {
@@ -157,6 +167,22 @@ impl Config {
                     path: path.to_owned(),
                     message: format!(
                         "hostnames: {h:?} is not a DNS name or an IP address (write it without port or scheme)"
+                    ),
+                });
+            }
+        }
+        if let Some(z) = &mut c.remote_zone {
+            *z = z.trim_end_matches('.').to_ascii_lowercase();
+            let ok = z.split('.').count() >= 2
+                && z.split('.').all(|l| {
+                    (1..=63).contains(&l.len())
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok || z.len() > 200 {
+                return Err(CloudError::Config {
+                    path: path.to_owned(),
+                    message: format!(
+                        "remote_zone: {z:?} is not a DNS zone (like remote.example.com: at least two labels, no scheme or port)"
                     ),
                 });
             }
@@ -219,6 +245,20 @@ pub struct Online {
     pub conn: u64,
 }
 
+/// A site's link as remote access sees it, keyed by the site's label in
+/// [`Cloud::remote`] while the link is up.
+pub struct RemoteEnd {
+    pub site: String,
+    pub conn: u64,
+    pub tunnel: candor_link::tunnel::Tunnel,
+    /// The recorder's last hello allowed remote access.
+    pub allowed: std::sync::atomic::AtomicBool,
+    /// Stream ids the cloud opens: odd, rising.
+    pub next_stream: std::sync::atomic::AtomicU32,
+    /// Opens in the last minute (see [`relay::OPENS_PER_MINUTE`]).
+    pub opens: Mutex<std::collections::VecDeque<std::time::Instant>>,
+}
+
 /// A link's last sign of life, watched by [`link::silence_sweeper`]: one
 /// task checks every connection each second, instead of a timer per
 /// connection (10,000 wake-ups a second at 10,000 recorders).
@@ -252,6 +292,8 @@ pub struct Cloud {
     /// Places for links whose key is unknown (pairing): see [`link::PAIRING_PER_ADDRESS`].
     pub pairing_gate: Arc<candor_auth::conn::ConnGate>,
     pub push: push::Push,
+    /// Sites whose link is up, by label, for remote access.
+    pub remote: Mutex<HashMap<String, Arc<RemoteEnd>>>,
     next_conn: std::sync::atomic::AtomicU64,
 }
 
@@ -313,6 +355,7 @@ impl Cloud {
             device_key,
             pairing_gate,
             push,
+            remote: Mutex::default(),
             next_conn: 0.into(),
         }))
     }
@@ -337,19 +380,33 @@ impl Cloud {
         let Some(r) = self
             .db
             .query_one(
-                "SELECT id, name, sharing, paired_at, online, since, status, account FROM site WHERE id = $1",
+                "SELECT id, name, sharing, paired_at, online, since, status, label, remote FROM site WHERE id = $1",
                 vec![Val::from(site)],
             )
             .await?
         else {
             return Ok(None);
         };
-        Ok(Some(site_row(&r)?))
+        Ok(Some(site_row(&r, &self.config)?))
     }
 }
 
-pub fn site_row(r: &db::Row) -> Result<candor_wire::cloud::Site, db::DbError> {
+/// A site row (`id, name, sharing, paired_at, online, since, status, label,
+/// remote`) as the app shows it.
+pub fn site_row(r: &db::Row, config: &Config) -> Result<candor_wire::cloud::Site, db::DbError> {
+    let remote = match (&config.remote_zone, r.opt_text(7)?, r.int(8)? != 0) {
+        (Some(zone), Some(label), true) => {
+            let port = config.remote_port.unwrap_or(config.listen.port());
+            Some(if port == 443 {
+                format!("https://{label}.{zone}/")
+            } else {
+                format!("https://{label}.{zone}:{port}/")
+            })
+        }
+        _ => None,
+    };
     Ok(candor_wire::cloud::Site {
+        remote,
         id: r.text(0)?,
         name: r.text(1)?,
         sharing: r.text(2)?,
@@ -474,7 +531,30 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         let (acceptor, cloud, router, app) =
             (acceptor.clone(), cloud.clone(), router.clone(), app.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
+            let deadline = tokio::time::Instant::now() + limits.handshake;
+            // Remote access first: a hello for `<label>.<zone>` is passed on,
+            // unopened; anything else is replayed into the cloud's own TLS.
+            let io = match &cloud.config.remote_zone {
+                None => relay::Rewind::new(Vec::new(), tcp),
+                Some(zone) => match relay::route(zone, tcp, deadline).await {
+                    relay::Routed::Cloud(io) => io,
+                    relay::Routed::Remote { label, hello, tcp } => {
+                        let Some(app_place) = app.admit(peer.ip()) else {
+                            tracing::debug!(%peer, "remote connection refused: too many from this address");
+                            return;
+                        };
+                        let io = conn::Tracked::new(
+                            conn::Tracked::new(tcp, conn::Activity::new(), place),
+                            conn::Activity::new(),
+                            app_place,
+                        );
+                        relay::open(&cloud, &label, peer, &hello, io);
+                        return;
+                    }
+                    relay::Routed::Closed => return,
+                },
+            };
+            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, "TLS handshake failed: {e}");

@@ -59,6 +59,9 @@ function siteCard(site) {
       h('a', { href: `#site=${encodeURIComponent(site.id)}` }, h('strong', {}, site.name)),
       h('span', { 'data-testid': 'online' }, h('span', { class: `dot ${site.online ? 'on' : 'off'}` }),
         `${site.online ? 'Online' : 'Offline'} for ${ago(site.since)}`)),
+    // The recorder's own web app, through the relay: this app never sees
+    // inside that connection (it is TLS to the recorder).
+    site.remote && site.online ? h('a', { class: 'button', href: site.remote, target: '_blank', rel: 'noopener', 'data-testid': 'open-site' }, 'Open') : '',
     ...statusLines(site));
 }
 

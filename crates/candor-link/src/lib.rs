@@ -17,11 +17,14 @@
 //!
 //! Every frame is size-limited before any allocation, every message is
 //! validated while decoding (unknown fields and types are errors), and the
-//! decoder is fuzzed. Nothing here does I/O.
+//! decoder is fuzzed. Nothing here does I/O, except [`tunnel`] (feature
+//! `io`), the tokio shell both ends use to carry streams.
 
 #[cfg(feature = "tls")]
 pub mod identity;
 pub mod mux;
+#[cfg(feature = "io")]
+pub mod tunnel;
 
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +133,10 @@ pub enum Message {
         proto: u8,
         software: String,
         sharing: Sharing,
+        /// Remote access is switched on: the cloud may open streams. Left
+        /// out when off, so clouds from before remote access accept it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remote: bool,
     },
     Status {
         seq: u64,
@@ -208,6 +215,13 @@ pub enum Message {
     Ping {
         nonce: u64,
     },
+    /// The answer to a hello with remote access on: browsers reach this
+    /// recorder at `https://{host}:{port}/`, through the cloud. Sent only
+    /// then, so recorders from before remote access never see it.
+    Remote {
+        host: String,
+        port: u16,
+    },
 }
 
 impl Message {
@@ -225,6 +239,7 @@ impl Message {
                 | Message::PairClaimed { .. }
                 | Message::Paired { .. }
                 | Message::Refused { .. }
+                | Message::Remote { .. }
         )
     }
 
@@ -244,6 +259,7 @@ impl Message {
             Message::Acknowledge { .. } => "acknowledge",
             Message::SharingRequest { .. } => "sharing_request",
             Message::Ping { .. } => "ping",
+            Message::Remote { .. } => "remote",
             Message::PairCode { .. } => "pair_code",
             Message::PairClaimed { .. } => "pair_claimed",
             Message::Paired { .. } => "paired",
@@ -251,7 +267,8 @@ impl Message {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// The limits a peer checks while decoding, checked before sending.
+    pub fn validate(&self) -> Result<(), String> {
         let short = |what: &str, s: &str, max: usize| {
             if s.len() > max {
                 Err(format!("{what} longer than {max} bytes"))
@@ -307,6 +324,20 @@ impl Message {
             }
             Message::Refused { reason, .. } => short("reason", reason, 256),
             Message::Acknowledge { by, .. } => short("by", by, 128),
+            Message::Remote { host, .. } => {
+                short("host", host, 253)?;
+                let ok = !host.is_empty()
+                    && host.split('.').all(|l| {
+                        (1..=63).contains(&l.len())
+                            && l.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    });
+                if ok {
+                    Ok(())
+                } else {
+                    Err("host is not a lowercase DNS name".into())
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -323,24 +354,35 @@ fn header(kind: Kind, stream: u32, len: usize) -> [u8; HEADER] {
 
 /// Encodes a frame. Errors if it would exceed the limits the peer enforces.
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, LinkError> {
-    let (kind, stream, payload): (Kind, u32, std::borrow::Cow<'_, [u8]>) = match frame {
+    let mut out = Vec::new();
+    encode_into(frame, &mut out)?;
+    Ok(out)
+}
+
+/// Appends a frame's encoding to `out` (the link's writer batches frames in
+/// one buffer); on error `out` is unchanged.
+pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) -> Result<(), LinkError> {
+    let json;
+    let credit;
+    let (kind, stream, payload): (Kind, u32, &[u8]) = match frame {
         Frame::Control(m) => {
             m.validate().map_err(LinkError::Message)?;
-            let json = serde_json::to_vec(m).map_err(|e| LinkError::Message(e.to_string()))?;
-            (Kind::Control, 0, json.into())
+            json = serde_json::to_vec(m).map_err(|e| LinkError::Message(e.to_string()))?;
+            (Kind::Control, 0, &json)
         }
-        Frame::Open { stream, payload } => (Kind::Open, *stream, payload.as_slice().into()),
-        Frame::Data { stream, payload } => (Kind::Data, *stream, payload.as_slice().into()),
-        Frame::Close { stream } => (Kind::Close, *stream, Vec::new().into()),
+        Frame::Open { stream, payload } => (Kind::Open, *stream, payload),
+        Frame::Data { stream, payload } => (Kind::Data, *stream, payload),
+        Frame::Close { stream } => (Kind::Close, *stream, &[]),
         Frame::Credit { stream, bytes } => {
-            (Kind::Credit, *stream, bytes.to_be_bytes().to_vec().into())
+            credit = bytes.to_be_bytes();
+            (Kind::Credit, *stream, &credit)
         }
     };
     check(kind, stream, payload.len() as u64)?;
-    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.reserve(HEADER + payload.len());
     out.extend_from_slice(&header(kind, stream, payload.len()));
-    out.extend_from_slice(&payload);
-    Ok(out)
+    out.extend_from_slice(payload);
+    Ok(())
 }
 
 fn check(kind: Kind, stream: u32, len: u64) -> Result<(), LinkError> {
@@ -486,6 +528,7 @@ mod tests {
                 proto: 1,
                 software: "candor 0.1".into(),
                 sharing: Sharing::Health,
+                remote: true,
             }),
             Frame::Control(alarm()),
             Frame::Open {
@@ -607,6 +650,37 @@ mod tests {
         assert!(Message::Ping { nonce: 1 }.from_cloud());
         assert!(!alarm().from_cloud());
         assert!(!Message::Unpair {}.from_cloud());
+    }
+
+    #[test]
+    fn remote_access_is_invisible_to_peers_from_before_it() {
+        let hello = |remote| Message::Hello {
+            proto: VERSION,
+            software: "candor".into(),
+            sharing: Sharing::Health,
+            remote,
+        };
+        // Off: the hello an older cloud knows, field for field.
+        let off =
+            String::from_utf8(encode(&Frame::Control(hello(false))).unwrap()[HEADER..].to_vec())
+                .unwrap();
+        assert_eq!(
+            off,
+            r#"{"type":"hello","proto":1,"software":"candor","sharing":"health"}"#
+        );
+        let on = encode(&Frame::Control(hello(true))).unwrap();
+        let mut d = Decoder::new();
+        d.push(&on);
+        assert_eq!(d.next_frame().unwrap(), Some(Frame::Control(hello(true))));
+        let remote = |host: &str| Message::Remote {
+            host: host.into(),
+            port: 443,
+        };
+        assert!(remote("k3x9q2ab.remote.example.com").validate().is_ok());
+        for bad in ["", "UPPER.example", "a..b", "spa ce.x", "x.example.com."] {
+            assert!(remote(bad).validate().is_err(), "{bad}");
+        }
+        assert!(remote("a.b").from_cloud());
     }
 
     #[test]

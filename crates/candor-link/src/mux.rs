@@ -59,6 +59,9 @@ struct Stream {
 #[derive(Default)]
 pub struct Mux {
     control: VecDeque<Message>,
+    /// Credits and resets: small, and they unblock the peer, so they go
+    /// right after control messages.
+    extra: VecDeque<Frame>,
     streams: BTreeMap<u32, Stream>,
     /// Round-robin order of streams.
     turn: VecDeque<u32>,
@@ -92,16 +95,27 @@ impl Mux {
 
     /// Opens a stream from this side, with its first bytes (the browser's
     /// ClientHello, at the cloud). The first bytes count against the window.
-    pub fn open(&mut self, id: u32, first: Vec<u8>) -> Result<(), MuxError> {
-        if first.len() > CHUNK {
+    /// Beyond [`CHUNK`], the first bytes follow the open as data.
+    pub fn open(&mut self, id: u32, mut first: Vec<u8>) -> Result<(), MuxError> {
+        let rest = first.split_off(first.len().min(CHUNK));
+        if self.buffered + first.len() + rest.len() > MAX_BUFFERED {
             return Err(MuxError::Buffered);
         }
-        self.buffered_add(first.len())?;
+        let n = first.len();
         let s = self.new_stream(id)?;
         s.open_pending = true;
         s.queued += first.len();
         s.queue.push_back(first);
+        self.buffered += n;
+        if !rest.is_empty() {
+            self.send(id, &rest)?;
+        }
         Ok(())
+    }
+
+    /// Whether the stream is open (not closed by either side).
+    pub fn is_open(&self, id: u32) -> bool {
+        self.streams.contains_key(&id)
     }
 
     /// The peer opened a stream; `first` is what it carried (counted against
@@ -146,6 +160,30 @@ impl Mux {
         }
     }
 
+    /// Ends the stream now: its queued bytes are dropped and a `Close` goes
+    /// before any stream data (an idle or failed stream, whose queue may
+    /// never drain).
+    pub fn abort(&mut self, id: u32) {
+        if let Some(s) = self.streams.remove(&id) {
+            self.buffered -= s.queued;
+            self.turn.retain(|&t| t != id);
+            self.extra.push_back(Frame::Close { stream: id });
+        }
+    }
+
+    /// The link ended: every stream goes, control messages stay.
+    pub fn drop_streams(&mut self) {
+        self.streams.clear();
+        self.turn.clear();
+        self.extra.clear();
+        self.buffered = 0;
+    }
+
+    /// Answers a peer's open this side will not serve.
+    pub fn refuse(&mut self, id: u32) {
+        self.extra.push_back(Frame::Close { stream: id });
+    }
+
     /// The peer closed the stream: forget it (its queued bytes too).
     pub fn closed(&mut self, id: u32) {
         if let Some(s) = self.streams.remove(&id) {
@@ -177,17 +215,21 @@ impl Mux {
         Ok(())
     }
 
-    /// Our reader drained `n` bytes of the stream: a `Credit` frame to send
-    /// when half a window has been drained since the last one.
-    pub fn drained(&mut self, id: u32, n: usize) -> Option<Frame> {
-        let s = self.streams.get_mut(&id)?;
+    /// Our reader drained `n` bytes of the stream: a `Credit` frame is
+    /// queued when half a window has been drained since the last one (true
+    /// then: the writer has something to send).
+    pub fn drained(&mut self, id: u32, n: usize) -> bool {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return false;
+        };
         s.drained = s.drained.saturating_add(n.min(WINDOW as usize) as u32);
         if s.drained < WINDOW / 2 {
-            return None;
+            return false;
         }
         let bytes = std::mem::take(&mut s.drained);
         s.recv_credit = s.recv_credit.saturating_add(bytes);
-        Some(Frame::Credit { stream: id, bytes })
+        self.extra.push_back(Frame::Credit { stream: id, bytes });
+        true
     }
 
     /// The next frame to write, if any may go now: control messages first,
@@ -196,6 +238,9 @@ impl Mux {
     pub fn next_frame(&mut self) -> Option<Frame> {
         if let Some(m) = self.control.pop_front() {
             return Some(Frame::Control(m));
+        }
+        if let Some(f) = self.extra.pop_front() {
+            return Some(f);
         }
         for _ in 0..self.turn.len() {
             let id = self.turn.pop_front()?;
@@ -349,16 +394,31 @@ mod tests {
         m.opened(2, 500).unwrap();
         m.received(2, WINDOW as usize - 500).unwrap();
         assert_eq!(m.received(2, 1), Err(MuxError::Overrun(2)));
-        assert_eq!(m.drained(2, 1000), None);
-        let grant = m.drained(2, WINDOW as usize / 2);
+        assert!(!m.drained(2, 1000));
+        assert!(m.drained(2, WINDOW as usize / 2));
         assert_eq!(
-            grant,
+            m.next_frame(),
             Some(Frame::Credit {
                 stream: 2,
                 bytes: WINDOW / 2 + 1000
             })
         );
         m.received(2, (WINDOW / 2 + 1000) as usize).unwrap();
+    }
+
+    #[test]
+    fn an_abort_goes_at_once_and_frees_the_queue() {
+        let mut m = Mux::new();
+        m.open(7, vec![0; 3 * CHUNK]).unwrap();
+        assert_eq!(m.queued(7), 3 * CHUNK);
+        m.send(7, &vec![0; WINDOW as usize]).unwrap();
+        m.abort(7);
+        assert!(!m.is_open(7));
+        assert_eq!(m.next_frame(), Some(Frame::Close { stream: 7 }));
+        assert_eq!(m.next_frame(), None);
+        // Everything it had queued is free again.
+        m.open(9, vec![]).unwrap();
+        m.send(9, &vec![0; MAX_BUFFERED]).unwrap();
     }
 
     #[test]

@@ -48,6 +48,18 @@ pub fn set_cloud_sharing(
     })
 }
 
+/// Switches remote access through the cloud on or off.
+pub fn set_cloud_remote(path: &Path, on: bool) -> Result<Config, ConfigError> {
+    edit(path, |doc| {
+        let cloud = doc
+            .get_mut("cloud")
+            .and_then(Item::as_table_mut)
+            .ok_or("there is no [cloud] section")?;
+        cloud["remote_access"] = value(on);
+        Ok(())
+    })
+}
+
 /// Replaces camera `camera`'s `[cameras.motion]` section with `m`. Returns
 /// the new, validated configuration.
 pub fn set_motion(path: &Path, camera: &str, m: &MotionConfig) -> Result<Config, ConfigError> {

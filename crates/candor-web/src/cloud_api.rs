@@ -213,6 +213,52 @@ pub async fn sharing(
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RemoteBody {
+    enabled: bool,
+}
+
+/// Remote access through the cloud, on or off: the recorder's decision (the
+/// cloud can only ask). Written to candor.toml, then applied; switching off
+/// ends every remote connection at once.
+pub async fn remote(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: RemoteBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("remote access: {e}")))?;
+    let h = handle(&st)?;
+    let path = st
+        .footage
+        .as_ref()
+        .and_then(|f| f.config_path.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "read_only",
+                "this server has no config file to change",
+            )
+        })?;
+    let on = b.enabled;
+    tokio::task::spawn_blocking(move || candor_recorder::config_edit::set_cloud_remote(&path, on))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
+    let mut w = h.watch();
+    w.borrow_and_update();
+    h.send(Cmd::Remote(on)).await;
+    st.audit(
+        Some(&p.username),
+        "cloud_remote_access_changed",
+        if on { "on" } else { "off" }.to_string(),
+    )
+    .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w.changed()).await;
+    Ok(Json(state_json(&h)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EgressQuery {
     since: Option<String>,
     until: Option<String>,

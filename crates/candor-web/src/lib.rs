@@ -51,6 +51,8 @@ pub enum WebError {
 
 pub struct TlsIdentity {
     pub config: Arc<rustls::ServerConfig>,
+    /// Sets the certificate served for the remote-access name.
+    pub certs: Arc<Certs>,
     /// SHA-256 of the leaf certificate (DER), as `AB:CD:…`, the form browsers show.
     pub fingerprint: String,
     pub cert_path: PathBuf,
@@ -68,35 +70,92 @@ pub fn tls_identity(
     let id = candor_auth::tls::load_or_generate(&data_dir.join("tls"), cert, key, "[web]")
         .map_err(WebError::Tls)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let default = rustls::sign::CertifiedKey::from_der(id.certs, id.key, &provider).map_err(|e| {
+        WebError::Tls(format!(
+            "{e}: the key in {} must be the private key of the certificate in {} (check [web] cert and key)",
+            id.key_path.display(),
+            id.cert_path.display()
+        ))
+    })?;
+    let certs = Arc::new(Certs {
+        default: Arc::new(default),
+        remote: Default::default(),
+        provider: provider.clone(),
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| WebError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(id.certs, id.key)
-        .map_err(|e| {
-            WebError::Tls(format!(
-                "{e}: the key in {} must be the private key of the certificate in {} (check [web] cert and key)",
-                id.key_path.display(),
-                id.cert_path.display()
-            ))
-        })?;
+        .with_cert_resolver(certs.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsIdentity {
         config: Arc::new(config),
+        certs,
         fingerprint: id.fingerprint,
         cert_path: id.cert_path,
         generated: id.generated,
     })
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` turns true,
-/// within `limits` (see [`candor_auth::conn`]: connection caps, handshake,
-/// header, body and idle timeouts).
+/// The web server's certificates: its own (the configured or generated
+/// one) for every name, and the remote-access name's, chosen by the name
+/// the browser asks for (SNI).
+#[derive(Debug)]
+pub struct Certs {
+    default: Arc<rustls::sign::CertifiedKey>,
+    remote: std::sync::RwLock<Option<(String, Arc<rustls::sign::CertifiedKey>)>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl Certs {
+    /// Serves `certs`/`key` (PEM-decoded) for `host` from now on.
+    pub fn set_remote(
+        &self,
+        host: &str,
+        certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<(), WebError> {
+        let k = rustls::sign::CertifiedKey::from_der(certs, key, &self.provider)
+            .map_err(|e| WebError::Tls(e.to_string()))?;
+        *self.remote.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((host.to_ascii_lowercase(), Arc::new(k)));
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Certs {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        if let Some(name) = hello.server_name()
+            && let Some((host, key)) = &*self.remote.read().unwrap_or_else(|e| e.into_inner())
+            && name.eq_ignore_ascii_case(host)
+        {
+            return Some(key.clone());
+        }
+        Some(self.default.clone())
+    }
+}
+
+pub use candor_recorder::cloud::RemoteConn;
+
+/// Marks requests that came through the relay (sessions made on them are
+/// remote sessions).
+#[derive(Clone, Copy, Debug)]
+pub struct Remote;
+
+/// Serves `router` over TLS on `listener`, and on the connections remote
+/// access hands over, until `shutdown` turns true, within `limits` (see
+/// [`candor_auth::conn`]: connection caps, handshake, header, body and idle
+/// timeouts; remote connections count against the same caps, by the
+/// browser's address).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     limits: candor_auth::conn::Limits,
+    mut remote: Option<tokio::sync::mpsc::Receiver<RemoteConn>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     use candor_auth::conn;
@@ -106,40 +165,67 @@ pub async fn serve(
         read_body_within(limits.body_read, req, next)
     }));
     loop {
-        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+        tokio::select! {
             r = listener.accept() => match r {
-                Ok(v) => v,
+                Ok((tcp, peer)) => {
+                    // Over a cap: closed before any TLS work.
+                    let Some(place) = gate.admit(peer.ip()) else {
+                        tracing::debug!(%peer, "connection refused: too many open");
+                        continue;
+                    };
+                    let router = router.clone().layer(axum::Extension(PeerIp(peer.ip())));
+                    tokio::spawn(serve_conn(tcp, peer, acceptor.clone(), router, limits, place));
+                }
                 Err(e) => {
                     // Out of descriptors (EMFILE) lands here: back off, keep recording.
                     tracing::warn!("web accept: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
                 }
             },
-            _ = shutdown.changed() => return,
-        };
-        // Over a cap: closed before any TLS work.
-        let Some(place) = gate.admit(peer.ip()) else {
-            tracing::debug!(%peer, "connection refused: too many open");
-            continue;
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone().layer(axum::Extension(PeerIp(peer.ip())));
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let io = conn::Tracked::new(tls, conn::Activity::new(), place);
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            if let Err(e) = conn::serve_http(io, service, limits).await {
-                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            c = async { match &mut remote { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                let Some(c) = c else {
+                    remote = None;
+                    continue;
+                };
+                let Some(place) = gate.admit(c.client) else {
+                    tracing::debug!(client = %c.client, "remote connection refused: too many open");
+                    continue;
+                };
+                let router = router
+                    .clone()
+                    .layer(axum::Extension(Remote))
+                    .layer(axum::Extension(PeerIp(c.client)));
+                let peer = SocketAddr::new(c.client, 0);
+                tokio::spawn(serve_conn(c.io, peer, acceptor.clone(), router, limits, place));
             }
-        });
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn serve_conn<S>(
+    io: S,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+    limits: candor_auth::conn::Limits,
+    place: candor_auth::conn::Admitted,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use candor_auth::conn;
+    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let io = conn::Tracked::new(tls, conn::Activity::new(), place);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    if let Err(e) = conn::serve_http(io, service, limits).await {
+        tracing::debug!(%peer, "HTTP connection ended: {e}");
     }
 }
 

@@ -192,6 +192,13 @@ pub fn routes() -> Vec<Route> {
             axum::routing::put(cloud_api::sharing),
         ),
         r(
+            Method::PUT,
+            "/api/v1/cloud/remote",
+            Site(Admin),
+            "Remote access through the cloud, end-to-end encrypted: on or off",
+            axum::routing::put(cloud_api::remote),
+        ),
+        r(
             g.clone(),
             "/api/v1/egress",
             Site(Admin),

@@ -17,6 +17,9 @@ pub struct Site {
     pub since: String,
     /// The recorder's last status message, as far as its sharing level allows.
     pub status: Option<serde_json::Value>,
+    /// Where its own web app opens through this cloud (end-to-end
+    /// encrypted), when its recorder allows remote access.
+    pub remote: Option<String>,
 }
 
 /// `GET /api/sites`.

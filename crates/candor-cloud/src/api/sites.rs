@@ -17,12 +17,15 @@ pub(super) async fn sites(
     let rows = cloud
         .db
         .query(
-            "SELECT id, name, sharing, paired_at, online, since, status FROM site \
+            "SELECT id, name, sharing, paired_at, online, since, status, label, remote FROM site \
              WHERE account = $1 ORDER BY name, id",
             vec![me.account.into()],
         )
         .await?;
-    let list = rows.iter().map(site_row).collect::<Result<Vec<_>, _>>()?;
+    let list = rows
+        .iter()
+        .map(|r| site_row(r, &cloud.config))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(candor_wire::cloud::SiteList { sites: list }))
 }
 
@@ -36,13 +39,13 @@ pub(super) async fn own_site(
     let r = cloud
         .db
         .query_one(
-            "SELECT id, name, sharing, paired_at, online, since, status FROM site \
+            "SELECT id, name, sharing, paired_at, online, since, status, label, remote FROM site \
              WHERE id = $1 AND account = $2",
             vec![id.into(), me.account.clone().into()],
         )
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such site"))?;
-    Ok(site_row(&r)?)
+    Ok(site_row(&r, &cloud.config)?)
 }
 
 pub(super) async fn site(

@@ -6,11 +6,12 @@
 
 use crate::db::Val;
 use crate::{Claim, Cloud, Online, Pairing, now};
-use candor_link::{Decoder, Frame, Message, Refusal};
+use candor_link::tunnel::Tunnel;
+use candor_link::{Decoder, Message, Refusal};
 use candor_wire::cloud::Notice;
 
 mod rules;
-use rules::{Unpaired, accept, unpaired_step};
+use rules::{In, Unpaired, accept, unpaired_step};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 pub const PAIRING_SECS: u64 = 600;
 const PING_EVERY: Duration = Duration::from_secs(10);
 
-type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+type Tls = tokio_rustls::server::TlsStream<crate::relay::Rewind<tokio::net::TcpStream>>;
 
 /// Pairing connections from one address at once, and in all: a key the
 /// cloud doesn't know costs nothing to make, so unknown keys get a small
@@ -75,32 +76,55 @@ async fn role(cloud: &Cloud, key: &[u8; 32]) -> Result<Role, String> {
     })
 }
 
-async fn write(tls: &mut Tls, m: &Message) -> Result<(), String> {
-    let bytes = candor_link::encode(&Frame::Control(m.clone())).map_err(|e| e.to_string())?;
-    tls.write_all(&bytes).await.map_err(|e| e.to_string())?;
-    tls.flush().await.map_err(|e| e.to_string())
+fn send(tunnel: &Tunnel, m: Message) -> Result<(), String> {
+    tunnel.control(m).map_err(|e| e.to_string())
 }
 
 async fn serve_inner(
     cloud: &Arc<Cloud>,
-    mut tls: Tls,
+    tls: Tls,
     key: [u8; 32],
     peer: SocketAddr,
 ) -> Result<(), String> {
     let role = role(cloud, &key).await?;
+    // The writer runs apart from the reader (candor_link::tunnel): stream
+    // data to a slow recorder never stops this side from reading it.
+    let (mut rd, wr) = tokio::io::split(tls);
+    let (tunnel, mut writer) = Tunnel::start(wr, crate::relay::STREAM_IDLE, None);
+    let result = serve_role(cloud, role, &mut rd, &tunnel, key, peer).await;
+    tunnel.end();
+    // What is queued (a refusal, say) goes out, unless the recorder stopped
+    // reading: then the connection is dropped.
+    match tokio::time::timeout(Duration::from_secs(5), &mut writer).await {
+        Ok(Ok((w, _))) => {
+            let mut tls = rd.unsplit(w);
+            let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+        }
+        _ => writer.abort(),
+    }
+    result
+}
+
+async fn serve_role(
+    cloud: &Arc<Cloud>,
+    role: Role,
+    rd: &mut tokio::io::ReadHalf<Tls>,
+    tunnel: &Tunnel,
+    key: [u8; 32],
+    peer: SocketAddr,
+) -> Result<(), String> {
     let mut _pairing_place = None;
     let (tx, mut rx) = mpsc::channel::<Message>(64);
     let conn = cloud.conn_id();
     let mut session = match role {
         Role::Refused(code, reason) => {
-            write(
-                &mut tls,
-                &Message::Refused {
+            send(
+                tunnel,
+                Message::Refused {
                     code,
                     reason: reason.into(),
                 },
-            )
-            .await?;
+            )?;
             return Ok(());
         }
         Role::Site { id, account } => {
@@ -120,22 +144,22 @@ async fn serve_inner(
                 // half-dead, or the key was copied: either way, one session).
                 drop(old);
             }
-            write(&mut tls, &Message::Welcome { site: id.clone() }).await?;
+            send(tunnel, Message::Welcome { site: id.clone() })?;
             set_online(cloud, &id, &account, true).await;
             resend_acks(cloud, &id, &tx).await;
+            remote_up(cloud, &id, conn, tunnel).await?;
             Some((id, account))
         }
         Role::Pairing => {
             let Some(place) = cloud.pairing_gate.admit(peer.ip()) else {
-                write(
-                    &mut tls,
-                    &Message::Refused {
+                send(
+                    tunnel,
+                    Message::Refused {
                         code: Refusal::Busy,
                         reason: "too many recorders are pairing from this address; try again later"
                             .into(),
                     },
-                )
-                .await?;
+                )?;
                 return Ok(());
             };
             _pairing_place = Some(place);
@@ -144,7 +168,7 @@ async fn serve_inner(
     };
     let pairing = session.is_none();
     let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 32 * 1024];
     // A recorder that died without a word (power cut, cable) shows offline
     // within offline_after + 1 s of its last frame (the sweeper checks each
     // second); pings every 10 s keep a live one from going quiet.
@@ -172,7 +196,7 @@ async fn serve_inner(
     let result: Result<(), String> = async {
     loop {
         tokio::select! {
-            n = tls.read(&mut buf) => {
+            n = rd.read(&mut buf) => {
                 let n = match n {
                     Ok(0) => break Ok(()),
                     Ok(n) => n,
@@ -182,7 +206,14 @@ async fn serve_inner(
                 decoder.push(&buf[..n]);
                 let mut out = Vec::new();
                 loop {
-                    let Some(m) = accept(decoder.next_frame())? else { break };
+                    let m = match accept(decoder.next_frame(), session.is_some())? {
+                        None => break,
+                        Some(In::Message(m)) => m,
+                        Some(In::Stream(f)) => {
+                            tunnel.on_frame(f, false).map_err(|e| format!("protocol error: {e}"))?;
+                            continue;
+                        }
+                    };
                     match &session {
                         Some((site, account)) => {
                             if let Some(reply) = on_site_message(cloud, site, account, m).await? {
@@ -220,7 +251,7 @@ async fn serve_inner(
                 let mut close = false;
                 for m in out {
                     close |= matches!(m, Message::Refused { .. });
-                    write(&mut tls, &m).await?;
+                    send(tunnel, m)?;
                 }
                 if close {
                     break Ok(());
@@ -229,14 +260,15 @@ async fn serve_inner(
             m = rx.recv() => match m {
                 Some(m) => {
                     let close = matches!(m, Message::Refused { .. });
-                    write(&mut tls, &m).await?;
+                    send(tunnel, m)?;
                     if close { break Ok(()); }
                 }
                 None => break Ok(()),
             },
             _ = ping.tick() => {
-                write(&mut tls, &Message::Ping { nonce: rand::random() }).await?;
+                send(tunnel, Message::Ping { nonce: rand::random() })?;
             }
+            _ = tunnel.ended() => break Err("writing to the recorder failed".into()),
             _ = live.kill.notified() => break Err("silent for too long".into()),
         }
         // The site was unpaired during this session (from the app).
@@ -270,6 +302,12 @@ async fn serve_inner(
             p.remove(&code);
         }
     }
+    // Remote access ends with the link (whichever way it ended).
+    cloud
+        .remote
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|_, e| e.conn != conn);
     if let Some((site, account)) = session {
         let mine = {
             let mut online = cloud.online.lock().unwrap_or_else(|e| e.into_inner());
@@ -284,8 +322,51 @@ async fn serve_inner(
             set_online(cloud, &site, &account, false).await;
         }
     }
-    let _ = tls.shutdown().await;
     result
+}
+
+/// The site's label (given now if it has none: sites paired before remote
+/// access), registered for remote access while this link is up. Streams
+/// open only once the recorder's hello allows it.
+async fn remote_up(cloud: &Cloud, site: &str, conn: u64, tunnel: &Tunnel) -> Result<(), String> {
+    let label = site_label(cloud, site).await?;
+    let end = Arc::new(crate::RemoteEnd {
+        site: site.to_owned(),
+        conn,
+        tunnel: tunnel.clone(),
+        allowed: false.into(),
+        next_stream: 1.into(),
+        opens: Default::default(),
+    });
+    cloud
+        .remote
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(label, end);
+    Ok(())
+}
+
+async fn site_label(cloud: &Cloud, site: &str) -> Result<String, String> {
+    for _ in 0..3 {
+        let r = cloud
+            .db
+            .query_one("SELECT label FROM site WHERE id = $1", vec![site.into()])
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(label) = r.and_then(|r| r.opt_text(0).ok().flatten()) {
+            return Ok(label);
+        }
+        // A clash with another site's label fails on the unique index: the
+        // next turn draws again.
+        let _ = cloud
+            .db
+            .exec(
+                "UPDATE site SET label = $1 WHERE id = $2 AND label IS NULL",
+                vec![crate::relay::new_label().into(), site.into()],
+            )
+            .await;
+    }
+    Err("could not give the site a label".into())
 }
 
 /// 10 characters from an alphabet without 0/O, 1/I/L: about 49 bits, read
@@ -434,7 +515,9 @@ async fn on_site_message(
 ) -> Result<Option<Message>, String> {
     let db = |e: crate::db::DbError| e.to_string();
     match m {
-        Message::Hello { sharing, .. } => {
+        Message::Hello {
+            sharing, remote, ..
+        } => {
             let s = serde_json::to_value(sharing)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -442,15 +525,37 @@ async fn on_site_message(
             cloud
                 .db
                 .exec(
-                    "UPDATE site SET sharing = $1 WHERE id = $2",
-                    vec![s.into(), site.into()],
+                    "UPDATE site SET sharing = $1, remote = $2 WHERE id = $3",
+                    vec![s.into(), i64::from(remote).into(), site.into()],
                 )
                 .await
                 .map_err(db)?;
             if let Ok(Some(j)) = cloud.site_json(site).await {
                 cloud.notify(account, Notice::Site { site: j });
             }
-            Ok(None)
+            // Streams open only while the recorder allows them, and only
+            // with a zone to reach it by.
+            let zone = cloud.config.remote_zone.clone();
+            let label = {
+                let ends = cloud.remote.lock().unwrap_or_else(|e| e.into_inner());
+                ends.iter().find(|(_, e)| e.site == site).map(|(l, e)| {
+                    e.allowed.store(
+                        remote && zone.is_some(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    l.clone()
+                })
+            };
+            Ok(match (remote, zone, label) {
+                (true, Some(zone), Some(label)) => Some(Message::Remote {
+                    host: format!("{label}.{zone}"),
+                    port: cloud
+                        .config
+                        .remote_port
+                        .unwrap_or(cloud.config.listen.port()),
+                }),
+                _ => None,
+            })
         }
         m @ Message::Status { .. } => {
             let mut j = serde_json::to_value(&m).map_err(|e| e.to_string())?;

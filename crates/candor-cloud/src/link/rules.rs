@@ -3,22 +3,34 @@
 
 use candor_link::{Frame, Message, Refusal};
 
+/// A frame from a recorder the cloud takes.
+#[derive(Debug, PartialEq)]
+pub(super) enum In {
+    Message(Message),
+    /// Data, credit or close of a stream the cloud opened (remote access).
+    Stream(Frame),
+}
+
 /// One frame from a recorder, as the cloud accepts it: a control message a
-/// recorder may send. Stream frames (no remote access yet), messages only
-/// the cloud sends, and undecodable bytes end the connection.
+/// recorder may send, or a paired recorder's answer on a stream. Opens
+/// (only the cloud opens streams), stream frames while pairing, messages
+/// only the cloud sends, and undecodable bytes end the connection.
 pub(super) fn accept(
     frame: Result<Option<Frame>, candor_link::LinkError>,
-) -> Result<Option<Message>, String> {
+    paired: bool,
+) -> Result<Option<In>, String> {
     let m = match frame {
         Ok(Some(Frame::Control(m))) => m,
-        Ok(Some(_)) => return Err("stream frame before remote access exists".into()),
+        Ok(Some(Frame::Open { .. })) => return Err("a recorder opened a stream".into()),
+        Ok(Some(f)) if paired => return Ok(Some(In::Stream(f))),
+        Ok(Some(_)) => return Err("stream frame before pairing".into()),
         Ok(None) => return Ok(None),
         Err(e) => return Err(format!("protocol error: {e}")),
     };
     if m.from_cloud() {
         return Err(format!("recorder sent a cloud message ({})", m.name()));
     }
-    Ok(Some(m))
+    Ok(Some(In::Message(m)))
 }
 
 /// What an unpaired recorder's message leads to.
@@ -59,22 +71,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_recorder_may_send_only_recorder_messages_and_no_streams() {
-        assert_eq!(accept(Ok(None)), Ok(None));
+    fn a_recorder_may_send_only_recorder_messages_and_answer_streams_once_paired() {
+        assert_eq!(accept(Ok(None), true), Ok(None));
         let hello = Message::Pong { nonce: 1 };
         assert_eq!(
-            accept(Ok(Some(Frame::Control(hello.clone())))),
-            Ok(Some(hello))
+            accept(Ok(Some(Frame::Control(hello.clone()))), false),
+            Ok(Some(In::Message(hello)))
         );
         let forged = Message::Paired { site: "x".into() };
-        assert!(accept(Ok(Some(Frame::Control(forged)))).is_err());
-        let data = Frame::Data {
+        assert!(accept(Ok(Some(Frame::Control(forged))), true).is_err());
+        let data = || Frame::Data {
             stream: 1,
             payload: vec![0],
         };
+        assert_eq!(accept(Ok(Some(data())), true), Ok(Some(In::Stream(data()))));
         assert_eq!(
-            accept(Ok(Some(data))),
-            Err("stream frame before remote access exists".into())
+            accept(Ok(Some(data())), false),
+            Err("stream frame before pairing".into())
+        );
+        let open = Frame::Open {
+            stream: 2,
+            payload: vec![],
+        };
+        assert_eq!(
+            accept(Ok(Some(open)), true),
+            Err("a recorder opened a stream".into())
         );
     }
 

@@ -1,11 +1,138 @@
 //! Remote access (docs/design/remote.md), the cloud's side: browsers reach
 //! `https://<site label>.<remote zone>` on the cloud's port, and the cloud
 //! passes their TLS bytes, unopened, to that site's recorder over its link.
-//! Here so far: reading the ClientHello's server name without terminating
-//! TLS ([`sni`]), and replaying the bytes read for whoever handles the
-//! connection next ([`Rewind`]).
+//!
+//! - [`route`] reads the ClientHello's server name without terminating TLS
+//!   ([`sni`]); a name outside the remote zone goes to the cloud's own TLS,
+//!   with the bytes read replayed ([`Rewind`]).
+//! - [`open`] passes a connection for `<label>.<zone>` to that site's link
+//!   as a stream ([`candor_link::tunnel`]), if the site is online and its
+//!   recorder allows remote access. Otherwise the connection is closed: an
+//!   unknown label and a site with remote access off look the same.
 
 pub mod sni;
+
+use crate::Cloud;
+use candor_link::mux::MAX_STREAMS;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Stream opens per site per minute.
+pub const OPENS_PER_MINUTE: usize = 120;
+/// A stream on which nothing moved for this long is closed.
+pub const STREAM_IDLE: Duration = Duration::from_secs(60);
+/// Characters of a site's label: base32's lowercase alphabet.
+pub const LABEL_LEN: usize = 8;
+
+/// A new site label: 8 random base32 characters (40 bits), which name
+/// neither the owner nor the site.
+pub fn new_label() -> String {
+    use rand::Rng;
+    const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut r = rand::rngs::OsRng;
+    (0..LABEL_LEN)
+        .map(|_| A[r.gen_range(0..A.len())] as char)
+        .collect()
+}
+
+/// The label of `name` if it is `<label>.<zone>` with a well-formed label.
+pub fn label_of(name: &str, zone: &str) -> Option<String> {
+    let label = name.strip_suffix(zone)?.strip_suffix('.')?;
+    (label.len() == LABEL_LEN
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b)))
+    .then(|| label.to_owned())
+}
+
+pub enum Routed {
+    /// For the cloud itself: its TLS reads the hello again.
+    Cloud(Rewind<TcpStream>),
+    /// For a site, with the bytes read so far.
+    Remote {
+        label: String,
+        hello: Vec<u8>,
+        tcp: TcpStream,
+    },
+    /// Not TLS, too slow, or gone.
+    Closed,
+}
+
+/// Reads the ClientHello (until `deadline`, at most [`sni::MAX_HELLO`]
+/// bytes) and decides where the connection goes.
+pub async fn route(zone: &str, mut tcp: TcpStream, deadline: tokio::time::Instant) -> Routed {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    let sni = loop {
+        match sni::peek(&buf) {
+            sni::Peek::NeedMore => {}
+            sni::Peek::NotTls => return Routed::Closed,
+            sni::Peek::Hello { sni } => break sni,
+        }
+        let want = (sni::MAX_HELLO + 1 - buf.len()).min(chunk.len());
+        match tokio::time::timeout_at(deadline, tcp.read(&mut chunk[..want])).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return Routed::Closed,
+        }
+    };
+    match sni.as_deref().and_then(|n| label_of(n, zone)) {
+        Some(label) => Routed::Remote {
+            label,
+            hello: buf,
+            tcp,
+        },
+        None => Routed::Cloud(Rewind::new(buf, tcp)),
+    }
+}
+
+/// Passes a browser's connection to the site named by `label`, or drops it.
+pub fn open<S>(cloud: &Cloud, label: &str, peer: SocketAddr, hello: &[u8], io: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let end = cloud
+        .remote
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(label)
+        .cloned();
+    let Some(end) = end.filter(|e| e.allowed.load(Ordering::Relaxed)) else {
+        tracing::debug!(%peer, "remote connection for an unknown or closed site");
+        return;
+    };
+    {
+        let mut opens = end.opens.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        while opens
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            opens.pop_front();
+        }
+        if opens.len() >= OPENS_PER_MINUTE {
+            tracing::info!(
+                site = end.site,
+                "remote connection refused: more than {OPENS_PER_MINUTE} a minute"
+            );
+            return;
+        }
+        opens.push_back(now);
+    }
+    if end.tunnel.streams() >= MAX_STREAMS {
+        tracing::info!(
+            site = end.site,
+            "remote connection refused: {MAX_STREAMS} streams open"
+        );
+        return;
+    }
+    let id = end.next_stream.fetch_add(2, Ordering::Relaxed);
+    if let Err(e) = end.tunnel.open(id, &peer.to_string(), hello, io) {
+        tracing::info!(site = end.site, "remote connection refused: {e}");
+    }
+}
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -70,6 +197,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn only_well_formed_labels_under_the_zone_are_sites() {
+        let z = "remote.example.com";
+        assert_eq!(
+            label_of("abcd2345.remote.example.com", z),
+            Some("abcd2345".into())
+        );
+        for other in [
+            "remote.example.com",
+            "abcd2345.remote.example.com.evil",
+            "x.abcd2345.remote.example.com",
+            "abcd2345xremote.example.com",
+            "abcd2341.remote.example.com",
+            "abc.remote.example.com",
+            "cloud.example.com",
+        ] {
+            assert_eq!(label_of(other, z), None, "{other}");
+        }
+        let l = new_label();
+        assert_eq!(label_of(&format!("{l}.{z}"), z), Some(l));
+    }
 
     #[tokio::test]
     async fn a_rewound_stream_gives_the_prefix_then_the_rest_and_writes_through() {

@@ -16,6 +16,7 @@ use candor_media::Time90k;
 use candor_storage::Store;
 use serde::Serialize;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, mpsc, watch};
@@ -26,8 +27,8 @@ mod net;
 mod pairing;
 mod session;
 use files::Files;
-use net::{Conn, connect, next_message, write_out};
 pub use net::{Counting, trust_roots};
+use net::{In, LinkIo, connect};
 use session::{Action, CAUSED_PER_MINUTE, Linked, PONG_MIN_INTERVAL, Queued};
 
 /// What the local web app shows on its Cloud page.
@@ -49,7 +50,38 @@ pub struct LinkState {
     /// Pairing requests taken so far: a caller that asked for pairing knows
     /// the state it sees once this has grown is its attempt's (or later).
     pub pairing_attempts: u64,
+    pub remote: RemoteView,
 }
+
+/// Remote access as the Cloud page shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RemoteView {
+    /// The admin's switch (`[cloud] remote_access`).
+    pub enabled: bool,
+    /// The name browsers use, once the cloud gave it on this connection.
+    pub host: Option<String>,
+    pub url: Option<String>,
+    /// Remote connections open now.
+    pub open: u32,
+    /// Remote connections served since the recorder started.
+    pub served: u64,
+}
+
+/// A connection that came through the cloud's relay: the recorder's end of
+/// an end-to-end encrypted stream, for the web server.
+pub struct RemoteConn {
+    pub io: tokio::io::DuplexStream,
+    /// The browser's address as the cloud saw it.
+    pub client: std::net::IpAddr,
+}
+
+/// Bytes buffered between a stream and the web server, each way.
+const REMOTE_PIPE: usize = 64 * 1024;
+/// Remote connections waiting for the web server to take them.
+const REMOTE_QUEUE: usize = 16;
+/// A remote stream on which nothing moved for this long is closed (the
+/// web server's own idle timeout usually ends it first).
+const REMOTE_IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Paired {
@@ -77,12 +109,15 @@ pub enum Cmd {
         sharing: Sharing,
         private_alarms: bool,
     },
+    /// Remote access on or off (already written to candor.toml).
+    Remote(bool),
 }
 
 #[derive(Clone)]
 pub struct CloudHandle {
     state: watch::Receiver<LinkState>,
     cmd: mpsc::Sender<Cmd>,
+    remote: Arc<Mutex<Option<mpsc::Receiver<RemoteConn>>>>,
 }
 
 impl CloudHandle {
@@ -96,6 +131,12 @@ impl CloudHandle {
 
     pub async fn send(&self, c: Cmd) -> bool {
         self.cmd.send(c).await.is_ok()
+    }
+
+    /// The connections remote access hands to the web server (once: the
+    /// web server takes them).
+    pub fn take_remote_conns(&self) -> Option<mpsc::Receiver<RemoteConn>> {
+        self.remote.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -120,9 +161,14 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             .ok()
             .and_then(|k| Identity::from_pkcs8(&k).ok())
             .map(|i| hex::encode(i.public_key())),
+        remote: RemoteView {
+            enabled: config.remote_access,
+            ..Default::default()
+        },
         ..Default::default()
     });
     let (cmd, cmd_rx) = mpsc::channel(8);
+    let (remote_tx, remote_rx) = mpsc::channel(REMOTE_QUEUE);
     let wake = Arc::new(Notify::new());
     // Alarms are queued whether or not the link is up; the link drains them.
     tokio::spawn(enqueue_alarms(
@@ -140,10 +186,18 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             state: state_tx,
             cmd: cmd_rx,
             wake,
+            remote_tx,
         }
         .run(),
     );
-    (CloudHandle { state, cmd }, task)
+    (
+        CloudHandle {
+            state,
+            cmd,
+            remote: Arc::new(Mutex::new(Some(remote_rx))),
+        },
+        task,
+    )
 }
 
 async fn enqueue_alarms(
@@ -198,6 +252,7 @@ struct Link {
     state: watch::Sender<LinkState>,
     cmd: mpsc::Receiver<Cmd>,
     wake: Arc<Notify>,
+    remote_tx: mpsc::Sender<RemoteConn>,
 }
 
 enum Ended {
@@ -250,6 +305,7 @@ impl Link {
                         sharing,
                         private_alarms,
                     }) => self.settings(sharing, private_alarms),
+                    Some(Cmd::Remote(on)) => self.set_remote(on),
                     Some(_) => {}
                     None => return,
                 }
@@ -295,6 +351,7 @@ impl Link {
                                     break;
                                 }
                                 Some(Cmd::Settings { sharing, private_alarms }) => self.settings(sharing, private_alarms),
+                                Some(Cmd::Remote(on)) => self.set_remote(on),
                                 Some(_) => {}
                                 None => return,
                             },
@@ -315,6 +372,17 @@ impl Link {
             s.private_alarms = private_alarms;
             if s.sharing_request == Some(sharing) {
                 s.sharing_request = None;
+            }
+        });
+    }
+
+    fn set_remote(&mut self, on: bool) {
+        self.config.remote_access = on;
+        self.state.send_modify(|s| {
+            s.remote.enabled = on;
+            if !on {
+                s.remote.host = None;
+                s.remote.url = None;
             }
         });
     }
@@ -342,7 +410,7 @@ impl Link {
             .send_modify(|s| s.key = Some(hex::encode(identity.public_key())));
         let dest = self.config.address.to_string();
         let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut conn = match connect(&self.config, &identity, written.clone()).await {
+        let conn = match connect(&self.config, &identity, written.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 // A failed attempt may have sent a CONNECT request and a
@@ -372,31 +440,125 @@ impl Link {
                     .unwrap_or_default()
             ),
         );
-        let r = if paired {
-            self.linked(&mut conn, &dest).await
-        } else {
-            self.pairing(&mut conn, &dest, *identity.public_key()).await
+        // One writer for messages and remote-access streams; this task reads.
+        let (rd, wr) = tokio::io::split(conn);
+        let (ended_tx, mut ended) = mpsc::unbounded_channel();
+        let (tunnel, mut writer) =
+            candor_link::tunnel::Tunnel::start(wr, REMOTE_IDLE, Some(ended_tx));
+        let mut io = LinkIo {
+            rd,
+            tunnel,
+            decoder: Decoder::new(),
+            buf: vec![0u8; 32 * 1024],
+            ledgered: 0,
         };
-        let _ = conn.get_mut().0.shutdown().await;
+        let r = if paired {
+            self.linked(&mut io, &mut ended, &dest).await
+        } else {
+            self.pairing(&mut io, &dest, *identity.public_key()).await
+        };
+        io.tunnel.end();
+        // What is queued (an unpair) goes out, unless the cloud stopped reading.
+        match tokio::time::timeout(Duration::from_secs(5), &mut writer).await {
+            Ok(Ok((w, _))) => {
+                let mut conn = io.rd.unsplit(w);
+                let _ = conn.get_mut().0.shutdown().await;
+            }
+            _ => writer.abort(),
+        }
+        // Streams the link's end closed still get their rows.
+        while let Ok(e) = ended.try_recv() {
+            io.ledgered += e.wire;
+            self.tunnel_row(&dest, &e);
+        }
+        self.state.send_modify(|s| {
+            s.remote.open = 0;
+            s.remote.host = None;
+            s.remote.url = None;
+        });
         let (wire, ledgered) = (
             written.load(std::sync::atomic::Ordering::Relaxed),
-            conn.get_ref().0.ledgered,
+            io.ledgered,
         );
-        // The rows above hold the messages; this one holds the rest of what
-        // went on the wire (a proxy's CONNECT, the TLS handshake, record
-        // headers and tags), so the ledger's rows add up to the bytes that
-        // really left.
+        // The rows above hold the messages and tunnels; this one holds the
+        // rest of what went on the wire (a proxy's CONNECT, the TLS
+        // handshake, record headers and tags, stream resets), so the
+        // ledger's rows add up to the bytes that really left.
         let overhead = wire.saturating_sub(ledgered);
         self.ledger(
             &dest,
             "disconnect",
             overhead,
             &format!(
-                "{wire} bytes on the wire in this connection: {ledgered} in the messages above, \
+                "{wire} bytes on the wire in this connection: {ledgered} in the messages and tunnels above, \
                  {overhead} of TLS handshake and record overhead, and any proxy CONNECT (counted here)"
             ),
         );
         r
+    }
+
+    /// A remote-access stream ended: one row with its bytes, not its
+    /// contents (TLS between the browser and this recorder: the cloud and
+    /// this ledger see only ciphertext).
+    fn tunnel_row(&self, dest: &str, e: &candor_link::tunnel::Ended) {
+        self.state
+            .send_modify(|s| s.remote.open = s.remote.open.saturating_sub(1));
+        self.ledger(
+            dest,
+            "tunnel",
+            e.wire,
+            &format!(
+                "remote access from {} through the cloud, {:.0} s ({}): {} bytes sent, {} received, \
+                 end-to-end encrypted between the browser and this recorder (contents not shown; \
+                 {} bytes with stream framing)",
+                e.client,
+                e.duration.as_secs_f64(),
+                e.why,
+                e.sent,
+                e.received,
+                e.wire
+            ),
+        );
+    }
+
+    /// A browser through the cloud: handed to the web server if remote
+    /// access is on and the cloud named this recorder on this connection;
+    /// refused otherwise.
+    fn open_stream(
+        &self,
+        io: &mut LinkIo,
+        core: &Linked,
+        stream: u32,
+        client: String,
+        first: Vec<u8>,
+    ) -> Result<(), String> {
+        let ip = client
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| client.parse::<std::net::IpAddr>());
+        let permit = self.remote_tx.try_reserve();
+        match (
+            self.config.remote_access && core.streams_allowed(),
+            ip,
+            permit,
+        ) {
+            (true, Ok(ip), Ok(permit)) => {
+                let (ours, web) = tokio::io::duplex(REMOTE_PIPE);
+                io.tunnel
+                    .accept(stream, client, &first, ours)
+                    .map_err(|e| format!("protocol error: {e}"))?;
+                permit.send(RemoteConn {
+                    io: web,
+                    client: ip,
+                });
+                self.state.send_modify(|s| {
+                    s.remote.open += 1;
+                    s.remote.served += 1;
+                });
+            }
+            _ => io.tunnel.refuse(stream),
+        }
+        Ok(())
     }
 
     fn ledger(&self, dest: &str, kind: &str, bytes: u64, summary: &str) {
@@ -428,7 +590,7 @@ impl Link {
     /// Answers a ping: the hour's heartbeat row grows first, then the pong leaves.
     async fn pong(
         &self,
-        conn: &mut Conn,
+        io: &mut LinkIo,
         dest: &str,
         nonce: u64,
         beat: &mut Option<Beat>,
@@ -455,11 +617,11 @@ impl Link {
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("egress ledger: {e}; not sending"))?;
         *beat = Some(Beat { id, hour, count });
-        write_out(conn, &bytes).await
+        io.write(Message::Pong { nonce }, n)
     }
 
     /// Records, then sends. Nothing leaves that the ledger doesn't show.
-    async fn send(&self, conn: &mut Conn, dest: &str, m: &Message) -> Result<(), String> {
+    async fn send(&self, io: &mut LinkIo, dest: &str, m: &Message) -> Result<(), String> {
         let bytes = candor_link::encode(&Frame::Control(m.clone())).map_err(|e| e.to_string())?;
         let json = String::from_utf8_lossy(&bytes[10..]).into_owned();
         let store = self.deps.store.clone();
@@ -468,7 +630,7 @@ impl Link {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("egress ledger: {e}; not sending"))?;
-        write_out(conn, &bytes).await
+        io.write(m.clone(), n)
     }
 
     /// `footage_days` sums the index's usage, the one costly part: asked
@@ -538,7 +700,12 @@ impl Link {
     /// The I/O shell of a paired connection: reads the cloud, the clock,
     /// the outbox and local commands, and carries out what
     /// [`session::Linked`] decides.
-    async fn linked(&mut self, conn: &mut Conn, dest: &str) -> Ended {
+    async fn linked(
+        &mut self,
+        io: &mut LinkIo,
+        ended: &mut mpsc::UnboundedReceiver<candor_link::tunnel::Ended>,
+        dest: &str,
+    ) -> Ended {
         self.prune_ledger().await;
         let mut last_prune = Instant::now();
         let mut beat: Option<Beat> = None;
@@ -554,12 +721,15 @@ impl Link {
             proto: candor_link::VERSION,
             software: format!("candor {}", env!("CARGO_PKG_VERSION")),
             sharing: self.config.sharing,
+            remote: self.config.remote_access,
         };
-        if let Err(e) = self.send(conn, dest, &hello).await {
+        if self.config.remote_access {
+            core.ask_remote();
+        }
+        if let Err(e) = self.send(io, dest, &hello).await {
             return Ended::Retry(e);
         }
-        let mut decoder = Decoder::new();
-        let mut buf = vec![0u8; 8192];
+        let tunnel = io.tunnel.clone();
         let mut status_tick = tokio::time::interval(Duration::from_secs(2));
         // The outbox is read when something may wait in it: after the welcome
         // and whenever an alarm was queued, not on every tick.
@@ -577,16 +747,28 @@ impl Link {
                     if let Err(e) = self.deps.store.alarm_attempted(id) {
                         warn!("cloud outbox: {e}");
                     }
-                    if let Err(e) = self.send(conn, dest, &m).await {
+                    if let Err(e) = self.send(io, dest, &m).await {
                         return Ended::Retry(e);
                     }
                 }
             }
             let msg = tokio::select! {
-                r = next_message(conn, &mut decoder, &mut buf) => match r {
-                    Ok(m) => m,
+                r = io.next(true) => match r {
+                    Ok(In::Message(m)) => m,
+                    Ok(In::Open { stream, client, first }) => {
+                        if let Err(e) = self.open_stream(io, &core, stream, client, first) {
+                            return Ended::Retry(e);
+                        }
+                        continue;
+                    }
                     Err(e) => return Ended::Retry(e),
                 },
+                Some(e) = ended.recv() => {
+                    io.ledgered += e.wire;
+                    self.tunnel_row(dest, &e);
+                    continue;
+                }
+                _ = tunnel.ended() => return Ended::Retry("sending to the cloud failed".into()),
                 _ = self.wake.notified() => { drain = true; continue }
                 _ = status_tick.tick() => {
                     let now = Instant::now();
@@ -600,7 +782,7 @@ impl Link {
                     }
                     if let Some(seq) = core.status_due(&self.status(0, false), now) {
                         let s = self.status(seq, true);
-                        if let Err(e) = self.send(conn, dest, &s).await {
+                        if let Err(e) = self.send(io, dest, &s).await {
                             return Ended::Retry(e);
                         }
                         core.status_sent(s, seq, now);
@@ -610,7 +792,7 @@ impl Link {
                 c = self.cmd.recv() => {
                     match c {
                         Some(Cmd::Unpair) => {
-                            let _ = self.send(conn, dest, &Message::Unpair {}).await;
+                            let _ = self.send(io, dest, &Message::Unpair {}).await;
                             self.forget("unpaired on the recorder");
                             return Ended::Again;
                         }
@@ -618,6 +800,12 @@ impl Link {
                             self.settings(sharing, private_alarms);
                             // Reconnect so the cloud hears the new level in Hello
                             // and the next status follows it.
+                            return Ended::Again;
+                        }
+                        Some(Cmd::Remote(on)) => {
+                            self.set_remote(on);
+                            // Reconnect: the hello says it, and switching off
+                            // ends every remote connection at once.
                             return Ended::Again;
                         }
                         Some(_) => continue,
@@ -661,7 +849,7 @@ impl Link {
                     .and_then(Result::ok)
                     .unwrap_or(false);
                     info!("alarm {alarm} acknowledged in the cloud by {by} (recorded: {ok})");
-                    if let Err(e) = self.send(conn, dest, &Message::AckRecorded { alarm }).await {
+                    if let Err(e) = self.send(io, dest, &Message::AckRecorded { alarm }).await {
                         return Ended::Retry(e);
                     }
                 }
@@ -673,9 +861,21 @@ impl Link {
                         .send_modify(|s| s.sharing_request = Some(sharing));
                 }
                 Action::Pong(nonce) => {
-                    if let Err(e) = self.pong(conn, dest, nonce, &mut beat).await {
+                    if let Err(e) = self.pong(io, dest, nonce, &mut beat).await {
                         return Ended::Retry(e);
                     }
+                }
+                Action::Remote { host, port } => {
+                    let url = if port == 443 {
+                        format!("https://{host}/")
+                    } else {
+                        format!("https://{host}:{port}/")
+                    };
+                    info!("remote access through the cloud at {url}");
+                    self.state.send_modify(|s| {
+                        s.remote.host = Some(host);
+                        s.remote.url = Some(url);
+                    });
                 }
                 Action::Forget(why) => {
                     self.forget(&why);

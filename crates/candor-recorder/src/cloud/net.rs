@@ -4,23 +4,13 @@
 
 use crate::config::CloudConfig;
 use candor_link::identity::Identity;
+use candor_link::tunnel::{Inbound, Tunnel};
 use candor_link::{Decoder, Frame, Message};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Writes one encoded frame and flushes it (after its ledger row is written).
-pub(super) async fn write_out(conn: &mut Conn, bytes: &[u8]) -> Result<(), String> {
-    conn.get_mut().0.ledgered += bytes.len() as u64;
-    conn.write_all(bytes)
-        .await
-        .map_err(|e| format!("sending: {}", in_words(&e)))?;
-    conn.flush()
-        .await
-        .map_err(|e| format!("sending: {}", in_words(&e)))
-}
 
 /// A TCP stream that counts what it writes, so the ledger can state the
 /// bytes that really went on the wire.
@@ -30,8 +20,6 @@ pub struct Counting {
     /// TLS handshake included; shared, so a failed handshake's bytes are
     /// known after the stream is gone.
     pub(super) written: Arc<AtomicU64>,
-    /// Frame bytes already in the ledger as message rows.
-    pub(super) ledgered: u64,
 }
 
 impl AsyncRead for Counting {
@@ -72,34 +60,80 @@ impl AsyncWrite for Counting {
 
 pub(super) type Conn = tokio_rustls::client::TlsStream<Counting>;
 
-pub(super) async fn next_message(
-    conn: &mut Conn,
-    decoder: &mut Decoder,
-    buf: &mut [u8],
-) -> Result<Message, String> {
-    loop {
-        match decoder.next_frame() {
-            Ok(Some(Frame::Control(m))) => {
-                if !m.from_cloud() {
-                    return Err(format!("protocol error: the cloud sent {}", m.name()));
+/// One connection's reading side, and the tunnel that writes (control
+/// messages and remote-access streams: `candor_link::tunnel`).
+pub(super) struct LinkIo {
+    pub rd: tokio::io::ReadHalf<Conn>,
+    pub tunnel: Tunnel,
+    pub decoder: Decoder,
+    pub buf: Vec<u8>,
+    /// Bytes already in the ledger as rows (messages, heartbeats, tunnels).
+    pub ledgered: u64,
+}
+
+/// What the cloud sent that the shell acts on.
+pub(super) enum In {
+    Message(Message),
+    /// A browser, through the cloud's relay.
+    Open {
+        stream: u32,
+        client: String,
+        first: Vec<u8>,
+    },
+}
+
+impl LinkIo {
+    /// The next message or stream open. Stream data is handled on the way;
+    /// with `streams` false (pairing) any stream frame is a protocol error.
+    /// Cancel-safe: the decoder keeps what arrived.
+    pub async fn next(&mut self, streams: bool) -> Result<In, String> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(f)) => {
+                    if !streams && !matches!(f, Frame::Control(_)) {
+                        return Err("protocol error: a stream frame while pairing".into());
+                    }
+                    match self.tunnel.on_frame(f, true) {
+                        Ok(Inbound::Control(m)) => {
+                            if !m.from_cloud() {
+                                return Err(format!("protocol error: the cloud sent {}", m.name()));
+                            }
+                            return Ok(In::Message(m));
+                        }
+                        Ok(Inbound::Open {
+                            stream,
+                            client,
+                            first,
+                        }) => {
+                            return Ok(In::Open {
+                                stream,
+                                client,
+                                first,
+                            });
+                        }
+                        Ok(Inbound::Done) => continue,
+                        Err(e) => return Err(format!("protocol error: {e}")),
+                    }
                 }
-                return Ok(m);
+                Ok(None) => {}
+                Err(e) => return Err(format!("protocol error: {e}")),
             }
-            // No remote access streams in this version: refuse rather than ignore.
-            Ok(Some(_)) => {
-                return Err("protocol error: stream frame before remote access exists".into());
+            let n = self
+                .rd
+                .read(&mut self.buf)
+                .await
+                .map_err(|e| format!("receiving: {}", in_words(&e)))?;
+            if n == 0 {
+                return Err("the cloud closed the connection".into());
             }
-            Ok(None) => {}
-            Err(e) => return Err(format!("protocol error: {e}")),
+            self.decoder.push(&self.buf[..n]);
         }
-        let n = conn
-            .read(buf)
-            .await
-            .map_err(|e| format!("receiving: {}", in_words(&e)))?;
-        if n == 0 {
-            return Err("the cloud closed the connection".into());
-        }
-        decoder.push(&buf[..n]);
+    }
+
+    /// Queues a message whose ledger row is written (`n` bytes on the wire).
+    pub fn write(&mut self, m: Message, n: u64) -> Result<(), String> {
+        self.ledgered += n;
+        self.tunnel.control(m).map_err(|e| format!("sending: {e}"))
     }
 }
 
@@ -150,7 +184,6 @@ pub(super) async fn connect(
             Counting {
                 inner: tcp,
                 written,
-                ledgered: 0,
             },
         ),
     )

@@ -4,11 +4,11 @@
 use super::*;
 
 impl Link {
-    pub(super) async fn pairing(&mut self, conn: &mut Conn, dest: &str, key: [u8; 32]) -> Ended {
+    pub(super) async fn pairing(&mut self, io: &mut LinkIo, dest: &str, key: [u8; 32]) -> Ended {
         let start = Message::PairStart {
             name: self.config.name.clone(),
         };
-        if let Err(e) = self.send(conn, dest, &start).await {
+        if let Err(e) = self.send(io, dest, &start).await {
             return Ended::Retry(e);
         }
         self.state.send_modify(|s| {
@@ -16,8 +16,7 @@ impl Link {
             s.last_error = None;
             s.pairing = Some(PairingView::default());
         });
-        let mut decoder = Decoder::new();
-        let mut buf = vec![0u8; 8192];
+        let tunnel = io.tunnel.clone();
         let mut code = String::new();
         // Set only once the local admin confirmed, and sent: the cloud's
         // `paired` counts only after it (docs/design/cloud.md).
@@ -26,17 +25,19 @@ impl Link {
         let mut deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let msg = tokio::select! {
-                r = next_message(conn, &mut decoder, &mut buf) => match r {
-                    Ok(m) => m,
+                r = io.next(false) => match r {
+                    Ok(In::Message(m)) => m,
+                    Ok(In::Open { .. }) => return Ended::Retry("protocol error: a stream while pairing".into()),
                     Err(e) => return Ended::Retry(e),
                 },
+                _ = tunnel.ended() => return Ended::Retry("sending to the cloud failed".into()),
                 c = self.cmd.recv() => {
                     match c {
                         Some(Cmd::Confirm) => {
                             let Some(confirmation) = self.state.borrow().pairing.as_ref().and_then(|p| p.confirmation.clone()) else {
                                 continue;
                             };
-                            if let Err(e) = self.send(conn, dest, &Message::PairConfirm { confirmation }).await {
+                            if let Err(e) = self.send(io, dest, &Message::PairConfirm { confirmation }).await {
                                 return Ended::Retry(e);
                             }
                             confirmed = true;
@@ -47,6 +48,7 @@ impl Link {
                             return Ended::Again;
                         }
                         Some(Cmd::Settings { sharing, private_alarms }) => { self.settings(sharing, private_alarms); continue; }
+                        Some(Cmd::Remote(on)) => { self.set_remote(on); continue; }
                         // Already pairing: this attempt answers that request too.
                         Some(Cmd::StartPairing) => {
                             self.state.send_modify(|s| s.pairing_attempts += 1);
@@ -125,7 +127,7 @@ impl Link {
                         continue;
                     }
                     last_pong = Some(Instant::now());
-                    if let Err(e) = self.pong(conn, dest, nonce, &mut beat).await {
+                    if let Err(e) = self.pong(io, dest, nonce, &mut beat).await {
                         return Ended::Retry(e);
                     }
                 }

@@ -47,6 +47,9 @@ pub enum Action {
     Throttled,
     /// The site was unpaired: forget the key and the pairing.
     Forget(String),
+    /// Remote access is up: browsers reach this recorder at
+    /// `https://{host}:{port}/` through the cloud.
+    Remote { host: String, port: u16 },
     /// End this connection (and retry later), for this reason.
     End(String),
 }
@@ -103,6 +106,10 @@ pub struct Linked {
     seq: u64,
     last_status: Option<Message>,
     last_status_sent: Option<Instant>,
+    /// This connection's hello allowed remote access …
+    remote_asked: bool,
+    /// … and the cloud said where browsers reach it: streams may open.
+    remote_host: Option<String>,
 }
 
 impl Linked {
@@ -127,11 +134,24 @@ impl Linked {
             seq: 0,
             last_status: None,
             last_status_sent: None,
+            remote_asked: false,
+            remote_host: None,
         }
     }
 
     pub fn welcomed(&self) -> bool {
         self.welcomed
+    }
+
+    /// The hello this connection sends allows remote access.
+    pub fn ask_remote(&mut self) {
+        self.remote_asked = true;
+    }
+
+    /// Whether a stream the cloud opens may be served: remote access was
+    /// asked for on this connection, and the cloud answered with a name.
+    pub fn streams_allowed(&self) -> bool {
+        self.welcomed && self.remote_asked && self.remote_host.is_some()
     }
 
     /// The cloud said nothing for [`SILENT_AFTER`].
@@ -179,6 +199,13 @@ impl Linked {
                 reason,
             } => Action::Forget(format!("the cloud says: {reason}")),
             Message::Refused { reason, .. } => Action::End(format!("the cloud refused: {reason}")),
+            // Once, after the welcome, and only if this side asked.
+            Message::Remote { host, port }
+                if self.welcomed && self.remote_asked && self.remote_host.is_none() =>
+            {
+                self.remote_host = Some(host.clone());
+                Action::Remote { host, port }
+            }
             other => Action::End(format!("unexpected {} from the cloud", other.name())),
         }
     }
@@ -247,6 +274,37 @@ impl Linked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streams_open_only_after_this_side_asked_and_the_cloud_named_it() {
+        let t = Instant::now();
+        let remote = || Message::Remote {
+            host: "abcd2345.remote.example.com".into(),
+            port: 443,
+        };
+        let mut l = Linked::new(Some("s1".into()), Sharing::Health, false, Time90k(0), t);
+        l.on_message(Message::Welcome { site: "s1".into() }, t);
+        // Not asked: a cloud that offers remote access ends the connection.
+        assert!(matches!(l.on_message(remote(), t), Action::End(_)));
+        assert!(!l.streams_allowed());
+        let mut l = Linked::new(Some("s1".into()), Sharing::Health, false, Time90k(0), t);
+        l.ask_remote();
+        assert!(
+            matches!(l.on_message(remote(), t), Action::End(_)),
+            "before the welcome"
+        );
+        let mut l = Linked::new(Some("s1".into()), Sharing::Health, false, Time90k(0), t);
+        l.ask_remote();
+        l.on_message(Message::Welcome { site: "s1".into() }, t);
+        assert!(!l.streams_allowed());
+        assert!(matches!(
+            l.on_message(remote(), t),
+            Action::Remote { port: 443, .. }
+        ));
+        assert!(l.streams_allowed());
+        // Once: a second name would move the certificate under the owner.
+        assert!(matches!(l.on_message(remote(), t), Action::End(_)));
+    }
     use candor_link::CameraHealth;
 
     fn linked(sharing: Sharing, now: Instant) -> Linked {

@@ -63,6 +63,11 @@ pub struct CloudConfig {
     /// Alarms say only "alarm at <site>": no camera, no kind.
     #[serde(default)]
     pub private_alarms: bool,
+    /// Remote access through the cloud (docs/design/remote.md): browsers
+    /// reach this recorder's own web app at an address the cloud gives,
+    /// end-to-end encrypted. Off until an admin switches it on.
+    #[serde(default)]
+    pub remote_access: bool,
 }
 
 fn default_site_name() -> String {

@@ -48,6 +48,18 @@ export async function cloudPage(params) {
           `The cloud asks to change sharing to “${SHARING_LABEL[s.sharing_request]}”. `,
           h('button', { type: 'button', class: 'primary small', onclick: () => save(s.sharing_request) }, 'Accept')));
       }
+      const r = s.remote;
+      const remote = h('input', { type: 'checkbox', name: 'remote_access', checked: r.enabled });
+      rows.push(h('h2', {}, 'Remote access'),
+        h('p', { class: 'dim' }, 'Your own web app, reached from anywhere through the cloud. The connection is encrypted from the browser to this recorder: the cloud passes it on without being able to read it. Sign-in uses this recorder’s accounts.'),
+        h('div', { class: 'inline-form' },
+          h('label', { class: 'check' }, remote, 'Allow remote access through the cloud'),
+          h('button', { type: 'button', class: 'primary', onclick: async () => {
+            try { render(await api('PUT', 'cloud/remote', { enabled: remote.checked })); toast('Saved to candor.toml and applied.'); } catch (e) { toast(e.message, true); }
+          } }, 'Save')),
+        r.enabled
+          ? h('p', { 'data-testid': 'remote-state' }, r.url ? ['Reachable at ', h('a', { href: r.url, target: '_blank', rel: 'noopener' }, r.url), ` · ${r.open} open now, ${r.served} since start`] : 'Waiting for the cloud to give this recorder its address…')
+          : h('p', { class: 'dim', 'data-testid': 'remote-state' }, 'Off: the cloud cannot open any connection to this recorder.'));
       rows.push(h('button', { type: 'button', class: 'danger', onclick: async () => {
         if (!confirm('Unpair from the cloud? This is final: the recorder forgets its key and the cloud refuses it. Pairing again makes a new key.')) return;
         try { render(await post('cloud/unpair')); } catch (e) { toast(e.message, true); }

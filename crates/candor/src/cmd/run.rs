@@ -58,7 +58,7 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
             .with_config_path(config_path.clone())
             .with_cloud(rec.cloud())
     });
-    let web = match start_web(&cfg, web_stop_rx, footage.ok()).await {
+    let web = match start_web(&cfg, web_stop_rx, footage.ok(), rec.cloud()).await {
         Ok(h) => Some(h),
         Err(e) => {
             tracing::error!("web server not started: {e:#}; recording continues");
@@ -96,6 +96,7 @@ async fn start_web(
     cfg: &Config,
     stop: tokio::sync::watch::Receiver<bool>,
     footage: Option<candor_web::footage::Footage>,
+    cloud: Option<candor_recorder::cloud::CloudHandle>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let w = &cfg.web;
     let tls = candor_web::tls_identity(&cfg.storage.path, w.cert.as_deref(), w.key.as_deref())?;
@@ -138,9 +139,58 @@ async fn start_web(
         idle: w.idle_timeout.0.max(std::time::Duration::from_secs(1)),
         ..Default::default()
     };
+    let remote = cloud.as_ref().and_then(|c| c.take_remote_conns());
+    if let Some(c) = cloud {
+        tokio::spawn(remote_certificate(
+            c.watch(),
+            cfg.storage.path.join("tls/remote"),
+            tls.certs.clone(),
+        ));
+    }
     Ok(tokio::spawn(candor_web::serve(
-        listener, tls.config, router, limits, stop,
+        listener, tls.config, router, limits, remote, stop,
     )))
+}
+
+/// The certificate for the name the cloud gives this recorder for remote
+/// access: its own key, made here and kept in `dir` (0600). Self-signed
+/// until ACME issues one (docs/design/remote.md); browsers must be told to
+/// trust it, as with the local address.
+async fn remote_certificate(
+    mut state: tokio::sync::watch::Receiver<candor_recorder::cloud::LinkState>,
+    dir: PathBuf,
+    certs: Arc<candor_web::Certs>,
+) {
+    let mut current: Option<String> = None;
+    loop {
+        let host = state.borrow_and_update().remote.host.clone();
+        if let Some(h) = host.clone().filter(|_| host != current) {
+            let d = dir.clone();
+            let name = h.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                candor_auth::tls::load_or_generate_for(&d, None, None, "[cloud]", &[name])
+            })
+            .await;
+            match loaded {
+                Ok(Ok(l)) => match certs.set_remote(&h, l.certs, l.key) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "remote access: certificate for {h} {} (self-signed), SHA-256 fingerprint {}",
+                            l.cert_path.display(),
+                            l.fingerprint
+                        );
+                        current = host;
+                    }
+                    Err(e) => tracing::warn!("remote access certificate: {e}"),
+                },
+                Ok(Err(e)) => tracing::warn!("remote access certificate: {e}"),
+                Err(e) => tracing::warn!("remote access certificate: {e}"),
+            }
+        }
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn print_status(rec: &Recorder) {

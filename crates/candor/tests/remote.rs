@@ -1,0 +1,252 @@
+//! Remote access through the cloud (docs/design/remote.md), end to end on
+//! loopback: a browser's TLS goes to the cloud's port, the cloud reads only
+//! the server name and passes the bytes, unopened, over the recorder's link;
+//! TLS ends in the recorder's own web server. curl plays the browser: it
+//! resolves `<label>.remote.test` to the cloud and trusts only the
+//! recorder's own remote-access certificate, so a cloud that answered
+//! itself would fail the handshake.
+
+mod common;
+use common::cloud::*;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A browser reaching `url` (`https://host:port/`) at the cloud's address.
+struct Browser {
+    host: String,
+    port: u16,
+    cert: PathBuf,
+    jar: PathBuf,
+    csrf: String,
+}
+
+impl Browser {
+    fn new(url: &str, cert: &Path, jar: PathBuf) -> Browser {
+        let hp = url
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
+        let (host, port) = hp.rsplit_once(':').unwrap();
+        Browser {
+            host: host.into(),
+            port: port.parse().unwrap(),
+            cert: cert.to_owned(),
+            jar,
+            csrf: String::new(),
+        }
+    }
+
+    fn curl(&self, host: &str) -> Command {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "20", "--resolve"])
+            .arg(format!("{host}:{}:127.0.0.1", self.port))
+            .arg("--cacert")
+            .arg(&self.cert)
+            .arg("-b")
+            .arg(&self.jar)
+            .arg("-c")
+            .arg(&self.jar);
+        c
+    }
+
+    /// (status, body as JSON) of an API call; status 0 if the connection failed.
+    fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        self.api_at(&self.host.clone(), method, path, body)
+    }
+
+    fn api_at(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut c = self.curl(host);
+        c.args(["-o", "-", "-w", "\n%{http_code}", "-X", method]);
+        c.args(["-H", &format!("X-CSRF-Token: {}", self.csrf)]);
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "-d", b]);
+        }
+        let o = c
+            .arg(format!("https://{host}:{}/api/v1/{path}", self.port))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (json, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(json).unwrap_or_default(),
+        )
+    }
+
+    fn login(&mut self, user: &str, password: &str) {
+        let body = serde_json::json!({ "username": user, "password": password }).to_string();
+        let (code, v) = self.api("POST", "login", Some(&body));
+        assert_eq!(code, 200, "login through the relay: {v}");
+        self.csrf = v["csrf_token"].as_str().unwrap().to_owned();
+    }
+
+    fn download(&self, path: &str, out: &Path) -> u16 {
+        let o = self
+            .curl(&self.host)
+            .arg("-o")
+            .arg(out)
+            .args(["-w", "%{http_code}"])
+            .arg(format!("https://{}:{}/api/v1/{path}", self.host, self.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+fn remote_url(site: &Site) -> String {
+    let mut url = String::new();
+    wait_for(
+        "the cloud to name the recorder",
+        Duration::from_secs(20),
+        || match site.cloud_state()["remote"]["url"].as_str() {
+            Some(u) => {
+                url = u.to_owned();
+                true
+            }
+            None => false,
+        },
+    );
+    url
+}
+
+#[test]
+fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = CloudProc::start(dir.path(), None, "remote_zone = \"remote.test\"");
+    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
+    let site = site(
+        &dir.path().join("site"),
+        &cloud,
+        "Home",
+        "remote_access = true",
+    );
+    let (site_id, _) = pair(&site, &owner);
+    let url = remote_url(&site);
+    let cloud_port = cloud
+        .base
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    assert!(
+        url.starts_with("https://") && url.ends_with(&format!(".remote.test:{cloud_port}/")),
+        "{url}"
+    );
+    // The owner's app links to it; the label names neither owner nor site.
+    assert_eq!(owner.site(&site_id)["remote"].as_str(), Some(url.as_str()));
+    assert!(!url.contains("home") && !url.contains(&site_id));
+
+    let cert = site.dir.join("data/tls/remote/cert.pem");
+    wait_for("the remote certificate", Duration::from_secs(10), || {
+        cert.exists()
+    });
+    let mut b = Browser::new(&url, &cert, dir.path().join("jar-remote"));
+    // Signed in with the recorder's own account: the cloud has none.
+    b.login("admin", "admin password 1");
+    let (code, cams) = b.api("GET", "cameras", None);
+    assert_eq!(code, 200, "{cams}");
+    assert_eq!(cams["cameras"][0]["name"], "gate", "{cams}");
+
+    // Footage through the relay: an export that ffprobe accepts.
+    wait_for("footage", Duration::from_secs(30), || {
+        recorded_secs(&site.cfg, "gate") >= 6.0
+    });
+    let s = spans(&site.cfg, "gate")[0].start;
+    let mp4 = dir.path().join("remote.mp4");
+    let code = b.download(
+        &format!(
+            "cameras/gate/export.mp4?from={}&to={}",
+            s + secs(0.5),
+            s + secs(4.0)
+        ),
+        &mp4,
+    );
+    assert_eq!(code, 200);
+    let p = ffprobe(&mp4);
+    assert!(p.duration > 3.0 && p.duration < 4.5, "{p:?}");
+    ffmpeg_decodes(&mp4).unwrap();
+
+    // The same port still serves the cloud's own app.
+    assert_eq!(owner.sites().len(), 1);
+
+    // A label that is no site, and a name outside the zone, get no recorder.
+    let (code, _) = b.api_at("aaaaaaaa.remote.test", "GET", "cameras", None);
+    assert_eq!(code, 0, "an unknown label is closed");
+
+    // Each tunnel is in the recorder's egress ledger, with its bytes and
+    // without its contents.
+    let mut rows = Vec::new();
+    wait_for("tunnel rows in the ledger", Duration::from_secs(90), || {
+        let (code, _, v) = site.web.api("GET", "egress?kind=tunnel", None);
+        assert_eq!(code, 200);
+        rows = v["entries"].as_array().unwrap().clone();
+        rows.len() >= 3
+    });
+    let total: u64 = rows.iter().map(|r| r["bytes"].as_u64().unwrap()).sum();
+    assert!(total > 100_000, "the export's bytes are counted: {rows:?}");
+    for r in &rows {
+        let s = r["summary"].as_str().unwrap();
+        assert!(
+            s.contains("end-to-end encrypted") && s.contains("127.0.0.1"),
+            "{s}"
+        );
+    }
+
+    // Switched off on the recorder: the relay closes at once.
+    let (code, _, v) = site
+        .web
+        .api("PUT", "cloud/remote", Some(r#"{"enabled":false}"#));
+    assert_eq!(code, 200, "{v}");
+    wait_for("remote access to close", Duration::from_secs(20), || {
+        b.api("GET", "cameras", None).0 == 0
+    });
+    assert!(
+        std::fs::read_to_string(&site.cfg)
+            .unwrap()
+            .contains("remote_access = false")
+    );
+}
+
+#[test]
+fn remote_access_is_off_until_an_admin_switches_it_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = CloudProc::start(dir.path(), None, "remote_zone = \"remote.test\"");
+    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
+    let site = site(&dir.path().join("site"), &cloud, "Home", "");
+    let (site_id, _) = pair(&site, &owner);
+    wait_for("the link", Duration::from_secs(20), || {
+        site.cloud_state()["connected"] == true
+    });
+    let st = site.cloud_state();
+    assert_eq!(st["remote"]["enabled"], false, "{st}");
+    assert!(st["remote"]["url"].is_null(), "{st}");
+    assert!(owner.site(&site_id)["remote"].is_null());
+    // An operator (not an admin) cannot switch it on.
+    let o = user_add(&site.cfg, "op", "operator", "operator password 1");
+    assert!(o.status.success());
+    let op = Web::login(&site.rec, &site.dir, "op", "operator password 1");
+    let (code, _, _) = op.api("PUT", "cloud/remote", Some(r#"{"enabled":true}"#));
+    assert_eq!(code, 403);
+    // The admin can; the cloud then names the recorder.
+    let (code, _, v) = site
+        .web
+        .api("PUT", "cloud/remote", Some(r#"{"enabled":true}"#));
+    assert_eq!(code, 200, "{v}");
+    let url = remote_url(&site);
+    assert_eq!(owner.site(&site_id)["remote"].as_str(), Some(url.as_str()));
+    let (code, _, v) = site.web.api("GET", "audit", None);
+    assert_eq!(code, 200);
+    assert!(v.to_string().contains("cloud_remote_access_changed"), "{v}");
+}
