@@ -128,11 +128,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// the CSRF header on state changes made with a cookie, then the role and,
 /// for whole-site routes, that the caller is not limited to some cameras.
 /// Called only by [`gate`], for every non-public route.
+///
+/// Through the cloud's relay (`remote`), API tokens are refused (they are
+/// for integrations on the local network, and carry no second factor), and
+/// only sessions made through the relay count: a local session's cookie
+/// replayed there, or a remote one's locally, is not signed in.
 fn authorize(
     st: &AppState,
     headers: &HeaderMap,
     method: &Method,
     access: Access,
+    remote: bool,
 ) -> Result<Principal, ApiError> {
     let (min, site) = match access {
         Access::Public => unreachable!("public routes have no gate"),
@@ -140,6 +146,13 @@ fn authorize(
         Access::Site(r) => (r, true),
     };
     let p = if let Some(token) = bearer(headers) {
+        if remote {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "local_only",
+                "API tokens work on the local network only; sign in to use remote access",
+            ));
+        }
         match st.accounts.token(token) {
             Ok(Some(t)) => Principal {
                 username: t.username,
@@ -157,7 +170,9 @@ fn authorize(
             Err(e) => return Err(ApiError::internal(e)),
         }
     } else {
-        let Some((id, s)) = auth::current(&st.accounts, headers) else {
+        let Some((id, s)) =
+            auth::current(&st.accounts, headers).filter(|(_, s)| s.remote == remote)
+        else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
@@ -215,7 +230,8 @@ pub(crate) async fn gate(
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match authorize(&st, req.headers(), req.method(), access) {
+    let remote = req.extensions().get::<crate::Remote>().is_some();
+    match authorize(&st, req.headers(), req.method(), access, remote) {
         Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await

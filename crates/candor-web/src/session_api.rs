@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use candor_recorder::config::Remote2fa;
 
 use candor_media::time::unix_secs as now;
 
@@ -108,11 +109,20 @@ pub(crate) async fn audit_ended_lockouts(st: &AppState) {
 pub async fn login(
     State(st): State<AppState>,
     peer: Option<axum::Extension<PeerIp>>,
+    remote: Option<axum::Extension<crate::Remote>>,
     headers: HeaderMap,
     b: Result<Json<LoginRequest>, JsonRejection>,
 ) -> ApiResult {
     let req = body(b)?;
     let ip = peer_ip(peer);
+    let remote = remote.is_some();
+    // Remote sign-in may need a second factor the account must already have.
+    let policy = st
+        .footage
+        .as_ref()
+        .and_then(|f| f.cloud.as_ref())
+        .map(|c| c.state().remote.require_2fa)
+        .unwrap_or_default();
     if req.username.len() > 64 || req.password.len() > 1024 {
         return Err(ApiError::bad_request(
             "invalid",
@@ -160,10 +170,14 @@ pub async fn login(
     let (user, password, code) = (req.username.clone(), req.password, req.totp);
     let outcome = tokio::task::spawn_blocking(
         move || -> Result<Result<(), &'static str>, accounts::AccountError> {
-            if accounts.verify(&user, &password)?.is_none() {
+            let Some(role) = accounts.verify(&user, &password)? else {
                 return Ok(Err("bad_credentials"));
+            };
+            let totp = accounts.totp_enabled(&user)?;
+            if remote && !totp && policy.required(role == accounts::Role::Admin) {
+                return Ok(Err("remote_needs_2fa"));
             }
-            if accounts.totp_enabled(&user)? {
+            if totp {
                 match code {
                     None => return Ok(Err("totp_required")),
                     Some(c) if !accounts.totp_check(&user, &c, now())? => {
@@ -180,11 +194,14 @@ pub async fn login(
     match outcome {
         Ok(()) => {
             attempt.succeeded();
-            let (id, session) = st.accounts.create_session_from(&req.username, Some(ip))?;
-            let how = if device.is_some() {
-                " (known browser)"
-            } else {
-                ""
+            let (id, session) = st
+                .accounts
+                .create_session_at(&req.username, Some(ip), remote)?;
+            let how = match (remote, device.is_some()) {
+                (true, true) => " through the cloud (remote access, known browser)",
+                (true, false) => " through the cloud (remote access)",
+                (false, true) => " (known browser)",
+                (false, false) => "",
             };
             st.audit(Some(&req.username), "login", format!("from {ip}{how}"))
                 .await;
@@ -221,24 +238,30 @@ pub async fn login(
         }
         Err(code) => {
             let locks = attempt.locks;
+            // A right password without the second factor remote sign-in
+            // needs counts as a failure and is answered as a wrong one: the
+            // relay must not tell a guesser which password was right. The
+            // audit log tells the owner.
             attempt.failed();
             let more = if locks { "; now locked out" } else { "" };
+            let via = if remote { " through the cloud" } else { "" };
             st.audit(
                 Some(&req.username),
                 "login_failed",
-                format!("from {ip} ({code}){more}"),
+                format!("from {ip}{via} ({code}){more}"),
             )
             .await;
-            tracing::warn!(user = %req.username, %ip, "failed login ({code})");
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                code,
-                if code == "bad_totp" {
-                    "wrong or already used code"
-                } else {
-                    "wrong user name or password"
-                },
-            ))
+            tracing::warn!(user = %req.username, %ip, remote, "failed login ({code})");
+            let (code, message) = match code {
+                "bad_totp" => ("bad_totp", "wrong or already used code"),
+                _ if remote && policy != Remote2fa::Nobody => (
+                    "bad_credentials",
+                    "wrong user name or password; or this account needs two-factor sign-in to sign in \
+                     remotely (set it up under Account on the local network)",
+                ),
+                _ => ("bad_credentials", "wrong user name or password"),
+            };
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, code, message))
         }
     }
 }

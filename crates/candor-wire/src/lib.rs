@@ -295,6 +295,9 @@ pub struct SessionInfo {
     pub expires_at: i64,
     /// Where it signed in from.
     pub ip: Option<String>,
+    /// Signed in through the cloud's relay (remote access); `ip` is then
+    /// the browser's address as the cloud reported it.
+    pub remote: bool,
 }
 
 /// `GET /api/v1/sessions`.

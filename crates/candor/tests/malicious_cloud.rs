@@ -245,3 +245,212 @@ fn a_lying_cloud_cannot_pair_or_flood_the_recorder() {
     // Recording went on.
     assert!(recorded_secs(&cfg, "gate") > 1.0);
 }
+
+/// A real browser's first flight (rustls) asking for `name`.
+fn client_hello(name: &str) -> Vec<u8> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let mut c = rustls::ClientConnection::new(
+        Arc::new(config),
+        rustls::pki_types::ServerName::try_from(name.to_string()).unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+/// Stream frames from the recorder until it hangs up or `secs` pass.
+async fn stream_frames(s: &mut Tls, d: &mut Decoder, secs: u64) -> (Vec<Frame>, bool) {
+    let mut buf = [0u8; 16384];
+    let mut got = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        while let Ok(Some(f)) = d.next_frame() {
+            if !matches!(f, Frame::Control(_)) {
+                got.push(f);
+            }
+        }
+        match tokio::time::timeout_at(until, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => d.push(&buf[..n]),
+            Ok(_) => return (got, true),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+fn open(stream: u32, hello: &[u8]) -> Vec<u8> {
+    let mut payload = vec![9u8];
+    payload.extend_from_slice(b"192.0.2.7");
+    payload.extend_from_slice(hello);
+    candor_link::encode(&Frame::Open { stream, payload }).unwrap()
+}
+
+/// A paired cloud opens streams: refused while the owner has remote access
+/// off (and an unasked `remote` ends the connection); served once it is on;
+/// a cloud that sends more than it was granted loses the link, and the
+/// recorder records on through all of it.
+#[test]
+fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (acceptor, ca) = server_tls(dir.path());
+    let sim = Sim::start(H264_CLIP, 1);
+    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "\n[cloud]\naddress = \"127.0.0.1:{port}\"\nca = \"{}\"\nname = \"Victim\"\n",
+        ca.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    assert!(
+        user_add(&cfg, "root", "admin", "root password 1")
+            .status
+            .success()
+    );
+    let rec = start_recorder(&cfg);
+    let admin = Web::login(&rec, dir.path(), "root", "root password 1");
+    let (code, _, v) = admin.api("POST", "cloud/pair", Some("{}"));
+    assert_eq!(code, 200, "{v}");
+    let mut pairing = rt.block_on(async {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = acceptor.accept(tcp).await.unwrap();
+        let mut d = Decoder::new();
+        recv(&mut s, &mut d).await;
+        send(
+            &mut s,
+            Message::PairCode {
+                code: "ABCD234567".into(),
+                expires_in: 600,
+            },
+        )
+        .await;
+        send(
+            &mut s,
+            Message::PairClaimed {
+                account: "owner@example.com".into(),
+                nonce: "n1".into(),
+            },
+        )
+        .await;
+        s
+    });
+    wait_for("the confirmation code", Duration::from_secs(10), || {
+        admin.api("GET", "cloud", None).2["pairing"]["confirmation"].is_string()
+    });
+    assert_eq!(admin.api("POST", "cloud/pair/confirm", Some("{}")).0, 200);
+    let hello = client_hello("abcd2345.remote.test");
+    // Each connection: the recorder's hello, the cloud's welcome.
+    let next = |conn: Tls| {
+        let (listener, acceptor) = (&listener, &acceptor);
+        async move {
+            drop(conn);
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(tcp).await.unwrap();
+            let mut d = Decoder::new();
+            let h = recv(&mut s, &mut d).await;
+            send(&mut s, Message::Welcome { site: "s1".into() }).await;
+            (s, d, h)
+        }
+    };
+    let (refused, ended_on_remote, conn) = rt.block_on(async {
+        let mut d = Decoder::new();
+        recv(&mut pairing, &mut d).await;
+        send(&mut pairing, Message::Paired { site: "s1".into() }).await;
+        let (mut s, mut d, h) = next(pairing).await;
+        assert!(
+            matches!(h, Some(Message::Hello { remote: false, .. })),
+            "{h:?}"
+        );
+        // Remote access is off: the open is refused, nothing is served.
+        s.write_all(&open(1, &hello)).await.unwrap();
+        let (frames, _) = stream_frames(&mut s, &mut d, 3).await;
+        // An unasked remote name ends the connection.
+        send(
+            &mut s,
+            Message::Remote {
+                host: "abcd2345.remote.test".into(),
+                port: 443,
+            },
+        )
+        .await;
+        let (_, hung_up) = stream_frames(&mut s, &mut d, 10).await;
+        (frames, hung_up, s)
+    });
+    assert_eq!(refused, [Frame::Close { stream: 1 }], "{refused:?}");
+    assert!(ended_on_remote, "an unasked remote name must end the link");
+
+    // The admin switches remote access on: the same open is served (TLS
+    // from the recorder's own web server: a ServerHello record).
+    let (code, _, v) = admin.api("PUT", "cloud/remote", Some(r#"{"enabled":true}"#));
+    assert_eq!(code, 200, "{v}");
+    let (served, overrun_ends) = rt.block_on(async {
+        let (mut s, mut d, h) = next(conn).await;
+        // The switch may land just after this connection's hello.
+        let (mut s, mut d) = if matches!(h, Some(Message::Hello { remote: true, .. })) {
+            (s, d)
+        } else {
+            let (s2, d2, h2) = next(s).await;
+            assert!(
+                matches!(h2, Some(Message::Hello { remote: true, .. })),
+                "{h2:?}"
+            );
+            (s2, d2)
+        };
+        send(
+            &mut s,
+            Message::Remote {
+                host: "abcd2345.remote.test".into(),
+                port: 443,
+            },
+        )
+        .await;
+        s.write_all(&open(3, &hello)).await.unwrap();
+        let (frames, _) = stream_frames(&mut s, &mut d, 3).await;
+        // More than the window, without credit: a protocol error.
+        let data = candor_link::encode(&Frame::Data {
+            stream: 3,
+            payload: vec![0x16; 200_000],
+        })
+        .unwrap();
+        for _ in 0..2 {
+            if s.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let (_, hung_up) = stream_frames(&mut s, &mut d, 10).await;
+        (frames, hung_up)
+    });
+    let server_hello = served.iter().find_map(|f| match f {
+        Frame::Data { stream: 3, payload } => Some(payload.clone()),
+        _ => None,
+    });
+    assert!(
+        server_hello
+            .as_ref()
+            .is_some_and(|p| p.first() == Some(&0x16)),
+        "the recorder answers the ClientHello with a TLS handshake record: {served:?}"
+    );
+    assert!(overrun_ends, "an overrun must end the link");
+    assert!(recorded_secs(&cfg, "gate") > 1.0);
+    // The served stream is in the ledger (by bytes only); the refused one
+    // never carried a byte.
+    let (_, _, v) = admin.api("GET", "egress?kind=tunnel", None);
+    let rows = v["entries"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert!(
+        rows[0]["summary"].as_str().unwrap().contains("192.0.2.7"),
+        "{v}"
+    );
+}

@@ -81,11 +81,21 @@ impl Browser {
         )
     }
 
-    fn login(&mut self, user: &str, password: &str) {
-        let body = serde_json::json!({ "username": user, "password": password }).to_string();
-        let (code, v) = self.api("POST", "login", Some(&body));
-        assert_eq!(code, 200, "login through the relay: {v}");
-        self.csrf = v["csrf_token"].as_str().unwrap().to_owned();
+    fn login(
+        &mut self,
+        user: &str,
+        password: &str,
+        totp: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut body = serde_json::json!({ "username": user, "password": password });
+        if let Some(c) = totp {
+            body["totp"] = c.into();
+        }
+        let (code, v) = self.api("POST", "login", Some(&body.to_string()));
+        if code == 200 {
+            self.csrf = v["csrf_token"].as_str().unwrap().to_owned();
+        }
+        (code, v)
     }
 
     fn download(&self, path: &str, out: &Path) -> u16 {
@@ -102,6 +112,14 @@ impl Browser {
             .parse()
             .unwrap_or(0)
     }
+}
+
+fn oathtool(secret: &str) -> String {
+    let o = Command::new("oathtool")
+        .args(["--totp", "-b", secret])
+        .output()
+        .expect("oathtool is needed: apt-get install oathtool");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 fn remote_url(site: &Site) -> String {
@@ -152,9 +170,89 @@ fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
     wait_for("the remote certificate", Duration::from_secs(10), || {
         cert.exists()
     });
+    // Signed in with the recorder's own accounts: the cloud has none. An
+    // admin without two-factor is refused remotely (the default policy),
+    // answered like a wrong password; the audit log says why.
     let mut b = Browser::new(&url, &cert, dir.path().join("jar-remote"));
-    // Signed in with the recorder's own account: the cloud has none.
-    b.login("admin", "admin password 1");
+    let (code, v) = b.login("admin", "admin password 1", None);
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (401, Some("bad_credentials")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("two-factor"), "{v}");
+    let (_, _, audit) = site.web.api("GET", "audit", None);
+    assert!(audit.to_string().contains("remote_needs_2fa"), "{audit}");
+    // With TOTP (enrolled on the local network), the admin gets in.
+    let (code, _, v) = site.web.api("POST", "me/totp", Some("{}"));
+    assert_eq!(code, 200, "{v}");
+    let secret = v["secret"].as_str().unwrap().to_string();
+    let body = format!(r#"{{"code":"{}"}}"#, oathtool(&secret));
+    let (code, _, v) = site.web.api("POST", "me/totp/confirm", Some(&body));
+    assert_eq!(code, 200, "{v}");
+    // A fresh code (the enrolment used this step's).
+    std::thread::sleep(Duration::from_secs(31));
+    let (code, v) = b.login("admin", "admin password 1", Some(&oathtool(&secret)));
+    assert_eq!(code, 200, "{v}");
+    let (code, _, sessions) = site.web.api("GET", "sessions", None);
+    assert_eq!(code, 200);
+    let remote: Vec<_> = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["remote"] == true)
+        .collect();
+    assert_eq!(remote.len(), 1, "{sessions}");
+    assert_eq!(remote[0]["ip"], "127.0.0.1");
+    let (_, _, audit) = site.web.api("GET", "audit", None);
+    assert!(
+        audit
+            .to_string()
+            .contains("through the cloud (remote access"),
+        "{audit}"
+    );
+    // The local session's cookie is not signed in through the relay, and
+    // API tokens work on the local network only.
+    let session_cookie = |jar: &Path| {
+        std::fs::read_to_string(jar)
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() == 7 && f[5] == "__Host-candor_session").then(|| f[6].to_string())
+            })
+            .expect("a session cookie")
+    };
+    let cookie = session_cookie(&site.web.jar);
+    let stranger = Browser::new(&url, &cert, dir.path().join("jar-empty"));
+    let replay = |cookie: &str| {
+        let o = stranger
+            .curl(&b.host)
+            .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("Cookie: __Host-candor_session={cookie}"))
+            .arg(format!("https://{}:{}/api/v1/cameras", b.host, b.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(
+        replay(&cookie),
+        "401",
+        "a local session replayed through the relay"
+    );
+    let (code, _, v) = site
+        .web
+        .api("POST", "tokens", Some(r#"{"name":"ha","role":"viewer"}"#));
+    assert_eq!(code, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    let o = b
+        .curl(&b.host)
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("https://{}:{}/api/v1/cameras", b.host, b.port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "403");
     let (code, cams) = b.api("GET", "cameras", None);
     assert_eq!(code, 200, "{cams}");
     assert_eq!(cams["cameras"][0]["name"], "gate", "{cams}");

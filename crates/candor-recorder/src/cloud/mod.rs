@@ -65,6 +65,8 @@ pub struct RemoteView {
     pub open: u32,
     /// Remote connections served since the recorder started.
     pub served: u64,
+    /// Who needs two-factor sign-in to sign in remotely.
+    pub require_2fa: crate::config::Remote2fa,
 }
 
 /// A connection that came through the cloud's relay: the recorder's end of
@@ -163,6 +165,7 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             .map(|i| hex::encode(i.public_key())),
         remote: RemoteView {
             enabled: config.remote_access,
+            require_2fa: config.remote_2fa,
             ..Default::default()
         },
         ..Default::default()

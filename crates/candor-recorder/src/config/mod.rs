@@ -68,6 +68,31 @@ pub struct CloudConfig {
     /// end-to-end encrypted. Off until an admin switches it on.
     #[serde(default)]
     pub remote_access: bool,
+    /// Who must use two-factor sign-in to sign in remotely: `admins` (the
+    /// default), `everyone` or `nobody`. A password alone then works only
+    /// on the local network.
+    #[serde(default)]
+    pub remote_2fa: Remote2fa,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remote2fa {
+    #[default]
+    Admins,
+    Everyone,
+    Nobody,
+}
+
+impl Remote2fa {
+    /// Whether a remote sign-in by someone with this role needs 2FA.
+    pub fn required(self, admin: bool) -> bool {
+        match self {
+            Remote2fa::Admins => admin,
+            Remote2fa::Everyone => true,
+            Remote2fa::Nobody => false,
+        }
+    }
 }
 
 fn default_site_name() -> String {

@@ -161,7 +161,7 @@ impl Accounts {
     pub fn sessions(&self, user: Option<&str>) -> Result<Vec<SessionInfo>, AccountError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT s.rowid, u.name, s.created_at, s.expires_at, s.ip FROM session s JOIN user u ON u.id = s.user_id \
+            "SELECT s.rowid, u.name, s.created_at, s.expires_at, s.ip, s.remote FROM session s JOIN user u ON u.id = s.user_id \
              WHERE s.expires_at > ?1 AND (?2 IS NULL OR u.name = ?2) ORDER BY s.created_at DESC",
         )?;
         let rows = stmt
@@ -172,6 +172,7 @@ impl Accounts {
                     created_at: r.get(2)?,
                     expires_at: r.get(3)?,
                     ip: r.get(4)?,
+                    remote: r.get(5)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -286,6 +286,8 @@ pub struct Session {
     /// The session's row, the handle used to list and revoke it (the secret
     /// id itself is never stored).
     pub row: i64,
+    /// Made through the cloud's relay: valid only there.
+    pub remote: bool,
 }
 
 /// A stored camera list: `NULL` is every camera.

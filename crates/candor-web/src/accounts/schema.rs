@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 /// The accounts database's version, in SQLite's `user_version` (0: a new
 /// file, or one written before versions were kept).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Today's schema, for a new file.
 const SCHEMA: &str = "
@@ -27,7 +27,11 @@ const SCHEMA: &str = "
                  user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
                  csrf TEXT NOT NULL,
                  created_at INTEGER NOT NULL,
-                 expires_at INTEGER NOT NULL
+                 expires_at INTEGER NOT NULL,
+                 ip TEXT,
+                 -- Made through the cloud's relay (remote access): usable
+                 -- only there, as a local session is only locally.
+                 remote INTEGER NOT NULL DEFAULT 0
              );
              CREATE TABLE IF NOT EXISTS audit (
                  id INTEGER PRIMARY KEY,
@@ -66,17 +70,29 @@ const SCHEMA: &str = "
 /// had gained by then) to version 1: tables it lacks are created, columns
 /// it lacks are added, found by name (`PRAGMA table_info`).
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
-const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] = [v0_to_v1];
+const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2];
 
 fn v0_to_v1(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(SCHEMA)?;
-    for (table, column, ddl) in [
-        ("user", "cameras", "TEXT"),
-        ("user", "totp_secret", "BLOB"),
-        ("user", "totp_pending", "BLOB"),
-        ("user", "totp_last_step", "INTEGER NOT NULL DEFAULT 0"),
-        ("session", "ip", "TEXT"),
-    ] {
+    add_missing(
+        tx,
+        &[
+            ("user", "cameras", "TEXT"),
+            ("user", "totp_secret", "BLOB"),
+            ("user", "totp_pending", "BLOB"),
+            ("user", "totp_last_step", "INTEGER NOT NULL DEFAULT 0"),
+            ("session", "ip", "TEXT"),
+        ],
+    )
+}
+
+/// Remote sessions (docs/design/remote.md).
+fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    add_missing(tx, &[("session", "remote", "INTEGER NOT NULL DEFAULT 0")])
+}
+
+fn add_missing(tx: &rusqlite::Transaction, columns: &[(&str, &str, &str)]) -> rusqlite::Result<()> {
+    for (table, column, ddl) in columns {
         let has: bool = tx.query_row(
             "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
             [table, column],

@@ -17,6 +17,17 @@ impl Accounts {
         username: &str,
         ip: Option<std::net::IpAddr>,
     ) -> Result<(String, Session), AccountError> {
+        self.create_session_at(username, ip, false)
+    }
+
+    /// [`Self::create_session_from`], marked remote when it was made
+    /// through the cloud's relay.
+    pub fn create_session_at(
+        &self,
+        username: &str,
+        ip: Option<std::net::IpAddr>,
+        remote: bool,
+    ) -> Result<(String, Session), AccountError> {
         let id = random_token();
         let csrf = random_token();
         let conn = self.conn();
@@ -30,8 +41,8 @@ impl Accounts {
             .ok_or_else(|| AccountError::NoUser(username.to_owned()))?;
         conn.execute("DELETE FROM session WHERE expires_at <= ?1", [now_secs()])?;
         conn.execute(
-            "INSERT INTO session (id_hash, user_id, csrf, created_at, expires_at, ip) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![token_hash(&id), user_id, csrf, now_secs(), now_secs() + SESSION_SECS, ip.map(|i| i.to_string())],
+            "INSERT INTO session (id_hash, user_id, csrf, created_at, expires_at, ip, remote) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![token_hash(&id), user_id, csrf, now_secs(), now_secs() + SESSION_SECS, ip.map(|i| i.to_string()), remote],
         )?;
         let row = conn.last_insert_rowid();
         let role = Role::parse(&role).unwrap_or(Role::Viewer);
@@ -43,29 +54,34 @@ impl Accounts {
                 csrf,
                 cameras: parse_cameras(cameras.as_deref()),
                 row,
+                remote,
             },
         ))
     }
 
     pub fn session(&self, id: &str) -> Result<Option<Session>, AccountError> {
-        let row: Option<(String, String, String, Option<String>, i64)> = self
+        type R = (String, String, String, Option<String>, i64, bool);
+        let row: Option<R> = self
             .conn()
             .query_row(
-                "SELECT u.name, u.role, s.csrf, u.cameras, s.rowid FROM session s JOIN user u ON u.id = s.user_id \
+                "SELECT u.name, u.role, s.csrf, u.cameras, s.rowid, s.remote FROM session s JOIN user u ON u.id = s.user_id \
                  WHERE s.id_hash = ?1 AND s.expires_at > ?2",
                 params![token_hash(id), now_secs()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()?;
-        Ok(row.and_then(|(username, role, csrf, cameras, row)| {
-            Some(Session {
-                username,
-                role: Role::parse(&role)?,
-                csrf,
-                cameras: parse_cameras(cameras.as_deref()),
-                row,
-            })
-        }))
+        Ok(
+            row.and_then(|(username, role, csrf, cameras, row, remote)| {
+                Some(Session {
+                    username,
+                    role: Role::parse(&role)?,
+                    csrf,
+                    cameras: parse_cameras(cameras.as_deref()),
+                    row,
+                    remote,
+                })
+            }),
+        )
     }
 
     pub fn end_session(&self, id: &str) -> Result<(), AccountError> {

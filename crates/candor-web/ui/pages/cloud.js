@@ -49,6 +49,7 @@ export async function cloudPage(params) {
           h('button', { type: 'button', class: 'primary small', onclick: () => save(s.sharing_request) }, 'Accept')));
       }
       const r = s.remote;
+      const remoteSessions = h('div', {});
       const remote = h('input', { type: 'checkbox', name: 'remote_access', checked: r.enabled });
       rows.push(h('h2', {}, 'Remote access'),
         h('p', { class: 'dim' }, 'Your own web app, reached from anywhere through the cloud. The connection is encrypted from the browser to this recorder: the cloud passes it on without being able to read it. Sign-in uses this recorder’s accounts.'),
@@ -59,7 +60,18 @@ export async function cloudPage(params) {
           } }, 'Save')),
         r.enabled
           ? h('p', { 'data-testid': 'remote-state' }, r.url ? ['Reachable at ', h('a', { href: r.url, target: '_blank', rel: 'noopener' }, r.url), ` · ${r.open} open now, ${r.served} since start`] : 'Waiting for the cloud to give this recorder its address…')
-          : h('p', { class: 'dim', 'data-testid': 'remote-state' }, 'Off: the cloud cannot open any connection to this recorder.'));
+          : h('p', { class: 'dim', 'data-testid': 'remote-state' }, 'Off: the cloud cannot open any connection to this recorder.'),
+        h('p', { class: 'muted small' }, r.require_2fa === 'nobody' ? 'Remote sign-in with a password alone is allowed ([cloud] remote_2fa = "nobody").'
+          : `Remote sign-in needs two-factor for ${r.require_2fa === 'everyone' ? 'everyone' : 'admins'} ([cloud] remote_2fa). API tokens work on the local network only.`),
+        remoteSessions);
+      get('sessions').then((l) => {
+        const list = l.sessions.filter((x) => x.remote);
+        remoteSessions.replaceChildren(list.length
+          ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'remote-sessions' },
+            h('thead', {}, h('tr', {}, ['Remote session', 'From', 'Started'].map((c) => h('th', {}, c)))),
+            h('tbody', {}, list.map((x) => h('tr', {}, h('td', {}, x.user), h('td', {}, x.ip ?? '?'), h('td', {}, fmtTime(x.created_at * 1000)))))))
+          : h('p', { class: 'muted small' }, 'No remote sessions. Bytes per remote connection are in the egress ledger below (kind “tunnel”); revoke sessions under Users.'));
+      }).catch(() => {});
       rows.push(h('button', { type: 'button', class: 'danger', onclick: async () => {
         if (!confirm('Unpair from the cloud? This is final: the recorder forgets its key and the cloud refuses it. Pairing again makes a new key.')) return;
         try { render(await post('cloud/unpair')); } catch (e) { toast(e.message, true); }

@@ -72,11 +72,11 @@ export function sessionsAndTokens(sessions, tokens, everyone, act) {
     h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, ['User', 'From', 'Started', 'Expires', ''].map((c) => h('th', {}, c)))),
       h('tbody', {}, sessions.sessions.map((s) => h('tr', {},
-        h('td', {}, s.user), h('td', {}, s.ip ?? '–'), h('td', {}, fmtTime(s.created_at * 1000)), h('td', {}, fmtTime(s.expires_at * 1000)),
+        h('td', {}, s.user), h('td', { 'data-remote': s.remote }, s.remote ? `${s.ip ?? '?'} · remote, through the cloud` : (s.ip ?? '–')), h('td', {}, fmtTime(s.created_at * 1000)), h('td', {}, fmtTime(s.expires_at * 1000)),
         h('td', {}, s.id === sessions.current ? h('span', { class: 'muted' }, 'this one')
           : h('button', { class: 'small', onclick: act(() => del(`sessions/${s.id}`)) }, 'Revoke'))))))),
     h('h2', {}, everyone ? 'API tokens' : 'Your API tokens'),
-    h('p', { class: 'muted small' }, 'For scripts and Prometheus: send Authorization: Bearer <token>. A token never has more rights than its user.'),
+    h('p', { class: 'muted small' }, 'For scripts and Prometheus: send Authorization: Bearer <token>. A token never has more rights than its user, and works on the local network only (not through remote access).'),
     tokens.tokens.length ? h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, ['User', 'Name', 'Role', 'Cameras', 'Created', 'Last used', ''].map((c) => h('th', {}, c)))),
       h('tbody', {}, tokens.tokens.map((t) => h('tr', {},
