@@ -348,3 +348,100 @@ fn remote_access_is_off_until_an_admin_switches_it_on() {
     assert_eq!(code, 200);
     assert!(v.to_string().contains("cloud_remote_access_changed"), "{v}");
 }
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate, as
+/// Chromium's `--ignore-certificate-errors-spki-list` takes it (openssl).
+fn spki_hash(cert: &Path) -> String {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "openssl x509 -in \"$1\" -pubkey -noout | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | base64",
+        )
+        .arg("sh")
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Acceptance 1, so far: cloud app → Open → the recorder's own web app in
+/// Chromium, trusting only the recorder's key for the remote name (pinned:
+/// with the cloud's key instead, the page fails with
+/// ERR_CERT_AUTHORITY_INVALID), then live, playback from a clicked instant
+/// and an export ffprobe accepts, all through the relay.
+#[test]
+fn the_owner_opens_the_site_from_the_cloud_app_in_chromium() {
+    ensure_playwright();
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = CloudProc::start(dir.path(), None, "remote_zone = \"remote.test\"");
+    Owner::register(&cloud, dir.path(), "owner@example.com");
+    let owner = Owner::login(
+        &cloud,
+        dir.path(),
+        "owner@example.com",
+        "long enough password",
+        "jar-o2",
+    );
+    let site = site(
+        &dir.path().join("site"),
+        &cloud,
+        "Home",
+        "remote_access = true",
+    );
+    pair(&site, &owner);
+    let url = remote_url(&site);
+    let o = user_add(&site.cfg, "family", "operator", "family password 1");
+    assert!(o.status.success());
+    let cert = site.dir.join("data/tls/remote/cert.pem");
+    wait_for("the remote certificate", Duration::from_secs(10), || {
+        cert.exists()
+    });
+    wait_for("footage", Duration::from_secs(30), || {
+        recorded_secs(&site.cfg, "gate") >= 8.0
+    });
+    let shots = dir.path().join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let download = dir.path().join("remote-export.mp4");
+    let o = Command::new("node")
+        .arg(workspace().join("e2e/remote.mjs"))
+        .env("CLOUD_URL", &cloud.base)
+        .env("OWNER", "owner@example.com")
+        .env("PASSWORD", "long enough password")
+        .env("REMOTE_URL", &url)
+        .env("USER", "family")
+        .env("USER_PASSWORD", "family password 1")
+        .env("SPKI", spki_hash(&cert))
+        .env("SHOTS", &shots)
+        .env("DOWNLOAD", &download)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    println!("{out}\n{err}");
+    assert!(
+        o.status.success(),
+        "browser run failed:\n{out}\n{err}\ncloud log:\n{}\nrecorder log:\n{}",
+        cloud.log_text(),
+        site.rec.log_text()
+    );
+    let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    eprintln!(
+        "remote open → live playing: {} ms",
+        result["open_to_live_ms"]
+    );
+    let p = ffprobe(&download);
+    assert!(p.duration > 2.5 && p.duration < 3.6, "{p:?}");
+    ffmpeg_decodes(&download).unwrap();
+    // The recorder saw a remote sign-in.
+    let (_, _, audit) = site.web.api("GET", "audit", None);
+    assert!(
+        audit
+            .to_string()
+            .contains("through the cloud (remote access"),
+        "{audit}"
+    );
+}
