@@ -102,6 +102,8 @@ try {
   await (await download).saveAs(process.env.DOWNLOAD);
   result.export_secs = (b - a) / 1000;
   result.protocol = await page.evaluate(() => performance.getEntriesByType('navigation')[0]?.nextHopProtocol);
+  // For the blindness check: what must never show in the relayed bytes.
+  result.cookies = (await page.context().cookies()).map((c) => ({ name: c.name, value: c.value }));
   check(errors.length === 0, `page errors: ${errors.join('; ')}`);
   console.log(JSON.stringify(result));
 } catch (e) {
