@@ -255,8 +255,11 @@ pub struct RemoteEnd {
     pub allowed: std::sync::atomic::AtomicBool,
     /// Stream ids the cloud opens: odd, rising.
     pub next_stream: std::sync::atomic::AtomicU32,
-    /// Opens in the last minute (see [`relay::OPENS_PER_MINUTE`]).
-    pub opens: Mutex<std::collections::VecDeque<std::time::Instant>>,
+    /// Opens in the last minute, and by whom (see [`relay::OPENS_PER_MINUTE`]).
+    pub opens: Mutex<std::collections::VecDeque<(std::time::Instant, std::net::IpAddr)>>,
+    /// Places for the site's streams: [`candor_link::mux::MAX_STREAMS`] in
+    /// all, [`relay::STREAMS_PER_CLIENT`] per client address.
+    pub streams: Arc<candor_auth::conn::ConnGate>,
 }
 
 /// A link's last sign of life, watched by [`link::silence_sweeper`]: one

@@ -23,6 +23,10 @@ pub const CHUNK: usize = 16 * 1024;
 pub const MAX_STREAMS: usize = 32;
 /// Stream bytes queued for sending, all streams together.
 pub const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+/// Control messages, and credits or closes, waiting to be written: a peer
+/// that stops reading while it makes this side answer (pings, refused
+/// opens) fills these, and then loses the link instead of the memory.
+pub const MAX_QUEUED_FRAMES: usize = 4096;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MuxError {
@@ -38,6 +42,8 @@ pub enum MuxError {
     Overrun(u32),
     #[error("credit on stream {0} beyond any window")]
     Credit(u32),
+    #[error("more than {MAX_QUEUED_FRAMES} frames wait to be written: the peer is not reading")]
+    Backlog,
 }
 
 #[derive(Default)]
@@ -74,8 +80,20 @@ impl Mux {
     }
 
     /// Queues a control message; it goes before any stream data.
-    pub fn control(&mut self, m: Message) {
+    pub fn control(&mut self, m: Message) -> Result<(), MuxError> {
+        if self.control.len() >= MAX_QUEUED_FRAMES {
+            return Err(MuxError::Backlog);
+        }
         self.control.push_back(m);
+        Ok(())
+    }
+
+    fn extra(&mut self, f: Frame) -> Result<(), MuxError> {
+        if self.extra.len() >= MAX_QUEUED_FRAMES {
+            return Err(MuxError::Backlog);
+        }
+        self.extra.push_back(f);
+        Ok(())
     }
 
     fn new_stream(&mut self, id: u32) -> Result<&mut Stream, MuxError> {
@@ -167,7 +185,9 @@ impl Mux {
         if let Some(s) = self.streams.remove(&id) {
             self.buffered -= s.queued;
             self.turn.retain(|&t| t != id);
-            self.extra.push_back(Frame::Close { stream: id });
+            // Past the backlog cap the link is failing anyway; the stream is
+            // gone here either way.
+            let _ = self.extra(Frame::Close { stream: id });
         }
     }
 
@@ -179,9 +199,13 @@ impl Mux {
         self.buffered = 0;
     }
 
-    /// Answers a peer's open this side will not serve.
-    pub fn refuse(&mut self, id: u32) {
-        self.extra.push_back(Frame::Close { stream: id });
+    /// Answers a peer's open this side will not serve. An id that is open
+    /// is the peer's error (it would close a live stream).
+    pub fn refuse(&mut self, id: u32) -> Result<(), MuxError> {
+        if self.streams.contains_key(&id) {
+            return Err(MuxError::Exists(id));
+        }
+        self.extra(Frame::Close { stream: id })
     }
 
     /// The peer closed the stream: forget it (its queued bytes too).
@@ -228,6 +252,7 @@ impl Mux {
         }
         let bytes = std::mem::take(&mut s.drained);
         s.recv_credit = s.recv_credit.saturating_add(bytes);
+        // At most one grant per half window drained: bounded by the streams.
         self.extra.push_back(Frame::Credit { stream: id, bytes });
         true
     }
@@ -320,7 +345,7 @@ mod tests {
         m.send(1, &vec![1; 100_000]).unwrap();
         let first = m.next_frame().unwrap();
         assert!(matches!(first, Frame::Open { stream: 1, .. }));
-        m.control(Message::Ping { nonce: 7 });
+        m.control(Message::Ping { nonce: 7 }).unwrap();
         assert_eq!(
             m.next_frame(),
             Some(Frame::Control(Message::Ping { nonce: 7 }))
@@ -344,7 +369,7 @@ mod tests {
         }));
         // Nothing more until the phone reads: then exactly the credit.
         assert_eq!(m.next_frame(), None);
-        m.control(Message::Ping { nonce: 1 });
+        m.control(Message::Ping { nonce: 1 }).unwrap();
         assert!(
             matches!(m.next_frame(), Some(Frame::Control(_))),
             "control still flows"
@@ -419,6 +444,27 @@ mod tests {
         // Everything it had queued is free again.
         m.open(9, vec![]).unwrap();
         m.send(9, &vec![0; MAX_BUFFERED]).unwrap();
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_hits_the_backlog_cap() {
+        let mut m = Mux::new();
+        for i in 0..MAX_QUEUED_FRAMES as u64 {
+            m.control(Message::Ping { nonce: i }).unwrap();
+        }
+        assert_eq!(
+            m.control(Message::Ping { nonce: 0 }),
+            Err(MuxError::Backlog)
+        );
+        let mut m = Mux::new();
+        for id in 0..MAX_QUEUED_FRAMES as u32 {
+            m.refuse(2 * id + 1).unwrap();
+        }
+        assert_eq!(m.refuse(1_000_001), Err(MuxError::Backlog));
+        // Refusing an open stream would close it under its owner.
+        let mut m = Mux::new();
+        m.opened(3, 0).unwrap();
+        assert_eq!(m.refuse(3), Err(MuxError::Exists(3)));
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub enum TunnelError {
     Unexpected(u32),
     #[error("a stream's open does not say which client it is for")]
     Client,
+    #[error("invalid control message: {0}")]
+    Invalid(String),
+    #[error("the link has ended")]
+    Ended,
 }
 
 /// What a frame from the peer is for the caller.
@@ -81,6 +85,7 @@ struct Stream {
     up: Arc<Semaphore>,
     down: Arc<Pipe>,
     up_task: Option<tokio::task::AbortHandle>,
+    down_task: Option<tokio::task::AbortHandle>,
     last: Instant,
     client: String,
     opened: std::time::SystemTime,
@@ -182,12 +187,12 @@ impl Tunnel {
 
     /// Queues a control message (before any stream data). An invalid one
     /// (too large, a field out of range) is refused here, not on the wire.
-    pub fn control(&self, m: Message) -> Result<(), crate::LinkError> {
-        m.validate().map_err(crate::LinkError::Message)?;
+    pub fn control(&self, m: Message) -> Result<(), TunnelError> {
+        m.validate().map_err(TunnelError::Invalid)?;
         if self.shared.dead.load(Ordering::Relaxed) {
-            return Err(crate::LinkError::Message("the link has ended".into()));
+            return Err(TunnelError::Ended);
         }
-        lock(&self.shared.inner).mux.control(m);
+        lock(&self.shared.inner).mux.control(m)?;
         self.shared.wake.notify_one();
         Ok(())
     }
@@ -296,10 +301,12 @@ impl Tunnel {
         Ok(())
     }
 
-    /// Declines a stream the peer opened (remote access off, too many).
-    pub fn refuse(&self, stream: u32) {
-        lock(&self.shared.inner).mux.refuse(stream);
+    /// Declines a stream the peer opened (remote access off, too many). An
+    /// error (the id is open, or the peer stopped reading) ends the link.
+    pub fn refuse(&self, stream: u32) -> Result<(), TunnelError> {
+        lock(&self.shared.inner).mux.refuse(stream)?;
         self.shared.wake.notify_one();
+        Ok(())
     }
 
     fn attach<S>(&self, g: &mut Inner, stream: u32, client: String, io: S, first: Vec<u8>)
@@ -313,13 +320,15 @@ impl Tunnel {
             down.push(&first);
         }
         let up_task = tokio::spawn(pump_up(self.clone(), stream, r, up.clone())).abort_handle();
-        tokio::spawn(pump_down(self.clone(), stream, w, down.clone()));
+        let down_task =
+            tokio::spawn(pump_down(self.clone(), stream, w, down.clone())).abort_handle();
         g.streams.insert(
             stream,
             Stream {
                 up,
                 down,
                 up_task: Some(up_task),
+                down_task: Some(down_task),
                 last: Instant::now(),
                 client,
                 opened: std::time::SystemTime::now(),
@@ -331,14 +340,18 @@ impl Tunnel {
         );
     }
 
-    /// Ends a stream from this side at once (idle, its socket failed).
+    /// Ends a stream from this side at once (idle, its socket failed): what
+    /// waits for the socket is dropped with it.
     fn abort(&self, stream: u32, why: &'static str) {
         let mut g = lock(&self.shared.inner);
         g.mux.abort(stream);
         let s = g.streams.remove(&stream);
         drop(g);
         self.shared.wake.notify_one();
-        if let Some(s) = s {
+        if let Some(mut s) = s {
+            if let Some(t) = s.down_task.take() {
+                t.abort();
+            }
             self.finish(stream, s, why);
         }
     }
@@ -427,8 +440,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut w: W) -> Wri
                         }
                     }
                     Frame::Close { stream } => {
-                        // Our close after the socket ended: the stream is over.
-                        if let Some(mut s) = streams.remove(stream) {
+                        // Our close after the socket ended: the stream is
+                        // over (unless the close answered a refused open
+                        // whose id is open again: then it is not ours).
+                        if !mux.is_open(*stream)
+                            && let Some(mut s) = streams.remove(stream)
+                        {
                             s.wire += framed;
                             ended.push((*stream, s));
                         }
@@ -506,11 +523,20 @@ async fn pump_up<R: AsyncRead + Unpin>(t: Tunnel, stream: u32, mut r: R, up: Arc
 }
 
 async fn pump_down<W: AsyncWrite + Unpin>(t: Tunnel, stream: u32, mut w: W, pipe: Arc<Pipe>) {
+    // A socket that takes nothing for the idle time is dead (a client that
+    // advertises a zero window for ever): the write gives up, so the task,
+    // its buffer and the socket go.
+    let idle = t.shared.idle;
     loop {
         let (bytes, closed) = pipe.take().await;
         if !bytes.is_empty() {
-            if w.write_all(&bytes).await.is_err() || w.flush().await.is_err() {
-                t.abort(stream, "the socket failed");
+            let wrote = tokio::time::timeout(idle, async {
+                w.write_all(&bytes).await?;
+                w.flush().await
+            })
+            .await;
+            if !matches!(wrote, Ok(Ok(()))) {
+                t.abort(stream, "the socket failed or stopped reading");
                 return;
             }
             let mut g = lock(&t.shared.inner);
@@ -524,7 +550,7 @@ async fn pump_down<W: AsyncWrite + Unpin>(t: Tunnel, stream: u32, mut w: W, pipe
             }
         }
         if closed {
-            let _ = w.shutdown().await;
+            let _ = tokio::time::timeout(idle, w.shutdown()).await;
             return;
         }
     }
@@ -685,13 +711,13 @@ mod tests {
         let (_, mut to_reading) = servers.remove(0);
         // The stalled browser reads nothing: its server can write about a
         // window (plus the pipes' buffers), then blocks.
+        let written = Arc::new(AtomicU64::new(0));
+        let w2 = written.clone();
         let stalled = tokio::spawn(async move {
-            let chunk = vec![7u8; 16 * 1024];
-            let mut n = 0usize;
+            let chunk = vec![7u8; 1024];
             while to_stalled.write_all(&chunk).await.is_ok() {
-                n += chunk.len();
+                w2.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
-            n
         });
         // Meanwhile the other stream moves 2 MB, and control still flows.
         let w = tokio::spawn(async move {
@@ -709,6 +735,14 @@ mod tests {
         drop(w.await.unwrap());
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!stalled.is_finished(), "the stalled stream's writer blocks");
+        // What it got rid of is bounded: a window queued at the recorder, a
+        // window at the cloud, and the two in-memory pipes' buffers.
+        let n = written.load(Ordering::Relaxed);
+        assert!(
+            n <= 2 * u64::from(WINDOW) + 8 * 1024,
+            "{n} bytes left a writer whose reader reads nothing"
+        );
+        assert!(n >= u64::from(WINDOW), "{n}: the window was used");
         stalled.abort();
     }
 
@@ -732,7 +766,7 @@ mod tests {
         let (mut b2, s2) = tokio::io::duplex(1024);
         p.cloud.open(7, "d", b"x", s2).unwrap();
         let (id, _, _) = p.opens.recv().await.unwrap();
-        p.recorder.refuse(id);
+        p.recorder.refuse(id).unwrap();
         let mut rest = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), b2.read_to_end(&mut rest))
             .await

@@ -161,6 +161,10 @@ pub async fn serve(
     use candor_auth::conn;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let gate = conn::ConnGate::new(limits);
+    // Remote connections count by the address the cloud reports, in a gate
+    // of their own: a cloud that claims a LAN address cannot use up that
+    // machine's places.
+    let remote_gate = conn::ConnGate::new(limits);
     let router = router.layer(axum::middleware::from_fn(move |req, next| {
         read_body_within(limits.body_read, req, next)
     }));
@@ -187,7 +191,7 @@ pub async fn serve(
                     remote = None;
                     continue;
                 };
-                let Some(place) = gate.admit(c.client) else {
+                let Some(place) = remote_gate.admit(c.client) else {
                     tracing::debug!(client = %c.client, "remote connection refused: too many open");
                     continue;
                 };

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use candor_recorder::config::Remote2fa;
 
 use candor_media::time::unix_secs as now;
 
@@ -191,6 +190,32 @@ pub async fn login(
     )
     .await??;
     drop(slot);
+    // Through the relay every failure gets one answer and counts: a guesser
+    // on the internet must not learn that a password was right (by a
+    // request for the code, or by a refusal for lack of two-factor). The
+    // audit log keeps the real reason for the owner.
+    if remote && let Err(why) = outcome {
+        let more = if attempt.locks {
+            "; now locked out"
+        } else {
+            ""
+        };
+        attempt.failed();
+        st.audit(
+            Some(&req.username),
+            "login_failed",
+            format!("from {ip} through the cloud ({why}){more}"),
+        )
+        .await;
+        tracing::warn!(user = %req.username, %ip, "failed remote login ({why})");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "remote_sign_in_failed",
+            "wrong user name, password or code. Through remote access, enter the code from your authenticator \
+             app if the account has two-factor sign-in; admins must have it (set it up under Account on the \
+             local network)",
+        ));
+    }
     match outcome {
         Ok(()) => {
             attempt.succeeded();
@@ -238,28 +263,19 @@ pub async fn login(
         }
         Err(code) => {
             let locks = attempt.locks;
-            // A right password without the second factor remote sign-in
-            // needs counts as a failure and is answered as a wrong one: the
-            // relay must not tell a guesser which password was right. The
-            // audit log tells the owner.
             attempt.failed();
             let more = if locks { "; now locked out" } else { "" };
-            let via = if remote { " through the cloud" } else { "" };
             st.audit(
                 Some(&req.username),
                 "login_failed",
-                format!("from {ip}{via} ({code}){more}"),
+                format!("from {ip} ({code}){more}"),
             )
             .await;
-            tracing::warn!(user = %req.username, %ip, remote, "failed login ({code})");
-            let (code, message) = match code {
-                "bad_totp" => ("bad_totp", "wrong or already used code"),
-                _ if remote && policy != Remote2fa::Nobody => (
-                    "bad_credentials",
-                    "wrong user name or password; or this account needs two-factor sign-in to sign in \
-                     remotely (set it up under Account on the local network)",
-                ),
-                _ => ("bad_credentials", "wrong user name or password"),
+            tracing::warn!(user = %req.username, %ip, "failed login ({code})");
+            let message = if code == "bad_totp" {
+                "wrong or already used code"
+            } else {
+                "wrong user name or password"
             };
             Err(ApiError::new(StatusCode::UNAUTHORIZED, code, message))
         }
@@ -474,6 +490,7 @@ pub async fn change_password(
     State(st): State<AppState>,
     Caller(p): Caller,
     peer: Option<axum::Extension<PeerIp>>,
+    remote: Option<axum::Extension<crate::Remote>>,
     b: Result<Json<PasswordChange>, JsonRejection>,
 ) -> ApiResult {
     let ip = secret_guarded(&st, &p, peer)?;
@@ -513,7 +530,9 @@ pub async fn change_password(
     }
     attempt.refund();
     // update_user ended every session; give this browser a fresh one.
-    let (id, session) = st.accounts.create_session_from(&p.username, Some(ip))?;
+    let (id, session) = st
+        .accounts
+        .create_session_at(&p.username, Some(ip), remote.is_some())?;
     st.audit(Some(&p.username), "password_changed", "by the user".into())
         .await;
     let body = candor_wire::Csrf {

@@ -337,6 +337,11 @@ async fn remote_up(cloud: &Cloud, site: &str, conn: u64, tunnel: &Tunnel) -> Res
         allowed: false.into(),
         next_stream: 1.into(),
         opens: Default::default(),
+        streams: candor_auth::conn::ConnGate::new(candor_auth::conn::Limits {
+            max_connections: candor_link::mux::MAX_STREAMS,
+            max_per_address: crate::relay::STREAMS_PER_CLIENT,
+            ..Default::default()
+        }),
     });
     cloud
         .remote

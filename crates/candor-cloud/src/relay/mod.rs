@@ -13,15 +13,17 @@
 pub mod sni;
 
 use crate::Cloud;
-use candor_link::mux::MAX_STREAMS;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// Stream opens per site per minute.
+/// Stream opens per site per minute, and per client address.
 pub const OPENS_PER_MINUTE: usize = 120;
+pub const OPENS_PER_MINUTE_PER_CLIENT: usize = 30;
+/// Streams one client address may hold open to one site (of its 32).
+pub const STREAMS_PER_CLIENT: usize = 8;
 /// A stream on which nothing moved for this long is closed.
 pub const STREAM_IDLE: Duration = Duration::from_secs(60);
 /// Characters of a site's label: base32's lowercase alphabet.
@@ -48,6 +50,19 @@ pub fn label_of(name: &str, zone: &str) -> Option<String> {
     .then(|| label.to_owned())
 }
 
+/// Whether `buf` is TLS records end to end (or clearly not TLS, which the
+/// parser then says).
+fn whole_records(buf: &[u8]) -> bool {
+    if buf.first().is_some_and(|&b| b != 0x16) {
+        return true;
+    }
+    let mut at = 0;
+    while at + 5 <= buf.len() {
+        at += 5 + usize::from(u16::from_be_bytes([buf[at + 3], buf[at + 4]]));
+    }
+    !buf.is_empty() && at == buf.len()
+}
+
 pub enum Routed {
     /// For the cloud itself: its TLS reads the hello again.
     Cloud(Rewind<TcpStream>),
@@ -67,10 +82,16 @@ pub async fn route(zone: &str, mut tcp: TcpStream, deadline: tokio::time::Instan
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     let sni = loop {
-        match sni::peek(&buf) {
-            sni::Peek::NeedMore => {}
-            sni::Peek::NotTls => return Routed::Closed,
-            sni::Peek::Hello { sni } => break sni,
+        // Parsed only once the bytes end on a whole TLS record: a hello sent
+        // a byte at a time costs one parse, not one per byte.
+        if whole_records(&buf) {
+            match sni::peek(&buf) {
+                sni::Peek::NeedMore => {}
+                sni::Peek::NotTls => return Routed::Closed,
+                sni::Peek::Hello { sni } => break sni,
+            }
+        } else if buf.len() > sni::MAX_HELLO {
+            return Routed::Closed;
         }
         let want = (sni::MAX_HELLO + 1 - buf.len()).min(chunk.len());
         match tokio::time::timeout_at(deadline, tcp.read(&mut chunk[..want])).await {
@@ -91,7 +112,7 @@ pub async fn route(zone: &str, mut tcp: TcpStream, deadline: tokio::time::Instan
 /// Passes a browser's connection to the site named by `label`, or drops it.
 pub fn open<S>(cloud: &Cloud, label: &str, peer: SocketAddr, hello: &[u8], io: S)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let end = cloud
         .remote
@@ -108,26 +129,24 @@ where
         let now = Instant::now();
         while opens
             .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
         {
             opens.pop_front();
         }
-        if opens.len() >= OPENS_PER_MINUTE {
-            tracing::info!(
-                site = end.site,
-                "remote connection refused: more than {OPENS_PER_MINUTE} a minute"
-            );
+        let mine = opens.iter().filter(|(_, ip)| *ip == peer.ip()).count();
+        if opens.len() >= OPENS_PER_MINUTE || mine >= OPENS_PER_MINUTE_PER_CLIENT {
+            tracing::info!(site = end.site, %peer, "remote connection refused: too many opens this minute");
             return;
         }
-        opens.push_back(now);
+        opens.push_back((now, peer.ip()));
     }
-    if end.tunnel.streams() >= MAX_STREAMS {
-        tracing::info!(
-            site = end.site,
-            "remote connection refused: {MAX_STREAMS} streams open"
-        );
+    // One client holds at most a share of the site's streams, so one
+    // address that knows the name cannot lock the owner out.
+    let Some(place) = end.streams.admit(peer.ip()) else {
+        tracing::info!(site = end.site, %peer, "remote connection refused: too many streams open");
         return;
-    }
+    };
+    let io = candor_auth::conn::Tracked::new(io, candor_auth::conn::Activity::new(), place);
     let id = end.next_stream.fetch_add(2, Ordering::Relaxed);
     if let Err(e) = end.tunnel.open(id, &peer.to_string(), hello, io) {
         tracing::info!(site = end.site, "remote connection refused: {e}");
@@ -197,6 +216,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn records_are_whole_only_at_their_ends() {
+        let rec = |n: usize| {
+            let mut r = vec![0x16, 3, 1];
+            r.extend_from_slice(&(n as u16).to_be_bytes());
+            r.extend(std::iter::repeat_n(0, n));
+            r
+        };
+        let one = rec(300);
+        assert!(whole_records(&one));
+        assert!(!whole_records(&one[..200]));
+        assert!(!whole_records(&one[..3]));
+        assert!(!whole_records(&[]));
+        let two = [rec(10), rec(20)].concat();
+        assert!(whole_records(&two));
+        assert!(!whole_records(&two[..20]));
+        assert!(
+            whole_records(b"GET / HTTP/1.1"),
+            "not TLS: the parser says so"
+        );
+    }
 
     #[test]
     fn only_well_formed_labels_under_the_zone_are_sites() {

@@ -81,6 +81,8 @@ pub struct RemoteConn {
 const REMOTE_PIPE: usize = 64 * 1024;
 /// Remote connections waiting for the web server to take them.
 const REMOTE_QUEUE: usize = 16;
+/// Streams the cloud may open a minute (as the cloud itself allows).
+const REMOTE_OPENS_PER_MINUTE: usize = 120;
 /// A remote stream on which nothing moved for this long is closed (the
 /// web server's own idle timeout usually ends it first).
 const REMOTE_IDLE: Duration = Duration::from_secs(60);
@@ -90,6 +92,10 @@ pub struct Paired {
     pub site: String,
     pub address: String,
     pub paired_at: String,
+    /// The remote-access name the cloud gave first: pinned, so a cloud
+    /// cannot move the recorder's certificate to another name later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -190,6 +196,7 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             cmd: cmd_rx,
             wake,
             remote_tx,
+            remote_opens: Default::default(),
         }
         .run(),
     );
@@ -256,6 +263,7 @@ struct Link {
     cmd: mpsc::Receiver<Cmd>,
     wake: Arc<Notify>,
     remote_tx: mpsc::Sender<RemoteConn>,
+    remote_opens: std::collections::VecDeque<Instant>,
 }
 
 enum Ended {
@@ -528,13 +536,30 @@ impl Link {
     /// access is on and the cloud named this recorder on this connection;
     /// refused otherwise.
     fn open_stream(
-        &self,
+        &mut self,
         io: &mut LinkIo,
         core: &Linked,
         stream: u32,
         client: String,
         first: Vec<u8>,
     ) -> Result<(), String> {
+        // The cloud's limit, enforced here too: each open costs a TLS
+        // handshake and a ledger row.
+        let now = Instant::now();
+        while self
+            .remote_opens
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.remote_opens.pop_front();
+        }
+        if self.remote_opens.len() >= REMOTE_OPENS_PER_MINUTE {
+            return io
+                .tunnel
+                .refuse(stream)
+                .map_err(|e| format!("protocol error: {e}"));
+        }
+        self.remote_opens.push_back(now);
         let ip = client
             .parse::<std::net::SocketAddr>()
             .map(|a| a.ip())
@@ -559,7 +584,10 @@ impl Link {
                     s.remote.served += 1;
                 });
             }
-            _ => io.tunnel.refuse(stream),
+            _ => io
+                .tunnel
+                .refuse(stream)
+                .map_err(|e| format!("protocol error: {e}"))?,
         }
         Ok(())
     }
@@ -869,6 +897,33 @@ impl Link {
                     }
                 }
                 Action::Remote { host, port } => {
+                    let pinned = self
+                        .state
+                        .borrow()
+                        .paired
+                        .as_ref()
+                        .and_then(|p| p.remote_host.clone());
+                    match pinned {
+                        Some(p) if p != host => {
+                            warn!(
+                                "the cloud names this recorder {host}, not {p} as before: remote access stays off"
+                            );
+                            return Ended::Retry(format!(
+                                "the cloud changed this recorder's remote name (was {p}, now {host})"
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            let mut paired = self.state.borrow().paired.clone();
+                            if let Some(p) = &mut paired {
+                                p.remote_host = Some(host.clone());
+                                if let Err(e) = self.files.save_paired(p) {
+                                    return Ended::Retry(e);
+                                }
+                            }
+                            self.state.send_modify(|s| s.paired = paired);
+                        }
+                    }
                     let url = if port == 443 {
                         format!("https://{host}/")
                     } else {

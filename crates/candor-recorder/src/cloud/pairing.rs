@@ -106,6 +106,7 @@ impl Link {
                         site,
                         address: self.config.address.to_string(),
                         paired_at: jiff::Timestamp::now().to_string(),
+                        remote_host: None,
                     };
                     if let Err(e) = self.files.save_paired(&p) {
                         return Ended::Retry(e);

@@ -87,6 +87,17 @@ pub struct Queued {
     pub kind: String,
 }
 
+/// `<8 base32 characters>.<zone of at least two labels>`.
+fn remote_name(host: &str) -> bool {
+    let mut labels = host.split('.');
+    let first = labels.next().unwrap_or("");
+    first.len() == 8
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        && labels.count() >= 2
+}
+
 /// One paired connection's state.
 pub struct Linked {
     /// The site id this recorder was paired as.
@@ -200,8 +211,13 @@ impl Linked {
             } => Action::Forget(format!("the cloud says: {reason}")),
             Message::Refused { reason, .. } => Action::End(format!("the cloud refused: {reason}")),
             // Once, after the welcome, and only if this side asked.
+            // The cloud's label format (8 base32 characters, then the zone):
+            // never a name the recorder answers to on its own network.
             Message::Remote { host, port }
-                if self.welcomed && self.remote_asked && self.remote_host.is_none() =>
+                if self.welcomed
+                    && self.remote_asked
+                    && self.remote_host.is_none()
+                    && remote_name(&host) =>
             {
                 self.remote_host = Some(host.clone());
                 Action::Remote { host, port }
@@ -304,6 +320,22 @@ mod tests {
         assert!(l.streams_allowed());
         // Once: a second name would move the certificate under the owner.
         assert!(matches!(l.on_message(remote(), t), Action::End(_)));
+        // Only the cloud's label format: never a LAN name.
+        for host in [
+            "nas.local",
+            "abcd2345.lan",
+            "recorder.example.com",
+            "abcd2341.remote.example.com",
+        ] {
+            let mut l = Linked::new(Some("s1".into()), Sharing::Health, false, Time90k(0), t);
+            l.ask_remote();
+            l.on_message(Message::Welcome { site: "s1".into() }, t);
+            let m = Message::Remote {
+                host: host.into(),
+                port: 443,
+            };
+            assert!(matches!(l.on_message(m, t), Action::End(_)), "{host}");
+        }
     }
     use candor_link::CameraHealth;
 

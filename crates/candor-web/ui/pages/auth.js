@@ -29,7 +29,8 @@ export function loginPage() {
         location.hash = '#live';
         route();
       } catch (x) {
-        if (x.code === 'totp_required') {
+        // Through remote access the answer never says which part was wrong.
+        if (x.code === 'totp_required' || x.code === 'remote_sign_in_failed') {
           codeRow.hidden = false;
           code.focus();
         }

@@ -64,6 +64,10 @@ impl CloudProc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, then start again on the same port, data and database.
     pub fn crash_and_restart(mut self, down: impl FnOnce()) -> CloudProc {
         self.child.kill().unwrap();
