@@ -29,15 +29,21 @@ pub const STREAM_IDLE: Duration = Duration::from_secs(60);
 /// Characters of a site's label: base32's lowercase alphabet.
 pub const LABEL_LEN: usize = 8;
 
-/// A new site label: 8 random base32 characters (40 bits), which name
-/// neither the owner nor the site.
+/// A new site label: 8 random base32 characters (40 bits), at least one of
+/// them a digit (so no label is a word a LAN host could be called), which
+/// name neither the owner nor the site.
 pub fn new_label() -> String {
     use rand::Rng;
     const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut r = rand::rngs::OsRng;
-    (0..LABEL_LEN)
-        .map(|_| A[r.gen_range(0..A.len())] as char)
-        .collect()
+    loop {
+        let l: String = (0..LABEL_LEN)
+            .map(|_| A[r.gen_range(0..A.len())] as char)
+            .collect();
+        if l.bytes().any(|b| b.is_ascii_digit()) {
+            return l;
+        }
+    }
 }
 
 /// The label of `name` if it is `<label>.<zone>` with a well-formed label.

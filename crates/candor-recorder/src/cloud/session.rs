@@ -87,7 +87,9 @@ pub struct Queued {
     pub kind: String,
 }
 
-/// `<8 base32 characters>.<zone of at least two labels>`.
+/// `<label>.<zone of at least two labels>`, the label being 8 base32
+/// characters with at least one digit (as the cloud draws them), which no
+/// word-like host name on a LAN ("recorder.home.arpa") matches.
 fn remote_name(host: &str) -> bool {
     let mut labels = host.split('.');
     let first = labels.next().unwrap_or("");
@@ -95,6 +97,7 @@ fn remote_name(host: &str) -> bool {
         && first
             .bytes()
             .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        && first.bytes().any(|b| b.is_ascii_digit())
         && labels.count() >= 2
 }
 
@@ -325,6 +328,7 @@ mod tests {
             "nas.local",
             "abcd2345.lan",
             "recorder.example.com",
+            "recorder.home.arpa",
             "abcd2341.remote.example.com",
         ] {
             let mut l = Linked::new(Some("s1".into()), Sharing::Health, false, Time90k(0), t);
