@@ -167,15 +167,20 @@ pub struct SharingBody {
     private_alarms: bool,
 }
 
-/// Written to candor.toml (the one source of truth), then applied.
-pub async fn sharing(
-    State(st): State<AppState>,
-    Caller(p): Caller,
-    body: axum::body::Bytes,
+/// A Cloud page setting: written to candor.toml (the one source of truth)
+/// by `edit`, then applied by the link (`cmd`) and audited. Answers with the
+/// state the link shows once it took the command (or after 2 s).
+async fn setting(
+    st: &AppState,
+    p: &Principal,
+    edit: impl FnOnce(&std::path::Path) -> Result<candor_recorder::Config, candor_recorder::ConfigError>
+    + Send
+    + 'static,
+    cmd: Cmd,
+    action: &'static str,
+    detail: String,
 ) -> ApiResult {
-    let b: SharingBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_body", format!("sharing: {e}")))?;
-    let h = handle(&st)?;
+    let h = handle(st)?;
     let path = st
         .footage
         .as_ref()
@@ -187,28 +192,38 @@ pub async fn sharing(
                 "this server has no config file to change",
             )
         })?;
-    let (s, pa) = (b.sharing, b.private_alarms);
-    tokio::task::spawn_blocking(move || {
-        candor_recorder::config_edit::set_cloud_sharing(&path, s, pa)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
+    tokio::task::spawn_blocking(move || edit(&path))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
     let mut w = h.watch();
     w.borrow_and_update();
-    h.send(Cmd::Settings {
-        sharing: b.sharing,
-        private_alarms: b.private_alarms,
-    })
-    .await;
-    st.audit(
-        Some(&p.username),
-        "cloud_sharing_changed",
-        format!("{:?}, private alarms {}", b.sharing, b.private_alarms),
-    )
-    .await;
+    h.send(cmd).await;
+    st.audit(Some(&p.username), action, detail).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w.changed()).await;
     Ok(Json(state_json(&h)).into_response())
+}
+
+pub async fn sharing(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: SharingBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("sharing: {e}")))?;
+    let (s, pa) = (b.sharing, b.private_alarms);
+    setting(
+        &st,
+        &p,
+        move |path| candor_recorder::config_edit::set_cloud_sharing(path, s, pa),
+        Cmd::Settings {
+            sharing: s,
+            private_alarms: pa,
+        },
+        "cloud_sharing_changed",
+        format!("{s:?}, private alarms {pa}"),
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -218,8 +233,7 @@ pub struct RemoteBody {
 }
 
 /// Remote access through the cloud, on or off: the recorder's decision (the
-/// cloud can only ask). Written to candor.toml, then applied; switching off
-/// ends every remote connection at once.
+/// cloud can only ask). Switching off ends every remote connection at once.
 pub async fn remote(
     State(st): State<AppState>,
     Caller(p): Caller,
@@ -227,34 +241,16 @@ pub async fn remote(
 ) -> ApiResult {
     let b: RemoteBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_body", format!("remote access: {e}")))?;
-    let h = handle(&st)?;
-    let path = st
-        .footage
-        .as_ref()
-        .and_then(|f| f.config_path.clone())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "read_only",
-                "this server has no config file to change",
-            )
-        })?;
     let on = b.enabled;
-    tokio::task::spawn_blocking(move || candor_recorder::config_edit::set_cloud_remote(&path, on))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
-    let mut w = h.watch();
-    w.borrow_and_update();
-    h.send(Cmd::Remote(on)).await;
-    st.audit(
-        Some(&p.username),
+    setting(
+        &st,
+        &p,
+        move |path| candor_recorder::config_edit::set_cloud_remote(path, on),
+        Cmd::Remote(on),
         "cloud_remote_access_changed",
         if on { "on" } else { "off" }.to_string(),
     )
-    .await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w.changed()).await;
-    Ok(Json(state_json(&h)).into_response())
+    .await
 }
 
 #[derive(serde::Deserialize)]

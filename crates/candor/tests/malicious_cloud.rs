@@ -52,17 +52,56 @@ async fn recv(s: &mut Tls, d: &mut Decoder) -> Option<Message> {
     }
 }
 
-#[test]
-fn a_lying_cloud_cannot_pair_or_flood_the_recorder() {
-    let dir = tempfile::tempdir().unwrap();
+/// An honest cloud's side of a pairing, up to the owner's claim: the
+/// recorder's `pair_start`, a code, the claim.
+async fn claimed(listener: &tokio::net::TcpListener, acceptor: &tokio_rustls::TlsAcceptor) -> Tls {
+    let (tcp, _) = listener.accept().await.unwrap();
+    let mut s = acceptor.accept(tcp).await.unwrap();
+    let mut d = Decoder::new();
+    assert!(matches!(
+        recv(&mut s, &mut d).await,
+        Some(Message::PairStart { .. })
+    ));
+    send(
+        &mut s,
+        Message::PairCode {
+            code: "ABCD234567".into(),
+            expires_in: 600,
+        },
+    )
+    .await;
+    send(
+        &mut s,
+        Message::PairClaimed {
+            account: "owner@example.com".into(),
+            nonce: "n1".into(),
+        },
+    )
+    .await;
+    s
+}
+
+/// A recorder (`candor run`, one camera) whose `[cloud]` is the test's own
+/// listener, trusted through its generated certificate, with an admin.
+struct Victim {
+    rt: tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    _sim: Sim,
+    cfg: std::path::PathBuf,
+    rec: RecorderProc,
+    admin: Web,
+}
+
+fn victim(dir: &std::path::Path) -> Victim {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let port = listener.local_addr().unwrap().port();
-    let (acceptor, ca) = server_tls(dir.path());
+    let (acceptor, ca) = server_tls(dir);
     let sim = Sim::start(H264_CLIP, 1);
-    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
+    let cfg = write_config(dir, "", &[("gate", sim.url(0), "")]);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text += &format!(
         "\n[cloud]\naddress = \"127.0.0.1:{port}\"\nca = \"{}\"\nname = \"Victim\"\n",
@@ -75,7 +114,30 @@ fn a_lying_cloud_cannot_pair_or_flood_the_recorder() {
             .success()
     );
     let rec = start_recorder(&cfg);
-    let admin = Web::login(&rec, dir.path(), "root", "root password 1");
+    let admin = Web::login(&rec, dir, "root", "root password 1");
+    Victim {
+        rt,
+        listener,
+        acceptor,
+        _sim: sim,
+        cfg,
+        rec,
+        admin,
+    }
+}
+
+#[test]
+fn a_lying_cloud_cannot_pair_or_flood_the_recorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let Victim {
+        rt,
+        listener,
+        acceptor,
+        _sim,
+        cfg,
+        rec: _rec,
+        admin,
+    } = victim(dir.path());
 
     // 1. Paired, said before the admin confirmed anything.
     let (code, _, v) = admin.api("POST", "cloud/pair", Some("{}"));
@@ -134,32 +196,7 @@ fn a_lying_cloud_cannot_pair_or_flood_the_recorder() {
     // acknowledgements as fast as TLS carries them.
     let (code, _, v) = admin.api("POST", "cloud/pair", Some("{}"));
     assert_eq!(code, 200, "{v}");
-    let site_key = rt.block_on(async {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = acceptor.accept(tcp).await.unwrap();
-        let mut d = Decoder::new();
-        assert!(matches!(
-            recv(&mut s, &mut d).await,
-            Some(Message::PairStart { .. })
-        ));
-        send(
-            &mut s,
-            Message::PairCode {
-                code: "ABCD234567".into(),
-                expires_in: 600,
-            },
-        )
-        .await;
-        send(
-            &mut s,
-            Message::PairClaimed {
-                account: "owner@example.com".into(),
-                nonce: "n1".into(),
-            },
-        )
-        .await;
-        s
-    });
+    let site_key = rt.block_on(claimed(&listener, &acceptor));
     conn = site_key;
     wait_for("the confirmation code", Duration::from_secs(10), || {
         admin.api("GET", "cloud", None).2["pairing"]["confirmation"].is_string()
@@ -246,27 +283,6 @@ fn a_lying_cloud_cannot_pair_or_flood_the_recorder() {
     assert!(recorded_secs(&cfg, "gate") > 1.0);
 }
 
-/// A real browser's first flight (rustls) asking for `name`.
-fn client_hello(name: &str) -> Vec<u8> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    let mut c = rustls::ClientConnection::new(
-        Arc::new(config),
-        rustls::pki_types::ServerName::try_from(name.to_string()).unwrap(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    while c.wants_write() {
-        c.write_tls(&mut out).unwrap();
-    }
-    out
-}
-
 /// Stream frames from the recorder until it hangs up or `secs` pass.
 async fn stream_frames(s: &mut Tls, d: &mut Decoder, secs: u64) -> (Vec<Frame>, bool) {
     let mut buf = [0u8; 16384];
@@ -300,52 +316,18 @@ fn open(stream: u32, hello: &[u8]) -> Vec<u8> {
 #[test]
 fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (acceptor, ca) = server_tls(dir.path());
-    let sim = Sim::start(H264_CLIP, 1);
-    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text += &format!(
-        "\n[cloud]\naddress = \"127.0.0.1:{port}\"\nca = \"{}\"\nname = \"Victim\"\n",
-        ca.display()
-    );
-    std::fs::write(&cfg, text).unwrap();
-    assert!(
-        user_add(&cfg, "root", "admin", "root password 1")
-            .status
-            .success()
-    );
-    let rec = start_recorder(&cfg);
-    let admin = Web::login(&rec, dir.path(), "root", "root password 1");
+    let Victim {
+        rt,
+        listener,
+        acceptor,
+        _sim,
+        cfg,
+        rec: _rec,
+        admin,
+    } = victim(dir.path());
     let (code, _, v) = admin.api("POST", "cloud/pair", Some("{}"));
     assert_eq!(code, 200, "{v}");
-    let mut pairing = rt.block_on(async {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = acceptor.accept(tcp).await.unwrap();
-        let mut d = Decoder::new();
-        recv(&mut s, &mut d).await;
-        send(
-            &mut s,
-            Message::PairCode {
-                code: "ABCD234567".into(),
-                expires_in: 600,
-            },
-        )
-        .await;
-        send(
-            &mut s,
-            Message::PairClaimed {
-                account: "owner@example.com".into(),
-                nonce: "n1".into(),
-            },
-        )
-        .await;
-        s
-    });
+    let mut pairing = rt.block_on(claimed(&listener, &acceptor));
     wait_for("the confirmation code", Duration::from_secs(10), || {
         admin.api("GET", "cloud", None).2["pairing"]["confirmation"].is_string()
     });

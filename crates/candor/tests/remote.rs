@@ -135,27 +135,6 @@ fn port_of(cloud: &CloudProc) -> u16 {
         .unwrap()
 }
 
-/// A real browser's first flight (rustls) asking for `name`.
-fn client_hello(name: &str) -> Vec<u8> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    let mut c = rustls::ClientConnection::new(
-        Arc::new(config),
-        rustls::pki_types::ServerName::try_from(name.to_string()).unwrap(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    while c.wants_write() {
-        c.write_tls(&mut out).unwrap();
-    }
-    out
-}
-
 /// The first byte the server answers a ClientHello for `name` with, or
 /// None if it closes the connection without a byte.
 fn first_answer(port: u16, name: &str) -> Option<u8> {
@@ -188,18 +167,37 @@ fn remote_url(site: &Site) -> String {
     url
 }
 
+/// A cloud with a remote zone (and `cloud_extra`), an owner, and a recorder
+/// (`site_extra` in its `[cloud]`) paired to it. Returns the site's id.
+fn paired_site(
+    dir: &Path,
+    cloud_extra: &str,
+    site_extra: &str,
+) -> (CloudProc, Owner, Site, String) {
+    let cloud = CloudProc::start(
+        dir,
+        None,
+        &format!("remote_zone = \"remote.test\"\n{cloud_extra}"),
+    );
+    let owner = Owner::register(&cloud, dir, "owner@example.com");
+    let site = site(&dir.join("site"), &cloud, "Home", site_extra);
+    let (site_id, _) = pair(&site, &owner);
+    (cloud, owner, site, site_id)
+}
+
+/// The recorder's certificate for its remote name, once made.
+fn remote_cert(site: &Site) -> PathBuf {
+    let cert = site.dir.join("data/tls/remote/cert.pem");
+    wait_for("the remote certificate", Duration::from_secs(10), || {
+        cert.exists()
+    });
+    cert
+}
+
 #[test]
 fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
     let dir = tempfile::tempdir().unwrap();
-    let cloud = CloudProc::start(dir.path(), None, "remote_zone = \"remote.test\"");
-    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
-    let site = site(
-        &dir.path().join("site"),
-        &cloud,
-        "Home",
-        "remote_access = true",
-    );
-    let (site_id, _) = pair(&site, &owner);
+    let (cloud, owner, site, site_id) = paired_site(dir.path(), "", "remote_access = true");
     let url = remote_url(&site);
     let cloud_port = cloud
         .base
@@ -216,10 +214,7 @@ fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
     assert_eq!(owner.site(&site_id)["remote"].as_str(), Some(url.as_str()));
     assert!(!url.contains("home") && !url.contains(&site_id));
 
-    let cert = site.dir.join("data/tls/remote/cert.pem");
-    wait_for("the remote certificate", Duration::from_secs(10), || {
-        cert.exists()
-    });
+    let cert = remote_cert(&site);
     // Signed in with the recorder's own accounts: the cloud has none. An
     // admin without two-factor is refused remotely (the default policy),
     // answered like a wrong password; the audit log says why.
@@ -398,10 +393,7 @@ fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
 #[test]
 fn remote_access_is_off_until_an_admin_switches_it_on() {
     let dir = tempfile::tempdir().unwrap();
-    let cloud = CloudProc::start(dir.path(), None, "remote_zone = \"remote.test\"");
-    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
-    let site = site(&dir.path().join("site"), &cloud, "Home", "");
-    let (site_id, _) = pair(&site, &owner);
+    let (_cloud, owner, site, site_id) = paired_site(dir.path(), "", "");
     wait_for("the link", Duration::from_secs(20), || {
         site.cloud_state()["connected"] == true
     });
@@ -525,42 +517,16 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     // Browsers reach the remote name at the tap's port, which passes to the
     // cloud's (as a NAT in front of it would).
     let tap = Tap::start();
-    let cloud = CloudProc::start(
+    let (cloud, _owner, site, _) = paired_site(
         dir.path(),
-        None,
-        &format!("remote_zone = \"remote.test\"\nremote_port = {}", tap.port),
-    );
-    let cloud_port: u16 = cloud
-        .base
-        .trim_end_matches('/')
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
-    tap.to.store(cloud_port, Ordering::SeqCst);
-    Owner::register(&cloud, dir.path(), "owner@example.com");
-    let owner = Owner::login(
-        &cloud,
-        dir.path(),
-        "owner@example.com",
-        "long enough password",
-        "jar-o2",
-    );
-    let site = site(
-        &dir.path().join("site"),
-        &cloud,
-        "Home",
+        &format!("remote_port = {}", tap.port),
         "remote_access = true",
     );
-    pair(&site, &owner);
+    tap.to.store(port_of(&cloud), Ordering::SeqCst);
     let url = remote_url(&site);
     let o = user_add(&site.cfg, "family", "operator", "family password 1");
     assert!(o.status.success());
-    let cert = site.dir.join("data/tls/remote/cert.pem");
-    wait_for("the remote certificate", Duration::from_secs(10), || {
-        cert.exists()
-    });
+    let cert = remote_cert(&site);
     wait_for("footage", Duration::from_secs(30), || {
         recorded_secs(&site.cfg, "gate") >= 8.0
     });
@@ -682,23 +648,12 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
 #[test]
 fn stalled_phones_and_a_dead_cloud_hurt_neither_alarms_nor_recording() {
     let dir = tempfile::tempdir().unwrap();
-    let cloud = CloudProc::start(dir.path(), None, "remote_zone = \"remote.test\"");
-    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
-    let site = site(
-        &dir.path().join("site"),
-        &cloud,
-        "Home",
-        "remote_access = true",
-    );
-    let (site_id, _) = pair(&site, &owner);
+    let (cloud, owner, site, site_id) = paired_site(dir.path(), "", "remote_access = true");
     site.wait_following();
     let url = remote_url(&site);
     let o = user_add(&site.cfg, "family", "operator", "family password 1");
     assert!(o.status.success());
-    let cert = site.dir.join("data/tls/remote/cert.pem");
-    wait_for("the remote certificate", Duration::from_secs(10), || {
-        cert.exists()
-    });
+    let cert = remote_cert(&site);
     let mut b = Browser::new(&url, &cert, dir.path().join("jar-remote"));
     assert_eq!(b.login("family", "family password 1", None).0, 200);
     wait_for("footage", Duration::from_secs(30), || {
@@ -848,20 +803,13 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 #[ignore]
 fn bench_relay() {
     let dir = tempfile::tempdir().unwrap();
-    let cloud = CloudProc::start(dir.path(), None, "remote_zone = \"remote.test\"");
-    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
-    let site = site(
-        &dir.path().join("site"),
-        &cloud,
-        "Home",
+    let (cloud, _owner, site, _) = paired_site(
+        dir.path(),
+        "",
         "remote_access = true\nremote_2fa = \"nobody\"",
     );
-    pair(&site, &owner);
     let url = remote_url(&site);
-    let remote_cert = site.dir.join("data/tls/remote/cert.pem");
-    wait_for("the remote certificate", Duration::from_secs(10), || {
-        remote_cert.exists()
-    });
+    let remote_cert = remote_cert(&site);
     let host = url
         .trim_start_matches("https://")
         .split(':')

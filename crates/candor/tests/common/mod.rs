@@ -646,3 +646,25 @@ pub fn ensure_playwright() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A real browser's first TLS flight (rustls) asking for `name`.
+#[allow(dead_code)]
+pub fn client_hello(name: &str) -> Vec<u8> {
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let mut c = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        rustls::pki_types::ServerName::try_from(name.to_string()).unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).unwrap();
+    }
+    out
+}
