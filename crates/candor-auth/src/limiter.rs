@@ -58,6 +58,10 @@ impl Failures {
 pub enum Client<'a> {
     /// Unknown browser or script: counted per name and per address.
     Untrusted { name: &'a str, ip: IpAddr },
+    /// As `Untrusted`, through the cloud's relay (remote access): counted
+    /// apart, so guesses from the internet cannot lock a name out on the
+    /// local network (and the address is the one the cloud reports).
+    Remote { name: &'a str, ip: IpAddr },
     /// A browser with a valid device cookie for this name: counted per device.
     Device { id: &'a str },
     /// One counter of its own (sign-ups per address, a signed-in account's
@@ -83,6 +87,11 @@ impl Client<'_> {
             Client::Untrusted { name, ip } => {
                 vec![format!("user:{name}"), format!("ip:{}", address_key(*ip))]
             }
+            // "ip:" first: evicted and given back like any address key.
+            Client::Remote { name, ip } => vec![
+                format!("remote-user:{name}"),
+                format!("ip:remote:{}", address_key(*ip)),
+            ],
             Client::Device { id } => vec![format!("device:{id}")],
             Client::Key(k) => vec![format!("key:{k}")],
         }
@@ -369,6 +378,24 @@ mod tests {
 
     fn ip(n: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, n])
+    }
+
+    #[test]
+    fn remote_guesses_do_not_lock_the_name_out_locally() {
+        let l = Limiter::default();
+        let remote = Client::Remote {
+            name: "admin",
+            ip: ip(1),
+        };
+        for _ in 0..MAX_FAILURES {
+            l.reserve(&remote).unwrap().failed();
+        }
+        assert!(l.reserve(&remote).is_err(), "locked through the relay");
+        let local = Client::Untrusted {
+            name: "admin",
+            ip: ip(1),
+        };
+        assert!(l.reserve(&local).is_ok(), "not on the LAN");
     }
 
     #[test]

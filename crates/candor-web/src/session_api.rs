@@ -137,6 +137,10 @@ pub async fn login(
         .and_then(|v| st.device_key.check(&req.username, v));
     let client = match device {
         Some(id) => candor_auth::Client::Device { id },
+        None if remote => candor_auth::Client::Remote {
+            name: &req.username,
+            ip,
+        },
         None => candor_auth::Client::Untrusted {
             name: &req.username,
             ip,

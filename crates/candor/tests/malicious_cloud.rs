@@ -378,7 +378,7 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
     let (code, _, v) = admin.api("PUT", "cloud/remote", Some(r#"{"enabled":true}"#));
     assert_eq!(code, 200, "{v}");
     let (served, overrun_ends) = rt.block_on(async {
-        let (mut s, mut d, h) = next(conn).await;
+        let (s, d, h) = next(conn).await;
         // The switch may land just after this connection's hello.
         let (mut s, mut d) = if matches!(h, Some(Message::Hello { remote: true, .. })) {
             (s, d)
