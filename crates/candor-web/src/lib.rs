@@ -163,7 +163,9 @@ pub async fn serve(
     let gate = conn::ConnGate::new(limits);
     // Remote connections count by the address the cloud reports, in a gate
     // of their own: a cloud that claims a LAN address cannot use up that
-    // machine's places.
+    // machine's places. (So LAN and remote connections together may reach
+    // twice `max_connections`; remote ones are also capped per site by the
+    // link, 32.)
     let remote_gate = conn::ConnGate::new(limits);
     let router = router.layer(axum::middleware::from_fn(move |req, next| {
         read_body_within(limits.body_read, req, next)
