@@ -22,7 +22,7 @@
 use crate::mux::{CHUNK, Mux, MuxError, WINDOW};
 use crate::{Frame, Message};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -142,8 +142,6 @@ struct Shared {
     gone: Notify,
     idle: Duration,
     ended: Option<mpsc::UnboundedSender<Ended>>,
-    /// Every byte the writer wrote to the link.
-    written: AtomicU64,
 }
 
 /// One side of a link's streams. Cheap to clone.
@@ -178,7 +176,6 @@ impl Tunnel {
             gone: Notify::new(),
             idle,
             ended,
-            written: AtomicU64::new(0),
         });
         let writer = tokio::spawn(write_loop(shared.clone(), write));
         tokio::spawn(idle_sweep(Arc::downgrade(&shared)));
@@ -209,10 +206,6 @@ impl Tunnel {
         n.await;
     }
 
-    /// Bytes written to the link so far.
-    pub fn written(&self) -> u64 {
-        self.shared.written.load(Ordering::Relaxed)
-    }
 
     /// Open streams.
     pub fn streams(&self) -> usize {
@@ -476,9 +469,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut w: W) -> Wri
         if let Err(e) = w.write_all(&out).await {
             return fail(&shared, w, e);
         }
-        shared
-            .written
-            .fetch_add(out.len() as u64, Ordering::Relaxed);
         out.clear();
     }
 }
@@ -585,6 +575,7 @@ async fn idle_sweep(shared: std::sync::Weak<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU64;
     use tokio::io::DuplexStream;
 
     /// Two tunnels joined by an in-memory link, each side's reader feeding

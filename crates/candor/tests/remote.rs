@@ -100,6 +100,20 @@ impl Browser {
         (code, v)
     }
 
+    /// The status of `GET /api/v1/cameras` sent with one extra header.
+    fn status_with(&self, header: &str) -> String {
+        let o = self
+            .curl(&self.host)
+            .args(["-o", "/dev/null", "-w", "%{http_code}", "-H", header])
+            .arg(format!(
+                "https://{}:{}/api/v1/cameras",
+                self.host, self.port
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
     fn download(&self, path: &str, out: &Path) -> u16 {
         let o = self
             .curl(&self.host)
@@ -270,16 +284,8 @@ fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
     };
     let cookie = session_cookie(&site.web.jar);
     let stranger = Browser::new(&url, &cert, dir.path().join("jar-empty"));
-    let replay = |cookie: &str| {
-        let o = stranger
-            .curl(&b.host)
-            .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
-            .arg(format!("Cookie: __Host-candor_session={cookie}"))
-            .arg(format!("https://{}:{}/api/v1/cameras", b.host, b.port))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
+    let replay =
+        |cookie: &str| stranger.status_with(&format!("Cookie: __Host-candor_session={cookie}"));
     assert_eq!(
         replay(&cookie),
         "401",
@@ -290,14 +296,10 @@ fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
         .api("POST", "tokens", Some(r#"{"name":"ha","role":"viewer"}"#));
     assert_eq!(code, 201, "{v}");
     let token = v["token"].as_str().unwrap().to_string();
-    let o = b
-        .curl(&b.host)
-        .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
-        .arg(format!("Authorization: Bearer {token}"))
-        .arg(format!("https://{}:{}/api/v1/cameras", b.host, b.port))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "403");
+    assert_eq!(
+        b.status_with(&format!("Authorization: Bearer {token}")),
+        "403"
+    );
     let (code, cams) = b.api("GET", "cameras", None);
     assert_eq!(code, 200, "{cams}");
     assert_eq!(cams["cameras"][0]["name"], "gate", "{cams}");
