@@ -102,7 +102,7 @@ impl Row {
 }
 
 /// The cloud database's schema version, in `meta`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// One entry per version step: `UPGRADES[v - 1]` holds the statements that
 /// take version `v` to `v + 1`, for both SQLite and PostgreSQL (`BYTES` is
@@ -117,6 +117,9 @@ const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [
         "ALTER TABLE site ADD COLUMN remote BIGINT NOT NULL DEFAULT 0",
         "CREATE UNIQUE INDEX IF NOT EXISTS site_label ON site (label)",
     ],
+    // 2 → 3: the CAA record (JSON: issuer, account) the site's recorder
+    // asked for, served by the remote zone's DNS even while it is offline.
+    &["ALTER TABLE site ADD COLUMN caa TEXT"],
 ];
 
 /// Today's tables, for a new database. `meta` comes first: it holds the version.
@@ -147,7 +150,8 @@ const TABLES: &[&str] = &[
         since BIGINT NOT NULL,
         status TEXT,
         label TEXT,
-        remote BIGINT NOT NULL DEFAULT 0)",
+        remote BIGINT NOT NULL DEFAULT 0,
+        caa TEXT)",
     "CREATE UNIQUE INDEX IF NOT EXISTS site_label ON site (label)",
     // Keys of unpaired sites: refused for good, with a reason the recorder logs.
     "CREATE TABLE IF NOT EXISTS revoked_key (pubkey BYTES PRIMARY KEY, at BIGINT NOT NULL)",
@@ -504,7 +508,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(v.text(0).unwrap(), "2");
+        assert_eq!(v.text(0).unwrap(), SCHEMA_VERSION.to_string());
         assert_eq!(
             added_column("ALTER TABLE site ADD COLUMN label TEXT"),
             Some(("site", "label"))

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod db;
+pub mod dns;
 pub mod link;
 pub mod push;
 pub mod relay;
@@ -42,6 +43,8 @@ pub enum CloudError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("remote zone {zone}: {message}")]
+    Zone { zone: String, message: String },
 }
 
 impl CloudError {
@@ -121,6 +124,16 @@ pub struct Config {
     /// (a NAT or load balancer in front).
     #[serde(default)]
     pub remote_port: Option<u16>,
+    /// Where the cloud serves `remote_zone` as its authoritative DNS server
+    /// (UDP and TCP), e.g. `0.0.0.0:53`; delegate the zone here (NS). It
+    /// answers recorders' ACME DNS-01 challenges, so they get publicly
+    /// trusted certificates for their own keys. Off when absent.
+    #[serde(default)]
+    pub dns_listen: Option<SocketAddr>,
+    /// The addresses every `<label>.<remote_zone>` resolves to: this
+    /// cloud's public addresses. Required with `dns_listen`.
+    #[serde(default)]
+    pub remote_addresses: Vec<std::net::IpAddr>,
 }
 
 fn default_pairing_per_address() -> usize {
@@ -186,6 +199,12 @@ impl Config {
                     ),
                 });
             }
+        }
+        if c.dns_listen.is_some() && (c.remote_zone.is_none() || c.remote_addresses.is_empty()) {
+            return Err(CloudError::Config {
+                path: path.to_owned(),
+                message: "dns_listen needs remote_zone and remote_addresses (the addresses the zone's names resolve to: this cloud's)".into(),
+            });
         }
         if !(5..=600).contains(&c.offline_after_secs) {
             return Err(CloudError::Config {
@@ -257,6 +276,8 @@ pub struct RemoteEnd {
     pub next_stream: std::sync::atomic::AtomicU32,
     /// Opens in the last minute, and by whom (see [`relay::OPENS_PER_MINUTE`]).
     pub opens: Mutex<std::collections::VecDeque<(std::time::Instant, std::net::IpAddr)>>,
+    /// ACME DNS requests in the last minute (see [`link::ACME_PER_MINUTE`]).
+    pub acme: Mutex<std::collections::VecDeque<std::time::Instant>>,
     /// Places for the site's streams: [`candor_link::mux::MAX_STREAMS`] in
     /// all, [`relay::STREAMS_PER_CLIENT`] per client address.
     pub streams: Arc<candor_auth::conn::ConnGate>,
@@ -297,6 +318,8 @@ pub struct Cloud {
     pub push: push::Push,
     /// Sites whose link is up, by label, for remote access.
     pub remote: Mutex<HashMap<String, Arc<RemoteEnd>>>,
+    /// The remote zone's DNS records, when this cloud serves them (`dns_listen`).
+    pub dns: Option<Arc<dns::Zone>>,
     next_conn: std::sync::atomic::AtomicU64,
 }
 
@@ -346,8 +369,36 @@ impl Cloud {
             max_per_address: config.max_pairing_per_address.max(1),
             ..Default::default()
         });
+        let dns = match (&config.dns_listen, &config.remote_zone) {
+            (Some(_), Some(zone)) => {
+                let z = dns::Zone::new(zone, &config.remote_addresses).map_err(|message| {
+                    CloudError::Zone {
+                        zone: zone.clone(),
+                        message,
+                    }
+                })?;
+                // The CAA records recorders asked for hold while they are offline.
+                let rows = db
+                    .query(
+                        "SELECT label, caa FROM site WHERE label IS NOT NULL AND caa IS NOT NULL",
+                        vec![],
+                    )
+                    .await?;
+                for r in rows {
+                    let (Ok(label), Ok(caa)) = (r.text(0), r.text(1)) else {
+                        continue;
+                    };
+                    if let Ok(c) = serde_json::from_str::<candor_link::Caa>(&caa) {
+                        let _ = z.set(&label, &[], Some(&c)).await;
+                    }
+                }
+                Some(Arc::new(z))
+            }
+            _ => None,
+        };
         Ok(Arc::new(Cloud {
             config,
+            dns,
             db,
             online: Mutex::default(),
             pairings: Mutex::default(),
@@ -491,6 +542,23 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     }
     tokio::spawn(link::sweeper(cloud.clone()));
     tokio::spawn(link::silence_sweeper(cloud.clone()));
+    let _dns = match (&cloud.dns, cloud.config.dns_listen) {
+        (Some(zone), Some(addr)) => {
+            let udp = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|source| CloudError::Listen { addr, source })?;
+            let tcp = TcpListener::bind(addr)
+                .await
+                .map_err(|source| CloudError::Listen { addr, source })?;
+            tracing::info!(
+                "DNS for {} on {} (UDP and TCP)",
+                cloud.config.remote_zone.as_deref().unwrap_or_default(),
+                udp.local_addr().map_or(addr, |a| a)
+            );
+            Some(zone.serve(udp, tcp))
+        }
+        _ => None,
+    };
     let router = api::router(cloud.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     use candor_auth::conn;

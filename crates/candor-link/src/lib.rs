@@ -104,6 +104,17 @@ pub struct CameraHealth {
     pub recording: bool,
 }
 
+/// A CAA `issue` property (RFC 8659) binding a name to one ACME account
+/// (RFC 8657 `accounturi`), with DNS-01 as the only validation method.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Caa {
+    /// The CA's issuer domain, e.g. `letsencrypt.org`.
+    pub issuer: String,
+    /// The recorder's ACME account URL.
+    pub account: String,
+}
+
 /// Why the cloud refused a recorder, as a code the recorder branches on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -175,6 +186,15 @@ pub enum Message {
     },
     /// Unpair: final. The cloud deletes the site and refuses this key.
     Unpair {},
+    /// Publish this ACME DNS-01 answer at `_acme-challenge.<name>` (empty:
+    /// remove it) and, when given, this CAA record at `<name>`, where
+    /// `<name>` is the remote name the cloud gave this recorder on this link:
+    /// a recorder can ask for nothing about any other name.
+    AcmeDns {
+        txt: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caa: Option<Caa>,
+    },
     // Cloud → recorder.
     PairCode {
         code: String,
@@ -221,6 +241,15 @@ pub enum Message {
     Remote {
         host: String,
         port: u16,
+        /// The cloud serves the name's DNS and publishes `acme_dns`
+        /// requests: the recorder may obtain a certificate by ACME DNS-01.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        acme: bool,
+    },
+    /// The answer to `acme_dns`: served by the zone from now on, or why not.
+    AcmeDnsDone {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
 }
 
@@ -240,6 +269,7 @@ impl Message {
                 | Message::Paired { .. }
                 | Message::Refused { .. }
                 | Message::Remote { .. }
+                | Message::AcmeDnsDone { .. }
         )
     }
 
@@ -260,6 +290,8 @@ impl Message {
             Message::SharingRequest { .. } => "sharing_request",
             Message::Ping { .. } => "ping",
             Message::Remote { .. } => "remote",
+            Message::AcmeDns { .. } => "acme_dns",
+            Message::AcmeDnsDone { .. } => "acme_dns_done",
             Message::PairCode { .. } => "pair_code",
             Message::PairClaimed { .. } => "pair_claimed",
             Message::Paired { .. } => "paired",
@@ -325,22 +357,57 @@ impl Message {
             Message::Refused { reason, .. } => short("reason", reason, 256),
             Message::Acknowledge { by, .. } => short("by", by, 128),
             Message::Remote { host, .. } => {
-                short("host", host, 253)?;
-                let ok = !host.is_empty()
-                    && host.split('.').all(|l| {
-                        (1..=63).contains(&l.len())
-                            && l.bytes()
-                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    });
-                if ok {
+                if dns_name(host) {
                     Ok(())
                 } else {
                     Err("host is not a lowercase DNS name".into())
                 }
             }
+            Message::AcmeDns { txt, caa } => {
+                // A DNS-01 value is a base64url SHA-256: 43 characters.
+                if txt.len() > 2 {
+                    return Err("more than 2 TXT values".into());
+                }
+                for t in txt {
+                    if t.len() != 43
+                        || !t
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Err("a TXT value is not a DNS-01 answer".into());
+                    }
+                }
+                if let Some(c) = caa {
+                    if !dns_name(&c.issuer) {
+                        return Err("CAA issuer is not a lowercase DNS name".into());
+                    }
+                    // Printable, and nothing that ends or quotes a CAA parameter.
+                    let ok = c.account.len() <= 256
+                        && c.account.starts_with("https://")
+                        && c.account
+                            .bytes()
+                            .all(|b| (0x21..0x7f).contains(&b) && !b";\"\\".contains(&b));
+                    if !ok {
+                        return Err("CAA account is not an https URL".into());
+                    }
+                }
+                Ok(())
+            }
+            Message::AcmeDnsDone { error } => short("error", error.as_deref().unwrap_or(""), 256),
             _ => Ok(()),
         }
     }
+}
+
+/// A lowercase DNS name without a trailing dot (as names are compared).
+fn dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 fn header(kind: Kind, stream: u32, len: usize) -> [u8; HEADER] {
@@ -675,12 +742,52 @@ mod tests {
         let remote = |host: &str| Message::Remote {
             host: host.into(),
             port: 443,
+            acme: false,
         };
         assert!(remote("k3x9q2ab.remote.example.com").validate().is_ok());
         for bad in ["", "UPPER.example", "a..b", "spa ce.x", "x.example.com."] {
             assert!(remote(bad).validate().is_err(), "{bad}");
         }
         assert!(remote("a.b").from_cloud());
+    }
+
+    #[test]
+    fn acme_dns_carries_only_a_challenge_answer_and_an_account_binding() {
+        let caa = |account: &str| Caa {
+            issuer: "letsencrypt.org".into(),
+            account: account.into(),
+        };
+        let m = |txt: Vec<&str>, c: Option<Caa>| Message::AcmeDns {
+            txt: txt.into_iter().map(String::from).collect(),
+            caa: c,
+        };
+        let answer = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
+        assert!(
+            m(vec![answer], Some(caa("https://ca.example/acct/1")))
+                .validate()
+                .is_ok()
+        );
+        assert!(m(vec![], None).validate().is_ok());
+        assert!(m(vec![answer; 3], None).validate().is_err());
+        assert!(m(vec!["short"], None).validate().is_err());
+        assert!(
+            m(vec!["LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX\""], None)
+                .validate()
+                .is_err()
+        );
+        for bad in [
+            "http://ca/acct",
+            "https://ca/a;validationmethods=http-01",
+            "https://ca/a b",
+            "https://ca/\"x",
+        ] {
+            assert!(m(vec![], Some(caa(bad))).validate().is_err(), "{bad}");
+        }
+        let mut bad_issuer = caa("https://ca.example/acct/1");
+        bad_issuer.issuer = "Evil; x=y".into();
+        assert!(m(vec![], Some(bad_issuer)).validate().is_err());
+        assert!(!m(vec![], None).from_cloud());
+        assert!(Message::AcmeDnsDone { error: None }.from_cloud());
     }
 
     #[test]

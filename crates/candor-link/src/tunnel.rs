@@ -206,7 +206,6 @@ impl Tunnel {
         n.await;
     }
 
-
     /// Open streams.
     pub fn streams(&self) -> usize {
         lock(&self.shared.inner).streams.len()

@@ -364,6 +364,7 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
             Message::Remote {
                 host: "abcd2345.remote.test".into(),
                 port: 443,
+                acme: false,
             },
         )
         .await;
@@ -395,6 +396,7 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
             Message::Remote {
                 host: "abcd2345.remote.test".into(),
                 port: 443,
+                acme: false,
             },
         )
         .await;

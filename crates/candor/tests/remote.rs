@@ -199,6 +199,25 @@ fn paired_site(
     (cloud, owner, site, site_id)
 }
 
+/// [`paired_site`], with something started between the cloud and the
+/// recorder (`between` returns it and the recorder's `[cloud]` extra).
+fn paired_site_with<T>(
+    dir: &Path,
+    cloud_extra: &str,
+    between: impl FnOnce(&CloudProc) -> (T, String),
+) -> (CloudProc, Owner, (Site, T), String) {
+    let cloud = CloudProc::start(
+        dir,
+        None,
+        &format!("remote_zone = \"remote.test\"\n{cloud_extra}"),
+    );
+    let (t, site_extra) = between(&cloud);
+    let owner = Owner::register(&cloud, dir, "owner@example.com");
+    let site = site(&dir.join("site"), &cloud, "Home", &site_extra);
+    let (site_id, _) = pair(&site, &owner);
+    (cloud, owner, (site, t), site_id)
+}
+
 /// The recorder's certificate for its remote name, once made.
 fn remote_cert(site: &Site) -> PathBuf {
     let cert = site.dir.join("data/tls/remote/cert.pem");
@@ -419,6 +438,263 @@ fn remote_access_is_off_until_an_admin_switches_it_on() {
     let (code, _, v) = site.web.api("GET", "audit", None);
     assert_eq!(code, 200);
     assert!(v.to_string().contains("cloud_remote_access_changed"), "{v}");
+}
+
+/// Pebble, an RFC 8555 test CA (Debian's `pebble`), validating DNS-01
+/// through the cloud's DNS server only. Its own HTTPS uses the cloud's
+/// generated certificate (valid for 127.0.0.1), which recorders trust as
+/// `acme_ca`.
+struct Pebble {
+    child: std::process::Child,
+    directory: String,
+    management: u16,
+    tls_ca: PathBuf,
+}
+
+impl Pebble {
+    fn start(dir: &Path, cloud: &CloudProc, dns_port: u16) -> Pebble {
+        let (port, management) = (free_port(), free_port());
+        let tls = cloud.cert.parent().unwrap();
+        let cfg = dir.join("pebble.json");
+        std::fs::write(
+            &cfg,
+            serde_json::json!({ "pebble": {
+                "listenAddress": format!("127.0.0.1:{port}"),
+                "managementListenAddress": format!("127.0.0.1:{management}"),
+                "certificate": tls.join("cert.pem"),
+                "privateKey": tls.join("key.pem"),
+                "httpPort": free_port(),
+                "tlsPort": free_port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false,
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("pebble.log")).unwrap();
+        let child = Command::new("pebble")
+            .arg("-config")
+            .arg(&cfg)
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("pebble is needed: apt-get install pebble");
+        wait_for("pebble to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Pebble {
+            child,
+            directory: format!("https://127.0.0.1:{port}/dir"),
+            management,
+            tls_ca: cloud.cert.clone(),
+        }
+    }
+
+    /// Pebble's root (made anew at each start), PEM, written to `out`.
+    fn root(&self, out: &Path) {
+        let o = Command::new("curl")
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(&self.tls_ca)
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.management))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::write(out, &o.stdout).unwrap();
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A cloud serving the remote zone's DNS, Pebble resolving through it,
+/// and a paired recorder with remote access on that asks Pebble for its
+/// certificate. Waits until the certificate is issued.
+fn acme_site(dir: &Path, cloud_extra: &str) -> (CloudProc, Owner, Site, Pebble, u16) {
+    let dns = free_port();
+    let (cloud, owner, site, _) = paired_site_with(
+        dir,
+        &format!(
+            "dns_listen = \"127.0.0.1:{dns}\"\nremote_addresses = [\"127.0.0.1\"]\n{cloud_extra}"
+        ),
+        |cloud| {
+            let pebble = Pebble::start(dir, cloud, dns);
+            let extra = format!(
+                "remote_access = true\nacme_directory = \"{}\"\nacme_ca = \"{}\"\nacme_caa = \"pebble.test\"",
+                pebble.directory,
+                pebble.tls_ca.display()
+            );
+            (pebble, extra)
+        },
+    );
+    let (site, pebble) = site;
+    wait_for(
+        "the CA to issue the remote certificate",
+        Duration::from_secs(150),
+        || {
+            let c = &site.cloud_state()["remote"]["certificate"];
+            assert_ne!(c["state"], "off", "{c}");
+            c["state"] == "valid"
+        },
+    );
+    (cloud, owner, site, pebble, dns)
+}
+
+fn dig(dns: u16, name: &str, kind: &str) -> String {
+    let o = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &dns.to_string(),
+            "+short",
+            "+tries=1",
+            "+time=5",
+            name,
+            kind,
+        ])
+        .output()
+        .expect("dig is needed: apt-get install dnsutils");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The remote certificate by ACME DNS-01: the recorder's own key and
+/// account, the cloud publishing only the challenge answer and a CAA record
+/// binding the name to that account. curl trusting nothing but Pebble's
+/// root reaches the recorder's web app through the relay; the name's DNS
+/// is as designed; the CA's traffic is in the egress ledger; the key stays
+/// private on disk.
+#[test]
+fn the_recorder_gets_a_publicly_trusted_certificate_by_acme_through_the_clouds_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, _owner, site, pebble, dns) = acme_site(dir.path(), "");
+    let url = remote_url(&site);
+    let host = url
+        .trim_start_matches("https://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let root = dir.path().join("pebble-root.pem");
+    pebble.root(&root);
+    // A browser trusting only Pebble's root gets the recorder's app.
+    let b = Browser::new(&url, &root, dir.path().join("jar"));
+    let (code, v) = b.api("GET", "cameras", None);
+    assert_eq!(code, 401, "{v}");
+    let o = b
+        .curl(&host)
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{ssl_verify_result}"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "200 0",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The recorder's own key: the served certificate's key is the one in
+    // its data directory, which the cloud never had.
+    let key = site.dir.join("data/tls/remote/acme/key.pem");
+    let served = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo | openssl s_client -connect 127.0.0.1:{} -servername {host} 2>/dev/null | openssl x509 -pubkey -noout",
+            port_of(&cloud)
+        ))
+        .output()
+        .unwrap();
+    let ours = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!ours.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&served.stdout),
+        String::from_utf8_lossy(&ours.stdout)
+    );
+    let cloud_data = std::fs::read_dir(dir.path().join("cloud-data"))
+        .unwrap()
+        .count();
+    assert!(cloud_data > 0);
+    let private = std::fs::read(&key).unwrap();
+    let mut stolen = std::fs::read(dir.path().join("cloud-data/cloud.db")).unwrap();
+    stolen.extend(cloud.log_text().into_bytes());
+    assert!(
+        !contains(&stolen, &private[40..80]),
+        "the cloud holds the recorder's key"
+    );
+
+    // The zone: the name resolves to the cloud; its CAA allows only this
+    // recorder's ACME account, by DNS-01; the spent answer is gone.
+    assert_eq!(dig(dns, &host, "A"), "127.0.0.1");
+    let caa = dig(dns, &host, "CAA");
+    let account: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.dir.join("data/tls/remote/acme/account.json")).unwrap(),
+    )
+    .unwrap();
+    let account_url = account["credentials"]["id"].as_str().unwrap();
+    assert!(
+        caa.contains("pebble.test")
+            && caa.contains(&format!("accounturi={account_url}"))
+            && caa.contains("validationmethods=dns-01"),
+        "{caa}"
+    );
+    assert_eq!(dig(dns, &format!("_acme-challenge.{host}"), "TXT"), "");
+    assert_eq!(
+        dig(dns, "nosuchname.example.com", "A"),
+        "",
+        "not an open resolver"
+    );
+
+    // Owner-only files: the key, the account's key.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["key.pem", "account.json", "cert.pem"] {
+        let m = std::fs::metadata(site.dir.join("data/tls/remote/acme").join(f)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o077, 0, "{f}");
+    }
+    let m = std::fs::metadata(site.dir.join("data/tls/remote/acme")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o700);
+
+    // Every request to the CA left a ledger row with its bytes; the DNS
+    // requests to the cloud are rows with their full contents.
+    let (_, _, v) = site.web.api("GET", "egress?kind=acme", None);
+    let rows = v["entries"].as_array().unwrap();
+    assert!(rows.len() >= 5, "{v}");
+    assert!(
+        rows.iter().all(|r| r["bytes"].as_u64().unwrap() > 0
+            && r["destination"].as_str().unwrap().starts_with("127.0.0.1:")),
+        "{v}"
+    );
+    let (_, _, v) = site.web.api("GET", "egress?kind=acme_dns", None);
+    assert!(
+        v.to_string().contains("accounturi") || v.to_string().contains(account_url),
+        "{v}"
+    );
+
+    // A restart keeps the certificate (no new order: the CA's rate limits).
+    let before = rows.len();
+    let site = site.restart();
+    wait_for(
+        "the certificate after a restart",
+        Duration::from_secs(60),
+        || site.cloud_state()["remote"]["certificate"]["state"] == "valid",
+    );
+    let (_, _, v) = site.web.api("GET", "egress?kind=acme", None);
+    assert_eq!(v["entries"].as_array().unwrap().len(), before, "{v}");
+    let o = b
+        .curl(&host)
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200");
 }
 
 /// base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate, as

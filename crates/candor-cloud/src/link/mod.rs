@@ -302,12 +302,24 @@ async fn serve_role(
             p.remove(&code);
         }
     }
-    // Remote access ends with the link (whichever way it ended).
+    // Remote access ends with the link (whichever way it ended), and so
+    // does a challenge answer it published.
+    let mut gone = Vec::new();
     cloud
         .remote
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|_, e| e.conn != conn);
+        .retain(|l, e| {
+            if e.conn == conn {
+                gone.push(l.clone());
+            }
+            e.conn != conn
+        });
+    if let Some(zone) = &cloud.dns {
+        for l in gone {
+            zone.clear_txt(&l).await;
+        }
+    }
     if let Some((site, account)) = session {
         let mine = {
             let mut online = cloud.online.lock().unwrap_or_else(|e| e.into_inner());
@@ -337,6 +349,7 @@ async fn remote_up(cloud: &Cloud, site: &str, conn: u64, tunnel: &Tunnel) -> Res
         allowed: false.into(),
         next_stream: 1.into(),
         opens: Default::default(),
+        acme: Default::default(),
         streams: candor_auth::conn::ConnGate::new(candor_auth::conn::Limits {
             max_connections: candor_link::mux::MAX_STREAMS,
             max_per_address: crate::relay::STREAMS_PER_CLIENT,
@@ -553,6 +566,7 @@ async fn on_site_message(
             };
             Ok(match (remote, zone, label) {
                 (true, Some(zone), Some(label)) => Some(Message::Remote {
+                    acme: cloud.dns.is_some(),
                     host: format!("{label}.{zone}"),
                     port: cloud
                         .config
@@ -688,8 +702,76 @@ async fn on_site_message(
         Message::PairStart { .. } | Message::PairConfirm { .. } => {
             Err("pairing messages on a paired link".into())
         }
+        Message::AcmeDns { txt, caa } => Ok(Some(Message::AcmeDnsDone {
+            error: acme_dns(cloud, site, &txt, caa.as_ref()).await.err(),
+        })),
         other => Err(format!("unexpected {}", other.name())),
     }
+}
+
+/// ACME DNS requests a link may make a minute: an issuance takes two
+/// (publish, remove), and a recorder retries with backoff.
+pub const ACME_PER_MINUTE: usize = 6;
+
+/// Publishes a recorder's ACME answer and CAA record under its own label,
+/// and only while its remote access is on.
+async fn acme_dns(
+    cloud: &Cloud,
+    site: &str,
+    txt: &[String],
+    caa: Option<&candor_link::Caa>,
+) -> Result<(), String> {
+    let Some(zone) = &cloud.dns else {
+        return Err(
+            "this cloud does not serve DNS for remote access (no dns_listen in cloud.toml)".into(),
+        );
+    };
+    let (label, end) = {
+        let ends = cloud.remote.lock().unwrap_or_else(|e| e.into_inner());
+        ends.iter()
+            .find(|(_, e)| e.site == site)
+            .map(|(l, e)| (l.clone(), e.clone()))
+            .ok_or("remote access is not set up for this site")?
+    };
+    if !end.allowed.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err("remote access is off in this recorder's hello".into());
+    }
+    {
+        let now = Instant::now();
+        let mut asked = end.acme.lock().unwrap_or_else(|e| e.into_inner());
+        while asked
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            asked.pop_front();
+        }
+        if asked.len() >= ACME_PER_MINUTE {
+            return Err(format!(
+                "more than {ACME_PER_MINUTE} ACME DNS requests a minute; wait"
+            ));
+        }
+        asked.push_back(now);
+    }
+    if let Some(c) = caa {
+        let j = serde_json::to_string(c).map_err(|e| e.to_string())?;
+        cloud
+            .db
+            .exec(
+                "UPDATE site SET caa = $1 WHERE id = $2",
+                vec![j.into(), site.into()],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    zone.set(&label, txt, caa).await?;
+    tracing::info!(
+        site,
+        label,
+        txt = txt.len(),
+        caa = caa.is_some(),
+        "ACME DNS records published"
+    );
+    Ok(())
 }
 
 /// Alarms kept per site (the newest; the app shows far fewer).
@@ -699,10 +781,18 @@ pub const MAX_ALARMS_PER_SITE: i64 = 10_000;
 pub async fn unpair(cloud: &Cloud, site: &str, account: &str) -> Result<(), crate::db::DbError> {
     if let Some(r) = cloud
         .db
-        .query_one("SELECT pubkey FROM site WHERE id = $1", vec![site.into()])
+        .query_one(
+            "SELECT pubkey, label FROM site WHERE id = $1",
+            vec![site.into()],
+        )
         .await?
     {
         let key = r.bytes(0)?;
+        // The name keeps no binding to the gone recorder's ACME account.
+        if let (Some(zone), Some(label)) = (&cloud.dns, r.opt_text(1)?) {
+            zone.remove_caa(&label).await;
+            zone.clear_txt(&label).await;
+        }
         cloud
             .db
             .exec(

@@ -22,10 +22,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
+mod acme;
 mod files;
 mod net;
 mod pairing;
 mod session;
+pub use acme::{CertView, Issued};
 use files::Files;
 pub use net::{Counting, trust_roots};
 use net::{In, LinkIo, connect};
@@ -67,6 +69,10 @@ pub struct RemoteView {
     pub served: u64,
     /// Who needs two-factor sign-in to sign in remotely.
     pub require_2fa: crate::config::Remote2fa,
+    /// The cloud publishes ACME DNS answers for the name (it said so with it).
+    pub acme_dns: bool,
+    /// The certificate browsers see for the remote name.
+    pub certificate: CertView,
 }
 
 /// A connection that came through the cloud's relay: the recorder's end of
@@ -119,11 +125,18 @@ pub enum Cmd {
     },
     /// Remote access on or off (already written to candor.toml).
     Remote(bool),
+    /// Ask the cloud to publish an ACME DNS answer (see [`acme`]).
+    AcmeDns {
+        txt: Vec<String>,
+        caa: Option<candor_link::Caa>,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
 }
 
 #[derive(Clone)]
 pub struct CloudHandle {
     state: watch::Receiver<LinkState>,
+    issued: watch::Receiver<Option<Arc<Issued>>>,
     cmd: mpsc::Sender<Cmd>,
     remote: Arc<Mutex<Option<mpsc::Receiver<RemoteConn>>>>,
 }
@@ -139,6 +152,11 @@ impl CloudHandle {
 
     pub async fn send(&self, c: Cmd) -> bool {
         self.cmd.send(c).await.is_ok()
+    }
+
+    /// Certificates the CA issued for the remote name, newest last.
+    pub fn issued(&self) -> watch::Receiver<Option<Arc<Issued>>> {
+        self.issued.clone()
     }
 
     /// The connections remote access hands to the web server (once: the
@@ -176,8 +194,22 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
         },
         ..Default::default()
     });
+    let state_tx = Arc::new(state_tx);
     let (cmd, cmd_rx) = mpsc::channel(8);
     let (remote_tx, remote_rx) = mpsc::channel(REMOTE_QUEUE);
+    let (issued_tx, issued) = watch::channel(None);
+    tokio::spawn(
+        acme::Acme {
+            config: config.clone(),
+            dir: deps.store.dir().join("tls/remote/acme"),
+            state: state_tx.clone(),
+            cmd: cmd.clone(),
+            store: deps.store.clone(),
+            issued: issued_tx,
+            shutdown: deps.shutdown.clone(),
+        }
+        .run(),
+    );
     let wake = Arc::new(Notify::new());
     // Alarms are queued whether or not the link is up; the link drains them.
     tokio::spawn(enqueue_alarms(
@@ -203,11 +235,19 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
     (
         CloudHandle {
             state,
+            issued,
             cmd,
             remote: Arc::new(Mutex::new(Some(remote_rx))),
         },
         task,
     )
+}
+
+/// A command that needs the link up, while it is not: said so at once.
+fn not_linked(c: Cmd) {
+    if let Cmd::AcmeDns { reply, .. } = c {
+        let _ = reply.send(Err("not connected to the cloud".into()));
+    }
 }
 
 async fn enqueue_alarms(
@@ -259,7 +299,7 @@ struct Link {
     config: CloudConfig,
     files: Files,
     deps: Deps,
-    state: watch::Sender<LinkState>,
+    state: Arc<watch::Sender<LinkState>>,
     cmd: mpsc::Receiver<Cmd>,
     wake: Arc<Notify>,
     remote_tx: mpsc::Sender<RemoteConn>,
@@ -317,7 +357,7 @@ impl Link {
                         private_alarms,
                     }) => self.settings(sharing, private_alarms),
                     Some(Cmd::Remote(on)) => self.set_remote(on),
-                    Some(_) => {}
+                    Some(c) => not_linked(c),
                     None => return,
                 }
                 continue;
@@ -363,7 +403,7 @@ impl Link {
                                 }
                                 Some(Cmd::Settings { sharing, private_alarms }) => self.settings(sharing, private_alarms),
                                 Some(Cmd::Remote(on)) => self.set_remote(on),
-                                Some(_) => {}
+                                Some(c) => not_linked(c),
                                 None => return,
                             },
                             _ = self.deps.shutdown.changed() => return,
@@ -765,6 +805,9 @@ impl Link {
         // The outbox is read when something may wait in it: after the welcome
         // and whenever an alarm was queued, not on every tick.
         let mut drain = false;
+        // The ACME task waits on this for the cloud's answer (dropped with
+        // the connection: the task then hears the link closed).
+        let mut acme_reply: Option<tokio::sync::oneshot::Sender<Result<(), String>>> = None;
         loop {
             if core.welcomed() && drain {
                 drain = false;
@@ -839,7 +882,22 @@ impl Link {
                             // ends every remote connection at once.
                             return Ended::Again;
                         }
-                        Some(_) => continue,
+                        Some(Cmd::AcmeDns { txt, caa, reply }) => {
+                            match core.acme_ask() {
+                                Ok(()) => {
+                                    if let Err(e) = self.send(io, dest, &Message::AcmeDns { txt, caa }).await {
+                                        let _ = reply.send(Err(e.clone()));
+                                        return Ended::Retry(e);
+                                    }
+                                    acme_reply = Some(reply);
+                                }
+                                Err(e) => {
+                                    let _ = reply.send(Err(e.into()));
+                                }
+                            }
+                            continue;
+                        }
+                        Some(c) => { not_linked(c); continue }
                         None => return Ended::Shutdown,
                     }
                 }
@@ -896,7 +954,7 @@ impl Link {
                         return Ended::Retry(e);
                     }
                 }
-                Action::Remote { host, port } => {
+                Action::Remote { host, port, acme } => {
                     let pinned = self
                         .state
                         .borrow()
@@ -933,7 +991,13 @@ impl Link {
                     self.state.send_modify(|s| {
                         s.remote.host = Some(host);
                         s.remote.url = Some(url);
+                        s.remote.acme_dns = acme;
                     });
+                }
+                Action::AcmeDnsDone(error) => {
+                    if let Some(r) = acme_reply.take() {
+                        let _ = r.send(error.map_or(Ok(()), Err));
+                    }
                 }
                 Action::Forget(why) => {
                     self.forget(&why);

@@ -2,7 +2,7 @@
 //! proxy), TLS 1.3 with the recorder's key, trust in the cloud's
 //! certificate, byte counting for the ledger, and failures in words.
 
-use crate::config::CloudConfig;
+use crate::config::{CloudAddress, CloudConfig};
 use candor_link::identity::Identity;
 use candor_link::tunnel::{Inbound, Tunnel};
 use candor_link::{Decoder, Frame, Message};
@@ -20,6 +20,12 @@ pub struct Counting {
     /// TLS handshake included; shared, so a failed handshake's bytes are
     /// known after the stream is gone.
     pub(super) written: Arc<AtomicU64>,
+}
+
+impl Counting {
+    pub(super) fn new(inner: TcpStream, written: Arc<AtomicU64>) -> Counting {
+        Counting { inner, written }
+    }
 }
 
 impl AsyncRead for Counting {
@@ -220,15 +226,29 @@ pub(super) fn in_words(e: &std::io::Error) -> String {
 }
 
 async fn tcp(config: &CloudConfig, written: &AtomicU64) -> Result<TcpStream, String> {
-    let Some(proxy) = &config.proxy else {
-        return TcpStream::connect((config.address.host.as_str(), config.address.port))
-            .await
-            .map_err(|e| format!("connecting to {}: {e}", config.address));
+    tcp_to(config.proxy.as_ref(), &config.address, written).await
+}
+
+/// TCP to `target`, through the CONNECT `proxy` if set; what is written to
+/// the proxy counts into `written`.
+pub(super) async fn tcp_to(
+    proxy: Option<&CloudAddress>,
+    target: &CloudAddress,
+    written: &AtomicU64,
+) -> Result<TcpStream, String> {
+    let Some(proxy) = proxy else {
+        return tokio::time::timeout(
+            Duration::from_secs(15),
+            TcpStream::connect((target.host.as_str(), target.port)),
+        )
+        .await
+        .map_err(|_| format!("connecting to {target} timed out"))?
+        .map_err(|e| format!("connecting to {target}: {e}"));
     };
     let mut s = TcpStream::connect((proxy.host.as_str(), proxy.port))
         .await
         .map_err(|e| format!("connecting to proxy {proxy}: {e}"))?;
-    let target = config.address.to_string();
+    let target = target.to_string();
     let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
     written.fetch_add(request.len() as u64, Ordering::Relaxed);
     s.write_all(request.as_bytes())

@@ -49,7 +49,9 @@ pub enum Action {
     Forget(String),
     /// Remote access is up: browsers reach this recorder at
     /// `https://{host}:{port}/` through the cloud.
-    Remote { host: String, port: u16 },
+    Remote { host: String, port: u16, acme: bool },
+    /// The cloud answered this recorder's ACME DNS request.
+    AcmeDnsDone(Option<String>),
     /// End this connection (and retry later), for this reason.
     End(String),
 }
@@ -124,6 +126,8 @@ pub struct Linked {
     remote_asked: bool,
     /// … and the cloud said where browsers reach it: streams may open.
     remote_host: Option<String>,
+    /// An ACME DNS request went out and awaits its answer (one at a time).
+    acme_pending: bool,
 }
 
 impl Linked {
@@ -150,6 +154,7 @@ impl Linked {
             last_status_sent: None,
             remote_asked: false,
             remote_host: None,
+            acme_pending: false,
         }
     }
 
@@ -216,17 +221,34 @@ impl Linked {
             // Once, after the welcome, and only if this side asked.
             // The cloud's label format (8 base32 characters, then the zone):
             // never a name the recorder answers to on its own network.
-            Message::Remote { host, port }
+            Message::Remote { host, port, acme }
                 if self.welcomed
                     && self.remote_asked
                     && self.remote_host.is_none()
                     && remote_name(&host) =>
             {
                 self.remote_host = Some(host.clone());
-                Action::Remote { host, port }
+                Action::Remote { host, port, acme }
+            }
+            Message::AcmeDnsDone { error } if self.acme_pending => {
+                self.acme_pending = false;
+                Action::AcmeDnsDone(error)
             }
             other => Action::End(format!("unexpected {} from the cloud", other.name())),
         }
+    }
+
+    /// Whether an ACME DNS request may go now: only once the cloud named
+    /// this recorder on this connection, and one at a time. Marks it sent.
+    pub fn acme_ask(&mut self) -> Result<(), &'static str> {
+        if self.remote_host.is_none() {
+            return Err("the cloud has not named this recorder on this connection");
+        }
+        if self.acme_pending {
+            return Err("a DNS request is already waiting for the cloud");
+        }
+        self.acme_pending = true;
+        Ok(())
     }
 
     /// The alarm messages for outbox rows, oldest first, each sent once per
@@ -295,11 +317,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn acme_dns_answers_are_taken_only_for_a_request_in_flight() {
+        let t = Instant::now();
+        let mut l = Linked::new(Some("s1".into()), Sharing::Health, false, Time90k(0), t);
+        l.ask_remote();
+        l.on_message(Message::Welcome { site: "s1".into() }, t);
+        let done = || Message::AcmeDnsDone { error: None };
+        assert!(
+            l.acme_ask().is_err(),
+            "not before the cloud named this recorder"
+        );
+        l.on_message(
+            Message::Remote {
+                host: "abcd2345.remote.example.com".into(),
+                port: 443,
+                acme: false,
+            },
+            t,
+        );
+        assert!(l.acme_ask().is_ok());
+        assert!(l.acme_ask().is_err(), "one at a time");
+        assert!(matches!(l.on_message(done(), t), Action::AcmeDnsDone(None)));
+        // An answer nobody asked for ends the connection.
+        assert!(matches!(l.on_message(done(), t), Action::End(_)));
+    }
+
+    #[test]
     fn streams_open_only_after_this_side_asked_and_the_cloud_named_it() {
         let t = Instant::now();
         let remote = || Message::Remote {
             host: "abcd2345.remote.example.com".into(),
             port: 443,
+            acme: false,
         };
         let mut l = Linked::new(Some("s1".into()), Sharing::Health, false, Time90k(0), t);
         l.on_message(Message::Welcome { site: "s1".into() }, t);
@@ -337,6 +386,7 @@ mod tests {
             let m = Message::Remote {
                 host: host.into(),
                 port: 443,
+                acme: false,
             };
             assert!(matches!(l.on_message(m, t), Action::End(_)), "{host}");
         }

@@ -73,6 +73,60 @@ pub struct CloudConfig {
     /// on the local network.
     #[serde(default)]
     pub remote_2fa: Remote2fa,
+    /// The ACME (RFC 8555) directory the remote-access certificate comes
+    /// from, validated by DNS-01 through the cloud's DNS; the recorder makes
+    /// its key and keeps it. `off`: keep the self-signed certificate.
+    #[serde(default = "default_acme_directory")]
+    pub acme_directory: AcmeDirectory,
+    /// PEM roots the ACME server's HTTPS must chain to, for a private CA;
+    /// the public roots when absent.
+    pub acme_ca: Option<PathBuf>,
+    /// The CA's CAA issuer domain. The remote name's CAA record then lets
+    /// only this recorder's ACME account obtain certificates for it, by
+    /// DNS-01 only (RFC 8657). `letsencrypt.org` for Let's Encrypt's
+    /// directory, none for others unless set; `off` for none.
+    pub acme_caa: Option<String>,
+}
+
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+fn default_acme_directory() -> AcmeDirectory {
+    AcmeDirectory(Some(LETS_ENCRYPT.into()))
+}
+
+/// An `https://` ACME directory URL, or `off` (`None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeDirectory(pub Option<String>);
+
+impl<'de> Deserialize<'de> for AcmeDirectory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "off" {
+            return Ok(AcmeDirectory(None));
+        }
+        let u =
+            url::Url::parse(&s).map_err(|e| de::Error::custom(format!("acme_directory: {e}")))?;
+        if u.scheme() != "https" || u.host_str().is_none() || !u.username().is_empty() {
+            return Err(de::Error::custom(
+                "acme_directory must be an https:// URL (an ACME directory) or \"off\"",
+            ));
+        }
+        Ok(AcmeDirectory(Some(s)))
+    }
+}
+
+impl CloudConfig {
+    /// The CAA issuer to bind the remote name to, if any.
+    pub fn caa_issuer(&self) -> Option<String> {
+        match self.acme_caa.as_deref() {
+            Some("off") => None,
+            Some(d) => Some(d.to_ascii_lowercase()),
+            None if self.acme_directory.0.as_deref() == Some(LETS_ENCRYPT) => {
+                Some("letsencrypt.org".into())
+            }
+            None => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -612,12 +666,16 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let cloud_ca = cfg.cloud.as_mut().and_then(|c| c.ca.as_mut());
+        let (cloud_ca, acme_ca) = match cfg.cloud.as_mut() {
+            Some(c) => (c.ca.as_mut(), c.acme_ca.as_mut()),
+            None => (None, None),
+        };
         for p in [
             Some(&mut cfg.storage.path),
             cfg.web.cert.as_mut(),
             cfg.web.key.as_mut(),
             cloud_ca,
+            acme_ca,
         ]
         .into_iter()
         .flatten()
@@ -656,6 +714,18 @@ impl Config {
             && (c.name.trim().is_empty() || c.name.len() > 64)
         {
             return Err("[cloud] name must be 1 to 64 bytes".into());
+        }
+        if let Some(issuer) = cfg.cloud.as_ref().and_then(CloudConfig::caa_issuer) {
+            let ok = issuer.len() <= 253
+                && issuer.split('.').all(|l| {
+                    (1..=63).contains(&l.len())
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(format!(
+                    "[cloud] acme_caa: {issuer:?} is not a CA's issuer domain (like letsencrypt.org), nor \"off\""
+                ));
+            }
         }
         let mut seen = std::collections::HashMap::new();
         for c in &cfg.cameras {

@@ -61,6 +61,7 @@ export async function cloudPage(params) {
         r.enabled
           ? h('p', { 'data-testid': 'remote-state' }, r.url ? ['Reachable at ', h('a', { href: r.url, target: '_blank', rel: 'noopener' }, r.url), ` · ${r.open} open now, ${r.served} since start`] : 'Waiting for the cloud to give this recorder its address…')
           : h('p', { class: 'dim', 'data-testid': 'remote-state' }, 'Off: the cloud cannot open any connection to this recorder.'),
+        r.enabled ? certState(r.certificate) : null,
         h('p', { class: 'muted small' }, r.require_2fa === 'nobody' ? 'Remote sign-in with a password alone is allowed ([cloud] remote_2fa = "nobody").'
           : `Remote sign-in needs two-factor for ${r.require_2fa === 'everyone' ? 'everyone' : 'admins'} ([cloud] remote_2fa). API tokens work on the local network only.`),
         remoteSessions);
@@ -144,4 +145,18 @@ function egressTotal(r) {
   const overhead = r.entries.filter((e) => e.kind === 'connect' || e.kind === 'disconnect').reduce((n, e) => n + e.bytes, 0);
   const more = overhead ? ` (${r.total_bytes - overhead} in messages, ${overhead} of TLS and connection overhead)` : '';
   return `${r.entries.length} entries, ${r.total_bytes} bytes on the wire${more}.`;
+}
+
+// The remote certificate: from the CA by ACME, or self-signed until then.
+function certState(c) {
+  if (!c) return null;
+  const until = c.not_after ? ` until ${fmtTime(Date.parse(c.not_after))}` : '';
+  const words = {
+    off: 'Certificate: self-signed ([cloud] acme_directory = "off"); browsers warn unless told to trust it.',
+    waiting: 'Certificate: self-signed for now; a publicly trusted one is requested once the cloud serves this name’s DNS.',
+    obtaining: `Certificate: asking ${c.directory} for one…`,
+    valid: `Certificate: issued by the CA (ACME)${until}, for this recorder’s own key; renewed automatically.`,
+    retrying: `Certificate: ${c.source === 'acme' ? `the CA’s${until}` : 'self-signed'}; the last request failed (${c.error ?? 'unknown error'}). Next try ${c.next_attempt ? fmtTime(Date.parse(c.next_attempt)) : 'soon'}. Recording and local use are unaffected.`,
+  };
+  return h('p', { class: c.state === 'retrying' ? 'notice' : 'muted small', 'data-testid': 'remote-cert', 'data-state': c.state }, words[c.state] ?? c.state);
 }

@@ -143,6 +143,7 @@ async fn start_web(
     if let Some(c) = cloud {
         tokio::spawn(remote_certificate(
             c.watch(),
+            c.issued(),
             cfg.storage.path.join("tls/remote"),
             tls.certs.clone(),
         ));
@@ -153,42 +154,63 @@ async fn start_web(
 }
 
 /// The certificate for the name the cloud gives this recorder for remote
-/// access: its own key, made here and kept in `dir` (0600). Self-signed
-/// until ACME issues one (docs/design/remote.md); browsers must be told to
-/// trust it, as with the local address.
+/// access: the one the CA issued by ACME once there is one (the recorder's
+/// own key either way: docs/design/remote.md), self-signed until then and
+/// kept in `dir` (0600).
 async fn remote_certificate(
     mut state: tokio::sync::watch::Receiver<candor_recorder::cloud::LinkState>,
+    mut issued: tokio::sync::watch::Receiver<Option<Arc<candor_recorder::cloud::Issued>>>,
     dir: PathBuf,
     certs: Arc<candor_web::Certs>,
 ) {
-    let mut current: Option<String> = None;
+    // What is installed: the host, and the issued certificate's expiry (0 for self-signed).
+    let mut current: Option<(String, i64)> = None;
+    let mut acme_on = true;
     loop {
         let host = state.borrow_and_update().remote.host.clone();
-        if let Some(h) = host.clone().filter(|_| host != current) {
-            let d = dir.clone();
-            let name = h.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                candor_auth::tls::load_or_generate_for(&d, None, None, "[cloud]", &[name])
-            })
-            .await;
-            match loaded {
-                Ok(Ok(l)) => match certs.set_remote(&h, l.certs, l.key) {
-                    Ok(()) => {
-                        tracing::info!(
-                            "remote access: certificate for {h} {} (self-signed), SHA-256 fingerprint {}",
-                            l.cert_path.display(),
-                            l.fingerprint
-                        );
-                        current = host;
+        let acme = issued.borrow_and_update().clone();
+        if let Some(h) = host {
+            match acme.filter(|c| c.host == h) {
+                Some(c) if current.as_ref() != Some(&(h.clone(), c.not_after)) => {
+                    match certs.set_remote(&h, c.chain.clone(), c.key.clone_key()) {
+                        Ok(()) => {
+                            tracing::info!("remote access: the CA's certificate for {h} is in use");
+                            current = Some((h, c.not_after));
+                        }
+                        Err(e) => tracing::warn!("remote access certificate: {e}"),
                     }
-                    Err(e) => tracing::warn!("remote access certificate: {e}"),
-                },
-                Ok(Err(e)) => tracing::warn!("remote access certificate: {e}"),
-                Err(e) => tracing::warn!("remote access certificate: {e}"),
+                }
+                Some(_) => {}
+                None if current.as_ref().is_none_or(|(c, _)| *c != h) => {
+                    let d = dir.clone();
+                    let name = h.clone();
+                    let loaded = tokio::task::spawn_blocking(move || {
+                        candor_auth::tls::load_or_generate_for(&d, None, None, "[cloud]", &[name])
+                    })
+                    .await;
+                    match loaded {
+                        Ok(Ok(l)) => match certs.set_remote(&h, l.certs, l.key) {
+                            Ok(()) => {
+                                tracing::info!(
+                                    "remote access: certificate for {h} {} (self-signed until the CA issues one), SHA-256 fingerprint {}",
+                                    l.cert_path.display(),
+                                    l.fingerprint
+                                );
+                                current = Some((h, 0));
+                            }
+                            Err(e) => tracing::warn!("remote access certificate: {e}"),
+                        },
+                        Ok(Err(e)) => tracing::warn!("remote access certificate: {e}"),
+                        Err(e) => tracing::warn!("remote access certificate: {e}"),
+                    }
+                }
+                None => {}
             }
         }
-        if state.changed().await.is_err() {
-            return;
+        // The ACME task ends when ACME is off: the name alone then matters.
+        tokio::select! {
+            r = state.changed() => if r.is_err() { return },
+            r = issued.changed(), if acme_on => acme_on = r.is_ok(),
         }
     }
 }

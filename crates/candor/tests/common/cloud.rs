@@ -254,6 +254,24 @@ pub fn site(dir: &Path, cloud: &CloudProc, name: &str, cloud_extra: &str) -> Sit
 }
 
 impl Site {
+    /// Stopped (SIGTERM) and started again on the same config and data.
+    #[allow(dead_code)]
+    pub fn restart(self) -> Site {
+        let Site {
+            rec, cfg, sim, dir, ..
+        } = self;
+        rec.stop();
+        let rec = start_recorder(&cfg);
+        let web = Web::login(&rec, &dir, "admin", "admin password 1");
+        Site {
+            rec,
+            web,
+            cfg,
+            sim,
+            dir,
+        }
+    }
+
     pub fn cloud_state(&self) -> serde_json::Value {
         let (code, _, v) = self.web.api("GET", "cloud", None);
         assert_eq!(code, 200, "{v}");

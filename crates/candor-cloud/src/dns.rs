@@ -1,0 +1,202 @@
+//! The remote zone's authoritative DNS server (docs/design/remote.md,
+//! "Certificates").
+//!
+//! It answers for `remote_zone` only: every `<label>.<zone>` resolves to
+//! the cloud's own addresses (`remote_addresses`), and a recorder's ACME
+//! DNS-01 answer and CAA record appear under its own label while it asks.
+//! Publishing those two on a recorder's request over its link is the only
+//! thing the cloud does for certificates: it never sees a recorder's key.
+//!
+//! hickory's in-memory zone and server do the protocol (UDP and TCP,
+//! NXDOMAIN, SOA in negative answers, no zone transfers); this module only
+//! keeps the records.
+
+use candor_link::Caa;
+use hickory_server::Server;
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::proto::rr::rdata::caa::KeyValue;
+use hickory_server::proto::rr::rdata::{A, AAAA, CAA, NS, SOA, TXT};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// TTLs: challenge answers change within minutes and must not be cached
+/// for long; addresses and CAA rarely change.
+const TXT_TTL: u32 = 60;
+const ADDRESS_TTL: u32 = 300;
+const CAA_TTL: u32 = 300;
+/// Negative answers are cached this long (the SOA minimum): a challenge
+/// asked for before it was published is seen soon after.
+const NEGATIVE_TTL: u32 = 30;
+/// A TCP client that sends no query for this long is dropped.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+type Handler = InMemoryZoneHandler<TokioRuntimeProvider>;
+
+pub struct Zone {
+    handler: Arc<Handler>,
+    origin: Name,
+    addresses: Vec<IpAddr>,
+    serial: AtomicU32,
+}
+
+impl Zone {
+    /// The zone with its SOA, NS and the wildcard addresses. `zone` was
+    /// checked by the config (lowercase labels).
+    pub fn new(zone: &str, addresses: &[IpAddr]) -> Result<Zone, String> {
+        let origin = Name::from_ascii(format!("{zone}.")).map_err(|e| e.to_string())?;
+        let ns = Name::from_ascii("ns")
+            .and_then(|n| n.append_domain(&origin))
+            .map_err(|e| e.to_string())?;
+        let hostmaster = Name::from_ascii("hostmaster")
+            .and_then(|n| n.append_domain(&origin))
+            .map_err(|e| e.to_string())?;
+        // A serial that grows across restarts without being stored.
+        let serial = (crate::now() as u64 % u64::from(u32::MAX)) as u32;
+        let mut h = Handler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+        let soa = SOA::new(
+            ns.clone(),
+            hostmaster,
+            serial,
+            3600,
+            600,
+            86_400,
+            NEGATIVE_TTL,
+        );
+        h.upsert_mut(
+            Record::from_rdata(origin.clone(), NEGATIVE_TTL, RData::SOA(soa)),
+            serial,
+        );
+        h.upsert_mut(
+            Record::from_rdata(origin.clone(), ADDRESS_TTL, RData::NS(NS(ns.clone()))),
+            serial,
+        );
+        let wildcard = Name::from_ascii("*")
+            .and_then(|n| n.append_domain(&origin))
+            .map_err(|e| e.to_string())?;
+        for name in [&origin, &ns, &wildcard] {
+            for r in address_records(name, addresses) {
+                h.upsert_mut(r, serial);
+            }
+        }
+        Ok(Zone {
+            handler: Arc::new(h),
+            origin,
+            addresses: addresses.to_vec(),
+            serial: serial.into(),
+        })
+    }
+
+    /// Serves the zone on `udp` and `tcp` until the process ends.
+    pub fn serve(
+        &self,
+        udp: tokio::net::UdpSocket,
+        tcp: tokio::net::TcpListener,
+    ) -> Server<Catalog> {
+        let mut catalog = Catalog::new();
+        catalog.upsert(
+            LowerName::new(&self.origin),
+            vec![self.handler.clone() as Arc<dyn ZoneHandler>],
+        );
+        let mut server = Server::new(catalog);
+        server.register_socket(udp);
+        server.register_listener(tcp, TCP_IDLE, 4096);
+        server
+    }
+
+    /// `<label>.<zone>`'s ACME answer (`txt`, empty to remove) and CAA
+    /// record (`None` to leave it as it is; see [`Zone::remove_caa`]).
+    pub async fn set(&self, label: &str, txt: &[String], caa: Option<&Caa>) -> Result<(), String> {
+        let host = self.name(label)?;
+        let challenge = Name::from_ascii("_acme-challenge")
+            .and_then(|n| n.append_domain(&host))
+            .map_err(|e| e.to_string())?;
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut records = Vec::new();
+        // A name with records of its own is no longer covered by the
+        // wildcard (RFC 4592), nor is the one above a challenge: both get
+        // the addresses explicitly.
+        records.extend(address_records(&host, &self.addresses));
+        records.extend(txt.iter().map(|t| {
+            Record::from_rdata(
+                challenge.clone(),
+                TXT_TTL,
+                RData::TXT(TXT::new(vec![t.clone()])),
+            )
+        }));
+        if let Some(c) = caa {
+            records.push(caa_record(&host, c)?);
+        }
+        {
+            let mut all = self.handler.records_mut().await;
+            all.remove(&RrKey::new(LowerName::new(&challenge), RecordType::TXT));
+            if caa.is_some() {
+                all.remove(&RrKey::new(LowerName::new(&host), RecordType::CAA));
+            }
+        }
+        for r in records {
+            self.handler.upsert(r, serial).await;
+        }
+        Ok(())
+    }
+
+    /// The label's challenge answer goes when its recorder's link does.
+    pub async fn clear_txt(&self, label: &str) {
+        if let Ok(host) = self.name(label)
+            && let Ok(challenge) =
+                Name::from_ascii("_acme-challenge").and_then(|n| n.append_domain(&host))
+        {
+            self.handler
+                .records_mut()
+                .await
+                .remove(&RrKey::new(LowerName::new(&challenge), RecordType::TXT));
+        }
+    }
+
+    /// A site deleted: its name keeps no CAA binding to a gone account.
+    pub async fn remove_caa(&self, label: &str) {
+        if let Ok(host) = self.name(label) {
+            self.handler
+                .records_mut()
+                .await
+                .remove(&RrKey::new(LowerName::new(&host), RecordType::CAA));
+        }
+    }
+
+    fn name(&self, label: &str) -> Result<Name, String> {
+        Name::from_ascii(label)
+            .and_then(|n| n.append_domain(&self.origin))
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn address_records(name: &Name, addresses: &[IpAddr]) -> Vec<Record> {
+    addresses
+        .iter()
+        .map(|a| {
+            let data = match a {
+                IpAddr::V4(v4) => RData::A(A(*v4)),
+                IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+            };
+            Record::from_rdata(name.clone(), ADDRESS_TTL, data)
+        })
+        .collect()
+}
+
+/// `0 issue "<issuer>; accounturi=<account>; validationmethods=dns-01"`.
+fn caa_record(host: &Name, c: &Caa) -> Result<Record, String> {
+    let issuer = Name::from_ascii(&c.issuer).map_err(|e| e.to_string())?;
+    let caa = CAA::new_issue(
+        false,
+        Some(issuer),
+        vec![
+            KeyValue::new("accounturi", c.account.clone()),
+            KeyValue::new("validationmethods", "dns-01"),
+        ],
+    );
+    Ok(Record::from_rdata(host.clone(), CAA_TTL, RData::CAA(caa)))
+}
