@@ -3,8 +3,9 @@
 // through the cloud's relay: sign-in with the recorder's account, live
 // video, playback from a clicked instant, an export download. Called by
 // crates/candor/tests/remote.rs with CLOUD_URL, OWNER, PASSWORD,
-// REMOTE_URL, USER, USER_PASSWORD, SPKI (the recorder's remote key, the
-// only certificate trusted for the remote name), SHOTS and DOWNLOAD.
+// REMOTE_URL, USER, USER_PASSWORD, SHOTS and DOWNLOAD, and HOME holding
+// the NSS database that trusts the test CA (Pebble) that issued the
+// recorder's certificate; SPKI, if set, pins a self-signed one instead.
 // Prints progress, then one JSON line of results.
 
 import { chromium } from 'playwright-core';
@@ -22,14 +23,11 @@ const browser = await chromium.launch({
     '--autoplay-policy=no-user-gesture-required',
     // The remote zone resolves to the cloud (loopback here), as its DNS would.
     '--host-resolver-rules=MAP *.remote.test 127.0.0.1',
-    // Only the recorder's own key is accepted for the remote name: a cloud
-    // that answered the TLS itself would fail the handshake.
-    `--ignore-certificate-errors-spki-list=${process.env.SPKI}`],
+    ...(process.env.SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.SPKI}`] : [])],
 });
 const errors = [];
-// Service workers are refused for a certificate that is not publicly
-// trusted, whatever the flags say: expected until ACME certificates (the
-// app works without one), so recorded rather than failed on.
+// Service workers are refused for a certificate that is not trusted,
+// whatever the flags say: recorded, and the caller checks.
 result.service_worker_refused = [];
 async function newPage(name, ignoreHTTPSErrors) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors, viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, acceptDownloads: true });
@@ -58,7 +56,7 @@ try {
   await shot(app, 'r01-cloud-open');
 
   // The recorder's own web app through the relay, in a context that
-  // trusts nothing but the recorder's key.
+  // ignores no certificate error.
   step('recorder sign-in through the relay');
   const page = await newPage('recorder', false);
   const t0 = Date.now();

@@ -697,23 +697,6 @@ fn the_recorder_gets_a_publicly_trusted_certificate_by_acme_through_the_clouds_d
     assert_eq!(String::from_utf8_lossy(&o.stdout), "200");
 }
 
-/// base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate, as
-/// Chromium's `--ignore-certificate-errors-spki-list` takes it (openssl).
-fn spki_hash(cert: &Path) -> String {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "openssl x509 -in \"$1\" -pubkey -noout | openssl pkey -pubin -outform der \
-             | openssl dgst -sha256 -binary | base64",
-        )
-        .arg("sh")
-        .arg(cert)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// A TCP relay in front of the cloud that keeps every byte it passes, per
 /// connection and direction: the bytes the cloud's relay forwards as they
 /// are (it passes the browser's TLS on unopened).
@@ -781,9 +764,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Acceptance 1 and 4, so far: cloud app → Open → the recorder's own web
-/// app in Chromium, trusting only the recorder's key for the remote name
-/// (pinned: with the cloud's key instead, the page fails with
-/// ERR_CERT_AUTHORITY_INVALID), then live, playback from a clicked instant
+/// app in Chromium, with the certificate the recorder obtained from Pebble
+/// by ACME validated against Pebble's root (trusted by this browser only;
+/// no certificate error ignored), then live, playback from a clicked instant
 /// and an export ffprobe accepts, all through the relay. The bytes the
 /// relay passed hold none of the session's secrets or contents, which the
 /// recorder's side of the same session shows; neither do the cloud's
@@ -795,16 +778,40 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     // Browsers reach the remote name at the tap's port, which passes to the
     // cloud's (as a NAT in front of it would).
     let tap = Tap::start();
-    let (cloud, _owner, site, _) = paired_site(
-        dir.path(),
-        &format!("remote_port = {}", tap.port),
-        "remote_access = true",
-    );
+    let (cloud, _owner, site, pebble, _) =
+        acme_site(dir.path(), &format!("remote_port = {}", tap.port));
     tap.to.store(port_of(&cloud), Ordering::SeqCst);
     let url = remote_url(&site);
     let o = user_add(&site.cfg, "family", "operator", "family password 1");
     assert!(o.status.success());
-    let cert = remote_cert(&site);
+    // This browser alone trusts Pebble's root (its own NSS database, in a
+    // HOME of its own): no certificate error is ignored for the remote name.
+    let home = dir.path().join("home");
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let root = dir.path().join("pebble-root.pem");
+    pebble.root(&root);
+    let db = format!("sql:{}", nssdb.display());
+    for args in [
+        vec!["-N", "--empty-password", "-d", &db],
+        vec![
+            "-A",
+            "-t",
+            "C,,",
+            "-n",
+            "pebble",
+            "-i",
+            root.to_str().unwrap(),
+            "-d",
+            &db,
+        ],
+    ] {
+        let o = Command::new("certutil")
+            .args(&args)
+            .output()
+            .expect("certutil: apt-get install libnss3-tools");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
     wait_for("footage", Duration::from_secs(30), || {
         recorded_secs(&site.cfg, "gate") >= 8.0
     });
@@ -819,7 +826,7 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
         .env("REMOTE_URL", &url)
         .env("USER", "family")
         .env("USER_PASSWORD", "family password 1")
-        .env("SPKI", spki_hash(&cert))
+        .env("HOME", &home)
         .env("SHOTS", &shots)
         .env("DOWNLOAD", &download)
         .output()
@@ -840,6 +847,11 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
         "remote open → live playing: {} ms",
         result["open_to_live_ms"]
     );
+    // A trusted certificate: the browser also takes the recorder app's
+    // service worker (refused for any certificate whose errors it was told
+    // to ignore, as for the cloud app's self-signed one here).
+    let refused = result["service_worker_refused"].as_array().unwrap();
+    assert!(!refused.iter().any(|r| r == "recorder"), "{result}");
     let p = ffprobe(&download);
     assert!(p.duration > 2.5 && p.duration < 3.6, "{p:?}");
     ffmpeg_decodes(&download).unwrap();
