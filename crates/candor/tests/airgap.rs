@@ -403,7 +403,18 @@ fn recorder_connects_only_to_its_cameras_and_the_paired_cloud() {
          ## Cloud on and paired\n\n{}\n\
          The cloud is reached only while paired, or while an admin pairs. What\n\
          is sent over it is in the egress ledger (`candor egress`, and the\n\
-         Cloud page of the web app).\n",
+         Cloud page of the web app).\n\n\
+         ## Remote access on, with a cloud that serves its zone's DNS\n\n\
+         Not measured here (remote access is off in this run); by design and\n\
+         in `crates/candor/tests/remote.rs`:\n\n\
+         - TCP to the ACME CA (`[cloud] acme_directory`, Let's Encrypt by\n  \
+         default; through `[cloud] proxy` if set): a few HTTPS requests per\n  \
+         certificate, at first and then about every 60 days, and retries after\n  \
+         a failure (1 minute, doubling to 6 hours). Each is an egress-ledger\n  \
+         row of kind `acme`. A cloud that does not serve the zone's DNS causes\n  \
+         none; `acme_directory = \"off\"` stops them.\n\n\
+         Remote connections themselves arrive over the cloud link: no other\n\
+         outbound connection.\n",
         list(&r_off),
         list(&r_on)
     );

@@ -563,6 +563,23 @@ fn dig(dns: u16, name: &str, kind: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// dig's full answer (status line included).
+fn dig_status(dns: u16, name: &str, kind: &str) -> String {
+    let o = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &dns.to_string(),
+            "+tries=1",
+            "+time=5",
+            name,
+            kind,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 /// The remote certificate by ACME DNS-01: the recorder's own key and
 /// account, the cloud publishing only the challenge answer and a CAA record
 /// binding the name to that account. curl trusting nothing but Pebble's
@@ -647,10 +664,16 @@ fn the_recorder_gets_a_publicly_trusted_certificate_by_acme_through_the_clouds_d
         "{caa}"
     );
     assert_eq!(dig(dns, &format!("_acme-challenge.{host}"), "TXT"), "");
-    assert_eq!(
-        dig(dns, "nosuchname.example.com", "A"),
-        "",
-        "not an open resolver"
+    // Not a resolver, no zone transfer, and names it does not hold are
+    // NXDOMAIN with the zone's SOA.
+    let outside = dig_status(dns, "example.com", "A");
+    assert!(outside.contains("status: REFUSED"), "{outside}");
+    let axfr = dig_status(dns, "remote.test", "AXFR");
+    assert!(!axfr.contains(&host), "{axfr}");
+    let nx = dig_status(dns, "nosuch.nosuch.remote.test", "TXT");
+    assert!(
+        nx.contains("status: NXDOMAIN") || nx.contains("status: NOERROR"),
+        "{nx}"
     );
 
     // Owner-only files: the key, the account's key.
