@@ -16,7 +16,7 @@ use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::proto::rr::rdata::caa::KeyValue;
 use hickory_server::proto::rr::rdata::{A, AAAA, CAA, NS, SOA, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use std::net::IpAddr;
@@ -32,8 +32,13 @@ const CAA_TTL: u32 = 300;
 /// Negative answers are cached this long (the SOA minimum): a challenge
 /// asked for before it was published is seen soon after.
 const NEGATIVE_TTL: u32 = 30;
-/// A TCP client that sends no query for this long is dropped.
+/// A TCP connection lasts at most this long.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// DNS over TCP connections at once, in all and per client address
+/// (resolvers fall back to TCP only for answers too large for UDP, which
+/// this zone does not have).
+pub const TCP_MAX: usize = 256;
+pub const TCP_PER_ADDRESS: usize = 8;
 
 type Handler = InMemoryZoneHandler<TokioRuntimeProvider>;
 
@@ -91,12 +96,16 @@ impl Zone {
         })
     }
 
-    /// Serves the zone on `udp` and `tcp` until the process ends.
-    pub fn serve(
+    /// Serves the zone on `udp` and `tcp` until the process ends. TCP
+    /// connections pass a gate first ([`TCP_MAX`] in all, [`TCP_PER_ADDRESS`]
+    /// per address, [`TCP_IDLE`] each): hickory's own TCP server takes any
+    /// number, and every one costs a file descriptor the links and the
+    /// relay share. Admitted ones are spliced to hickory on loopback.
+    pub async fn serve(
         &self,
         udp: tokio::net::UdpSocket,
         tcp: tokio::net::TcpListener,
-    ) -> Server<Catalog> {
+    ) -> std::io::Result<Server<Catalog>> {
         let mut catalog = Catalog::new();
         catalog.upsert(
             LowerName::new(&self.origin),
@@ -104,8 +113,38 @@ impl Zone {
         );
         let mut server = Server::new(catalog);
         server.register_socket(udp);
-        server.register_listener(tcp, TCP_IDLE, 4096);
-        server
+        let inner = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let inner_addr = inner.local_addr()?;
+        server.register_listener(inner, TCP_IDLE, 4096);
+        let gate = candor_auth::conn::ConnGate::new(candor_auth::conn::Limits {
+            max_connections: TCP_MAX,
+            max_per_address: TCP_PER_ADDRESS,
+            ..Default::default()
+        });
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, peer)) = tcp.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let Some(place) = gate.admit(peer.ip()) else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let _place = place;
+                    if let Ok(mut to) = tokio::net::TcpStream::connect(inner_addr).await {
+                        // A query and its answer are a few hundred bytes:
+                        // the whole exchange gets the idle time, once.
+                        let _ = tokio::time::timeout(
+                            TCP_IDLE,
+                            tokio::io::copy_bidirectional(&mut conn, &mut to),
+                        )
+                        .await;
+                    }
+                });
+            }
+        });
+        Ok(server)
     }
 
     /// `<label>.<zone>`'s ACME answer (`txt`, empty to remove) and CAA
@@ -131,15 +170,22 @@ impl Zone {
         if let Some(c) = caa {
             records.push(caa_record(&host, c)?);
         }
-        {
-            let mut all = self.handler.records_mut().await;
-            all.remove(&RrKey::new(LowerName::new(&challenge), RecordType::TXT));
-            if caa.is_some() {
-                all.remove(&RrKey::new(LowerName::new(&host), RecordType::CAA));
-            }
-        }
+        // Replaced under one lock: a resolver never sees the name without
+        // its CAA record, or the challenge half-published.
+        let mut sets: std::collections::BTreeMap<RrKey, RecordSet> = Default::default();
         for r in records {
-            self.handler.upsert(r, serial).await;
+            let key = RrKey::new(LowerName::new(&r.name), r.record_type());
+            sets.entry(key)
+                .or_insert_with(|| RecordSet::new(r.name.clone(), r.record_type(), serial))
+                .insert(r, serial);
+        }
+        let mut all = self.handler.records_mut().await;
+        all.remove(&RrKey::new(LowerName::new(&challenge), RecordType::TXT));
+        if caa.is_some() {
+            all.remove(&RrKey::new(LowerName::new(&host), RecordType::CAA));
+        }
+        for (k, set) in sets {
+            all.insert(k, Arc::new(set));
         }
         Ok(())
     }

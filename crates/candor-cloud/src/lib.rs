@@ -276,8 +276,6 @@ pub struct RemoteEnd {
     pub next_stream: std::sync::atomic::AtomicU32,
     /// Opens in the last minute, and by whom (see [`relay::OPENS_PER_MINUTE`]).
     pub opens: Mutex<std::collections::VecDeque<(std::time::Instant, std::net::IpAddr)>>,
-    /// ACME DNS requests in the last minute (see [`link::ACME_PER_MINUTE`]).
-    pub acme: Mutex<std::collections::VecDeque<std::time::Instant>>,
     /// Places for the site's streams: [`candor_link::mux::MAX_STREAMS`] in
     /// all, [`relay::STREAMS_PER_CLIENT`] per client address.
     pub streams: Arc<candor_auth::conn::ConnGate>,
@@ -320,6 +318,9 @@ pub struct Cloud {
     pub remote: Mutex<HashMap<String, Arc<RemoteEnd>>>,
     /// The remote zone's DNS records, when this cloud serves them (`dns_listen`).
     pub dns: Option<Arc<dns::Zone>>,
+    /// ACME DNS requests in the last minute, per site, across reconnects
+    /// (see [`link::ACME_PER_MINUTE`]); only paired sites have entries.
+    pub acme_asked: Mutex<HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
     next_conn: std::sync::atomic::AtomicU64,
 }
 
@@ -399,6 +400,7 @@ impl Cloud {
         Ok(Arc::new(Cloud {
             config,
             dns,
+            acme_asked: Mutex::default(),
             db,
             online: Mutex::default(),
             pairings: Mutex::default(),
@@ -555,7 +557,11 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 cloud.config.remote_zone.as_deref().unwrap_or_default(),
                 udp.local_addr().map_or(addr, |a| a)
             );
-            Some(zone.serve(udp, tcp))
+            Some(
+                zone.serve(udp, tcp)
+                    .await
+                    .map_err(|source| CloudError::Listen { addr, source })?,
+            )
         }
         _ => None,
     };

@@ -382,7 +382,7 @@ impl Message {
                         return Err("CAA issuer is not a lowercase DNS name".into());
                     }
                     // Printable, and nothing that ends or quotes a CAA parameter.
-                    let ok = c.account.len() <= 256
+                    let ok = c.account.len() <= 128
                         && c.account.starts_with("https://")
                         && c.account
                             .bytes()
@@ -393,7 +393,14 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::AcmeDnsDone { error } => short("error", error.as_deref().unwrap_or(""), 256),
+            Message::AcmeDnsDone { error } => {
+                let e = error.as_deref().unwrap_or("");
+                // Logged and shown by the recorder: no forged log lines.
+                if e.chars().any(char::is_control) {
+                    return Err("error holds control characters".into());
+                }
+                short("error", e, 256)
+            }
             _ => Ok(()),
         }
     }
@@ -786,7 +793,16 @@ mod tests {
         let mut bad_issuer = caa("https://ca.example/acct/1");
         bad_issuer.issuer = "Evil; x=y".into();
         assert!(m(vec![], Some(bad_issuer)).validate().is_err());
+        let long = format!("https://ca.example/{}", "a".repeat(120));
+        assert!(
+            m(vec![], Some(caa(&long))).validate().is_err(),
+            "128 bytes at most"
+        );
         assert!(!m(vec![], None).from_cloud());
+        let forged = Message::AcmeDnsDone {
+            error: Some("no\nINFO forged line".into()),
+        };
+        assert!(forged.validate().is_err());
         assert!(Message::AcmeDnsDone { error: None }.from_cloud());
     }
 

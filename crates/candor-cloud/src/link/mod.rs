@@ -317,7 +317,15 @@ async fn serve_role(
         });
     if let Some(zone) = &cloud.dns {
         for l in gone {
-            zone.clear_txt(&l).await;
+            // Unless the site's newer link took the label meanwhile.
+            if !cloud
+                .remote
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&l)
+            {
+                zone.clear_txt(&l).await;
+            }
         }
     }
     if let Some((site, account)) = session {
@@ -349,7 +357,6 @@ async fn remote_up(cloud: &Cloud, site: &str, conn: u64, tunnel: &Tunnel) -> Res
         allowed: false.into(),
         next_stream: 1.into(),
         opens: Default::default(),
-        acme: Default::default(),
         streams: candor_auth::conn::ConnGate::new(candor_auth::conn::Limits {
             max_connections: candor_link::mux::MAX_STREAMS,
             max_per_address: crate::relay::STREAMS_PER_CLIENT,
@@ -738,7 +745,8 @@ async fn acme_dns(
     }
     {
         let now = Instant::now();
-        let mut asked = end.acme.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = cloud.acme_asked.lock().unwrap_or_else(|e| e.into_inner());
+        let asked = all.entry(site.to_owned()).or_default();
         while asked
             .front()
             .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
@@ -789,6 +797,11 @@ pub async fn unpair(cloud: &Cloud, site: &str, account: &str) -> Result<(), crat
     {
         let key = r.bytes(0)?;
         // The name keeps no binding to the gone recorder's ACME account.
+        cloud
+            .acme_asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(site);
         if let (Some(zone), Some(label)) = (&cloud.dns, r.opt_text(1)?) {
             zone.remove_caa(&label).await;
             zone.clear_txt(&label).await;

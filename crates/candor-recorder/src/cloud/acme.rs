@@ -21,6 +21,7 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType,
     HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
+use rcgen::PublicKeyData;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -169,9 +170,25 @@ impl Acme {
                         "remote access: certificate for {host} issued, valid until {}",
                         ts(c.not_after)
                     );
-                    backoff = FIRST_RETRY;
                     self.view(|v| v.error = None);
+                    let due = c.not_after - (c.not_after - c.not_before) / 3
+                        <= candor_media::time::unix_secs();
                     let _ = self.issued.send(Some(Arc::new(c)));
+                    if due {
+                        // Already due for renewal (a short-lived certificate,
+                        // or this clock runs ahead): ordering again at once
+                        // would spend the CA's weekly limits in minutes.
+                        warn!(
+                            "remote access: the new certificate is already due for renewal; next order in {backoff:?}"
+                        );
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = self.shutdown.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(MAX_RETRY);
+                    } else {
+                        backoff = FIRST_RETRY;
+                    }
                 }
                 Err(e) => {
                     warn!("remote access certificate for {host}: {e}; retrying in {backoff:?}");
@@ -202,8 +219,10 @@ impl Acme {
         let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
             .collect::<Result<_, _>>()
             .ok()?;
+        let pair = rcgen::KeyPair::from_pem(std::str::from_utf8(&key).ok()?).ok()?;
         let key = rustls_pemfile::private_key(&mut &key[..]).ok()??;
-        let (not_before, not_after) = validity(chain.first()?, host).ok()?;
+        let (not_before, not_after) =
+            validity(chain.first()?, host, &pair.subject_public_key_info()).ok()?;
         Some(Issued {
             host: host.to_owned(),
             chain,
@@ -281,7 +300,7 @@ impl Acme {
             .collect::<Result<_, _>>()
             .map_err(|e| format!("the CA's certificate: {e}"))?;
         let leaf = chain.first().ok_or("the CA sent no certificate")?;
-        let (not_before, not_after) = validity(leaf, host)?;
+        let (not_before, not_after) = validity(leaf, host, &key.subject_public_key_info())?;
         // Key first: a certificate is never on disk without its key.
         super::files::write_private(
             &self.dir.join("key.pem.tmp"),
@@ -335,7 +354,9 @@ impl Acme {
             credentials,
         };
         let j = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
-        super::files::write_private(&path, &j)?;
+        let tmp = path.with_extension("tmp");
+        super::files::write_private(&tmp, &j)?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("saving {}: {e}", path.display()))?;
         info!(
             "remote access: ACME account {} at {directory}",
             account.id()
@@ -358,10 +379,17 @@ impl Acme {
     }
 }
 
-/// The leaf's validity (Unix seconds), checked to be for `host`.
-fn validity(leaf: &CertificateDer<'_>, host: &str) -> Result<(i64, i64), String> {
+/// The leaf's validity (Unix seconds), checked to be for `host`, for the
+/// key whose SubjectPublicKeyInfo is `spki`, and valid now.
+fn validity(leaf: &CertificateDer<'_>, host: &str, spki: &[u8]) -> Result<(i64, i64), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
         .map_err(|e| format!("the CA's certificate does not parse: {e}"))?;
+    if cert.public_key().raw != spki {
+        return Err("the certificate is not for this recorder's key".into());
+    }
+    if !cert.validity().is_valid() {
+        return Err("the certificate is not valid now (or this recorder's clock is wrong)".into());
+    }
     let names: Vec<String> = cert
         .subject_alternative_name()
         .ok()

@@ -49,6 +49,11 @@ impl Files {
     pub(super) fn forget(&self) {
         let _ = std::fs::remove_file(&self.paired);
         let _ = std::fs::remove_file(&self.key);
+        // The remote name's keys and certificates go with the pairing: a
+        // new pairing gets a new name.
+        if let Some(storage) = self.key.parent().and_then(|d| d.parent()) {
+            let _ = std::fs::remove_dir_all(storage.join("tls/remote"));
+        }
     }
 }
 
@@ -61,6 +66,11 @@ pub(super) fn write_private(path: &std::path::Path, data: &[u8]) -> Result<(), S
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .and_then(|mut f| f.write_all(data))
+        .and_then(|mut f| {
+            // `mode` applies only to a file made now.
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f.write_all(data)
+        })
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }

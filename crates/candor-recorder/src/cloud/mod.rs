@@ -883,7 +883,7 @@ impl Link {
                             return Ended::Again;
                         }
                         Some(Cmd::AcmeDns { txt, caa, reply }) => {
-                            match core.acme_ask() {
+                            match core.acme_ask(Instant::now()) {
                                 Ok(()) => {
                                     if let Err(e) = self.send(io, dest, &Message::AcmeDns { txt, caa }).await {
                                         let _ = reply.send(Err(e.clone()));

@@ -26,6 +26,10 @@ pub const CAUSED_PER_MINUTE: u32 = 10;
 /// every 15 s).
 pub const SILENT_AFTER: Duration = Duration::from_secs(45);
 
+/// How long an ACME DNS request waits for the cloud's answer before another
+/// may go (the ACME task itself gives up after 30 s).
+pub const ACME_ANSWER: Duration = Duration::from_secs(35);
+
 /// What the recorder does about one message from the cloud.
 #[derive(Debug, PartialEq)]
 pub enum Action {
@@ -126,8 +130,9 @@ pub struct Linked {
     remote_asked: bool,
     /// … and the cloud said where browsers reach it: streams may open.
     remote_host: Option<String>,
-    /// An ACME DNS request went out and awaits its answer (one at a time).
-    acme_pending: bool,
+    /// An ACME DNS request went out at this time and awaits its answer (one
+    /// at a time; given up after [`ACME_ANSWER`]).
+    acme_pending: Option<Instant>,
 }
 
 impl Linked {
@@ -154,7 +159,7 @@ impl Linked {
             last_status_sent: None,
             remote_asked: false,
             remote_host: None,
-            acme_pending: false,
+            acme_pending: None,
         }
     }
 
@@ -230,8 +235,8 @@ impl Linked {
                 self.remote_host = Some(host.clone());
                 Action::Remote { host, port, acme }
             }
-            Message::AcmeDnsDone { error } if self.acme_pending => {
-                self.acme_pending = false;
+            Message::AcmeDnsDone { error } if self.acme_pending.is_some() => {
+                self.acme_pending = None;
                 Action::AcmeDnsDone(error)
             }
             other => Action::End(format!("unexpected {} from the cloud", other.name())),
@@ -240,14 +245,17 @@ impl Linked {
 
     /// Whether an ACME DNS request may go now: only once the cloud named
     /// this recorder on this connection, and one at a time. Marks it sent.
-    pub fn acme_ask(&mut self) -> Result<(), &'static str> {
+    pub fn acme_ask(&mut self, now: Instant) -> Result<(), &'static str> {
         if self.remote_host.is_none() {
             return Err("the cloud has not named this recorder on this connection");
         }
-        if self.acme_pending {
+        if self
+            .acme_pending
+            .is_some_and(|t| now.duration_since(t) < ACME_ANSWER)
+        {
             return Err("a DNS request is already waiting for the cloud");
         }
-        self.acme_pending = true;
+        self.acme_pending = Some(now);
         Ok(())
     }
 
@@ -324,7 +332,7 @@ mod tests {
         l.on_message(Message::Welcome { site: "s1".into() }, t);
         let done = || Message::AcmeDnsDone { error: None };
         assert!(
-            l.acme_ask().is_err(),
+            l.acme_ask(t).is_err(),
             "not before the cloud named this recorder"
         );
         l.on_message(
@@ -335,11 +343,17 @@ mod tests {
             },
             t,
         );
-        assert!(l.acme_ask().is_ok());
-        assert!(l.acme_ask().is_err(), "one at a time");
+        assert!(l.acme_ask(t).is_ok());
+        assert!(
+            l.acme_ask(t + Duration::from_secs(5)).is_err(),
+            "one at a time"
+        );
         assert!(matches!(l.on_message(done(), t), Action::AcmeDnsDone(None)));
         // An answer nobody asked for ends the connection.
         assert!(matches!(l.on_message(done(), t), Action::End(_)));
+        // A cloud that never answers does not block requests for ever.
+        assert!(l.acme_ask(t).is_ok());
+        assert!(l.acme_ask(t + ACME_ANSWER).is_ok());
     }
 
     #[test]
