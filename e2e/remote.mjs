@@ -3,7 +3,8 @@
 // through the cloud's relay: sign-in with the recorder's account, live
 // video, playback from a clicked instant, an export download. Called by
 // crates/candor/tests/remote.rs with CLOUD_URL, OWNER, PASSWORD,
-// REMOTE_URL, USER, USER_PASSWORD, SHOTS and DOWNLOAD, and HOME holding
+// REMOTE_URL, USER, USER_PASSWORD, SHOTS, DOWNLOAD, ALARM_URL (what the
+// alarm push opens when tapped), and HOME holding
 // the NSS database that trusts the test CA (Pebble) that issued the
 // recorder's certificate; SPKI, if set, pins a self-signed one instead.
 // Prints progress, then one JSON line of results.
@@ -99,6 +100,19 @@ try {
   await page.click('button:has-text("Export MP4")');
   await (await download).saveAs(process.env.DOWNLOAD);
   result.export_secs = (b - a) / 1000;
+
+  // The address a tapped alarm notification opens (the push carried it):
+  // the event's clip, on the recorder, through the relay.
+  step('alarm → event clip');
+  const t1 = Date.now();
+  await page.goto(process.env.ALARM_URL);
+  await page.waitForFunction(() => /^#playback\?.*event=\d+/.test(location.hash), null, { timeout: 15000 });
+  await page.waitForFunction(() => {
+    const v = document.querySelector('.grid.playback video[data-camera=gate]');
+    return v && v.currentTime > 1.0 && !v.paused;
+  }, null, { timeout: 20000 });
+  result.alarm_to_clip_ms = Date.now() - t1;
+  await shot(page, 'r04-alarm-clip');
   result.protocol = await page.evaluate(() => performance.getEntriesByType('navigation')[0]?.nextHopProtocol);
   // For the blindness check: what must never show in the relayed bytes.
   result.cookies = (await page.context().cookies()).map((c) => ({ name: c.name, value: c.value }));

@@ -449,8 +449,9 @@ impl Cloud {
 
 /// A site row (`id, name, sharing, paired_at, online, since, status, label,
 /// remote`) as the app shows it.
-pub fn site_row(r: &db::Row, config: &Config) -> Result<candor_wire::cloud::Site, db::DbError> {
-    let remote = match (&config.remote_zone, r.opt_text(7)?, r.int(8)? != 0) {
+/// Where browsers reach a site's recorder, if its remote access is on.
+pub fn remote_url(config: &Config, label: Option<String>, remote: bool) -> Option<String> {
+    match (&config.remote_zone, label, remote) {
         (Some(zone), Some(label), true) => {
             let port = config.remote_port.unwrap_or(config.listen.port());
             Some(if port == 443 {
@@ -460,7 +461,11 @@ pub fn site_row(r: &db::Row, config: &Config) -> Result<candor_wire::cloud::Site
             })
         }
         _ => None,
-    };
+    }
+}
+
+pub fn site_row(r: &db::Row, config: &Config) -> Result<candor_wire::cloud::Site, db::DbError> {
+    let remote = remote_url(config, r.opt_text(7)?, r.int(8)? != 0);
     Ok(candor_wire::cloud::Site {
         remote,
         id: r.text(0)?,

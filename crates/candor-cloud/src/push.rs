@@ -228,12 +228,13 @@ impl Push {
     /// Sends an alarm to every device the account subscribed, in the
     /// background. Only what the recorder shared is in `alarm`; with
     /// private alarms that is the site and the time.
-    pub fn alarm(&self, account: &str, alarm: candor_wire::cloud::Alarm) {
+    pub fn alarm(&self, account: &str, alarm: candor_wire::cloud::Alarm, open: Option<String>) {
         let this = self.clone();
         let account = account.to_owned();
         tokio::spawn(async move {
-            let payload = serde_json::to_string(&candor_wire::cloud::PushPayload::of(&alarm))
-                .unwrap_or_default();
+            let mut payload = candor_wire::cloud::PushPayload::of(&alarm);
+            payload.url = open;
+            let payload = serde_json::to_string(&payload).unwrap_or_default();
             let subs = match this
                 .0
                 .db

@@ -11,7 +11,7 @@ self.addEventListener('push', (e) => {
   e.waitUntil(self.registration.showNotification(title, {
     body: (d.late ? '(delivered late) ' : '') + (d.body || ''),
     tag: `alarm-${d.site}-${d.alarm}`,
-    data: { site: d.site },
+    data: { site: d.site, url: typeof d.url === 'string' && d.url.startsWith('https://') ? d.url : null },
     icon: '/ui/icon-192.png',
     requireInteraction: true,
   }));
@@ -19,6 +19,13 @@ self.addEventListener('push', (e) => {
 
 self.addEventListener('notificationclick', (e) => {
   e.notification.close();
+  // With remote access on, the event itself on the recorder (its own web
+  // app, through the relay); otherwise the site in this app.
+  const remote = e.notification.data?.url;
+  if (remote) {
+    e.waitUntil(self.clients.openWindow(remote));
+    return;
+  }
   const url = '/#site=' + encodeURIComponent(e.notification.data?.site || '');
   e.waitUntil(self.clients.matchAll({ type: 'window' }).then((cs) => {
     for (const c of cs) { c.navigate(url); return c.focus(); }

@@ -230,18 +230,23 @@ impl Store {
     /// An acknowledgement from the cloud app for alarm `id`: recorded on the
     /// alarm's event. False when the alarm or its event is unknown.
     pub fn ack_alarm(&self, id: i64, by: &str, at: Time90k) -> Result<bool, StorageError> {
-        let event: Option<i64> = self
+        match self.alarm_event(id)? {
+            Some(e) => self.ack_event(e, by, at),
+            None => Ok(false),
+        }
+    }
+
+    /// The event a cloud alarm (outbox id) was raised for, while the
+    /// outbox keeps it.
+    pub fn alarm_event(&self, id: i64) -> Result<Option<i64>, StorageError> {
+        Ok(self
             .conn()
             .query_row("SELECT event_id FROM outbox WHERE id = ?1", [id], |r| {
                 r.get(0)
             })
             .optional()
             .map_err(|e| StorageError::db("reading the outbox", e))?
-            .flatten();
-        match event {
-            Some(e) => self.ack_event(e, by, at),
-            None => Ok(false),
-        }
+            .flatten())
     }
 }
 

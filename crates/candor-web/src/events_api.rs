@@ -118,6 +118,40 @@ pub async fn snapshot(
         .into_response())
 }
 
+/// The event behind a cloud alarm (the id a push notification carries):
+/// where a tapped notification leads. Alarms of cameras the caller may not
+/// see look exactly like missing ones.
+pub async fn by_alarm(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult {
+    let missing = || ApiError::not_found("no such alarm (or it is too old)").with_code("no_alarm");
+    let id: i64 = id.parse().map_err(|_| missing())?;
+    let f = st
+        .footage
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
+    let e = tokio::task::spawn_blocking(move || {
+        let event = f
+            .store
+            .alarm_event(id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(missing)?;
+        let e = f
+            .store
+            .event(event)
+            .map_err(ApiError::internal)?
+            .ok_or_else(missing)?;
+        if !p.may_see(&e.camera) {
+            return Err(missing());
+        }
+        Ok(candor_wire::Event::from(&e))
+    })
+    .await??;
+    Ok(Json(e).into_response())
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {

@@ -292,6 +292,14 @@ pub fn routes() -> Vec<Route> {
         ),
         r(
             g.clone(),
+            "/api/v1/alarms/{id}",
+            R(Viewer),
+            "The event behind a cloud alarm (the id its push notification carries)",
+            get(events_api::by_alarm),
+        )
+        .reply(200, of::<candor_wire::Event>),
+        r(
+            g.clone(),
             "/api/v1/events/live",
             R(Viewer),
             "Live event feed (Server-Sent Events, one `event` message per change)",

@@ -3,7 +3,7 @@
 // is the shell: the header and its nav, the router and start-up; each page
 // is a module under pages/, and what they share is in common.js.
 
-import { post } from './api.js';
+import { get, post } from './api.js';
 import { RANK, me, setMe, main, loadMe, leave, setRouter, errorBox } from './common.js';
 import { loginPage, setupPage } from './pages/auth.js';
 import { livePage } from './pages/live.js';
@@ -46,6 +46,17 @@ async function route() {
     return;
   }
   showChrome();
+  if (path.startsWith('alarm=')) {
+    // A tapped alarm notification (through the cloud): that event's clip,
+    // from 5 s before it started.
+    try {
+      const e = await get(`alarms/${encodeURIComponent(path.slice(6))}`);
+      location.replace(`#playback?cams=${encodeURIComponent(e.camera)}&t=${Date.parse(e.start) - 5000}&play=1&event=${e.id}`);
+    } catch (err) {
+      main().replaceChildren(errorBox(err));
+    }
+    return;
+  }
   const [page, arg] = path.split('/');
   for (const a of document.querySelectorAll('#top a[data-page]')) a.classList.toggle('active', a.dataset.page === (page || 'live'));
   try {

@@ -125,6 +125,10 @@ pub struct PushPayload {
     pub alarm: i64,
     pub at: String,
     pub late: bool,
+    /// What a tap opens: the event on the recorder itself, through remote
+    /// access (`https://<label>.<zone>/#alarm=<id>`), when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl PushPayload {
@@ -141,6 +145,7 @@ impl PushPayload {
             alarm: alarm.id,
             at: alarm.at.clone(),
             late: alarm.late,
+            url: None,
         }
     }
 }

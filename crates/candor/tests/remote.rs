@@ -801,8 +801,37 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     // Browsers reach the remote name at the tap's port, which passes to the
     // cloud's (as a NAT in front of it would).
     let tap = Tap::start();
-    let (cloud, _owner, site, pebble, _) =
-        acme_site(dir.path(), &format!("remote_port = {}", tap.port));
+    // A push endpoint (Python's http_ece decrypts what the cloud sends),
+    // before the cloud, which must trust its certificate.
+    let push_cert = dir.path().join("push-cert.pem");
+    let mut push = Command::new("python3")
+        .arg(workspace().join("e2e/push_endpoint.py"))
+        .env("CERT_OUT", &push_cert)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut push_out =
+        std::io::BufRead::lines(std::io::BufReader::new(push.stdout.take().unwrap()));
+    let first: serde_json::Value =
+        serde_json::from_str(&push_out.next().unwrap().unwrap()).unwrap();
+    let pushed = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let p2 = pushed.clone();
+    std::thread::spawn(move || {
+        for l in push_out.map_while(Result::ok) {
+            p2.lock().unwrap().push(serde_json::from_str(&l).unwrap());
+        }
+    });
+    let (cloud, owner, site, pebble, _) = acme_site(
+        dir.path(),
+        &format!(
+            "remote_port = {}\npush_ca = \"{}\"\npush_allow_hosts = [\"127.0.0.1\"]",
+            tap.port,
+            push_cert.display()
+        ),
+    );
+    let (code, v) = owner.api("POST", "push", Some(&first["subscription"].to_string()));
+    assert_eq!(code, 201, "{v}");
     tap.to.store(port_of(&cloud), Ordering::SeqCst);
     let url = remote_url(&site);
     let o = user_add(&site.cfg, "family", "operator", "family password 1");
@@ -838,6 +867,45 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     wait_for("footage", Duration::from_secs(30), || {
         recorded_secs(&site.cfg, "gate") >= 8.0
     });
+    // An alarm: its push carries the event's address on the recorder,
+    // through remote access; the browser opens it below, as a tap does.
+    site.wait_following();
+    site.event();
+    let mut alarm_url = String::new();
+    wait_for("the alarm's push", Duration::from_secs(30), || {
+        let got = pushed.lock().unwrap().iter().find_map(|m| {
+            let p: serde_json::Value = serde_json::from_str(m["plaintext"].as_str()?).ok()?;
+            p["url"].as_str().map(str::to_owned)
+        });
+        got.map(|u| alarm_url = u).is_some()
+    });
+    assert!(
+        alarm_url.starts_with(&format!("{url}#alarm=")),
+        "{alarm_url} (remote {url})"
+    );
+    let _ = push.kill();
+    // The alarm's event, for whoever may see its camera only: a user
+    // granted no camera gets the answer of a missing alarm.
+    let alarm_id = alarm_url.rsplit('=').next().unwrap().to_string();
+    let (code, _, e) = site.web.api("GET", &format!("alarms/{alarm_id}"), None);
+    assert_eq!((code, e["camera"].as_str()), (200, Some("gate")), "{e}");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["user", "add", "nobody", "--role", "viewer", "-c"])
+        .arg(&site.cfg)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), b"nobody password 1\n").unwrap();
+    assert!(c.wait().unwrap().success());
+    let nobody = Web::login(&site.rec, &site.dir, "nobody", "nobody password 1");
+    for id in [alarm_id.as_str(), "999999", "x"] {
+        let (code, _, v) = nobody.api("GET", &format!("alarms/{id}"), None);
+        assert_eq!(
+            (code, v["code"].as_str()),
+            (404, Some("no_alarm")),
+            "{id}: {v}"
+        );
+    }
     let shots = dir.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
     let download = dir.path().join("remote-export.mp4");
@@ -850,6 +918,7 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
         .env("USER", "family")
         .env("USER_PASSWORD", "family password 1")
         .env("HOME", &home)
+        .env("ALARM_URL", &alarm_url)
         .env("SHOTS", &shots)
         .env("DOWNLOAD", &download)
         .output()
@@ -867,8 +936,8 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     );
     let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     eprintln!(
-        "remote open → live playing: {} ms",
-        result["open_to_live_ms"]
+        "remote open → live playing: {} ms; alarm address → event clip playing: {} ms",
+        result["open_to_live_ms"], result["alarm_to_clip_ms"]
     );
     // A trusted certificate: the browser also takes the recorder app's
     // service worker (refused for any certificate whose errors it was told

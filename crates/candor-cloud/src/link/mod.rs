@@ -642,14 +642,29 @@ async fn on_site_message(
                     .map_err(db)?;
             }
             if inserted > 0 {
-                let name = cloud
+                let row = cloud
                     .db
-                    .query_one("SELECT name FROM site WHERE id = $1", vec![site.into()])
+                    .query_one(
+                        "SELECT name, label, remote FROM site WHERE id = $1",
+                        vec![site.into()],
+                    )
                     .await
                     .ok()
-                    .flatten()
+                    .flatten();
+                let name = row
+                    .as_ref()
                     .and_then(|r| r.text(0).ok())
                     .unwrap_or_default();
+                // A tapped notification opens the event on the recorder
+                // itself, through remote access, when it is on.
+                let open = row.as_ref().and_then(|r| {
+                    crate::remote_url(
+                        &cloud.config,
+                        r.opt_text(1).ok().flatten(),
+                        r.int(2).ok() == Some(1),
+                    )
+                    .map(|u| format!("{u}#alarm={id}"))
+                });
                 let alarm = candor_wire::cloud::Alarm {
                     site: site.to_owned(),
                     site_name: name,
@@ -669,7 +684,7 @@ async fn on_site_message(
                     },
                 );
                 if cloud.push.may_push(site) {
-                    cloud.push.alarm(account, alarm);
+                    cloud.push.alarm(account, alarm, open);
                 } else {
                     tracing::warn!(
                         site,
