@@ -113,6 +113,17 @@ try {
   }, null, { timeout: 20000 });
   result.alarm_to_clip_ms = Date.now() - t1;
   await shot(page, 'r04-alarm-clip');
+
+  // An emergency action: the camera's siren output, confirmed first.
+  step('output');
+  await page.goto(`${href}#live/gate`);
+  await page.click('[data-testid=show-outputs]');
+  await page.waitForSelector('[data-output=siren][data-active=true]');
+  page.once('dialog', (d) => { result.output_confirmation = d.message(); d.accept(); });
+  await page.click('[data-output=siren][data-active=true]');
+  await page.waitForFunction(() => /siren: activated/.test(document.body.innerText), null, { timeout: 15000 });
+  check(/Activate output “siren” of gate/.test(result.output_confirmation ?? ''), `confirmation: ${result.output_confirmation}`);
+  await shot(page, 'r05-output');
   result.protocol = await page.evaluate(() => performance.getEntriesByType('navigation')[0]?.nextHopProtocol);
   // For the blindness check: what must never show in the relayed bytes.
   result.cookies = (await page.context().cookies()).map((c) => ({ name: c.name, value: c.value }));

@@ -35,7 +35,15 @@ struct Shared {
         Mutex<std::collections::VecDeque<String>>,
         tokio::sync::Notify,
     )>,
+    /// Per camera: its relay outputs ([`RELAYS`]) and whether each is active.
+    relays: Vec<Mutex<std::collections::BTreeMap<&'static str, bool>>>,
 }
+
+/// Each simulated camera's relay outputs: (token, mode, idle state).
+pub const RELAYS: [(&str, &str, &str); 2] = [
+    ("siren", "Bistable", "open"),
+    ("gate", "Bistable", "closed"),
+];
 
 pub struct OnvifSim {
     pub http: SocketAddr,
@@ -123,6 +131,7 @@ impl OnvifSim {
         let http = listener.local_addr()?;
         let udp = tokio::net::UdpSocket::bind(discovery).await?;
         let discovery = udp.local_addr()?;
+        let cfg_cameras = cfg.cameras;
         let queues = (0..cfg.cameras)
             .map(|_| (Mutex::new(Default::default()), tokio::sync::Notify::new()))
             .collect();
@@ -132,6 +141,9 @@ impl OnvifSim {
             source,
             seen_nonces: Mutex::new(HashSet::new()),
             queues,
+            relays: (0..cfg_cameras)
+                .map(|_| Mutex::new(RELAYS.iter().map(|r| (r.0, false)).collect()))
+                .collect(),
         });
         let app = axum::Router::new()
             .route("/onvif/{cam}/{service}", axum::routing::post(service))
@@ -140,6 +152,8 @@ impl OnvifSim {
                 "/control/{cam}/{kind}/{state}",
                 axum::routing::post(control),
             )
+            // Test inspection: GET /control/cam0/relays → {"gate":false,…}
+            .route("/control/{cam}/relays", axum::routing::get(relays))
             .with_state(shared.clone());
         let web = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -176,6 +190,28 @@ async fn control(
             "use /control/camN/motion|tamper|input/on|off",
         )
             .into_response(),
+    }
+}
+
+async fn relays(State(s): State<Arc<Shared>>, Path(cam): Path<String>) -> Response {
+    let cam = cam
+        .strip_prefix("cam")
+        .and_then(|n| n.parse::<usize>().ok());
+    match cam.and_then(|c| s.relays.get(c)) {
+        Some(r) => {
+            let m = r.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let body = m
+                .iter()
+                .map(|(k, v)| format!("\"{k}\":{v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                format!("{{{body}}}"),
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such camera").into_response(),
     }
 }
 
@@ -379,6 +415,29 @@ async fn service(
                 }
                 let _ = tokio::time::timeout_at(deadline, notified).await;
             }
+        }
+        ("device_service", "GetRelayOutputs") => envelope(&format!(
+            "<tds:GetRelayOutputsResponse>{}</tds:GetRelayOutputsResponse>",
+            RELAYS
+                .iter()
+                .map(|(t, mode, idle)| format!(
+                    "<tds:RelayOutputs token=\"{t}\"><tt:Properties><tt:Mode>{mode}</tt:Mode><tt:DelayTime>PT0S</tt:DelayTime><tt:IdleState>{idle}</tt:IdleState></tt:Properties></tds:RelayOutputs>"
+                ))
+                .collect::<String>()
+        )),
+        ("device_service", "SetRelayOutputState") => {
+            let token = op.text_at("RelayOutputToken").unwrap_or("");
+            let active = match op.text_at("LogicalState") {
+                Some("active") => true,
+                Some("inactive") => false,
+                _ => return fault(StatusCode::BAD_REQUEST, "InvalidArgVal", "LogicalState must be active or inactive"),
+            };
+            let mut r = s.relays[i].lock().unwrap_or_else(|e| e.into_inner());
+            match r.iter_mut().find(|(k, _)| **k == token) {
+                Some((_, v)) => *v = active,
+                None => return fault(StatusCode::BAD_REQUEST, "InvalidArgVal", "no such relay output token"),
+            }
+            envelope("<tds:SetRelayOutputStateResponse/>")
         }
         ("subscription", "Renew") => {
             envelope("<wsnt:RenewResponse xmlns:wsnt=\"http://docs.oasis-open.org/wsn/b-2\"/>")

@@ -8,6 +8,52 @@ pub const GET_DEVICE_INFORMATION: &str = "<tds:GetDeviceInformation/>";
 pub const GET_CAPABILITIES: &str =
     "<tds:GetCapabilities><tds:Category>All</tds:Category></tds:GetCapabilities>";
 pub const GET_PROFILES: &str = "<trt:GetProfiles/>";
+pub const GET_RELAY_OUTPUTS: &str = "<tds:GetRelayOutputs/>";
+
+/// Switches a relay output (siren, gate, light): `active` or `inactive`.
+pub fn set_relay_output_state(token: &str, active: bool) -> String {
+    format!(
+        "<tds:SetRelayOutputState><tds:RelayOutputToken>{}</tds:RelayOutputToken><tds:LogicalState>{}</tds:LogicalState></tds:SetRelayOutputState>",
+        escape(token),
+        if active { "active" } else { "inactive" }
+    )
+}
+
+/// A camera's relay output, as `GetRelayOutputs` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayOutput {
+    pub token: String,
+    /// `Bistable` (stays as set) or `Monostable` (returns to idle after
+    /// `delay`).
+    pub mode: String,
+    /// ISO 8601 duration, for monostable outputs.
+    pub delay: Option<String>,
+    /// `open` or `closed` when inactive.
+    pub idle_state: Option<String>,
+}
+
+/// At most this many outputs are taken from one answer.
+pub const MAX_RELAY_OUTPUTS: usize = 32;
+
+pub fn parse_relay_outputs(xml: &str) -> Result<Vec<RelayOutput>, SoapError> {
+    let b = response_body(xml)?;
+    let short = |s: Option<&str>| s.map(|s| s.chars().take(64).collect::<String>());
+    Ok(b.children_named("RelayOutputs")
+        .filter_map(|r| {
+            let token = short(r.attr("token"))?;
+            if token.is_empty() {
+                return None;
+            }
+            Some(RelayOutput {
+                token,
+                mode: short(r.text_at("Properties/Mode")).unwrap_or_else(|| "Bistable".into()),
+                delay: short(r.text_at("Properties/DelayTime")),
+                idle_state: short(r.text_at("Properties/IdleState")),
+            })
+        })
+        .take(MAX_RELAY_OUTPUTS)
+        .collect())
+}
 
 /// GetStreamUri for RTSP (RTP over RTSP, which works through NAT and with
 /// Candor's TCP default) of one profile.
@@ -176,6 +222,29 @@ pub fn parse_stream_uri(xml: &str) -> Result<String, SoapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_outputs_parse_and_the_token_is_escaped() {
+        let xml = env(
+            r#"<tds:GetRelayOutputsResponse><tds:RelayOutputs token="siren"><tt:Properties><tt:Mode>Monostable</tt:Mode><tt:DelayTime>PT10S</tt:DelayTime><tt:IdleState>open</tt:IdleState></tt:Properties></tds:RelayOutputs><tds:RelayOutputs token=""/><tds:RelayOutputs token="gate"><tt:Properties><tt:Mode>Bistable</tt:Mode></tt:Properties></tds:RelayOutputs></tds:GetRelayOutputsResponse>"#,
+        );
+        let r = parse_relay_outputs(&xml).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (
+                r[0].token.as_str(),
+                r[0].mode.as_str(),
+                r[0].delay.as_deref()
+            ),
+            ("siren", "Monostable", Some("PT10S"))
+        );
+        assert_eq!(r[1].idle_state, None);
+        let req = set_relay_output_state("a<b>", true);
+        assert!(
+            req.contains("a&lt;b&gt;") && req.contains(">active<"),
+            "{req}"
+        );
+    }
 
     fn env(body: &str) -> String {
         format!(

@@ -243,6 +243,33 @@ pub async fn describe(
     })
 }
 
+/// The camera's relay outputs (siren, gate, light).
+pub async fn relay_outputs(
+    device_url: &str,
+    username: &str,
+    password: &str,
+) -> Result<Vec<device::RelayOutput>, OnvifError> {
+    let (_, signer, _) = connect(device_url, username, password).await?;
+    device::parse_relay_outputs(&signer.call(device_url, device::GET_RELAY_OUTPUTS).await?)
+        .map_err(soap_err(device_url))
+}
+
+/// Switches one of the camera's relay outputs.
+pub async fn set_relay_output(
+    device_url: &str,
+    username: &str,
+    password: &str,
+    token: &str,
+    active: bool,
+) -> Result<(), OnvifError> {
+    let (_, signer, _) = connect(device_url, username, password).await?;
+    let answer = signer
+        .call(device_url, &device::set_relay_output_state(token, active))
+        .await?;
+    candor_onvif::soap::response_body(&answer).map_err(soap_err(device_url))?;
+    Ok(())
+}
+
 /// Signed calls to one camera, with its clock offset.
 struct Signer<'a> {
     username: &'a str,

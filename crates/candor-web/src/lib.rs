@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod live;
 pub mod motion_api;
 pub mod openapi;
+pub mod outputs_api;
 mod routes;
 pub mod session_api;
 mod state;

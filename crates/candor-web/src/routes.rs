@@ -4,7 +4,7 @@
 use crate::accounts::{Accounts, Role};
 use crate::{
     Access, ApiError, AppState, MAX_BODY, admin_api, authz::gate, cameras_api, cloud_api,
-    events_api, footage, live, motion_api, openapi, session_api, state, system, ui,
+    events_api, footage, live, motion_api, openapi, outputs_api, session_api, state, system, ui,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
@@ -253,6 +253,22 @@ pub fn routes() -> Vec<Route> {
             axum::routing::put(motion_api::motion_put),
         )
         .reply(200, of::<candor_wire::MotionSettings>),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/outputs",
+            R(Operator),
+            "The camera's relay outputs (siren, gate, light) over ONVIF GetRelayOutputs",
+            get(outputs_api::list),
+        )
+        .reply(200, of::<candor_wire::RelayOutputs>),
+        r(
+            Method::POST,
+            "/api/v1/cameras/{name}/outputs",
+            R(Operator),
+            "Switch a relay output: {\"token\": \"siren\", \"active\": true} (ONVIF SetRelayOutputState); audited",
+            axum::routing::post(outputs_api::switch),
+        )
+        .reply(200, of::<candor_wire::RelaySwitched>),
         r(
             g.clone(),
             "/api/v1/cameras/{name}/snapshot.jpg",

@@ -72,6 +72,29 @@ pub struct Pinned {
     pub pinned: bool,
 }
 
+/// `GET /api/v1/cameras/{name}/outputs`: the camera's relay outputs.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RelayOutputs {
+    pub outputs: Vec<RelayOutput>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RelayOutput {
+    /// What `POST …/outputs` names it by.
+    pub token: String,
+    /// `Bistable` (stays as set) or `Monostable` (returns to idle by itself).
+    pub mode: String,
+    /// `open` or `closed` when inactive.
+    pub idle_state: Option<String>,
+}
+
+/// `POST /api/v1/cameras/{name}/outputs`: the output as switched.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RelaySwitched {
+    pub token: String,
+    pub active: bool,
+}
+
 /// A stretch of continuous footage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Span {

@@ -944,6 +944,23 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     // to ignore, as for the cloud app's self-signed one here).
     let refused = result["service_worker_refused"].as_array().unwrap();
     assert!(!refused.iter().any(|r| r == "recorder"), "{result}");
+    // The output switched on the camera (camsim's relay state), and the
+    // recorder's audit log says who did it.
+    let relays = Command::new("curl")
+        .args([
+            "-sS",
+            &format!("http://{}/control/cam0/relays", site.sim.http),
+        ])
+        .output()
+        .unwrap();
+    let relays: serde_json::Value = serde_json::from_slice(&relays.stdout).unwrap();
+    assert_eq!(relays, serde_json::json!({"siren": true, "gate": false}));
+    let (_, _, audit) = site.web.api("GET", "audit", None);
+    assert!(
+        audit.to_string().contains("output_switched")
+            && audit.to_string().contains(r#"output \"siren\" set active"#),
+        "{audit}"
+    );
     let p = ffprobe(&download);
     assert!(p.duration > 2.5 && p.duration < 3.6, "{p:?}");
     ffmpeg_decodes(&download).unwrap();

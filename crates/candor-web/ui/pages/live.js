@@ -1,9 +1,9 @@
 // Live: every camera the user may see, or one camera large.
 
-import { get, enc } from '../api.js';
+import { api, get, enc } from '../api.js';
 import { LivePlayer } from '../live.js';
 import { h } from '../dom.js';
-import { onLeave, pageWithCameras } from '../common.js';
+import { RANK, me, onLeave, pageWithCameras, toast, errorBox } from '../common.js';
 
 export async function livePage(single) {
   const { root, cams } = await pageWithCameras();
@@ -22,6 +22,7 @@ export async function livePage(single) {
   }
   const grid = h('div', { class: single ? 'grid single' : 'grid' });
   root.append(grid);
+  if (single && RANK[me.role] >= RANK.operator) root.append(outputsPanel(single));
   const players = [];
   const tiles = new Map();
   for (const c of shown) {
@@ -71,4 +72,34 @@ export async function livePage(single) {
     clearInterval(timer);
     players.forEach((p) => p.stop());
   });
+}
+
+// The camera's relay outputs (siren, gate, light), for operators: each
+// switch is confirmed first, acts on the site at once, and is audited.
+function outputsPanel(camera) {
+  const list = h('div', { class: 'inline-form', 'data-testid': 'outputs' });
+  const show = h('button', { type: 'button', class: 'ghost', 'data-testid': 'show-outputs' }, 'Outputs (siren, gate, light)…');
+  show.addEventListener('click', async () => {
+    show.disabled = true;
+    try {
+      const r = await get(`cameras/${enc(camera)}/outputs`);
+      if (!r.outputs.length) list.replaceChildren(h('span', { class: 'muted' }, 'This camera reports no relay outputs.'));
+      else list.replaceChildren(...r.outputs.map((o) => h('span', { class: 'output' }, h('strong', {}, o.token), ' ',
+        ...[true, false].map((active) => h('button', {
+          type: 'button', class: active ? 'danger small' : 'ghost small', 'data-output': o.token, 'data-active': String(active),
+          onclick: async () => {
+            if (!confirm(`${active ? 'Activate' : 'Deactivate'} output “${o.token}” of ${camera}? This acts on the site now and is recorded in the audit log.`)) return;
+            try {
+              await api('POST', `cameras/${enc(camera)}/outputs`, { token: o.token, active });
+              toast(`${o.token}: ${active ? 'activated' : 'deactivated'}.`);
+            } catch (e) { toast(e.message, true); }
+          },
+        }, active ? 'Activate' : 'Deactivate')))));
+    } catch (e) {
+      list.replaceChildren(errorBox(e));
+    } finally {
+      show.disabled = false;
+    }
+  });
+  return h('section', { class: 'outputs' }, h('h2', {}, 'Outputs'), show, list);
 }
