@@ -124,6 +124,50 @@ try {
   await page.waitForFunction(() => /siren: activated/.test(document.body.innerText), null, { timeout: 15000 });
   check(/Activate output “siren” of gate/.test(result.output_confirmation ?? ''), `confirmation: ${result.output_confirmation}`);
   await shot(page, 'r05-output');
+
+  // Share links, for someone without an account: a clip, then live view.
+  step('share a clip');
+  await page.goto(`${href}#playback?cams=gate`);
+  await page.waitForSelector('.tl-track[data-camera=gate] .tl-span');
+  await page.evaluate(([a, b]) => document.querySelector('.tl').__timeline.onSelect(a, b), [a, b]);
+  page.once('dialog', (d) => d.accept('24'));
+  await page.click('[data-testid=share-clip]');
+  result.clip_link = await (await page.waitForSelector('[data-testid=share-link]')).inputValue();
+  check(result.clip_link.startsWith(`${href}#share=`), `clip link ${result.clip_link}`);
+  const stranger = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const sp = await stranger.newPage();
+  sp.on('pageerror', (e) => errors.push(`share pageerror: ${e.message}`));
+  await sp.goto(result.clip_link);
+  await sp.waitForFunction(() => { const v = document.querySelector('[data-testid=share-video]'); return v && v.duration > 2; }, null, { timeout: 20000 });
+  await sp.evaluate(() => document.querySelector('[data-testid=share-video]').play());
+  await sp.waitForFunction(() => document.querySelector('[data-testid=share-video]').currentTime > 1, null, { timeout: 15000 });
+  result.shared_clip_secs = await sp.$eval('[data-testid=share-video]', (v) => v.duration);
+  await shot(sp, 'r06-shared-clip');
+
+  step('share live view, then revoke it');
+  await page.goto(`${href}#live/gate`);
+  page.once('dialog', (d) => d.accept('1'));
+  await page.click('[data-testid=share-live]');
+  result.live_link = await (await page.waitForSelector('[data-testid=share-link]')).inputValue();
+  const sp2 = await stranger.newPage();
+  await sp2.goto(result.live_link);
+  await sp2.waitForFunction(() => document.querySelector('[data-testid=share-video]')?.currentTime > 1, null, { timeout: 20000 });
+  await shot(sp2, 'r07-shared-live');
+  await page.goto(`${href}#playback?cams=gate`);
+  // It keeps playing until revoked (so what follows is the revocation's doing).
+  await sp2.waitForTimeout(3000);
+  check(await sp2.$eval('[data-testid=share-video]', (v) => v.dataset.state === 'playing' && v.currentTime > 3), 'the live share stopped by itself');
+  const newest = await page.waitForSelector('[data-testid=shares] tr[data-share]');
+  page.once('dialog', (d) => d.accept());
+  await (await newest.$('button')).click();
+  const t2 = Date.now();
+  await sp2.waitForFunction(() => document.querySelector('[data-testid=share-video]').dataset.state !== 'playing', null, { timeout: 15000 });
+  result.revoked_live_ended_ms = Date.now() - t2;
+  // And it stays ended: reconnecting with a revoked link gets nowhere.
+  await sp2.waitForTimeout(4000);
+  check(await sp2.$eval('[data-testid=share-video]', (v) => v.dataset.state !== 'playing'), 'a revoked live share played again');
+  result.stranger_cookies = (await stranger.cookies()).length;
+  await stranger.close();
   result.protocol = await page.evaluate(() => performance.getEntriesByType('navigation')[0]?.nextHopProtocol);
   // For the blindness check: what must never show in the relayed bytes.
   result.cookies = (await page.context().cookies()).map((c) => ({ name: c.name, value: c.value }));

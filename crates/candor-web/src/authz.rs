@@ -25,6 +25,9 @@ pub enum Via {
     Session { id: String, row: i64 },
     /// `Authorization: Bearer` with an API token.
     Token { id: i64 },
+    /// A share link (no account): made only by `shares_api` for its own
+    /// routes, a viewer of one camera, valid while the link is.
+    Share { id: i64 },
 }
 
 impl Principal {
@@ -56,7 +59,7 @@ impl Principal {
     pub fn session_row(&self) -> Option<i64> {
         match self.via {
             Via::Session { row, .. } => Some(row),
-            Via::Token { .. } => None,
+            Via::Token { .. } | Via::Share { .. } => None,
         }
     }
 
@@ -78,6 +81,12 @@ impl Principal {
             Via::Token { id } => {
                 let t = accounts.token_by_id(*id).ok()??;
                 (t.role, t.cameras)
+            }
+            Via::Share { id } => {
+                if !accounts.share_valid(*id) {
+                    return None;
+                }
+                (self.role, self.cameras.clone())
             }
         };
         Some(Principal {

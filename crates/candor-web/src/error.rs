@@ -74,6 +74,7 @@ impl From<AccountError> for ApiError {
             LastAdmin => (StatusCode::CONFLICT, "last_admin"),
             BadCode => (StatusCode::BAD_REQUEST, "bad_code"),
             NoPendingTotp => (StatusCode::CONFLICT, "no_pending_totp"),
+            TooMany(..) => (StatusCode::CONFLICT, "too_many"),
             Db(_) | Io(_) | Hash(_) | SchemaVersion(_) => return ApiError::internal(e),
         };
         ApiError::new(status, code, e.to_string())

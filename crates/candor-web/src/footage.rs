@@ -142,10 +142,10 @@ impl Footage {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeRange {
-    from: Option<String>,
-    to: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
     /// `1`: `Content-Disposition: attachment` (a download), else inline (playback).
-    download: Option<u8>,
+    pub(crate) download: Option<u8>,
 }
 
 fn time(v: Option<&str>, name: &str, default: i64) -> Result<Time90k, ApiError> {

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod outputs_api;
 mod routes;
 pub mod session_api;
+pub mod shares_api;
 mod state;
 pub mod system;
 pub use candor_auth::totp;

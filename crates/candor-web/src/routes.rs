@@ -4,7 +4,8 @@
 use crate::accounts::{Accounts, Role};
 use crate::{
     Access, ApiError, AppState, MAX_BODY, admin_api, authz::gate, cameras_api, cloud_api,
-    events_api, footage, live, motion_api, openapi, outputs_api, session_api, state, system, ui,
+    events_api, footage, live, motion_api, openapi, outputs_api, session_api, shares_api, state,
+    system, ui,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
@@ -253,6 +254,52 @@ pub fn routes() -> Vec<Route> {
             axum::routing::put(motion_api::motion_put),
         )
         .reply(200, of::<candor_wire::MotionSettings>),
+        r(
+            Method::POST,
+            "/api/v1/shares",
+            R(Operator),
+            "Share a clip (camera, from, to; at most 15 min) or a camera's live view with someone without an account, until expires_in_secs (default a day, at most 7 days); the answer's link (#share=…) is shown once",
+            axum::routing::post(shares_api::create),
+        )
+        .reply(201, of::<candor_wire::ShareLink>),
+        r(
+            g.clone(),
+            "/api/v1/shares",
+            R(Operator),
+            "Share links of the cameras the caller may see (valid ones and those ended in the last 30 days)",
+            get(shares_api::list),
+        )
+        .reply(200, of::<candor_wire::ShareList>),
+        r(
+            Method::DELETE,
+            "/api/v1/shares/{id}",
+            R(Operator),
+            "Revoke a share link at once",
+            axum::routing::delete(shares_api::revoke),
+        )
+        .reply(200, of::<candor_wire::ShareLink>),
+        r(
+            g.clone(),
+            "/api/v1/share",
+            Public,
+            "What a share link shows (token in X-Candor-Share); 404 once expired or revoked; audited",
+            get(shares_api::open),
+        )
+        .reply(200, of::<candor_wire::ShareLink>),
+        r(
+            g.clone(),
+            "/api/v1/share/clip.mp4",
+            Public,
+            "A shared clip as MP4 (token in X-Candor-Share); camera=, from=, to= within the share only, else 404",
+            get(shares_api::clip),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/share/live",
+            Public,
+            "A shared live view over WebSocket (subprotocols candor-share and the token); ends when the link does",
+            get(shares_api::live),
+        ),
         r(
             g.clone(),
             "/api/v1/cameras/{name}/outputs",

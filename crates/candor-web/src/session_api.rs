@@ -304,7 +304,7 @@ pub async fn me(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     // origin can read this answer.
     let csrf = match &p.via {
         Via::Session { id, .. } => st.accounts.session(id)?.map(|s| s.csrf),
-        Via::Token { .. } => None,
+        Via::Token { .. } | Via::Share { .. } => None,
     };
     Ok(Json(candor_wire::Me {
         role: p.role.as_str().into(),
@@ -321,7 +321,7 @@ pub async fn me(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
 fn session_only(p: &crate::Principal) -> Result<(), ApiError> {
     match p.via {
         Via::Session { .. } => Ok(()),
-        Via::Token { .. } => Err(ApiError::new(
+        Via::Token { .. } | Via::Share { .. } => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "session_required",
             "log in to change two-factor settings",

@@ -42,6 +42,8 @@ const ASSETS: &[Asset] = &[
     asset!("pages/account.js", "text/javascript; charset=utf-8"),
     asset!("pages/audit.js", "text/javascript; charset=utf-8"),
     asset!("pages/cloud.js", "text/javascript; charset=utf-8"),
+    asset!("pages/share.js", "text/javascript; charset=utf-8"),
+    asset!("pages/sharing.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
     asset!("icon-192.png", "image/png"),
     asset!("icon-512.png", "image/png"),

@@ -6,6 +6,7 @@
 import { get, post } from './api.js';
 import { RANK, me, setMe, main, loadMe, leave, setRouter, errorBox } from './common.js';
 import { loginPage, setupPage } from './pages/auth.js';
+import { sharePage } from './pages/share.js';
 import { livePage } from './pages/live.js';
 import { playbackPage } from './pages/playback.js';
 import { eventsPage } from './pages/events.js';
@@ -35,6 +36,11 @@ async function route() {
   const hash = location.hash.slice(1);
   const [path, query] = hash.split('?');
   const params = new URLSearchParams(query ?? '');
+  if (path.startsWith('share=')) {
+    // A share link: no account, only what was shared.
+    main().replaceChildren(await sharePage(decodeURIComponent(path.slice(6))));
+    return;
+  }
   if (path.startsWith('setup=')) {
     main().replaceChildren(setupPage(decodeURIComponent(path.slice(6))));
     showChrome();

@@ -9,9 +9,12 @@ const LIVE_EDGE_S = 0.15;    // where to jump to, behind the newest frame
 
 export class LivePlayer {
   /// `onState(state, detail)`: 'connecting' | 'playing' | 'reconnecting' | 'unsupported' | 'error'.
-  constructor(video, camera, onState) {
+  /// `share`: a share link's token (the share page): the shared camera's
+  /// live view, the token as a WebSocket subprotocol (never in a URL).
+  constructor(video, camera, onState, share) {
     this.video = video;
     this.camera = camera;
+    this.share = share;
     this.onState = onState ?? (() => {});
     this.ws = null;
     this.stopped = false;
@@ -47,8 +50,10 @@ export class LivePlayer {
   connect() {
     this.reset();
     this.state('connecting');
-    const url = `wss://${location.host}/api/v1/cameras/${encodeURIComponent(this.camera)}/live`;
-    const ws = new WebSocket(url);
+    const url = this.share
+      ? `wss://${location.host}/api/v1/share/live`
+      : `wss://${location.host}/api/v1/cameras/${encodeURIComponent(this.camera)}/live`;
+    const ws = this.share ? new WebSocket(url, ['candor-share', this.share]) : new WebSocket(url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     ws.onmessage = (m) => {

@@ -95,6 +95,35 @@ pub struct RelaySwitched {
     pub active: bool,
 }
 
+/// A share link (`POST /api/v1/shares`, `GET /api/v1/shares`, and what
+/// `GET /api/v1/share` tells its holder).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ShareLink {
+    pub id: i64,
+    /// `clip` or `live`.
+    pub kind: String,
+    pub camera: String,
+    /// The clip's range, RFC 3339.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub note: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    /// Times the link was opened.
+    pub views: i64,
+    /// `#share=<token>`, to append to the recorder's address: only in the
+    /// answer that created it (the token is kept only as a hash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ShareList {
+    pub shares: Vec<ShareLink>,
+}
+
 /// A stretch of continuous footage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Span {

@@ -841,8 +841,9 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     let home = dir.path().join("home");
     let nssdb = home.join(".pki/nssdb");
     std::fs::create_dir_all(&nssdb).unwrap();
-    let root = dir.path().join("pebble-root.pem");
-    pebble.root(&root);
+    let pebble_root = dir.path().join("pebble-root.pem");
+    pebble.root(&pebble_root);
+    let root = &pebble_root;
     let db = format!("sql:{}", nssdb.display());
     for args in [
         vec!["-N", "--empty-password", "-d", &db],
@@ -961,6 +962,95 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
             && audit.to_string().contains(r#"output \"siren\" set active"#),
         "{audit}"
     );
+    // Share links: the stranger's browser played only what was shared,
+    // with no account (and got no cookie); a link opens its own clip only.
+    assert_eq!(result["stranger_cookies"], 0, "{result}");
+    let secs = result["shared_clip_secs"].as_f64().unwrap();
+    assert!(secs > 2.5 && secs < 3.6, "{result}");
+    let clip_token = result["clip_link"]
+        .as_str()
+        .unwrap()
+        .rsplit("#share=")
+        .next()
+        .unwrap()
+        .to_string();
+    let live_token = result["live_link"]
+        .as_str()
+        .unwrap()
+        .rsplit("#share=")
+        .next()
+        .unwrap()
+        .to_string();
+    let stranger = Browser::new(&url, &pebble_root, dir.path().join("stranger-jar"));
+    let share = |token: &str, path: &str| {
+        let o = stranger
+            .curl(&stranger.host)
+            .args([
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &format!("X-Candor-Share: {token}"),
+            ])
+            .arg(format!(
+                "https://{}:{}/api/v1/{path}",
+                stranger.host, stranger.port
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(share(&clip_token, "share"), "200");
+    assert_eq!(share(&clip_token, "share/clip.mp4"), "200");
+    assert_eq!(
+        share(&clip_token, "share/clip.mp4?camera=other"),
+        "404",
+        "another camera"
+    );
+    assert_eq!(
+        share(&clip_token, "share/clip.mp4?from=2020-01-01T00:00:00Z"),
+        "404",
+        "another range"
+    );
+    assert_eq!(
+        share(&clip_token, "share/live"),
+        "404",
+        "a clip link is not live view"
+    );
+    assert_eq!(share(&live_token, "share"), "404", "revoked");
+    assert_eq!(share("cshare_guess", "share"), "404");
+    assert_eq!(
+        share(
+            &clip_token,
+            "cameras/gate/export.mp4?from=2020-01-01T00:00:00Z&to=2020-01-01T00:00:01Z"
+        ),
+        "401",
+        "no account"
+    );
+    let (_, _, audit) = site.web.api("GET", "audit", None);
+    let a = audit.to_string();
+    assert!(
+        a.contains("share_created") && a.contains("share_viewed") && a.contains("share_revoked"),
+        "{audit}"
+    );
+    // Revoking the clip link ends it too.
+    let (_, _, list) = site.web.api("GET", "shares", None);
+    let clip_id = list["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "clip")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (code, _, _) = site.web.api("DELETE", &format!("shares/{clip_id}"), None);
+    assert_eq!(code, 200);
+    assert_eq!(share(&clip_token, "share/clip.mp4"), "404", "revoked");
+    eprintln!(
+        "shared clip played by a stranger; revoked live view ended after {} ms",
+        result["revoked_live_ended_ms"]
+    );
     let p = ffprobe(&download);
     assert!(p.duration > 2.5 && p.duration < 3.6, "{p:?}");
     ffmpeg_decodes(&download).unwrap();
@@ -1005,6 +1095,17 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
             export[(mdat + export.len()) / 2..][..32].to_vec(),
         ),
         ("fMP4 fragment (moof, mfhd)", b"moof\0\0\0\x10mfhd".to_vec()),
+        (
+            "share link token",
+            result["clip_link"]
+                .as_str()
+                .unwrap()
+                .rsplit("#share=")
+                .next()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        ),
     ];
     // The recorder's side shows them (so the check can find them) ...
     assert_eq!(&export[4..8], b"ftyp");

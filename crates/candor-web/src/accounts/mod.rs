@@ -92,6 +92,8 @@ pub enum AccountError {
     NoPendingTotp,
     #[error("camera list: {0}")]
     BadCameras(String),
+    #[error("at most {1} {0} at once; revoke some first")]
+    TooMany(&'static str, usize),
     #[error(
         "accounts.db is from a newer Candor (schema version {0}); run that version, or restore a backup"
     )]
@@ -315,6 +317,7 @@ fn random_token() -> String {
 
 mod admin;
 mod sessions;
+pub mod shares;
 mod totp;
 pub use admin::*;
 

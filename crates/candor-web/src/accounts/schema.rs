@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 /// The accounts database's version, in SQLite's `user_version` (0: a new
 /// file, or one written before versions were kept).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Today's schema, for a new file.
 const SCHEMA: &str = "
@@ -63,6 +63,23 @@ const SCHEMA: &str = "
                  cameras TEXT,
                  created_at INTEGER NOT NULL,
                  last_used_at INTEGER
+             );
+             -- Share links: a clip or a camera's live view for someone
+             -- without an account, until it expires or is revoked. Only a
+             -- hash of the link's token is kept.
+             CREATE TABLE IF NOT EXISTS share (
+                 id INTEGER PRIMARY KEY,
+                 token_hash BLOB NOT NULL UNIQUE,
+                 kind TEXT NOT NULL CHECK (kind IN ('clip', 'live')),
+                 camera TEXT NOT NULL,
+                 start_90k INTEGER,
+                 end_90k INTEGER,
+                 note TEXT NOT NULL,
+                 created_by TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL,
+                 revoked_at INTEGER,
+                 views INTEGER NOT NULL DEFAULT 0
              );";
 
 /// One function per version step: `UPGRADES[v]` takes version `v` to
@@ -70,7 +87,7 @@ const SCHEMA: &str = "
 /// had gained by then) to version 1: tables it lacks are created, columns
 /// it lacks are added, found by name (`PRAGMA table_info`).
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
-const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2];
+const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3];
 
 fn v0_to_v1(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(SCHEMA)?;
@@ -89,6 +106,11 @@ fn v0_to_v1(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
 /// Remote sessions (docs/design/remote.md).
 fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     add_missing(tx, &[("session", "remote", "INTEGER NOT NULL DEFAULT 0")])
+}
+
+/// Share links (docs/design/remote.md).
+fn v2_to_v3(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(SCHEMA)
 }
 
 fn add_missing(tx: &rusqlite::Transaction, columns: &[(&str, &str, &str)]) -> rusqlite::Result<()> {

@@ -201,3 +201,52 @@ fn the_last_admin_cannot_be_removed_or_demoted() {
     a.delete_user("root").unwrap();
     assert_eq!(a.users().unwrap().len(), 1);
 }
+
+#[test]
+fn a_share_link_works_until_it_expires_or_is_revoked_and_only_its_token_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Accounts::open(dir.path()).unwrap();
+    let (s, token) = a
+        .create_share("gate", Some((90_000, 180_000)), "police", "op", 3600)
+        .unwrap();
+    assert_eq!(s.kind, "clip");
+    assert!(s.expires_at - now_secs() <= 3600);
+    assert_eq!(a.share_by_token(&token, true).unwrap().unwrap().id, s.id);
+    assert_eq!(a.share_by_token(&token, false).unwrap().unwrap().views, 1);
+    // Only a hash is stored; a near miss opens nothing.
+    let stored: Vec<u8> = a
+        .conn()
+        .query_row("SELECT token_hash FROM share", [], |r| r.get(0))
+        .unwrap();
+    assert_ne!(stored, token.as_bytes());
+    assert!(
+        a.share_by_token(&format!("{token}x"), false)
+            .unwrap()
+            .is_none()
+    );
+    // Expired: gone for its holder and for live views re-checking it.
+    a.conn()
+        .execute("UPDATE share SET expires_at = ?1", [now_secs() - 1])
+        .unwrap();
+    assert!(a.share_by_token(&token, false).unwrap().is_none());
+    assert!(!a.share_valid(s.id));
+    // Revoked: the same.
+    let (l, live) = a.create_share("gate", None, "", "op", 60).unwrap();
+    assert_eq!(l.kind, "live");
+    assert!(a.share_valid(l.id));
+    a.revoke_share(l.id).unwrap();
+    assert!(a.share_by_token(&live, false).unwrap().is_none());
+    assert!(!a.share_valid(l.id));
+    // At most 7 days, and a bounded number at once.
+    let (w, _) = a
+        .create_share("gate", None, "", "op", 100 * 86_400)
+        .unwrap();
+    assert!(w.expires_at - now_secs() <= shares::MAX_SECS);
+    for _ in 1..shares::MAX_ACTIVE {
+        a.create_share("gate", None, "", "op", 60).unwrap();
+    }
+    assert!(matches!(
+        a.create_share("gate", None, "", "op", 60),
+        Err(AccountError::TooMany(..))
+    ));
+}

@@ -4,6 +4,7 @@ import { api, get, enc } from '../api.js';
 import { LivePlayer } from '../live.js';
 import { h } from '../dom.js';
 import { RANK, me, onLeave, pageWithCameras, toast, errorBox } from '../common.js';
+import { makeShare } from './sharing.js';
 
 export async function livePage(single) {
   const { root, cams } = await pageWithCameras();
@@ -22,7 +23,11 @@ export async function livePage(single) {
   }
   const grid = h('div', { class: single ? 'grid single' : 'grid' });
   root.append(grid);
-  if (single && RANK[me.role] >= RANK.operator) root.append(outputsPanel(single));
+  if (single && RANK[me.role] >= RANK.operator) {
+    const shown = h('div', {});
+    root.append(h('div', { class: 'controls' }, h('button', { type: 'button', class: 'ghost', 'data-testid': 'share-live',
+      onclick: () => makeShare(single, null, shown) }, 'Share live view…')), shown, outputsPanel(single));
+  }
   const players = [];
   const tiles = new Map();
   for (const c of shown) {

@@ -4,7 +4,8 @@
 import { get, iso, enc, ApiError } from '../api.js';
 import { Timeline } from '../timeline.js';
 import { h } from '../dom.js';
-import { onLeave, toast, errorBox, fmtBytes, fmtTime, fmtSecs, pageWithCameras } from '../common.js';
+import { onLeave, toast, errorBox, fmtBytes, fmtTime, fmtSecs, pageWithCameras, RANK, me } from '../common.js';
+import { makeShare, sharesList } from './sharing.js';
 
 const WINDOW_MS = 30 * 60e3;
 
@@ -51,6 +52,11 @@ export async function playbackPage(params) {
   const progress = h('progress', { max: 1, value: 0, hidden: true });
   const selText = h('span', { class: 'muted small' }, 'Shift-drag on the timeline, or mark in and out, to pick a range to export. Keys: space, ← →, + −.');
   const exportBtn = h('button', { disabled: true, onclick: () => doExport(), title: 'One MP4 per selected camera' }, 'Export MP4');
+  const mayShare = RANK[me.role] >= RANK.operator;
+  const shareShown = h('div', {});
+  const shares = mayShare ? sharesList(null) : null;
+  const shareBtn = mayShare ? h('button', { disabled: true, class: 'ghost', 'data-testid': 'share-clip', title: 'A link to this clip of the first selected camera, for someone without an account',
+    onclick: async () => { if (sel && selected[0]) { await makeShare(selected[0], sel, shareShown); shares.reload(); } } }, 'Share clip…') : null;
   const stage = h('div', { class: 'grid playback' });
 
   root.append(
@@ -68,8 +74,10 @@ export async function playbackPage(params) {
     h('div', { class: 'controls' },
       h('button', { class: 'ghost', onclick: () => setSel(timeline.head, sel?.[1] ?? timeline.head + 60e3) }, 'Mark in'),
       h('button', { class: 'ghost', onclick: () => setSel(sel?.[0] ?? timeline.head - 60e3, timeline.head) }, 'Mark out'),
-      selText, exportBtn, progress),
-    info);
+      selText, exportBtn, shareBtn, progress),
+    shareShown,
+    info,
+    shares ? h('section', {}, h('h2', {}, 'Share links'), shares) : null);
 
   /// Zooms the timeline to the recorded footage of the day.
   function fit() {
@@ -94,6 +102,7 @@ export async function playbackPage(params) {
     timeline.setSelection(a, b);
     selText.textContent = `${fmtTime(a)} → ${new Date(b).toLocaleTimeString()} (${fmtSecs((b - a) / 1000)})`;
     exportBtn.disabled = false;
+    if (shareBtn) shareBtn.disabled = (b - a) > 15 * 60e3;
   }
 
   async function loadDay() {
