@@ -11,7 +11,8 @@ self.addEventListener('push', (e) => {
   e.waitUntil(self.registration.showNotification(title, {
     body: (d.late ? '(delivered late) ' : '') + (d.body || ''),
     tag: `alarm-${d.site}-${d.alarm}`,
-    data: { site: d.site, url: typeof d.url === 'string' && d.url.startsWith('https://') ? d.url : null },
+    // Only the shape the cloud makes: a recorder's remote name and an alarm id.
+    data: { site: d.site, url: typeof d.url === 'string' && /^https:\/\/[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?\/#alarm=\d+$/.test(d.url) ? d.url : null },
     icon: '/ui/icon-192.png',
     requireInteraction: true,
   }));

@@ -111,6 +111,19 @@ pub async fn live(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult {
+    serve(st, p, name, headers, ws, None).await
+}
+
+/// [`live`], holding `place` (a share link's live-view place) for as long
+/// as the view lasts.
+pub(crate) async fn serve(
+    st: AppState,
+    p: crate::Principal,
+    name: String,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    place: Option<Box<dyn Send + Sync>>,
+) -> ApiResult {
     let f = camera_access(&st, &p, &name)?;
     if !same_origin(&headers) {
         return Err(ApiError::new(
@@ -133,6 +146,7 @@ pub async fn live(
         .max_message_size(MAX_INCOMING_MESSAGE)
         .max_frame_size(MAX_INCOMING_MESSAGE)
         .on_upgrade(move |socket| async move {
+            let _place = place;
             metrics.sessions.fetch_add(1, Ordering::Relaxed);
             let viewer = Viewer {
                 principal: p,

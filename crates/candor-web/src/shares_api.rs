@@ -26,6 +26,110 @@ pub const HEADER: &str = "x-candor-share";
 /// it in the list.
 pub const PROTOCOL: &str = "candor-share";
 
+/// Requests a link may make a minute (an opening is two or three), and
+/// all links together: a link's holder cannot flood the recorder or its
+/// audit log. Live views open at once per link.
+pub const REQUESTS_PER_MINUTE: u32 = 30;
+pub const ALL_REQUESTS_PER_MINUTE: u32 = 300;
+pub const LIVE_VIEWS_PER_LINK: usize = 3;
+/// Openings of one link are audited at most once a minute, with their
+/// count (the link's view counter counts each).
+const AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Default)]
+struct Use {
+    window: Option<std::time::Instant>,
+    requests: u32,
+    live: usize,
+    audited: Option<std::time::Instant>,
+    unaudited: u32,
+}
+
+/// Per link, in memory (links are few: at most 100 valid).
+static USE: std::sync::LazyLock<std::sync::Mutex<(Use, std::collections::HashMap<i64, Use>)>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn busy(msg: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        msg.to_owned(),
+    )
+    .retry_after(10)
+}
+
+/// Counts a request of link `id` against its and the global budget.
+fn count(id: i64) -> Result<(), ApiError> {
+    let now = std::time::Instant::now();
+    let mut g = USE.lock().unwrap_or_else(|e| e.into_inner());
+    let (all, links) = &mut *g;
+    let minute = |u: &mut Use| {
+        if u.window
+            .is_none_or(|w| now.duration_since(w).as_secs() >= 60)
+        {
+            u.window = Some(now);
+            u.requests = 0;
+        }
+        u.requests += 1;
+        u.requests
+    };
+    if minute(all) > ALL_REQUESTS_PER_MINUTE {
+        return Err(busy("share links are busy; try again in a minute"));
+    }
+    // Entries of links not used for 10 minutes go (a bounded map).
+    links.retain(|_, u| {
+        u.live > 0
+            || u.window
+                .is_some_and(|w| now.duration_since(w).as_secs() < 600)
+    });
+    if minute(links.entry(id).or_default()) > REQUESTS_PER_MINUTE {
+        return Err(busy("this link is opened too often; try again in a minute"));
+    }
+    Ok(())
+}
+
+/// Whether this opening gets its own audit line (else it is counted into
+/// the next one); returns the openings the line covers.
+fn audit_due(id: i64) -> Option<u32> {
+    let now = std::time::Instant::now();
+    let mut g = USE.lock().unwrap_or_else(|e| e.into_inner());
+    let u = g.1.entry(id).or_default();
+    u.unaudited += 1;
+    if u.audited
+        .is_some_and(|t| now.duration_since(t) < AUDIT_EVERY)
+    {
+        return None;
+    }
+    u.audited = Some(now);
+    Some(std::mem::take(&mut u.unaudited))
+}
+
+/// A live-view place of a link, given back when the view ends.
+struct LivePlace(i64);
+
+impl LivePlace {
+    fn take(id: i64) -> Result<LivePlace, ApiError> {
+        let mut g = USE.lock().unwrap_or_else(|e| e.into_inner());
+        let u = g.1.entry(id).or_default();
+        if u.live >= LIVE_VIEWS_PER_LINK {
+            return Err(busy(
+                "this link's live view is already open on too many screens",
+            ));
+        }
+        u.live += 1;
+        Ok(LivePlace(id))
+    }
+}
+
+impl Drop for LivePlace {
+    fn drop(&mut self) {
+        let mut g = USE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = g.1.get_mut(&self.0) {
+            u.live = u.live.saturating_sub(1);
+        }
+    }
+}
+
 fn missing() -> ApiError {
     ApiError::not_found("no such share link, or it expired or was revoked").with_code("no_share")
 }
@@ -79,6 +183,16 @@ pub async fn create(
     let b: NewShare = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_body", format!("share link: {e}")))?;
     let f = camera_access(&st, &p, &b.camera)?;
+    // A person decides to share, signed in (with two factors where
+    // required); an API token works on the local network only and must
+    // not mint access that works from anywhere.
+    if !matches!(p.via, Via::Session { .. }) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "session_required",
+            "sign in to make share links (API tokens cannot)",
+        ));
+    }
     if f.store
         .camera_id(&b.camera)
         .map_err(ApiError::internal)?
@@ -171,15 +285,13 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult {
     let id: i64 = id.parse().map_err(|_| missing())?;
-    let visible = st
-        .accounts
-        .shares()?
-        .into_iter()
-        .any(|s| s.id == id && p.may_see(&s.camera));
-    if !visible {
-        return Err(missing());
-    }
-    let s = st.accounts.revoke_share(id)?.ok_or_else(missing)?;
+    let (accounts, who) = (st.accounts.clone(), p.clone());
+    let s = tokio::task::spawn_blocking(move || match accounts.share_by_id(id)? {
+        Some(s) if who.may_see(&s.camera) => accounts.revoke_share(id),
+        _ => Ok(None),
+    })
+    .await??
+    .ok_or_else(missing)?;
     st.audit(
         Some(&p.username),
         "share_revoked",
@@ -189,13 +301,19 @@ pub async fn revoke(
     Ok(Json(json(&s)).into_response())
 }
 
-/// The link a request carries, valid now; and who it acts as.
-fn opened(st: &AppState, token: Option<&str>, view: bool) -> Result<(Share, Principal), ApiError> {
-    let token = token.ok_or_else(missing)?;
-    let s = st
-        .accounts
-        .share_by_token(token, view)?
+/// The link a request carries, valid now (counted against its request
+/// budget); and who it acts as.
+async fn opened(
+    st: &AppState,
+    token: Option<&str>,
+    view: bool,
+) -> Result<(Share, Principal), ApiError> {
+    let token = token.ok_or_else(missing)?.to_owned();
+    let accounts = st.accounts.clone();
+    let s = tokio::task::spawn_blocking(move || accounts.share_by_token(&token, view))
+        .await??
         .ok_or_else(missing)?;
+    count(s.id)?;
     let p = Principal {
         username: format!("share link {}", s.id),
         role: crate::accounts::Role::Viewer,
@@ -211,13 +329,20 @@ fn header_token(h: &HeaderMap) -> Option<&str> {
 
 /// `GET /api/v1/share`: what the link shows (one view in the audit log).
 pub async fn open(State(st): State<AppState>, headers: HeaderMap) -> ApiResult {
-    let (s, p) = opened(&st, header_token(&headers), true)?;
-    st.audit(
-        Some(&p.username),
-        "share_viewed",
-        format!("{} of {} (view {})", s.kind, s.camera, s.views + 1),
-    )
-    .await;
+    let (s, p) = opened(&st, header_token(&headers), true).await?;
+    if let Some(n) = audit_due(s.id) {
+        let since = if n > 1 {
+            format!("; {n} openings since the last line")
+        } else {
+            String::new()
+        };
+        st.audit(
+            Some(&p.username),
+            "share_viewed",
+            format!("{} of {} (view {}{since})", s.kind, s.camera, s.views + 1),
+        )
+        .await;
+    }
     let mut j = json(&s);
     // Who made it and why stay on the recorder.
     j.created_by = String::new();
@@ -241,7 +366,7 @@ pub async fn clip(
     headers: HeaderMap,
     q: Result<Query<ClipQuery>, QueryRejection>,
 ) -> ApiResult {
-    let (s, p) = opened(&st, header_token(&headers), false)?;
+    let (s, p) = opened(&st, header_token(&headers), false).await?;
     let Query(q) = q.map_err(|_| missing())?;
     let (a, z) = s.range.ok_or_else(missing)?;
     if q.camera.as_ref().is_some_and(|c| *c != s.camera) {
@@ -293,17 +418,20 @@ pub async fn live(
         .position(|p| p == PROTOCOL)
         .and_then(|i| offered.get(i + 1))
         .map(String::as_str)
-        .or_else(|| header_token(&headers));
-    let (s, p) = opened(&st, token, false)?;
+        .or_else(|| header_token(&headers))
+        .map(str::to_owned);
+    let (s, p) = opened(&st, token.as_deref(), false).await?;
     if s.kind != "live" {
         return Err(missing());
     }
-    crate::live::live(
-        State(st),
-        Caller(p),
-        Path(s.camera.clone()),
+    let place = LivePlace::take(s.id)?;
+    crate::live::serve(
+        st,
+        p,
+        s.camera.clone(),
         headers,
         ws.map(|w| w.protocols([PROTOCOL])),
+        Some(Box::new(place)),
     )
     .await
 }

@@ -38,7 +38,9 @@ async function route() {
   const params = new URLSearchParams(query ?? '');
   if (path.startsWith('share=')) {
     // A share link: no account, only what was shared.
-    main().replaceChildren(await sharePage(decodeURIComponent(path.slice(6))));
+    let token = '';
+    try { token = decodeURIComponent(path.slice(6)); } catch { /* a mangled link: the page says it does not work */ }
+    main().replaceChildren(await sharePage(token));
     return;
   }
   if (path.startsWith('setup=')) {

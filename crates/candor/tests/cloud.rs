@@ -7,7 +7,7 @@ mod common;
 use common::cloud::*;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn ledger(site: &Site) -> Vec<serde_json::Value> {
@@ -623,26 +623,9 @@ fn cloud_in_chromium_with_web_push() {
     ensure_playwright();
     let dir = tempfile::tempdir().unwrap();
     // The push endpoint first: the cloud must trust its certificate.
-    let push_cert = dir.path().join("push-cert.pem");
-    let mut push = Command::new("python3")
-        .arg(workspace().join("e2e/push_endpoint.py"))
-        .env("CERT_OUT", &push_cert)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    let mut push_out =
-        std::io::BufRead::lines(std::io::BufReader::new(push.stdout.take().unwrap()));
-    let first: serde_json::Value =
-        serde_json::from_str(&push_out.next().unwrap().unwrap()).unwrap();
-    let subscription = first["subscription"].clone();
-    let pushed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
-    let p2 = pushed.clone();
-    std::thread::spawn(move || {
-        for l in push_out.map_while(Result::ok) {
-            p2.lock().unwrap().push(serde_json::from_str(&l).unwrap());
-        }
-    });
+    let push = PushEndpoint::start(dir.path());
+    let (subscription, pushed) = (push.subscription.clone(), push.pushed.clone());
+    let push_cert = push.cert.clone();
     let cloud = CloudProc::start(
         dir.path(),
         None,
@@ -814,5 +797,5 @@ fn cloud_in_chromium_with_web_push() {
         .find(|p| p["title"] == "Alarm at Home")
         .expect("home's push");
     assert_eq!(private["body"], "Details stay on the recorder.");
-    let _ = push.kill();
+    drop(push);
 }

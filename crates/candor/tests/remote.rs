@@ -165,6 +165,15 @@ fn first_answer(port: u16, name: &str) -> Option<u8> {
     }
 }
 
+/// The host name in `https://host:port/`.
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("https://")
+        .split([':', '/'])
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 fn remote_url(site: &Site) -> String {
     let mut url = String::new();
     wait_for(
@@ -591,12 +600,7 @@ fn the_recorder_gets_a_publicly_trusted_certificate_by_acme_through_the_clouds_d
     let dir = tempfile::tempdir().unwrap();
     let (cloud, _owner, site, pebble, dns) = acme_site(dir.path(), "");
     let url = remote_url(&site);
-    let host = url
-        .trim_start_matches("https://")
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string();
+    let host = host_of(&url);
     let root = dir.path().join("pebble-root.pem");
     pebble.root(&root);
     // A browser trusting only Pebble's root gets the recorder's app.
@@ -803,34 +807,16 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     let tap = Tap::start();
     // A push endpoint (Python's http_ece decrypts what the cloud sends),
     // before the cloud, which must trust its certificate.
-    let push_cert = dir.path().join("push-cert.pem");
-    let mut push = Command::new("python3")
-        .arg(workspace().join("e2e/push_endpoint.py"))
-        .env("CERT_OUT", &push_cert)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    let mut push_out =
-        std::io::BufRead::lines(std::io::BufReader::new(push.stdout.take().unwrap()));
-    let first: serde_json::Value =
-        serde_json::from_str(&push_out.next().unwrap().unwrap()).unwrap();
-    let pushed = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
-    let p2 = pushed.clone();
-    std::thread::spawn(move || {
-        for l in push_out.map_while(Result::ok) {
-            p2.lock().unwrap().push(serde_json::from_str(&l).unwrap());
-        }
-    });
+    let push = PushEndpoint::start(dir.path());
     let (cloud, owner, site, pebble, _) = acme_site(
         dir.path(),
         &format!(
             "remote_port = {}\npush_ca = \"{}\"\npush_allow_hosts = [\"127.0.0.1\"]",
             tap.port,
-            push_cert.display()
+            push.cert.display()
         ),
     );
-    let (code, v) = owner.api("POST", "push", Some(&first["subscription"].to_string()));
+    let (code, v) = owner.api("POST", "push", Some(&push.subscription.to_string()));
     assert_eq!(code, 201, "{v}");
     tap.to.store(port_of(&cloud), Ordering::SeqCst);
     let url = remote_url(&site);
@@ -874,17 +860,17 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     site.event();
     let mut alarm_url = String::new();
     wait_for("the alarm's push", Duration::from_secs(30), || {
-        let got = pushed.lock().unwrap().iter().find_map(|m| {
-            let p: serde_json::Value = serde_json::from_str(m["plaintext"].as_str()?).ok()?;
-            p["url"].as_str().map(str::to_owned)
-        });
+        let got = push
+            .payloads()
+            .iter()
+            .find_map(|p| p["url"].as_str().map(str::to_owned));
         got.map(|u| alarm_url = u).is_some()
     });
     assert!(
         alarm_url.starts_with(&format!("{url}#alarm=")),
         "{alarm_url} (remote {url})"
     );
-    let _ = push.kill();
+    drop(push);
     // The alarm's event, for whoever may see its camera only: a user
     // granted no camera gets the answer of a missing alarm.
     let alarm_id = alarm_url.rsplit('=').next().unwrap().to_string();
@@ -1047,6 +1033,69 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     let (code, _, _) = site.web.api("DELETE", &format!("shares/{clip_id}"), None);
     assert_eq!(code, 200);
     assert_eq!(share(&clip_token, "share/clip.mp4"), "404", "revoked");
+    // An API token (local-only, no second factor) cannot mint links that
+    // work from anywhere.
+    let (code, _, v) = site.web.api(
+        "POST",
+        "tokens",
+        Some(r#"{"name":"script","role":"operator"}"#),
+    );
+    assert_eq!(code, 201, "{v}");
+    let o = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&site.web.cert)
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {}", v["token"].as_str().unwrap()),
+        ])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"camera":"gate"}"#,
+        ])
+        .arg(format!("{}api/v1/shares", site.web.base))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(v["code"], "session_required", "{v}");
+    // A link's holder cannot flood the recorder (or its audit log): the
+    // link answers 429 past its budget of requests a minute.
+    let (_, _, v) = site.web.api(
+        "POST",
+        "shares",
+        Some(r#"{"camera":"gate","expires_in_secs":600}"#),
+    );
+    let flood = v["link"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("#share=")
+        .to_string();
+    // (On the LAN: through the relay the cloud's own limit of 30 new
+    // connections a minute per client comes first.)
+    let lan = |token: &str| {
+        let o = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&site.web.cert)
+            .args(["-H", &format!("X-Candor-Share: {token}")])
+            .arg(format!("{}api/v1/share", site.web.base))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let codes: Vec<String> = (0..40).map(|_| lan(&flood)).collect();
+    assert_eq!(
+        codes.iter().filter(|c| *c == "200").count(),
+        30,
+        "{codes:?}"
+    );
+    assert!(codes[30..].iter().all(|c| c == "429"), "{codes:?}");
+    let (_, _, audit) = site.web.api("GET", "audit?action=share_viewed", None);
+    let lines = audit["entries"].as_array().map_or(0, |e| e.len());
+    assert!(
+        lines <= 4,
+        "one audit line a minute per link: {lines}\n{audit}"
+    );
     eprintln!(
         "shared clip played by a stranger; revoked live view ended after {} ms",
         result["revoked_live_ended_ms"]
@@ -1310,12 +1359,7 @@ fn bench_relay() {
     );
     let url = remote_url(&site);
     let remote_cert = remote_cert(&site);
-    let host = url
-        .trim_start_matches("https://")
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string();
+    let host = host_of(&url);
     let cloud_port: u16 = cloud
         .base
         .trim_end_matches('/')

@@ -152,6 +152,12 @@ impl Accounts {
         for t in ["session", "api_token", "recovery_code"] {
             tx.execute(&format!("DELETE FROM {t} WHERE user_id = ?1"), [id])?;
         }
+        // Their share links end with them (a new user of the same name must
+        // not revive them).
+        tx.execute(
+            "UPDATE share SET revoked_at = ?2 WHERE created_by = ?1 AND revoked_at IS NULL",
+            rusqlite::params![name, super::now_secs()],
+        )?;
         tx.execute("DELETE FROM user WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(())

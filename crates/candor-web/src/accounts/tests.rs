@@ -206,6 +206,8 @@ fn the_last_admin_cannot_be_removed_or_demoted() {
 fn a_share_link_works_until_it_expires_or_is_revoked_and_only_its_token_opens_it() {
     let dir = tempfile::tempdir().unwrap();
     let a = Accounts::open(dir.path()).unwrap();
+    a.add_user("op", Role::Admin, "long enough password")
+        .unwrap();
     let (s, token) = a
         .create_share("gate", Some((90_000, 180_000)), "police", "op", 3600)
         .unwrap();
@@ -237,16 +239,49 @@ fn a_share_link_works_until_it_expires_or_is_revoked_and_only_its_token_opens_it
     a.revoke_share(l.id).unwrap();
     assert!(a.share_by_token(&live, false).unwrap().is_none());
     assert!(!a.share_valid(l.id));
+    // A link never outlives its creator's access: narrowed, demoted, deleted.
+    a.add_user_scoped("op2", Role::Operator, "long enough password", None)
+        .unwrap();
+    let (c, tok) = a.create_share("gate", None, "", "op2", 600).unwrap();
+    assert!(a.share_valid(c.id));
+    a.conn()
+        .execute(
+            "UPDATE user SET cameras = '[\"yard\"]' WHERE name = 'op2'",
+            [],
+        )
+        .unwrap();
+    assert!(!a.share_valid(c.id) && a.share_by_token(&tok, false).unwrap().is_none());
+    a.conn()
+        .execute(
+            "UPDATE user SET cameras = NULL, role = 'viewer' WHERE name = 'op2'",
+            [],
+        )
+        .unwrap();
+    assert!(!a.share_valid(c.id));
+    a.conn()
+        .execute("UPDATE user SET role = 'operator' WHERE name = 'op2'", [])
+        .unwrap();
+    assert!(a.share_valid(c.id));
+    a.add_user("boss", Role::Admin, "long enough password")
+        .unwrap();
+    a.delete_user("op2").unwrap();
+    assert!(!a.share_valid(c.id));
+    a.add_user_scoped("op2", Role::Operator, "long enough password", None)
+        .unwrap();
+    assert!(
+        !a.share_valid(c.id),
+        "a new user of the same name revives nothing"
+    );
     // At most 7 days, and a bounded number at once.
     let (w, _) = a
-        .create_share("gate", None, "", "op", 100 * 86_400)
+        .create_share("gate", None, "", "boss", 100 * 86_400)
         .unwrap();
     assert!(w.expires_at - now_secs() <= shares::MAX_SECS);
-    for _ in 1..shares::MAX_ACTIVE {
-        a.create_share("gate", None, "", "op", 60).unwrap();
+    for _ in 1..shares::MAX_ACTIVE_PER_USER {
+        a.create_share("gate", None, "", "boss", 60).unwrap();
     }
     assert!(matches!(
-        a.create_share("gate", None, "", "op", 60),
+        a.create_share("gate", None, "", "boss", 60),
         Err(AccountError::TooMany(..))
     ));
 }

@@ -377,3 +377,65 @@ pub fn pair_web(web: &Web, owner: &Owner) -> (String, String) {
     assert!(st["state"] == "paired" || st["state"] == "gone", "{st}");
     (id, pair_code)
 }
+
+/// A Web Push endpoint (e2e/push_endpoint.py): checks VAPID and decrypts
+/// each message with Python's `http_ece`, an implementation nobody here
+/// wrote. Start it before the cloud, which must trust `cert`
+/// (`push_ca`).
+#[allow(dead_code)]
+pub struct PushEndpoint {
+    child: std::process::Child,
+    pub cert: PathBuf,
+    /// A browser's subscription to it, for `POST /api/push`.
+    pub subscription: serde_json::Value,
+    /// What arrived: one JSON object per message (`vapid`, `encoding`,
+    /// `plaintext`).
+    pub pushed: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+#[allow(dead_code)]
+impl PushEndpoint {
+    pub fn start(dir: &Path) -> PushEndpoint {
+        let cert = dir.join("push-cert.pem");
+        let mut child = std::process::Command::new("python3")
+            .arg(workspace().join("e2e/push_endpoint.py"))
+            .env("CERT_OUT", &cert)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut out =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let first: serde_json::Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
+        let pushed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+        let p2 = pushed.clone();
+        std::thread::spawn(move || {
+            for l in out.map_while(Result::ok) {
+                p2.lock().unwrap().push(serde_json::from_str(&l).unwrap());
+            }
+        });
+        PushEndpoint {
+            child,
+            cert,
+            subscription: first["subscription"].clone(),
+            pushed,
+        }
+    }
+
+    /// The decrypted payloads so far, as JSON.
+    pub fn payloads(&self) -> Vec<serde_json::Value> {
+        self.pushed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|m| serde_json::from_str(m["plaintext"].as_str()?).ok())
+            .collect()
+    }
+}
+
+impl Drop for PushEndpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
