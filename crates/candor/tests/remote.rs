@@ -1497,3 +1497,103 @@ fn bench_relay() {
     let _ = haproxy.kill();
     let _ = haproxy.wait();
 }
+
+/// Concurrent remote viewers (issue 13, acceptance 5): N browsers, each
+/// from its own address, pull footage through the relay at 4 Mbit/s (an
+/// export read at 500 kB/s, as a player streams it) for 20 s, while alarms
+/// go from the camera to the cloud. Prints the rate each viewer got and
+/// each alarm's delay; asserts nothing about speed.
+///
+/// `cargo test --release -p candor --test remote bench_viewers -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_viewers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, owner, site, site_id) = paired_site(
+        dir.path(),
+        "",
+        "remote_access = true\nremote_2fa = \"nobody\"",
+    );
+    site.wait_following();
+    let url = remote_url(&site);
+    let cert = remote_cert(&site);
+    let mut b = Browser::new(&url, &cert, dir.path().join("jar-viewers"));
+    assert_eq!(b.login("admin", "admin password 1", None).0, 200);
+    wait_for("a minute of footage", Duration::from_secs(90), || {
+        recorded_secs(&site.cfg, "gate") >= 60.0
+    });
+    let s = spans(&site.cfg, "gate")[0].start;
+    let path = format!("cameras/gate/export.mp4?from={}&to={}", s, s + secs(58.0));
+    let alarm_ms = || {
+        let before = owner.alarms(&site_id).len();
+        let t = std::time::Instant::now();
+        site.raise("motion/on");
+        wait_for("the alarm in the cloud", Duration::from_secs(20), || {
+            owner.alarms(&site_id).len() > before
+        });
+        let ms = t.elapsed().as_millis() as u64;
+        site.raise("motion/off");
+        ms
+    };
+    let quiet: Vec<u64> = (0..5)
+        .map(|_| {
+            let ms = alarm_ms();
+            std::thread::sleep(Duration::from_millis(700));
+            ms
+        })
+        .collect();
+    println!("alarm camera → cloud, quiet: {quiet:?} ms");
+    println!(
+        "viewers | Mbit/s per viewer (min / median) | total Mbit/s | relay CPU % | alarm delays, ms"
+    );
+    for n in [1usize, 8, 16, 30] {
+        let cpu0 = cpu_secs(cloud.pid());
+        let t = std::time::Instant::now();
+        let viewers: Vec<_> = (0..n)
+            .map(|i| {
+                b.curl(&b.host)
+                    .args([
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{size_download}",
+                        "--limit-rate",
+                        "500k",
+                    ])
+                    .args(["--max-time", "20", "--interface"])
+                    .arg(format!("127.0.0.{}", 10 + i))
+                    .arg(format!("https://{}:{}/api/v1/{path}", b.host, b.port))
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        let mut delays = Vec::new();
+        while t.elapsed() < Duration::from_secs(17) {
+            delays.push(alarm_ms());
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        let mut rates: Vec<f64> = viewers
+            .into_iter()
+            .map(|c| {
+                let o = c.wait_with_output().unwrap();
+                let bytes: f64 = String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.0);
+                bytes * 8.0 / 1e6 / 20.0
+            })
+            .collect();
+        let cpu = cpu_secs(cloud.pid()) - cpu0;
+        rates.sort_by(f64::total_cmp);
+        println!(
+            "{n:>7} | {:.2} / {:.2} | {:.1} | {:.1} | {delays:?}",
+            rates[0],
+            rates[rates.len() / 2],
+            rates.iter().sum::<f64>(),
+            100.0 * cpu / t.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
