@@ -1284,6 +1284,41 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// The port in `https://host:port/`.
+fn port_of_url(url: &str) -> u16 {
+    url.trim_end_matches('/')
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap()
+}
+
+/// HAProxy in TCP mode routing by SNI (`*.remote.test`) to the recorder's
+/// web port, as an operator would put in front: (process, port).
+fn start_haproxy(dir: &Path, rec_port: u16) -> (std::process::Child, u16) {
+    let hp_port = free_port();
+    let hp_cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &hp_cfg,
+        format!(
+            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n\
+             frontend fe\n  bind 127.0.0.1:{hp_port}\n  tcp-request inspect-delay 5s\n  tcp-request content accept if {{ req.ssl_hello_type 1 }}\n\
+             \x20 use_backend rec if {{ req.ssl_sni -m end .remote.test }}\nbackend rec\n  server r1 127.0.0.1:{rec_port}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&hp_cfg)
+        .spawn()
+        .expect("haproxy (apt-get install haproxy)");
+    wait_for("haproxy to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", hp_port)).is_ok()
+    });
+    (child, hp_port)
+}
+
 /// Round trips of `GET /api/v1/health` on one kept-alive TLS connection to
 /// `port` asking for `name`, trusting only `cert`: milliseconds each.
 fn round_trips(port: u16, name: &str, cert: &Path, n: usize) -> Vec<f64> {
@@ -1360,41 +1395,9 @@ fn bench_relay() {
     let url = remote_url(&site);
     let remote_cert = remote_cert(&site);
     let host = host_of(&url);
-    let cloud_port: u16 = cloud
-        .base
-        .trim_end_matches('/')
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
-    let rec_port: u16 = site
-        .web
-        .base
-        .trim_end_matches('/')
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
-    // HAProxy in TCP mode, routing by SNI to the recorder's web port.
-    let hp_port = free_port();
-    let hp_cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &hp_cfg,
-        format!(
-            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n\
-             frontend fe\n  bind 127.0.0.1:{hp_port}\n  tcp-request inspect-delay 5s\n  tcp-request content accept if {{ req.ssl_hello_type 1 }}\n\
-             \x20 use_backend rec if {{ req.ssl_sni -m end .remote.test }}\nbackend rec\n  server r1 127.0.0.1:{rec_port}\n"
-        ),
-    )
-    .unwrap();
-    let mut haproxy = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&hp_cfg)
-        .spawn()
-        .expect("haproxy (apt-get install haproxy)");
-    std::thread::sleep(Duration::from_secs(1));
+    let cloud_port = port_of_url(&cloud.base);
+    let rec_port = port_of_url(&site.web.base);
+    let (mut haproxy, hp_port) = start_haproxy(dir.path(), rec_port);
     wait_for("footage", Duration::from_secs(40), || {
         recorded_secs(&site.cfg, "gate") >= 20.0
     });
@@ -1501,8 +1504,10 @@ fn bench_relay() {
 /// Concurrent remote viewers (issue 13, acceptance 5): N people, each with
 /// their own account and address, pull footage through the relay at
 /// 4 Mbit/s (an export read at 500 KiB/s, as a player streams it) for 20 s,
-/// while alarms go from the camera to the cloud. Prints the rate each
-/// viewer got and each alarm's delay; asserts nothing about speed.
+/// while alarms go from the camera to the cloud. Then the largest round
+/// again through HAProxy (SNI passthrough), for the CPU per Mbit/s of the
+/// two at the same paced load. Prints the rate each viewer got, each
+/// alarm's delay and the CPU; asserts nothing about speed.
 ///
 /// `cargo test --release -p candor --test remote bench_viewers -- --ignored --nocapture`
 #[test]
@@ -1518,17 +1523,26 @@ fn bench_viewers() {
     site.wait_following();
     let url = remote_url(&site);
     let cert = remote_cert(&site);
-    let b = Browser::new(&url, &cert, dir.path().join("jar-viewers"));
+    let host = host_of(&url);
+    let rec_port = port_of_url(&site.web.base);
+    let (mut haproxy, hp_port) = start_haproxy(dir.path(), rec_port);
+    let relay = Browser::new(&url, &cert, dir.path().join("jar-relay"));
+    let hap = Browser::new(
+        &format!("https://{host}:{hp_port}/"),
+        &cert,
+        dir.path().join("jar-hap"),
+    );
     // Each viewer: an account (8 playbacks at once per user is the
     // recorder's own limit), signed in from its own address (the relay
-    // counts streams and opens per client address).
-    let viewer = |i: usize, args: &[&str]| {
-        let mut c = b.curl(&b.host);
+    // counts streams and opens per client address), per path.
+    let viewer = |br: &Browser, i: usize, args: &[&str]| {
+        let jar = dir.path().join(format!("jar-{}-{i}", br.port));
+        let mut c = br.curl(&br.host);
         c.args(["--interface", &format!("127.0.0.{}", 10 + i)])
             .arg("-b")
-            .arg(dir.path().join(format!("jar-v{i}")))
+            .arg(&jar)
             .arg("-c")
-            .arg(dir.path().join(format!("jar-v{i}")))
+            .arg(&jar)
             .args(args);
         c
     };
@@ -1536,35 +1550,28 @@ fn bench_viewers() {
         let o = user_add(&site.cfg, &format!("v{i}"), "viewer", "viewer password 1");
         assert!(o.status.success());
         let body = format!(r#"{{"username":"v{i}","password":"viewer password 1"}}"#);
-        let o = viewer(
-            i,
-            &[
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &body,
-            ],
-        )
-        .arg(format!("https://{}:{}/api/v1/login", b.host, b.port))
-        .output()
-        .unwrap();
-        assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "login v{i}");
+        for br in [&relay, &hap] {
+            let o = viewer(br, i, &["-o", "/dev/null", "-w", "%{http_code}"])
+                .args(["-H", "Content-Type: application/json", "-d", &body])
+                .arg(format!("https://{}:{}/api/v1/login", br.host, br.port))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "login v{i}");
+        }
     }
     wait_for("a minute of footage", Duration::from_secs(90), || {
         recorded_secs(&site.cfg, "gate") >= 60.0
     });
     let s = spans(&site.cfg, "gate")[0].start;
-    let export = format!(
-        "https://{}:{}/api/v1/cameras/gate/export.mp4?from={}&to={}",
-        b.host,
-        b.port,
-        s,
-        s + secs(58.0)
-    );
+    let export = |br: &Browser| {
+        format!(
+            "https://{}:{}/api/v1/cameras/gate/export.mp4?from={}&to={}",
+            br.host,
+            br.port,
+            s,
+            s + secs(58.0)
+        )
+    };
     let alarm_ms = || {
         let before = owner.alarms(&site_id).len();
         let t = std::time::Instant::now();
@@ -1585,16 +1592,26 @@ fn bench_viewers() {
         .collect();
     println!("alarm camera → cloud, quiet: {quiet:?} ms");
     println!(
-        "viewers | Mbit/s per viewer (min / median) | total Mbit/s | relay CPU % | alarm delays, ms"
+        "path, viewers | Mbit/s per viewer (min / median) | total Mbit/s | CPU % of a core | ms CPU per Mbit | alarm delays, ms"
     );
-    for n in [1usize, 8, 16, MAX] {
-        let cpu0 = cpu_secs(cloud.pid());
+    let mut per_mbit = Vec::new();
+    let rounds = [
+        (&relay, cloud.pid(), 1usize),
+        (&relay, cloud.pid(), 8),
+        (&relay, cloud.pid(), 16),
+        (&relay, cloud.pid(), MAX),
+        (&hap, haproxy.id(), MAX),
+    ];
+    for (br, pid, n) in rounds {
+        let cpu0 = cpu_secs(pid);
         let t = std::time::Instant::now();
         // The export, paced, for 20 s (curl ends the transfer then and
         // prints what it moved in how long).
+        let url = export(br);
         let viewers: Vec<_> = (0..n)
             .map(|i| {
                 viewer(
+                    br,
                     i,
                     &[
                         "--limit-rate",
@@ -1606,7 +1623,7 @@ fn bench_viewers() {
                     ],
                 )
                 .args(["-w", "%{size_download} %{time_total}\n"])
-                .arg(&export)
+                .arg(&url)
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -1618,8 +1635,6 @@ fn bench_viewers() {
             delays.push(alarm_ms());
             std::thread::sleep(Duration::from_millis(1500));
         }
-        let cpu = cpu_secs(cloud.pid()) - cpu0;
-        let secs_run = t.elapsed().as_secs_f64();
         let mut rates: Vec<f64> = viewers
             .into_iter()
             .map(|c| {
@@ -1638,14 +1653,28 @@ fn bench_viewers() {
                 }
             })
             .collect();
+        let (cpu, secs_run) = (cpu_secs(pid) - cpu0, t.elapsed().as_secs_f64());
         rates.sort_by(f64::total_cmp);
+        let total: f64 = rates.iter().sum();
+        let ms_per_mbit = 1000.0 * cpu / (total * secs_run);
+        per_mbit.push(ms_per_mbit);
         println!(
-            "{n:>7} | {:.2} / {:.2} | {:.1} | {:.1} | {delays:?}",
+            "{} {n:>3} | {:.2} / {:.2} | {total:.1} | {:.1} | {ms_per_mbit:.3} | {delays:?}",
+            if br.port == hp_port {
+                "haproxy"
+            } else {
+                "relay  "
+            },
             rates[0],
             rates[rates.len() / 2],
-            rates.iter().sum::<f64>(),
             100.0 * cpu / secs_run
         );
         std::thread::sleep(Duration::from_secs(3));
     }
+    println!(
+        "relay / haproxy CPU per Mbit at {MAX} paced viewers: {:.2}×",
+        per_mbit[3] / per_mbit[4]
+    );
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
 }
