@@ -555,38 +555,23 @@ fn acme_site(dir: &Path, cloud_extra: &str) -> (CloudProc, Owner, Site, Pebble, 
 }
 
 fn dig(dns: u16, name: &str, kind: &str) -> String {
-    let o = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &dns.to_string(),
-            "+short",
-            "+tries=1",
-            "+time=5",
-            name,
-            kind,
-        ])
-        .output()
-        .expect("dig is needed: apt-get install dnsutils");
+    let o = dig_with(dns, name, kind, &["+short"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-/// dig's full answer (status line included).
+/// dig's full answer (status line included), whatever its exit status.
 fn dig_status(dns: u16, name: &str, kind: &str) -> String {
-    let o = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &dns.to_string(),
-            "+tries=1",
-            "+time=5",
-            name,
-            kind,
-        ])
+    String::from_utf8_lossy(&dig_with(dns, name, kind, &[]).stdout).to_string()
+}
+
+fn dig_with(dns: u16, name: &str, kind: &str, extra: &[&str]) -> std::process::Output {
+    Command::new("dig")
+        .args(["@127.0.0.1", "-p", &dns.to_string(), "+tries=1", "+time=5"])
+        .args(extra)
+        .args([name, kind])
         .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).to_string()
+        .expect("dig is needed: apt-get install dnsutils")
 }
 
 /// The remote certificate by ACME DNS-01: the recorder's own key and
