@@ -166,10 +166,10 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        if c.data_dir.is_relative() {
-            if let Some(dir) = path.parent() {
-                c.data_dir = dir.join(&c.data_dir);
-            }
+        if c.data_dir.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            c.data_dir = dir.join(&c.data_dir);
         }
         for h in &c.hostnames {
             let ip = h.parse::<std::net::IpAddr>().is_ok();
