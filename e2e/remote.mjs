@@ -6,7 +6,7 @@
 // REMOTE_URL, USER, USER_PASSWORD, SHOTS, DOWNLOAD, ALARM_URL (what the
 // alarm push opens when tapped), and HOME holding
 // the NSS database that trusts the test CA (Pebble) that issued the
-// recorder's certificate; SPKI, if set, pins a self-signed one instead.
+// recorder's certificate.
 // Prints progress, then one JSON line of results.
 
 import { chromium } from 'playwright-core';
@@ -24,7 +24,7 @@ const browser = await chromium.launch({
     '--autoplay-policy=no-user-gesture-required',
     // The remote zone resolves to the cloud (loopback here), as its DNS would.
     '--host-resolver-rules=MAP *.remote.test 127.0.0.1',
-    ...(process.env.SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.SPKI}`] : [])],
+  ],
 });
 const errors = [];
 // Service workers are refused for a certificate that is not trusted,

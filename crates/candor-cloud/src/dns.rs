@@ -54,12 +54,8 @@ impl Zone {
     /// checked by the config (lowercase labels).
     pub fn new(zone: &str, addresses: &[IpAddr]) -> Result<Zone, String> {
         let origin = Name::from_ascii(format!("{zone}.")).map_err(|e| e.to_string())?;
-        let ns = Name::from_ascii("ns")
-            .and_then(|n| n.append_domain(&origin))
-            .map_err(|e| e.to_string())?;
-        let hostmaster = Name::from_ascii("hostmaster")
-            .and_then(|n| n.append_domain(&origin))
-            .map_err(|e| e.to_string())?;
+        let ns = child("ns", &origin)?;
+        let hostmaster = child("hostmaster", &origin)?;
         // A serial that grows across restarts without being stored.
         let serial = (crate::now() as u64 % u64::from(u32::MAX)) as u32;
         let mut h = Handler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
@@ -80,9 +76,7 @@ impl Zone {
             Record::from_rdata(origin.clone(), ADDRESS_TTL, RData::NS(NS(ns.clone()))),
             serial,
         );
-        let wildcard = Name::from_ascii("*")
-            .and_then(|n| n.append_domain(&origin))
-            .map_err(|e| e.to_string())?;
+        let wildcard = child("*", &origin)?;
         for name in [&origin, &ns, &wildcard] {
             for r in address_records(name, addresses) {
                 h.upsert_mut(r, serial);
@@ -151,9 +145,7 @@ impl Zone {
     /// record (`None` to leave it as it is; see [`Zone::remove_caa`]).
     pub async fn set(&self, label: &str, txt: &[String], caa: Option<&Caa>) -> Result<(), String> {
         let host = self.name(label)?;
-        let challenge = Name::from_ascii("_acme-challenge")
-            .and_then(|n| n.append_domain(&host))
-            .map_err(|e| e.to_string())?;
+        let challenge = child("_acme-challenge", &host)?;
         let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
         let mut records = Vec::new();
         // A name with records of its own is no longer covered by the
@@ -193,8 +185,7 @@ impl Zone {
     /// The label's challenge answer goes when its recorder's link does.
     pub async fn clear_txt(&self, label: &str) {
         if let Ok(host) = self.name(label)
-            && let Ok(challenge) =
-                Name::from_ascii("_acme-challenge").and_then(|n| n.append_domain(&host))
+            && let Ok(challenge) = child("_acme-challenge", &host)
         {
             self.handler
                 .records_mut()
@@ -214,10 +205,15 @@ impl Zone {
     }
 
     fn name(&self, label: &str) -> Result<Name, String> {
-        Name::from_ascii(label)
-            .and_then(|n| n.append_domain(&self.origin))
-            .map_err(|e| e.to_string())
+        child(label, &self.origin)
     }
+}
+
+/// `label.parent`.
+fn child(label: &str, parent: &Name) -> Result<Name, String> {
+    Name::from_ascii(label)
+        .and_then(|n| n.append_domain(parent))
+        .map_err(|e| e.to_string())
 }
 
 fn address_records(name: &Name, addresses: &[IpAddr]) -> Vec<Record> {

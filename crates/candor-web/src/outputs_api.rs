@@ -39,17 +39,13 @@ fn device(st: &AppState, p: &crate::authz::Principal, name: &str) -> Result<Devi
     })
 }
 
+/// The error names the device URL, which never holds credentials (the
+/// config refuses them in `onvif`).
 fn unreachable(name: &str, e: candor_recorder::onvif::OnvifError) -> ApiError {
-    // The error names the device URL: never with credentials in it.
-    let said = e.to_string();
-    let said = match (said.find("://"), said.find('@')) {
-        (Some(a), Some(b)) if a < b => format!("{}{}", &said[..a + 3], &said[b + 1..]),
-        _ => said,
-    };
     ApiError::new(
         axum::http::StatusCode::BAD_GATEWAY,
         "camera_unreachable",
-        format!("camera {name:?} did not answer over ONVIF: {said}"),
+        format!("camera {name:?} did not answer over ONVIF: {e}"),
     )
 }
 

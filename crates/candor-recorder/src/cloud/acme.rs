@@ -433,8 +433,7 @@ struct Http {
 
 impl Http {
     fn new(config: &CloudConfig, store: Arc<Store>) -> Result<Http, String> {
-        let roots = super::net::trust_roots(config.acme_ca.as_deref())
-            .map_err(|e| e.replace("[cloud] ca", "[cloud] acme_ca"))?;
+        let roots = super::net::trust_roots(config.acme_ca.as_deref(), "[cloud] acme_ca")?;
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

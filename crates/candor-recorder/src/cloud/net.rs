@@ -143,25 +143,28 @@ impl LinkIo {
     }
 }
 
-/// The certificates the cloud's must chain to: `[cloud] ca` (checked when
-/// the config is loaded, so a wrong file stops the start with a clear
-/// error), else the public web roots.
-pub fn trust_roots(ca: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+/// The certificates a server's must chain to: the PEM file `ca` (set as
+/// config `key`, e.g. `[cloud] ca`, which errors name), else the public
+/// web roots.
+pub fn trust_roots(
+    ca: Option<&std::path::Path>,
+    key: &str,
+) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     let Some(p) = ca else {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         return Ok(roots);
     };
-    let f = std::fs::File::open(p).map_err(|e| format!("[cloud] ca {}: {e}", p.display()))?;
+    let f = std::fs::File::open(p).map_err(|e| format!("{key} {}: {e}", p.display()))?;
     for c in rustls_pemfile::certs(&mut std::io::BufReader::new(f)) {
-        let c = c.map_err(|e| format!("[cloud] ca {}: {e}", p.display()))?;
+        let c = c.map_err(|e| format!("{key} {}: {e}", p.display()))?;
         roots
             .add(c)
-            .map_err(|e| format!("[cloud] ca {}: {e}", p.display()))?;
+            .map_err(|e| format!("{key} {}: {e}", p.display()))?;
     }
     if roots.is_empty() {
         return Err(format!(
-            "[cloud] ca {}: no PEM certificate in it (a file starting with -----BEGIN CERTIFICATE-----, \
+            "{key} {}: no PEM certificate in it (a file starting with -----BEGIN CERTIFICATE-----, \
              such as the cert.pem the cloud logs at start)",
             p.display()
         ));
@@ -175,7 +178,7 @@ pub(super) async fn connect(
     identity: &Identity,
     written: Arc<AtomicU64>,
 ) -> Result<Conn, String> {
-    let roots = trust_roots(config.ca.as_deref())?;
+    let roots = trust_roots(config.ca.as_deref(), "[cloud] ca")?;
     let tls = identity.client_config(roots).map_err(|e| e.to_string())?;
     let tcp = tokio::time::timeout(Duration::from_secs(15), tcp(config, &written))
         .await

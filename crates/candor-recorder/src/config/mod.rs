@@ -693,7 +693,7 @@ impl Config {
     /// start and records; `candor check` fails).
     pub fn check_cloud_ca(&self) -> Result<(), String> {
         match self.cloud.as_ref().and_then(|c| c.ca.as_deref()) {
-            Some(ca) => crate::cloud::trust_roots(Some(ca)).map(|_| ()),
+            Some(ca) => crate::cloud::trust_roots(Some(ca), "[cloud] ca").map(|_| ()),
             None => Ok(()),
         }
     }
