@@ -70,7 +70,7 @@ pub enum Frame {
     },
     Data {
         stream: u32,
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
     },
     Close {
         stream: u32,
@@ -445,7 +445,7 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) -> Result<(), LinkError> {
             (Kind::Control, 0, &json)
         }
         Frame::Open { stream, payload } => (Kind::Open, *stream, payload),
-        Frame::Data { stream, payload } => (Kind::Data, *stream, payload),
+        Frame::Data { stream, payload } => (Kind::Data, *stream, &payload[..]),
         Frame::Close { stream } => (Kind::Close, *stream, &[]),
         Frame::Credit { stream, bytes } => {
             credit = bytes.to_be_bytes();
@@ -486,16 +486,53 @@ fn check(kind: Kind, stream: u32, len: u64) -> Result<(), LinkError> {
 /// hostile, and resynchronising a byte stream is guesswork).
 #[derive(Default)]
 pub struct Decoder {
-    buf: Vec<u8>,
+    buf: bytes::BytesMut,
+    /// The size of the allocation `buf` lives in: every allocation is made
+    /// here, never by `BytesMut` growing on its own, so this is known.
+    alloc: usize,
 }
+
+/// Bytes a read into the decoder has room for.
+pub const READ: usize = 32 * 1024;
 
 impl Decoder {
     pub fn new() -> Decoder {
         Decoder::default()
     }
 
+    /// Makes room for `n` more bytes: a new buffer, holding the partial
+    /// frame the old one ended with, when the old one is full. Frames
+    /// already taken keep the old one alive while they are in use.
+    fn room(&mut self, n: usize) {
+        if self.buf.capacity() - self.buf.len() < n {
+            // Room for the rest of a large frame whose header is in, at
+            // once (its length is checked against the limits before it is
+            // used): a 256 KiB frame is not regrown 32 KiB at a time.
+            let rest = if self.buf.len() >= HEADER {
+                let len = u32::from_be_bytes([self.buf[6], self.buf[7], self.buf[8], self.buf[9]]);
+                (HEADER + len.min(MAX_DATA.max(MAX_CONTROL)) as usize)
+                    .saturating_sub(self.buf.len())
+            } else {
+                0
+            };
+            let mut b = bytes::BytesMut::with_capacity(self.buf.len() + n.max(READ).max(rest));
+            b.extend_from_slice(&self.buf);
+            self.alloc = b.capacity();
+            self.buf = b;
+        }
+    }
+
     pub fn push(&mut self, bytes: &[u8]) {
+        self.room(bytes.len());
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to read the next bytes into directly (`read_buf`): one
+    /// copy fewer than [`Self::push`]. It has room for at least [`READ`]
+    /// bytes, so a read into it never grows it.
+    pub fn read_room(&mut self) -> &mut bytes::BytesMut {
+        self.room(READ);
+        &mut self.buf
     }
 
     /// The next whole frame, `Ok(None)` if more bytes are needed.
@@ -522,8 +559,8 @@ impl Decoder {
         if self.buf.len() < total {
             return Ok(None);
         }
-        let payload: Vec<u8> = self.buf[HEADER..total].to_vec();
-        self.buf.drain(..total);
+        let mut frame = self.buf.split_to(total);
+        let payload = frame.split_off(HEADER);
         Ok(Some(match kind {
             Kind::Control => {
                 let m: Message = serde_json::from_slice(&payload)
@@ -531,8 +568,24 @@ impl Decoder {
                 m.validate().map_err(LinkError::Message)?;
                 Frame::Control(m)
             }
-            Kind::Open => Frame::Open { stream, payload },
-            Kind::Data => Frame::Data { stream, payload },
+            Kind::Open => Frame::Open {
+                stream,
+                payload: payload.to_vec(),
+            },
+            // A payload of at least a quarter of the buffer it was read into
+            // is a slice of that buffer, not a copy (the relay's bulk: 16
+            // KiB chunks in 32–48 KiB reads). A shorter one is copied out,
+            // so what a slice keeps alive is at most 4× its own length and
+            // a peer sending tiny frames to a stalled stream pins no more
+            // than 4× the stream's window.
+            Kind::Data => Frame::Data {
+                stream,
+                payload: if payload.len() * 4 >= self.alloc {
+                    payload.freeze()
+                } else {
+                    bytes::Bytes::copy_from_slice(&payload)
+                },
+            },
             Kind::Close => Frame::Close { stream },
             Kind::Credit => Frame::Credit {
                 stream,
@@ -596,6 +649,71 @@ mod tests {
     }
 
     #[test]
+    fn big_data_payloads_are_slices_of_the_read_and_small_ones_copies() {
+        let mut wire = encode(&Frame::Data {
+            stream: 3,
+            payload: vec![1; CHUNK_FOR_TEST].into(),
+        })
+        .unwrap();
+        wire.extend(
+            encode(&Frame::Data {
+                stream: 3,
+                payload: vec![2; 100].into(),
+            })
+            .unwrap(),
+        );
+        let mut d = Decoder::new();
+        let room = d.read_room();
+        assert!(room.capacity() - room.len() >= READ);
+        room.extend_from_slice(&wire);
+        let base = room.as_ptr() as usize;
+        let Some(Frame::Data { payload: big, .. }) = d.next_frame().unwrap() else {
+            panic!("a data frame");
+        };
+        let Some(Frame::Data { payload: small, .. }) = d.next_frame().unwrap() else {
+            panic!("a data frame");
+        };
+        assert_eq!((big.len(), small.len()), (CHUNK_FOR_TEST, 100));
+        assert_eq!(
+            big.as_ptr() as usize,
+            base + HEADER,
+            "the big one is not copied"
+        );
+        let in_read = base..base + READ + wire.len();
+        assert!(
+            !in_read.contains(&(small.as_ptr() as usize)),
+            "a small payload must not keep the read buffer alive"
+        );
+        assert!(small.iter().all(|&b| b == 2) && big.iter().all(|&b| b == 1));
+        // The buffer is never grown in place under a slice: a new read gets
+        // a new buffer, and the frame that straddles them arrives whole.
+        let mut d = Decoder::new();
+        let third = encode(&Frame::Data {
+            stream: 5,
+            payload: vec![7; 20_000].into(),
+        })
+        .unwrap();
+        let all = [wire.clone(), wire.clone(), third].concat();
+        let mut got = Vec::new();
+        for part in all.chunks(READ - 7) {
+            d.read_room().extend_from_slice(part);
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        let lens: Vec<usize> = got
+            .iter()
+            .map(|f| match f {
+                Frame::Data { payload, .. } => payload.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(lens, [CHUNK_FOR_TEST, 100, CHUNK_FOR_TEST, 100, 20_000]);
+    }
+
+    const CHUNK_FOR_TEST: usize = 16 * 1024;
+
+    #[test]
     fn frames_round_trip_in_any_split() {
         let frames = vec![
             Frame::Control(Message::Hello {
@@ -611,7 +729,7 @@ mod tests {
             },
             Frame::Data {
                 stream: 3,
-                payload: vec![0xAB; 70_000],
+                payload: vec![0xAB; 70_000].into(),
             },
             Frame::Close { stream: 3 },
         ];
@@ -819,7 +937,7 @@ mod tests {
         wire.extend(
             encode(&Frame::Data {
                 stream: 9,
-                payload: vec![1; 100],
+                payload: vec![1; 100].into(),
             })
             .unwrap(),
         );

@@ -13,6 +13,7 @@
 //!   of its stream is at [`WINDOW`] (back-pressure to the socket).
 
 use crate::{Frame, Message};
+use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Bytes of a stream one side may send before the other grants more.
@@ -49,7 +50,7 @@ pub enum MuxError {
 #[derive(Default)]
 struct Stream {
     /// Frames to send, in order (the open, if not sent yet, then data).
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Bytes>,
     queued: usize,
     open_pending: bool,
     close_pending: bool,
@@ -114,7 +115,8 @@ impl Mux {
     /// Opens a stream from this side, with its first bytes (the browser's
     /// ClientHello, at the cloud). The first bytes count against the window.
     /// Beyond [`CHUNK`], the first bytes follow the open as data.
-    pub fn open(&mut self, id: u32, mut first: Vec<u8>) -> Result<(), MuxError> {
+    pub fn open(&mut self, id: u32, first: Vec<u8>) -> Result<(), MuxError> {
+        let mut first = Bytes::from(first);
         let rest = first.split_off(first.len().min(CHUNK));
         if self.buffered + first.len() + rest.len() > MAX_BUFFERED {
             return Err(MuxError::Buffered);
@@ -126,7 +128,7 @@ impl Mux {
         s.queue.push_back(first);
         self.buffered += n;
         if !rest.is_empty() {
-            self.send(id, &rest)?;
+            self.send(id, rest)?;
         }
         Ok(())
     }
@@ -153,16 +155,17 @@ impl Mux {
 
     /// Queues stream bytes. The caller reads its source only while
     /// [`Self::queued`] is under [`WINDOW`], so one stream never fills the link.
-    pub fn send(&mut self, id: u32, data: &[u8]) -> Result<(), MuxError> {
+    /// The bytes are queued as they are, not copied: chunks are slices.
+    pub fn send(&mut self, id: u32, mut data: Bytes) -> Result<(), MuxError> {
         if !self.streams.contains_key(&id) {
             return Err(MuxError::Unknown(id));
         }
         self.buffered_add(data.len())?;
         let s = self.streams.get_mut(&id).expect("checked above");
-        for c in data.chunks(CHUNK) {
-            s.queue.push_back(c.to_vec());
-        }
         s.queued += data.len();
+        while !data.is_empty() {
+            s.queue.push_back(data.split_to(data.len().min(CHUNK)));
+        }
         Ok(())
     }
 
@@ -274,7 +277,7 @@ impl Mux {
             // The open goes first and whole (it announces the stream, and
             // may carry nothing).
             if s.open_pending {
-                let len = s.queue.front().map_or(0, Vec::len);
+                let len = s.queue.front().map_or(0, Bytes::len);
                 if len as u32 > s.send_credit {
                     continue;
                 }
@@ -285,7 +288,7 @@ impl Mux {
                 self.buffered -= len;
                 return Some(Frame::Open {
                     stream: id,
-                    payload,
+                    payload: Vec::from(payload),
                 });
             }
             if let Some(front) = s.queue.front_mut() {
@@ -293,10 +296,10 @@ impl Mux {
                 if can == 0 {
                     continue;
                 }
-                let payload: Vec<u8> = if can == front.len() {
+                let payload = if can == front.len() {
                     s.queue.pop_front().expect("front exists")
                 } else {
-                    front.drain(..can).collect()
+                    front.split_to(can)
                 };
                 s.queued -= payload.len();
                 s.send_credit -= payload.len() as u32;
@@ -328,11 +331,8 @@ mod tests {
         frames
             .iter()
             .map(|f| match f {
-                Frame::Open { stream, payload } | Frame::Data { stream, payload }
-                    if *stream == id =>
-                {
-                    payload.len()
-                }
+                Frame::Open { stream, payload } if *stream == id => payload.len(),
+                Frame::Data { stream, payload } if *stream == id => payload.len(),
                 _ => 0,
             })
             .sum()
@@ -342,7 +342,7 @@ mod tests {
     fn control_goes_before_any_stream_data() {
         let mut m = Mux::new();
         m.open(1, vec![0; 100]).unwrap();
-        m.send(1, &vec![1; 100_000]).unwrap();
+        m.send(1, vec![1; 100_000].into()).unwrap();
         let first = m.next_frame().unwrap();
         assert!(matches!(first, Frame::Open { stream: 1, .. }));
         m.control(Message::Ping { nonce: 7 }).unwrap();
@@ -357,14 +357,15 @@ mod tests {
         let mut m = Mux::new();
         m.open(1, vec![]).unwrap();
         m.open(3, vec![]).unwrap();
-        m.send(1, &vec![1; 1024 * 1024]).unwrap();
-        m.send(3, &vec![3; 40_000]).unwrap();
+        m.send(1, vec![1; 1024 * 1024].into()).unwrap();
+        m.send(3, vec![3; 40_000].into()).unwrap();
         let frames = drain(&mut m);
         // Stream 1 stops at its window; stream 3 (and its open) all went.
         assert_eq!(bytes_of(&frames, 1), WINDOW as usize);
         assert_eq!(bytes_of(&frames, 3), 40_000);
         assert!(frames.iter().all(|f| match f {
-            Frame::Data { payload, .. } | Frame::Open { payload, .. } => payload.len() <= CHUNK,
+            Frame::Data { payload, .. } => payload.len() <= CHUNK,
+            Frame::Open { payload, .. } => payload.len() <= CHUNK,
             _ => true,
         }));
         // Nothing more until the phone reads: then exactly the credit.
@@ -384,7 +385,7 @@ mod tests {
         let mut m = Mux::new();
         for id in [1, 3] {
             m.open(id, vec![]).unwrap();
-            m.send(id, &vec![0; 4 * CHUNK]).unwrap();
+            m.send(id, vec![0; 4 * CHUNK].into()).unwrap();
         }
         let order: Vec<u32> = drain(&mut m)
             .iter()
@@ -404,13 +405,19 @@ mod tests {
         }
         assert_eq!(m.open(999, vec![]), Err(MuxError::TooManyStreams));
         assert_eq!(m.open(1, vec![]), Err(MuxError::Exists(1)));
-        assert_eq!(m.send(998, b"x"), Err(MuxError::Unknown(998)));
-        m.send(1, &vec![0; MAX_BUFFERED]).unwrap();
-        assert_eq!(m.send(3, b"one more"), Err(MuxError::Buffered));
+        assert_eq!(
+            m.send(998, Bytes::from_static(b"x")),
+            Err(MuxError::Unknown(998))
+        );
+        m.send(1, vec![0; MAX_BUFFERED].into()).unwrap();
+        assert_eq!(
+            m.send(3, Bytes::from_static(b"one more")),
+            Err(MuxError::Buffered)
+        );
         assert_eq!(m.credit(1, 2 * WINDOW), Err(MuxError::Credit(1)));
         // A close of the peer frees what the stream had queued.
         m.closed(1);
-        m.send(3, b"fits again").unwrap();
+        m.send(3, Bytes::from_static(b"fits again")).unwrap();
     }
 
     #[test]
@@ -436,14 +443,14 @@ mod tests {
         let mut m = Mux::new();
         m.open(7, vec![0; 3 * CHUNK]).unwrap();
         assert_eq!(m.queued(7), 3 * CHUNK);
-        m.send(7, &vec![0; WINDOW as usize]).unwrap();
+        m.send(7, vec![0; WINDOW as usize].into()).unwrap();
         m.abort(7);
         assert!(!m.is_open(7));
         assert_eq!(m.next_frame(), Some(Frame::Close { stream: 7 }));
         assert_eq!(m.next_frame(), None);
         // Everything it had queued is free again.
         m.open(9, vec![]).unwrap();
-        m.send(9, &vec![0; MAX_BUFFERED]).unwrap();
+        m.send(9, vec![0; MAX_BUFFERED].into()).unwrap();
     }
 
     #[test]
@@ -471,7 +478,7 @@ mod tests {
     fn a_close_follows_the_last_byte() {
         let mut m = Mux::new();
         m.open(5, b"hello".to_vec()).unwrap();
-        m.send(5, b" world").unwrap();
+        m.send(5, Bytes::from_static(b" world")).unwrap();
         m.close(5);
         let frames = drain(&mut m);
         assert!(matches!(frames.last(), Some(Frame::Close { stream: 5 })));

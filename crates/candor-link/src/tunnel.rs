@@ -21,7 +21,8 @@
 
 use crate::mux::{CHUNK, Mux, MuxError, WINDOW};
 use crate::{Frame, Message};
-use std::collections::HashMap;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -95,15 +96,17 @@ struct Stream {
     wire: u64,
 }
 
+/// What the peer sent on a stream, as received (slices of the link's read
+/// buffers, [`crate::Decoder`]), until the socket takes it.
 #[derive(Default)]
 struct Pipe {
-    state: Mutex<(Vec<u8>, bool)>,
+    state: Mutex<(VecDeque<Bytes>, bool)>,
     ready: Notify,
 }
 
 impl Pipe {
-    fn push(&self, bytes: &[u8]) {
-        lock(&self.state).0.extend_from_slice(bytes);
+    fn push(&self, bytes: Bytes) {
+        lock(&self.state).0.push_back(bytes);
         self.ready.notify_one();
     }
 
@@ -113,7 +116,7 @@ impl Pipe {
     }
 
     /// What arrived, and whether the stream ended after it; waits for either.
-    async fn take(&self) -> (Vec<u8>, bool) {
+    async fn take(&self) -> (VecDeque<Bytes>, bool) {
         loop {
             {
                 let mut s = lock(&self.state);
@@ -234,7 +237,7 @@ impl Tunnel {
                     mux.received(stream, payload.len())?;
                     s.received += payload.len() as u64;
                     s.last = Instant::now();
-                    s.down.push(&payload);
+                    s.down.push(payload);
                 }
                 Ok(Inbound::Done)
             }
@@ -308,8 +311,9 @@ impl Tunnel {
         let (r, w) = tokio::io::split(io);
         let up = Arc::new(Semaphore::new(WINDOW as usize));
         let down = Arc::new(Pipe::default());
+        let received = first.len() as u64;
         if !first.is_empty() {
-            down.push(&first);
+            down.push(first.into());
         }
         let up_task = tokio::spawn(pump_up(self.clone(), stream, r, up.clone())).abort_handle();
         let down_task =
@@ -326,7 +330,7 @@ impl Tunnel {
                 opened: std::time::SystemTime::now(),
                 started: Instant::now(),
                 sent: 0,
-                received: first.len() as u64,
+                received,
                 wire: 0,
             },
         );
@@ -481,24 +485,37 @@ fn fail<W>(shared: &Arc<Shared>, w: W, e: std::io::Error) -> WriterResult<W> {
 }
 
 async fn pump_up<R: AsyncRead + Unpin>(t: Tunnel, stream: u32, mut r: R, up: Arc<Semaphore>) {
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = BytesMut::with_capacity(CHUNK);
     loop {
         let Ok(permit) = up.acquire_many(CHUNK as u32).await else {
             return;
         };
-        let n = match r.read(&mut buf).await {
+        if buf.capacity() < CHUNK {
+            buf = BytesMut::with_capacity(CHUNK);
+        }
+        let n = match r.read_buf(&mut (&mut buf).limit(CHUNK)).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         permit.forget();
         up.add_permits(CHUNK - n);
+        // A full enough read goes to the link as it is (its buffer with it);
+        // a short one is copied out and the buffer read into again, so what
+        // the queue holds is at most 4× the bytes it counts.
+        let data = if n * 4 >= CHUNK {
+            buf.split().freeze()
+        } else {
+            let d = Bytes::copy_from_slice(&buf);
+            buf.clear();
+            d
+        };
         let mut g = lock(&t.shared.inner);
         let Inner { mux, streams } = &mut *g;
         let Some(s) = streams.get_mut(&stream) else {
             return;
         };
         s.last = Instant::now();
-        if mux.send(stream, &buf[..n]).is_err() {
+        if mux.send(stream, data).is_err() {
             drop(g);
             t.abort(stream, "the link's buffer is full");
             return;
@@ -511,16 +528,50 @@ async fn pump_up<R: AsyncRead + Unpin>(t: Tunnel, stream: u32, mut r: R, up: Arc
     t.shared.wake.notify_one();
 }
 
+/// Writes every chunk, several per system call where the socket takes
+/// vectored writes (a TCP socket does): no copy into one buffer first.
+async fn write_chunks<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    chunks: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while let Some(front) = chunks.front() {
+        let mut n = if w.is_write_vectored() {
+            let mut slices = [std::io::IoSlice::new(&[]); 16];
+            let k = chunks.len().min(slices.len());
+            for (s, c) in slices.iter_mut().zip(chunks.iter()) {
+                *s = std::io::IoSlice::new(c);
+            }
+            w.write_vectored(&slices[..k]).await?
+        } else {
+            w.write(front).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let front = chunks.front_mut().expect("written bytes were queued");
+            if n < front.len() {
+                front.advance(n);
+                break;
+            }
+            n -= front.len();
+            chunks.pop_front();
+        }
+    }
+    Ok(())
+}
+
 async fn pump_down<W: AsyncWrite + Unpin>(t: Tunnel, stream: u32, mut w: W, pipe: Arc<Pipe>) {
     // A socket that takes nothing for the idle time is dead (a client that
     // advertises a zero window for ever): the write gives up, so the task,
     // its buffer and the socket go.
     let idle = t.shared.idle;
     loop {
-        let (bytes, closed) = pipe.take().await;
-        if !bytes.is_empty() {
+        let (mut chunks, closed) = pipe.take().await;
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        if len > 0 {
             let wrote = tokio::time::timeout(idle, async {
-                w.write_all(&bytes).await?;
+                write_chunks(&mut w, &mut chunks).await?;
                 w.flush().await
             })
             .await;
@@ -532,7 +583,7 @@ async fn pump_down<W: AsyncWrite + Unpin>(t: Tunnel, stream: u32, mut w: W, pipe
             if let Some(s) = g.streams.get_mut(&stream) {
                 s.last = Instant::now();
             }
-            let grant = g.mux.drained(stream, bytes.len());
+            let grant = g.mux.drained(stream, len);
             drop(g);
             if grant {
                 t.shared.wake.notify_one();
@@ -576,6 +627,80 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
     use tokio::io::DuplexStream;
+
+    /// Takes at most 7 bytes per call, vectored or not.
+    struct Trickle {
+        got: Vec<u8>,
+        vectored: bool,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            b: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = b.len().min(7);
+            self.got.extend_from_slice(&b[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let mut left = 7;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.got.extend_from_slice(&b[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            std::task::Poll::Ready(Ok(7 - left))
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_are_written_whole_and_in_order_however_the_socket_splits_them() {
+        let want: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        for vectored in [true, false] {
+            // Chunks of odd sizes, more than one vectored write holds.
+            let mut chunks: VecDeque<Bytes> = VecDeque::new();
+            let mut at = 0;
+            let mut k = 1;
+            while at < want.len() {
+                let n = (k * 13).min(want.len() - at);
+                chunks.push_back(Bytes::copy_from_slice(&want[at..at + n]));
+                at += n;
+                k += 1;
+            }
+            assert!(chunks.len() > 16);
+            let mut w = Trickle {
+                got: Vec::new(),
+                vectored,
+            };
+            write_chunks(&mut w, &mut chunks).await.unwrap();
+            assert!(chunks.is_empty());
+            assert!(w.got == want, "vectored: {vectored}");
+        }
+    }
 
     /// Two tunnels joined by an in-memory link, each side's reader feeding
     /// its tunnel; the "recorder" side serves opens with `serve`.
@@ -791,7 +916,7 @@ mod tests {
         // Data for a stream that does not exist (crossed a close) is dropped.
         let data = Frame::Data {
             stream: 9,
-            payload: vec![1; 10],
+            payload: vec![1; 10].into(),
         };
         assert_eq!(t.on_frame(data, false), Ok(Inbound::Done));
     }

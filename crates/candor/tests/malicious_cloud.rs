@@ -406,7 +406,7 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
         // before half of it is drained); a full window more is an overrun.
         let data = candor_link::encode(&Frame::Data {
             stream: 3,
-            payload: vec![0x16; candor_link::mux::WINDOW as usize],
+            payload: vec![0x16; candor_link::mux::WINDOW as usize].into(),
         })
         .unwrap();
         let _ = s.write_all(&data).await;

@@ -168,7 +168,6 @@ async fn serve_role(
     };
     let pairing = session.is_none();
     let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; 32 * 1024];
     // A recorder that died without a word (power cut, cable) shows offline
     // within offline_after + 1 s of its last frame (the sweeper checks each
     // second); pings every 10 s keep a live one from going quiet.
@@ -196,14 +195,15 @@ async fn serve_role(
     let result: Result<(), String> = async {
     loop {
         tokio::select! {
-            n = rd.read(&mut buf) => {
-                let n = match n {
+            // Straight into the decoder's buffer: stream data is passed on
+            // as slices of it (candor_link::Decoder).
+            n = rd.read_buf(decoder.read_room()) => {
+                match n {
                     Ok(0) => break Ok(()),
-                    Ok(n) => n,
+                    Ok(_) => {}
                     Err(e) => break Err(e.to_string()),
-                };
+                }
                 live.last.store(crate::epoch_ms(), std::sync::atomic::Ordering::Relaxed);
-                decoder.push(&buf[..n]);
                 let mut out = Vec::new();
                 loop {
                     let m = match accept(decoder.next_frame(), session.is_some())? {

@@ -82,7 +82,7 @@ mod tests {
         assert!(accept(Ok(Some(Frame::Control(forged))), true).is_err());
         let data = || Frame::Data {
             stream: 1,
-            payload: vec![0],
+            payload: vec![0].into(),
         };
         assert_eq!(accept(Ok(Some(data())), true), Ok(Some(In::Stream(data()))));
         assert_eq!(

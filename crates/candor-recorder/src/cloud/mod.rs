@@ -500,7 +500,6 @@ impl Link {
             rd,
             tunnel,
             decoder: Decoder::new(),
-            buf: vec![0u8; 32 * 1024],
             ledgered: 0,
         };
         let r = if paired {

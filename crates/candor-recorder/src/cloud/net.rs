@@ -72,7 +72,6 @@ pub(super) struct LinkIo {
     pub rd: tokio::io::ReadHalf<Conn>,
     pub tunnel: Tunnel,
     pub decoder: Decoder,
-    pub buf: Vec<u8>,
     /// Bytes already in the ledger as rows (messages, heartbeats, tunnels).
     pub ledgered: u64,
 }
@@ -124,15 +123,16 @@ impl LinkIo {
                 Ok(None) => {}
                 Err(e) => return Err(format!("protocol error: {e}")),
             }
+            // Straight into the decoder's buffer (cancel-safe: what a read
+            // took stays there).
             let n = self
                 .rd
-                .read(&mut self.buf)
+                .read_buf(self.decoder.read_room())
                 .await
                 .map_err(|e| format!("receiving: {}", in_words(&e)))?;
             if n == 0 {
                 return Err("the cloud closed the connection".into());
             }
-            self.decoder.push(&self.buf[..n]);
         }
     }
 

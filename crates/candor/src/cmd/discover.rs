@@ -66,15 +66,14 @@ async fn discover(
             description: None,
             error: None,
         };
-        match &creds {
-            Some((u, p)) => match onvif::describe(xaddr, u, p).await {
+        if let Some((u, p)) = &creds {
+            match onvif::describe(xaddr, u, p).await {
                 Ok(d) => cam.description = Some(d.wire()),
                 Err(e) if e.is_not_authorized() => {
                     cam.error = Some("the camera refused the user name or password".into());
                 }
                 Err(e) => cam.error = Some(e.to_string()),
-            },
-            None => {}
+            }
         }
         out.push(cam);
     }
