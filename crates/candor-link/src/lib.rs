@@ -56,6 +56,8 @@ pub enum LinkError {
     Stream(u32),
     #[error("invalid control message: {0}")]
     Message(String),
+    #[error("an empty data frame (stream {0}): it carries nothing and would cost a queue entry")]
+    Empty(u32),
     #[error("a credit frame holds 4 bytes (got {0})")]
     Credit(u32),
 }
@@ -478,6 +480,9 @@ fn check(kind: Kind, stream: u32, len: u64) -> Result<(), LinkError> {
     if kind == Kind::Credit && len != 4 {
         return Err(LinkError::Credit(len.min(u64::from(u32::MAX)) as u32));
     }
+    if kind == Kind::Data && len == 0 {
+        return Err(LinkError::Empty(stream));
+    }
     Ok(())
 }
 
@@ -508,10 +513,13 @@ impl Decoder {
             // Room for the rest of a large frame whose header is in, at
             // once (its length is checked against the limits before it is
             // used): a 256 KiB frame is not regrown 32 KiB at a time.
+            // Growth in proportion to what arrived, so a header alone does
+            // not reserve a whole frame.
             let rest = if self.buf.len() >= HEADER {
                 let len = u32::from_be_bytes([self.buf[6], self.buf[7], self.buf[8], self.buf[9]]);
                 (HEADER + len.min(MAX_DATA.max(MAX_CONTROL)) as usize)
                     .saturating_sub(self.buf.len())
+                    .min(2 * self.buf.len())
             } else {
                 0
             };
@@ -712,6 +720,23 @@ mod tests {
     }
 
     const CHUNK_FOR_TEST: usize = 16 * 1024;
+
+    #[test]
+    fn an_empty_data_frame_is_a_protocol_error() {
+        let mut wire = vec![VERSION, 2];
+        wire.extend_from_slice(&3u32.to_be_bytes());
+        wire.extend_from_slice(&0u32.to_be_bytes());
+        let mut d = Decoder::new();
+        d.push(&wire);
+        assert_eq!(d.next_frame(), Err(LinkError::Empty(3)));
+        assert!(
+            encode(&Frame::Data {
+                stream: 3,
+                payload: bytes::Bytes::new()
+            })
+            .is_err()
+        );
+    }
 
     #[test]
     fn frames_round_trip_in_any_split() {

@@ -47,10 +47,85 @@ pub enum MuxError {
     Backlog,
 }
 
+/// Payloads shorter than this are gathered into one buffer with the short
+/// ones around them: a queue entry costs about 64 bytes whatever it holds,
+/// so a peer sending 1-byte frames or segments would otherwise make a
+/// stream's queue 64× the bytes it counts.
+pub const SMALL: usize = 4 * 1024;
+
+/// Chunks in order; short ones gathered (see [`SMALL`]).
+#[derive(Default)]
+pub struct Chunks {
+    queue: VecDeque<Bytes>,
+    /// Short payloads that came after the last queued chunk.
+    tail: bytes::BytesMut,
+}
+
+impl Chunks {
+    /// Appends, gathering short payloads; an empty one is nothing.
+    pub fn push(&mut self, b: Bytes) {
+        if b.is_empty() {
+        } else if b.len() < SMALL {
+            self.tail.extend_from_slice(&b);
+        } else {
+            self.seal();
+            self.queue.push_back(b);
+        }
+    }
+
+    /// Appends as it is, never gathered (an open's payload, which goes
+    /// whole in its own frame).
+    pub fn push_whole(&mut self, b: Bytes) {
+        self.seal();
+        self.queue.push_back(b);
+    }
+
+    /// The gathered bytes become a chunk of their own: a copy of exactly
+    /// their length (a slice would keep the whole gathering buffer alive).
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.queue.push_back(Bytes::copy_from_slice(&self.tail));
+            self.tail.clear();
+            if self.tail.capacity() > 64 * 1024 {
+                self.tail = bytes::BytesMut::new();
+            }
+        }
+    }
+
+    pub fn front_mut(&mut self) -> Option<&mut Bytes> {
+        if self.queue.is_empty() {
+            self.seal();
+        }
+        self.queue.front_mut()
+    }
+
+    pub fn pop_front(&mut self) -> Option<Bytes> {
+        if self.queue.is_empty() {
+            self.seal();
+        }
+        self.queue.pop_front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.tail.is_empty()
+    }
+
+    /// Everything, in order.
+    pub fn take(&mut self) -> VecDeque<Bytes> {
+        self.seal();
+        std::mem::take(&mut self.queue)
+    }
+
+    /// Queue entries (for tests of the bound).
+    pub fn entries(&self) -> usize {
+        self.queue.len() + usize::from(!self.tail.is_empty())
+    }
+}
+
 #[derive(Default)]
 struct Stream {
     /// Frames to send, in order (the open, if not sent yet, then data).
-    queue: VecDeque<Bytes>,
+    queue: Chunks,
     queued: usize,
     open_pending: bool,
     close_pending: bool,
@@ -125,7 +200,7 @@ impl Mux {
         let s = self.new_stream(id)?;
         s.open_pending = true;
         s.queued += first.len();
-        s.queue.push_back(first);
+        s.queue.push_whole(first);
         self.buffered += n;
         if !rest.is_empty() {
             self.send(id, rest)?;
@@ -164,7 +239,7 @@ impl Mux {
         let s = self.streams.get_mut(&id).expect("checked above");
         s.queued += data.len();
         while !data.is_empty() {
-            s.queue.push_back(data.split_to(data.len().min(CHUNK)));
+            s.queue.push(data.split_to(data.len().min(CHUNK)));
         }
         Ok(())
     }
@@ -277,7 +352,7 @@ impl Mux {
             // The open goes first and whole (it announces the stream, and
             // may carry nothing).
             if s.open_pending {
-                let len = s.queue.front().map_or(0, Bytes::len);
+                let len = s.queue.front_mut().map_or(0, |b| b.len());
                 if len as u32 > s.send_credit {
                     continue;
                 }
@@ -378,6 +453,49 @@ mod tests {
         m.credit(1, 100_000).unwrap();
         assert_eq!(bytes_of(&drain(&mut m), 1), 100_000);
         assert_eq!(m.queued(1), 1024 * 1024 - WINDOW as usize - 100_000);
+    }
+
+    #[test]
+    fn tiny_payloads_are_gathered_so_a_queue_entry_never_costs_more_than_its_bytes() {
+        let mut c = Chunks::default();
+        for i in 0..WINDOW {
+            c.push(Bytes::copy_from_slice(&[(i % 251) as u8]));
+        }
+        c.push(Bytes::new());
+        assert_eq!(c.entries(), 1, "a window of 1-byte payloads is one entry");
+        let all = c.take();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].len(), WINDOW as usize);
+        assert!(
+            all[0]
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == (i % 251) as u8)
+        );
+        // Short and long ones alternating: at most two entries per long one,
+        // and the order holds.
+        let mut c = Chunks::default();
+        let mut want = Vec::new();
+        for i in 0..100u8 {
+            let short = Bytes::from(vec![i; 1]);
+            let long = Bytes::from(vec![i; SMALL]);
+            want.extend_from_slice(&short);
+            want.extend_from_slice(&long);
+            c.push(short);
+            c.push(long);
+        }
+        assert!(c.entries() <= 200);
+        let got: Vec<u8> = c.take().iter().flat_map(|b| b.iter().copied()).collect();
+        assert!(got == want);
+        // Through the mux: 1-byte sends leave as a few full chunks.
+        let mut m = Mux::new();
+        m.open(1, vec![]).unwrap();
+        for _ in 0..3 * CHUNK {
+            m.send(1, Bytes::from_static(b"x")).unwrap();
+        }
+        let frames = drain(&mut m);
+        assert_eq!(bytes_of(&frames, 1), 3 * CHUNK);
+        assert_eq!(frames.len(), 1 + 3, "the open, then three full chunks");
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!   its socket fails or ends, when nothing moved on it for the idle time,
 //!   or when the link ends. Data that crosses a close is dropped.
 
-use crate::mux::{CHUNK, Mux, MuxError, WINDOW};
+use crate::mux::{CHUNK, Chunks, Mux, MuxError, WINDOW};
 use crate::{Frame, Message};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
@@ -96,36 +96,97 @@ struct Stream {
     wire: u64,
 }
 
+/// A stream's socket, for writing.
+type Sink = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// What the peer sent on a stream, as received (slices of the link's read
-/// buffers, [`crate::Decoder`]), until the socket takes it.
+/// buffers, [`crate::Decoder`]), until the socket takes it; and the
+/// socket's write half while no one is writing to it.
+///
+/// The link's reader writes a chunk to the socket itself when nothing is
+/// queued and the pump is idle, without blocking (a system call, no task
+/// wake: at a player's pace that is most chunks). Whatever the socket does
+/// not take at once is queued for the pump, which waits for the socket.
+/// Order holds: the reader writes only when the queue is empty and the
+/// pump does not hold the socket.
 #[derive(Default)]
 struct Pipe {
-    state: Mutex<(VecDeque<Bytes>, bool)>,
+    state: Mutex<PipeState>,
     ready: Notify,
 }
 
+#[derive(Default)]
+struct PipeState {
+    chunks: Chunks,
+    closed: bool,
+    /// `None` while the pump writes (or before the stream is attached).
+    sink: Option<Sink>,
+    /// The reader wrote, and the socket's flush did not finish at once.
+    unflushed: bool,
+}
+
 impl Pipe {
-    fn push(&self, bytes: Bytes) {
-        lock(&self.state).0.push_back(bytes);
+    /// Passes bytes on; returns how many the socket took at once (the rest
+    /// is queued for the pump).
+    fn push(&self, mut bytes: Bytes) -> usize {
+        let mut st = lock(&self.state);
+        let mut wrote = 0;
+        if st.chunks.is_empty()
+            && !st.closed
+            && let Some(sink) = st.sink.as_mut()
+        {
+            // A waker that does nothing: if the socket is not ready, the
+            // bytes go to the pump, which polls with its own.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(Ok(n)) =
+                std::pin::Pin::new(&mut *sink).poll_write(&mut cx, &bytes)
+            {
+                wrote = n.min(bytes.len());
+                bytes.advance(wrote);
+                if wrote > 0
+                    && !matches!(
+                        std::pin::Pin::new(&mut *sink).poll_flush(&mut cx),
+                        std::task::Poll::Ready(Ok(()))
+                    )
+                {
+                    st.unflushed = true;
+                }
+            }
+            if bytes.is_empty() && !st.unflushed {
+                return wrote;
+            }
+        }
+        st.chunks.push(bytes);
+        drop(st);
         self.ready.notify_one();
+        wrote
     }
 
     fn close(&self) {
-        lock(&self.state).1 = true;
+        lock(&self.state).closed = true;
         self.ready.notify_one();
     }
 
-    /// What arrived, and whether the stream ended after it; waits for either.
-    async fn take(&self) -> (VecDeque<Bytes>, bool) {
+    /// Waits for work, then takes the socket and what is queued: the
+    /// chunks, whether the stream ended after them, whether a flush is
+    /// owed. `None`: the socket is gone.
+    async fn take(&self) -> Option<(Sink, VecDeque<Bytes>, bool, bool)> {
         loop {
             {
-                let mut s = lock(&self.state);
-                if !s.0.is_empty() || s.1 {
-                    return (std::mem::take(&mut s.0), s.1);
+                let mut st = lock(&self.state);
+                if !st.chunks.is_empty() || st.closed || st.unflushed {
+                    let sink = st.sink.take()?;
+                    let flush = std::mem::take(&mut st.unflushed);
+                    return Some((sink, st.chunks.take(), st.closed, flush));
                 }
             }
             self.ready.notified().await;
         }
+    }
+
+    /// The pump is done writing: the socket is the reader's to use again.
+    fn give_back(&self, sink: Sink) {
+        lock(&self.state).sink = Some(sink);
     }
 }
 
@@ -233,11 +294,18 @@ impl Tunnel {
                 let mut g = lock(&self.shared.inner);
                 let Inner { mux, streams } = &mut *g;
                 // Data crossing our close: dropped.
-                if let Some(s) = streams.get_mut(&stream) {
-                    mux.received(stream, payload.len())?;
-                    s.received += payload.len() as u64;
-                    s.last = Instant::now();
-                    s.down.push(payload);
+                let Some(s) = streams.get_mut(&stream) else {
+                    return Ok(Inbound::Done);
+                };
+                mux.received(stream, payload.len())?;
+                s.received += payload.len() as u64;
+                s.last = Instant::now();
+                let pipe = s.down.clone();
+                // The socket is written outside the link's lock.
+                drop(g);
+                let wrote = pipe.push(payload);
+                if wrote > 0 && lock(&self.shared.inner).mux.drained(stream, wrote) {
+                    self.shared.wake.notify_one();
                 }
                 Ok(Inbound::Done)
             }
@@ -315,9 +383,11 @@ impl Tunnel {
         if !first.is_empty() {
             down.push(first.into());
         }
+        // After the first bytes: queued, they go before anything the
+        // reader could write.
+        down.give_back(Box::new(w));
         let up_task = tokio::spawn(pump_up(self.clone(), stream, r, up.clone())).abort_handle();
-        let down_task =
-            tokio::spawn(pump_down(self.clone(), stream, w, down.clone())).abort_handle();
+        let down_task = tokio::spawn(pump_down(self.clone(), stream, down.clone())).abort_handle();
         g.streams.insert(
             stream,
             Stream {
@@ -534,6 +604,7 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
     w: &mut W,
     chunks: &mut VecDeque<Bytes>,
 ) -> std::io::Result<()> {
+    chunks.retain(|c| !c.is_empty());
     while let Some(front) = chunks.front() {
         let mut n = if w.is_write_vectored() {
             let mut slices = [std::io::IoSlice::new(&[]); 16];
@@ -561,15 +632,17 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn pump_down<W: AsyncWrite + Unpin>(t: Tunnel, stream: u32, mut w: W, pipe: Arc<Pipe>) {
+async fn pump_down(t: Tunnel, stream: u32, pipe: Arc<Pipe>) {
     // A socket that takes nothing for the idle time is dead (a client that
     // advertises a zero window for ever): the write gives up, so the task,
     // its buffer and the socket go.
     let idle = t.shared.idle;
     loop {
-        let (mut chunks, closed) = pipe.take().await;
+        let Some((mut w, mut chunks, closed, flush)) = pipe.take().await else {
+            return;
+        };
         let len: usize = chunks.iter().map(Bytes::len).sum();
-        if len > 0 {
+        if len > 0 || flush {
             let wrote = tokio::time::timeout(idle, async {
                 write_chunks(&mut w, &mut chunks).await?;
                 w.flush().await
@@ -593,6 +666,7 @@ async fn pump_down<W: AsyncWrite + Unpin>(t: Tunnel, stream: u32, mut w: W, pipe
             let _ = tokio::time::timeout(idle, w.shutdown()).await;
             return;
         }
+        pipe.give_back(w);
     }
 }
 
