@@ -574,6 +574,188 @@ fn dig_with(dns: u16, name: &str, kind: &str, extra: &[&str]) -> std::process::O
         .expect("dig is needed: apt-get install dnsutils")
 }
 
+/// What a paired recorder turned hostile can make the cloud's DNS say: it
+/// speaks the real link protocol with the recorder's own key (the real
+/// recorder stopped), and asks for challenge records. Only while its hello
+/// says remote access is on, only under its own name, at most 6 a minute.
+/// Meanwhile 1,000 DNS-over-TCP connections held open from one address do
+/// not stop the zone from answering anyone else.
+#[test]
+fn a_hostile_recorder_gets_only_its_own_challenge_records_and_a_dns_flood_silences_nothing() {
+    use candor_link::{Decoder, Frame, Message, Sharing};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = candor_auth::conn::raise_nofile_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let dns = free_port();
+    let (cloud, _owner, site, _) = paired_site(
+        dir.path(),
+        &format!("dns_listen = \"127.0.0.1:{dns}\"\nremote_addresses = [\"127.0.0.1\"]"),
+        "remote_access = true",
+    );
+    let host = host_of(&remote_url(&site));
+    let challenge = format!("_acme-challenge.{host}");
+    let key = std::fs::read(site.dir.join("data/cloud/key")).unwrap();
+    let addr = cloud
+        .base
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    let Site { rec, .. } = site;
+    rec.stop();
+
+    type Link = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+    let id = candor_link::identity::Identity::from_pkcs8(&key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &std::fs::read(&cloud.cert).unwrap()[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = Arc::new(id.client_config(roots).unwrap());
+    let connect = |remote: bool| {
+        let (tls, addr) = (tls.clone(), addr.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from(
+                addr.rsplit_once(':').unwrap().0.to_owned(),
+            )
+            .unwrap();
+            let mut s: Link = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            let hello = Message::Hello {
+                proto: candor_link::VERSION,
+                software: "candor 0.1".into(),
+                sharing: Sharing::Health,
+                remote,
+            };
+            s.write_all(&candor_link::encode(&Frame::Control(hello)).unwrap())
+                .await
+                .unwrap();
+            s
+        }
+    };
+    // Asks for `txt`; the cloud's answer (None: it said nothing in 20 s).
+    async fn ask(s: &mut Link, d: &mut Decoder, txt: &str) -> Option<Option<String>> {
+        let m = Message::AcmeDns {
+            txt: vec![txt.to_owned()],
+            caa: None,
+        };
+        s.write_all(&candor_link::encode(&Frame::Control(m)).unwrap())
+            .await
+            .ok()?;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Ok(Some(f)) = d.next_frame() {
+                if let Frame::Control(Message::AcmeDnsDone { error }) = f {
+                    return Some(error);
+                }
+            }
+            match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => d.push(&buf[..n]),
+                _ => return None,
+            }
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A DNS-01 answer's shape (43 characters of base64url), or the link
+    // itself refuses to carry it.
+    let txt = |i: usize| format!("hostile{i:02}{}", "A".repeat(34));
+
+    // Remote access off in the hello: nothing is published.
+    let error = rt.block_on(async {
+        let mut s = connect(false).await;
+        ask(&mut s, &mut Decoder::new(), &txt(0)).await
+    });
+    assert!(
+        error
+            .as_ref()
+            .and_then(|e| e.as_deref())
+            .is_some_and(|e| e.contains("remote access is off")),
+        "{error:?}"
+    );
+    assert_eq!(
+        dig(dns, &challenge, "TXT"),
+        "",
+        "published with remote access off"
+    );
+
+    // On: its own name only (the message names none: the cloud uses the
+    // link's), and the 7th in a minute is refused.
+    let (link, answers) = rt.block_on(async {
+        let mut s = connect(true).await;
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        for i in 1..=7 {
+            out.push(ask(&mut s, &mut d, &txt(i)).await);
+        }
+        (s, out)
+    });
+    for (i, a) in answers.iter().take(6).enumerate() {
+        assert_eq!(a, &Some(None), "request {} of 6 in a minute", i + 1);
+    }
+    assert!(
+        answers[6]
+            .as_ref()
+            .and_then(|e| e.as_deref())
+            .is_some_and(|e| e.contains("ACME DNS requests a minute")),
+        "{:?}",
+        answers[6]
+    );
+    // Each request replaces the last: one record, the 6th.
+    assert_eq!(dig(dns, &challenge, "TXT"), format!("\"{}\"", txt(6)));
+    let other = format!(
+        "_acme-challenge.{}",
+        host.replacen(&host[..8], "abcd2345", 1)
+    );
+    assert!(
+        dig_status(dns, &other, "TXT").contains("NXDOMAIN"),
+        "another name"
+    );
+
+    // 1,000 DNS-over-TCP connections held open from one address: the zone
+    // still answers UDP, and TCP from another address.
+    let flood: Vec<std::net::TcpStream> = (0..1000)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", dns)).ok())
+        .collect();
+    assert!(flood.len() >= 900, "only {} connections", flood.len());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        dig(dns, &challenge, "TXT"),
+        format!("\"{}\"", txt(6)),
+        "UDP"
+    );
+    let tcp = dig_with(
+        dns,
+        &challenge,
+        "TXT",
+        &["+tcp", "+short", "-b", "127.0.0.2"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&tcp.stdout).trim(),
+        format!("\"{}\"", txt(6)),
+        "TCP from another address: {}",
+        String::from_utf8_lossy(&tcp.stderr)
+    );
+    // ... while the flooding address itself gets no more than its share
+    // (8 connections): its next one is turned away.
+    let mine = dig_with(
+        dns,
+        &challenge,
+        "TXT",
+        &["+tcp", "+short", "-b", "127.0.0.1"],
+    );
+    assert!(
+        !String::from_utf8_lossy(&mine.stdout).contains("hostile06"),
+        "the flooding address was served a 1,001st connection"
+    );
+    drop(flood);
+    // The link gone, its challenge records go with it.
+    drop(link);
+    wait_for("the records to go", Duration::from_secs(10), || {
+        dig(dns, &challenge, "TXT").is_empty()
+    });
+}
+
 /// The remote certificate by ACME DNS-01: the recorder's own key and
 /// account, the cloud publishing only the challenge answer and a CAA record
 /// binding the name to that account. curl trusting nothing but Pebble's
