@@ -497,8 +497,10 @@ pub struct Decoder {
     alloc: usize,
 }
 
-/// Bytes a read into the decoder has room for.
+/// Bytes a new read buffer of the decoder has room for.
 pub const READ: usize = 32 * 1024;
+/// Below this much room a read gets a new buffer.
+pub const READ_FLOOR: usize = 4 * 1024;
 
 impl Decoder {
     pub fn new() -> Decoder {
@@ -509,25 +511,26 @@ impl Decoder {
     /// frame the old one ended with, when the old one is full. Frames
     /// already taken keep the old one alive while they are in use.
     fn room(&mut self, n: usize) {
-        if self.buf.capacity() - self.buf.len() < n {
-            // Room for the rest of a large frame whose header is in, at
-            // once (its length is checked against the limits before it is
-            // used): a 256 KiB frame is not regrown 32 KiB at a time.
-            // Growth in proportion to what arrived, so a header alone does
-            // not reserve a whole frame.
-            let rest = if self.buf.len() >= HEADER {
-                let len = u32::from_be_bytes([self.buf[6], self.buf[7], self.buf[8], self.buf[9]]);
-                (HEADER + len.min(MAX_DATA.max(MAX_CONTROL)) as usize)
-                    .saturating_sub(self.buf.len())
-                    .min(2 * self.buf.len())
-            } else {
-                0
-            };
-            let mut b = bytes::BytesMut::with_capacity(self.buf.len() + n.max(READ).max(rest));
-            b.extend_from_slice(&self.buf);
-            self.alloc = b.capacity();
-            self.buf = b;
+        let len = self.buf.len();
+        if self.buf.capacity() - len >= n {
+            return;
         }
+        // The rest of a frame whose header is in, but no more than has
+        // arrived of it (a header alone reserves no whole frame), and at
+        // least as much as has arrived: a frame trickled in a byte at a
+        // time is copied into new buffers a logarithmic number of times,
+        // not once per read.
+        let rest = if len >= HEADER {
+            let size = u32::from_be_bytes([self.buf[6], self.buf[7], self.buf[8], self.buf[9]]);
+            (HEADER + size.min(MAX_DATA.max(MAX_CONTROL)) as usize).saturating_sub(len)
+        } else {
+            0
+        };
+        let free = n.max(READ).max(rest.min(len.max(READ)));
+        let mut b = bytes::BytesMut::with_capacity(len + free);
+        b.extend_from_slice(&self.buf);
+        self.alloc = b.capacity();
+        self.buf = b;
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -536,10 +539,11 @@ impl Decoder {
     }
 
     /// The buffer to read the next bytes into directly (`read_buf`): one
-    /// copy fewer than [`Self::push`]. It has room for at least [`READ`]
-    /// bytes, so a read into it never grows it.
+    /// copy fewer than [`Self::push`]. It has room for at least
+    /// [`READ_FLOOR`] bytes (and [`READ`] when it is new), so a read into it
+    /// never grows it.
     pub fn read_room(&mut self) -> &mut bytes::BytesMut {
-        self.room(READ);
+        self.room(READ_FLOOR);
         &mut self.buf
     }
 
@@ -703,8 +707,14 @@ mod tests {
         .unwrap();
         let all = [wire.clone(), wire.clone(), third].concat();
         let mut got = Vec::new();
-        for part in all.chunks(READ - 7) {
-            d.read_room().extend_from_slice(part);
+        let mut rest = &all[..];
+        while !rest.is_empty() {
+            let room = d.read_room();
+            let free = room.capacity() - room.len();
+            assert!(free >= READ_FLOOR);
+            let k = free.min(rest.len()).min(READ - 7);
+            room.extend_from_slice(&rest[..k]);
+            rest = &rest[k..];
             while let Some(f) = d.next_frame().unwrap() {
                 got.push(f);
             }
@@ -720,6 +730,31 @@ mod tests {
     }
 
     const CHUNK_FOR_TEST: usize = 16 * 1024;
+
+    #[test]
+    fn a_frame_trickled_a_byte_at_a_time_is_not_copied_once_per_byte() {
+        let wire = encode(&Frame::Data {
+            stream: 3,
+            payload: vec![9; MAX_DATA as usize].into(),
+        })
+        .unwrap();
+        let mut d = Decoder::new();
+        let mut buffers = 0;
+        let mut last = 0;
+        for b in &wire {
+            let room = d.read_room();
+            if room.as_ptr() as usize != last {
+                buffers += 1;
+                last = room.as_ptr() as usize;
+            }
+            room.extend_from_slice(&[*b]);
+        }
+        let Some(Frame::Data { payload, .. }) = d.next_frame().unwrap() else {
+            panic!("the frame");
+        };
+        assert_eq!(payload.len(), MAX_DATA as usize);
+        assert!(buffers <= 8, "{buffers} buffers for one frame");
+    }
 
     #[test]
     fn an_empty_data_frame_is_a_protocol_error() {

@@ -86,7 +86,8 @@ impl Chunks {
         if !self.tail.is_empty() {
             self.queue.push_back(Bytes::copy_from_slice(&self.tail));
             self.tail.clear();
-            if self.tail.capacity() > 64 * 1024 {
+            // What an idle stream keeps is small (a link has 64 of these).
+            if self.tail.capacity() > 2 * SMALL {
                 self.tail = bytes::BytesMut::new();
             }
         }

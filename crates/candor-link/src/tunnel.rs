@@ -155,6 +155,11 @@ impl Pipe {
             if bytes.is_empty() && !st.unflushed {
                 return wrote;
             }
+            // What the socket left of a slice is copied: the slice was
+            // judged worth its read buffer whole, not its remainder.
+            if wrote > 0 && !bytes.is_empty() {
+                bytes = Bytes::copy_from_slice(&bytes);
+            }
         }
         st.chunks.push(bytes);
         drop(st);
@@ -639,6 +644,9 @@ async fn pump_down(t: Tunnel, stream: u32, pipe: Arc<Pipe>) {
     let idle = t.shared.idle;
     loop {
         let Some((mut w, mut chunks, closed, flush)) = pipe.take().await else {
+            // Only the pump takes the socket, and gives it back: not reached.
+            debug_assert!(false, "the socket was taken by someone else");
+            t.abort(stream, "internal: the socket was gone");
             return;
         };
         let len: usize = chunks.iter().map(Bytes::len).sum();
