@@ -12,8 +12,8 @@
 //! Input from outside (frames, the model file, the library path) is
 //! checked here; nothing panics on it.
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The model's input side, in pixels.
 pub const INPUT: usize = 300;
@@ -116,7 +116,8 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 }
 
 /// Greedy non-maximum suppression per label: best score first, a box
-/// overlapping a kept one of its label by more than `max_iou` goes.
+/// overlapping a kept one of its label by more than `max_iou` goes. Boxes
+/// are finite with positive sides ([`Ssd::detect`] drops any other).
 pub fn nms(mut d: Vec<Detection>, max_iou: f32, keep: usize) -> Vec<Detection> {
     d.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut out: Vec<Detection> = Vec::new();
@@ -139,40 +140,64 @@ pub struct Runtime {
     env: ort::environment::Environment,
 }
 
-static RUNTIME: OnceLock<Result<Arc<Runtime>, String>> = OnceLock::new();
+/// What was loaded, from where; or why loading it failed once the library
+/// was opened (ONNX Runtime's loader cannot be retried in one process).
+/// A path refused by [`check_library`] is never opened, and not kept: the
+/// owner may fix it and try again.
+static LOADED: std::sync::Mutex<Option<Loaded>> = std::sync::Mutex::new(None);
+type Loaded = Result<(PathBuf, Arc<Runtime>), String>;
 
 impl Runtime {
-    /// Loads ONNX Runtime from `path`, once per process (a second call
-    /// returns the first outcome, whatever its path: the C library cannot
-    /// be loaded twice).
+    /// Loads ONNX Runtime from `path` (absolute), once per process: the
+    /// path is resolved (links followed) and checked, then that resolved
+    /// file is what is opened.
     pub fn load(path: &Path) -> Result<Arc<Runtime>, DetectError> {
-        let r = RUNTIME.get_or_init(|| {
-            check_library(path)?;
-            let env = ort::init_from(path)
-                .map_err(|e| e.to_string())?
-                .with_name("candor")
-                .build()
-                .map_err(|e| e.to_string())?;
-            Ok(Arc::new(Runtime { env }))
-        });
-        r.clone().map_err(|why| DetectError::Library {
+        let err = |why: String| DetectError::Library {
             path: path.display().to_string(),
             why,
-        })
+        };
+        let real = check_library(path).map_err(err)?;
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        match &*loaded {
+            Some(Ok((from, rt))) if *from == real => return Ok(rt.clone()),
+            Some(Ok((from, _))) => {
+                return Err(err(format!(
+                    "ONNX Runtime is already loaded from {}: restart to use another",
+                    from.display()
+                )));
+            }
+            Some(Err(why)) => return Err(err(format!("{why} (restart to try again)"))),
+            None => {}
+        }
+        let r = ort::init_from(&real)
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.with_name("candor").build().map_err(|e| e.to_string()))
+            .map(|env| (real, Arc::new(Runtime { env })));
+        *loaded = Some(r.clone());
+        r.map(|(_, rt)| rt).map_err(err)
     }
 }
 
-/// The library runs as part of the recorder: a file that another user (or
-/// a group) could have replaced is refused, as a shell would refuse a
-/// world-writable script in root's PATH.
-fn check_library(path: &Path) -> Result<(), String> {
+/// The library runs as part of the recorder, so whoever could replace it
+/// could run code as the recorder. As OpenSSH checks an authorized_keys
+/// file: the path must be absolute; it is resolved (links followed); the
+/// file and every folder above it must belong to root or to the recorder's
+/// user and be writable by no one else, except a sticky folder of root's
+/// (like `/tmp`, where no one can replace another's file). Returns the
+/// resolved path, which is the one to open.
+fn check_library(path: &Path) -> Result<PathBuf, String> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if !path.is_absolute() {
+        return Err("must be an absolute path".into());
+    }
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let me = rustix::process::geteuid().as_raw();
+    let m = std::fs::metadata(&real).map_err(|e| format!("cannot be read: {e}"))?;
     if !m.is_file() {
         return Err("is not a file".into());
     }
-    let me = rustix::process::geteuid().as_raw();
-    if m.uid() != 0 && m.uid() != me {
+    let owner_ok = |uid: u32| uid == 0 || uid == me;
+    if !owner_ok(m.uid()) {
         return Err(format!(
             "belongs to user {}, neither root nor the recorder's user",
             m.uid()
@@ -184,17 +209,25 @@ fn check_library(path: &Path) -> Result<(), String> {
             m.mode() & 0o777
         ));
     }
-    // The folder too: whoever may write there may swap the file.
-    if let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok())
-        && dir.mode() & 0o022 != 0
-        && dir.mode() & 0o1000 == 0
-    {
-        return Err(format!(
-            "is in a folder others can write to (mode {:o})",
-            dir.mode() & 0o7777
-        ));
+    for dir in real.ancestors().skip(1) {
+        let d = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let sticky_root = d.mode() & 0o1000 != 0 && d.uid() == 0;
+        if !owner_ok(d.uid()) {
+            return Err(format!(
+                "is in {}, which belongs to user {}, neither root nor the recorder's user",
+                dir.display(),
+                d.uid()
+            ));
+        }
+        if d.mode() & 0o022 != 0 && !sticky_root {
+            return Err(format!(
+                "is in a folder others can write to: {} (mode {:o})",
+                dir.display(),
+                d.mode() & 0o7777
+            ));
+        }
     }
-    Ok(())
+    Ok(real)
 }
 
 /// The SSDLite MobileNetV2 COCO detector, on one thread.
@@ -287,14 +320,15 @@ impl Ssd {
 /// Resizes the crop `[x, y, w, h]` (pixels) of an RGB picture
 /// `width`×`height` to [`INPUT`]×[`INPUT`], bilinear (pixel centres
 /// aligned, as OpenCV's `INTER_LINEAR` and PIL's `BILINEAR` do when
-/// enlarging). The crop is clamped into the picture.
+/// enlarging). The crop is clamped into the picture; the crop actually
+/// used is returned, which is what boxes found in `out` map back through.
 pub fn resize_rgb(
     rgb: &[u8],
     width: usize,
     height: usize,
     crop: [usize; 4],
     out: &mut [u8],
-) -> Result<(), DetectError> {
+) -> Result<[usize; 4], DetectError> {
     let bad = || DetectError::Picture {
         width,
         height,
@@ -332,7 +366,7 @@ pub fn resize_rgb(
             }
         }
     }
-    Ok(())
+    Ok([x0, y0, cw, ch])
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -408,8 +442,10 @@ mod tests {
         // A crop of the right half only: all blue.
         resize_rgb(&rgb, w, h, [300, 0, 300, 300], &mut out).unwrap();
         assert!(out.chunks(3).all(|p| p == [0, 0, 100]));
-        // A crop past the edge is clamped, not read out of bounds.
-        resize_rgb(&rgb, w, h, [590, 290, 500, 500], &mut out).unwrap();
+        // A crop past the edge is clamped, not read out of bounds, and the
+        // crop used is what comes back.
+        let used = resize_rgb(&rgb, w, h, [590, 290, 500, 500], &mut out).unwrap();
+        assert_eq!(used, [590, 290, 10, 10]);
         assert!(out.chunks(3).all(|p| p == [0, 0, 100]));
     }
 

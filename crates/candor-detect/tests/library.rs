@@ -1,7 +1,7 @@
 //! The ONNX Runtime library is code that runs inside the recorder: a copy
 //! that someone other than its owner could have replaced is refused before
 //! it is loaded. (Its own test binary: a process loads the library once,
-//! and keeps the first outcome.)
+//! and keeps it.)
 
 use candor_detect::{DetectError, Runtime};
 use std::os::unix::fs::PermissionsExt;
