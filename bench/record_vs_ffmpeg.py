@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Recording cost, side by side: Candor vs one `ffmpeg -c copy -f segment`
-process per camera, on the same simulated cameras, in one run.
+process per camera vs the floor (bench/floor.c: the same RTSP/TCP bytes read
+and written to a file, no parsing), on the same simulated cameras, in one
+run.
 
     cargo build --release -p candor
     python3 bench/record_vs_ffmpeg.py --clip ../shared/media/vtest-1920x1080-15fps-h264-4mbps-30s.mp4 \
@@ -149,6 +151,35 @@ def run_ffmpeg(n, port, warmup, seconds, work, sim_pid=None):
     return cpu, wall, rss, machine
 
 
+def build_floor(work):
+    """The floor program (bench/floor.c), built with the machine's C compiler."""
+    exe = os.path.join(work, "floor")
+    subprocess.run(["cc", "-O2", "-D_GNU_SOURCE", "-o", exe, os.path.join(ROOT, "bench", "floor.c")], check=True)
+    return exe
+
+
+def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None):
+    """The floor: one process reading every camera's RTSP/TCP bytes into a
+    buffer and writing them to one file per camera, no parsing; with `fsync`
+    (seconds), one fdatasync per file per interval, as the recorder does."""
+    out = os.path.join(work, f"floor-{n}-{fsync}")
+    os.makedirs(out)
+    args = ["taskset", "-c", "1", exe, "127.0.0.1", str(port), str(n), out]
+    if fsync:
+        args += ["--fsync", str(fsync)]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"floor-{n}.log"), "w"))
+    cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid)
+    machine = measure.machine
+    alive = p.poll() is None
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+    written = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    shutil.rmtree(out)
+    if not alive:
+        sys.exit(f"the floor program stopped early (see {work}/floor-{n}.log)")
+    return cpu, wall, rss, machine, written
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--candor", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "candor"))
@@ -163,16 +194,20 @@ def main():
                     help="also run Candor with fsync_interval = 1h, i.e. ffmpeg's durability (kernel writeback only)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="candor-bench-")
+    floor_exe = build_floor(work)
     rows = []
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
         c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid)
         nf = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, "1h") if a.no_fsync_too else None
         f = run_ffmpeg(n, a.port, a.warmup, a.seconds, work, sim.pid)
+        fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
+        fl_nf = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid) if a.no_fsync_too else None
         sim.terminate(); sim.wait()
-        rows.append((n, c, f, nf))
+        rows.append((n, c, f, nf, fl, fl_nf))
         print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}% | "
-              f"ffmpeg cpu {f[0]:.2f}s rss {f[2]/1e6:.1f}MB", file=sys.stderr)
+              f"ffmpeg cpu {f[0]:.2f}s rss {f[2]/1e6:.1f}MB | floor cpu {fl[0]:.2f}s wrote {fl[4]/1e6:.0f}MB",
+              file=sys.stderr)
     extra = []
     for n in a.max_search:
         sim = start_camsim(a.candor, a.clip, n, a.port)
@@ -182,16 +217,18 @@ def main():
         print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}%", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
 
-    print("| cameras | Candor CPU s / camera-minute | ffmpeg CPU s / camera-minute | CPU ratio | machine CPU ratio | Candor RSS / camera | ffmpeg RSS / camera | Candor recorded |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| cameras | Candor CPU s / camera-minute | ffmpeg | floor | Candor / floor | ffmpeg / floor | ffmpeg / Candor | machine CPU ffmpeg / Candor | Candor RSS / camera | ffmpeg RSS / camera | Candor recorded |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     per = lambda x, n, wall: x / n / (wall / 60)
-    for n, c, f, nf in rows:
-        for label, cand in [(str(n), c), (f"{n}, Candor without fsync", nf)]:
+    for n, c, f, nf, fl, fl_nf in rows:
+        for label, cand, floor in [(f"{n} (fsync every 5 s; floor too)", c, fl),
+                                   (f"{n}, without fsync (Candor and floor)", nf, fl_nf)]:
             if not cand:
                 continue
-            cc, fc = per(cand[0], n, cand[1]), per(f[0], n, f[1])
+            cc, fc, lc = per(cand[0], n, cand[1]), per(f[0], n, f[1]), per(floor[0], n, floor[1])
             mr = f[3] / max(cand[5], 1e-9)
-            print(f"| {label} | {cc:.3f} | {fc:.3f} | {fc / cc:.1f}x | {mr:.1f}x | {cand[2] / n / 1e6:.2f} MB | {f[2] / n / 1e6:.1f} MB | {cand[3] * 100:.1f}% |")
+            print(f"| {label} | {cc:.3f} | {fc:.3f} | {lc:.3f} | {cc / lc:.2f}x | {fc / lc:.1f}x | {fc / cc:.1f}x | {mr:.1f}x "
+                  f"| {cand[2] / n / 1e6:.2f} MB | {f[2] / n / 1e6:.1f} MB | {cand[3] * 100:.1f}% |")
     if extra:
         print()
         print("| cameras (Candor alone) | recorder CPU of one core | RSS / camera | recorded | camsim CPU of one core |")
