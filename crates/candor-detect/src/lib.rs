@@ -233,7 +233,6 @@ fn check_library(path: &Path) -> Result<PathBuf, String> {
 /// The SSDLite MobileNetV2 COCO detector, on one thread.
 pub struct Ssd {
     session: ort::session::Session,
-    input: Vec<f32>,
 }
 
 impl Ssd {
@@ -255,10 +254,7 @@ impl Ssd {
             .and_then(|b| Ok(b.with_inter_threads(1)?))
             .and_then(|mut b| b.commit_from_memory(&bytes))
             .map_err(|e| err(e.to_string()))?;
-        Ok(Ssd {
-            session,
-            input: vec![0.0; INPUT * INPUT * 3],
-        })
+        Ok(Ssd { session })
     }
 
     /// Detects in a picture of exactly [`INPUT`]×[`INPUT`] RGB bytes;
@@ -276,10 +272,11 @@ impl Ssd {
                 len: rgb.len(),
             });
         }
-        for (o, &b) in self.input.iter_mut().zip(rgb) {
-            *o = f32::from(b) * (2.0 / 255.0) - 1.0;
-        }
-        let t = ort::value::Tensor::from_array(([1usize, INPUT, INPUT, 3], self.input.clone()))
+        let input: Vec<f32> = rgb
+            .iter()
+            .map(|&b| f32::from(b) * (2.0 / 255.0) - 1.0)
+            .collect();
+        let t = ort::value::Tensor::from_array(([1usize, INPUT, INPUT, 3], input))
             .map_err(|e| DetectError::Run(e.to_string()))?;
         let out = self
             .session

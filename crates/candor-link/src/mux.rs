@@ -52,10 +52,12 @@ pub enum MuxError {
 /// so a peer sending 1-byte frames or segments would otherwise make a
 /// stream's queue 64× the bytes it counts.
 pub const SMALL: usize = 4 * 1024;
+// A slice kept whole is then at least a quarter of a chunk's buffer.
+const _: () = assert!(SMALL * 4 >= CHUNK);
 
 /// Chunks in order; short ones gathered (see [`SMALL`]).
 #[derive(Default)]
-pub struct Chunks {
+pub(crate) struct Chunks {
     queue: VecDeque<Bytes>,
     /// Short payloads that came after the last queued chunk.
     tail: bytes::BytesMut,
@@ -118,6 +120,7 @@ impl Chunks {
     }
 
     /// Queue entries (for tests of the bound).
+    #[cfg(test)]
     pub fn entries(&self) -> usize {
         self.queue.len() + usize::from(!self.tail.is_empty())
     }

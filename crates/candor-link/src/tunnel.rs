@@ -560,30 +560,24 @@ fn fail<W>(shared: &Arc<Shared>, w: W, e: std::io::Error) -> WriterResult<W> {
 }
 
 async fn pump_up<R: AsyncRead + Unpin>(t: Tunnel, stream: u32, mut r: R, up: Arc<Semaphore>) {
-    let mut buf = BytesMut::with_capacity(CHUNK);
+    let mut buf = BytesMut::new();
     loop {
         let Ok(permit) = up.acquire_many(CHUNK as u32).await else {
             return;
         };
-        if buf.capacity() < CHUNK {
-            buf = BytesMut::with_capacity(CHUNK);
-        }
+        // The same buffer again once what was read into it has left (or
+        // was gathered: below), else a new one of a chunk.
+        buf.reserve(CHUNK);
         let n = match r.read_buf(&mut (&mut buf).limit(CHUNK)).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         permit.forget();
         up.add_permits(CHUNK - n);
-        // A full enough read goes to the link as it is (its buffer with it);
-        // a short one is copied out and the buffer read into again, so what
-        // the queue holds is at most 4× the bytes it counts.
-        let data = if n * 4 >= CHUNK {
-            buf.split().freeze()
-        } else {
-            let d = Bytes::copy_from_slice(&buf);
-            buf.clear();
-            d
-        };
+        // What was read goes as a slice of the buffer: the send queue copies
+        // a short one out ([`crate::mux::SMALL`]), so a slice it keeps is at
+        // least a quarter of its buffer.
+        let data = buf.split().freeze();
         let mut g = lock(&t.shared.inner);
         let Inner { mux, streams } = &mut *g;
         let Some(s) = streams.get_mut(&stream) else {
