@@ -7,10 +7,20 @@
 //!   (`models/ssd_mobilenet_v2_coco.onnx`, checked against its SHA-256),
 //!   one inference thread, the model's normalisation and, after it, score
 //!   threshold and per-class non-maximum suppression ([`nms`]).
-//! - [`resize_rgb`]: a crop of a picture to the model's input, bilinear.
+//! - [`resize_rgb`]: a crop of an RGB picture to the model's input,
+//!   bilinear; [`crop_to_rgb`] the same from a decoder's I420 picture, and
+//!   [`regions`] where to crop (around motion and followed objects).
+//! - [`Tracker`]: detections across frames become objects with a life:
+//!   new, better, stationary, gone.
 //!
 //! Input from outside (frames, the model file, the library path) is
 //! checked here; nothing panics on it.
+
+pub mod crop;
+pub mod track;
+
+pub use crop::{Yuv420, crop_to_rgb, regions};
+pub use track::{Change, Track, Tracker};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -235,15 +245,31 @@ pub struct Ssd {
     session: ort::session::Session,
 }
 
+/// The committed model, built into the binary: nothing to install, find
+/// or fetch, and nothing anyone could swap on disk.
+static BUILT_IN: &[u8] = include_bytes!("../../../models/ssd_mobilenet_v2_coco.onnx");
+
 impl Ssd {
+    /// The model built into this binary (`models/ssd_mobilenet_v2_coco.onnx`).
+    pub fn built_in(rt: &Runtime) -> Result<Ssd, DetectError> {
+        Self::from_bytes(rt, BUILT_IN, "(built in)")
+    }
+
     /// Loads the model at `path`, which must be the committed one.
     pub fn load(rt: &Runtime, path: &Path) -> Result<Ssd, DetectError> {
-        let err = |why: String| DetectError::Model {
+        let bytes = std::fs::read(path).map_err(|e| DetectError::Model {
             path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Self::from_bytes(rt, &bytes, &path.display().to_string())
+    }
+
+    fn from_bytes(rt: &Runtime, bytes: &[u8], path: &str) -> Result<Ssd, DetectError> {
+        let err = |why: String| DetectError::Model {
+            path: path.to_owned(),
             why,
         };
-        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let sum = sha256_hex(&bytes);
+        let sum = sha256_hex(bytes);
         if sum != MODEL_SHA256 {
             return Err(err(format!(
                 "SHA-256 {sum} is not the committed model's ({MODEL_SHA256})"
@@ -252,7 +278,7 @@ impl Ssd {
         let session = ort::session::Session::builder(&rt.env)
             .and_then(|b| Ok(b.with_intra_threads(1)?))
             .and_then(|b| Ok(b.with_inter_threads(1)?))
-            .and_then(|mut b| b.commit_from_memory(&bytes))
+            .and_then(|mut b| b.commit_from_memory(bytes))
             .map_err(|e| err(e.to_string()))?;
         Ok(Ssd { session })
     }

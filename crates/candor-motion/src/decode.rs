@@ -65,6 +65,11 @@ impl Frame<'_> {
         self.plane(0)
     }
 
+    /// Y, U and V (I420: chroma at half width and height).
+    pub fn planes(&self) -> [Plane<'_>; 3] {
+        [self.plane(0), self.plane(1), self.plane(2)]
+    }
+
     pub fn to_picture(&self) -> Picture {
         Picture::from_planes(self.plane(0), self.plane(1), self.plane(2))
     }

@@ -14,8 +14,8 @@ pub mod picture;
 pub mod region;
 pub mod scan;
 
-pub use decode::{DecodeError, H264Decoder};
-pub use model::{Analysis, Detector, Hysteresis, Plane, Settings, Transition, Zone};
+pub use decode::{DecodeError, Frame, H264Decoder};
+pub use model::{Analysis, Detector, Hysteresis, MAX_BOXES, Plane, Settings, Transition, Zone};
 pub use picture::{Picture, SnapshotError};
 pub use region::{Polygon, PolygonError};
 pub use scan::{ScanEvent, ScanStats, Scanner};

@@ -106,7 +106,14 @@ pub struct Analysis {
     /// Most of the image changed at once (lights, IR switch, camera moved):
     /// the model restarts instead of firing.
     pub scene_change: bool,
+    /// Every blob of at least `min_size`, zones or not, as `[x, y, w, h]`
+    /// fractions of the image: where object detection looks (it has zones
+    /// of its own). Largest first, at most [`MAX_BOXES`].
+    pub boxes: Vec<[f32; 4]>,
 }
+
+/// Motion boxes reported per frame at most (the largest are kept).
+pub const MAX_BOXES: usize = 16;
 
 /// Analysed frames the model learns from before it may report motion.
 const WARMUP: u32 = 15;
@@ -245,7 +252,7 @@ impl Detector {
                 ..Default::default()
             };
         }
-        let (best, zone) = self.blobs();
+        let (best, zone, boxes) = self.blobs();
         Analysis {
             motion: best > 0,
             score: best as f32 / n as f32,
@@ -253,18 +260,21 @@ impl Detector {
             zone,
             learning: false,
             scene_change: false,
+            boxes,
         }
     }
 
     /// 8-connected components of the foreground. Returns the size of the
-    /// largest qualifying blob (0 if none) and the zone with most motion.
-    fn blobs(&mut self) -> (usize, Option<usize>) {
+    /// largest qualifying blob (0 if none), the zone with most motion, and
+    /// the boxes of every blob of at least the minimum size.
+    fn blobs(&mut self) -> (usize, Option<usize>, Vec<[f32; 4]>) {
         let (w, h) = (self.gw, self.gh);
         self.label.iter_mut().for_each(|l| *l = 0);
         let mut next = 0u32;
         let mut best = 0usize;
         let mut zone_hits = vec![0usize; self.zones.len()];
         let mut in_zone = vec![0usize; self.zones.len()];
+        let mut boxes: Vec<(usize, [usize; 4])> = Vec::new();
         for start in 0..w * h {
             if !self.fg[start] || self.label[start] != 0 {
                 continue;
@@ -274,13 +284,16 @@ impl Detector {
             self.stack.clear();
             self.stack.push(start);
             let mut size = 0usize;
+            let mut bb = [usize::MAX, usize::MAX, 0, 0];
             in_zone.iter_mut().for_each(|c| *c = 0);
             while let Some(i) = self.stack.pop() {
                 size += 1;
                 for (z, c) in self.zones.iter().zip(in_zone.iter_mut()) {
                     *c += usize::from(z[i]);
                 }
-                let (x, y) = ((i % w) as isize, (i / w) as isize);
+                let (ux, uy) = (i % w, i / w);
+                bb = [bb[0].min(ux), bb[1].min(uy), bb[2].max(ux), bb[3].max(uy)];
+                let (x, y) = (ux as isize, uy as isize);
                 for dy in -1..=1isize {
                     for dx in -1..=1isize {
                         let (nx, ny) = (x + dx, y + dy);
@@ -298,6 +311,7 @@ impl Detector {
             if size < self.min_cells {
                 continue;
             }
+            boxes.push((size, bb));
             if self.zones.is_empty() {
                 best = best.max(size);
                 continue;
@@ -321,7 +335,20 @@ impl Detector {
             .filter(|(_, c)| **c > 0)
             .max_by_key(|(_, c)| **c)
             .map(|(i, _)| i);
-        (best, zone)
+        boxes.sort_by(|a, b| b.0.cmp(&a.0));
+        let boxes = boxes
+            .iter()
+            .take(MAX_BOXES)
+            .map(|(_, [x0, y0, x1, y1])| {
+                [
+                    *x0 as f32 / w as f32,
+                    *y0 as f32 / h as f32,
+                    (x1 + 1 - x0) as f32 / w as f32,
+                    (y1 + 1 - y0) as f32 / h as f32,
+                ]
+            })
+            .collect();
+        (best, zone, boxes)
     }
 }
 

@@ -90,6 +90,40 @@ impl Picture {
         }
     }
 
+    /// Draws the outline of `bbox` (`[x, y, w, h]` in 0..1) in a colour
+    /// given as YCbCr, `thickness` pixels wide inside the box. Boxes
+    /// outside the picture are clipped; non-finite ones draw nothing.
+    pub fn draw_box(&mut self, bbox: [f32; 4], ycc: [u8; 3], thickness: usize) {
+        let (w, h) = (self.width, self.height);
+        let (cw, ch) = self.chroma_size();
+        if w == 0 || h == 0 || !bbox.iter().all(|v| v.is_finite()) || self.y.len() < w * h {
+            return;
+        }
+        let px = |v: f32, n: usize| ((v.clamp(0.0, 1.0) * n as f32) as usize).min(n - 1);
+        let (x0, y0) = (px(bbox[0], w), px(bbox[1], h));
+        let (x1, y1) = (px(bbox[0] + bbox[2], w), px(bbox[1] + bbox[3], h));
+        if x1 < x0 || y1 < y0 {
+            return;
+        }
+        let t = thickness.max(1);
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                let edge = x < x0 + t || x + t > x1 || y < y0 + t || y + t > y1;
+                if !edge {
+                    continue;
+                }
+                self.y[y * w + x] = ycc[0];
+                let c = (y / 2).min(ch.saturating_sub(1)) * cw + (x / 2).min(cw.saturating_sub(1));
+                if let Some(u) = self.u.get_mut(c) {
+                    *u = ycc[1];
+                }
+                if let Some(v) = self.v.get_mut(c) {
+                    *v = ycc[2];
+                }
+            }
+        }
+    }
+
     /// Baseline JPEG straight from YCbCr (no colour conversion needed).
     pub fn jpeg(&self, quality: u8) -> Result<Vec<u8>, SnapshotError> {
         let (w, h) = (self.width, self.height);
@@ -140,5 +174,32 @@ mod tests {
         assert_eq!(u16::from_be_bytes([j[sof + 7], j[sof + 8]]), 64);
         let t = p.scaled_to_width(32);
         assert_eq!((t.width, t.height, t.u.len()), (32, 24, 16 * 12));
+    }
+
+    #[test]
+    fn a_box_is_drawn_as_an_outline_and_hostile_boxes_draw_nothing_outside() {
+        let (w, h) = (64, 48);
+        let mut p = Picture {
+            width: w,
+            height: h,
+            y: vec![0; w * h],
+            u: vec![128; 32 * 24],
+            v: vec![128; 32 * 24],
+        };
+        p.draw_box([0.25, 0.25, 0.5, 0.5], [200, 90, 240], 2);
+        assert_eq!(p.y[12 * w + 16], 200, "the corner");
+        assert_eq!(p.y[13 * w + 30], 200, "the top edge, 2 px thick");
+        assert_eq!(p.y[24 * w + 32], 0, "the inside stays");
+        assert_eq!(p.y[5 * w + 5], 0, "the outside stays");
+        assert_eq!(p.v[6 * 32 + 8], 240);
+        for b in [
+            [f32::NAN, 0.0, 1.0, 1.0],
+            [-5.0, -5.0, 100.0, 100.0],
+            [0.9, 0.9, -0.5, -0.5],
+        ] {
+            let mut q = p.clone();
+            q.draw_box(b, [255, 128, 128], 3);
+            assert_eq!(q.y.len(), w * h);
+        }
     }
 }

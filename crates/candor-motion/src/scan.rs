@@ -1,8 +1,8 @@
 //! Decoder + model + hysteresis for one stream: feed samples, get events.
 //! The recorder's motion worker and the offline tests use the same code.
 
-use crate::decode::{DecodeError, H264Decoder};
-use crate::model::{self, Detector, Hysteresis, Settings, Transition};
+use crate::decode::{DecodeError, Frame, H264Decoder};
+use crate::model::{self, Analysis, Detector, Hysteresis, Settings, Transition};
 use crate::picture::Picture;
 use candor_media::h26x::DecoderConfig;
 
@@ -105,6 +105,19 @@ impl Scanner {
         sample: &[u8],
         key: bool,
     ) -> Result<Option<ScanEvent>, DecodeError> {
+        self.push_observed(t_90k, sample, key, |_, _| {})
+    }
+
+    /// [`Scanner::push`], and `observe` sees every analysed frame with the
+    /// model's verdict on it while the decoder still holds the picture:
+    /// object detection crops from it without a copy of the frame.
+    pub fn push_observed(
+        &mut self,
+        t_90k: i64,
+        sample: &[u8],
+        key: bool,
+        mut observe: impl FnMut(&Frame<'_>, &Analysis),
+    ) -> Result<Option<ScanEvent>, DecodeError> {
         let frame = match self.decoder.decode(sample, key) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(None),
@@ -133,6 +146,7 @@ impl Scanner {
         };
         model::downscale(luma, gw, gh, &mut self.grid);
         let a = detector.analyse(&self.grid);
+        observe(&frame, &a);
         let out = match self.hysteresis.update(t_90k, a.motion) {
             Transition::Start => {
                 let picture = frame.to_picture();

@@ -30,9 +30,9 @@ impl Phase {
 pub struct EventChange {
     pub id: i64,
     pub camera: String,
-    /// `motion`, `tamper`, `input`.
+    /// `motion`, `object`, `tamper`, `input`.
     pub kind: &'static str,
-    /// `motion` (Candor's detector) or `onvif` (the camera).
+    /// `motion` or `object` (Candor's detectors) or `onvif` (the camera).
     pub source: &'static str,
     pub phase: Phase,
     pub start: Time90k,
@@ -49,6 +49,28 @@ pub struct EventChange {
     /// ongoing event, the cloud app acknowledge it): see [`Self::stored`].
     pub pinned: bool,
     pub acked: Option<(String, Time90k)>,
+    /// The event raises alarms (the cloud's push, webhooks). Everything is
+    /// still published on MQTT and the live feed, marked.
+    pub alarm: bool,
+    /// An object event's object, as of this change …
+    pub object: Option<ObjectInfo>,
+    /// … and as of the previous one (Frigate's `before`).
+    pub before: Option<ObjectInfo>,
+}
+
+/// An object as its event's messages describe it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectInfo {
+    pub label: &'static str,
+    /// This look's score, and the best so far (0..1).
+    pub score: f32,
+    pub top_score: f32,
+    /// The best box so far, `[x, y, w, h]` in 0..1.
+    pub bbox: [f32; 4],
+    /// Zones it stands in now, and every zone it entered.
+    pub current_zones: Vec<String>,
+    pub zones: Vec<String>,
+    pub stationary: bool,
 }
 
 impl EventChange {
@@ -77,7 +99,37 @@ impl EventChange {
                 pinned: self.pinned,
                 acked_by: self.acked.as_ref().map(|a| a.0.clone()),
                 acked_at: self.acked.as_ref().map(|a| a.1.to_string()),
+                label: self.object.as_ref().map(|o| o.label.to_owned()),
+                bbox: self.object.as_ref().map(|o| round_box(o.bbox)),
+                zones: self
+                    .object
+                    .as_ref()
+                    .map(|o| o.zones.clone())
+                    .unwrap_or_default(),
             },
+            alarm: self.alarm,
+            before: self.before.as_ref().map(|o| self.frigate(o)),
+            after: self.object.as_ref().map(|o| self.frigate(o)),
+        }
+    }
+
+    fn frigate(&self, o: &ObjectInfo) -> candor_wire::FrigateEvent {
+        let unix = |t: Time90k| t.0 as f64 / 90_000.0;
+        candor_wire::FrigateEvent {
+            id: self.id.to_string(),
+            camera: self.camera.clone(),
+            label: o.label.to_owned(),
+            score: f64::from(o.score),
+            top_score: f64::from(o.top_score),
+            start_time: unix(self.start),
+            end_time: self.end.map(unix),
+            bbox: round_box(o.bbox),
+            current_zones: o.current_zones.clone(),
+            entered_zones: o.zones.clone(),
+            has_snapshot: self.has_snapshot || self.snapshot.is_some(),
+            has_clip: true,
+            stationary: o.stationary,
+            false_positive: false,
         }
     }
 
@@ -97,6 +149,10 @@ impl EventChange {
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.message()).unwrap_or_default()
     }
+}
+
+fn round_box(b: [f32; 4]) -> [f64; 4] {
+    b.map(|v| (f64::from(v) * 10_000.0).round() / 10_000.0)
 }
 
 pub type EventBus = broadcast::Sender<EventChange>;

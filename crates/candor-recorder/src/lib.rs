@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod live;
 pub mod motion;
 pub mod mqtt;
+pub mod objects;
 pub mod onvif;
 pub mod snapshot;
 pub mod webhook;
@@ -54,6 +55,7 @@ struct CameraHandle {
     status: Arc<Mutex<CameraStatus>>,
     live: live::LiveSender,
     motion: watch::Sender<config::MotionConfig>,
+    objects: watch::Sender<config::ObjectsConfig>,
 }
 
 /// Everything needed to start a camera, now or later (the web app adds
@@ -67,6 +69,8 @@ struct Spawn {
     limits: Arc<Mutex<Limits>>,
     /// Camera names, for MQTT's Home Assistant discovery.
     names: watch::Sender<Vec<String>>,
+    /// Object detection's sessions, shared by every camera.
+    engine: Arc<objects::Engine>,
 }
 
 /// The recorder's cameras and event bus, shared with the web server.
@@ -124,6 +128,7 @@ impl Shared {
         let mut tasks = Vec::new();
         let status = Arc::new(Mutex::new(new_status(name.clone())));
         let live = live::channel();
+        let (objects_tx, objects_rx) = watch::channel(c.objects.clone());
         tasks.push(tokio::spawn(
             ingest::CameraTask {
                 live: live.clone(),
@@ -141,6 +146,7 @@ impl Shared {
                 camera_id: id,
                 camera: name.clone(),
                 bus: self.events.clone(),
+                objects: objects_rx.clone(),
             };
             tasks.push(tokio::spawn(onvif::follow_events(
                 onvif.0.clone(),
@@ -181,8 +187,13 @@ impl Shared {
             bus: self.events.clone(),
             frames,
             status: status.clone(),
+            engine: sp.engine.clone(),
         };
-        tasks.push(tokio::spawn(m.run(motion_rx, sp.shutdown.clone())));
+        tasks.push(tokio::spawn(m.run(
+            motion_rx,
+            objects_rx,
+            sp.shutdown.clone(),
+        )));
         sp.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -194,6 +205,7 @@ impl Shared {
             status,
             live,
             motion: motion_tx,
+            objects: objects_tx,
         });
         sp.names
             .send_replace(cams.iter().map(|c| c.name.clone()).collect());
@@ -249,6 +261,7 @@ impl Recorder {
                 tasks: Mutex::new(Vec::new()),
                 limits: limits.clone(),
                 names,
+                engine: Arc::new(objects::Engine::new(&config.objects)),
             }),
         });
         for c in &config.cameras {
@@ -432,6 +445,23 @@ impl StatusSource {
         match self.camera(camera) {
             Some(c) => {
                 c.motion.send_replace(cfg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A camera's object detection settings now.
+    pub fn objects_settings(&self, camera: &str) -> Option<config::ObjectsConfig> {
+        self.camera(camera).map(|c| c.objects.borrow().clone())
+    }
+
+    /// Applies new object detection settings to a running camera (its
+    /// detector restarts with them). False if there is no such camera.
+    pub fn set_objects_settings(&self, camera: &str, cfg: config::ObjectsConfig) -> bool {
+        match self.camera(camera) {
+            Some(c) => {
+                c.objects.send_replace(cfg);
                 true
             }
             None => false,

@@ -7,12 +7,15 @@
 //! never waits for the detector. If the detector falls behind, it loses
 //! frames, says so, and resumes at the next key frame.
 
-use crate::bus::{EventBus, EventChange, Phase};
-use crate::config::MotionConfig;
+use crate::bus::{EventBus, EventChange, ObjectInfo, Phase};
+use crate::config::{AlarmOn, MotionConfig, ObjectsConfig};
 use crate::live::{LiveFrame, LiveInit, LiveSender};
+use crate::objects::{CameraObjects, Engine, Found, ObjectStats, OpenObject};
+use candor_detect::Change;
 use candor_media::{Duration90k, Time90k};
 use candor_motion::{Picture, ScanEvent, Scanner};
 use candor_storage::Store;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::broadcast::error::RecvError;
@@ -28,8 +31,11 @@ pub struct MotionStatus {
     pub decoded: u64,
     pub analysed: u64,
     pub dropped: u64,
-    /// Time spent decoding and analysing (µs), for the cost per camera.
+    /// Time spent decoding and analysing (µs), for the cost per camera;
+    /// object detection's included.
     pub busy_us: u64,
+    /// Object detection, when on.
+    pub objects: Option<ObjectStats>,
 }
 
 #[derive(Clone)]
@@ -41,6 +47,15 @@ pub(crate) struct MotionTask {
     pub frames: LiveSender,
     /// The camera's status; this task keeps its `motion` part.
     pub status: Arc<Mutex<crate::CameraStatus>>,
+    /// Object detection's sessions, shared by every camera.
+    pub engine: Arc<Engine>,
+}
+
+/// The settings a detector run starts with.
+#[derive(Clone)]
+struct RunConfig {
+    motion: MotionConfig,
+    objects: ObjectsConfig,
 }
 
 enum Item {
@@ -59,11 +74,15 @@ impl MotionTask {
     pub async fn run(
         self,
         mut settings: watch::Receiver<MotionConfig>,
+        mut objects: watch::Receiver<ObjectsConfig>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
-            let cfg = settings.borrow_and_update().clone();
-            if !cfg.enabled {
+            let cfg = RunConfig {
+                motion: settings.borrow_and_update().clone(),
+                objects: objects.borrow_and_update().clone(),
+            };
+            if !cfg.motion.enabled {
                 self.set(|m| {
                     *m = MotionStatus {
                         state: "off".into(),
@@ -72,11 +91,15 @@ impl MotionTask {
                 });
                 tokio::select! {
                     r = settings.changed() => if r.is_err() { return },
+                    r = objects.changed() => if r.is_err() { return },
                     _ = shutdown.changed() => return,
                 }
                 continue;
             }
-            if !self.session(cfg, &mut settings, &mut shutdown).await {
+            if !self
+                .session(cfg, &mut settings, &mut objects, &mut shutdown)
+                .await
+            {
                 return;
             }
         }
@@ -85,8 +108,9 @@ impl MotionTask {
     /// One detector run with fixed settings. Returns false on shutdown.
     async fn session(
         &self,
-        cfg: MotionConfig,
+        cfg: RunConfig,
         settings: &mut watch::Receiver<MotionConfig>,
+        objects: &mut watch::Receiver<ObjectsConfig>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Item>(QUEUE);
@@ -115,6 +139,7 @@ impl MotionTask {
                     Err(RecvError::Closed) => break false,
                 },
                 r = settings.changed() => break r.is_ok(),
+                r = objects.changed() => break r.is_ok(),
                 _ = shutdown.changed() => break false,
             };
             // A full queue means the detector is slower than the stream:
@@ -136,7 +161,13 @@ impl MotionTask {
         set_status(&self.status, f);
     }
 
-    fn work(self, rx: std::sync::mpsc::Receiver<Item>, cfg: MotionConfig) {
+    fn work(self, rx: std::sync::mpsc::Receiver<Item>, run: RunConfig) {
+        let cfg = run.motion;
+        let mut objs = run
+            .objects
+            .enabled
+            .then(|| CameraObjects::new(run.objects.clone(), cfg.settings().zones));
+        let mut open_objects: HashMap<u64, OpenObject> = HashMap::new();
         let mut bus_rx = self.bus.subscribe();
         let hold = Duration90k::from_std(cfg.hold.0).0;
         let mut scanner: Option<(Arc<LiveInit>, Scanner)> = None;
@@ -165,7 +196,11 @@ impl MotionTask {
                 if let Some((_, mut s)) = scanner.take()
                     && let Some(e) = s.finish()
                 {
-                    self.handle(e, &mut open);
+                    self.handle(e, &mut open, motion_alarms(objs.as_ref()));
+                }
+                if let Some(o) = &mut objs {
+                    let ends = o.finish();
+                    self.handle_objects(ends, o, &mut open_objects, wall_now());
                 }
                 let made = f
                     .init
@@ -206,16 +241,25 @@ impl MotionTask {
             if latest.as_ref().is_none_or(|(t, _)| (wall - *t).0 > 90_000) {
                 s.request_picture();
             }
-            let r = s.push(wall.0, &f.data, f.key);
+            let mut found: Option<Vec<Found>> = None;
+            let r = match &mut objs {
+                Some(o) => s.push_observed(wall.0, &f.data, f.key, |frame, a| {
+                    found = o.observe(&self.engine, wall.0, frame, a);
+                }),
+                None => s.push(wall.0, &f.data, f.key),
+            };
             if let Some(p) = s.take_picture() {
                 latest = Some((wall, p));
+            }
+            if let (Some(o), Some(found)) = (&mut objs, found) {
+                self.handle_objects(found, o, &mut open_objects, wall);
             }
             match r {
                 Ok(Some(e)) => {
                     if let ScanEvent::Start { picture, .. } = &e {
                         latest = Some((wall, picture.clone()));
                     }
-                    self.handle(e, &mut open);
+                    self.handle(e, &mut open, motion_alarms(objs.as_ref()));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -224,9 +268,11 @@ impl MotionTask {
             }
             loop {
                 match bus_rx.try_recv() {
+                    // The camera's own events (ONVIF) get a picture; Candor's
+                    // detectors make their own.
                     Ok(e)
                         if e.camera == self.camera
-                            && e.source != "motion"
+                            && e.source == "onvif"
                             && e.phase == Phase::Start =>
                     {
                         if let Some((t, p)) = &latest
@@ -245,12 +291,17 @@ impl MotionTask {
                 m.decoded = st.decoded;
                 m.analysed = st.analysed;
                 m.busy_us += dt;
+                m.objects = objs.as_ref().map(|o| o.stats.clone());
             });
         }
         if let Some((_, mut s)) = scanner
             && let Some(e) = s.finish()
         {
-            self.handle(e, &mut open);
+            self.handle(e, &mut open, motion_alarms(objs.as_ref()));
+        }
+        if let Some(o) = &mut objs {
+            let ends = o.finish();
+            self.handle_objects(ends, o, &mut open_objects, wall_now());
         }
         self.set(|st| st.state = "stopped".into());
     }
@@ -285,7 +336,7 @@ impl MotionTask {
         let _ = self.bus.send(update.stored(&self.store));
     }
 
-    fn handle(&self, e: ScanEvent, open: &mut Option<(i64, Time90k, bool)>) {
+    fn handle(&self, e: ScanEvent, open: &mut Option<(i64, Time90k, bool)>, alarm: bool) {
         let change =
             |id, phase, start, end, score: f32, zone: Option<String>, snapshot: Option<Vec<u8>>| {
                 EventChange {
@@ -303,6 +354,9 @@ impl MotionTask {
                     snapshot: snapshot.map(Into::into),
                     pinned: false,
                     acked: None,
+                    alarm,
+                    object: None,
+                    before: None,
                 }
             };
         match e {
@@ -386,6 +440,212 @@ impl MotionTask {
             }
         }
     }
+
+    /// Records what a look found: object events start, improve, and end.
+    fn handle_objects(
+        &self,
+        found: Vec<Found>,
+        objs: &CameraObjects,
+        open: &mut HashMap<u64, OpenObject>,
+        wall: Time90k,
+    ) {
+        for f in found {
+            let id = f.change.id();
+            let t = &f.track;
+            match f.change {
+                Change::New(_) => {
+                    let zones = f.zones.clone();
+                    let info = ObjectInfo {
+                        label: t.label.name(),
+                        score: t.best_score,
+                        top_score: t.best_score,
+                        bbox: t.best_box,
+                        current_zones: f.zones.clone(),
+                        zones: zones.clone(),
+                        stationary: false,
+                    };
+                    let start = Time90k(t.first_seen_90k);
+                    let alarm = objs.alarms(t.label, &zones);
+                    let ev = match self.store.start_object_event(
+                        self.camera_id,
+                        start,
+                        &candor_storage::events::ObjectResult {
+                            label: info.label,
+                            score: f64::from(info.top_score),
+                            bbox: info.bbox,
+                            zones: &zones,
+                        },
+                    ) {
+                        Ok(ev) => ev,
+                        Err(err) => {
+                            warn!(camera = %self.camera, "recording an object event: {err}");
+                            continue;
+                        }
+                    };
+                    let o = OpenObject {
+                        event_id: ev,
+                        start,
+                        info,
+                        alarm,
+                        has_snapshot: false,
+                    };
+                    // The alarm first, the pictures after (as motion).
+                    let _ = self
+                        .bus
+                        .send(self.object_change(&o, Phase::Start, None, None));
+                    let o = open.entry(id).insert_entry(o).into_mut();
+                    if let Some(p) = f.picture {
+                        self.object_snapshot(o, p, None);
+                    }
+                }
+                Change::Better(_) => {
+                    let Some(o) = open.get_mut(&id) else { continue };
+                    let before = o.info.clone();
+                    o.info.score = t.best_score;
+                    o.info.top_score = t.best_score;
+                    o.info.bbox = t.best_box;
+                    o.info.current_zones = f.zones.clone();
+                    self.save_object(o);
+                    match f.picture {
+                        Some(p) => self.object_snapshot(o, p, Some(before)),
+                        None => {
+                            let _ = self.bus.send(self.object_change(
+                                o,
+                                Phase::Update,
+                                None,
+                                Some(before),
+                            ));
+                        }
+                    }
+                }
+                Change::Stationary(_) | Change::End(_) => {
+                    let Some(mut o) = open.remove(&id) else {
+                        continue;
+                    };
+                    let before = o.info.clone();
+                    o.info.stationary = matches!(f.change, Change::Stationary(_));
+                    o.info.current_zones = f.zones.clone();
+                    let end = Time90k(t.last_seen_90k.max(o.start.0)).min(wall.max(o.start));
+                    if let Err(err) = self.store.end_event(o.event_id, end) {
+                        warn!(camera = %self.camera, "ending an object event: {err}");
+                    }
+                    let c = self.object_change(&o, Phase::End, Some(end), Some(before));
+                    let _ = self.bus.send(c.stored(&self.store));
+                }
+            }
+        }
+        // Zones entered while the object moves: the event says so, and an
+        // object that walks into a zone that requires its label raises its
+        // alarm then.
+        for t in objs.tracks() {
+            let Some(o) = open.get_mut(&t.id) else {
+                continue;
+            };
+            let now = objs.zones_of(&t.bbox);
+            let new: Vec<String> = now
+                .iter()
+                .filter(|z| !o.info.zones.contains(z))
+                .cloned()
+                .collect();
+            if new.is_empty() && now == o.info.current_zones {
+                continue;
+            }
+            let before = o.info.clone();
+            o.info.zones.extend(new.iter().cloned());
+            o.info.current_zones = now;
+            if new.is_empty() {
+                continue; // only moved between zones it had entered: no message
+            }
+            self.save_object(o);
+            let raises = !o.alarm && objs.alarms(t.label, &o.info.zones);
+            o.alarm |= raises;
+            let _ = self
+                .bus
+                .send(self.object_change(o, Phase::Update, None, Some(before)));
+        }
+    }
+
+    fn save_object(&self, o: &OpenObject) {
+        if let Err(err) = self.store.set_object_result(
+            o.event_id,
+            &candor_storage::events::ObjectResult {
+                label: o.info.label,
+                score: f64::from(o.info.top_score),
+                bbox: o.info.bbox,
+                zones: &o.info.zones,
+            },
+        ) {
+            warn!(camera = %self.camera, "updating an object event: {err}");
+        }
+    }
+
+    /// Saves an object event's snapshots (the box drawn, a thumbnail of
+    /// that, and the clean picture) and announces them.
+    fn object_snapshot(&self, o: &mut OpenObject, clean: Picture, before: Option<ObjectInfo>) {
+        let mut marked = clean.clone();
+        let thick = (marked.width / 200).max(2);
+        marked.draw_box(o.info.bbox, crate::objects::BOX_COLOUR, thick);
+        let pictures = self.encode(&marked).and_then(|(full, thumb)| {
+            let c = clean
+                .jpeg(80)
+                .inspect_err(|e| warn!(camera = %self.camera, "snapshot: {e}"))
+                .ok()?;
+            Some((full, thumb, c))
+        });
+        let mut change = self.object_change(o, Phase::Update, None, before);
+        if let Some((full, thumb, c)) = pictures {
+            match self
+                .store
+                .save_snapshots(self.camera_id, o.event_id, &full, &thumb, Some(&c))
+            {
+                Ok(()) => {
+                    o.has_snapshot = true;
+                    change.has_snapshot = true;
+                    change.snapshot = Some(full.into());
+                }
+                Err(err) => warn!(camera = %self.camera, "saving a snapshot: {err}"),
+            }
+        }
+        let _ = self.bus.send(change);
+    }
+
+    fn object_change(
+        &self,
+        o: &OpenObject,
+        phase: Phase,
+        end: Option<Time90k>,
+        before: Option<ObjectInfo>,
+    ) -> EventChange {
+        EventChange {
+            id: o.event_id,
+            camera: self.camera.clone(),
+            kind: "object",
+            source: "object",
+            phase,
+            start: o.start,
+            end,
+            detail: None,
+            score: Some(f64::from(o.info.top_score)),
+            zone: o.info.zones.first().cloned(),
+            snapshot: None,
+            has_snapshot: o.has_snapshot,
+            pinned: false,
+            acked: None,
+            alarm: o.alarm,
+            object: Some(o.info.clone()),
+            before,
+        }
+    }
+}
+
+/// Whether motion events raise alarms: unless object detection runs on
+/// the camera and alarms come from objects alone.
+fn motion_alarms(objs: Option<&CameraObjects>) -> bool {
+    objs.is_none_or(|o| o.cfg.alarm != AlarmOn::Objects || !o.running())
+}
+
+fn wall_now() -> Time90k {
+    Time90k::now()
 }
 
 fn set_status(s: &Mutex<crate::CameraStatus>, f: impl FnOnce(&mut MotionStatus)) {

@@ -41,6 +41,21 @@ fn image_discovery(prefix: &str, camera: &str) -> (String, String) {
     (format!("homeassistant/image/{id}/config"), v.to_string())
 }
 
+/// Home Assistant's MQTT sensor for how many objects of `label` the
+/// camera sees now (Frigate's `<camera>/<label>` count topic).
+fn count_discovery(prefix: &str, camera: &str, label: &str) -> (String, String) {
+    let id = format!("{prefix}_{camera}_{label}_count");
+    let v = serde_json::json!({
+        "name": format!("{label} count"),
+        "unique_id": id,
+        "state_topic": format!("{prefix}/{camera}/{label}"),
+        "state_class": "measurement",
+        "availability_topic": format!("{prefix}/available"),
+        "device": device(prefix, camera),
+    });
+    (format!("homeassistant/sensor/{id}/config"), v.to_string())
+}
+
 fn discovery(prefix: &str, camera: &str, kind: &str, class: Option<&str>) -> (String, String) {
     let id = format!("{prefix}_{camera}_{kind}");
     let mut v = serde_json::json!({
@@ -124,8 +139,18 @@ pub async fn run(
             }
             let (t, p) = image_discovery(&prefix, cam);
             let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
+            for label in candor_detect::Label::ALL {
+                let (t, p) = count_discovery(&prefix, cam, label.name());
+                let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
+            }
         }
     };
+    // Objects in view per camera and label: the event ids of open object
+    // events. A count is published whenever it changes (retained).
+    let mut in_view: std::collections::HashMap<
+        (String, &'static str),
+        std::collections::HashSet<i64>,
+    > = Default::default();
     // The event loop (network I/O) runs in its own task and is never
     // cancelled mid-packet; this task only queues messages.
     let (connected_tx, mut connected) = tokio::sync::mpsc::channel::<()>(4);
@@ -160,7 +185,17 @@ pub async fn run(
             }
             r = rx.recv() => match r {
                 Ok(e) => {
-                    if e.phase != Phase::Update {
+                    if let Some(o) = &e.object {
+                        let ids = in_view.entry((e.camera.clone(), o.label)).or_default();
+                        let changed = if e.phase == Phase::End { ids.remove(&e.id) } else { ids.insert(e.id) };
+                        if changed {
+                            let n = ids.len().to_string();
+                            if ids.is_empty() {
+                                in_view.remove(&(e.camera.clone(), o.label));
+                            }
+                            let _ = client.try_publish(format!("{prefix}/{}/{}", e.camera, o.label), QoS::AtLeastOnce, true, n);
+                        }
+                    } else if e.phase != Phase::Update {
                         let on = e.phase == Phase::Start;
                         let _ = client.try_publish(format!("{prefix}/{}/{}", e.camera, e.kind), QoS::AtLeastOnce, true, if on { "ON" } else { "OFF" });
                     }
@@ -201,6 +236,10 @@ mod tests {
         assert_eq!(v["state_topic"], "candor/gate/motion");
         assert_eq!(v["availability_topic"], "candor/available");
         assert_eq!(v["device_class"], "motion");
+        let (t, p) = super::count_discovery("candor", "gate", "person");
+        assert_eq!(t, "homeassistant/sensor/candor_gate_person_count/config");
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(v["state_topic"], "candor/gate/person");
         let (t, p) = super::image_discovery("candor", "gate");
         assert_eq!(t, "homeassistant/image/candor_gate_snapshot/config");
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();

@@ -308,6 +308,9 @@ pub struct EventSink {
     pub camera_id: i64,
     pub camera: String,
     pub bus: crate::bus::EventBus,
+    /// The camera's object detection: with it on, the camera's own motion
+    /// events raise no alarm (objects do), as Candor's motion events.
+    pub objects: tokio::sync::watch::Receiver<crate::config::ObjectsConfig>,
 }
 
 const SUBSCRIPTION_TTL: &str = "PT60S";
@@ -385,6 +388,12 @@ impl EventSink {
             has_snapshot: false,
             pinned: false,
             acked: None,
+            alarm: e.kind != "motion" || {
+                let o = self.objects.borrow();
+                !o.enabled || o.alarm != crate::config::AlarmOn::Objects
+            },
+            object: None,
+            before: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Webhooks: each event change is POSTed as JSON, signed, with retries.
+//! Webhooks: each change of an event that raises alarms is POSTed as
+//! JSON, signed, with retries.
 //!
 //! Headers: `X-Candor-Timestamp` (Unix seconds) and `X-Candor-Signature:
 //! v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>`. A receiver
@@ -69,6 +70,9 @@ pub async fn run(
         };
         tokio::select! {
             r = rx.recv() => match r {
+                // Webhooks are for alarms: with object detection on, a
+                // camera's motion events are not (the MQTT feed has all).
+                Ok(e) if !e.alarm => continue,
                 Ok(e) => {
                     if queue.len() >= QUEUE {
                         queue.pop_front();

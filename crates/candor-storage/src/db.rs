@@ -18,7 +18,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// so an id handed out again after the queue emptied would be dropped as a
 /// duplicate), `outbox.event_id` and `delivered` (kept a while, so an
 /// acknowledgement finds its event); `event.acked_by`/`acked_at_90k`.
-pub const SCHEMA_VERSION: i64 = 5;
+/// 6: `event.label`, `bbox`, `zones` (object events).
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,8 +56,9 @@ CREATE INDEX IF NOT EXISTS segment_camera_start ON segment (camera_id, start_90k
 -- Something that happened: motion, a camera's own event, an input. end_90k
 -- is NULL while it goes on.
 -- acked_by/acked_at_90k: who acknowledged the alarm in the cloud app, and
--- when (no comments inside the column list: SQLite's DROP COLUMN, used by the
--- upgrade tests, rewrites that text).
+-- when; label, bbox (JSON [x, y, w, h] in 0..1) and zones (JSON array of
+-- names): an object event's. (No comments after the last column: SQLite's
+-- DROP COLUMN, used by the upgrade tests, rewrites that text.)
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY,
     camera_id INTEGER NOT NULL REFERENCES camera(id),
@@ -71,7 +73,10 @@ CREATE TABLE IF NOT EXISTS event (
     -- 1 when snapshots/<camera_id>/<id>.jpg (and .thumb.jpg) exist.
     snapshot INTEGER NOT NULL DEFAULT 0,
     acked_by TEXT,
-    acked_at_90k INTEGER
+    acked_at_90k INTEGER,
+    label TEXT,
+    bbox TEXT,
+    zones TEXT
 );
 -- Every message and byte sent off-site (the cloud link), for the owner.
 CREATE TABLE IF NOT EXISTS egress (
@@ -109,7 +114,8 @@ CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
 /// today's schema first and then upgraded, so an index that crashed in
 /// between holds tables of a later version than its number says.
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
-const UPGRADES: [Upgrade; (SCHEMA_VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
+const UPGRADES: [Upgrade; (SCHEMA_VERSION - 1) as usize] =
+    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
 
 /// Events (motion, the cameras' own).
 fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
@@ -177,6 +183,13 @@ fn v4_to_v5(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
              SELECT id, at_90k, payload, attempts FROM outbox_v4;
          DROP TABLE outbox_v4;",
     )
+}
+
+/// Object events: label, box and zones entered.
+fn v5_to_v6(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    add_column(tx, "event", "label", "TEXT")?;
+    add_column(tx, "event", "bbox", "TEXT")?;
+    add_column(tx, "event", "zones", "TEXT")
 }
 
 /// Adds `column` to `table` unless it is there already.

@@ -23,6 +23,12 @@ pub struct Event {
     pub snapshot: bool,
     /// Acknowledged from the cloud app: by whom, and when.
     pub acked: Option<(String, Time90k)>,
+    /// Object events: what it was (`person`, `car`, …) …
+    pub label: Option<String>,
+    /// … its best box, `[x, y, w, h]` in 0..1 …
+    pub bbox: Option<[f32; 4]>,
+    /// … and the zones it entered.
+    pub zones: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -36,6 +42,21 @@ pub struct EventFilter {
     pub cameras: Option<Vec<String>>,
     /// Only events of this kind; also before `limit`.
     pub kind: Option<String>,
+    /// Only object events of this label; also before `limit`.
+    pub label: Option<String>,
+    /// Only this event.
+    pub id: Option<i64>,
+}
+
+/// Which of an event's pictures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Snapshot {
+    /// The snapshot (an object event's with its box drawn).
+    Full,
+    /// The snapshot, 320 px wide.
+    Thumbnail,
+    /// An object event's snapshot without the box.
+    Clean,
 }
 
 /// An event's extent, for retention.
@@ -113,8 +134,8 @@ impl Store {
         // Rows first, files after: a crash in between leaves only files
         // nothing points to.
         for (id, cam) in &gone {
-            for thumb in [false, true] {
-                let _ = std::fs::remove_file(self.snapshot_path(*cam, *id, thumb));
+            for which in [Snapshot::Full, Snapshot::Thumbnail, Snapshot::Clean] {
+                let _ = std::fs::remove_file(self.snapshot_path(*cam, *id, which));
             }
         }
         Ok(gone.len())
@@ -165,10 +186,12 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT e.id, c.name, e.kind, e.source, e.start_90k, e.end_90k, e.zone, e.score, e.detail, e.pinned, e.snapshot, e.acked_by, e.acked_at_90k \
+                "SELECT e.id, c.name, e.kind, e.source, e.start_90k, e.end_90k, e.zone, e.score, e.detail, e.pinned, e.snapshot, e.acked_by, e.acked_at_90k, \
+                 e.label, e.bbox, e.zones \
                  FROM event e JOIN camera c ON c.id = e.camera_id \
                  WHERE (?1 IS NULL OR e.camera_id = ?1) AND (?2 IS NULL OR e.end_90k IS NULL OR e.end_90k >= ?2) \
                  AND (?4 IS NULL OR c.name IN (SELECT value FROM json_each(?4))) AND (?5 IS NULL OR e.kind = ?5) \
+                 AND (?6 IS NULL OR e.label = ?6) AND (?7 IS NULL OR e.id = ?7) \
                  ORDER BY e.start_90k DESC, e.id DESC LIMIT ?3",
             )
             .map_err(|e| StorageError::db("listing events", e))?;
@@ -179,7 +202,15 @@ impl Store {
             .map(|c| serde_json::to_string(c).unwrap_or_else(|_| "[]".into()));
         let rows = stmt
             .query_map(
-                params![f.camera_id, f.since.map(|t| t.0), limit, cameras, f.kind],
+                params![
+                    f.camera_id,
+                    f.since.map(|t| t.0),
+                    limit,
+                    cameras,
+                    f.kind,
+                    f.label,
+                    f.id
+                ],
                 |r| {
                     Ok(Event {
                         id: r.get(0)?,
@@ -200,6 +231,15 @@ impl Store {
                             (Some(by), Some(at)) => Some((by, Time90k(at))),
                             _ => None,
                         },
+                        label: r.get(13)?,
+                        // Written only by this crate; anything else reads as absent.
+                        bbox: r
+                            .get::<_, Option<String>>(14)?
+                            .and_then(|b| serde_json::from_str(&b).ok()),
+                        zones: r
+                            .get::<_, Option<String>>(15)?
+                            .and_then(|z| serde_json::from_str(&z).ok())
+                            .unwrap_or_default(),
                     })
                 },
             )
@@ -229,6 +269,53 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Records the start of an object event (one commit, as
+    /// [`Store::start_detected_event`]).
+    pub fn start_object_event(
+        &self,
+        camera_id: i64,
+        start: Time90k,
+        object: &ObjectResult<'_>,
+    ) -> Result<i64, StorageError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO event (camera_id, kind, source, start_90k, score, zone, label, bbox, zones) \
+             VALUES (?1, 'object', 'object', ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                camera_id,
+                start.0,
+                object.score,
+                object.zones.first(),
+                object.label,
+                box_json(object.bbox),
+                zones_json(object.zones)
+            ],
+        )
+        .map_err(|e| StorageError::db("recording an event", e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// An object event's best score and box so far, and the zones entered.
+    pub fn set_object_result(
+        &self,
+        id: i64,
+        object: &ObjectResult<'_>,
+    ) -> Result<(), StorageError> {
+        self.conn()
+            .execute(
+                "UPDATE event SET score = ?2, zone = COALESCE(zone, ?3), bbox = ?4, zones = ?5 WHERE id = ?1",
+                params![
+                    id,
+                    object.score,
+                    object.zones.first(),
+                    box_json(object.bbox),
+                    zones_json(object.zones)
+                ],
+            )
+            .map_err(|e| StorageError::db("updating an event", e))?;
+        Ok(())
+    }
+
     /// Records the detector's verdict on an event: peak score and zone.
     pub fn set_event_result(
         &self,
@@ -245,18 +332,19 @@ impl Store {
         Ok(())
     }
 
-    fn snapshot_path(&self, camera_id: i64, id: i64, thumb: bool) -> std::path::PathBuf {
+    fn snapshot_path(&self, camera_id: i64, id: i64, which: Snapshot) -> std::path::PathBuf {
         self.dir()
             .join("snapshots")
             .join(camera_id.to_string())
-            .join(if thumb {
-                format!("{id}.thumb.jpg")
-            } else {
-                format!("{id}.jpg")
+            .join(match which {
+                Snapshot::Full => format!("{id}.jpg"),
+                Snapshot::Thumbnail => format!("{id}.thumb.jpg"),
+                Snapshot::Clean => format!("{id}.clean.jpg"),
             })
     }
 
-    /// Stores (or replaces) an event's snapshot and thumbnail. Each file is
+    /// Stores (or replaces) an event's snapshot and thumbnail, and for an
+    /// object event the picture without its box drawn. Each file is
     /// written whole under a temporary name and renamed, so a reader never
     /// sees half a JPEG.
     pub fn save_snapshot(
@@ -266,7 +354,19 @@ impl Store {
         jpeg: &[u8],
         thumb: &[u8],
     ) -> Result<(), StorageError> {
-        self.write_snapshot_files(camera_id, id, jpeg, thumb)?;
+        self.save_snapshots(camera_id, id, jpeg, thumb, None)
+    }
+
+    /// [`Store::save_snapshot`] with a clean picture beside the marked one.
+    pub fn save_snapshots(
+        &self,
+        camera_id: i64,
+        id: i64,
+        jpeg: &[u8],
+        thumb: &[u8],
+        clean: Option<&[u8]>,
+    ) -> Result<(), StorageError> {
+        self.write_snapshot_files(camera_id, id, jpeg, thumb, clean)?;
         self.conn()
             .execute("UPDATE event SET snapshot = 1 WHERE id = ?1", [id])
             .map_err(|e| StorageError::db("recording a snapshot", e))?;
@@ -279,9 +379,16 @@ impl Store {
         id: i64,
         jpeg: &[u8],
         thumb: &[u8],
+        clean: Option<&[u8]>,
     ) -> Result<(), StorageError> {
-        for (data, is_thumb) in [(jpeg, false), (thumb, true)] {
-            let path = self.snapshot_path(camera_id, id, is_thumb);
+        let files = [
+            (Some(jpeg), Snapshot::Full),
+            (Some(thumb), Snapshot::Thumbnail),
+            (clean, Snapshot::Clean),
+        ];
+        for (data, which) in files {
+            let Some(data) = data else { continue };
+            let path = self.snapshot_path(camera_id, id, which);
             let what = || format!("writing snapshot {}", path.display());
             if let Some(d) = path.parent() {
                 std::fs::create_dir_all(d).map_err(|e| StorageError::io(what(), e))?;
@@ -293,8 +400,8 @@ impl Store {
         Ok(())
     }
 
-    /// An event's snapshot (or thumbnail) JPEG, if it has one.
-    pub fn snapshot(&self, id: i64, thumb: bool) -> Result<Option<Vec<u8>>, StorageError> {
+    /// An event's snapshot (or thumbnail, or clean picture) JPEG, if it has one.
+    pub fn snapshot(&self, id: i64, which: Snapshot) -> Result<Option<Vec<u8>>, StorageError> {
         let camera_id: Option<i64> = self
             .conn()
             .query_row(
@@ -307,7 +414,7 @@ impl Store {
         let Some(camera_id) = camera_id else {
             return Ok(None);
         };
-        match std::fs::read(self.snapshot_path(camera_id, id, thumb)) {
+        match std::fs::read(self.snapshot_path(camera_id, id, which)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StorageError::io("reading a snapshot", e)),
@@ -330,25 +437,32 @@ impl Store {
     }
 
     pub fn event(&self, id: i64) -> Result<Option<Event>, StorageError> {
-        let camera_id: Option<i64> = self
-            .conn()
-            .query_row("SELECT camera_id FROM event WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| StorageError::db("reading an event", e))?;
-        let Some(camera_id) = camera_id else {
-            return Ok(None);
-        };
         Ok(self
             .events(&EventFilter {
-                camera_id: Some(camera_id),
-                limit: Some(100_000),
+                id: Some(id),
                 ..Default::default()
             })?
-            .into_iter()
-            .find(|e| e.id == id))
+            .pop())
     }
+}
+
+/// What an object event says of its object.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectResult<'a> {
+    pub label: &'a str,
+    pub score: f64,
+    pub bbox: [f32; 4],
+    pub zones: &'a [String],
+}
+
+fn box_json(b: [f32; 4]) -> String {
+    // Four decimals: a tenth of a pixel at 4K, and no float noise.
+    let r = |v: f32| (f64::from(v) * 10_000.0).round() / 10_000.0;
+    serde_json::to_string(&[r(b[0]), r(b[1]), r(b[2]), r(b[3])]).unwrap_or_default()
+}
+
+fn zones_json(z: &[String]) -> String {
+    serde_json::to_string(z).unwrap_or_else(|_| "[]".into())
 }
 
 impl From<&Event> for candor_wire::Event {
@@ -367,6 +481,11 @@ impl From<&Event> for candor_wire::Event {
             pinned: e.pinned,
             acked_by: e.acked.as_ref().map(|a| a.0.clone()),
             acked_at: e.acked.as_ref().map(|a| a.1.to_string()),
+            label: e.label.clone(),
+            bbox: e
+                .bbox
+                .map(|b| b.map(|v| (f64::from(v) * 10_000.0).round() / 10_000.0)),
+            zones: e.zones.clone(),
         }
     }
 }
@@ -411,20 +530,89 @@ mod tests {
             1
         );
         assert_eq!(store.close_open_events(Time90k(3000)).unwrap(), 1);
-        assert_eq!(store.snapshot(a, false).unwrap(), None);
+        assert_eq!(store.snapshot(a, Snapshot::Full).unwrap(), None);
         store.save_snapshot(gate, a, b"full", b"small").unwrap();
         store.set_event_result(a, 0.25, Some("door")).unwrap();
         assert_eq!(
-            store.snapshot(a, false).unwrap().as_deref(),
+            store.snapshot(a, Snapshot::Full).unwrap().as_deref(),
             Some(&b"full"[..])
         );
         assert_eq!(
-            store.snapshot(a, true).unwrap().as_deref(),
+            store.snapshot(a, Snapshot::Thumbnail).unwrap().as_deref(),
             Some(&b"small"[..])
         );
+        assert_eq!(store.snapshot(a, Snapshot::Clean).unwrap(), None);
         let ea = store.event(a).unwrap().unwrap();
         assert!(ea.snapshot);
         assert_eq!((ea.score, ea.zone.as_deref()), (Some(0.25), Some("door")));
         assert_eq!(store.event(b).unwrap().unwrap().end, Some(Time90k(3000)));
+        assert_eq!(store.event(a + b + 100).unwrap(), None);
+    }
+
+    #[test]
+    fn object_events_keep_label_box_zones_and_a_clean_picture() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let gate = store.ensure_camera("gate").unwrap();
+        let m = store
+            .start_detected_event(gate, "motion", "motion", Time90k(10), 0.1, None)
+            .unwrap();
+        let zones = vec!["drive".to_owned()];
+        let o = store
+            .start_object_event(
+                gate,
+                Time90k(20),
+                &ObjectResult {
+                    label: "person",
+                    score: 0.8,
+                    bbox: [0.1, 0.2, 0.05, 0.3],
+                    zones: &[],
+                },
+            )
+            .unwrap();
+        store
+            .set_object_result(
+                o,
+                &ObjectResult {
+                    label: "person",
+                    score: 0.9,
+                    bbox: [0.123_456_7, 0.2, 0.05, 0.3],
+                    zones: &zones,
+                },
+            )
+            .unwrap();
+        store
+            .save_snapshots(gate, o, b"marked", b"thumb", Some(b"clean"))
+            .unwrap();
+        let e = store.event(o).unwrap().unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.label.as_deref(), e.score),
+            ("object", Some("person"), Some(0.9))
+        );
+        assert_eq!(e.bbox, Some([0.1235, 0.2, 0.05, 0.3]));
+        assert_eq!((e.zones.clone(), e.zone.as_deref()), (zones, Some("drive")));
+        assert_eq!(
+            store.snapshot(o, Snapshot::Clean).unwrap().as_deref(),
+            Some(&b"clean"[..])
+        );
+        // The label filter finds it and not the motion event.
+        let f = |label: &str| {
+            store
+                .events(&EventFilter {
+                    label: Some(label.into()),
+                    ..Default::default()
+                })
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(f("person"), [o]);
+        assert!(f("car").is_empty());
+        let me = store.event(m).unwrap().unwrap();
+        assert_eq!((me.label, me.bbox, me.zones.len()), (None, None, 0));
+        // The API and MQTT shape carries the box.
+        let w = candor_wire::Event::from(&e);
+        assert_eq!(w.bbox, Some([0.1235, 0.2, 0.05, 0.3]));
     }
 }

@@ -16,6 +16,8 @@ pub struct EventQuery {
     /// RFC 3339: events still going on at or after this instant.
     since: Option<String>,
     kind: Option<String>,
+    /// Object events of this label only (`person`, `car`, …).
+    label: Option<String>,
     limit: Option<u32>,
 }
 
@@ -25,6 +27,14 @@ pub async fn list(
     q: Result<Query<EventQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    if let Some(l) = &q.label
+        && candor_detect::Label::from_name(l).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "bad_label",
+            "label must be one of person, bicycle, car, motorcycle, bus, truck",
+        ));
+    }
     let f = st
         .footage
         .clone()
@@ -61,6 +71,8 @@ pub async fn list(
                 // The scope goes into the query, before the limit.
                 cameras: p.cameras.clone(),
                 kind: q.kind.clone(),
+                label: q.label.clone(),
+                id: None,
             })
             .map_err(ApiError::internal)?;
         Ok::<_, ApiError>(
@@ -74,7 +86,9 @@ pub async fn list(
     Ok(Json(candor_wire::EventList { events: list }).into_response())
 }
 
-/// An event's snapshot (`snapshot.jpg`) or thumbnail (`thumbnail.jpg`).
+/// An event's snapshot (`snapshot.jpg`; an object event's with its box
+/// drawn), thumbnail (`thumbnail.jpg`), or an object event's picture
+/// without the box (`clean.jpg`).
 /// Events of cameras the caller may not see look exactly like missing ones.
 pub async fn snapshot(
     State(st): State<AppState>,
@@ -82,9 +96,11 @@ pub async fn snapshot(
     axum::extract::Path((id, file)): axum::extract::Path<(String, String)>,
 ) -> ApiResult {
     let missing = || ApiError::not_found("no such event snapshot").with_code("no_snapshot");
-    let thumb = match file.as_str() {
-        "snapshot.jpg" => false,
-        "thumbnail.jpg" => true,
+    use candor_storage::events::Snapshot;
+    let which = match file.as_str() {
+        "snapshot.jpg" => Snapshot::Full,
+        "thumbnail.jpg" => Snapshot::Thumbnail,
+        "clean.jpg" => Snapshot::Clean,
         _ => return Err(missing()),
     };
     let id: i64 = id.parse().map_err(|_| missing())?;
@@ -102,7 +118,7 @@ pub async fn snapshot(
             return Err(missing());
         }
         f.store
-            .snapshot(id, thumb)
+            .snapshot(id, which)
             .map_err(ApiError::internal)?
             .ok_or_else(missing)
     })

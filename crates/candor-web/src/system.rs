@@ -86,16 +86,26 @@ fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<candor_wire:
                 oldest: u.and_then(|u| u.oldest).map(|t| t.to_string()),
                 days_kept,
                 write_errors: s.storage.write_errors,
-                motion: s.camera.motion.as_ref().map(|m| candor_wire::MotionStats {
-                    state: m.state.clone(),
-                    stream: m.stream.clone(),
-                    decoded: m.decoded,
-                    analysed: m.analysed,
-                    dropped: m.dropped,
+                motion: s.camera.motion.as_ref().map(|m| {
                     // Share of one core since start: the detector's cost.
-                    cpu_percent: m.busy_us as f64
-                        / 1e4
-                        / f.status.started().elapsed().as_secs_f64().max(1.0),
+                    let share = |us: u64| {
+                        us as f64 / 1e4 / f.status.started().elapsed().as_secs_f64().max(1.0)
+                    };
+                    candor_wire::MotionStats {
+                        state: m.state.clone(),
+                        stream: m.stream.clone(),
+                        decoded: m.decoded,
+                        analysed: m.analysed,
+                        dropped: m.dropped,
+                        cpu_percent: share(m.busy_us),
+                        objects: m.objects.as_ref().map(|o| candor_wire::ObjectStats {
+                            state: o.state.clone(),
+                            looks: o.looks,
+                            inferences: o.inferences,
+                            skipped: o.skipped,
+                            cpu_percent: share(o.busy_us),
+                        }),
+                    }
                 }),
                 daily_bytes: None,
                 forecast_days: None,

@@ -10,23 +10,24 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A recorded event: motion (Candor's detector), or what a camera reported
-/// over ONVIF (tamper, input).
+/// A recorded event: motion or an object (Candor's detectors), or what a
+/// camera reported over ONVIF (tamper, input).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub id: i64,
     pub camera: String,
-    /// `motion`, `tamper`, `input`.
+    /// `motion`, `object`, `tamper`, `input`.
     pub kind: String,
-    /// `motion` (Candor's detector) or `onvif` (the camera said so).
+    /// `motion` or `object` (Candor's detectors) or `onvif` (the camera said so).
     pub source: String,
     /// RFC 3339.
     pub start: String,
     /// RFC 3339; `null` while the event goes on.
     pub end: Option<String>,
-    /// Motion: the largest share of the picture that moved, 0..1.
+    /// Motion: the largest share of the picture that moved, 0..1. Object:
+    /// the best score the model gave it, 0..1.
     pub score: Option<f64>,
-    /// The motion zone entered, if zones are configured.
+    /// The (first) zone entered, if zones are configured.
     pub zone: Option<String>,
     pub detail: Option<String>,
     /// A snapshot is stored (`GET /api/v1/events/{id}/snapshot.jpg`).
@@ -37,6 +38,16 @@ pub struct Event {
     pub acked_by: Option<String>,
     /// … and when (RFC 3339).
     pub acked_at: Option<String>,
+    /// Object events: `person`, `bicycle`, `car`, `motorcycle`, `bus`, `truck`.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Object events: the best box, `[x, y, w, h]` in 0..1 of the picture.
+    #[serde(rename = "box", default)]
+    pub bbox: Option<[f64; 4]>,
+    /// Object events: every zone the object entered (its box's bottom
+    /// centre, where it stands, inside the zone).
+    #[serde(default)]
+    pub zones: Vec<String>,
 }
 
 /// What changed about an event, as MQTT, webhooks and the live feed say it.
@@ -51,12 +62,49 @@ pub enum EventPhase {
     End,
 }
 
-/// One event message: `{"type": "new"|"update"|"end", "event": {...}}`.
+/// One event message: `{"type": "new"|"update"|"end", "event": {...},
+/// "alarm": bool}`; object events add Frigate's `before` and `after`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventMessage {
     #[serde(rename = "type")]
     pub phase: EventPhase,
     pub event: Event,
+    /// This event raises alarms (the cloud's push, webhooks): with object
+    /// detection on, object events do and motion events don't, unless the
+    /// camera says otherwise (`[cameras.objects] alarm`).
+    #[serde(default)]
+    pub alarm: bool,
+    /// Object events, as Frigate's `frigate/events` says them, so that
+    /// automations written for Frigate carry over (README, "Frigate users").
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub before: Option<FrigateEvent>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub after: Option<FrigateEvent>,
+}
+
+/// An object event in Frigate's words (the fields its automations read).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FrigateEvent {
+    /// The Candor event id, as text (Frigate's ids are text).
+    pub id: String,
+    pub camera: String,
+    pub label: String,
+    /// This look's score, and the best so far.
+    pub score: f64,
+    pub top_score: f64,
+    /// Unix seconds.
+    pub start_time: f64,
+    pub end_time: Option<f64>,
+    /// The best box, `[x, y, w, h]` in 0..1 (Frigate gives pixels in
+    /// `box`; Candor's stream sizes vary, so fractions).
+    #[serde(rename = "box")]
+    pub bbox: [f64; 4],
+    pub current_zones: Vec<String>,
+    pub entered_zones: Vec<String>,
+    pub has_snapshot: bool,
+    pub has_clip: bool,
+    pub stationary: bool,
+    pub false_positive: bool,
 }
 
 /// `GET /api/v1/events`.
@@ -262,7 +310,25 @@ pub struct MotionStats {
     pub decoded: u64,
     pub analysed: u64,
     pub dropped: u64,
-    /// Share of one core since start: the detector's cost.
+    /// Share of one core since start: the detector's cost (object
+    /// detection's included).
+    pub cpu_percent: f64,
+    /// Object detection, when the camera has it on.
+    #[serde(default)]
+    pub objects: Option<ObjectStats>,
+}
+
+/// A camera's object detection, as the system page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ObjectStats {
+    /// `running`, or why it can't run (ONNX Runtime missing, say).
+    pub state: String,
+    /// Frames the model looked at, squares it analysed, and frames skipped
+    /// because every inference session was busy.
+    pub looks: u64,
+    pub inferences: u64,
+    pub skipped: u64,
+    /// Share of one core since start spent in the model.
     pub cpu_percent: f64,
 }
 
@@ -583,19 +649,28 @@ mod tests {
                 pinned: false,
                 acked_by: None,
                 acked_at: None,
+                label: None,
+                bbox: None,
+                zones: vec![],
             },
+            alarm: true,
+            before: None,
+            after: None,
         };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["type"], "end");
+        assert_eq!(v["alarm"], true);
         assert_eq!(v["event"]["camera"], "gate");
         assert!(v["event"]["zone"].is_null());
+        assert!(v["event"]["box"].is_null());
+        assert!(v.get("before").is_none() && v.get("after").is_none());
         let keys: Vec<&str> = v["event"]
             .as_object()
             .unwrap()
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(keys.len(), 13, "{keys:?}");
+        assert_eq!(keys.len(), 16, "{keys:?}");
     }
 
     #[test]

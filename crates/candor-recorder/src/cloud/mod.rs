@@ -258,13 +258,20 @@ async fn enqueue_alarms(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut rx = events.subscribe();
+    // An event raises its alarm once: at its start, or at the update that
+    // made it one (an object walking into a zone that requires its label).
+    let mut raised = std::collections::VecDeque::<i64>::new();
     loop {
         let e = tokio::select! {
             e = rx.recv() => e,
             _ = shutdown.changed() => return,
         };
         match e {
-            Ok(e) if e.phase == Phase::Start => {
+            Ok(e) if e.alarm && e.phase != Phase::End && !raised.contains(&e.id) => {
+                if raised.len() >= 1024 {
+                    raised.pop_front();
+                }
+                raised.push_back(e.id);
                 if state.borrow().paired.is_none() {
                     continue;
                 }

@@ -39,6 +39,196 @@ pub struct Config {
     /// The optional cloud. Absent (the default): the recorder never
     /// connects anywhere but its cameras and the integrations above.
     pub cloud: Option<CloudConfig>,
+    /// Object detection's runtime; cameras turn it on in `[cameras.objects]`.
+    #[serde(default)]
+    pub objects: ObjectsRuntimeConfig,
+}
+
+/// `[objects]`: what runs object detection (docs/design/objects.md).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsRuntimeConfig {
+    /// ONNX Runtime's shared library (`libonnxruntime.so.1.x`, from the
+    /// PyPI wheel), an absolute path; checked before it is loaded.
+    pub runtime: Option<PathBuf>,
+    /// Inferences at once, each on one core: default one fewer than the
+    /// cores (at least 1), so detection never takes every core from
+    /// recording. 1 to 64.
+    #[serde(default, deserialize_with = "threads")]
+    pub threads: Option<usize>,
+}
+
+impl ObjectsRuntimeConfig {
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().saturating_sub(1))
+                .unwrap_or(1)
+                .max(1)
+        })
+    }
+}
+
+fn threads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let v = usize::deserialize(d)?;
+    if !(1..=64).contains(&v) {
+        return Err(de::Error::custom(
+            "[objects] threads must be between 1 and 64",
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// `[cameras.objects]`: person and vehicle detection on this camera,
+/// where its motion detector sees motion.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// What to detect: `person`, `bicycle`, `car`, `motorcycle`, `bus`, `truck`.
+    #[serde(default = "default_labels", deserialize_with = "labels")]
+    pub labels: Vec<candor_detect::Label>,
+    /// The least score (0..1) a detection needs to count.
+    #[serde(default = "default_min_score", deserialize_with = "score")]
+    pub min_score: f32,
+    /// The median of an object's recent scores must reach this before it
+    /// is an event (as Frigate's `threshold`): one lucky frame of a tree
+    /// that looks like a person is not enough.
+    #[serde(default = "default_threshold", deserialize_with = "score")]
+    pub threshold: f32,
+    /// Per-label overrides of `min_score`, e.g. `{ car = 0.7 }`.
+    #[serde(default, deserialize_with = "label_scores")]
+    pub scores: Vec<(candor_detect::Label, f32)>,
+    /// Analysed frames per second at most (no more than motion's).
+    #[serde(default = "default_objects_fps", deserialize_with = "objects_fps")]
+    pub fps: f32,
+    /// What raises alarms (the cloud's push, webhooks) on this camera:
+    /// `objects` (the default when detection is on), `motion`, or `both`.
+    #[serde(default)]
+    pub alarm: AlarmOn,
+    /// Zones (of `[cameras.motion]`) that require labels: an object event
+    /// raises an alarm only if it entered one of these zones with one of
+    /// its labels, e.g. `{ door = ["person"] }`. Empty: every object event
+    /// raises one.
+    #[serde(default, deserialize_with = "zone_labels")]
+    pub zones: Vec<(String, Vec<candor_detect::Label>)>,
+}
+
+impl Default for ObjectsConfig {
+    fn default() -> Self {
+        ObjectsConfig {
+            enabled: false,
+            labels: default_labels(),
+            min_score: default_min_score(),
+            threshold: default_threshold(),
+            scores: Vec::new(),
+            fps: default_objects_fps(),
+            alarm: AlarmOn::default(),
+            zones: Vec::new(),
+        }
+    }
+}
+
+impl ObjectsConfig {
+    /// The least score for `label`.
+    pub fn min_score_of(&self, label: candor_detect::Label) -> f32 {
+        self.scores
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map_or(self.min_score, |(_, s)| *s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmOn {
+    #[default]
+    Objects,
+    Motion,
+    Both,
+}
+
+fn default_labels() -> Vec<candor_detect::Label> {
+    candor_detect::Label::ALL.to_vec()
+}
+fn default_min_score() -> f32 {
+    0.5
+}
+fn default_threshold() -> f32 {
+    0.7
+}
+fn default_objects_fps() -> f32 {
+    5.0
+}
+
+fn label<E: de::Error>(s: &str) -> Result<candor_detect::Label, E> {
+    candor_detect::Label::from_name(s).ok_or_else(|| {
+        E::custom(format!(
+            "unknown label {s:?}: the labels are {}",
+            candor_detect::Label::ALL.map(|l| l.name()).join(", ")
+        ))
+    })
+}
+
+fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<candor_detect::Label>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    let mut out = Vec::new();
+    for n in &names {
+        let l = label(n)?;
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    if out.is_empty() {
+        return Err(de::Error::custom(
+            "objects.labels must name at least one label",
+        ));
+    }
+    Ok(out)
+}
+
+fn check_score<E: de::Error>(v: f32) -> Result<f32, E> {
+    if !(0.05..=0.99).contains(&v) {
+        return Err(E::custom("an objects score must be between 0.05 and 0.99"));
+    }
+    Ok(v)
+}
+
+fn score<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    check_score(f32::deserialize(d)?)
+}
+
+fn label_scores<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(candor_detect::Label, f32)>, D::Error> {
+    let m = std::collections::BTreeMap::<String, f32>::deserialize(d)?;
+    m.iter()
+        .map(|(k, v)| Ok((label(k)?, check_score(*v)?)))
+        .collect()
+}
+
+fn zone_labels<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, Vec<candor_detect::Label>)>, D::Error> {
+    let m = std::collections::BTreeMap::<String, Vec<String>>::deserialize(d)?;
+    m.iter()
+        .map(|(zone, names)| {
+            let ls = names
+                .iter()
+                .map(|n| label(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((zone.clone(), ls))
+        })
+        .collect()
+}
+
+fn objects_fps<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let v = f32::deserialize(d)?;
+    if !(0.5..=10.0).contains(&v) {
+        return Err(de::Error::custom("objects fps must be between 0.5 and 10"));
+    }
+    Ok(v)
 }
 
 /// `[cloud]`: where the cloud is and what this site shares with it. The
@@ -430,6 +620,9 @@ pub struct CameraConfig {
     /// Motion detection on the recorder.
     #[serde(default)]
     pub motion: MotionConfig,
+    /// Person and vehicle detection where there is motion.
+    #[serde(default)]
+    pub objects: ObjectsConfig,
     /// `continuous` (default) or `events`: keep only footage around events.
     #[serde(default)]
     pub record: RecordMode,
@@ -548,6 +741,27 @@ impl<'de> Deserialize<'de> for PolygonConfig {
         candor_motion::Polygon::new(pts.into_iter().map(|[x, y]| (x, y)).collect())
             .map(PolygonConfig)
             .map_err(de::Error::custom)
+    }
+}
+
+impl CameraConfig {
+    /// Object detection needs motion (it looks where motion is), and its
+    /// zones must be motion's.
+    pub fn check_objects(&self) -> Result<(), String> {
+        let name = &self.name.get_ref().0;
+        if self.objects.enabled && !self.motion.enabled {
+            return Err(format!(
+                "camera {name:?}: objects need motion detection: set [cameras.motion] enabled = true (object detection looks where there is motion)"
+            ));
+        }
+        for (zone, _) in &self.objects.zones {
+            if !self.motion.zones.iter().any(|z| &z.name.0 == zone) {
+                return Err(format!(
+                    "camera {name:?}: objects.zones names {zone:?}, which is not a zone of [cameras.motion]"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -727,8 +941,17 @@ impl Config {
                 ));
             }
         }
+        if let Some(rt) = &cfg.objects.runtime
+            && !rt.is_absolute()
+        {
+            return Err(format!(
+                "[objects] runtime must be an absolute path (it is code the recorder loads), not {}",
+                rt.display()
+            ));
+        }
         let mut seen = std::collections::HashMap::new();
         for c in &cfg.cameras {
+            c.check_objects()?;
             let line = line_of(src, c.name.span().start);
             if let Some(first) = seen.insert(c.name.get_ref().0.clone(), line) {
                 return Err(format!(

@@ -14,6 +14,9 @@ pub struct Args {
     /// RFC 3339: events still going on at or after this instant.
     #[arg(long)]
     since: Option<String>,
+    /// Object events of this label only (person, bicycle, car, motorcycle, bus, truck).
+    #[arg(long)]
+    label: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -31,6 +34,7 @@ pub fn run(a: Args) -> Result<()> {
     let list = store.events(&candor_storage::events::EventFilter {
         camera_id,
         since: parse_opt_time(a.since.as_deref(), "since")?,
+        label: a.label.clone(),
         ..Default::default()
     })?;
     if a.json {
@@ -46,7 +50,7 @@ pub fn run(a: Args) -> Result<()> {
             "{:>6}  {:<12} {:<7} {}  {}  {}",
             e.id,
             e.camera,
-            e.kind,
+            e.label.as_deref().unwrap_or(&e.kind),
             e.start,
             e.end.map_or("ongoing".to_string(), |t| t.to_string()),
             e.score.map_or(String::new(), |s| format!("score {s:.2}"))

@@ -1,0 +1,348 @@
+//! Object detection per camera, inside its motion worker (see
+//! `docs/design/objects.md`): where the motion detector sees motion, or an
+//! object is being followed, squares of the decoded picture go to the
+//! model; detections are followed across frames ([`candor_detect::Tracker`])
+//! and become object events with snapshots.
+//!
+//! The model runs on a fixed set of sessions shared by every camera
+//! ([`Engine`]), one core each. A camera that finds them all busy skips
+//! that frame: frames are skipped, never queued, and since each camera
+//! looks at most `fps` times a second at most [`MAX_REGIONS`] squares, one
+//! camera in constant motion cannot take more than its share.
+
+use crate::bus::ObjectInfo;
+use crate::config::{AlarmOn, ObjectsConfig, ObjectsRuntimeConfig};
+use candor_detect::{Change, Detection, Label, Ssd, Track, Tracker, Yuv420};
+use candor_motion::{Analysis, Frame, Picture, Zone};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Squares analysed per look at most.
+pub const MAX_REGIONS: usize = 4;
+/// After the runtime failed to load, try again this much later (the owner
+/// may have fixed the file).
+const RETRY: Duration = Duration::from_secs(60);
+
+/// The model's sessions, shared by every camera.
+pub struct Engine {
+    runtime: Option<PathBuf>,
+    threads: usize,
+    state: Mutex<State>,
+}
+
+enum State {
+    Idle,
+    Ready {
+        rt: Arc<candor_detect::Runtime>,
+        free: Vec<Ssd>,
+        made: usize,
+    },
+    Failed(String, Instant),
+}
+
+/// A session lent to one camera for one look; returned when dropped.
+pub struct Lease<'a> {
+    engine: &'a Engine,
+    ssd: Option<Ssd>,
+}
+
+impl Lease<'_> {
+    fn ssd(&mut self) -> &mut Ssd {
+        self.ssd
+            .as_mut()
+            .expect("a lease holds its session until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.ssd.take()
+            && let State::Ready { free, .. } = &mut *self.engine.lock()
+        {
+            free.push(s);
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(cfg: &ObjectsRuntimeConfig) -> Engine {
+        Engine {
+            runtime: cfg.runtime.clone(),
+            threads: cfg.threads(),
+            state: Mutex::new(State::Idle),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A session for one look. `Err`: detection cannot run (why, for the
+    /// camera's status); `Ok(None)`: every session is busy, skip this frame.
+    pub fn lease(&self) -> Result<Option<Lease<'_>>, String> {
+        let mut st = self.lock();
+        if let State::Failed(_, at) = &*st
+            && at.elapsed() >= RETRY
+        {
+            *st = State::Idle;
+        }
+        if matches!(*st, State::Idle) {
+            *st = match &self.runtime {
+                None => State::Failed(
+                    "object detection needs ONNX Runtime: set [objects] runtime to the absolute path of libonnxruntime.so (README, \"Object detection\")".into(),
+                    Instant::now(),
+                ),
+                Some(p) => match candor_detect::Runtime::load(p) {
+                    Ok(rt) => State::Ready {
+                        rt,
+                        free: Vec::new(),
+                        made: 0,
+                    },
+                    Err(e) => State::Failed(e.to_string(), Instant::now()),
+                },
+            };
+        }
+        match &mut *st {
+            State::Failed(why, _) => Err(why.clone()),
+            State::Idle => Ok(None),
+            State::Ready { rt, free, made } => {
+                if let Some(ssd) = free.pop() {
+                    return Ok(Some(Lease {
+                        engine: self,
+                        ssd: Some(ssd),
+                    }));
+                }
+                if *made >= self.threads {
+                    return Ok(None);
+                }
+                let ssd = Ssd::built_in(rt).map_err(|e| e.to_string())?;
+                *made += 1;
+                Ok(Some(Lease {
+                    engine: self,
+                    ssd: Some(ssd),
+                }))
+            }
+        }
+    }
+}
+
+/// Counters for the camera's status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObjectStats {
+    /// `off`, `running`, or why detection can't run.
+    pub state: String,
+    /// Frames the model looked at, squares it analysed, and frames skipped
+    /// because every session was busy.
+    pub looks: u64,
+    pub inferences: u64,
+    pub skipped: u64,
+    /// Time spent in the model (µs).
+    pub busy_us: u64,
+}
+
+/// What a look found that the motion worker must record.
+pub struct Found {
+    pub change: Change,
+    pub track: Track,
+    /// The zones the object stands in now.
+    pub zones: Vec<String>,
+    /// The picture, for new and better objects (their snapshot).
+    pub picture: Option<Picture>,
+}
+
+/// One camera's detector state, owned by its motion worker.
+pub struct CameraObjects {
+    pub cfg: ObjectsConfig,
+    zones: Vec<Zone>,
+    tracker: Tracker,
+    min_step_90k: i64,
+    last_look: Option<i64>,
+    rgb: Vec<u8>,
+    pub stats: ObjectStats,
+}
+
+impl CameraObjects {
+    pub fn new(cfg: ObjectsConfig, zones: Vec<Zone>) -> CameraObjects {
+        CameraObjects {
+            min_step_90k: (90_000.0 / cfg.fps.clamp(0.1, 30.0) * 0.9) as i64,
+            tracker: Tracker::new(candor_detect::track::Settings {
+                threshold: cfg.threshold,
+                ..Default::default()
+            }),
+            cfg,
+            zones,
+            last_look: None,
+            rgb: vec![0; candor_detect::INPUT * candor_detect::INPUT * 3],
+            stats: ObjectStats {
+                state: "running".into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Zones whose polygon holds where the object stands (its box's
+    /// bottom centre).
+    pub fn zones_of(&self, bbox: &[f32; 4]) -> Vec<String> {
+        let (x, y) = (bbox[0] + bbox[2] / 2.0, bbox[1] + bbox[3]);
+        self.zones
+            .iter()
+            .filter(|z| z.polygon.contains(x, y))
+            .map(|z| z.name.clone())
+            .collect()
+    }
+
+    /// Whether an object event of `label` that entered `zones` raises an
+    /// alarm under this camera's rules.
+    pub fn alarms(&self, label: Label, zones: &[String]) -> bool {
+        if self.cfg.alarm == AlarmOn::Motion {
+            return false;
+        }
+        self.cfg.zones.is_empty()
+            || self
+                .cfg
+                .zones
+                .iter()
+                .any(|(z, labels)| labels.contains(&label) && zones.contains(z))
+    }
+
+    /// Looks at an analysed frame at `t_90k` if there is motion or a moving
+    /// object, and not too soon after the last look. `None`: no look.
+    pub fn observe(
+        &mut self,
+        engine: &Engine,
+        t_90k: i64,
+        frame: &Frame<'_>,
+        a: &Analysis,
+    ) -> Option<Vec<Found>> {
+        let moving: Vec<[f32; 4]> = self.tracker.moving().collect();
+        if a.boxes.is_empty() && moving.is_empty() {
+            return None;
+        }
+        if self
+            .last_look
+            .is_some_and(|l| t_90k - l < self.min_step_90k && t_90k >= l)
+        {
+            return None;
+        }
+        let mut lease = match engine.lease() {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                self.stats.skipped += 1;
+                return None;
+            }
+            Err(why) => {
+                self.stats.state = why;
+                return None;
+            }
+        };
+        self.stats.state = "running".into();
+        self.last_look = Some(t_90k);
+        self.stats.looks += 1;
+        let [y, u, v] = frame.planes();
+        let pic = Yuv420 {
+            y: y.data,
+            u: u.data,
+            v: v.data,
+            strides: [y.stride, u.stride, v.stride],
+            width: y.width,
+            height: y.height,
+        };
+        let (w, h) = (y.width as f32, y.height as f32);
+        let squares = candor_detect::regions(y.width, y.height, &moving, &a.boxes, MAX_REGIONS);
+        let floor = self
+            .cfg
+            .labels
+            .iter()
+            .map(|&l| self.cfg.min_score_of(l))
+            .fold(1.0f32, f32::min);
+        let t0 = Instant::now();
+        let mut found: Vec<Detection> = Vec::new();
+        let mut looked = Vec::with_capacity(squares.len());
+        for sq in squares {
+            let Ok([x0, y0, cw, ch]) = candor_detect::crop_to_rgb(&pic, sq, &mut self.rgb) else {
+                continue;
+            };
+            looked.push([x0 as f32 / w, y0 as f32 / h, cw as f32 / w, ch as f32 / h]);
+            self.stats.inferences += 1;
+            let Ok(ds) = lease.ssd().detect(&self.rgb, &self.cfg.labels, floor) else {
+                continue;
+            };
+            for d in ds {
+                if d.score < self.cfg.min_score_of(d.label) {
+                    continue;
+                }
+                let b = d.bbox;
+                found.push(Detection {
+                    bbox: [
+                        (x0 as f32 + b[0] * cw as f32) / w,
+                        (y0 as f32 + b[1] * ch as f32) / h,
+                        b[2] * cw as f32 / w,
+                        b[3] * ch as f32 / h,
+                    ],
+                    ..d
+                });
+            }
+        }
+        drop(lease);
+        self.stats.busy_us += t0.elapsed().as_micros() as u64;
+        // Overlapping squares see one object twice: one detection each.
+        let found =
+            candor_detect::nms(found, candor_detect::NMS_IOU, candor_detect::MAX_DETECTIONS);
+        let changes = self.tracker.update(t_90k, &looked, &found);
+        let mut picture: Option<Picture> = None;
+        let mut out = Vec::with_capacity(changes.len());
+        for change in changes {
+            let Some(track) = self.tracker.get(change.id()).cloned() else {
+                continue;
+            };
+            let pic = matches!(change, Change::New(_) | Change::Better(_))
+                .then(|| picture.get_or_insert_with(|| frame.to_picture()).clone());
+            out.push(Found {
+                zones: self.zones_of(&track.bbox),
+                change,
+                track,
+                picture: pic,
+            });
+        }
+        Some(out)
+    }
+
+    /// Whether detection runs (its runtime loaded, or not yet tried).
+    pub fn running(&self) -> bool {
+        self.stats.state == "running"
+    }
+
+    /// The tracks currently followed (for zones entered while they last).
+    pub fn tracks(&self) -> &[Track] {
+        self.tracker.tracks()
+    }
+
+    /// The stream stopped: every open object event ends.
+    pub fn finish(&mut self) -> Vec<Found> {
+        let ends = self.tracker.finish();
+        ends.into_iter()
+            .filter_map(|change| {
+                let track = self.tracker.get(change.id())?;
+                Some(Found {
+                    zones: self.zones_of(&track.bbox),
+                    change,
+                    track: track.clone(),
+                    picture: None,
+                })
+            })
+            .collect()
+    }
+}
+
+/// An object event this camera has open.
+pub struct OpenObject {
+    pub event_id: i64,
+    pub start: candor_media::Time90k,
+    pub info: ObjectInfo,
+    pub alarm: bool,
+    pub has_snapshot: bool,
+}
+
+/// The snapshot's box colour (YCbCr of a bright green, seen on any scene).
+pub const BOX_COLOUR: [u8; 3] = [173, 42, 26];
