@@ -172,6 +172,8 @@ try {
   const first = ev[ev.length - 1];
   check(first && first.snapshot && first.source === 'motion', `yard motion event: ${JSON.stringify(first)}`);
   await shot(page, '05b-events');
+  const labelOptions = await page.$$eval('select[name=label] option', (o) => o.map((x) => x.value));
+  check(labelOptions.join() === ',person,bicycle,car,motorcycle,bus,truck', `label filter: ${labelOptions}`);
   const ySpans = await page.evaluate(async () => (await (await fetch('/api/v1/cameras/yard/spans')).json()).spans);
   const evStart = Date.parse(first.start);
   const yFirst = Date.parse(ySpans[0].start);
@@ -210,6 +212,19 @@ try {
   check(saved.zones.length === 1 && saved.zones[0].name === 'path' && saved.zones[0].points.length === 4, `saved: ${JSON.stringify(saved)}`);
   const p0 = saved.zones[0].points[0];
   check(Math.abs(p0[0] - 0.1) < 0.01 && Math.abs(p0[1] - 0.45) < 0.01, `first point where clicked: ${p0}`);
+  // Object settings sit beside motion's: the new zone is offered for
+  // labels, and objects can't be turned on while motion is off.
+  check(await page.locator('.objects-zones label[data-zone=path]').count() === 1, 'the new zone is offered to require labels');
+  await page.check('input[name=objects_enabled]');
+  await page.uncheck('input[name=label_bicycle]');
+  const errorsBefore = errors.length;
+  await page.click('button:has-text("Save")');
+  await page.waitForSelector('text=objects need motion detection');
+  // The refusal (a 400) was the point: only that one may be logged.
+  const refused = errors.splice(errorsBefore);
+  check(refused.every((e) => /status of 400/.test(e)), `errors on the refused save: ${refused}`);
+  const objs = await page.evaluate(async () => (await (await fetch('/api/v1/cameras/gate/objects')).json()));
+  check(objs.enabled === false && objs.labels.length === 6, `objects unchanged when refused: ${JSON.stringify(objs)}`);
   await shot(page, '05d-motion-zone');
 
   // Add a camera: discover it on the network, look up its streams with its

@@ -4,7 +4,7 @@
 //! replaces the old file atomically (temporary file, fsync, rename), owner
 //! only (0600: it may hold camera passwords). Edits are serialized.
 
-use crate::config::{Config, ConfigError, MotionConfig};
+use crate::config::{AlarmOn, Config, ConfigError, MotionConfig, ObjectsConfig};
 use std::io::Write;
 use std::path::Path;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
@@ -64,14 +64,7 @@ pub fn set_cloud_remote(path: &Path, on: bool) -> Result<Config, ConfigError> {
 /// the new, validated configuration.
 pub fn set_motion(path: &Path, camera: &str, m: &MotionConfig) -> Result<Config, ConfigError> {
     edit(path, |doc| {
-        let cams = doc
-            .get_mut("cameras")
-            .and_then(Item::as_array_of_tables_mut)
-            .ok_or_else(|| "the config has no [[cameras]]".to_owned())?;
-        let cam = cams
-            .iter_mut()
-            .find(|t| t.get("name").and_then(Item::as_str) == Some(camera))
-            .ok_or_else(|| format!("no camera named {camera:?} in the config"))?;
+        let cam = camera_table(doc, camera)?;
         let mut t = Table::new();
         t["enabled"] = value(m.enabled);
         t["fps"] = value(f64::from(m.fps));
@@ -94,6 +87,55 @@ pub fn set_motion(path: &Path, camera: &str, m: &MotionConfig) -> Result<Config,
         cam["motion"] = Item::Table(t);
         Ok(())
     })
+}
+
+/// Replaces camera `camera`'s `[cameras.objects]` section with `o`.
+/// Returns the new, validated configuration (objects need motion on, and
+/// their zones must be motion's).
+pub fn set_objects(path: &Path, camera: &str, o: &ObjectsConfig) -> Result<Config, ConfigError> {
+    edit(path, |doc| {
+        let cam = camera_table(doc, camera)?;
+        let r = |v: f32| (f64::from(v) * 1000.0).round() / 1000.0;
+        let mut t = Table::new();
+        t["enabled"] = value(o.enabled);
+        t["labels"] = value(Array::from_iter(o.labels.iter().map(|l| l.name())));
+        t["min_score"] = value(r(o.min_score));
+        t["threshold"] = value(r(o.threshold));
+        t["fps"] = value(r(o.fps));
+        t["alarm"] = value(match o.alarm {
+            AlarmOn::Objects => "objects",
+            AlarmOn::Motion => "motion",
+            AlarmOn::Both => "both",
+        });
+        if !o.scores.is_empty() {
+            let mut s = toml_edit::InlineTable::new();
+            for (l, v) in &o.scores {
+                s.insert(l.name(), r(*v).into());
+            }
+            t["scores"] = value(s);
+        }
+        if !o.zones.is_empty() {
+            let mut z = toml_edit::InlineTable::new();
+            for (name, labels) in &o.zones {
+                z.insert(
+                    name,
+                    Array::from_iter(labels.iter().map(|l| l.name())).into(),
+                );
+            }
+            t["zones"] = value(z);
+        }
+        cam["objects"] = Item::Table(t);
+        Ok(())
+    })
+}
+
+fn camera_table<'a>(doc: &'a mut DocumentMut, camera: &str) -> Result<&'a mut Table, String> {
+    doc.get_mut("cameras")
+        .and_then(Item::as_array_of_tables_mut)
+        .ok_or_else(|| "the config has no [[cameras]]".to_owned())?
+        .iter_mut()
+        .find(|t| t.get("name").and_then(Item::as_str) == Some(camera))
+        .ok_or_else(|| format!("no camera named {camera:?} in the config"))
 }
 
 /// A camera to add, as the web app's "Add camera" form gives it.

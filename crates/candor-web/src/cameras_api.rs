@@ -212,13 +212,7 @@ pub async fn add(
         .footage
         .clone()
         .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
-    let path = f.config_path.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "read_only",
-            "this server has no config file to change",
-        )
-    })?;
+    let path = f.config_file()?;
     let n = new.clone();
     let cfg =
         tokio::task::spawn_blocking(move || candor_recorder::config_edit::add_camera(&path, &n))

@@ -35,6 +35,19 @@ pub struct Footage {
     rates: Mutex<HashMap<String, Rate>>,
 }
 
+impl Footage {
+    /// The config file settings changed here are written to, or why there is none.
+    pub(crate) fn config_file(&self) -> Result<std::path::PathBuf, ApiError> {
+        self.config_path.clone().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "read_only",
+                "this server has no config file to change",
+            )
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     /// Whole-store budget, bytes.

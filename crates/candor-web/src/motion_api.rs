@@ -1,5 +1,6 @@
-//! A camera's motion settings: read, and changed by an admin (written to
-//! `candor.toml` with its comments kept, then applied at once).
+//! A camera's motion and object detection settings: read, and changed by
+//! an admin (written to `candor.toml` with its comments kept, then applied
+//! at once).
 
 use crate::footage::{camera_access, not_running};
 use crate::{ApiError, ApiResult, AppState, Caller};
@@ -63,13 +64,7 @@ pub async fn motion_put(
     if f.status.motion_settings(&name).is_none() {
         return Err(not_running(&f, &name));
     }
-    let path = f.config_path.clone().ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "read_only",
-            "this server has no config file to change",
-        )
-    })?;
+    let path = f.config_file()?;
     let (cam, m2) = (name.clone(), m.clone());
     tokio::task::spawn_blocking(move || candor_recorder::config_edit::set_motion(&path, &cam, &m2))
         .await
@@ -89,4 +84,88 @@ pub async fn motion_put(
     )
     .await;
     Ok(Json(motion_json(&m)).into_response())
+}
+
+fn objects_json(o: &candor_recorder::config::ObjectsConfig) -> candor_wire::ObjectSettings {
+    use candor_recorder::config::AlarmOn;
+    candor_wire::ObjectSettings {
+        enabled: o.enabled,
+        labels: o.labels.iter().map(|l| l.name().to_owned()).collect(),
+        min_score: round3(o.min_score),
+        threshold: round3(o.threshold),
+        scores: o
+            .scores
+            .iter()
+            .map(|(l, s)| (l.name().to_owned(), round3(*s)))
+            .collect(),
+        fps: round3(o.fps),
+        alarm: match o.alarm {
+            AlarmOn::Objects => "objects",
+            AlarmOn::Motion => "motion",
+            AlarmOn::Both => "both",
+        }
+        .to_owned(),
+        zones: o
+            .zones
+            .iter()
+            .map(|(z, ls)| (z.clone(), ls.iter().map(|l| l.name().to_owned()).collect()))
+            .collect(),
+    }
+}
+
+/// `GET /api/v1/cameras/{name}/objects`: the camera's object detection settings.
+pub async fn objects_get(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Caller(p): Caller,
+) -> ApiResult {
+    let f = camera_access(&st, &p, &name)?;
+    let o = f
+        .status
+        .objects_settings(&name)
+        .ok_or_else(|| not_running(&f, &name))?;
+    Ok(Json(objects_json(&o)).into_response())
+}
+
+/// `PUT /api/v1/cameras/{name}/objects` (admin): new settings in the shape
+/// of `[cameras.objects]`, validated with the whole file (objects need
+/// motion on; their zones must be motion's), written, applied, audited.
+pub async fn objects_put(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Caller(p): Caller,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let f = camera_access(&st, &p, &name)?;
+    let o: candor_recorder::config::ObjectsConfig = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("object settings: {e}")))?;
+    if f.status.objects_settings(&name).is_none() {
+        return Err(not_running(&f, &name));
+    }
+    let path = f.config_file()?;
+    let (cam, o2) = (name.clone(), o.clone());
+    tokio::task::spawn_blocking(move || {
+        candor_recorder::config_edit::set_objects(&path, &cam, &o2)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
+    f.status.set_objects_settings(&name, o.clone());
+    st.audit(
+        Some(&p.username),
+        "objects_changed",
+        format!(
+            "{name}: {} labels {} alarm on {:?} zones {}",
+            if o.enabled { "on" } else { "off" },
+            o.labels
+                .iter()
+                .map(|l| l.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            o.alarm,
+            o.zones.len()
+        ),
+    )
+    .await;
+    Ok(Json(objects_json(&o)).into_response())
 }

@@ -255,6 +255,22 @@ pub fn routes() -> Vec<Route> {
         )
         .reply(200, of::<candor_wire::MotionSettings>),
         r(
+            g.clone(),
+            "/api/v1/cameras/{name}/objects",
+            R(Viewer),
+            "The camera's object detection settings (as in [cameras.objects])",
+            get(motion_api::objects_get),
+        )
+        .reply(200, of::<candor_wire::ObjectSettings>),
+        r(
+            Method::PUT,
+            "/api/v1/cameras/{name}/objects",
+            R(Admin),
+            "Change the camera's object detection settings: validated with the whole config (objects need motion on), written to the config file (comments kept) and applied at once",
+            axum::routing::put(motion_api::objects_put),
+        )
+        .reply(200, of::<candor_wire::ObjectSettings>),
+        r(
             Method::POST,
             "/api/v1/shares",
             R(Operator),

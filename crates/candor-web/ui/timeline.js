@@ -159,7 +159,7 @@ export class Timeline {
       for (const m of this.marks.get(cam) ?? []) {
         const end = m.end ?? Date.now();
         if (end < a || m.start > b) continue;
-        const el = h('div', { class: 'tl-event', title: m.title ?? '' });
+        const el = h('div', { class: `tl-event${m.label ? ` object ${m.label}` : ''}`, title: m.title ?? '', 'data-label': m.label ?? null });
         el.style.left = Math.max(0, this.pct(m.start)) + '%';
         el.style.width = `max(3px, ${Math.max(0, Math.min(100, this.pct(end)) - Math.max(0, this.pct(m.start)))}%)`;
         track.append(el);

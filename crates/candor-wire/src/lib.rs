@@ -573,6 +573,24 @@ pub struct MotionSettings {
     pub masks: Vec<Vec<[f32; 2]>>,
 }
 
+/// A camera's object detection settings (`GET /api/v1/cameras/{name}/objects`),
+/// in the shape of `[cameras.objects]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ObjectSettings {
+    pub enabled: bool,
+    /// `person`, `bicycle`, `car`, `motorcycle`, `bus`, `truck`.
+    pub labels: Vec<String>,
+    pub min_score: f64,
+    pub threshold: f64,
+    /// Per-label `min_score`.
+    pub scores: std::collections::BTreeMap<String, f64>,
+    pub fps: f64,
+    /// `objects`, `motion` or `both`: what raises alarms.
+    pub alarm: String,
+    /// Motion zones that require labels for an alarm.
+    pub zones: std::collections::BTreeMap<String, Vec<String>>,
+}
+
 /// A named polygon in 0..1 image coordinates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MotionZone {

@@ -267,7 +267,7 @@ fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
         .unwrap();
     assert_eq!(from_api, from_mqtt, "API and MQTT differ");
     assert_eq!(from_cli, from_mqtt, "CLI and MQTT differ");
-    assert_eq!(from_mqtt.as_object().unwrap().len(), 13, "{from_mqtt}");
+    assert_eq!(from_mqtt.as_object().unwrap().len(), 16, "{from_mqtt}");
 
     // Stopping ends the ongoing event.
     rec.stop();

@@ -112,6 +112,20 @@ fn the_readme_reference_parses() {
         "commented out in the README"
     );
     assert!(c.cloud.is_none(), "the cloud is off unless configured");
+    let o = &c.cameras[0].objects;
+    assert!(o.enabled);
+    assert_eq!(
+        o.labels,
+        [candor_detect::Label::Person, candor_detect::Label::Car]
+    );
+    assert_eq!(o.min_score_of(candor_detect::Label::Car), 0.6);
+    assert_eq!(o.min_score_of(candor_detect::Label::Person), 0.5);
+    assert_eq!(
+        o.zones,
+        [("driveway".to_owned(), vec![candor_detect::Label::Person])]
+    );
+    assert_eq!(c.objects.threads(), 1);
+    assert!(c.objects.runtime.as_ref().is_some_and(|p| p.is_absolute()));
     // The commented-out [cloud] example, switched on, is valid too.
     let mut on = String::new();
     let mut in_cloud = false;
@@ -129,6 +143,60 @@ fn the_readme_reference_parses() {
     assert_eq!(cloud.address.to_string(), "cloud.example.com:443");
     assert_eq!(cloud.sharing, candor_link::Sharing::Health);
     assert_eq!(cloud.proxy.map(|p| p.port), Some(3128));
+}
+
+#[test]
+fn object_settings_are_checked_where_they_are_read() {
+    let cam = |objects: &str, motion: &str| {
+        format!(
+            "[storage]\npath = \"/x\"\n[[cameras]]\nname = \"gate\"\nurl = \"rtsp://h/\"\n[cameras.motion]\n{motion}\n[[cameras.motion.zones]]\nname = \"door\"\npoints = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]\n[cameras.objects]\n{objects}\n"
+        )
+    };
+    let ok = Config::parse(&cam(
+        "enabled = true\nzones = { door = [\"person\"] }",
+        "enabled = true",
+    ))
+    .unwrap();
+    assert!(ok.cameras[0].objects.enabled);
+    for (objects, motion, says) in [
+        (
+            "enabled = true",
+            "enabled = false",
+            "objects need motion detection",
+        ),
+        (
+            "labels = [\"dog\"]",
+            "enabled = true",
+            "unknown label \"dog\"",
+        ),
+        ("labels = []", "enabled = true", "at least one label"),
+        ("min_score = 1.5", "enabled = true", "between 0.05 and 0.99"),
+        (
+            "scores = { car = 0.0 }",
+            "enabled = true",
+            "between 0.05 and 0.99",
+        ),
+        ("scores = { tree = 0.5 }", "enabled = true", "unknown label"),
+        ("fps = 100", "enabled = true", "between 0.5 and 10"),
+        ("alarm = \"always\"", "enabled = true", "unknown variant"),
+        (
+            "enabled = true\nzones = { porch = [\"person\"] }",
+            "enabled = true",
+            "not a zone of [cameras.motion]",
+        ),
+        ("colour = \"red\"", "enabled = true", "unknown field"),
+    ] {
+        let e = Config::parse(&cam(objects, motion)).unwrap_err();
+        assert!(e.contains(says), "{objects}: {e}");
+    }
+    let rel = "[storage]\npath = \"/x\"\n[objects]\nruntime = \"lib/libonnxruntime.so\"\n";
+    assert!(Config::parse(rel).unwrap_err().contains("absolute path"));
+    let threads = "[storage]\npath = \"/x\"\n[objects]\nthreads = 0\n";
+    assert!(
+        Config::parse(threads)
+            .unwrap_err()
+            .contains("between 1 and 64")
+    );
 }
 
 #[test]

@@ -1,10 +1,12 @@
-// Events: motion, tamper and inputs, with a live feed of new ones.
+// Events: objects, motion, tamper and inputs, with a live feed of new ones.
 
 import { api, get, enc } from '../api.js';
 import { h } from '../dom.js';
 import { RANK, me, main, onLeave, toast, errorBox, fmtTime, fmtSecs } from '../common.js';
 
-const KIND_LABEL = { motion: 'Motion', tamper: 'Tamper', input: 'Input' };
+const KIND_LABEL = { object: 'Object', motion: 'Motion', tamper: 'Tamper', input: 'Input' };
+export const LABELS = ['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck'];
+const cap = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
 function eventRow(e) {
   const start = Date.parse(e.start);
@@ -14,14 +16,16 @@ function eventRow(e) {
     ? h('a', { href: play, class: 'thumb-link', title: 'Play from 5 s before' },
       h('img', { class: 'thumb', src: `/api/v1/events/${e.id}/thumbnail.jpg`, alt: `${e.kind} on ${e.camera}`, loading: 'lazy' }))
     : h('span', { class: 'thumb none' });
-  const extra = [e.zone ? `zone ${e.zone}` : null, e.score != null ? `${(e.score * 100).toFixed(1)} %` : null].filter(Boolean).join(' · ');
+  const zones = e.zones?.length ? `zones ${e.zones.join(', ')}` : e.zone ? `zone ${e.zone}` : null;
+  const extra = [zones, e.score != null ? `${(e.score * 100).toFixed(1)} %` : null].filter(Boolean).join(' · ');
   return h('tr', { 'data-event': e.id, 'data-kind': e.kind },
     h('td', {}, thumb),
     h('td', {}, fmtTime(start), extra ? h('div', { class: 'small muted' }, extra) : null),
     h('td', {}, e.camera),
-    h('td', {}, h('span', { class: `tag ${e.kind}` }, KIND_LABEL[e.kind] ?? e.kind)),
+    h('td', {}, h('span', { class: `tag ${e.kind}`, 'data-label': e.label ?? null }, e.label ? cap(e.label) : KIND_LABEL[e.kind] ?? e.kind),
+      e.snapshot && e.label ? h('a', { class: 'small muted', href: `/api/v1/events/${e.id}/clean.jpg`, target: '_blank', rel: 'noopener', title: 'The picture without the box' }, ' clean') : null),
     h('td', {}, end ? fmtSecs((end - start) / 1000) : h('strong', { class: 'live-tag' }, 'ongoing')),
-    h('td', { class: 'small muted' }, e.source === 'onvif' ? 'camera' : e.source === 'motion' ? 'recorder' : e.source),
+    h('td', { class: 'small muted' }, e.source === 'onvif' ? 'camera' : e.source === 'motion' || e.source === 'object' ? 'recorder' : e.source),
     h('td', { class: 'actions' }, h('a', { class: 'button ghost small', href: play }, 'Play'),
       RANK[me.role] >= RANK.operator ? pinButton(e) : (e.pinned ? h('span', { class: 'tag' }, 'kept') : null)));
 }
@@ -56,6 +60,7 @@ export async function eventsPage(params) {
   }
   const cam = h('select', { name: 'camera' }, h('option', { value: '' }, 'All cameras'), cams.map((c) => h('option', { value: c, selected: c === params.get('camera') }, c)));
   const kind = h('select', { name: 'kind' }, h('option', { value: '' }, 'All kinds'), Object.entries(KIND_LABEL).map(([k, l]) => h('option', { value: k, selected: k === params.get('kind') }, l)));
+  const label = h('select', { name: 'label' }, h('option', { value: '' }, 'All objects'), LABELS.map((l) => h('option', { value: l, selected: l === params.get('label') }, cap(l))));
   const body = h('tbody');
   const table = h('div', { class: 'table-wrap' }, h('table', {},
     h('thead', {}, h('tr', {}, ['', 'Start', 'Camera', 'Kind', 'Duration', 'From', ''].map((c) => h('th', {}, c)))), body));
@@ -65,6 +70,7 @@ export async function eventsPage(params) {
     const q = new URLSearchParams();
     if (cam.value) q.set('camera', cam.value);
     if (kind.value) q.set('kind', kind.value);
+    if (label.value) q.set('label', label.value);
     try {
       const r = await get(`events?${q}`);
       body.replaceChildren(...r.events.map(eventRow));
@@ -75,7 +81,8 @@ export async function eventsPage(params) {
   };
   cam.addEventListener('change', load);
   kind.addEventListener('change', load);
-  root.append(h('div', { class: 'bar' }, h('h1', {}, 'Events'), cam, kind, feed), table, empty);
+  label.addEventListener('change', load);
+  root.append(h('div', { class: 'bar' }, h('h1', {}, 'Events'), cam, kind, label, feed), table, empty);
   await load();
   // New events appear as they happen; an ended one updates its row.
   const es = new EventSource('/api/v1/events/live');
@@ -83,7 +90,8 @@ export async function eventsPage(params) {
   es.onerror = () => { feed.textContent = 'Live feed: reconnecting…'; };
   es.addEventListener('event', (m) => {
     const { event } = JSON.parse(m.data);
-    if ((cam.value && event.camera !== cam.value) || (kind.value && event.kind !== kind.value)) return;
+    if ((cam.value && event.camera !== cam.value) || (kind.value && event.kind !== kind.value)
+      || (label.value && event.label !== label.value)) return;
     const old = body.querySelector(`tr[data-event="${event.id}"]`);
     // An end message may not know of a snapshot an update brought, nor of a pin.
     if (old && !event.snapshot && old.querySelector('img.thumb')) event.snapshot = true;

@@ -1,4 +1,5 @@
-// Motion settings (admins): zones and masks drawn on the camera's picture.
+// Motion and object settings (admins): zones and masks drawn on the
+// camera's picture; which objects to detect and which raise alarms where.
 
 import { api, get, enc } from '../api.js';
 import { h, s as svg } from '../dom.js';
@@ -32,6 +33,7 @@ export async function motionPage(params) {
   const list = h('ul', { class: 'motion-list' });
   const poly = (pts, cls) => svg('polygon', { class: cls, points: pts.map(([x, y]) => `${x},${y}`).join(' ') });
   const redraw = () => {
+    objects?.redraw();
     overlay.replaceChildren(
       ...masks.map((p) => poly(p, 'mask')),
       ...zones.map((z) => poly(z.points, 'zone')),
@@ -69,12 +71,14 @@ export async function motionPage(params) {
   const sensOut = h('output', {}, String(m.sensitivity));
   sens.addEventListener('input', () => { sensOut.textContent = sens.value; });
   const minSize = h('input', { type: 'number', min: 0.01, max: 50, step: 0.01, value: m.min_size, name: 'min_size' });
+  const objects = await objectsForm(cam, zones);
   const save = async () => {
     try {
       await api('PUT', `cameras/${enc(cam)}/motion`, {
         enabled: enabled.checked, sensitivity: Number(sens.value), min_size: Number(minSize.value),
         fps: m.fps, hold: m.hold, zones, masks,
       });
+      if (objects) await objects.save();
       toast(`Saved to the recorder's configuration and applied to ${cam}.`);
     } catch (e) {
       toast(e.message, true);
@@ -95,6 +99,54 @@ export async function motionPage(params) {
         h('label', { class: 'check' }, enabled, 'Motion detection on'),
         h('label', {}, 'Sensitivity ', sens, ' ', sensOut),
         h('label', {}, 'Smallest motion, % of the picture ', minSize),
+        objects ? objects.el : null,
         h('button', { type: 'button', class: 'primary', onclick: save }, 'Save'))));
   redraw();
+}
+
+const LABELS = ['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck'];
+
+/// Object detection: which labels, how sure, what raises alarms, and which
+/// zones require which labels. `zones` is the motion editor's live list.
+async function objectsForm(cam, zones) {
+  let o;
+  try {
+    o = await get(`cameras/${enc(cam)}/objects`);
+  } catch {
+    return null;
+  }
+  const on = h('input', { type: 'checkbox', checked: o.enabled, name: 'objects_enabled' });
+  const labels = LABELS.map((l) => h('input', { type: 'checkbox', value: l, checked: o.labels.includes(l), name: `label_${l}` }));
+  const minScore = h('input', { type: 'number', min: 0.05, max: 0.99, step: 0.01, value: o.min_score, name: 'min_score' });
+  const threshold = h('input', { type: 'number', min: 0.05, max: 0.99, step: 0.01, value: o.threshold, name: 'threshold' });
+  const alarm = h('select', { name: 'alarm' }, ['objects', 'motion', 'both'].map((a) => h('option', { value: a, selected: a === o.alarm },
+    { objects: 'Alarms from objects', motion: 'Alarms from motion', both: 'Alarms from both' }[a])));
+  const zoneBox = h('div', { class: 'objects-zones' });
+  const zoneLabels = new Map(Object.entries(o.zones));
+  const drawZones = () => zoneBox.replaceChildren(h('div', { class: 'small muted' }, 'Zones that require labels for an alarm (none ticked: any object anywhere):'),
+    ...zones.map((z) => h('label', { 'data-zone': z.name }, `${z.name}: `, LABELS.map((l) => {
+      const c = h('input', { type: 'checkbox', checked: (zoneLabels.get(z.name) ?? []).includes(l), name: `zone_${z.name}_${l}` });
+      c.addEventListener('change', () => {
+        const now = new Set(zoneLabels.get(z.name) ?? []);
+        if (c.checked) now.add(l); else now.delete(l);
+        zoneLabels.set(z.name, [...now]);
+      });
+      return h('span', { class: 'small' }, c, ` ${l} `);
+    }))));
+  drawZones();
+  const el = h('fieldset', { class: 'objects-form' }, h('legend', {}, 'Objects'),
+    h('label', { class: 'check' }, on, 'Person and vehicle detection on (needs motion on)'),
+    h('div', { class: 'small' }, labels.map((c) => h('label', { class: 'check' }, c, c.value))),
+    h('label', {}, 'Least score ', minScore), h('label', {}, 'Threshold ', threshold), alarm, zoneBox);
+  return {
+    el,
+    redraw: drawZones,
+    save: () => api('PUT', `cameras/${enc(cam)}/objects`, {
+      enabled: on.checked,
+      labels: labels.filter((c) => c.checked).map((c) => c.value),
+      min_score: Number(minScore.value), threshold: Number(threshold.value),
+      scores: o.scores, fps: o.fps, alarm: alarm.value,
+      zones: Object.fromEntries([...zoneLabels].filter(([z, ls]) => ls.length && zones.some((x) => x.name === z))),
+    }),
+  };
 }

@@ -121,7 +121,7 @@ export async function playbackPage(params) {
         // Events of the day, marked on the camera's row.
         const ev = await get(`events?camera=${enc(c)}&since=${iso(start)}&limit=2000`).catch(() => ({ events: [] }));
         timeline.setMarks(c, ev.events
-          .map((e) => ({ start: Date.parse(e.start), end: e.end ? Date.parse(e.end) : null, title: `${e.kind} ${e.start}` }))
+          .map((e) => ({ start: Date.parse(e.start), end: e.end ? Date.parse(e.end) : null, label: e.label, title: `${e.label ?? e.kind} ${e.start}` }))
           .filter((m) => m.start < end));
       }));
     } catch (e) {
