@@ -270,6 +270,62 @@ fn h264_decoder_survives_corrupted_streams() {
     }
 }
 
+/// Object detection takes the same decoded frames, corrupted ones
+/// included: the recorder's own pipeline (motion boxes, squares, I420 to
+/// RGB, the model, the tracker) on a stream where a third of the samples
+/// are damaged gives detections or nothing, never a panic. Needs the PyPI
+/// onnxruntime wheel's library (.ci/run installs it).
+#[test]
+fn object_detection_survives_corrupted_streams() {
+    let lib = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import onnxruntime, os, glob; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.*'))[0])",
+        ])
+        .output()
+        .expect("python3");
+    assert!(lib.status.success(), "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime");
+    let engine = candor_recorder::objects::Engine::new(&candor_recorder::config::ObjectsRuntimeConfig {
+        runtime: Some(String::from_utf8_lossy(&lib.stdout).trim().into()),
+        threads: Some(1),
+    });
+    let clip = mp4::read::parse(H264).unwrap();
+    let sample = |i: usize| {
+        let s = &clip.samples[i];
+        &H264[s.offset as usize..s.offset as usize + s.size as usize]
+    };
+    // The most sensitive motion settings, so damage shows as motion boxes
+    // everywhere and the model looks at damaged pictures.
+    let settings = candor_motion::Settings { sensitivity: 100, min_size: 0.0005, ..Default::default() };
+    let mut scanner = candor_motion::Scanner::new(&clip.config, settings, 10.0, 90_000).unwrap();
+    let mut objects = candor_recorder::objects::CameraObjects::new(
+        candor_recorder::config::ObjectsConfig { enabled: true, fps: 10.0, ..Default::default() },
+        vec![],
+    );
+    let mut rng = Rng(0x0b1e_c7ed);
+    let (mut looks, mut found) = (0, 0);
+    // Twice through the clip: the model warms up on the first pass.
+    for pass in 0..2 {
+        for (i, s) in clip.samples.iter().enumerate() {
+            let data = if pass == 1 && rng.below(3) == 0 {
+                mutate(&mut rng, sample(i))
+            } else {
+                sample(i).to_vec()
+            };
+            let t = s.time_90k + pass * 10 * 90_000;
+            let _ = scanner.push_observed(t, &data, s.key, |frame, a| {
+                if let Some(f) = objects.observe(&engine, t, frame, a) {
+                    looks += 1;
+                    found += f.len();
+                }
+            });
+        }
+    }
+    assert_eq!(objects.stats.state, "running");
+    assert!(looks > 20, "{looks} looks");
+    assert!(found > 0, "the undamaged pass finds the walkers: {found}");
+}
+
 /// The remote-access router reads a browser's ClientHello before anything
 /// else: mutated real hellos (rustls's) never panic it, and every answer is
 /// one of the three it may give.
