@@ -2,10 +2,13 @@
 onnxruntime's own NonMaxSuppression operator for the post-processing, on the
 same RGB frames. Prints one JSON list per frame of [label, score, x, y, w, h].
 
-Usage: ssd_reference.py MODEL FRAMES.rgb MIN_SCORE
+Usage: ssd_reference.py MODEL FRAMES.rgb MIN_SCORE [PASSES]
+With PASSES, prints instead one JSON object: the median ms per frame
+(normalisation, inference and NMS) over PASSES passes, for bench/objects.py.
 """
 import json
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -41,7 +44,9 @@ nms = ort.InferenceSession(nms_model.SerializeToString(), providers=["CPUExecuti
 
 raw = np.fromfile(frames, dtype=np.uint8).reshape(-1, SIDE, SIDE, 3)
 classes = sorted(LABELS)
-for f in raw:
+
+
+def detect(f):
     x = f.astype(np.float32)[None] * np.float32(2.0 / 255.0) - np.float32(1.0)
     scores, boxes = ssd.run(None, {ssd.get_inputs()[0].name: x})
     b = np.clip(boxes[0, :, 0, :], 0.0, 1.0)  # y1, x1, y2, x2
@@ -54,4 +59,20 @@ for f in raw:
     for _, c, i in sel:
         y1, x1, y2, x2 = (float(v) for v in b[i])
         out.append([LABELS[classes[c]], float(s[c, i]), x1, y1, x2 - x1, y2 - y1])
-    print(json.dumps(out))
+    return out
+
+
+if len(sys.argv) > 4:
+    for f in raw[:3]:
+        detect(f)
+    ms, found = [], 0
+    for _ in range(int(sys.argv[4])):
+        for f in raw:
+            t = time.perf_counter()
+            found += len(detect(f))
+            ms.append((time.perf_counter() - t) * 1e3)
+    ms.sort()
+    print(json.dumps({"median_ms": round(ms[len(ms) // 2], 3), "frames": len(ms), "detections": found}))
+else:
+    for f in raw:
+        print(json.dumps(detect(f)))

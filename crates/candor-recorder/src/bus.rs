@@ -71,6 +71,8 @@ pub struct ObjectInfo {
     pub current_zones: Vec<String>,
     pub zones: Vec<String>,
     pub stationary: bool,
+    /// When the frame this describes arrived.
+    pub frame: Time90k,
 }
 
 impl EventChange {
@@ -123,6 +125,7 @@ impl EventChange {
             top_score: f64::from(o.top_score),
             start_time: unix(self.start),
             end_time: self.end.map(unix),
+            frame_time: unix(o.frame),
             bbox: round_box(o.bbox),
             current_zones: o.current_zones.clone(),
             entered_zones: o.zones.clone(),

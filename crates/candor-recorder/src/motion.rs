@@ -463,6 +463,7 @@ impl MotionTask {
                         current_zones: f.zones.clone(),
                         zones: zones.clone(),
                         stationary: false,
+                        frame: wall,
                     };
                     let start = Time90k(t.first_seen_90k);
                     let alarm = objs.alarms(t.label, &zones);
@@ -505,6 +506,7 @@ impl MotionTask {
                     o.info.top_score = t.best_score;
                     o.info.bbox = t.best_box;
                     o.info.current_zones = f.zones.clone();
+                    o.info.frame = wall;
                     self.save_object(o);
                     match f.picture {
                         Some(p) => self.object_snapshot(o, p, Some(before)),
@@ -525,6 +527,7 @@ impl MotionTask {
                     let before = o.info.clone();
                     o.info.stationary = matches!(f.change, Change::Stationary(_));
                     o.info.current_zones = f.zones.clone();
+                    o.info.frame = wall;
                     let end = Time90k(t.last_seen_90k.max(o.start.0)).min(wall.max(o.start));
                     if let Err(err) = self.store.end_event(o.event_id, end) {
                         warn!(camera = %self.camera, "ending an object event: {err}");
@@ -553,6 +556,7 @@ impl MotionTask {
             let before = o.info.clone();
             o.info.zones.extend(new.iter().cloned());
             o.info.current_zones = now;
+            o.info.frame = wall;
             if new.is_empty() {
                 continue; // only moved between zones it had entered: no message
             }

@@ -95,6 +95,9 @@ pub struct FrigateEvent {
     /// Unix seconds.
     pub start_time: f64,
     pub end_time: Option<f64>,
+    /// When the frame this message describes arrived (Unix seconds): for a
+    /// `new`, the frame that confirmed the object.
+    pub frame_time: f64,
     /// The best box, `[x, y, w, h]` in 0..1 (Frigate gives pixels in
     /// `box`; Candor's stream sizes vary, so fractions).
     #[serde(rename = "box")]
