@@ -124,14 +124,20 @@ fn to_u8(v: f32) -> u8 {
     v.round().clamp(0.0, 255.0) as u8
 }
 
+/// Squares grow to take in a nearby box up to this side (pixels): the
+/// model then sees things at two thirds of their size at worst, and one
+/// inference does the work of two.
+pub const MERGE_MAX: usize = INPUT * 3 / 2;
+
 /// Where to look in a `width`×`height` picture: squares around the
 /// objects being followed (first: they must stay in view) and the motion
-/// boxes (largest first), each box `[x, y, w, h]` in 0..1. A square is the
-/// box grown by a quarter, at least [`INPUT`] pixels (small, far-away
-/// people keep their size instead of being shrunk with the whole frame)
-/// and at most the picture's shorter side, centred on the box and moved
-/// inside the picture. A box already inside a square gets none of its
-/// own. At most `max` squares, as `[x, y, side, side]` pixels.
+/// boxes (largest first), each box `[x, y, w, h]` in 0..1. A box's square
+/// is the box grown by a quarter, at least [`INPUT`] pixels (small,
+/// far-away people keep their size instead of being shrunk with the whole
+/// frame) and at most the picture's shorter side, centred on the box and
+/// moved inside the picture. A box already inside a square gets none of
+/// its own; one near a square grows that square instead, up to
+/// [`MERGE_MAX`]. At most `max` squares, as `[x, y, side, side]` pixels.
 pub fn regions(
     width: usize,
     height: usize,
@@ -145,10 +151,17 @@ pub fn regions(
     }
     let short = width.min(height);
     let (fw, fh) = (width as f32, height as f32);
+    let floor = INPUT.min(short);
+    let grow_max = MERGE_MAX.clamp(floor, short);
+    // A square of `side` centred on (cx, cy), moved inside the picture.
+    let square = |cx: f32, cy: f32, side: usize| {
+        let place = |centre: f32, len: usize| {
+            let start = (centre - side as f32 / 2.0).max(0.0) as usize;
+            start.min(len - side)
+        };
+        [place(cx, width), place(cy, height), side, side]
+    };
     for b in objects.iter().chain(motion) {
-        if out.len() >= max {
-            break;
-        }
         if !b.iter().all(|v| v.is_finite()) || b[2] <= 0.0 || b[3] <= 0.0 {
             continue;
         }
@@ -161,17 +174,24 @@ pub fn regions(
         if out.iter().any(inside) {
             continue;
         }
-        let side = ((bw.max(bh) * 1.25) as usize).clamp(INPUT.min(short), short);
-        let place = |centre: f32, len: usize| {
-            let start = (centre - side as f32 / 2.0).max(0.0) as usize;
-            start.min(len - side)
-        };
-        out.push([
-            place(bx + bw / 2.0, width),
-            place(by + bh / 2.0, height),
-            side,
-            side,
-        ]);
+        // The box with its margin, as the square it would get alone needs.
+        let (mx, my) = (bw * 0.125, bh * 0.125);
+        let (x0, y0, x1, y1) = (bx - mx, by - my, bx + bw + mx, by + bh + my);
+        // Grow the first square that can take it in within the limit.
+        let grown = out.iter_mut().find_map(|r| {
+            let (rx, ry, rs) = (r[0] as f32, r[1] as f32, r[2] as f32);
+            let (ux0, uy0) = (x0.min(rx).max(0.0), y0.min(ry).max(0.0));
+            let (ux1, uy1) = (x1.max(rx + rs).min(fw), y1.max(ry + rs).min(fh));
+            let side = ((ux1 - ux0).max(uy1 - uy0).ceil() as usize).max(r[2]);
+            (side <= grow_max).then(|| {
+                *r = square((ux0 + ux1) / 2.0, (uy0 + uy1) / 2.0, side);
+            })
+        });
+        if grown.is_some() || out.len() >= max {
+            continue;
+        }
+        let side = ((bw.max(bh) * 1.25) as usize).clamp(floor, short);
+        out.push(square(bx + bw / 2.0, by + bh / 2.0, side));
     }
     out
 }

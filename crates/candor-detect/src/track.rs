@@ -68,6 +68,8 @@ pub struct Track {
     pub label: Label,
     /// Where it was last seen, `[x, y, w, h]` in 0..1.
     pub bbox: [f32; 4],
+    /// Its score in the last look that saw it.
+    pub score: f32,
     pub best_score: f32,
     pub best_box: [f32; 4],
     pub first_seen_90k: i64,
@@ -179,6 +181,7 @@ impl Tracker {
             let d = &found[di];
             let t = &mut self.tracks[ti];
             t.bbox = d.bbox;
+            t.score = d.score;
             t.last_seen_90k = t_90k;
             t.hits = t.hits.saturating_add(1);
             if t.recent.len() >= RECENT {
@@ -249,16 +252,22 @@ impl Tracker {
                 continue;
             }
             if self.tracks.len() >= s.max_tracks {
-                // The one unseen longest makes room (its event ends).
-                let Some((oldest, _)) = self
+                // Room is made by a track not seen in this look: an
+                // unconfirmed one first (nothing to end), then a moving one,
+                // a stationary one last (a parked car evicted would be
+                // announced again when next seen), the one unseen longest
+                // of its kind. Objects seen now are never dropped for a new
+                // one; with none to spare, the new detection waits.
+                let Some((victim, _)) = self
                     .tracks
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, t)| t.last_seen_90k)
+                    .filter(|(_, t)| t.last_seen_90k != t_90k)
+                    .min_by_key(|(_, t)| (t.confirmed, t.stationary, t.last_seen_90k))
                 else {
                     break;
                 };
-                let t = self.tracks.remove(oldest);
+                let t = self.tracks.remove(victim);
                 if t.confirmed && !t.stationary {
                     changes.push(Change::End(t.id));
                 }
@@ -271,6 +280,7 @@ impl Tracker {
                 id,
                 label: d.label,
                 bbox: d.bbox,
+                score: d.score,
                 best_score: d.score,
                 best_box: d.bbox,
                 first_seen_90k: t_90k,
@@ -500,21 +510,55 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_detections_is_bounded() {
+    fn a_flood_of_detections_is_bounded_and_never_evicts_what_is_in_view() {
         let mut t = Tracker::new(Settings::default());
-        let many: Vec<Detection> = (0..1000)
-            .map(|i| Detection {
-                label: Label::Person,
-                score: 0.9,
-                bbox: [(i % 40) as f32 / 40.0, (i / 40) as f32 / 25.0, 0.02, 0.03],
-            })
-            .collect();
-        for k in 0..5 {
-            t.update(k * S, &ALL, &many);
-            assert!(t.tracks().len() <= Settings::default().max_tracks);
+        // A parked car, stationary, and a person walking, both in view.
+        let car = Detection {
+            label: Label::Car,
+            score: 0.9,
+            bbox: [0.05, 0.05, 0.1, 0.05],
+        };
+        let mut changes = Vec::new();
+        for i in 0..200 {
+            changes.extend(t.update(i * S / 5, &ALL, std::slice::from_ref(&car)));
         }
-        let ended = t.finish();
-        assert!(ended.len() <= 64);
+        assert!(
+            matches!(changes[..], [Change::New(_), Change::Stationary(_)]),
+            "{changes:?}"
+        );
+        let car_id = changes[0].id();
+        // Then 200 ghosts a look, each seen once (a band of its own per
+        // look, too far from the last to match), for five looks.
+        for k in 0..5 {
+            let at = 200 * S / 5 + k * S;
+            let mut look: Vec<Detection> = (0..200)
+                .map(|i| Detection {
+                    label: Label::Person,
+                    score: 0.9,
+                    bbox: [
+                        (i % 40) as f32 / 40.0,
+                        0.15 + 0.16 * k as f32 + (i / 40) as f32 * 0.03,
+                        0.02,
+                        0.02,
+                    ],
+                })
+                .collect();
+            look.push(car.clone());
+            let c = t.update(at, &ALL, &look);
+            assert!(t.tracks().len() <= Settings::default().max_tracks);
+            assert!(
+                c.iter()
+                    .all(|c| !matches!(c, Change::New(_) | Change::End(_))),
+                "ghosts seen once raise nothing: {c:?}"
+            );
+            assert!(
+                t.get(car_id).is_some_and(|c| c.stationary),
+                "the parked car stays known"
+            );
+        }
+        // Not seen in this look and not the car: the ghosts made room.
+        assert!(t.tracks().iter().any(|x| x.id == car_id));
+        t.finish();
         assert!(t.tracks().is_empty());
     }
 }

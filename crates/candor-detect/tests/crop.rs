@@ -25,7 +25,10 @@ fn library() -> PathBuf {
         ])
         .output()
         .expect("python3");
-    assert!(o.status.success(), "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime");
+    assert!(
+        o.status.success(),
+        "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime"
+    );
     PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
 }
 
@@ -36,7 +39,15 @@ fn frames(pix_fmt: &str, extra: &[&str]) -> Vec<u8> {
         .arg(root().join("assets/clips/vtest-h264-10s.mp4"))
         .args(["-vf", "select=not(mod(n\\,2))", "-fps_mode", "passthrough"])
         .args(extra)
-        .args(["-frames:v", &FRAMES.to_string(), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"])
+        .args([
+            "-frames:v",
+            &FRAMES.to_string(),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            pix_fmt,
+            "-",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -47,7 +58,10 @@ fn frames(pix_fmt: &str, extra: &[&str]) -> Vec<u8> {
 fn the_recorders_crops_match_ffmpegs_conversion_and_find_the_same_objects() {
     let yuv = frames("yuv420p", &[]);
     // BT.601 limited range (what the clip says), chroma interpolated.
-    let rgb = frames("rgb24", &["-sws_flags", "bilinear+full_chroma_int+accurate_rnd"]);
+    let rgb = frames(
+        "rgb24",
+        &["-sws_flags", "bilinear+full_chroma_int+accurate_rnd"],
+    );
     let (ysz, csz) = (W * H, (W / 2) * (H / 2));
     assert_eq!(yuv.len(), FRAMES * (ysz + 2 * csz));
     assert_eq!(rgb.len(), FRAMES * ysz * 3);
@@ -75,7 +89,8 @@ fn the_recorders_crops_match_ffmpegs_conversion_and_find_the_same_objects() {
             assert_eq!(crop_to_rgb(&pic, sq, &mut ours).unwrap(), sq);
             for row in 0..INPUT {
                 let at = ((sq[1] + row) * W + sq[0]) * 3;
-                theirs[row * INPUT * 3..(row + 1) * INPUT * 3].copy_from_slice(&frame[at..at + INPUT * 3]);
+                theirs[row * INPUT * 3..(row + 1) * INPUT * 3]
+                    .copy_from_slice(&frame[at..at + INPUT * 3]);
             }
             for (a, b) in ours.iter().zip(&theirs) {
                 let d = a.abs_diff(*b);
@@ -96,14 +111,19 @@ fn the_recorders_crops_match_ffmpegs_conversion_and_find_the_same_objects() {
                         .filter(|e| e.label == d.label)
                         .map(|e| iou(&e.bbox, &d.bbox))
                         .fold(0.0f32, f32::max);
-                    assert!(best >= 0.9, "frame {f} square {sq:?}: {d:?} best IoU {best}\nours {a:?}\nffmpeg's {b:?}");
+                    assert!(
+                        best >= 0.9,
+                        "frame {f} square {sq:?}: {d:?} best IoU {best}\nours {a:?}\nffmpeg's {b:?}"
+                    );
                     matched += 1;
                 }
             }
         }
     }
     let mean = diff_sum as f64 / n as f64;
-    eprintln!("{n} values: mean |diff| {mean:.3}, max {diff_max}; {matched}/{found} detections matched");
+    eprintln!(
+        "{n} values: mean |diff| {mean:.3}, max {diff_max}; {matched}/{found} detections matched"
+    );
     assert!(mean < 1.0, "mean difference {mean}");
     assert!(found >= 100, "people in the squares: {found}");
 }

@@ -147,6 +147,7 @@ impl Shared {
                 camera: name.clone(),
                 bus: self.events.clone(),
                 objects: objects_rx.clone(),
+                status: status.clone(),
             };
             tasks.push(tokio::spawn(onvif::follow_events(
                 onvif.0.clone(),

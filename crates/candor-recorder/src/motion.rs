@@ -163,10 +163,10 @@ impl MotionTask {
 
     fn work(self, rx: std::sync::mpsc::Receiver<Item>, run: RunConfig) {
         let cfg = run.motion;
-        let mut objs = run
-            .objects
-            .enabled
-            .then(|| CameraObjects::new(run.objects.clone(), cfg.settings().zones));
+        let mut objs = run.objects.enabled.then(|| {
+            let s = cfg.settings();
+            CameraObjects::new(run.objects.clone(), s.zones, s.masks)
+        });
         let mut open_objects: HashMap<u64, OpenObject> = HashMap::new();
         let mut bus_rx = self.bus.subscribe();
         let hold = Duration90k::from_std(cfg.hold.0).0;
@@ -291,7 +291,10 @@ impl MotionTask {
                 m.decoded = st.decoded;
                 m.analysed = st.analysed;
                 m.busy_us += dt;
-                m.objects = objs.as_ref().map(|o| o.stats.clone());
+                m.objects = objs.as_ref().map(|o| ObjectStats {
+                    working: o.working(),
+                    ..o.stats.clone()
+                });
             });
         }
         if let Some((_, mut s)) = scanner
@@ -457,7 +460,7 @@ impl MotionTask {
                     let zones = f.zones.clone();
                     let info = ObjectInfo {
                         label: t.label.name(),
-                        score: t.best_score,
+                        score: t.score,
                         top_score: t.best_score,
                         bbox: t.best_box,
                         current_zones: f.zones.clone(),
@@ -502,7 +505,7 @@ impl MotionTask {
                 Change::Better(_) => {
                     let Some(o) = open.get_mut(&id) else { continue };
                     let before = o.info.clone();
-                    o.info.score = t.best_score;
+                    o.info.score = t.score;
                     o.info.top_score = t.best_score;
                     o.info.bbox = t.best_box;
                     o.info.current_zones = f.zones.clone();
@@ -645,7 +648,7 @@ impl MotionTask {
 /// Whether motion events raise alarms: unless object detection runs on
 /// the camera and alarms come from objects alone.
 fn motion_alarms(objs: Option<&CameraObjects>) -> bool {
-    objs.is_none_or(|o| o.cfg.alarm != AlarmOn::Objects || !o.running())
+    objs.is_none_or(|o| o.cfg.alarm != AlarmOn::Objects || !o.working())
 }
 
 fn wall_now() -> Time90k {

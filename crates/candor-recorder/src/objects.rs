@@ -20,6 +20,22 @@ use std::time::{Duration, Instant};
 
 /// Squares analysed per look at most.
 pub const MAX_REGIONS: usize = 4;
+/// The least time between looks while only confirmed objects move (90 kHz).
+const FOLLOW: i64 = 90_000 / 2;
+
+/// Whether box `b` lies within object box `o` grown by half its size each
+/// way (where the object will be by the next look).
+fn covers(o: &[f32; 4], b: &[f32; 4]) -> bool {
+    let (gx, gy) = (o[2] * 0.5, o[3] * 0.5);
+    b[0] >= o[0] - gx
+        && b[1] >= o[1] - gy
+        && b[0] + b[2] <= o[0] + o[2] + gx
+        && b[1] + b[3] <= o[1] + o[3] + gy
+}
+
+/// Looks wanted and not done for this long (90 kHz): detection is not
+/// working, and motion raises the alarms.
+const STARVED: i64 = 10 * 90_000;
 /// After the runtime failed to load, try again this much later (the owner
 /// may have fixed the file).
 const RETRY: Duration = Duration::from_secs(60);
@@ -103,10 +119,10 @@ impl Engine {
                 },
             };
         }
-        match &mut *st {
-            State::Failed(why, _) => Err(why.clone()),
-            State::Idle => Ok(None),
-            State::Ready { rt, free, made } => {
+        let rt = match &mut *st {
+            State::Failed(why, _) => return Err(why.clone()),
+            State::Idle => return Ok(None),
+            State::Ready { free, made, rt } => {
                 if let Some(ssd) = free.pop() {
                     return Ok(Some(Lease {
                         engine: self,
@@ -116,12 +132,25 @@ impl Engine {
                 if *made >= self.threads {
                     return Ok(None);
                 }
-                let ssd = Ssd::built_in(rt).map_err(|e| e.to_string())?;
+                // A new session, made outside the lock (it takes a while:
+                // the model's checksum, then ONNX Runtime's optimisation);
+                // the slot is taken meanwhile, so none is made twice.
                 *made += 1;
-                Ok(Some(Lease {
-                    engine: self,
-                    ssd: Some(ssd),
-                }))
+                rt.clone()
+            }
+        };
+        drop(st);
+        match Ssd::built_in(&rt) {
+            Ok(ssd) => Ok(Some(Lease {
+                engine: self,
+                ssd: Some(ssd),
+            })),
+            Err(e) => {
+                // Kept (and retried after RETRY) rather than tried again by
+                // every camera at every look.
+                let why = e.to_string();
+                *self.lock() = State::Failed(why.clone(), Instant::now());
+                Err(why)
             }
         }
     }
@@ -137,6 +166,11 @@ pub struct ObjectStats {
     pub looks: u64,
     pub inferences: u64,
     pub skipped: u64,
+    /// Inferences that failed.
+    pub errors: u64,
+    /// Detection works ([`CameraObjects::working`]); while it doesn't,
+    /// motion raises the camera's alarms.
+    pub working: bool,
     /// Time spent in the model (µs).
     pub busy_us: u64,
 }
@@ -155,6 +189,15 @@ pub struct Found {
 pub struct CameraObjects {
     pub cfg: ObjectsConfig,
     zones: Vec<Zone>,
+    /// Motion's masks: nothing standing there is reported.
+    masks: Vec<candor_motion::Polygon>,
+    /// The last time a look was wanted (motion or a moving object), and
+    /// the last one done: detection that stays wanted and undone (every
+    /// session busy, inference failing) is not working, and motion raises
+    /// the alarms meanwhile.
+    wanted_90k: Option<i64>,
+    done_90k: Option<i64>,
+    wanted_since_90k: i64,
     tracker: Tracker,
     min_step_90k: i64,
     last_look: Option<i64>,
@@ -163,8 +206,16 @@ pub struct CameraObjects {
 }
 
 impl CameraObjects {
-    pub fn new(cfg: ObjectsConfig, zones: Vec<Zone>) -> CameraObjects {
+    pub fn new(
+        cfg: ObjectsConfig,
+        zones: Vec<Zone>,
+        masks: Vec<candor_motion::Polygon>,
+    ) -> CameraObjects {
         CameraObjects {
+            masks,
+            wanted_90k: None,
+            done_90k: None,
+            wanted_since_90k: 0,
             min_step_90k: (90_000.0 / cfg.fps.clamp(0.1, 30.0) * 0.9) as i64,
             tracker: Tracker::new(candor_detect::track::Settings {
                 threshold: cfg.threshold,
@@ -219,12 +270,36 @@ impl CameraObjects {
         if a.boxes.is_empty() && moving.is_empty() {
             return None;
         }
+        // Following objects already confirmed needs fewer looks than
+        // finding new ones: when every motion box lies on a confirmed
+        // object and none waits for confirmation, look at most every
+        // FOLLOW; anything new is looked at at the full rate.
+        let tracks = self.tracker.tracks();
+        let settled = !tracks.iter().any(|t| !t.confirmed)
+            && a.boxes.iter().all(|b| {
+                tracks
+                    .iter()
+                    .any(|t| t.confirmed && !t.stationary && covers(&t.bbox, b))
+            });
+        let step = if settled {
+            self.min_step_90k.max(FOLLOW)
+        } else {
+            self.min_step_90k
+        };
         if self
             .last_look
-            .is_some_and(|l| t_90k - l < self.min_step_90k && t_90k >= l)
+            .is_some_and(|l| t_90k - l < step && t_90k >= l)
         {
             return None;
         }
+        if self
+            .wanted_90k
+            .is_none_or(|w| w <= self.done_90k.unwrap_or(i64::MIN))
+        {
+            // The start of a stretch of wanted looks.
+            self.wanted_since_90k = t_90k;
+        }
+        self.wanted_90k = Some(t_90k);
         let mut lease = match engine.lease() {
             Ok(Some(l)) => l,
             Ok(None) => {
@@ -258,6 +333,7 @@ impl CameraObjects {
             .fold(1.0f32, f32::min);
         let t0 = Instant::now();
         let mut found: Vec<Detection> = Vec::new();
+        let mut ran = false;
         let mut looked = Vec::with_capacity(squares.len());
         for sq in squares {
             let Ok([x0, y0, cw, ch]) = candor_detect::crop_to_rgb(&pic, sq, &mut self.rgb) else {
@@ -265,26 +341,38 @@ impl CameraObjects {
             };
             looked.push([x0 as f32 / w, y0 as f32 / h, cw as f32 / w, ch as f32 / h]);
             self.stats.inferences += 1;
-            let Ok(ds) = lease.ssd().detect(&self.rgb, &self.cfg.labels, floor) else {
-                continue;
+            let ds = match lease.ssd().detect(&self.rgb, &self.cfg.labels, floor) {
+                Ok(ds) => ds,
+                Err(_) => {
+                    self.stats.errors += 1;
+                    continue;
+                }
             };
+            ran = true;
             for d in ds {
                 if d.score < self.cfg.min_score_of(d.label) {
                     continue;
                 }
                 let b = d.bbox;
-                found.push(Detection {
-                    bbox: [
-                        (x0 as f32 + b[0] * cw as f32) / w,
-                        (y0 as f32 + b[1] * ch as f32) / h,
-                        b[2] * cw as f32 / w,
-                        b[3] * ch as f32 / h,
-                    ],
-                    ..d
-                });
+                let bbox = [
+                    (x0 as f32 + b[0] * cw as f32) / w,
+                    (y0 as f32 + b[1] * ch as f32) / h,
+                    b[2] * cw as f32 / w,
+                    b[3] * ch as f32 / h,
+                ];
+                // Where it stands: masked areas (the street, the
+                // neighbour's garden) report nothing, as for motion.
+                let (fx, fy) = (bbox[0] + bbox[2] / 2.0, bbox[1] + bbox[3]);
+                if self.masks.iter().any(|m| m.contains(fx, fy)) {
+                    continue;
+                }
+                found.push(Detection { bbox, ..d });
             }
         }
         drop(lease);
+        if ran {
+            self.done_90k = Some(t_90k);
+        }
         self.stats.busy_us += t0.elapsed().as_micros() as u64;
         // Overlapping squares see one object twice: one detection each.
         let found =
@@ -308,9 +396,17 @@ impl CameraObjects {
         Some(out)
     }
 
-    /// Whether detection runs (its runtime loaded, or not yet tried).
-    pub fn running(&self) -> bool {
-        self.stats.state == "running"
+    /// Whether detection works: its runtime loaded (or not yet tried), and
+    /// looks wanted for [`STARVED`] were done. Else motion raises the
+    /// camera's alarms, so an alarm is never lost to a busy or broken
+    /// detector.
+    pub fn working(&self) -> bool {
+        let starved = match (self.wanted_90k, self.done_90k) {
+            (Some(w), Some(d)) if w > d => w - d.max(self.wanted_since_90k) >= STARVED,
+            (Some(w), None) => w - self.wanted_since_90k >= STARVED,
+            _ => false,
+        };
+        self.stats.state == "running" && !starved
     }
 
     /// The tracks currently followed (for zones entered while they last).
@@ -333,6 +429,17 @@ impl CameraObjects {
             })
             .collect()
     }
+}
+
+/// Whether a camera's motion events (Candor's or the camera's own) raise
+/// alarms, from its object settings and its detector's status: unless
+/// object detection works on it and alarms come from objects alone.
+pub fn motion_alarms(cfg: &ObjectsConfig, status: &crate::CameraStatus) -> bool {
+    let working = status
+        .motion
+        .as_ref()
+        .is_some_and(|m| m.state == "running" && m.objects.as_ref().is_some_and(|o| o.working));
+    !(cfg.enabled && cfg.alarm == AlarmOn::Objects && working)
 }
 
 /// An object event this camera has open.

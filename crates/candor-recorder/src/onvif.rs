@@ -308,9 +308,11 @@ pub struct EventSink {
     pub camera_id: i64,
     pub camera: String,
     pub bus: crate::bus::EventBus,
-    /// The camera's object detection: with it on, the camera's own motion
-    /// events raise no alarm (objects do), as Candor's motion events.
+    /// The camera's object detection and status: with detection working,
+    /// the camera's own motion events raise no alarm (objects do), as
+    /// Candor's motion events.
     pub objects: tokio::sync::watch::Receiver<crate::config::ObjectsConfig>,
+    pub status: std::sync::Arc<std::sync::Mutex<crate::CameraStatus>>,
 }
 
 const SUBSCRIPTION_TTL: &str = "PT60S";
@@ -388,10 +390,11 @@ impl EventSink {
             has_snapshot: false,
             pinned: false,
             acked: None,
-            alarm: e.kind != "motion" || {
-                let o = self.objects.borrow();
-                !o.enabled || o.alarm != crate::config::AlarmOn::Objects
-            },
+            alarm: e.kind != "motion"
+                || crate::objects::motion_alarms(
+                    &self.objects.borrow(),
+                    &self.status.lock().unwrap_or_else(|e| e.into_inner()),
+                ),
             object: None,
             before: None,
         }

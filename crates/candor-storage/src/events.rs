@@ -387,8 +387,12 @@ impl Store {
             (clean, Snapshot::Clean),
         ];
         for (data, which) in files {
-            let Some(data) = data else { continue };
             let path = self.snapshot_path(camera_id, id, which);
+            let Some(data) = data else {
+                // No clean picture: none left from an earlier event of this id.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
             let what = || format!("writing snapshot {}", path.display());
             if let Some(d) = path.parent() {
                 std::fs::create_dir_all(d).map_err(|e| StorageError::io(what(), e))?;

@@ -350,7 +350,7 @@ pub fn routes() -> Vec<Route> {
             g.clone(),
             "/api/v1/events",
             R(Viewer),
-            "Events (camera, kind, start, end), newest first; camera=, kind=, since=, limit=",
+            "Events (camera, kind, label, start, end), newest first; camera=, kind=, label= (person, bicycle, car, motorcycle, bus, truck), since=, limit=",
             get(events_api::list),
         )
         .reply(200, of::<candor_wire::EventList>),
@@ -366,7 +366,7 @@ pub fn routes() -> Vec<Route> {
             g.clone(),
             "/api/v1/events/{id}/{file}",
             R(Viewer),
-            "An event's snapshot.jpg or thumbnail.jpg (JPEG)",
+            "An event's snapshot.jpg (an object event's with its box drawn), thumbnail.jpg or, for object events, clean.jpg (JPEG)",
             get(events_api::snapshot),
         ),
         r(

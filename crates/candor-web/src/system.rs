@@ -103,6 +103,8 @@ fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<candor_wire:
                             looks: o.looks,
                             inferences: o.inferences,
                             skipped: o.skipped,
+                            errors: o.errors,
+                            working: o.working,
                             cpu_percent: share(o.busy_us),
                         }),
                     }

@@ -331,6 +331,12 @@ pub struct ObjectStats {
     pub looks: u64,
     pub inferences: u64,
     pub skipped: u64,
+    /// Inferences that failed.
+    pub errors: u64,
+    /// Detection works: wanted looks are done. While it doesn't (every
+    /// session busy for 10 s, inference failing, no runtime), motion
+    /// raises the camera's alarms.
+    pub working: bool,
     /// Share of one core since start spent in the model.
     pub cpu_percent: f64,
 }

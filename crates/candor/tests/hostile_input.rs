@@ -284,11 +284,15 @@ fn object_detection_survives_corrupted_streams() {
         ])
         .output()
         .expect("python3");
-    assert!(lib.status.success(), "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime");
-    let engine = candor_recorder::objects::Engine::new(&candor_recorder::config::ObjectsRuntimeConfig {
-        runtime: Some(String::from_utf8_lossy(&lib.stdout).trim().into()),
-        threads: Some(1),
-    });
+    assert!(
+        lib.status.success(),
+        "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime"
+    );
+    let engine =
+        candor_recorder::objects::Engine::new(&candor_recorder::config::ObjectsRuntimeConfig {
+            runtime: Some(String::from_utf8_lossy(&lib.stdout).trim().into()),
+            threads: Some(1),
+        });
     let clip = mp4::read::parse(H264).unwrap();
     let sample = |i: usize| {
         let s = &clip.samples[i];
@@ -296,14 +300,23 @@ fn object_detection_survives_corrupted_streams() {
     };
     // The most sensitive motion settings, so damage shows as motion boxes
     // everywhere and the model looks at damaged pictures.
-    let settings = candor_motion::Settings { sensitivity: 100, min_size: 0.0005, ..Default::default() };
+    let settings = candor_motion::Settings {
+        sensitivity: 100,
+        min_size: 0.0005,
+        ..Default::default()
+    };
     let mut scanner = candor_motion::Scanner::new(&clip.config, settings, 10.0, 90_000).unwrap();
     let mut objects = candor_recorder::objects::CameraObjects::new(
-        candor_recorder::config::ObjectsConfig { enabled: true, fps: 10.0, ..Default::default() },
+        candor_recorder::config::ObjectsConfig {
+            enabled: true,
+            fps: 10.0,
+            ..Default::default()
+        },
+        vec![],
         vec![],
     );
     let mut rng = Rng(0x0b1e_c7ed);
-    let (mut looks, mut found) = (0, 0);
+    let (mut looks, mut found) = ([0; 2], 0);
     // Twice through the clip: the model warms up on the first pass.
     for pass in 0..2 {
         for (i, s) in clip.samples.iter().enumerate() {
@@ -315,15 +328,22 @@ fn object_detection_survives_corrupted_streams() {
             let t = s.time_90k + pass * 10 * 90_000;
             let _ = scanner.push_observed(t, &data, s.key, |frame, a| {
                 if let Some(f) = objects.observe(&engine, t, frame, a) {
-                    looks += 1;
+                    looks[pass as usize] += 1;
                     found += f.len();
                 }
             });
         }
     }
     assert_eq!(objects.stats.state, "running");
-    assert!(looks > 20, "{looks} looks");
+    assert!(
+        looks[0] > 20 && looks[1] > 0,
+        "looks at clean and damaged frames: {looks:?}"
+    );
     assert!(found > 0, "the undamaged pass finds the walkers: {found}");
+    assert!(objects.working());
+    // The stream ends: whatever was open ends too.
+    objects.finish();
+    assert!(objects.tracks().is_empty());
 }
 
 /// The remote-access router reads a browser's ClientHello before anything

@@ -188,7 +188,11 @@ fn people_walking_raise_person_events_and_a_waving_tree_raises_none() {
     let mut on_outline = 0;
     let mut elsewhere = 0;
     for (i, (m, c)) in marked.chunks(3).zip(clean.chunks(3)).enumerate() {
-        let d: u32 = m.iter().zip(c).map(|(a, b)| u32::from(a.abs_diff(*b))).sum();
+        let d: u32 = m
+            .iter()
+            .zip(c)
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .sum();
         if d < 90 {
             continue;
         }
@@ -258,7 +262,11 @@ fn people_walking_raise_person_events_and_a_waving_tree_raises_none() {
     std::thread::sleep(Duration::from_secs(3));
     walking.sim.set_fault(0, candor_camsim::Fault::None);
     let before = looks_of("gate");
-    wait_for("detection after the garbage", Duration::from_secs(30), || looks_of("gate") > before + 10);
+    wait_for(
+        "detection after the garbage",
+        Duration::from_secs(30),
+        || looks_of("gate") > before + 10,
+    );
 
     // The tree: one whole loop of the clip (30 s) after the motion
     // model's learning, with motion events and not one object event.

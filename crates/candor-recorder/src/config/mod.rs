@@ -754,10 +754,22 @@ impl CameraConfig {
                 "camera {name:?}: objects need motion detection: set [cameras.motion] enabled = true (object detection looks where there is motion)"
             ));
         }
-        for (zone, _) in &self.objects.zones {
+        for (zone, labels) in &self.objects.zones {
             if !self.motion.zones.iter().any(|z| &z.name.0 == zone) {
                 return Err(format!(
                     "camera {name:?}: objects.zones names {zone:?}, which is not a zone of [cameras.motion]"
+                ));
+            }
+            // A rule no object can meet would silence the camera's alarms.
+            if labels.is_empty() {
+                return Err(format!(
+                    "camera {name:?}: objects.zones.{zone} lists no label (remove the zone from objects.zones instead)"
+                ));
+            }
+            if let Some(l) = labels.iter().find(|l| !self.objects.labels.contains(l)) {
+                return Err(format!(
+                    "camera {name:?}: objects.zones.{zone} requires {:?}, which is not in objects.labels (it would never be detected)",
+                    l.name()
                 ));
             }
         }

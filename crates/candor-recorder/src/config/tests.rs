@@ -185,6 +185,16 @@ fn object_settings_are_checked_where_they_are_read() {
             "not a zone of [cameras.motion]",
         ),
         ("colour = \"red\"", "enabled = true", "unknown field"),
+        (
+            "enabled = true\nzones = { door = [] }",
+            "enabled = true",
+            "lists no label",
+        ),
+        (
+            "enabled = true\nlabels = [\"car\"]\nzones = { door = [\"person\"] }",
+            "enabled = true",
+            "not in objects.labels",
+        ),
     ] {
         let e = Config::parse(&cam(objects, motion)).unwrap_err();
         assert!(e.contains(says), "{objects}: {e}");

@@ -74,11 +74,20 @@ export async function motionPage(params) {
   const objects = await objectsForm(cam, zones);
   const save = async () => {
     try {
-      await api('PUT', `cameras/${enc(cam)}/motion`, {
+      const motion = () => api('PUT', `cameras/${enc(cam)}/motion`, {
         enabled: enabled.checked, sensitivity: Number(sens.value), min_size: Number(minSize.value),
         fps: m.fps, hold: m.hold, zones, masks,
       });
-      if (objects) await objects.save();
+      // Each save is checked against the whole file, so the order matters:
+      // motion first when objects need what it adds (motion on, a new
+      // zone), objects first when motion takes away what they use.
+      if (!objects) {
+        await motion();
+      } else {
+        const first = await motion().then(() => null, (e) => e);
+        await objects.save();
+        if (first) await motion();
+      }
       toast(`Saved to the recorder's configuration and applied to ${cam}.`);
     } catch (e) {
       toast(e.message, true);
