@@ -12,7 +12,7 @@
 
 use crate::bus::ObjectInfo;
 use crate::config::{AlarmOn, ObjectsConfig, ObjectsRuntimeConfig};
-use candor_detect::{Change, Detection, Label, Ssd, Track, Tracker, Yuv420};
+use candor_detect::{Change, Detection, INPUT, Label, Ssd, Track, Tracker, Yuv420};
 use candor_motion::{Analysis, Frame, Picture, Zone};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 /// Squares analysed per look at most.
 pub const MAX_REGIONS: usize = 4;
+/// A picture whose longer side shrinks at least this much to the model's
+/// input is looked at whole rather than in several squares.
+const WHOLE_SCALE: f32 = 0.45;
+
 /// The least time between looks while only confirmed objects move (90 kHz).
 const FOLLOW: i64 = 90_000 / 2;
 
@@ -272,15 +276,14 @@ impl CameraObjects {
         }
         // Following objects already confirmed needs fewer looks than
         // finding new ones: when every motion box lies on a confirmed
-        // object and none waits for confirmation, look at most every
-        // FOLLOW; anything new is looked at at the full rate.
+        // moving object, look at most every FOLLOW; motion anywhere else
+        // (someone new) is looked at at the full rate.
         let tracks = self.tracker.tracks();
-        let settled = !tracks.iter().any(|t| !t.confirmed)
-            && a.boxes.iter().all(|b| {
-                tracks
-                    .iter()
-                    .any(|t| t.confirmed && !t.stationary && covers(&t.bbox, b))
-            });
+        let settled = a.boxes.iter().all(|b| {
+            tracks
+                .iter()
+                .any(|t| t.confirmed && !t.stationary && covers(&t.bbox, b))
+        });
         let step = if settled {
             self.min_step_90k.max(FOLLOW)
         } else {
@@ -324,7 +327,14 @@ impl CameraObjects {
             height: y.height,
         };
         let (w, h) = (y.width as f32, y.height as f32);
-        let squares = candor_detect::regions(y.width, y.height, &moving, &a.boxes, MAX_REGIONS);
+        let mut squares = candor_detect::regions(y.width, y.height, &moving, &a.boxes, MAX_REGIONS);
+        // A small picture (a 640×360 sub stream) fits the model whole at
+        // close to half size: when motion needs more than one square, one
+        // look at the whole picture costs less and sees as much. (The
+        // model was trained on whole pictures resized to its input.)
+        if squares.len() > 1 && INPUT as f32 / y.width.max(y.height) as f32 >= WHOLE_SCALE {
+            squares = vec![[0, 0, y.width, y.height]];
+        }
         let floor = self
             .cfg
             .labels
@@ -453,3 +463,76 @@ pub struct OpenObject {
 
 /// The snapshot's box colour (YCbCr of a bright green, seen on any scene).
 pub const BOX_COLOUR: [u8; 3] = [173, 42, 26];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::motion::MotionStatus;
+
+    fn status(motion: &str, objects: Option<bool>) -> crate::CameraStatus {
+        crate::CameraStatus {
+            name: "gate".into(),
+            state: crate::ingest::CameraState::Stopped,
+            last_error: None,
+            reconnects: 0,
+            frames: 0,
+            codec: None,
+            resolution: None,
+            motion: Some(MotionStatus {
+                state: motion.into(),
+                objects: objects.map(|working| ObjectStats {
+                    state: "running".into(),
+                    working,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn motion_raises_alarms_unless_detection_works_and_objects_raise_them() {
+        let on = ObjectsConfig {
+            enabled: true,
+            ..Default::default()
+        };
+        assert!(!motion_alarms(&on, &status("running", Some(true))));
+        // Detection starved or failing, not started, or the stream can't
+        // be decoded: motion alarms, so nothing is lost.
+        assert!(motion_alarms(&on, &status("running", Some(false))));
+        assert!(motion_alarms(&on, &status("running", None)));
+        assert!(motion_alarms(
+            &on,
+            &status("H.265 can't be decoded", Some(true))
+        ));
+        // The owner's choice, and objects off.
+        for alarm in [AlarmOn::Motion, AlarmOn::Both] {
+            assert!(motion_alarms(
+                &ObjectsConfig {
+                    alarm,
+                    ..on.clone()
+                },
+                &status("running", Some(true))
+            ));
+        }
+        assert!(motion_alarms(
+            &ObjectsConfig::default(),
+            &status("running", Some(true))
+        ));
+    }
+
+    #[test]
+    fn a_box_near_a_followed_object_is_covered_and_a_far_one_is_not() {
+        let person = [0.4, 0.3, 0.1, 0.3];
+        assert!(covers(&person, &[0.42, 0.35, 0.05, 0.2]));
+        assert!(
+            covers(&person, &[0.36, 0.2, 0.18, 0.5]),
+            "where it will be by the next look"
+        );
+        assert!(!covers(&person, &[0.7, 0.3, 0.05, 0.2]));
+        assert!(
+            !covers(&person, &[0.3, 0.1, 0.4, 0.8]),
+            "a box bigger than it grows"
+        );
+    }
+}
