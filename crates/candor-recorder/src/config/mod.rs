@@ -159,7 +159,7 @@ fn default_threshold() -> f32 {
     0.7
 }
 fn default_objects_fps() -> f32 {
-    5.0
+    3.0
 }
 
 fn label<E: de::Error>(s: &str) -> Result<candor_detect::Label, E> {
