@@ -12,6 +12,10 @@
 
 use crate::{Detection, Label, iou};
 
+/// Looks in a row that must miss a track (as well as `lost_after_90k`)
+/// before it is gone.
+pub const MISSES: u32 = 3;
+
 /// Scores kept per track for its median.
 pub const RECENT: usize = 10;
 
@@ -81,6 +85,8 @@ pub struct Track {
     reported: f32,
     /// The last [`RECENT`] scores, for the median that confirms it.
     recent: Vec<f32>,
+    /// Looks in a row that looked where it was and missed it.
+    misses: u32,
     /// Where it settled, and since when (for stationary).
     anchor: [f32; 4],
     anchor_since_90k: i64,
@@ -182,6 +188,7 @@ impl Tracker {
             let t = &mut self.tracks[ti];
             t.bbox = d.bbox;
             t.score = d.score;
+            t.misses = 0;
             t.last_seen_90k = t_90k;
             t.hits = t.hits.saturating_add(1);
             if t.recent.len() >= RECENT {
@@ -227,14 +234,20 @@ impl Tracker {
         // Tracks missed where the model looked, or not seen for long.
         let mut i = 0;
         while i < self.tracks.len() {
-            let t = &self.tracks[i];
+            let t = &mut self.tracks[i];
             let unseen = t_90k - t.last_seen_90k;
             let was_looked_at = !track_hit.get(i).copied().unwrap_or(true)
                 && looked.iter().any(|r| contains_centre(r, &t.bbox));
+            if was_looked_at {
+                t.misses = t.misses.saturating_add(1);
+            }
+            // Missed where the model looked, for long and more than once or
+            // twice (at one look a second, two misses are not enough).
+            let missed = t.misses >= MISSES && unseen >= s.lost_after_90k;
             let gone = if t.stationary {
-                was_looked_at && unseen >= s.lost_after_90k
+                missed
             } else {
-                (was_looked_at && unseen >= s.lost_after_90k) || unseen >= s.forget_after_90k
+                missed || unseen >= s.forget_after_90k
             };
             if gone {
                 let t = self.tracks.remove(i);
@@ -252,25 +265,22 @@ impl Tracker {
                 continue;
             }
             if self.tracks.len() >= s.max_tracks {
-                // Room is made by a track not seen in this look: an
-                // unconfirmed one first (nothing to end), then a moving one,
-                // a stationary one last (a parked car evicted would be
-                // announced again when next seen), the one unseen longest
-                // of its kind. Objects seen now are never dropped for a new
-                // one; with none to spare, the new detection waits.
+                // Room is made only by an unconfirmed track not seen in this
+                // look (nothing to end), the one unseen longest. A confirmed
+                // object is never dropped for a new detection (a flood of
+                // ghosts would end real events, and a parked car evicted
+                // would be announced again); with none to spare, the new
+                // detection waits for a later look.
                 let Some((victim, _)) = self
                     .tracks
                     .iter()
                     .enumerate()
-                    .filter(|(_, t)| t.last_seen_90k != t_90k)
-                    .min_by_key(|(_, t)| (t.confirmed, t.stationary, t.last_seen_90k))
+                    .filter(|(_, t)| !t.confirmed && t.last_seen_90k != t_90k)
+                    .min_by_key(|(_, t)| t.last_seen_90k)
                 else {
                     break;
                 };
                 let t = self.tracks.remove(victim);
-                if t.confirmed && !t.stationary {
-                    changes.push(Change::End(t.id));
-                }
                 self.gone.push(t);
             }
             let id = self.next_id;
@@ -290,6 +300,7 @@ impl Tracker {
                 stationary: false,
                 reported: d.score,
                 recent: vec![d.score],
+                misses: 0,
                 anchor: d.bbox,
                 anchor_since_90k: t_90k,
             });
@@ -371,7 +382,12 @@ mod tests {
         assert!(changes.iter().any(|c| matches!(c, Change::Better(_))));
         // Gone from where the model looks: ended 2 s later, not before.
         let start = 40 * S / 5;
+        assert!(t.update(start + S / 2, &ALL, &[]).is_empty());
         assert!(t.update(start + S, &ALL, &[]).is_empty());
+        assert!(
+            t.update(start + 3 * S / 2, &ALL, &[]).is_empty(),
+            "three misses, but not yet 2 s"
+        );
         let end = t.update(start + 2 * S + S / 5, &ALL, &[]);
         assert!(matches!(end[..], [Change::End(_)]), "{end:?}");
         assert!(t.tracks().is_empty());
@@ -482,7 +498,11 @@ mod tests {
         let c = t.update(later + S / 5, &ALL, &[car(0.36)]);
         assert!(matches!(c[..], [Change::New(_)]), "{c:?}");
         // And it leaves the picture: that event ends.
-        let c = t.update(later + 3 * S, &ALL, &[]);
+        // Followed at one look a second: two misses are not enough …
+        assert!(t.update(later + 6 * S / 5, &ALL, &[]).is_empty());
+        assert!(t.update(later + 11 * S / 5, &ALL, &[]).is_empty());
+        // … the third, 3 s on, is.
+        let c = t.update(later + 16 * S / 5, &ALL, &[]);
         assert!(matches!(c[..], [Change::End(_)]), "{c:?}");
     }
 
@@ -505,7 +525,9 @@ mod tests {
         assert!(t.update(10 * S, &[[0.0, 0.0, 0.1, 0.1]], &[]).is_empty());
         assert_eq!(t.tracks().len(), 1);
         // Looked at where it was and missing: forgotten without an event.
-        assert!(t.update(11 * S, &ALL, &[]).is_empty());
+        for k in 0..3 {
+            assert!(t.update(11 * S + k * S, &ALL, &[]).is_empty());
+        }
         assert!(t.tracks().is_empty());
     }
 

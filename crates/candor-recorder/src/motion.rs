@@ -172,7 +172,8 @@ impl MotionTask {
         let hold = Duration90k::from_std(cfg.hold.0).0;
         let mut scanner: Option<(Arc<LiveInit>, Scanner)> = None;
         let mut unsupported: Option<Arc<LiveInit>> = None;
-        let mut open: Option<(i64, Time90k, bool)> = None;
+        // The open motion event: id, start, has a snapshot, raised an alarm.
+        let mut open: Option<(i64, Time90k, bool, bool)> = None;
         let mut latest: Option<(Time90k, Picture)> = None;
         while let Ok(item) = rx.recv() {
             let f = match item {
@@ -266,6 +267,15 @@ impl MotionTask {
                     warn!(camera = %self.camera, "motion: {e}; waiting for the next key frame")
                 }
             }
+            // Detection stopped working during a motion event that raised
+            // no alarm (objects were to): the event raises it now.
+            if let Some((id, start, _, alarmed)) = &mut open
+                && !*alarmed
+                && motion_alarms(objs.as_ref())
+            {
+                *alarmed = true;
+                self.raise_motion_alarm(*id, *start);
+            }
             loop {
                 match bus_rx.try_recv() {
                     // The camera's own events (ONVIF) get a picture; Candor's
@@ -339,7 +349,7 @@ impl MotionTask {
         let _ = self.bus.send(update.stored(&self.store));
     }
 
-    fn handle(&self, e: ScanEvent, open: &mut Option<(i64, Time90k, bool)>, alarm: bool) {
+    fn handle(&self, e: ScanEvent, open: &mut Option<(i64, Time90k, bool, bool)>, alarm: bool) {
         let change =
             |id, phase, start, end, score: f32, zone: Option<String>, snapshot: Option<Vec<u8>>| {
                 EventChange {
@@ -396,7 +406,7 @@ impl MotionTask {
                         .ok()
                         .map(|_| full)
                 });
-                *open = Some((id, start, saved.is_some()));
+                *open = Some((id, start, saved.is_some(), alarm));
                 if let Some(full) = saved {
                     let _ = self.bus.send(EventChange {
                         phase: Phase::Update,
@@ -412,7 +422,7 @@ impl MotionTask {
                 zone,
                 picture,
             } => {
-                let Some((id, start, had_snapshot)) = open.take() else {
+                let Some((id, start, had_snapshot, alarmed)) = open.take() else {
                     return;
                 };
                 let end = Time90k(at_90k.max(start.0));
@@ -439,6 +449,8 @@ impl MotionTask {
                 // and a pin or an acknowledgement made meanwhile shows.
                 let mut c = change(id, Phase::End, start, Some(end), peak_score, zone, None);
                 c.has_snapshot = had_snapshot || saved;
+                // An alarm ends as one, whatever the detector says now.
+                c.alarm |= alarmed;
                 let _ = self.bus.send(c.stored(&self.store));
             }
         }
@@ -499,7 +511,9 @@ impl MotionTask {
                         .send(self.object_change(&o, Phase::Start, None, None));
                     let o = open.entry(id).insert_entry(o).into_mut();
                     if let Some(p) = f.picture {
-                        self.object_snapshot(o, p, None);
+                        // As Frigate's, every update has a `before`.
+                        let before = o.info.clone();
+                        self.object_snapshot(o, p, Some(before));
                     }
                 }
                 Change::Better(_) => {
@@ -570,6 +584,35 @@ impl MotionTask {
                 .bus
                 .send(self.object_change(o, Phase::Update, None, Some(before)));
         }
+    }
+
+    /// An ongoing motion event becomes an alarm: an update that says so,
+    /// with what the index has of it.
+    fn raise_motion_alarm(&self, id: i64, start: Time90k) {
+        let mut c = EventChange {
+            id,
+            camera: self.camera.clone(),
+            kind: "motion",
+            source: "motion",
+            phase: Phase::Update,
+            start,
+            end: None,
+            detail: None,
+            score: None,
+            zone: None,
+            snapshot: None,
+            has_snapshot: false,
+            pinned: false,
+            acked: None,
+            alarm: true,
+            object: None,
+            before: None,
+        }
+        .stored(&self.store);
+        if let Ok(Some(e)) = self.store.event(id) {
+            (c.score, c.zone) = (e.score, e.zone);
+        }
+        let _ = self.bus.send(c);
     }
 
     fn save_object(&self, o: &OpenObject) {

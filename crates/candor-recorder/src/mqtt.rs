@@ -123,57 +123,52 @@ pub async fn run(
     let mut watching = true;
     let mut rx = bus.subscribe();
     let host = format!("{}:{}", cfg.url.host, cfg.url.port);
-    // Announces discovery and the object counts as this task knows them
-    // (0 where none is open): a retained count left by a previous run, or
-    // missed while the broker was away, is put right.
-    let announce =
-        |client: AsyncClient,
-         prefix: String,
-         cameras: Vec<String>,
-         counts: std::collections::HashMap<(String, &'static str), usize>| async move {
-            let _ = client
-                .publish(
-                    format!("{prefix}/available"),
-                    QoS::AtLeastOnce,
-                    true,
-                    "online",
-                )
-                .await;
-            for cam in &cameras {
-                for (kind, class) in KINDS {
-                    let (t, p) = discovery(&prefix, cam, kind, class);
-                    let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
-                }
-                let (t, p) = image_discovery(&prefix, cam);
+    let announce = |client: AsyncClient, prefix: String, cameras: Vec<String>| async move {
+        let _ = client
+            .publish(
+                format!("{prefix}/available"),
+                QoS::AtLeastOnce,
+                true,
+                "online",
+            )
+            .await;
+        for cam in &cameras {
+            for (kind, class) in KINDS {
+                let (t, p) = discovery(&prefix, cam, kind, class);
                 let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
+            }
+            let (t, p) = image_discovery(&prefix, cam);
+            let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
+            for label in candor_detect::Label::ALL {
+                let (t, p) = count_discovery(&prefix, cam, label.name());
+                let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
+            }
+        }
+    };
+    type InView = std::collections::HashMap<(String, &'static str), std::collections::HashSet<i64>>;
+    // The object counts as this task knows them (0 where none is open),
+    // published from this loop, so no older figure overtakes a newer one:
+    // a retained count left by a previous run, or missed while the broker
+    // was away, is put right.
+    let publish_counts =
+        |client: &AsyncClient, prefix: &str, cameras: &[String], in_view: &InView| {
+            for cam in cameras {
                 for label in candor_detect::Label::ALL {
-                    let (t, p) = count_discovery(&prefix, cam, label.name());
-                    let _ = client.publish(t, QoS::AtLeastOnce, true, p).await;
-                    let n = counts
+                    let n = in_view
                         .get(&(cam.clone(), label.name()))
-                        .copied()
-                        .unwrap_or(0);
-                    let _ = client
-                        .publish(
-                            format!("{prefix}/{cam}/{}", label.name()),
-                            QoS::AtLeastOnce,
-                            true,
-                            n.to_string(),
-                        )
-                        .await;
+                        .map_or(0, |ids| ids.len());
+                    let _ = client.try_publish(
+                        format!("{prefix}/{cam}/{}", label.name()),
+                        QoS::AtLeastOnce,
+                        true,
+                        n.to_string(),
+                    );
                 }
             }
         };
-    let counts = |m: &std::collections::HashMap<
-        (String, &'static str),
-        std::collections::HashSet<i64>,
-    >| { m.iter().map(|(k, v)| (k.clone(), v.len())).collect() };
     // Objects in view per camera and label: the event ids of open object
     // events. A count is published whenever it changes (retained).
-    let mut in_view: std::collections::HashMap<
-        (String, &'static str),
-        std::collections::HashSet<i64>,
-    > = Default::default();
+    let mut in_view: InView = Default::default();
     // The event loop (network I/O) runs in its own task and is never
     // cancelled mid-packet; this task only queues messages.
     let (connected_tx, mut connected) = tokio::sync::mpsc::channel::<()>(4);
@@ -196,12 +191,14 @@ pub async fn run(
     loop {
         tokio::select! {
             Some(()) = connected.recv() => {
-                tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow().clone(), counts(&in_view)));
+                tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow().clone()));
+                publish_counts(&client, &prefix, &cameras.borrow(), &in_view);
             }
             // A camera added at run time gets its discovery messages too.
             r = cameras.changed(), if watching => {
                 if r.is_ok() {
-                    tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow_and_update().clone(), counts(&in_view)));
+                    tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow_and_update().clone()));
+                    publish_counts(&client, &prefix, &cameras.borrow(), &in_view);
                 } else {
                     watching = false;
                 }
@@ -234,8 +231,10 @@ pub async fn run(
                     // Ends may be among them: forget what is in view (an
                     // object still there counts again at its next update)
                     // rather than count it for ever.
+                    for (cam, label) in in_view.keys() {
+                        let _ = client.try_publish(format!("{prefix}/{cam}/{label}"), QoS::AtLeastOnce, true, "0");
+                    }
                     in_view.clear();
-                    tokio::spawn(announce(client.clone(), prefix.clone(), cameras.borrow().clone(), Default::default()));
                 }
                 Err(RecvError::Closed) => break,
             },

@@ -27,6 +27,16 @@ const WHOLE_SCALE: f32 = 0.45;
 /// The least time between looks while only confirmed objects move (90 kHz).
 const FOLLOW: i64 = 90_000;
 
+/// Looks have been wanted since `since` (the last at `wanted`) and the last
+/// one done was at `done`: starved when none was done for [`STARVED`].
+fn starved(wanted: Option<i64>, done: Option<i64>, since: i64) -> bool {
+    match (wanted, done) {
+        (Some(w), Some(d)) if w > d => w - d.max(since) >= STARVED,
+        (Some(w), None) => w - since >= STARVED,
+        _ => false,
+    }
+}
+
 /// An object's box grown by half its size each way: where it may be by
 /// the next look.
 fn grown(o: &[f32; 4]) -> [f32; 4] {
@@ -34,23 +44,25 @@ fn grown(o: &[f32; 4]) -> [f32; 4] {
     [o[0] - gx, o[1] - gy, o[2] + 2.0 * gx, o[3] + 2.0 * gy]
 }
 
-/// The share of box `b`'s area that lies on `boxes` (overlaps between
-/// them counted once at most: the sum is capped at the whole). One blob
-/// of motion often spans two people walking side by side.
+/// The share of box `b` that lies on `boxes` (one blob of motion often
+/// spans two people walking side by side).
 fn covered(boxes: &[[f32; 4]], b: &[f32; 4]) -> f32 {
-    let area = b[2] * b[3];
-    if area <= 0.0 {
-        return 1.0;
+    // On an 8×8 grid of points inside `b`: overlapping boxes count once.
+    const N: usize = 8;
+    let mut on = 0;
+    for i in 0..N {
+        for j in 0..N {
+            let x = b[0] + b[2] * (i as f32 + 0.5) / N as f32;
+            let y = b[1] + b[3] * (j as f32 + 0.5) / N as f32;
+            if boxes
+                .iter()
+                .any(|o| x >= o[0] && y >= o[1] && x <= o[0] + o[2] && y <= o[1] + o[3])
+            {
+                on += 1;
+            }
+        }
     }
-    let on: f32 = boxes
-        .iter()
-        .map(|o| {
-            let w = (o[0] + o[2]).min(b[0] + b[2]) - o[0].max(b[0]);
-            let h = (o[1] + o[3]).min(b[1] + b[3]) - o[1].max(b[1]);
-            w.max(0.0) * h.max(0.0)
-        })
-        .sum();
-    (on / area).min(1.0)
+    on as f32 / (N * N) as f32
 }
 
 /// Looks wanted and not done for this long (90 kHz): detection is not
@@ -312,11 +324,12 @@ impl CameraObjects {
         {
             return None;
         }
+        // The start of a stretch of wanted looks: after one that was done,
+        // or after a quiet spell (nothing wanted for long).
         if self
             .wanted_90k
-            .is_none_or(|w| w <= self.done_90k.unwrap_or(i64::MIN))
+            .is_none_or(|w| w <= self.done_90k.unwrap_or(i64::MIN) || t_90k - w > STARVED / 2)
         {
-            // The start of a stretch of wanted looks.
             self.wanted_since_90k = t_90k;
         }
         self.wanted_90k = Some(t_90k);
@@ -397,7 +410,8 @@ impl CameraObjects {
             }
         }
         drop(lease);
-        if ran {
+        // Done if the model ran, or there was nothing to look at.
+        if ran || looked.is_empty() {
             self.done_90k = Some(t_90k);
         }
         self.stats.busy_us += t0.elapsed().as_micros() as u64;
@@ -428,12 +442,8 @@ impl CameraObjects {
     /// camera's alarms, so an alarm is never lost to a busy or broken
     /// detector.
     pub fn working(&self) -> bool {
-        let starved = match (self.wanted_90k, self.done_90k) {
-            (Some(w), Some(d)) if w > d => w - d.max(self.wanted_since_90k) >= STARVED,
-            (Some(w), None) => w - self.wanted_since_90k >= STARVED,
-            _ => false,
-        };
-        self.stats.state == "running" && !starved
+        self.stats.state == "running"
+            && !starved(self.wanted_90k, self.done_90k, self.wanted_since_90k)
     }
 
     /// The tracks currently followed (for zones entered while they last).
@@ -548,5 +558,27 @@ mod tests {
         assert_eq!(covered(&people, &[0.9, 0.3, 0.05, 0.2]), 0.0);
         assert!(covered(&people, &[0.3, 0.1, 0.6, 0.8]) < 0.8);
         assert_eq!(covered(&[], &[0.1, 0.1, 0.1, 0.1]), 0.0);
+        // Two overlapping followed boxes and a blob half outside both:
+        // overlaps are not counted twice.
+        let side_by_side = [[0.35, 0.15, 0.2, 0.6], [0.35, 0.15, 0.2, 0.6]];
+        let c = covered(&side_by_side, &[0.45, 0.3, 0.2, 0.2]);
+        assert!((0.4..=0.6).contains(&c), "{c}");
+    }
+
+    #[test]
+    fn detection_is_starved_only_after_ten_seconds_of_wanted_looks_undone() {
+        let s = 90_000;
+        assert!(!starved(None, None, 0));
+        assert!(
+            !starved(Some(5 * s), Some(5 * s), 0),
+            "the last wanted look was done"
+        );
+        assert!(!starved(Some(9 * s), Some(2 * s), 3 * s), "6 s undone");
+        assert!(starved(Some(13 * s), Some(2 * s), 3 * s), "10 s undone");
+        assert!(
+            starved(Some(12 * s), None, s),
+            "never done, wanted for 11 s"
+        );
+        assert!(!starved(Some(12 * s), None, 5 * s));
     }
 }

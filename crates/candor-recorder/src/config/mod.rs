@@ -766,10 +766,9 @@ impl CameraConfig {
                     "camera {name:?}: objects.zones.{zone} lists no label (remove the zone from objects.zones instead)"
                 ));
             }
-            if let Some(l) = labels.iter().find(|l| !self.objects.labels.contains(l)) {
+            if !labels.iter().any(|l| self.objects.labels.contains(l)) {
                 return Err(format!(
-                    "camera {name:?}: objects.zones.{zone} requires {:?}, which is not in objects.labels (it would never be detected)",
-                    l.name()
+                    "camera {name:?}: objects.zones.{zone} requires only labels that are not in objects.labels (none would ever be detected)"
                 ));
             }
         }
