@@ -5,32 +5,15 @@
 //! objects in both (same labels, IoU ≥ 0.9) on 50 real frames. Needs
 //! ffmpeg and the PyPI onnxruntime wheel's library (.ci/run installs them).
 
+mod support;
+
 use candor_detect::{INPUT, Label, Runtime, Ssd, Yuv420, crop_to_rgb, iou};
-use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::{library, root};
 
 const FRAMES: usize = 50;
 const W: usize = 768;
 const H: usize = 576;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn library() -> PathBuf {
-    let o = Command::new("python3")
-        .args([
-            "-c",
-            "import onnxruntime, os, glob; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.*'))[0])",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        o.status.success(),
-        "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime"
-    );
-    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
-}
 
 /// Every other frame of the walking clip as raw `pix_fmt`, by ffmpeg.
 fn frames(pix_fmt: &str, extra: &[&str]) -> Vec<u8> {

@@ -5,33 +5,15 @@
 //! the same label at IoU ≥ 0.9. Needs `pip install onnxruntime onnx numpy`
 //! and ffmpeg (.ci/run installs them).
 
+mod support;
+
 use candor_detect::{INPUT, Label, Runtime, Ssd, iou};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use support::{library, root};
 
 const FRAMES: usize = 50;
 const MIN_SCORE: f32 = 0.5;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The wheel's libonnxruntime.so.
-fn library() -> PathBuf {
-    let o = Command::new("python3")
-        .args([
-            "-c",
-            "import onnxruntime, os, glob; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.*'))[0])",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        o.status.success(),
-        "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime onnx numpy\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
-}
 
 #[test]
 fn detections_on_real_frames_match_onnxruntime() {

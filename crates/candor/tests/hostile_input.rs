@@ -3,6 +3,8 @@
 //! bit flips, byte insertions and splices of real clips, decoder records, RTSP
 //! requests, segment files and configs. Passing means no panic and no hang.
 
+mod common;
+
 use candor_camsim::rtsp;
 use candor_media::h26x::{DecoderConfig, nals};
 use candor_media::mp4;
@@ -277,20 +279,9 @@ fn h264_decoder_survives_corrupted_streams() {
 /// onnxruntime wheel's library (.ci/run installs it).
 #[test]
 fn object_detection_survives_corrupted_streams() {
-    let lib = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import onnxruntime, os, glob; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.*'))[0])",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        lib.status.success(),
-        "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime"
-    );
     let engine =
         candor_recorder::objects::Engine::new(&candor_recorder::config::ObjectsRuntimeConfig {
-            runtime: Some(String::from_utf8_lossy(&lib.stdout).trim().into()),
+            runtime: Some(common::onnxruntime().into()),
             threads: Some(1),
         });
     let clip = mp4::read::parse(H264).unwrap();

@@ -18,23 +18,6 @@ const TREE: &str = concat!(
     "/../../assets/clips/tree-h264-30s.mp4"
 );
 
-/// `libonnxruntime.so.*` inside the PyPI wheel (`.ci/run` installs it).
-fn onnxruntime() -> String {
-    let o = Command::new("python3")
-        .args([
-            "-c",
-            "import onnxruntime, os, glob; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.*'))[0])",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        o.status.success(),
-        "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_owned()
-}
-
 fn probe_jpeg(path: &std::path::Path) -> (u64, u64) {
     let o = Command::new("ffprobe")
         .args([

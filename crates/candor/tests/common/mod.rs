@@ -12,6 +12,24 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// `libonnxruntime.so.*` inside the PyPI wheel (`.ci/run` installs it):
+/// what `[objects] runtime` names in the tests.
+pub fn onnxruntime() -> String {
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import onnxruntime, os, glob; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.*'))[0])",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "onnxruntime from PyPI is needed: python3 -m pip install onnxruntime\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
 pub const H264_CLIP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../assets/clips/vtest-h264-10s.mp4"
