@@ -14,33 +14,6 @@ const CLIP: &str = concat!(
     "/../../assets/clips/vtest-h264-10s.mp4"
 );
 
-fn probe_jpeg(path: &std::path::Path) -> (String, u64, u64) {
-    let o = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let s = &v["streams"][0];
-    (
-        s["codec_name"].as_str().unwrap_or_default().to_owned(),
-        s["width"].as_u64().unwrap_or(0),
-        s["height"].as_u64().unwrap_or(0),
-    )
-}
-
 #[test]
 fn motion_on_the_sub_stream_raises_events_with_snapshots_over_api_and_mqtt() {
     let prefix = format!("candormotion{}", std::process::id());

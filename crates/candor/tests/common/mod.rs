@@ -30,6 +30,34 @@ pub fn onnxruntime() -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
+/// A picture's codec, width and height, by ffprobe.
+pub fn probe_jpeg(path: &std::path::Path) -> (String, u64, u64) {
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = &v["streams"][0];
+    (
+        s["codec_name"].as_str().unwrap_or_default().to_owned(),
+        s["width"].as_u64().unwrap_or(0),
+        s["height"].as_u64().unwrap_or(0),
+    )
+}
+
 pub const H264_CLIP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../assets/clips/vtest-h264-10s.mp4"
