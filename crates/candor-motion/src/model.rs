@@ -335,7 +335,7 @@ impl Detector {
             .filter(|(_, c)| **c > 0)
             .max_by_key(|(_, c)| **c)
             .map(|(i, _)| i);
-        boxes.sort_by(|a, b| b.0.cmp(&a.0));
+        boxes.sort_by_key(|b| std::cmp::Reverse(b.0));
         let boxes = boxes
             .iter()
             .take(MAX_BOXES)
