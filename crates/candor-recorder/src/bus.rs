@@ -76,6 +76,38 @@ pub struct ObjectInfo {
 }
 
 impl EventChange {
+    /// A change with nothing but who, what and when: the other fields at
+    /// their usual values (no end, detail, score, zone or snapshot; an
+    /// alarm; not an object). Producers set the rest.
+    pub fn new(
+        id: i64,
+        camera: String,
+        kind: &'static str,
+        source: &'static str,
+        phase: Phase,
+        start: Time90k,
+    ) -> EventChange {
+        EventChange {
+            id,
+            camera,
+            kind,
+            source,
+            phase,
+            start,
+            end: None,
+            detail: None,
+            score: None,
+            zone: None,
+            snapshot: None,
+            has_snapshot: false,
+            pinned: false,
+            acked: None,
+            alarm: true,
+            object: None,
+            before: None,
+        }
+    }
+
     /// The message every integration sends (MQTT, webhooks, the live feed):
     /// the same [`candor_wire::Event`] as the API and `candor events --json`,
     /// as it stands at this change. The snapshot itself is not included (MQTT sends it on

@@ -8,7 +8,7 @@
 //! frames, says so, and resumes at the next key frame.
 
 use crate::bus::{EventBus, EventChange, ObjectInfo, Phase};
-use crate::config::{AlarmOn, MotionConfig, ObjectsConfig};
+use crate::config::{MotionConfig, ObjectsConfig};
 use crate::live::{LiveFrame, LiveInit, LiveSender};
 use crate::objects::{CameraObjects, Engine, Found, ObjectStats, OpenObject};
 use candor_detect::Change;
@@ -201,7 +201,7 @@ impl MotionTask {
                 }
                 if let Some(o) = &mut objs {
                     let ends = o.finish();
-                    self.handle_objects(ends, o, &mut open_objects, wall_now());
+                    self.handle_objects(ends, o, &mut open_objects, Time90k::now());
                 }
                 let made = f
                     .init
@@ -314,7 +314,7 @@ impl MotionTask {
         }
         if let Some(o) = &mut objs {
             let ends = o.finish();
-            self.handle_objects(ends, o, &mut open_objects, wall_now());
+            self.handle_objects(ends, o, &mut open_objects, Time90k::now());
         }
         self.set(|st| st.state = "stopped".into());
     }
@@ -353,23 +353,13 @@ impl MotionTask {
         let change =
             |id, phase, start, end, score: f32, zone: Option<String>, snapshot: Option<Vec<u8>>| {
                 EventChange {
-                    id,
-                    camera: self.camera.clone(),
-                    kind: "motion",
-                    source: "motion",
-                    phase,
-                    start,
                     end,
-                    detail: None,
                     score: Some(f64::from(score)),
                     zone,
                     has_snapshot: snapshot.is_some(),
                     snapshot: snapshot.map(Into::into),
-                    pinned: false,
-                    acked: None,
                     alarm,
-                    object: None,
-                    before: None,
+                    ..EventChange::new(id, self.camera.clone(), "motion", "motion", phase, start)
                 }
             };
         match e {
@@ -589,25 +579,14 @@ impl MotionTask {
     /// An ongoing motion event becomes an alarm: an update that says so,
     /// with what the index has of it.
     fn raise_motion_alarm(&self, id: i64, start: Time90k) {
-        let mut c = EventChange {
+        let mut c = EventChange::new(
             id,
-            camera: self.camera.clone(),
-            kind: "motion",
-            source: "motion",
-            phase: Phase::Update,
+            self.camera.clone(),
+            "motion",
+            "motion",
+            Phase::Update,
             start,
-            end: None,
-            detail: None,
-            score: None,
-            zone: None,
-            snapshot: None,
-            has_snapshot: false,
-            pinned: false,
-            acked: None,
-            alarm: true,
-            object: None,
-            before: None,
-        }
+        )
         .stored(&self.store);
         if let Ok(Some(e)) = self.store.event(id) {
             (c.score, c.zone) = (e.score, e.zone);
@@ -667,23 +646,21 @@ impl MotionTask {
         before: Option<ObjectInfo>,
     ) -> EventChange {
         EventChange {
-            id: o.event_id,
-            camera: self.camera.clone(),
-            kind: "object",
-            source: "object",
-            phase,
-            start: o.start,
             end,
-            detail: None,
             score: Some(f64::from(o.info.top_score)),
             zone: o.info.zones.first().cloned(),
-            snapshot: None,
             has_snapshot: o.has_snapshot,
-            pinned: false,
-            acked: None,
             alarm: o.alarm,
             object: Some(o.info.clone()),
             before,
+            ..EventChange::new(
+                o.event_id,
+                self.camera.clone(),
+                "object",
+                "object",
+                phase,
+                o.start,
+            )
         }
     }
 }
@@ -691,11 +668,7 @@ impl MotionTask {
 /// Whether motion events raise alarms: unless object detection runs on
 /// the camera and alarms come from objects alone.
 fn motion_alarms(objs: Option<&CameraObjects>) -> bool {
-    objs.is_none_or(|o| o.cfg.alarm != AlarmOn::Objects || !o.working())
-}
-
-fn wall_now() -> Time90k {
-    Time90k::now()
+    objs.is_none_or(|o| crate::objects::motion_raises_alarms(&o.cfg, o.working()))
 }
 
 fn set_status(s: &Mutex<crate::CameraStatus>, f: impl FnOnce(&mut MotionStatus)) {

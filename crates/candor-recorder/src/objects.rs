@@ -476,6 +476,12 @@ pub fn motion_alarms(cfg: &ObjectsConfig, status: &crate::CameraStatus) -> bool 
         .motion
         .as_ref()
         .is_some_and(|m| m.state == "running" && m.objects.as_ref().is_some_and(|o| o.working));
+    motion_raises_alarms(cfg, working)
+}
+
+/// The rule itself: motion raises alarms unless detection is on, `working`,
+/// and alarms come from objects alone.
+pub fn motion_raises_alarms(cfg: &ObjectsConfig, working: bool) -> bool {
     !(cfg.enabled && cfg.alarm == AlarmOn::Objects && working)
 }
 

@@ -371,32 +371,27 @@ impl EventSink {
     }
 
     fn change(&self, e: &OpenEvent, end: Option<candor_media::Time90k>) -> crate::bus::EventChange {
+        let phase = if end.is_some() {
+            crate::bus::Phase::End
+        } else {
+            crate::bus::Phase::Start
+        };
         crate::bus::EventChange {
-            id: e.id,
-            camera: self.camera.clone(),
-            kind: e.kind,
-            source: "onvif",
-            phase: if end.is_some() {
-                crate::bus::Phase::End
-            } else {
-                crate::bus::Phase::Start
-            },
-            start: e.start,
             end,
             detail: Some(e.detail.clone()),
-            score: None,
-            zone: None,
-            snapshot: None,
-            has_snapshot: false,
-            pinned: false,
-            acked: None,
             alarm: e.kind != "motion"
                 || crate::objects::motion_alarms(
                     &self.objects.borrow(),
                     &self.status.lock().unwrap_or_else(|e| e.into_inner()),
                 ),
-            object: None,
-            before: None,
+            ..crate::bus::EventChange::new(
+                e.id,
+                self.camera.clone(),
+                e.kind,
+                "onvif",
+                phase,
+                e.start,
+            )
         }
     }
 
