@@ -825,13 +825,17 @@ mod tests {
     }
 
     fn pair(idle: Duration) -> Pair {
+        pair_idle(idle, idle)
+    }
+
+    fn pair_idle(cloud_idle: Duration, recorder_idle: Duration) -> Pair {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let (ar, aw) = tokio::io::split(a);
         let (br, bw) = tokio::io::split(b);
         let (ctx, cloud_ended) = mpsc::unbounded_channel();
         let (rtx, rec_ended) = mpsc::unbounded_channel();
-        let (cloud, _) = Tunnel::start(aw, idle, Some(ctx));
-        let (recorder, _) = Tunnel::start(bw, idle, Some(rtx));
+        let (cloud, _) = Tunnel::start(aw, cloud_idle, Some(ctx));
+        let (recorder, _) = Tunnel::start(bw, recorder_idle, Some(rtx));
         let (otx, opens) = mpsc::unbounded_channel();
         reader(cloud.clone(), ar, false, None);
         reader(recorder.clone(), br, true, Some(otx));
@@ -939,7 +943,9 @@ mod tests {
 
     #[tokio::test]
     async fn idle_streams_end_and_refusals_close() {
-        let mut p = pair(Duration::from_millis(300));
+        // Only the recorder's timer is short: with both alike, whichever side
+        // fires first decides whether the recorder sees "idle" or a close.
+        let mut p = pair_idle(Duration::from_secs(60), Duration::from_millis(300));
         let (mut browser, s) = tokio::io::duplex(1024);
         p.cloud.open(5, "c", b"x", s).unwrap();
         let (id, client, first) = p.opens.recv().await.unwrap();
