@@ -2,9 +2,13 @@
 //! source of truth: an edit keeps its comments and layout (toml_edit), the
 //! whole new text must pass the same validation as at start-up, and it
 //! replaces the old file atomically (temporary file, fsync, rename), owner
-//! only (0600: it may hold camera passwords). Edits are serialized.
+//! only (0600: it may hold camera passwords). Edits are serialized, and
+//! each one is a version in the config's history ([`crate::config_history`]),
+//! with who made it and from where; a hand edit made since the last one is
+//! recorded first, as such.
 
 use crate::config::{AlarmOn, Config, ConfigError, MotionConfig, ObjectsConfig};
+pub use crate::config_history::{Author, History, Origin};
 use std::io::Write;
 use std::path::Path;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
@@ -30,10 +34,11 @@ fn points(p: &candor_motion::Polygon) -> Array {
 /// the recorder's decision, kept in its own file.
 pub fn set_cloud_sharing(
     path: &Path,
+    by: &Author,
     sharing: candor_link::Sharing,
     private_alarms: bool,
-) -> Result<Config, ConfigError> {
-    edit(path, |doc| {
+) -> Result<Edited, ConfigError> {
+    edit(path, by, "cloud sharing".into(), |doc| {
         let cloud = doc
             .get_mut("cloud")
             .and_then(Item::as_table_mut)
@@ -49,8 +54,9 @@ pub fn set_cloud_sharing(
 }
 
 /// Switches remote access through the cloud on or off.
-pub fn set_cloud_remote(path: &Path, on: bool) -> Result<Config, ConfigError> {
-    edit(path, |doc| {
+pub fn set_cloud_remote(path: &Path, by: &Author, on: bool) -> Result<Edited, ConfigError> {
+    let note = format!("remote access {}", if on { "on" } else { "off" });
+    edit(path, by, note, |doc| {
         let cloud = doc
             .get_mut("cloud")
             .and_then(Item::as_table_mut)
@@ -62,8 +68,13 @@ pub fn set_cloud_remote(path: &Path, on: bool) -> Result<Config, ConfigError> {
 
 /// Replaces camera `camera`'s `[cameras.motion]` section with `m`. Returns
 /// the new, validated configuration.
-pub fn set_motion(path: &Path, camera: &str, m: &MotionConfig) -> Result<Config, ConfigError> {
-    edit(path, |doc| {
+pub fn set_motion(
+    path: &Path,
+    by: &Author,
+    camera: &str,
+    m: &MotionConfig,
+) -> Result<Edited, ConfigError> {
+    edit(path, by, format!("motion settings of {camera}"), |doc| {
         let cam = camera_table(doc, camera)?;
         let mut t = Table::new();
         t["enabled"] = value(m.enabled);
@@ -92,8 +103,13 @@ pub fn set_motion(path: &Path, camera: &str, m: &MotionConfig) -> Result<Config,
 /// Replaces camera `camera`'s `[cameras.objects]` section with `o`.
 /// Returns the new, validated configuration (objects need motion on, and
 /// their zones must be motion's).
-pub fn set_objects(path: &Path, camera: &str, o: &ObjectsConfig) -> Result<Config, ConfigError> {
-    edit(path, |doc| {
+pub fn set_objects(
+    path: &Path,
+    by: &Author,
+    camera: &str,
+    o: &ObjectsConfig,
+) -> Result<Edited, ConfigError> {
+    edit(path, by, format!("object detection of {camera}"), |doc| {
         let cam = camera_table(doc, camera)?;
         let r = |v: f32| (f64::from(v) * 1000.0).round() / 1000.0;
         let mut t = Table::new();
@@ -171,40 +187,39 @@ fn userinfo(s: &str) -> String {
     out
 }
 
+/// `url` with the user name and password put in (percent-encoded), or an
+/// error if the URL carries credentials of its own.
+fn stream_url(u: &str, username: Option<&str>, password: Option<&str>) -> Result<String, String> {
+    let mut url = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("give the user name and password in their own fields, not in the URL".into());
+    }
+    if let Some(user) = username.filter(|u| !u.is_empty()) {
+        // Set on the string form: url's setters would re-encode.
+        let pass = password
+            .map(|p| format!(":{}", userinfo(p)))
+            .unwrap_or_default();
+        let host_part = url
+            .as_str()
+            .strip_prefix("rtsp://")
+            .ok_or("camera URLs start with rtsp://")?
+            .to_owned();
+        return Ok(format!("rtsp://{}{pass}@{host_part}", userinfo(user)));
+    }
+    url.set_fragment(None);
+    Ok(url.to_string())
+}
+
 /// Appends a `[[cameras]]` entry. Returns the new configuration; the caller
 /// starts the camera (see `StatusSource::add_camera`).
-pub fn add_camera(path: &Path, c: &NewCamera) -> Result<Config, ConfigError> {
-    let with_creds = |u: &str| -> Result<String, String> {
-        let mut url = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "give the user name and password in their own fields, not in the URL".into(),
-            );
-        }
-        if let Some(user) = &c.username {
-            // Set on the string form: url's setters would re-encode.
-            let pass = c
-                .password
-                .as_deref()
-                .map(|p| format!(":{}", userinfo(p)))
-                .unwrap_or_default();
-            let host_part = url
-                .as_str()
-                .strip_prefix("rtsp://")
-                .ok_or("camera URLs start with rtsp://")?
-                .to_owned();
-            return Ok(format!("rtsp://{}{pass}@{host_part}", userinfo(user)));
-        }
-        url.set_fragment(None);
-        Ok(url.to_string())
-    };
-    edit(path, |doc| {
-        let main = with_creds(&c.url)?;
+pub fn add_camera(path: &Path, by: &Author, c: &NewCamera) -> Result<Edited, ConfigError> {
+    edit(path, by, format!("camera {} added", c.name), |doc| {
+        let creds = |u: &str| stream_url(u, c.username.as_deref(), c.password.as_deref());
         let mut t = Table::new();
         t["name"] = value(c.name.clone());
-        t["url"] = value(main);
+        t["url"] = value(creds(&c.url)?);
         if let Some(sub) = c.sub_url.as_deref().filter(|s| !s.is_empty()) {
-            t["sub_url"] = value(with_creds(sub)?);
+            t["sub_url"] = value(creds(sub)?);
         }
         if let Some(o) = c.onvif.as_deref().filter(|s| !s.is_empty()) {
             t["onvif"] = value(o.to_owned());
@@ -225,6 +240,78 @@ pub fn add_camera(path: &Path, c: &NewCamera) -> Result<Config, ConfigError> {
                 doc["cameras"] = Item::ArrayOfTables(cams);
             }
         }
+        Ok(())
+    })
+}
+
+/// Changes camera `name`'s addresses and credentials (`c.name` must be
+/// `name`: a camera's name is what its recordings are filed under). A
+/// password left out keeps the current one when the user name stays the
+/// same. Motion, objects and retention settings are kept.
+pub fn edit_camera(
+    path: &Path,
+    by: &Author,
+    name: &str,
+    c: &NewCamera,
+) -> Result<Edited, ConfigError> {
+    edit(path, by, format!("camera {name} changed"), |doc| {
+        if c.name != name {
+            return Err(format!(
+                "cameras can't be renamed ({name:?} to {:?}): recordings are filed under the name; add a new camera instead",
+                c.name
+            ));
+        }
+        let cam = camera_table(doc, name)?;
+        let old = cam
+            .get("url")
+            .and_then(Item::as_str)
+            .and_then(|u| url::Url::parse(u).ok());
+        let kept = old.as_ref().and_then(|u| {
+            let same_user =
+                c.username.as_deref().unwrap_or("") == percent_decode(u.username()).as_str();
+            (same_user && c.password.is_none())
+                .then(|| u.password().map(percent_decode))
+                .flatten()
+        });
+        let password = c.password.clone().or(kept);
+        let creds = |u: &str| stream_url(u, c.username.as_deref(), password.as_deref());
+        cam["url"] = value(creds(&c.url)?);
+        match c.sub_url.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => cam["sub_url"] = value(creds(sub)?),
+            None => {
+                cam.remove("sub_url");
+            }
+        }
+        match c.onvif.as_deref().filter(|s| !s.is_empty()) {
+            Some(o) => cam["onvif"] = value(o.to_owned()),
+            None => {
+                cam.remove("onvif");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Removes camera `name` from the config. Its recordings stay until
+/// retention removes them.
+pub fn remove_camera(path: &Path, by: &Author, name: &str) -> Result<Edited, ConfigError> {
+    edit(path, by, format!("camera {name} removed"), |doc| {
+        let cams = doc
+            .get_mut("cameras")
+            .and_then(Item::as_array_of_tables_mut)
+            .ok_or("the config has no [[cameras]]")?;
+        let i = cams
+            .iter()
+            .position(|t| t.get("name").and_then(Item::as_str) == Some(name))
+            .ok_or_else(|| format!("no camera named {name:?} in the config"))?;
+        cams.remove(i);
         Ok(())
     })
 }
@@ -261,22 +348,250 @@ pub fn camera_entry(name: &str, url: &str) -> String {
 
 static EDITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Applies `f` to the document, validates the result and writes it.
+/// A change made: the new configuration, its version, and the version it
+/// replaced (what a revert goes back to).
+#[derive(Debug)]
+pub struct Edited {
+    pub config: Config,
+    pub version: i64,
+    pub previous: i64,
+}
+
+/// Applies `f` to the document, validates the result, writes it and
+/// records it as a version by `by`.
 fn edit(
     path: &Path,
+    by: &Author,
+    note: String,
     f: impl FnOnce(&mut DocumentMut) -> Result<(), String>,
-) -> Result<Config, ConfigError> {
-    let read = |e| ConfigError::Read {
-        path: path.to_owned(),
-        source: e,
-    };
+) -> Result<Edited, ConfigError> {
     // One edit at a time: two requests reading the same file and writing
     // back their own change would lose one of them.
     let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
-    let text = std::fs::read_to_string(path).map_err(read)?;
+    let (history, text, previous) = current(path)?;
     let mut doc: DocumentMut = text.parse().map_err(|e| invalid(path, format!("{e}")))?;
     f(&mut doc).map_err(|e| invalid(path, e))?;
-    replace(path, &doc.to_string())
+    let new = doc.to_string();
+    let config = replace(path, &new)?;
+    let version = history.record(&new, by, &note)?;
+    Ok(Edited {
+        config,
+        version,
+        previous,
+    })
+}
+
+/// The history, the file's text and its version (a hand edit made since
+/// the last recorded version is recorded now, as one).
+fn current(path: &Path) -> Result<(History, String, i64), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_owned(),
+        source: e,
+    })?;
+    let history = History::open(path)?;
+    history.notice(&text)?;
+    let (version, _) = history
+        .latest()?
+        .ok_or_else(|| invalid(path, "the config history is empty"))?;
+    Ok((history, text, version))
+}
+
+/// Records the file as it is now if it differs from the last version (at
+/// start: a hand edit, or the first version). Returns the new version.
+pub fn notice(path: &Path) -> Result<Option<i64>, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_owned(),
+        source: e,
+    })?;
+    Ok(History::open(path)?.notice(&text)?)
+}
+
+/// Makes version `version` the config again (validated as any change), as
+/// a new version by `by`.
+pub fn rollback(path: &Path, by: &Author, version: i64) -> Result<Edited, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let (history, text, previous) = current(path)?;
+    let old = history.text(version)?;
+    if old == text {
+        return Err(invalid(
+            path,
+            format!("version {version} is the config already"),
+        ));
+    }
+    let config = replace(path, &old)?;
+    let version = history.record(&old, by, &format!("rolled back to version {version}"))?;
+    Ok(Edited {
+        config,
+        version,
+        previous,
+    })
+}
+
+/// The config's text with its secrets redacted, and its version.
+pub fn redacted(path: &Path) -> Result<(String, i64), ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let (history, text, version) = current(path)?;
+    Ok((history.redact(&text), version))
+}
+
+/// Replaces the whole config with `edited`, a text in the redacted form
+/// [`redacted`] gives, with the secrets put back. `base`: the version the
+/// user edited; a change made since is not overwritten (409-style error).
+pub fn set_text(path: &Path, by: &Author, base: i64, edited: &str) -> Result<Edited, ConfigError> {
+    if edited.len() > crate::config_history::MAX_TEXT {
+        return Err(invalid(
+            path,
+            format!(
+                "a config is at most {} bytes",
+                crate::config_history::MAX_TEXT
+            ),
+        ));
+    }
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let (history, text, previous) = current(path)?;
+    if base != previous {
+        return Err(invalid(
+            path,
+            format!(
+                "the config changed since version {base} (it is version {previous} now); reload it and make the change again"
+            ),
+        ));
+    }
+    let new = history
+        .restore(edited, &text)
+        .map_err(|e| invalid(path, e))?;
+    let config = replace(path, &new)?;
+    let version = history.record(&new, by, "config text edited")?;
+    Ok(Edited {
+        config,
+        version,
+        previous,
+    })
+}
+
+/// Sections whose change could cut off access to the recorder: its web
+/// server's address and certificate, and the cloud link remote access
+/// rides on. A change to them through the web app is held for
+/// confirmation ([`hold`]).
+pub const RISKY: &[&str] = &["web", "cloud"];
+
+/// The top-level sections (`web`, `cameras`, …) that differ between two
+/// config texts.
+pub fn changed_sections(a: &str, b: &str) -> Vec<String> {
+    let parse = |t: &str| toml::from_str::<toml::Table>(t).unwrap_or_default();
+    let (a, b) = (parse(a), parse(b));
+    let mut keys: Vec<String> = a.keys().chain(b.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys.retain(|k| a.get(k) != b.get(k));
+    keys
+}
+
+/// Whether, of section `section`, only `keys` differ between two config
+/// texts (the section is in both).
+pub fn only_changed(old: &str, new: &str, section: &str, keys: &[&str]) -> bool {
+    let sect = |t: &str| {
+        let mut s = toml::from_str::<toml::Table>(t)
+            .ok()
+            .and_then(|mut t| t.remove(section))
+            .and_then(|v| v.as_table().cloned());
+        if let Some(s) = &mut s {
+            for k in keys {
+                s.remove(*k);
+            }
+        }
+        s
+    };
+    let (a, b) = (sect(old), sect(new));
+    a.is_some() && b.is_some() && a == b
+}
+
+/// Holds change `version` (made from `previous` by `by`) for confirmation
+/// if it could cut its author off: it reverts by itself ([`revert_if_due`])
+/// unless [`confirm`]ed within `within`. That is a change to `[web]`, or to
+/// `[cloud]` made through the relay (remote access rides on it; a local
+/// caller keeps their way in). A second risky change while one waits
+/// extends the wait, and a revert then goes back to before the first.
+pub fn hold(
+    path: &Path,
+    version: i64,
+    previous: i64,
+    by: &Author,
+    within: std::time::Duration,
+) -> Result<Option<crate::config_history::Pending>, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let h = History::open(path)?;
+    let (old, new) = (h.text(previous)?, h.text(version)?);
+    let far = matches!(by.origin, Origin::Remote | Origin::Technician);
+    let risky = changed_sections(&old, &new)
+        .iter()
+        .any(|s| s == "web" || (far && s == "cloud"));
+    if !risky {
+        return Ok(None);
+    }
+    let p = crate::config_history::Pending {
+        version,
+        previous: h.pending()?.map_or(previous, |p| p.previous),
+        deadline: crate::config_history::now() + within.as_secs() as i64,
+    };
+    h.set_pending(p)?;
+    Ok(Some(p))
+}
+
+/// Confirms the change waiting for it. Returns it, or `None` if none was.
+pub fn confirm(path: &Path) -> Result<Option<crate::config_history::Pending>, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let h = History::open(path)?;
+    let p = h.pending()?;
+    h.clear_pending()?;
+    Ok(p)
+}
+
+/// The change waiting for confirmation, if any.
+pub fn pending(path: &Path) -> Result<Option<crate::config_history::Pending>, ConfigError> {
+    Ok(History::open(path)?.pending()?)
+}
+
+/// Reverts the change waiting for confirmation once its deadline (unix
+/// seconds) is past `now`: the [`RISKY`] sections go back to what they
+/// were before it; changes made since to other sections stay. Runs at
+/// start too, so a change that cut off access is undone by a restart.
+pub fn revert_if_due(path: &Path, now: i64) -> Result<Option<Edited>, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let (history, text, previous) = current(path)?;
+    let Some(p) = history.pending()?.filter(|p| p.deadline <= now) else {
+        return Ok(None);
+    };
+    let before: DocumentMut = history
+        .text(p.previous)?
+        .parse()
+        .map_err(|e| invalid(path, format!("version {}: {e}", p.previous)))?;
+    let mut doc: DocumentMut = text.parse().map_err(|e| invalid(path, format!("{e}")))?;
+    for s in RISKY {
+        match before.get(s) {
+            Some(item) => doc[*s] = item.clone(),
+            None => {
+                doc.remove(s);
+            }
+        }
+    }
+    let new = doc.to_string();
+    let config = replace(path, &new)?;
+    let version = history.record(
+        &new,
+        &Author::system(),
+        &format!(
+            "version {} was not confirmed in time: [web] and [cloud] as in version {}",
+            p.version, p.previous
+        ),
+    )?;
+    history.clear_pending()?;
+    Ok(Some(Edited {
+        config,
+        version,
+        previous,
+    }))
 }
 
 /// Writes a new config file (`candor demo`). The document is built with
@@ -286,7 +601,10 @@ pub fn create(path: &Path, build: impl FnOnce(&mut DocumentMut)) -> Result<Confi
     let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
     let mut doc = DocumentMut::new();
     build(&mut doc);
-    replace(path, &doc.to_string())
+    let text = doc.to_string();
+    let cfg = replace(path, &text)?;
+    History::open(path)?.record(&text, &Author::cli(), "created")?;
+    Ok(cfg)
 }
 
 /// Validates `new` and atomically replaces the file at `path` with it.
@@ -370,7 +688,7 @@ mod tests {
                         motion: false,
                         other_host: false,
                     };
-                    add_camera(p, &c).unwrap();
+                    add_camera(p, &Author::cli(), &c).unwrap();
                 });
             }
         });
@@ -380,8 +698,24 @@ mod tests {
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "temporary files left behind");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("candor.history.db"))
+            .collect();
+        assert_eq!(leftovers, ["candor.toml"], "temporary files left behind");
+        // Each edit is a version, after the first one seen.
+        let h = History::open(&p).unwrap();
+        assert_eq!(h.list(100, None).unwrap().len(), 17);
+        assert_eq!(
+            std::fs::metadata(History::path_for(&p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600,
+            "the history holds the same secrets"
+        );
     }
 
     #[test]
@@ -403,7 +737,7 @@ mod tests {
             motion: true,
             other_host: false,
         };
-        let cfg = add_camera(&p, &new).unwrap();
+        let cfg = add_camera(&p, &Author::cli(), &new).unwrap().config;
         let door = &cfg.cameras[1];
         assert_eq!(door.url.password.as_deref(), Some("p@ss word:1"));
         assert_eq!(
@@ -415,7 +749,7 @@ mod tests {
         // and leave the file as it was.
         let before = std::fs::read_to_string(&p).unwrap();
         assert!(
-            add_camera(&p, &new)
+            add_camera(&p, &Author::cli(), &new)
                 .unwrap_err()
                 .to_string()
                 .contains("used twice")
@@ -425,7 +759,7 @@ mod tests {
             url: "rtsp://u:p@h/x".into(),
             ..new
         };
-        assert!(add_camera(&p, &inline).is_err());
+        assert!(add_camera(&p, &Author::cli(), &inline).is_err());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), before);
     }
 
@@ -449,7 +783,7 @@ mod tests {
                 candor_motion::Polygon::new(vec![(0.0, 0.5), (1.0, 0.5), (1.0, 1.0)]).unwrap(),
             ),
         });
-        let cfg = set_motion(&p, "yard", &m).unwrap();
+        let cfg = set_motion(&p, &Author::cli(), "yard", &m).unwrap().config;
         assert_eq!(cfg.cameras[1].motion, m);
         assert!(!cfg.cameras[0].motion.enabled);
         let text = std::fs::read_to_string(&p).unwrap();
@@ -461,11 +795,197 @@ mod tests {
         );
         // Reading it back gives the same settings.
         assert_eq!(Config::parse(&text).unwrap().cameras[1].motion, m);
-        assert!(set_motion(&p, "nope", &m).is_err());
+        assert!(set_motion(&p, &Author::cli(), "nope", &m).is_err());
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             text,
             "a failed edit changes nothing"
         );
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("candor.toml");
+        std::fs::write(
+            &p,
+            "[storage]\npath = \"d\"\n\n[[cameras]]\nname = \"gate\"\nurl = \"rtsp://admin:s3cret@10.0.0.5/main\"\n[cameras.motion]\nenabled = true\n",
+        )
+        .unwrap();
+        (dir, p)
+    }
+
+    fn cam(name: &str, url: &str) -> NewCamera {
+        NewCamera {
+            name: name.into(),
+            url: url.into(),
+            username: Some("admin".into()),
+            password: None,
+            sub_url: None,
+            onvif: None,
+            motion: false,
+            other_host: false,
+        }
+    }
+
+    #[test]
+    fn hand_edits_are_versions_and_rollback_restores_any_version() {
+        let (_d, p) = setup();
+        let ann = Author::new("ann", Origin::Local, Some("192.0.2.4".into()));
+        let e = set_motion(
+            &p,
+            &ann,
+            "gate",
+            &MotionConfig {
+                enabled: true,
+                sensitivity: 80,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((e.previous, e.version), (1, 2));
+        // Someone edits the file by hand; the next change records that first.
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replace("sensitivity = 80", "sensitivity = 90")).unwrap();
+        assert_eq!(notice(&p).unwrap(), Some(3));
+        let h = History::open(&p).unwrap();
+        let v = h.list(10, None).unwrap();
+        assert_eq!(v[0].origin, Origin::File);
+        assert_eq!(v[1].user.as_deref(), Some("ann"));
+        assert_eq!(v[1].note, "motion settings of gate");
+        // Back to the first version: validated, recorded, and the file is it.
+        let r = rollback(&p, &ann, 1).unwrap();
+        assert_eq!(
+            r.config.cameras[0].motion.sensitivity,
+            MotionConfig::default().sensitivity
+        );
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), h.text(1).unwrap());
+        assert_eq!(h.list(1, None).unwrap()[0].note, "rolled back to version 1");
+        assert!(rollback(&p, &ann, 1).is_err(), "it is the config already");
+        assert!(rollback(&p, &ann, 42).is_err());
+    }
+
+    #[test]
+    fn a_rollback_to_an_invalid_version_changes_nothing() {
+        let (_d, p) = setup();
+        notice(&p).unwrap();
+        // A broken hand edit is recorded (it happened) but can't be restored.
+        std::fs::write(&p, "[storage]\npath = 5\n").unwrap();
+        let broken = notice(&p).unwrap().unwrap();
+        std::fs::write(&p, History::open(&p).unwrap().text(1).unwrap()).unwrap();
+        let before = std::fs::read_to_string(&p).unwrap();
+        assert!(rollback(&p, &Author::cli(), broken).is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), before);
+    }
+
+    #[test]
+    fn cameras_are_edited_keeping_their_password_and_removed() {
+        let (_d, p) = setup();
+        let by = Author::cli();
+        let e = edit_camera(&p, &by, "gate", &cam("gate", "rtsp://10.0.0.6/main")).unwrap();
+        let c = &e.config.cameras[0];
+        assert_eq!(c.url.password.as_deref(), Some("s3cret"), "kept");
+        assert_eq!(c.url.url.host_str(), Some("10.0.0.6"));
+        assert!(c.motion.enabled, "motion settings kept");
+        let mut n = cam("gate", "rtsp://10.0.0.6/main");
+        n.password = Some("n:w".into());
+        let e = edit_camera(&p, &by, "gate", &n).unwrap();
+        assert_eq!(e.config.cameras[0].url.password.as_deref(), Some("n:w"));
+        assert!(
+            edit_camera(&p, &by, "gate", &cam("door", "rtsp://h/x")).is_err(),
+            "no rename"
+        );
+        assert!(edit_camera(&p, &by, "nope", &cam("nope", "rtsp://h/x")).is_err());
+        let e = remove_camera(&p, &by, "gate").unwrap();
+        assert!(e.config.cameras.is_empty());
+        assert!(remove_camera(&p, &by, "gate").is_err());
+    }
+
+    #[test]
+    fn an_unconfirmed_web_change_reverts_and_keeps_later_changes() {
+        let (_d, p) = setup();
+        let by = Author::cli();
+        let (text, v) = redacted(&p).unwrap();
+        let moved = format!("{text}\n[web]\nlisten = \"127.0.0.1:9999\"\n");
+        let e = set_text(&p, &by, v, &moved).unwrap();
+        let held = hold(
+            &p,
+            e.version,
+            e.previous,
+            &by,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(held.previous, v);
+        // A change to a camera meanwhile is not held, and survives the revert.
+        let e2 = edit_camera(&p, &by, "gate", &cam("gate", "rtsp://10.0.0.7/main")).unwrap();
+        assert!(
+            hold(
+                &p,
+                e2.version,
+                e2.previous,
+                &by,
+                std::time::Duration::from_secs(60)
+            )
+            .unwrap()
+            .is_none()
+        );
+        assert!(
+            revert_if_due(&p, held.deadline - 1).unwrap().is_none(),
+            "not yet"
+        );
+        let r = revert_if_due(&p, held.deadline).unwrap().unwrap();
+        assert_eq!(
+            r.config.web.listen,
+            crate::config::WebConfig::default().listen
+        );
+        assert_eq!(r.config.cameras[0].url.url.host_str(), Some("10.0.0.7"));
+        assert!(pending(&p).unwrap().is_none());
+        let h = History::open(&p).unwrap();
+        assert_eq!(h.list(1, None).unwrap()[0].origin, Origin::System);
+        // Confirmed in time: stays.
+        let (text, v) = redacted(&p).unwrap();
+        let e = set_text(
+            &p,
+            &by,
+            v,
+            &format!("{text}\n[web]\nlisten = \"127.0.0.1:9998\"\n"),
+        )
+        .unwrap();
+        let held = hold(
+            &p,
+            e.version,
+            e.previous,
+            &by,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(confirm(&p).unwrap(), Some(held));
+        assert!(revert_if_due(&p, i64::MAX).unwrap().is_none());
+        assert_eq!(
+            Config::load(&p).unwrap().web.listen.to_string(),
+            "127.0.0.1:9998"
+        );
+    }
+
+    #[test]
+    fn the_text_editor_sees_no_secret_and_keeps_them() {
+        let (_d, p) = setup();
+        let (text, v) = redacted(&p).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        let edited = text.replace("[[cameras]]", "# a comment\n[[cameras]]");
+        let e = set_text(&p, &Author::cli(), v, &edited).unwrap();
+        assert_eq!(e.config.cameras[0].url.password.as_deref(), Some("s3cret"));
+        assert!(std::fs::read_to_string(&p).unwrap().contains("# a comment"));
+        // Edited from an old version: refused, nothing lost.
+        assert!(set_text(&p, &Author::cli(), v, &text).is_err());
+        let huge = "#".repeat(crate::config_history::MAX_TEXT + 1);
+        assert!(set_text(&p, &Author::cli(), e.version, &huge).is_err());
     }
 }

@@ -5,6 +5,7 @@ pub mod bus;
 pub mod cloud;
 pub mod config;
 pub mod config_edit;
+pub mod config_history;
 pub mod ingest;
 pub mod live;
 pub mod motion;
@@ -56,6 +57,12 @@ struct CameraHandle {
     live: live::LiveSender,
     motion: watch::Sender<config::MotionConfig>,
     objects: watch::Sender<config::ObjectsConfig>,
+    /// The config it runs with: a change other than motion or objects
+    /// restarts it.
+    cfg: config::CameraConfig,
+    /// Stops this camera alone (removed, or restarted with a new config).
+    stop: watch::Sender<bool>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 /// Everything needed to start a camera, now or later (the web app adds
@@ -126,6 +133,18 @@ impl Shared {
             .cameras
             .insert(id, camera_limits(c));
         let mut tasks = Vec::new();
+        // The camera's tasks stop on the recorder's shutdown or on its own.
+        let (stop, shutdown) = watch::channel(false);
+        {
+            let stop = stop.clone();
+            let mut global = sp.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = global.wait_for(|v| *v) => { let _ = stop.send(true); }
+                    _ = stop.closed() => {}
+                }
+            });
+        }
         let status = Arc::new(Mutex::new(new_status(name.clone())));
         let live = live::channel();
         let (objects_tx, objects_rx) = watch::channel(c.objects.clone());
@@ -136,7 +155,7 @@ impl Shared {
                 camera_id: id,
                 tx: Some(writer),
                 status: status.clone(),
-                shutdown: sp.shutdown.clone(),
+                shutdown: shutdown.clone(),
             }
             .run(),
         ));
@@ -154,7 +173,7 @@ impl Shared {
                 c.url.username.clone().unwrap_or_default(),
                 c.url.password.clone().unwrap_or_default(),
                 sink,
-                sp.shutdown.clone(),
+                shutdown.clone(),
             )));
         }
         // Detect on the sub stream when there is one: decoding it costs a
@@ -172,7 +191,7 @@ impl Shared {
                         camera_id: id,
                         tx: None,
                         status: Arc::new(Mutex::new(new_status(format!("{name}(sub)")))),
-                        shutdown: sp.shutdown.clone(),
+                        shutdown: shutdown.clone(),
                     }
                     .run(),
                 ));
@@ -190,15 +209,8 @@ impl Shared {
             status: status.clone(),
             engine: sp.engine.clone(),
         };
-        tasks.push(tokio::spawn(m.run(
-            motion_rx,
-            objects_rx,
-            sp.shutdown.clone(),
-        )));
-        sp.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(tasks);
+        tasks.push(tokio::spawn(m.run(motion_rx, objects_rx, shutdown.clone())));
+        let tasks = Arc::new(Mutex::new(tasks));
         let mut cams = self.cameras.write().unwrap_or_else(|e| e.into_inner());
         cams.push(CameraHandle {
             name,
@@ -207,10 +219,49 @@ impl Shared {
             live,
             motion: motion_tx,
             objects: objects_tx,
+            cfg: c.clone(),
+            stop,
+            tasks,
         });
         sp.names
             .send_replace(cams.iter().map(|c| c.name.clone()).collect());
         Ok(())
+    }
+
+    /// Stops camera `name` and waits (at most 10 s) until its segment is
+    /// closed. False if there is no such camera.
+    async fn stop_camera(&self, name: &str) -> bool {
+        let handle = {
+            let mut cams = self.cameras.write().unwrap_or_else(|e| e.into_inner());
+            let Some(i) = cams.iter().position(|c| c.name == name) else {
+                return false;
+            };
+            let h = cams.remove(i);
+            if let Some(sp) = &self.spawn {
+                sp.names
+                    .send_replace(cams.iter().map(|c| c.name.clone()).collect());
+            }
+            h
+        };
+        let _ = handle.stop.send(true);
+        let tasks = std::mem::take(&mut *handle.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = futures::future::join_all(tasks);
+        if tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(camera = name, "camera tasks did not stop within 10 s");
+        }
+        if let Some(sp) = &self.spawn {
+            // Its footage stays under the site-wide limits until retention
+            // removes it.
+            sp.limits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .cameras
+                .remove(&handle.id);
+        }
+        true
     }
 }
 
@@ -361,12 +412,15 @@ impl Recorder {
         if let Some(sp) = &self.shared.spawn {
             sp.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
-        let tasks: Vec<_> = self
+        let mut tasks: Vec<_> = self
             .shared
             .spawn
             .as_ref()
             .map(|sp| std::mem::take(&mut *sp.tasks.lock().unwrap_or_else(|e| e.into_inner())))
             .unwrap_or_default();
+        for c in self.shared.cameras().iter() {
+            tasks.append(&mut c.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        }
         for t in tasks {
             let _ = t.await;
         }
@@ -435,6 +489,60 @@ impl StatusSource {
         self.shared.start_camera(c).map_err(|e| e.to_string())
     }
 
+    /// Stops recording camera `name` (removed from the config), once its
+    /// segment is closed. False if it was not running.
+    pub async fn remove_camera(&self, name: &str) -> bool {
+        self.shared.stop_camera(name).await
+    }
+
+    /// Brings the running cameras in line with `cameras` (a config just
+    /// saved): starts new ones, stops removed ones, restarts those whose
+    /// stream settings changed, and hands motion and object settings to
+    /// the running detectors. Returns what it did, in words.
+    pub async fn apply_cameras(&self, cameras: &[config::CameraConfig]) -> Vec<String> {
+        let mut done = Vec::new();
+        let running: Vec<(String, config::CameraConfig)> = self
+            .shared
+            .cameras()
+            .iter()
+            .map(|c| (c.name.clone(), c.cfg.clone()))
+            .collect();
+        for (name, _) in &running {
+            if !cameras.iter().any(|c| c.name.get_ref().0 == *name) {
+                self.remove_camera(name).await;
+                done.push(format!("camera {name} stopped"));
+            }
+        }
+        for c in cameras {
+            let name = c.name.get_ref().0.clone();
+            match running.iter().find(|(n, _)| *n == name) {
+                None => match self.add_camera(c) {
+                    Ok(()) => done.push(format!("camera {name} started")),
+                    Err(e) => done.push(format!("camera {name} not started: {e}")),
+                },
+                Some((_, old)) => {
+                    if stream_changed(old, c) {
+                        self.remove_camera(&name).await;
+                        match self.add_camera(c) {
+                            Ok(()) => done.push(format!("camera {name} restarted")),
+                            Err(e) => done.push(format!("camera {name} not restarted: {e}")),
+                        }
+                        continue;
+                    }
+                    if old.motion != c.motion {
+                        self.set_motion_settings(&name, c.motion.clone());
+                        done.push(format!("motion settings of {name}"));
+                    }
+                    if old.objects != c.objects {
+                        self.set_objects_settings(&name, c.objects.clone());
+                        done.push(format!("object detection of {name}"));
+                    }
+                }
+            }
+        }
+        done
+    }
+
     /// A camera's motion settings now.
     pub fn motion_settings(&self, camera: &str) -> Option<config::MotionConfig> {
         self.camera(camera).map(|c| c.motion.borrow().clone())
@@ -443,9 +551,21 @@ impl StatusSource {
     /// Applies new motion settings to a running camera (the detector
     /// restarts with them). False if there is no such camera.
     pub fn set_motion_settings(&self, camera: &str, cfg: config::MotionConfig) -> bool {
-        match self.camera(camera) {
+        self.with_camera(camera, |c| {
+            c.cfg.motion = cfg.clone();
+            c.motion.send_replace(cfg);
+        })
+    }
+
+    fn with_camera(&self, camera: &str, f: impl FnOnce(&mut CameraHandle)) -> bool {
+        let mut cams = self
+            .shared
+            .cameras
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match cams.iter_mut().find(|c| c.name == camera) {
             Some(c) => {
-                c.motion.send_replace(cfg);
+                f(c);
                 true
             }
             None => false,
@@ -460,13 +580,10 @@ impl StatusSource {
     /// Applies new object detection settings to a running camera (its
     /// detector restarts with them). False if there is no such camera.
     pub fn set_objects_settings(&self, camera: &str, cfg: config::ObjectsConfig) -> bool {
-        match self.camera(camera) {
-            Some(c) => {
-                c.objects.send_replace(cfg);
-                true
-            }
-            None => false,
-        }
+        self.with_camera(camera, |c| {
+            c.cfg.objects = cfg.clone();
+            c.objects.send_replace(cfg);
+        })
     }
 
     /// Live viewers per camera, for metrics.
@@ -503,6 +620,25 @@ impl StatusSource {
             })
             .collect()
     }
+}
+
+/// Whether a camera's new config needs it restarted: anything but motion
+/// and objects changed. Compared through Debug (CameraConfig holds types
+/// without PartialEq), which hides passwords, so those are compared apart.
+fn stream_changed(a: &config::CameraConfig, b: &config::CameraConfig) -> bool {
+    let plain = |c: &config::CameraConfig| {
+        let mut c = c.clone();
+        c.motion = Default::default();
+        c.objects = Default::default();
+        format!("{c:?}")
+    };
+    let pass = |c: &config::CameraConfig| {
+        (
+            c.url.password.clone(),
+            c.sub_url.as_ref().and_then(|u| u.password.clone()),
+        )
+    };
+    plain(a) != plain(b) || pass(a) != pass(b)
 }
 
 fn d90k(d: Duration) -> i64 {

@@ -17,6 +17,10 @@ pub struct Principal {
     /// Cameras this caller may see; `None`: all.
     pub cameras: Option<Vec<String>>,
     pub via: Via,
+    /// Came through the cloud's relay.
+    pub remote: bool,
+    /// The client's address (for a remote caller, as the cloud reports it).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -54,6 +58,17 @@ impl Principal {
     /// the whole site (users, tokens, cloud, adding cameras).
     pub fn whole_site(&self) -> bool {
         self.cameras.is_none()
+    }
+
+    /// The caller as the author of a config change.
+    pub fn author(&self) -> candor_recorder::config_history::Author {
+        use candor_recorder::config_history::{Author, Origin};
+        let origin = if self.remote {
+            Origin::Remote
+        } else {
+            Origin::Local
+        };
+        Author::new(&self.username, origin, self.ip.map(|i| i.to_string()))
     }
 
     pub fn session_row(&self) -> Option<i64> {
@@ -94,6 +109,8 @@ impl Principal {
             role,
             cameras,
             via: self.via.clone(),
+            remote: self.remote,
+            ip: self.ip,
         })
     }
 
@@ -168,6 +185,8 @@ fn authorize(
                 role: t.role,
                 cameras: t.cameras,
                 via: Via::Token { id: t.id },
+                remote,
+                ip: None,
             },
             Ok(None) => {
                 return Err(ApiError::new(
@@ -212,6 +231,8 @@ fn authorize(
             username: s.username,
             role: s.role,
             via: Via::Session { id, row: s.row },
+            remote,
+            ip: None,
         }
     };
     if !p.role.at_least(min) {
@@ -241,7 +262,8 @@ pub(crate) async fn gate(
 ) -> Response {
     let remote = req.extensions().get::<crate::Remote>().is_some();
     match authorize(&st, req.headers(), req.method(), access, remote) {
-        Ok(p) => {
+        Ok(mut p) => {
+            p.ip = req.extensions().get::<crate::PeerIp>().map(|i| i.0);
             req.extensions_mut().insert(p);
             next.run(req).await
         }

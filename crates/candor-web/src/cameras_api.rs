@@ -180,19 +180,21 @@ pub async fn describe(
     Ok(Json(d.wire()).into_response())
 }
 
-pub async fn add(
-    State(st): State<AppState>,
-    Caller(p): Caller,
-    b: Result<Json<candor_recorder::config_edit::NewCamera>, JsonRejection>,
-) -> ApiResult {
-    let Json(new) = b.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
-    let lo = allow_loopback(&st).await;
+/// Checks a camera's addresses as "Add camera" and "Change camera" take
+/// them: each must be a camera address this recorder may use, and stream
+/// addresses found on another host than the ONVIF service need the admin's
+/// word (`other_host`).
+pub(crate) async fn check_camera(
+    st: &AppState,
+    new: &candor_recorder::config_edit::NewCamera,
+) -> Result<(), ApiError> {
+    let lo = allow_loopback(st).await;
     let main_host = check_url(&new.url, "url", lo).await?;
     let sub_host = match &new.sub_url {
-        Some(u) => Some(check_url(u, "sub_url", lo).await?),
-        None => None,
+        Some(u) if !u.is_empty() => Some(check_url(u, "sub_url", lo).await?),
+        _ => None,
     };
-    if let Some(o) = &new.onvif {
+    if let Some(o) = new.onvif.as_deref().filter(|o| !o.is_empty()) {
         let device = check_url(o, "onvif", lo).await?;
         // The stream addresses came from the device: they may not send the
         // camera's password to another host unless the admin says so.
@@ -208,17 +210,30 @@ pub async fn add(
             ));
         }
     }
+    Ok(())
+}
+
+pub async fn add(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    b: Result<Json<candor_recorder::config_edit::NewCamera>, JsonRejection>,
+) -> ApiResult {
+    let Json(new) = b.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
+    check_camera(&st, &new).await?;
     let f = st
         .footage
         .clone()
         .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
     let path = f.config_file()?;
     let n = new.clone();
-    let cfg =
-        tokio::task::spawn_blocking(move || candor_recorder::config_edit::add_camera(&path, &n))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| ApiError::bad_request("bad_camera", e.to_string()))?;
+    let by = p.author();
+    let cfg = tokio::task::spawn_blocking(move || {
+        candor_recorder::config_edit::add_camera(&path, &by, &n)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::bad_request("bad_camera", e.to_string()))?
+    .config;
     let cam = cfg
         .cameras
         .iter()

@@ -173,7 +173,10 @@ pub struct SharingBody {
 async fn setting(
     st: &AppState,
     p: &Principal,
-    edit: impl FnOnce(&std::path::Path) -> Result<candor_recorder::Config, candor_recorder::ConfigError>
+    edit: impl FnOnce(
+        &std::path::Path,
+        &candor_recorder::config_history::Author,
+    ) -> Result<candor_recorder::config_edit::Edited, candor_recorder::ConfigError>
     + Send
     + 'static,
     cmd: Cmd,
@@ -192,7 +195,8 @@ async fn setting(
                 "this server has no config file to change",
             )
         })?;
-    tokio::task::spawn_blocking(move || edit(&path))
+    let by = p.author();
+    tokio::task::spawn_blocking(move || edit(&path, &by))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
@@ -215,7 +219,7 @@ pub async fn sharing(
     setting(
         &st,
         &p,
-        move |path| candor_recorder::config_edit::set_cloud_sharing(path, s, pa),
+        move |path, by| candor_recorder::config_edit::set_cloud_sharing(path, by, s, pa),
         Cmd::Settings {
             sharing: s,
             private_alarms: pa,
@@ -245,7 +249,7 @@ pub async fn remote(
     setting(
         &st,
         &p,
-        move |path| candor_recorder::config_edit::set_cloud_remote(path, on),
+        move |path, by| candor_recorder::config_edit::set_cloud_remote(path, by, on),
         Cmd::Remote(on),
         "cloud_remote_access_changed",
         if on { "on" } else { "off" }.to_string(),

@@ -32,6 +32,11 @@ pub struct Footage {
     pub config_path: Option<std::path::PathBuf>,
     /// The cloud link, when `[cloud]` is configured.
     pub cloud: Option<candor_recorder::cloud::CloudHandle>,
+    /// Hands a newly bound listener to the web server when `[web] listen`
+    /// changes (see `config_api::apply`).
+    pub listener: Option<tokio::sync::mpsc::Sender<tokio::net::TcpListener>>,
+    /// Wakes the confirmed-apply timer when a change is held.
+    pub(crate) held: Arc<tokio::sync::Notify>,
     rates: Mutex<HashMap<String, Rate>>,
 }
 
@@ -111,6 +116,8 @@ impl Footage {
             writable: None,
             config_path: None,
             cloud: None,
+            listener: None,
+            held: Default::default(),
             rates: Mutex::new(HashMap::new()),
         }
     }
@@ -122,6 +129,14 @@ impl Footage {
 
     pub fn with_cloud(mut self, cloud: Option<candor_recorder::cloud::CloudHandle>) -> Footage {
         self.cloud = cloud;
+        self
+    }
+
+    pub fn with_listener_swap(
+        mut self,
+        tx: tokio::sync::mpsc::Sender<tokio::net::TcpListener>,
+    ) -> Footage {
+        self.listener = Some(tx);
         self
     }
 

@@ -12,6 +12,7 @@ pub mod auth;
 mod authz;
 pub mod cameras_api;
 pub mod cloud_api;
+pub mod config_api;
 mod error;
 pub mod events_api;
 pub mod footage;
@@ -147,17 +148,20 @@ pub use candor_recorder::cloud::RemoteConn;
 #[derive(Clone, Copy, Debug)]
 pub struct Remote;
 
-/// Serves `router` over TLS on `listener`, and on the connections remote
-/// access hands over, until `shutdown` turns true, within `limits` (see
+/// Serves `router` over TLS on `listener` (replaced by any listener that
+/// arrives on `swap`: `[web] listen` changed; connections open on the old
+/// one go on), and on the connections remote access hands over, until
+/// `shutdown` turns true, within `limits` (see
 /// [`candor_auth::conn`]: connection caps, handshake, header, body and idle
 /// timeouts; remote connections count against the same caps, by the
 /// browser's address).
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     limits: candor_auth::conn::Limits,
     mut remote: Option<tokio::sync::mpsc::Receiver<RemoteConn>>,
+    mut swap: Option<tokio::sync::mpsc::Receiver<TcpListener>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     use candor_auth::conn;
@@ -205,6 +209,17 @@ pub async fn serve(
                     .layer(axum::Extension(PeerIp(c.client)));
                 let peer = SocketAddr::new(c.client, 0);
                 tokio::spawn(serve_conn(c.io, peer, acceptor.clone(), router, limits, place));
+            }
+            l = async { match &mut swap { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                match l {
+                    Some(l) => {
+                        if let Ok(a) = l.local_addr() {
+                            tracing::info!("web: now listening on {a}");
+                        }
+                        listener = l;
+                    }
+                    None => swap = None,
+                }
             }
             _ = shutdown.changed() => return,
         }

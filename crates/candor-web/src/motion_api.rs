@@ -65,11 +65,13 @@ pub async fn motion_put(
         return Err(not_running(&f, &name));
     }
     let path = f.config_file()?;
-    let (cam, m2) = (name.clone(), m.clone());
-    tokio::task::spawn_blocking(move || candor_recorder::config_edit::set_motion(&path, &cam, &m2))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
+    let (cam, m2, by) = (name.clone(), m.clone(), p.author());
+    tokio::task::spawn_blocking(move || {
+        candor_recorder::config_edit::set_motion(&path, &by, &cam, &m2)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::bad_request("bad_settings", e.to_string()))?;
     f.status.set_motion_settings(&name, m.clone());
     st.audit(
         Some(&p.username),
@@ -143,9 +145,9 @@ pub async fn objects_put(
         return Err(not_running(&f, &name));
     }
     let path = f.config_file()?;
-    let (cam, o2) = (name.clone(), o.clone());
+    let (cam, o2, by) = (name.clone(), o.clone(), p.author());
     tokio::task::spawn_blocking(move || {
-        candor_recorder::config_edit::set_objects(&path, &cam, &o2)
+        candor_recorder::config_edit::set_objects(&path, &by, &cam, &o2)
     })
     .await
     .map_err(ApiError::internal)?

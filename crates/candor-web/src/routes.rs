@@ -4,8 +4,8 @@
 use crate::accounts::{Accounts, Role};
 use crate::{
     Access, ApiError, AppState, MAX_BODY, admin_api, authz::gate, cameras_api, cloud_api,
-    events_api, footage, live, motion_api, openapi, outputs_api, session_api, shares_api, state,
-    system, ui,
+    config_api, events_api, footage, live, motion_api, openapi, outputs_api, session_api,
+    shares_api, state, system, ui,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
@@ -150,6 +150,77 @@ pub fn routes() -> Vec<Route> {
             post(cameras_api::add),
         )
         .reply(201, of::<candor_wire::CameraAdded>),
+        r(
+            g.clone(),
+            "/api/v1/cameras/{name}/config",
+            Site(Admin),
+            "A camera's addresses and user name as saved (never its password), for changing them",
+            get(config_api::camera_get),
+        )
+        .reply(200, of::<candor_wire::CameraSettings>),
+        r(
+            Method::PUT,
+            "/api/v1/cameras/{name}",
+            Site(Admin),
+            "Change a camera's addresses and credentials (a password left out is kept); it restarts with them",
+            axum::routing::put(config_api::camera_put),
+        )
+        .reply(200, of::<candor_wire::ConfigChanged>),
+        r(
+            Method::DELETE,
+            "/api/v1/cameras/{name}",
+            Site(Admin),
+            "Remove a camera: recording stops, its footage stays until retention removes it",
+            delete(config_api::camera_delete),
+        )
+        .reply(200, of::<candor_wire::ConfigChanged>),
+        r(
+            g.clone(),
+            "/api/v1/config/versions",
+            Site(Admin),
+            "Versions of the config file, newest first: who, when, from where, what",
+            get(config_api::versions),
+        )
+        .reply(200, of::<candor_wire::ConfigVersions>),
+        r(
+            g.clone(),
+            "/api/v1/config/diff",
+            Site(Admin),
+            "A unified diff between two config versions (from, to), secrets redacted",
+            get(config_api::diff),
+        )
+        .reply(200, of::<candor_wire::ConfigDiff>),
+        r(
+            g.clone(),
+            "/api/v1/config/text",
+            Site(Admin),
+            "The config file as it is, secrets redacted",
+            get(config_api::text),
+        )
+        .reply(200, of::<candor_wire::ConfigText>),
+        r(
+            Method::PUT,
+            "/api/v1/config/text",
+            Site(Admin),
+            "Replace the config file (validated; secrets kept where left redacted); applied at once where possible; a [web] change reverts unless confirmed",
+            axum::routing::put(config_api::put_text),
+        )
+        .reply(200, of::<candor_wire::ConfigChanged>),
+        r(
+            p.clone(),
+            "/api/v1/config/rollback",
+            Site(Admin),
+            "Make an earlier version the config again, applied at once where possible",
+            post(config_api::rollback),
+        )
+        .reply(200, of::<candor_wire::ConfigChanged>),
+        r(
+            p.clone(),
+            "/api/v1/config/confirm",
+            Site(Admin),
+            "Keep the change waiting for confirmation",
+            post(config_api::confirm),
+        ),
         r(
             g.clone(),
             "/api/v1/cloud",
@@ -510,6 +581,9 @@ pub fn routes() -> Vec<Route> {
 /// The routes of [`routes`], with their state.
 pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Router {
     let state = state(accounts, footage);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(config_api::confirm_timer(state.clone()));
+    }
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for route in routes() {
         let access = route.access;

@@ -319,6 +319,8 @@ async fn opened(
         role: crate::accounts::Role::Viewer,
         cameras: Some(vec![s.camera.clone()]),
         via: Via::Share { id: s.id },
+        remote: false,
+        ip: None,
     };
     Ok((s, p))
 }

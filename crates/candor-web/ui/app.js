@@ -17,6 +17,7 @@ import { usersPage } from './pages/users.js';
 import { accountPage } from './pages/account.js';
 import { auditPage } from './pages/audit.js';
 import { cloudPage } from './pages/cloud.js';
+import { configPage } from './pages/config.js';
 
 function showChrome() {
   const top = document.getElementById('top');
@@ -73,7 +74,8 @@ async function route() {
       case 'events': await eventsPage(params); break;
       case 'system': await systemPage(); break;
       case 'motion': await motionPage(params); break;
-      case 'add-camera': addCameraPage(); break;
+      case 'add-camera': await addCameraPage(params); break;
+      case 'config': await configPage(params); break;
       case 'users': await usersPage(); break;
       case 'audit': await auditPage(params); break;
       case 'cloud': await cloudPage(params); break;

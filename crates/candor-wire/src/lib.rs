@@ -715,3 +715,80 @@ mod tests {
         );
     }
 }
+
+/// One version of the recorder's config file (`GET /api/v1/config/versions`).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigVersion {
+    pub id: i64,
+    /// RFC 3339.
+    pub at: String,
+    /// Who made it; none for a hand edit or the recorder itself.
+    pub user: Option<String>,
+    /// `local`, `remote`, `technician`, `file` (a hand edit noticed at
+    /// start), `cli` or `system` (an unconfirmed change reverted).
+    pub origin: String,
+    pub address: Option<String>,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigVersions {
+    /// Newest first.
+    pub versions: Vec<ConfigVersion>,
+    /// The version the file is now.
+    pub current: i64,
+    /// A change that reverts by itself unless confirmed.
+    pub pending: Option<ConfigPending>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigPending {
+    pub version: i64,
+    /// What it goes back to ([web] and [cloud] as in this version).
+    pub previous: i64,
+    /// RFC 3339: when it reverts.
+    pub deadline: String,
+}
+
+/// `GET /api/v1/config/diff`: a unified diff, secrets shown as
+/// `<secret:…>` fingerprints.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigDiff {
+    pub from: i64,
+    pub to: i64,
+    pub diff: String,
+}
+
+/// `GET /api/v1/config/text`: the config file, secrets redacted.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigText {
+    pub version: i64,
+    pub text: String,
+}
+
+/// What a config change did (rollback, text edit, camera change).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigChanged {
+    pub version: i64,
+    /// Applied at once, in words.
+    pub live: Vec<String>,
+    /// Sections saved but used only after a restart.
+    pub restart: Vec<String>,
+    /// Set when the change could cut off access ([web], [cloud]): it
+    /// reverts by itself unless confirmed (`POST /api/v1/config/confirm`)
+    /// before this RFC 3339 time.
+    pub confirm_by: Option<String>,
+}
+
+/// `GET /api/v1/cameras/{name}/config`: what "Change camera" edits. The
+/// password is never sent; leave it out of the change to keep it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct CameraSettings {
+    pub name: String,
+    /// Without credentials.
+    pub url: String,
+    pub username: Option<String>,
+    pub has_password: bool,
+    pub sub_url: Option<String>,
+    pub onvif: Option<String>,
+}

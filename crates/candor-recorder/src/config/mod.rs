@@ -21,6 +21,9 @@ pub enum ConfigError {
     },
     #[error("invalid config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The config's version history (config_history.rs) failed.
+    #[error("{0}")]
+    History(#[from] crate::config_history::HistoryError),
 }
 
 #[derive(Debug, Deserialize)]

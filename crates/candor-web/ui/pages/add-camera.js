@@ -1,12 +1,15 @@
 // Add a camera (admins): ONVIF discovery, stream look-up, then saved.
 
-import { post } from '../api.js';
+import { get, post, put, del, enc } from '../api.js';
 import { h } from '../dom.js';
 import { main, toast, errorBox } from '../common.js';
+import { changedText } from './config.js';
 
 /// Discover ONVIF cameras, look up a camera's streams with its password,
-/// and add it: saved to candor.toml and recording at once.
-export function addCameraPage() {
+/// and add it: saved to candor.toml and recording at once. With
+/// `?edit=NAME`: change that camera's addresses (it restarts) or remove it.
+export async function addCameraPage(params) {
+  const editing = params?.get('edit');
   const root = h('section', { class: 'page' });
   main().replaceChildren(root);
   const probe = h('input', { type: 'text', placeholder: 'optional: IP:port to probe instead of the LAN multicast', 'aria-label': 'Probe address' });
@@ -63,31 +66,57 @@ export function addCameraPage() {
         name: name.value.trim(), url: url.value.trim(), username: user.value || null, password: pass.value || null,
         sub_url: sub.value.trim() || null, onvif: xaddr.value.trim() || null, motion: motion.checked,
       };
+      const send = (b) => (editing ? put(`cameras/${enc(editing)}`, b) : post('cameras', b));
+      let r;
       try {
-        await post('cameras', body);
+        r = await send(body);
       } catch (err) {
         // A stream on another host than the camera gets the password only
         // if the admin confirms it.
         if (err.code !== 'other_host' || !confirm(`${err.message}\n\nSend the camera's password to this address?`)) throw err;
-        await post('cameras', { ...body, other_host: true });
+        r = await send({ ...body, other_host: true });
       }
-      toast(`${name.value} added: saved to the configuration and recording.`);
+      toast(editing ? `${editing} changed. ${changedText(r)}` : `${name.value} added: saved to the configuration and recording.`);
       location.hash = '#system';
     } catch (err) {
       toast(err.message, true);
     }
   };
+  if (editing) {
+    try {
+      const c = await get(`cameras/${enc(editing)}/config`);
+      name.value = c.name;
+      name.readOnly = true;
+      url.value = c.url;
+      user.value = c.username ?? '';
+      sub.value = c.sub_url ?? '';
+      xaddr.value = c.onvif ?? '';
+      pass.placeholder = c.has_password ? 'unchanged' : '';
+    } catch (e) {
+      root.replaceChildren(errorBox(e));
+      return;
+    }
+  }
+  const remove = async () => {
+    if (!confirm(`Remove ${editing}? Recording stops at once; its footage stays until retention removes it.`)) return;
+    try {
+      const r = await del(`cameras/${enc(editing)}`);
+      toast(`${editing} removed. ${changedText(r)}`);
+      location.hash = '#system';
+    } catch (e) { toast(e.message, true); }
+  };
   root.append(
-    h('div', { class: 'bar' }, h('h1', {}, 'Add a camera'), h('a', { class: 'button ghost small', href: '#system' }, 'Back')),
+    h('div', { class: 'bar' }, h('h1', {}, editing ? `Change ${editing}` : 'Add a camera'), h('a', { class: 'button ghost small', href: '#system' }, 'Back'),
+      editing ? h('button', { type: 'button', class: 'danger small', 'data-remove': editing, onclick: remove }, 'Remove camera') : null),
     h('div', { class: 'card' }, h('h2', {}, '1. Find it'),
       h('div', { class: 'inline-form' }, h('button', { type: 'button', class: 'primary', onclick: (e) => discover(e.currentTarget) }, 'Discover cameras'), probe),
       found),
     h('form', { class: 'card', onsubmit: lookUp }, h('h2', {}, '2. Its streams (ONVIF)'),
       h('label', {}, 'Device service', xaddr), h('label', {}, 'User', user), h('label', {}, 'Password', pass),
       h('button', { type: 'submit' }, 'Look up streams'), described),
-    h('form', { class: 'card', onsubmit: add }, h('h2', {}, '3. Add it'),
+    h('form', { class: 'card', onsubmit: add }, h('h2', {}, editing ? '3. Save it' : '3. Add it'),
       h('label', {}, 'Name', name), h('label', {}, 'Main stream', url), h('label', {}, 'Sub stream (for motion detection)', sub),
-      h('label', { class: 'check' }, motion, 'Detect motion'),
       h('p', { class: 'small muted' }, 'The user and password above go into the camera\'s RTSP address in candor.toml; they are never shown again or logged.'),
-      h('button', { type: 'submit', class: 'primary' }, 'Add camera')));
+      editing ? null : h('label', { class: 'check' }, motion, 'Detect motion'),
+      h('button', { type: 'submit', class: 'primary' }, editing ? 'Save changes' : 'Add camera')));
 }

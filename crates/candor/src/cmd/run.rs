@@ -14,6 +14,23 @@ pub use super::ConfigArg as Args;
 pub fn run(a: Args) -> Result<()> {
     private_server();
     warn_if_readable(&a.config);
+    // A change that was to be confirmed and wasn't (it may be what cut
+    // access off, and made someone restart) is undone before the config is
+    // read; a hand edit since the last version is recorded as one.
+    match candor_recorder::config_edit::revert_if_due(
+        &a.config,
+        candor_recorder::config_history::now(),
+    ) {
+        Ok(Some(e)) => tracing::warn!(
+            "config: an unconfirmed change was reverted ([web] and [cloud] as before); now version {}",
+            e.version
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("config history: {e}"),
+    }
+    if let Err(e) = candor_recorder::config_edit::notice(&a.config) {
+        tracing::warn!("config history: {e}; changes are still saved, but not recorded");
+    }
     let cfg = Config::load(&a.config)?;
     if let Err(e) = cfg.check_cloud_ca() {
         tracing::error!("{e}; the cloud link can't connect until this is fixed; recording goes on");
@@ -52,13 +69,15 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
     // Recording matters more than the web app: if the web server can't start
     // (port taken, bad certificate), say so loudly and keep recording.
     let policy = candor_web::footage::Policy::from_config(&cfg);
+    let (swap_tx, swap_rx) = tokio::sync::mpsc::channel(1);
     let footage = Store::open_read_only(&cfg.storage.path).map(|store| {
         candor_web::footage::Footage::new(store, rec.status_source(), policy)
             .with_writable(rec.store().clone())
             .with_config_path(config_path.clone())
             .with_cloud(rec.cloud())
+            .with_listener_swap(swap_tx)
     });
-    let web = match start_web(&cfg, web_stop_rx, footage.ok(), rec.cloud()).await {
+    let web = match start_web(&cfg, web_stop_rx, footage.ok(), rec.cloud(), swap_rx).await {
         Ok(h) => Some(h),
         Err(e) => {
             tracing::error!("web server not started: {e:#}; recording continues");
@@ -97,6 +116,7 @@ async fn start_web(
     stop: tokio::sync::watch::Receiver<bool>,
     footage: Option<candor_web::footage::Footage>,
     cloud: Option<candor_recorder::cloud::CloudHandle>,
+    swap: tokio::sync::mpsc::Receiver<tokio::net::TcpListener>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let w = &cfg.web;
     let tls = candor_web::tls_identity(&cfg.storage.path, w.cert.as_deref(), w.key.as_deref())?;
@@ -149,7 +169,13 @@ async fn start_web(
         ));
     }
     Ok(tokio::spawn(candor_web::serve(
-        listener, tls.config, router, limits, remote, stop,
+        listener,
+        tls.config,
+        router,
+        limits,
+        remote,
+        Some(swap),
+        stop,
     )))
 }
 
