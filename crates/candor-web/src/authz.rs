@@ -2,6 +2,7 @@
 //! [`gate`], which applies a route's [`Access`] and hands the handler a
 //! [`Caller`]. Camera scope goes through one filter, [`Principal::visible`].
 
+use crate::accounts::grants::{GrantAccess, Scope};
 use crate::accounts::{Accounts, Role};
 use crate::{ApiError, AppState, auth};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -21,6 +22,9 @@ pub struct Principal {
     pub remote: bool,
     /// The client's address (for a remote caller, as the cloud reports it).
     pub ip: Option<std::net::IpAddr>,
+    /// A technician's grant: what they may do, until when. Routes let a
+    /// technician in only where the table names a scope the grant has.
+    pub grant: Option<GrantAccess>,
 }
 
 #[derive(Clone, Debug)]
@@ -54,16 +58,38 @@ impl Principal {
             .collect()
     }
 
+    /// [`Self::visible`] for cameras' health (state, bitrate, storage): a
+    /// technician with the diagnostics scope sees every camera's, without
+    /// its video.
+    pub fn health_visible<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        camera: impl Fn(&T) -> &str,
+    ) -> Vec<T> {
+        if self.grant.as_ref().is_some_and(|g| g.scopes.diagnostics) {
+            return items.into_iter().collect();
+        }
+        self.visible(items, camera)
+    }
+
     /// True when the caller sees every camera: only such callers may act on
     /// the whole site (users, tokens, cloud, adding cameras).
     pub fn whole_site(&self) -> bool {
         self.cameras.is_none()
     }
 
+    /// Whether the caller may change camera `camera`'s settings (a
+    /// technician with the config scope may, without seeing its video).
+    pub fn may_configure(&self, camera: &str) -> bool {
+        self.grant.as_ref().is_some_and(|g| g.scopes.config) || self.may_see(camera)
+    }
+
     /// The caller as the author of a config change.
     pub fn author(&self) -> candor_recorder::config_history::Author {
         use candor_recorder::config_history::{Author, Origin};
-        let origin = if self.remote {
+        let origin = if self.grant.is_some() {
+            Origin::Technician
+        } else if self.remote {
             Origin::Remote
         } else {
             Origin::Local
@@ -83,7 +109,7 @@ impl Principal {
     /// (live video, the event feed) ask this every few seconds, so a
     /// revocation or a narrowed camera list ends them.
     pub fn refresh(&self, accounts: &Accounts) -> Option<Principal> {
-        let (role, cameras) = match &self.via {
+        let (role, cameras, grant) = match &self.via {
             Via::Session { id, .. } => {
                 let s = accounts.session(id).ok()??;
                 let cams = if s.role == Role::Admin {
@@ -91,17 +117,17 @@ impl Principal {
                 } else {
                     s.cameras
                 };
-                (s.role, cams)
+                (s.role, cams, s.grant)
             }
             Via::Token { id } => {
                 let t = accounts.token_by_id(*id).ok()??;
-                (t.role, t.cameras)
+                (t.role, t.cameras, None)
             }
             Via::Share { id } => {
                 if !accounts.share_valid(*id) {
                     return None;
                 }
-                (self.role, self.cameras.clone())
+                (self.role, self.cameras.clone(), None)
             }
         };
         Some(Principal {
@@ -111,6 +137,7 @@ impl Principal {
             via: self.via.clone(),
             remote: self.remote,
             ip: self.ip,
+            grant,
         })
     }
 
@@ -164,6 +191,7 @@ fn authorize(
     headers: &HeaderMap,
     method: &Method,
     access: Access,
+    tech: Option<Scope>,
     remote: bool,
 ) -> Result<Principal, ApiError> {
     let (min, site) = match access {
@@ -187,6 +215,7 @@ fn authorize(
                 via: Via::Token { id: t.id },
                 remote,
                 ip: None,
+                grant: None,
             },
             Ok(None) => {
                 return Err(ApiError::new(
@@ -233,8 +262,27 @@ fn authorize(
             via: Via::Session { id, row: s.row },
             remote,
             ip: None,
+            grant: s.grant,
         }
     };
+    // A technician: only routes the table opens to technicians, within the
+    // grant's scopes; the roles below are for the site's own users.
+    if let Some(g) = &p.grant {
+        return match tech {
+            Some(scope) if g.scopes.allows(scope) => Ok(p),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_granted",
+                format!(
+                    "your access grant (until {}) covers {}, not this; ask the owner to widen it",
+                    jiff::Timestamp::from_second(g.expires_at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    g.scopes
+                ),
+            )),
+        };
+    }
     if !p.role.at_least(min) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -257,15 +305,30 @@ fn authorize(
 pub(crate) async fn gate(
     st: AppState,
     access: Access,
+    tech: Option<Scope>,
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let remote = req.extensions().get::<crate::Remote>().is_some();
-    match authorize(&st, req.headers(), req.method(), access, remote) {
+    match authorize(&st, req.headers(), req.method(), access, tech, remote) {
         Ok(mut p) => {
             p.ip = req.extensions().get::<crate::PeerIp>().map(|i| i.0);
+            // Every change a technician makes is in the owner's audit log
+            // (video they watch is audited by the live and playback routes).
+            let audit = p.grant.is_some() && req.method() != Method::GET;
+            let what = audit.then(|| format!("{} {}", req.method(), req.uri().path()));
+            let who = p.username.clone();
             req.extensions_mut().insert(p);
-            next.run(req).await
+            let r = next.run(req).await;
+            if let Some(what) = what {
+                st.audit(
+                    Some(&who),
+                    "technician_action",
+                    format!("{what} → {}", r.status().as_u16()),
+                )
+                .await;
+            }
+            r
         }
         Err(e) => e.into_response(),
     }

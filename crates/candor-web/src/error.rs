@@ -71,11 +71,31 @@ impl From<AccountError> for ApiError {
             BadToken => (StatusCode::FORBIDDEN, "bad_token"),
             SetupClosed => (StatusCode::CONFLICT, "setup_closed"),
             NoUser(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Technician(_) => (StatusCode::CONFLICT, "technician"),
             LastAdmin => (StatusCode::CONFLICT, "last_admin"),
             BadCode => (StatusCode::BAD_REQUEST, "bad_code"),
             NoPendingTotp => (StatusCode::CONFLICT, "no_pending_totp"),
             TooMany(..) => (StatusCode::CONFLICT, "too_many"),
             Db(_) | Io(_) | Hash(_) | SchemaVersion(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<crate::accounts::grants::GrantError> for ApiError {
+    fn from(e: crate::accounts::grants::GrantError) -> ApiError {
+        use crate::accounts::grants::GrantError::*;
+        let e = match e {
+            Account(a) => return a.into(),
+            e => e,
+        };
+        let (status, code) = match &e {
+            Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            NotTechnician(_) => (StatusCode::CONFLICT, "exists"),
+            NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            BadEnrolment => (StatusCode::FORBIDDEN, "bad_enrolment"),
+            TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
+            Account(_) => return ApiError::internal(e),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -214,6 +214,19 @@ pub(crate) fn camera_access(
     footage(st)
 }
 
+/// [`camera_access`] for a camera's settings: a technician with the config
+/// scope reaches them without its video.
+pub(crate) fn camera_settings_access(
+    st: &AppState,
+    p: &Principal,
+    name: &str,
+) -> Result<Arc<Footage>, ApiError> {
+    if !p.may_configure(name) {
+        return Err(no_camera(name));
+    }
+    footage(st)
+}
+
 fn camera_id(f: &Footage, name: &str) -> Result<i64, ApiError> {
     match f.store.camera_id(name) {
         Ok(Some(id)) => Ok(id),

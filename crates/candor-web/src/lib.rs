@@ -17,6 +17,7 @@ mod error;
 pub mod events_api;
 pub mod footage;
 pub mod fuzzing;
+pub mod grants_api;
 pub mod live;
 pub mod motion_api;
 pub mod openapi;

@@ -2,7 +2,7 @@
 //! an admin (written to `candor.toml` with its comments kept, then applied
 //! at once).
 
-use crate::footage::{camera_access, not_running};
+use crate::footage::{camera_settings_access as camera_access, not_running};
 use crate::{ApiError, ApiResult, AppState, Caller};
 use axum::Json;
 use axum::extract::{Path, State};

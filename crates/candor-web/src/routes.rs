@@ -1,11 +1,12 @@
 //! The route table: every route with who may call it and what it answers.
 //! The router and the OpenAPI document are built only from it.
 
+use crate::accounts::grants::Scope;
 use crate::accounts::{Accounts, Role};
 use crate::{
     Access, ApiError, AppState, MAX_BODY, admin_api, authz::gate, cameras_api, cloud_api,
-    config_api, events_api, footage, live, motion_api, openapi, outputs_api, session_api,
-    shares_api, state, system, ui,
+    config_api, events_api, footage, grants_api, live, motion_api, openapi, outputs_api,
+    session_api, shares_api, state, system, ui,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
@@ -23,6 +24,9 @@ pub struct Route {
     /// The success status and the schema of its JSON body, for the OpenAPI
     /// document (from the same [`candor_wire`] type the handler sends).
     pub reply: Option<(u16, candor_wire::schema::Of)>,
+    /// The grant scope that lets a technician call it; `None`: technicians
+    /// may not (see [`technician_scope`]).
+    pub tech: Option<Scope>,
 }
 
 impl Route {
@@ -39,6 +43,7 @@ fn r(
     summary: &'static str,
     handler: axum::routing::MethodRouter<AppState>,
 ) -> Route {
+    let tech = technician_scope(&method, path);
     Route {
         method,
         path,
@@ -46,7 +51,39 @@ fn r(
         summary,
         handler,
         reply: None,
+        tech,
     }
+}
+
+/// What a technician's grant must include to call a route. Routes not
+/// named here are closed to technicians: users, tokens, sessions, the
+/// audit log, the cloud and its ledger, share links, outputs, and their
+/// own second factor and password (set at enrolment).
+pub fn technician_scope(method: &Method, path: &str) -> Option<Scope> {
+    let get = *method == Method::GET;
+    Some(match path {
+        "/api/v1/logout" | "/api/v1/me" | "/api/v1/openapi.json" => Scope::Any,
+        // The list is filtered to the grant's video cameras.
+        "/api/v1/cameras" if get => Scope::Any,
+        "/api/v1/cameras"
+        | "/api/v1/cameras/{name}"
+        | "/api/v1/cameras/{name}/config"
+        | "/api/v1/cameras/{name}/motion"
+        | "/api/v1/cameras/{name}/objects"
+        | "/api/v1/discover"
+        | "/api/v1/discover/describe" => Scope::Config,
+        p if p.starts_with("/api/v1/config/") => Scope::Config,
+        "/api/v1/system" | "/metrics" => Scope::Diagnostics,
+        p if p.starts_with("/api/v1/diagnostics") => Scope::Diagnostics,
+        "/api/v1/cameras/{name}/live" | "/api/v1/cameras/{name}/snapshot.jpg" => Scope::Live,
+        "/api/v1/cameras/{name}/spans"
+        | "/api/v1/cameras/{name}/export.mp4"
+        | "/api/v1/alarms/{id}"
+        | "/api/v1/events/live"
+        | "/api/v1/events/{id}/{file}" => Scope::Playback,
+        "/api/v1/events" if get => Scope::Playback,
+        _ => return None,
+    })
 }
 
 /// Every route, in one table: the router and the OpenAPI document are built
@@ -174,6 +211,62 @@ pub fn routes() -> Vec<Route> {
             delete(config_api::camera_delete),
         )
         .reply(200, of::<candor_wire::ConfigChanged>),
+        r(
+            g.clone(),
+            "/api/v1/grants",
+            Site(Admin),
+            "Technicians' access: grants (active, and ended in the last 30 days) and requests",
+            get(grants_api::list),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/grants",
+            Site(Admin),
+            "Grant a technician access for 1-24 h and a scope; answers with a one-time enrolment code when they have none here",
+            post(grants_api::create),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/grants/{id}/revoke",
+            Site(Admin),
+            "End a grant now: the technician's sessions end with it",
+            post(grants_api::revoke),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/access-requests",
+            Site(Admin),
+            "Record a request for access (grants nothing until approved)",
+            post(grants_api::request),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/access-requests/{id}/approve",
+            Site(Admin),
+            "Approve a request, as asked or narrowed",
+            post(grants_api::approve),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/access-requests/{id}/refuse",
+            Site(Admin),
+            "Refuse a request",
+            post(grants_api::refuse),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/enroll",
+            Public,
+            "A technician's enrolment, step 1 (the one-time code from the owner): a new TOTP secret",
+            post(grants_api::enroll),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/enroll/finish",
+            Public,
+            "A technician's enrolment, step 2: their password and a TOTP code; uses the code up",
+            post(grants_api::enroll_finish),
+        ),
         r(
             g.clone(),
             "/api/v1/config/versions",
@@ -583,17 +676,18 @@ pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Rou
     let state = state(accounts, footage);
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::spawn(config_api::confirm_timer(state.clone()));
+        tokio::spawn(grants_api::watch_ends(state.clone()));
     }
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for route in routes() {
-        let access = route.access;
+        let (access, tech) = (route.access, route.tech);
         let handler = match access {
             Access::Public => route.handler,
             _ => route
                 .handler
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.clone(),
-                    move |State(st): State<AppState>, req, next| gate(st, access, req, next),
+                    move |State(st): State<AppState>, req, next| gate(st, access, tech, req, next),
                 )),
         };
         match by_path.iter_mut().find(|(p, _)| *p == route.path) {

@@ -180,6 +180,16 @@ pub async fn login(
             if remote && !totp && policy.required(role == accounts::Role::Admin) {
                 return Ok(Err("remote_needs_2fa"));
             }
+            // Technicians sign in with their own password and TOTP, and
+            // only while a grant is in force.
+            if accounts.is_technician(&user)? {
+                if !totp {
+                    return Ok(Err("technician_not_enrolled"));
+                }
+                if accounts.active_grant(&user)?.is_none() {
+                    return Ok(Err("no_grant"));
+                }
+            }
             if totp {
                 match code {
                     None => return Ok(Err("totp_required")),
@@ -234,6 +244,16 @@ pub async fn login(
             };
             st.audit(Some(&req.username), "login", format!("from {ip}{how}"))
                 .await;
+            if let Some(g) = &session.grant
+                && st.accounts.grant_used(g.id)?
+            {
+                st.audit(
+                    Some(&req.username),
+                    "technician_access_started",
+                    format!("grant {}: {} from {ip}{how}", g.id, g.scopes),
+                )
+                .await;
+            }
             let body = candor_wire::SignedIn {
                 username: session.username,
                 role: session.role.as_str().into(),
@@ -276,10 +296,15 @@ pub async fn login(
             )
             .await;
             tracing::warn!(user = %req.username, %ip, "failed login ({code})");
-            let message = if code == "bad_totp" {
-                "wrong or already used code"
-            } else {
-                "wrong user name or password"
+            let message = match code {
+                "bad_totp" => "wrong or already used code",
+                "no_grant" => {
+                    "your access to this recorder has ended; ask the owner for a new grant"
+                }
+                "technician_not_enrolled" => {
+                    "finish enrolment first, with the code the owner gave you"
+                }
+                _ => "wrong user name or password",
             };
             Err(ApiError::new(StatusCode::UNAUTHORIZED, code, message))
         }

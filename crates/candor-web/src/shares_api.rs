@@ -321,6 +321,7 @@ async fn opened(
         via: Via::Share { id: s.id },
         remote: false,
         ip: None,
+        grant: None,
     };
     Ok((s, p))
 }

@@ -124,7 +124,7 @@ fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<candor_wire:
     let total_daily: f64 = rows.iter().filter_map(|r| r.daily).sum();
     // Shares are computed over every camera, then the caller's are kept.
     let cameras: Vec<_> = p
-        .visible(rows, |r| &r.name)
+        .health_visible(rows, |r| &r.name)
         .into_iter()
         .map(|mut r| {
             let (age, max_bytes) = f.policy.cameras.get(&r.name).copied().unwrap_or_default();
@@ -194,7 +194,7 @@ pub async fn metrics(State(st): State<AppState>, Caller(p): Caller) -> ApiResult
         st.started.elapsed().as_secs()
     );
     if let Some(f) = &st.footage {
-        let status = p.visible(f.status.status(), |s| &s.camera.name);
+        let status = p.health_visible(f.status.status(), |s| &s.camera.name);
         let _ = writeln!(
             o,
             "# HELP candor_camera_up 1 while the camera is streaming.\n# TYPE candor_camera_up gauge"

@@ -51,7 +51,8 @@ impl Accounts {
     pub fn users(&self) -> Result<Vec<UserInfo>, AccountError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT name, role, cameras, totp_secret IS NOT NULL, created_at FROM user ORDER BY name",
+            "SELECT name, role, cameras, totp_secret IS NOT NULL, created_at FROM user \
+             WHERE technician_org IS NULL ORDER BY name",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -115,6 +116,14 @@ impl Accounts {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let id = Self::user_id(&tx, name)?;
+        let technician: bool = tx.query_row(
+            "SELECT technician_org IS NOT NULL FROM user WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        if technician {
+            return Err(AccountError::Technician(name.to_owned()));
+        }
         if let Some(role) = role {
             if role != Role::Admin && Self::admins_besides(&tx, name)? == 0 {
                 return Err(AccountError::LastAdmin);

@@ -84,6 +84,8 @@ pub enum AccountError {
     Hash(String),
     #[error("no user {0:?}")]
     NoUser(String),
+    #[error("{0:?} is a technician: their access comes from grants only (Access page)")]
+    Technician(String),
     #[error("the last admin cannot be removed or demoted; make another admin first")]
     LastAdmin,
     #[error("the code is wrong or was already used")]
@@ -114,7 +116,7 @@ fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
 }
 
 impl Accounts {
@@ -290,6 +292,9 @@ pub struct Session {
     pub row: i64,
     /// Made through the cloud's relay: valid only there.
     pub remote: bool,
+    /// For a technician: the grant this session was made under (it ends
+    /// with it).
+    pub grant: Option<grants::GrantAccess>,
 }
 
 /// A stored camera list: `NULL` is every camera.
@@ -316,6 +321,7 @@ fn random_token() -> String {
 }
 
 mod admin;
+pub mod grants;
 mod sessions;
 pub mod shares;
 mod totp;

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 /// The accounts database's version, in SQLite's `user_version` (0: a new
 /// file, or one written before versions were kept).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Today's schema, for a new file.
 const SCHEMA: &str = "
@@ -80,6 +80,44 @@ const SCHEMA: &str = "
                  expires_at INTEGER NOT NULL,
                  revoked_at INTEGER,
                  views INTEGER NOT NULL DEFAULT 0
+             );
+             -- Technicians' access (docs/design/installers.md): granted here,
+             -- by an admin of this recorder, for a time and a scope. A
+             -- technician is a `user` row with `technician_org` set, whose
+             -- sessions are bound to one grant and end with it.
+             CREATE TABLE IF NOT EXISTS access_grant (
+                 id INTEGER PRIMARY KEY,
+                 user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+                 scopes TEXT NOT NULL,
+                 cameras TEXT,
+                 reason TEXT NOT NULL,
+                 approved_by TEXT NOT NULL,
+                 approved_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL,
+                 revoked_at INTEGER,
+                 revoked_by TEXT,
+                 enroll_hash BLOB,
+                 enroll_expires INTEGER,
+                 first_used_at INTEGER,
+                 request_id INTEGER,
+                 end_noted INTEGER NOT NULL DEFAULT 0
+             );
+             -- Requests for access: from the cloud (a technician of a linked
+             -- installer) or typed here. Asking grants nothing.
+             CREATE TABLE IF NOT EXISTS access_request (
+                 id INTEGER PRIMARY KEY,
+                 at INTEGER NOT NULL,
+                 technician TEXT NOT NULL,
+                 org TEXT NOT NULL,
+                 scopes TEXT NOT NULL,
+                 cameras TEXT,
+                 hours INTEGER NOT NULL,
+                 reason TEXT NOT NULL,
+                 source TEXT NOT NULL,
+                 state TEXT NOT NULL DEFAULT 'waiting',
+                 decided_by TEXT,
+                 decided_at INTEGER,
+                 grant_id INTEGER
              );";
 
 /// One function per version step: `UPGRADES[v]` takes version `v` to
@@ -87,7 +125,7 @@ const SCHEMA: &str = "
 /// had gained by then) to version 1: tables it lacks are created, columns
 /// it lacks are added, found by name (`PRAGMA table_info`).
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
-const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3];
+const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4];
 
 fn v0_to_v1(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(SCHEMA)?;
@@ -111,6 +149,18 @@ fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
 /// Share links (docs/design/remote.md).
 fn v2_to_v3(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(SCHEMA)
+}
+
+/// Technicians and their grants (docs/design/installers.md).
+fn v3_to_v4(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(SCHEMA)?;
+    add_missing(
+        tx,
+        &[
+            ("user", "technician_org", "TEXT"),
+            ("session", "grant_id", "INTEGER"),
+        ],
+    )
 }
 
 fn add_missing(tx: &rusqlite::Transaction, columns: &[(&str, &str, &str)]) -> rusqlite::Result<()> {

@@ -31,18 +31,31 @@ impl Accounts {
         let id = random_token();
         let csrf = random_token();
         let conn = self.conn();
-        let (user_id, role, cameras): (i64, String, Option<String>) = conn
+        let (user_id, role, cameras, technician): (i64, String, Option<String>, bool) = conn
             .query_row(
-                "SELECT id, role, cameras FROM user WHERE name = ?1",
+                "SELECT id, role, cameras, technician_org IS NOT NULL FROM user WHERE name = ?1",
                 [username],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?
             .ok_or_else(|| AccountError::NoUser(username.to_owned()))?;
+        // A technician's session is bound to the grant in force now, and
+        // lasts no longer than it.
+        let grant = if technician {
+            Some(
+                grants::active_grant(&conn, username)?
+                    .ok_or_else(|| AccountError::NoUser(username.to_owned()))?,
+            )
+        } else {
+            None
+        };
+        let expires = grant.as_ref().map_or(now_secs() + SESSION_SECS, |g| {
+            g.expires_at.min(now_secs() + SESSION_SECS)
+        });
         conn.execute("DELETE FROM session WHERE expires_at <= ?1", [now_secs()])?;
         conn.execute(
-            "INSERT INTO session (id_hash, user_id, csrf, created_at, expires_at, ip, remote) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![token_hash(&id), user_id, csrf, now_secs(), now_secs() + SESSION_SECS, ip.map(|i| i.to_string()), remote],
+            "INSERT INTO session (id_hash, user_id, csrf, created_at, expires_at, ip, remote, grant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![token_hash(&id), user_id, csrf, now_secs(), expires, ip.map(|i| i.to_string()), remote, grant.as_ref().map(|g| g.id)],
         )?;
         let row = conn.last_insert_rowid();
         let role = Role::parse(&role).unwrap_or(Role::Viewer);
@@ -52,36 +65,67 @@ impl Accounts {
                 username: username.to_owned(),
                 role,
                 csrf,
-                cameras: parse_cameras(cameras.as_deref()),
+                cameras: match &grant {
+                    Some(g) => g.video_cameras(),
+                    None => parse_cameras(cameras.as_deref()),
+                },
                 row,
                 remote,
+                grant,
             },
         ))
     }
 
+    /// The session with this id, if it is valid now. A technician's is
+    /// valid only while the grant it was made under is (checked here, on
+    /// every request, so a revocation ends it at once).
     pub fn session(&self, id: &str) -> Result<Option<Session>, AccountError> {
-        type R = (String, String, String, Option<String>, i64, bool);
-        let row: Option<R> = self
+        type R = (String, String, String, Option<String>, i64, bool, bool);
+        type G = (Option<i64>, Option<String>, Option<String>, Option<i64>);
+        let row: Option<(R, G)> = self
             .conn()
             .query_row(
-                "SELECT u.name, u.role, s.csrf, u.cameras, s.rowid, s.remote FROM session s JOIN user u ON u.id = s.user_id \
+                "SELECT u.name, u.role, s.csrf, u.cameras, s.rowid, s.remote, u.technician_org IS NOT NULL, \
+                 g.id, g.scopes, g.cameras, g.expires_at \
+                 FROM session s JOIN user u ON u.id = s.user_id \
+                 LEFT JOIN access_grant g ON g.id = s.grant_id AND g.user_id = u.id \
+                   AND g.revoked_at IS NULL AND g.expires_at > ?2 \
                  WHERE s.id_hash = ?1 AND s.expires_at > ?2",
                 params![token_hash(id), now_secs()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    Ok((
+                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
+                        (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?),
+                    ))
+                },
             )
             .optional()?;
-        Ok(
-            row.and_then(|(username, role, csrf, cameras, row, remote)| {
-                Some(Session {
-                    username,
-                    role: Role::parse(&role)?,
-                    csrf,
-                    cameras: parse_cameras(cameras.as_deref()),
-                    row,
-                    remote,
-                })
+        let Some(((username, role, csrf, cameras, row, remote, technician), g)) = row else {
+            return Ok(None);
+        };
+        let grant = match (technician, g) {
+            (false, _) => None,
+            (true, (Some(id), Some(scopes), cams, Some(expires_at))) => Some(grants::GrantAccess {
+                id,
+                scopes: grants::Scopes::load(&scopes),
+                cameras: parse_cameras(cams.as_deref()),
+                expires_at,
             }),
-        )
+            // A technician without a grant in force has no session.
+            (true, _) => return Ok(None),
+        };
+        Ok(Role::parse(&role).map(|role| Session {
+            username,
+            role,
+            csrf,
+            cameras: match &grant {
+                Some(g) => g.video_cameras(),
+                None => parse_cameras(cameras.as_deref()),
+            },
+            row,
+            remote,
+            grant,
+        }))
     }
 
     pub fn end_session(&self, id: &str) -> Result<(), AccountError> {

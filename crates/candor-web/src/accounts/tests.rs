@@ -285,3 +285,159 @@ fn a_share_link_works_until_it_expires_or_is_revoked_and_only_its_token_opens_it
         Err(AccountError::TooMany(..))
     ));
 }
+
+fn tech_grant(
+    hours: u32,
+    scopes: grants::Scopes,
+    cameras: Option<Vec<String>>,
+) -> grants::NewGrant {
+    grants::NewGrant {
+        technician: "bob@acme".into(),
+        org: "ACME".into(),
+        scopes,
+        cameras,
+        hours,
+        reason: "r".into(),
+    }
+}
+
+#[test]
+fn a_technicians_session_ends_with_its_grant_and_grants_do_not_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Accounts::open(dir.path()).unwrap();
+    let config = grants::Scopes {
+        config: true,
+        ..Default::default()
+    };
+    let (g, code) = a
+        .create_grant(&tech_grant(1, config, None), "owner", None)
+        .unwrap();
+    assert!(code.is_some(), "never enrolled: a code");
+    let (id, s) = a.create_session_at("bob@acme", None, true).unwrap();
+    assert_eq!(s.grant.as_ref().map(|x| x.id), Some(g.id));
+    assert_eq!(s.cameras, Some(vec![]), "no video scope, no cameras");
+    assert!(a.session(&id).unwrap().is_some());
+    // Expiry is checked at every lookup.
+    a.conn()
+        .execute(
+            "UPDATE access_grant SET expires_at = ?1 WHERE id = ?2",
+            params![now_secs() - 1, g.id],
+        )
+        .unwrap();
+    assert!(a.session(&id).unwrap().is_none(), "expired: no session");
+    assert!(a.active_grant("bob@acme").unwrap().is_none());
+    assert!(
+        a.create_session_at("bob@acme", None, true).is_err(),
+        "no grant, no session"
+    );
+    let ended = a.grants_ended_unnoted().unwrap();
+    assert_eq!(ended.len(), 1);
+    assert!(a.grants_ended_unnoted().unwrap().is_empty(), "noted once");
+    // A new grant replaces the one in force, and the sessions made under it.
+    let live = grants::Scopes {
+        live: true,
+        ..Default::default()
+    };
+    let (g1, _) = a
+        .create_grant(
+            &tech_grant(2, live, Some(vec!["gate".into()])),
+            "owner",
+            None,
+        )
+        .unwrap();
+    let (id1, s1) = a.create_session_at("bob@acme", None, false).unwrap();
+    assert_eq!(s1.cameras, Some(vec!["gate".to_string()]));
+    let (g2, _) = a
+        .create_grant(&tech_grant(1, config, None), "owner", None)
+        .unwrap();
+    assert!(
+        a.session(&id1).unwrap().is_none(),
+        "made under the replaced grant"
+    );
+    assert!(!a.grant(g1.id).unwrap().unwrap().active(now_secs()));
+    assert_eq!(a.active_grant("bob@acme").unwrap().unwrap().id, g2.id);
+    // Technicians are not users the admin pages can promote.
+    assert!(a.users().unwrap().is_empty());
+    assert!(matches!(
+        a.update_user("bob@acme", Some(Role::Admin), None, None),
+        Err(AccountError::Technician(_))
+    ));
+    // Nor can a grant turn a user into a technician.
+    a.add_user("carol", Role::Admin, "carol password 1")
+        .unwrap();
+    let mut c = tech_grant(1, config, None);
+    c.technician = "carol".into();
+    assert!(matches!(
+        a.create_grant(&c, "owner", None),
+        Err(grants::GrantError::NotTechnician(_))
+    ));
+}
+
+#[test]
+fn an_approval_may_narrow_a_request_never_widen_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Accounts::open(dir.path()).unwrap();
+    let both = grants::Scopes {
+        config: true,
+        live: true,
+        ..Default::default()
+    };
+    let r = grants::Request {
+        id: 0,
+        at: 0,
+        technician: "bob@acme".into(),
+        org: "ACME".into(),
+        scopes: both,
+        cameras: Some(vec!["gate".into()]),
+        hours: 4,
+        reason: "x".into(),
+        source: String::new(),
+        state: String::new(),
+        decided_by: None,
+        grant_id: None,
+    };
+    let id = a.add_request(&r, "cloud").unwrap();
+    let wider = [
+        tech_grant(8, both, Some(vec!["gate".into()])),
+        tech_grant(4, both, None),
+        tech_grant(
+            4,
+            grants::Scopes {
+                playback: true,
+                ..both
+            },
+            Some(vec!["gate".into()]),
+        ),
+    ];
+    for w in &wider {
+        assert!(matches!(
+            a.decide_request(id, Some(w), "owner"),
+            Err(grants::GrantError::Invalid(_))
+        ));
+    }
+    let narrower = tech_grant(
+        1,
+        grants::Scopes {
+            config: true,
+            ..Default::default()
+        },
+        Some(vec![]),
+    );
+    let (g, _) = a
+        .decide_request(id, Some(&narrower), "owner")
+        .unwrap()
+        .unwrap();
+    assert_eq!(g.request_id, Some(id));
+    assert!(
+        a.decide_request(id, None, "owner").is_err(),
+        "answered once"
+    );
+    // The waiting list is bounded.
+    for _ in 0..grants::MAX_WAITING_REQUESTS {
+        a.add_request(&r, "cloud").unwrap();
+    }
+    assert!(matches!(
+        a.add_request(&r, "cloud"),
+        Err(grants::GrantError::TooManyRequests)
+    ));
+}

@@ -1,0 +1,241 @@
+//! Technicians' access (docs/design/installers.md): the owner's Access page
+//! (requests, grants, revocation) and the technician's enrolment. Grants
+//! are made only here, by an admin of this recorder; the cloud can relay a
+//! request, never an approval.
+
+use crate::accounts::grants::{GrantError, NewGrant, Request};
+use crate::session_api::hash_slot;
+use crate::{ApiError, ApiResult, AppState, Caller};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+fn parse<T: serde::de::DeserializeOwned>(b: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(b).map_err(|e| ApiError::bad_request("bad_body", format!("{what}: {e}")))
+}
+
+/// `GET /api/v1/grants`: grants (active, and ended in the last 30 days) and
+/// requests (waiting, and answered in the last 30 days).
+pub async fn list(State(st): State<AppState>, _: Caller) -> ApiResult {
+    let a = st.accounts.clone();
+    let (grants, requests) =
+        tokio::task::spawn_blocking(move || Ok::<_, ApiError>((a.grants()?, a.requests()?)))
+            .await??;
+    Ok(Json(serde_json::json!({
+        "now": candor_media::time::unix_secs(),
+        "grants": grants,
+        "requests": requests,
+    }))
+    .into_response())
+}
+
+fn made(grant: crate::accounts::grants::Grant, code: Option<String>) -> axum::response::Response {
+    (
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "grant": grant,
+            // Shown once: the owner hands it to the technician (not through
+            // the cloud), who opens `#enroll=CODE` on this recorder.
+            "enroll_code": code,
+        })),
+    )
+        .into_response()
+}
+
+/// `POST /api/v1/grants`: the owner grants a technician access directly.
+pub async fn create(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let g: NewGrant = parse(&body, "grant")?;
+    let _slot = hash_slot(&st).await?;
+    let (a, by, g2) = (st.accounts.clone(), p.username.clone(), g.clone());
+    let (grant, code) =
+        tokio::task::spawn_blocking(move || a.create_grant(&g2, &by, None)).await??;
+    st.audit(
+        Some(&p.username),
+        "grant_created",
+        format!(
+            "grant {} to {} ({}): {} for {} h, cameras {:?}; {}",
+            grant.id, g.technician, g.org, g.scopes, g.hours, g.cameras, g.reason
+        ),
+    )
+    .await;
+    Ok(made(grant, code))
+}
+
+/// `POST /api/v1/grants/{id}/revoke`: ends a grant; the technician's
+/// sessions end with it.
+pub async fn revoke(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    Caller(p): Caller,
+) -> ApiResult {
+    let (a, by) = (st.accounts.clone(), p.username.clone());
+    let g = tokio::task::spawn_blocking(move || a.revoke_grant(id, &by))
+        .await??
+        .ok_or_else(|| ApiError::not_found("no active grant with that id"))?;
+    st.audit(
+        Some(&p.username),
+        "grant_revoked",
+        format!("grant {} of {}: access ended", g.id, g.technician),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/access-requests/{id}/approve`: grants what was asked, or
+/// less (the body: the grant, narrowed).
+pub async fn approve(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    Caller(p): Caller,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let g: NewGrant = parse(&body, "grant")?;
+    let _slot = hash_slot(&st).await?;
+    let (a, by) = (st.accounts.clone(), p.username.clone());
+    let (grant, code) = tokio::task::spawn_blocking(move || a.decide_request(id, Some(&g), &by))
+        .await??
+        .ok_or_else(|| ApiError::internal("an approval made no grant"))?;
+    st.audit(
+        Some(&p.username),
+        "grant_created",
+        format!(
+            "grant {} to {} ({}) on request {id}: {} for {} h",
+            grant.id,
+            grant.technician,
+            grant.org,
+            grant.scopes,
+            (grant.expires_at - grant.approved_at) / 3600
+        ),
+    )
+    .await;
+    Ok(made(grant, code))
+}
+
+/// `POST /api/v1/access-requests/{id}/refuse`.
+pub async fn refuse(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    Caller(p): Caller,
+) -> ApiResult {
+    let (a, by) = (st.accounts.clone(), p.username.clone());
+    tokio::task::spawn_blocking(move || a.decide_request(id, None, &by)).await??;
+    st.audit(
+        Some(&p.username),
+        "access_request_refused",
+        format!("request {id}"),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/access-requests`: a request typed in here (the cloud
+/// relays technicians' own). It grants nothing until approved.
+pub async fn request(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let r: Request = parse(&body, "request")?;
+    let a = st.accounts.clone();
+    let r2 = r.clone();
+    let id = tokio::task::spawn_blocking(move || a.add_request(&r2, "local")).await??;
+    st.audit(
+        Some(&p.username),
+        "access_requested",
+        format!(
+            "request {id} for {} ({}): {}",
+            r.technician, r.org, r.scopes
+        ),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBegin {
+    code: String,
+}
+
+fn code_ok(code: &str) -> Result<(), ApiError> {
+    if code.is_empty() || code.len() > 128 {
+        return Err(GrantError::BadEnrolment.into());
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/enroll` (public, with the one-time code): the technician's
+/// new TOTP secret, to put in their authenticator app.
+pub async fn enroll(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult {
+    let b: EnrollBegin = parse(&body, "enrolment")?;
+    code_ok(&b.code)?;
+    let a = st.accounts.clone();
+    let (name, secret) = tokio::task::spawn_blocking(move || a.enroll_begin(&b.code)).await??;
+    let uri = crate::totp::otpauth_uri(&secret, &name);
+    Ok(Json(serde_json::json!({
+        "technician": name,
+        "secret": crate::totp::base32(&secret),
+        "uri": uri,
+    }))
+    .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollFinish {
+    code: String,
+    password: String,
+    totp: String,
+}
+
+/// `POST /api/v1/enroll/finish` (public, with the one-time code): the
+/// technician's password and a code from their authenticator. Uses the
+/// enrolment code up; the technician then signs in as any user does.
+pub async fn enroll_finish(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult {
+    let b: EnrollFinish = parse(&body, "enrolment")?;
+    code_ok(&b.code)?;
+    if b.password.len() > 1024 || b.totp.len() > 64 {
+        return Err(ApiError::bad_request(
+            "invalid",
+            "password or code too long",
+        ));
+    }
+    let _slot = hash_slot(&st).await?;
+    let a = st.accounts.clone();
+    let now = candor_media::time::unix_secs();
+    let (name, codes) =
+        tokio::task::spawn_blocking(move || a.enroll_finish(&b.code, &b.password, &b.totp, now))
+            .await??;
+    st.audit(
+        Some(&name),
+        "technician_enrolled",
+        "password and two-factor set with the grant's one-time code".into(),
+    )
+    .await;
+    Ok(Json(serde_json::json!({ "technician": name, "recovery_codes": codes })).into_response())
+}
+
+/// Notes in the audit log each grant that ended by running out (revoked
+/// ones were noted when revoked), every few seconds while the server runs.
+pub(crate) async fn watch_ends(st: AppState) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let a = st.accounts.clone();
+        let ended = tokio::task::spawn_blocking(move || a.grants_ended_unnoted()).await;
+        if let Ok(Ok(ended)) = ended {
+            for g in ended {
+                st.audit(
+                    Some(&g.technician),
+                    "technician_access_ended",
+                    format!("grant {} expired", g.id),
+                )
+                .await;
+            }
+        }
+    }
+}
