@@ -488,6 +488,17 @@ pub fn changed_sections(a: &str, b: &str) -> Vec<String> {
     keys
 }
 
+/// The names of the cameras in a config text (empty if it does not parse).
+pub fn camera_names(text: &str) -> Vec<String> {
+    toml::from_str::<toml::Table>(text)
+        .ok()
+        .and_then(|t| t.get("cameras").and_then(|c| c.as_array()).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| c.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+        .collect()
+}
+
 /// Whether, of section `section`, only `keys` differ between two config
 /// texts (the section is in both).
 pub fn only_changed(old: &str, new: &str, section: &str, keys: &[&str]) -> bool {

@@ -234,7 +234,13 @@ pub async fn diff(
 pub async fn text(State(st): State<AppState>, _: Caller) -> ApiResult {
     let (_, path) = footage(&st)?;
     let (text, version) = blocking(move || config_edit::redacted(&path)).await?;
-    Ok(Json(candor_wire::ConfigText { version, text }).into_response())
+    let cameras = config_edit::camera_names(&text);
+    Ok(Json(candor_wire::ConfigText {
+        version,
+        text,
+        cameras,
+    })
+    .into_response())
 }
 
 #[derive(serde::Deserialize)]

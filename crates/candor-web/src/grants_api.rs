@@ -180,6 +180,7 @@ pub async fn enroll(State(st): State<AppState>, body: axum::body::Bytes) -> ApiR
     Ok(Json(serde_json::json!({
         "technician": name,
         "secret": crate::totp::base32(&secret),
+        "qr": crate::session_api::qr_data_uri(&uri)?,
         "uri": uri,
     }))
     .into_response())

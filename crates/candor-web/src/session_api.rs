@@ -338,6 +338,13 @@ pub async fn me(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
         cameras: p.cameras,
         totp,
         csrf_token: csrf,
+        grant: p.grant.as_ref().map(|g| candor_wire::MeGrant {
+            id: g.id,
+            scopes: g.scopes.to_string().split(',').map(str::to_owned).collect(),
+            expires_at: jiff::Timestamp::from_second(g.expires_at)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        }),
     })
     .into_response())
 }
@@ -389,7 +396,18 @@ pub async fn totp_begin(
     }
     let secret = st.accounts.totp_begin(&p.username)?;
     let uri = crate::totp::otpauth_uri(&secret, &p.username);
-    // The QR code phones scan; rendered here so the page needs no library.
+    let qr = qr_data_uri(&uri)?;
+    Ok(Json(candor_wire::TotpSecret {
+        secret: crate::totp::base32(&secret),
+        uri,
+        qr,
+    })
+    .into_response())
+}
+
+/// The QR code phones scan, as an SVG data URI: rendered here so the page
+/// needs no library.
+pub(crate) fn qr_data_uri(uri: &str) -> Result<String, ApiError> {
     let qr = qrcode::QrCode::new(uri.as_bytes())
         .map(|c| {
             c.render::<qrcode::render::svg::Color>()
@@ -398,16 +416,10 @@ pub async fn totp_begin(
         })
         .map_err(ApiError::internal)?;
     use base64::Engine as _;
-    let qr = format!(
+    Ok(format!(
         "data:image/svg+xml;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(qr)
-    );
-    Ok(Json(candor_wire::TotpSecret {
-        secret: crate::totp::base32(&secret),
-        uri,
-        qr,
-    })
-    .into_response())
+    ))
 }
 
 #[derive(serde::Deserialize)]

@@ -38,6 +38,7 @@ const ASSETS: &[Asset] = &[
     asset!("pages/system.js", "text/javascript; charset=utf-8"),
     asset!("pages/add-camera.js", "text/javascript; charset=utf-8"),
     asset!("pages/config.js", "text/javascript; charset=utf-8"),
+    asset!("pages/access.js", "text/javascript; charset=utf-8"),
     asset!("pages/motion.js", "text/javascript; charset=utf-8"),
     asset!("pages/users.js", "text/javascript; charset=utf-8"),
     asset!("pages/account.js", "text/javascript; charset=utf-8"),

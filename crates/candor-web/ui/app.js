@@ -5,7 +5,7 @@
 
 import { get, post } from './api.js';
 import { RANK, me, setMe, main, loadMe, leave, setRouter, errorBox } from './common.js';
-import { loginPage, setupPage } from './pages/auth.js';
+import { loginPage, setupPage, enrollPage } from './pages/auth.js';
 import { sharePage } from './pages/share.js';
 import { livePage } from './pages/live.js';
 import { playbackPage } from './pages/playback.js';
@@ -18,15 +18,20 @@ import { accountPage } from './pages/account.js';
 import { auditPage } from './pages/audit.js';
 import { cloudPage } from './pages/cloud.js';
 import { configPage } from './pages/config.js';
+import { accessPage } from './pages/access.js';
 
 function showChrome() {
   const top = document.getElementById('top');
   top.hidden = !me;
   if (!me) return;
-  document.getElementById('who').textContent = `${me.username} (${me.role})`;
+  // A technician sees the pages their grant covers, and until when.
+  const g = me.grant;
+  document.getElementById('who').textContent = g
+    ? `${me.username} (technician until ${new Date(g.expires_at).toLocaleTimeString()})`
+    : `${me.username} (${me.role})`;
   for (const a of document.querySelectorAll('#nav a')) {
     const min = a.dataset.min;
-    a.hidden = min && RANK[me.role] < RANK[min];
+    a.hidden = g ? !g.scopes.includes(a.dataset.scope) : (min && RANK[me.role] < RANK[min]);
   }
 }
 
@@ -42,6 +47,13 @@ async function route() {
     let token = '';
     try { token = decodeURIComponent(path.slice(6)); } catch { /* a mangled link: the page says it does not work */ }
     main().replaceChildren(await sharePage(token));
+    return;
+  }
+  if (path.startsWith('enroll=')) {
+    // A technician's one-time enrolment code, handed over by the owner.
+    let code = '';
+    try { code = decodeURIComponent(path.slice(7)); } catch { /* a mangled link: the page says it does not work */ }
+    main().replaceChildren(enrollPage(code));
     return;
   }
   if (path.startsWith('setup=')) {
@@ -76,6 +88,7 @@ async function route() {
       case 'motion': await motionPage(params); break;
       case 'add-camera': await addCameraPage(params); break;
       case 'config': await configPage(params); break;
+      case 'access': await accessPage(); break;
       case 'users': await usersPage(); break;
       case 'audit': await auditPage(params); break;
       case 'cloud': await cloudPage(params); break;

@@ -1,12 +1,12 @@
 // Service worker: lets the app install and open its shell without the
 // network. Network first, so a recorder upgrade is picked up at once; the
 // cache is only a fallback. API answers and video are never cached.
-const CACHE = 'candor-shell-v2';
+const CACHE = 'candor-shell-v3';
 const SHELL = ['/', '/app/app.css', '/app/app.js', '/app/api.js', '/app/common.js', '/app/dom.js',
   '/app/live.js', '/app/timeline.js', '/app/icon.svg', '/app/icon-192.png', '/manifest.webmanifest',
   '/app/pages/auth.js', '/app/pages/live.js', '/app/pages/playback.js', '/app/pages/events.js',
   '/app/pages/system.js', '/app/pages/add-camera.js', '/app/pages/motion.js', '/app/pages/users.js',
-  '/app/pages/account.js', '/app/pages/audit.js', '/app/pages/cloud.js', '/app/pages/config.js'];
+  '/app/pages/account.js', '/app/pages/audit.js', '/app/pages/cloud.js', '/app/pages/config.js', '/app/pages/access.js'];
 
 self.addEventListener('install', (e) => {
   e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));

@@ -301,6 +301,19 @@ pub struct Me {
     pub csrf_token: Option<String>,
     /// This session's id (to tell it apart in the session list); `null` for tokens.
     pub session: Option<i64>,
+    /// For a technician: what their grant covers, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<MeGrant>,
+}
+
+/// A technician's grant, as `GET /api/v1/me` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct MeGrant {
+    pub id: i64,
+    /// Of `config`, `diagnostics`, `live`, `playback`.
+    pub scopes: Vec<String>,
+    /// RFC 3339.
+    pub expires_at: String,
 }
 
 /// A camera's motion detector, as the system page shows it.
@@ -764,6 +777,8 @@ pub struct ConfigDiff {
 pub struct ConfigText {
     pub version: i64,
     pub text: String,
+    /// The cameras in it, by name.
+    pub cameras: Vec<String>,
 }
 
 /// What a config change did (rollback, text edit, camera change).

@@ -71,3 +71,43 @@ export function setupPage(token) {
   h('label', {}, 'Password again', again), err, h('button', { type: 'submit', class: 'primary' }, 'Create administrator'));
   return authCard('Welcome to Candor', form);
 }
+
+/// A technician's enrolment: the one-time code from the owner gives a TOTP
+/// secret; their own password and a code from their authenticator finish it.
+export function enrollPage(code) {
+  const err = h('div');
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Checking the code…'));
+  (async () => {
+    let e;
+    try {
+      e = await post('enroll', { code });
+    } catch (x) {
+      box.replaceChildren(errorBox(x));
+      return;
+    }
+    const pass = h('input', { name: 'password', type: 'password', minlength: 12, required: true, autocomplete: 'new-password' });
+    const again = h('input', { name: 'password2', type: 'password', minlength: 12, required: true, autocomplete: 'new-password' });
+    const totp = h('input', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', required: true, placeholder: '123456' });
+    const form = h('form', {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        err.replaceChildren();
+        if (pass.value !== again.value) { err.replaceChildren(h('p', { class: 'bad' }, 'The passwords differ.')); return; }
+        try {
+          const r = await post('enroll/finish', { code, password: pass.value, totp: totp.value.trim() });
+          box.replaceChildren(h('p', {}, `You can now log in as ${r.technician} with your password and a code from your authenticator, while the owner's grant lasts.`),
+            h('p', {}, 'Recovery codes (each works once instead of a code; keep them safe):'),
+            h('pre', { 'data-recovery': '' }, r.recovery_codes.join('\n')),
+            h('a', { class: 'button primary', href: '#' }, 'Log in'));
+        } catch (x) {
+          err.replaceChildren(errorBox(x));
+        }
+      },
+    }, h('p', {}, `You are ${e.technician}. Scan this with your authenticator app (or type the secret):`),
+    h('img', { src: e.qr, alt: 'TOTP QR code', width: 220, height: 220 }), h('p', {}, h('code', { 'data-secret': '' }, e.secret)),
+    h('label', {}, 'Your password (12 characters or more)', pass), h('label', {}, 'Again', again),
+    h('label', {}, 'Code from the app', totp), err, h('button', { type: 'submit', class: 'primary' }, 'Finish'));
+    box.replaceChildren(form);
+  })();
+  return authCard('Technician access', box);
+}

@@ -2,7 +2,7 @@
 // from where and when; a diff between any two; rollback; the file itself,
 // secrets redacted; and the banner of a change waiting for confirmation.
 
-import { get, post, put } from '../api.js';
+import { get, post, put, enc } from '../api.js';
 import { h } from '../dom.js';
 import { main, toast, errorBox, fmtTime, onLeave } from '../common.js';
 
@@ -29,6 +29,7 @@ export async function configPage(params) {
   const banner = h('div', {});
   const table = h('div', { class: 'table-wrap' });
   const diffBox = h('div', {});
+  const cameras = h('div', { class: 'card' });
   const editor = h('textarea', { class: 'config-text', spellcheck: false, rows: 24, 'aria-label': 'candor.toml' });
   let base = 0;
   let timer = null;
@@ -73,6 +74,11 @@ export async function configPage(params) {
     }
     showPending(v.pending);
     base = t.version;
+    cameras.replaceChildren(h('h2', {}, 'Cameras'),
+      t.cameras.length ? h('ul', {}, t.cameras.map((c) => h('li', { 'data-config-camera': c }, h('strong', {}, c), ' · ',
+        h('a', { href: `#motion?camera=${enc(c)}` }, 'Motion and objects'), ' · ',
+        h('a', { href: `#add-camera?edit=${enc(c)}` }, 'Change or remove')))) : h('p', { class: 'muted' }, 'No camera yet.'),
+      h('a', { class: 'button small', href: '#add-camera' }, 'Add camera'));
     if (document.activeElement !== editor) editor.value = t.text;
     const pick = { a: null, b: null };
     table.replaceChildren(h('table', {},
@@ -109,7 +115,7 @@ export async function configPage(params) {
     }
   };
 
-  root.append(banner,
+  root.append(banner, cameras,
     h('p', { class: 'muted' }, 'Every change to candor.toml is a version: from this web app, the API, remote access, a technician, or a hand edit of the file (noticed at start). Secrets show as <secret:…> marks: the same mark means the same secret.'),
     table, diffBox,
     h('form', { class: 'card', onsubmit: save }, h('h2', {}, 'Edit candor.toml'),
