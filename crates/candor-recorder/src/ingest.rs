@@ -34,7 +34,13 @@ pub struct CameraStatus {
     pub resolution: Option<(u32, u32)>,
     /// Motion detection, when enabled.
     pub motion: Option<crate::motion::MotionStatus>,
+    /// The last [`RECENT_ERRORS`] reasons the camera reconnected, oldest
+    /// first: (unix seconds, error).
+    pub recent_errors: std::collections::VecDeque<(i64, String)>,
 }
+
+/// Reconnect reasons kept per camera, for diagnostics.
+pub const RECENT_ERRORS: usize = 10;
 
 /// Monotonic time in 90 kHz units since the first call in this process.
 pub fn mono_90k() -> i64 {
@@ -139,6 +145,11 @@ impl CameraTask {
                     until,
                     last_error: err.clone(),
                 };
+                if s.recent_errors.len() == RECENT_ERRORS {
+                    s.recent_errors.pop_front();
+                }
+                s.recent_errors
+                    .push_back((candor_media::time::unix_secs(), err.clone()));
                 s.last_error = Some(err);
                 s.reconnects += 1;
             });

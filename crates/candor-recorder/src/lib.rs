@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod config;
 pub mod config_edit;
 pub mod config_history;
+pub mod diagnose;
 pub mod ingest;
 pub mod live;
 pub mod motion;
@@ -97,6 +98,7 @@ fn new_status(name: String) -> CameraStatus {
         codec: None,
         resolution: None,
         motion: None,
+        recent_errors: Default::default(),
     }
 }
 

@@ -511,6 +511,7 @@ mod tests {
             frames: 0,
             codec: None,
             resolution: None,
+            recent_errors: Default::default(),
             motion: Some(MotionStatus {
                 state: motion.into(),
                 objects: objects.map(|working| ObjectStats {

@@ -199,6 +199,19 @@ async fn connect<'a>(
     Ok((device, signer, caps))
 }
 
+/// The camera's clock minus ours, in seconds (ONVIF GetSystemDateAndTime,
+/// which needs no credentials).
+pub async fn clock_offset(device_url: &str) -> Result<i64, OnvifError> {
+    let answer = post(
+        device_url,
+        soap::envelope(device::GET_SYSTEM_DATE_AND_TIME, None),
+    )
+    .await?;
+    device::parse_system_date_and_time(&answer)
+        .map(|t| t - now_secs())
+        .map_err(soap_err(device_url))
+}
+
 pub async fn describe(
     device_url: &str,
     username: &str,

@@ -13,6 +13,7 @@ mod authz;
 pub mod cameras_api;
 pub mod cloud_api;
 pub mod config_api;
+pub mod diagnostics;
 mod error;
 pub mod events_api;
 pub mod footage;

@@ -5,8 +5,8 @@ use crate::accounts::grants::Scope;
 use crate::accounts::{Accounts, Role};
 use crate::{
     Access, ApiError, AppState, MAX_BODY, admin_api, authz::gate, cameras_api, cloud_api,
-    config_api, events_api, footage, grants_api, live, motion_api, openapi, outputs_api,
-    session_api, shares_api, state, system, ui,
+    config_api, diagnostics, events_api, footage, grants_api, live, motion_api, openapi,
+    outputs_api, session_api, shares_api, state, system, ui,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
@@ -211,6 +211,34 @@ pub fn routes() -> Vec<Route> {
             delete(config_api::camera_delete),
         )
         .reply(200, of::<candor_wire::ConfigChanged>),
+        r(
+            g.clone(),
+            "/api/v1/diagnostics",
+            Site(Admin),
+            "Diagnostics: cameras with their recent reconnect reasons, storage, the cloud link",
+            get(diagnostics::get),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/diagnostics/logs",
+            Site(Admin),
+            "The recorder's last log lines (at most 2,000), secrets redacted",
+            get(diagnostics::logs),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/diagnostics/cameras/{name}/test",
+            Site(Admin),
+            "Test a configured camera's connectivity: TCP, RTSP DESCRIBE, ONVIF time",
+            post(diagnostics::camera_test),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/diagnostics/bundle",
+            Site(Admin),
+            "A support bundle (JSON): versions, the config with secrets redacted, its recent history, health, recent logs",
+            get(diagnostics::bundle),
+        ),
         r(
             g.clone(),
             "/api/v1/grants",

@@ -46,7 +46,11 @@ pub fn forecast(
     best
 }
 
-fn system_json(f: &Footage, st: &AppState, p: &Principal) -> Result<candor_wire::System, ApiError> {
+pub(crate) fn system_json(
+    f: &Footage,
+    st: &AppState,
+    p: &Principal,
+) -> Result<candor_wire::System, ApiError> {
     let status = f.status.status();
     let usage = f.store.usage().map_err(ApiError::internal)?;
     let ids = f.store.cameras().map_err(ApiError::internal)?;

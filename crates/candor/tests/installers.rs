@@ -372,3 +372,154 @@ fn a_technician_works_within_the_grant_and_is_out_at_once_when_it_is_revoked() {
         "the feed ran on for {ended:?}"
     );
 }
+
+#[test]
+fn remote_diagnostics_test_cameras_show_logs_and_bundle_without_secrets() {
+    let sim = camsim_with_onvif(1, "Cam-Secret-77", 42);
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[
+            (
+                "gate",
+                format!("rtsp://admin:Cam-Secret-77@{}/cam0", sim.rtsp),
+                &format!("onvif = \"http://{}/onvif/cam0/device_service\"", sim.http),
+            ),
+            (
+                "dead",
+                format!("rtsp://admin:Dead-Secret-88@127.0.0.1:{closed}/x"),
+                "",
+            ),
+        ],
+    );
+    assert!(
+        user_add(&cfg, "owner", "admin", "owner-password-1")
+            .status
+            .success()
+    );
+    let rec = start_recorder(&cfg);
+    let owner = Web::login(&rec, dir.path(), "owner", "owner-password-1");
+    wait_for("dead camera retried", Duration::from_secs(20), || {
+        let (_, _, d) = owner.api("GET", "diagnostics", None);
+        d["cameras"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["name"] == "dead" && !c["recent_errors"].as_array().unwrap().is_empty())
+        })
+    });
+    let (code, _, t) = owner.api("POST", "diagnostics/cameras/gate/test", None);
+    assert_eq!(code, 200, "{t}");
+    let steps = t["steps"].as_array().unwrap();
+    let step = |n: &str| steps.iter().find(|s| s["name"] == n).unwrap().clone();
+    assert_eq!(step("tcp")["ok"], true, "{t}");
+    assert_eq!(step("rtsp")["ok"], true, "{t}");
+    assert!(
+        step("rtsp")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("video h264"),
+        "{t}"
+    );
+    // camsim's clock runs 42 s ahead: reported, and flagged.
+    assert_eq!(step("onvif")["ok"], false, "{t}");
+    let d = step("onvif")["detail"].as_str().unwrap().to_owned();
+    assert!(
+        d.contains("+42 s") || d.contains("+41 s") || d.contains("+43 s"),
+        "{d}"
+    );
+    let (code, _, t) = owner.api("POST", "diagnostics/cameras/dead/test", None);
+    assert_eq!(code, 200, "{t}");
+    assert_eq!(
+        t["steps"].as_array().unwrap().len(),
+        1,
+        "no RTSP after TCP failed: {t}"
+    );
+    assert_eq!(t["steps"][0]["ok"], false);
+    let (code, _, _) = owner.api("POST", "diagnostics/cameras/nope/test", None);
+    assert_eq!(code, 404);
+
+    // Logs and the bundle hold no secret.
+    let (code, _, l) = owner.api("GET", "diagnostics/logs?lines=5000", None);
+    assert_eq!(code, 200);
+    let lines = l["lines"].as_array().unwrap();
+    assert!(lines.len() <= 2000 && !lines.is_empty());
+    let joined = lines
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(joined.contains("recording"), "{joined}");
+    let (code, headers, bundle) = owner.api("GET", "diagnostics/bundle", None);
+    assert_eq!(code, 200);
+    assert!(
+        headers
+            .to_lowercase()
+            .contains("attachment; filename=\"candor-support-")
+    );
+    let text = bundle.to_string();
+    for secret in ["Cam-Secret-77", "Dead-Secret-88"] {
+        assert!(!joined.contains(secret), "{secret} in the logs");
+        assert!(!text.contains(secret), "{secret} in the bundle");
+    }
+    assert!(bundle["config"].as_str().unwrap().contains("<secret:"));
+    assert!(!bundle["logs"].as_array().unwrap().is_empty());
+    assert_eq!(bundle["health"]["cameras"].as_array().unwrap().len(), 2);
+
+    // A technician with diagnostics only: all of it, and nothing else.
+    let grant = serde_json::json!({
+        "technician": "eve@acme", "org": "ACME", "scopes": { "diagnostics": true },
+        "cameras": null, "hours": 1, "reason": "camera down",
+    });
+    let (code, _, g) = owner.api("POST", "grants", Some(&grant.to_string()));
+    assert_eq!(code, 201, "{g}");
+    let code_ = g["enroll_code"].as_str().unwrap();
+    let (_, e) = post_public(
+        &owner,
+        "enroll",
+        &serde_json::json!({ "code": code_ }).to_string(),
+    );
+    let secret = base32_decode(e["secret"].as_str().unwrap());
+    let totp = format!(
+        "{:06}",
+        candor_auth::totp::code_at(&secret, unix_now() / 30)
+    );
+    let (code, f) = post_public(
+        &owner,
+        "enroll/finish",
+        &serde_json::json!({ "code": code_, "password": "eve-technician-pw", "totp": totp })
+            .to_string(),
+    );
+    assert_eq!(code, 200, "{f}");
+    let eve = login_2fa(
+        &rec,
+        dir.path(),
+        "eve@acme",
+        "eve-technician-pw",
+        f["recovery_codes"][0].as_str().unwrap(),
+    )
+    .unwrap();
+    let (code, _, d) = eve.api("GET", "diagnostics", None);
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(d["cameras"].as_array().unwrap().len(), 2);
+    let (code, _, _) = eve.api("POST", "diagnostics/cameras/gate/test", None);
+    assert_eq!(code, 200);
+    for (m, p) in [
+        ("GET", "config/text"),
+        ("GET", "cameras/gate/motion"),
+        ("GET", "cameras/gate/spans"),
+    ] {
+        let (code, _, _) = eve.api(m, p, None);
+        assert_eq!(code, 403, "{m} {p}");
+    }
+    let acts = audit_actions(&owner, "eve@acme");
+    assert!(
+        acts.iter()
+            .any(|(a, d)| a == "camera_tested" && d.starts_with("gate")),
+        "{acts:?}"
+    );
+}

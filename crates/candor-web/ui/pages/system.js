@@ -1,6 +1,6 @@
 // System: the recorder, its storage and every camera's state, refreshed.
 
-import { get, enc } from '../api.js';
+import { get, post, enc } from '../api.js';
 import { h } from '../dom.js';
 import { me, main, onLeave, errorBox, fmtBytes, fmtTime, fmtSecs } from '../common.js';
 
@@ -49,4 +49,47 @@ export async function systemPage() {
   await load();
   const timer = setInterval(load, 5000);
   onLeave(() => clearInterval(timer));
+  if (me.role === 'admin' || me.grant?.scopes.includes('diagnostics')) root.append(await diagnosticsSection());
+}
+
+/// Remote diagnostics: each camera's recent reconnect reasons and a
+/// connectivity test, the cloud link, recent log lines, the support bundle.
+async function diagnosticsSection() {
+  const sec = h('div', { class: 'card', 'data-diagnostics': '' }, h('h2', {}, 'Diagnostics'));
+  let d;
+  try {
+    d = await get('diagnostics');
+  } catch (e) {
+    sec.append(errorBox(e));
+    return sec;
+  }
+  const logs = h('pre', { class: 'diff', 'data-logs': '' });
+  const loadLogs = async () => {
+    try { logs.textContent = (await get('diagnostics/logs?lines=200')).lines.join('\n') || '(no log lines yet)'; } catch (e) { logs.replaceChildren(errorBox(e)); }
+  };
+  sec.append(
+    h('div', { class: 'table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['Camera', 'Reconnects', 'Recent reasons', 'Test'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, d.cameras.map((c) => {
+        const out = h('div', { class: 'small' });
+        return h('tr', { 'data-diag-camera': c.name },
+          h('td', {}, c.name), h('td', {}, String(c.reconnects)),
+          h('td', {}, c.recent_errors.length ? h('ul', { class: 'small' }, c.recent_errors.slice(-3).map((e) => h('li', {}, `${fmtTime(Date.parse(e.at))}: ${e.error}`))) : h('span', { class: 'muted' }, 'none')),
+          h('td', {}, h('button', { class: 'small', 'data-test': c.name, onclick: async (ev) => {
+            ev.currentTarget.disabled = true;
+            out.textContent = 'Testing…';
+            try {
+              const r = await post(`diagnostics/cameras/${enc(c.name)}/test`);
+              out.replaceChildren(...r.steps.map((s) => h('div', { class: s.ok ? '' : 'bad', 'data-step': s.name }, `${s.ok ? '✓' : '✗'} ${s.name.toUpperCase()} (${s.ms} ms): ${s.detail}`)));
+            } catch (e) { out.replaceChildren(errorBox(e)); }
+            ev.target.disabled = false;
+          } }, 'Test connection'), out));
+      })))),
+    h('p', {}, d.link ? `Cloud link: ${d.link.connected ? 'connected' : 'not connected'}${d.link.last_error ? ` (${d.link.last_error})` : ''} to ${d.link.address}; remote access ${d.link.remote_access ? 'on' : 'off'}.` : 'Cloud link: not configured (air-gapped).'),
+    h('h3', {}, 'Recent log lines'), logs,
+    h('div', { class: 'inline-form' }, h('button', { type: 'button', onclick: loadLogs }, 'Refresh'),
+      h('a', { class: 'button', href: '/api/v1/diagnostics/bundle', download: '' }, 'Download support bundle')),
+    h('p', { class: 'small muted' }, 'Passwords and one-time links are taken out of the logs and the bundle; the configuration in the bundle has its secrets replaced by marks.'));
+  loadLogs();
+  return sec;
 }
