@@ -266,10 +266,18 @@ pub fn edit_camera(
             .get("url")
             .and_then(Item::as_str)
             .and_then(|u| url::Url::parse(u).ok());
+        // The password stays only for the same user at the same address:
+        // a camera pointed at another host must be given its password
+        // again, so a changed URL can't carry it somewhere else.
+        let new_url = url::Url::parse(&c.url).ok();
         let kept = old.as_ref().and_then(|u| {
             let same_user =
                 c.username.as_deref().unwrap_or("") == percent_decode(u.username()).as_str();
-            (same_user && c.password.is_none())
+            let same_host = new_url.as_ref().is_some_and(|n| {
+                n.host_str() == u.host_str()
+                    && n.port_or_known_default() == u.port_or_known_default()
+            });
+            (same_user && same_host && c.password.is_none())
                 .then(|| u.password().map(percent_decode))
                 .flatten()
         });
@@ -897,9 +905,14 @@ mod history_tests {
     fn cameras_are_edited_keeping_their_password_and_removed() {
         let (_d, p) = setup();
         let by = Author::cli();
-        let e = edit_camera(&p, &by, "gate", &cam("gate", "rtsp://10.0.0.6/main")).unwrap();
+        let e = edit_camera(&p, &by, "gate", &cam("gate", "rtsp://10.0.0.5/other")).unwrap();
         let c = &e.config.cameras[0];
         assert_eq!(c.url.password.as_deref(), Some("s3cret"), "kept");
+        assert_eq!(c.url.url.path(), "/other");
+        // Another host: the password is not carried there.
+        let e = edit_camera(&p, &by, "gate", &cam("gate", "rtsp://10.0.0.6/main")).unwrap();
+        let c = &e.config.cameras[0];
+        assert_eq!(c.url.password, None, "not sent to a new host");
         assert_eq!(c.url.url.host_str(), Some("10.0.0.6"));
         assert!(c.motion.enabled, "motion settings kept");
         let mut n = cam("gate", "rtsp://10.0.0.6/main");

@@ -370,13 +370,22 @@ impl History {
     /// fingerprint of one of `current`'s secrets (or of any stored version's)
     /// becomes that secret again. A fingerprint that matches nothing is an
     /// error: the user typed or pasted one that means nothing here.
+    ///
+    /// A URL's password goes back only into a URL to the same host and
+    /// port: a mark moved to another address (a technician pointing a
+    /// camera at a host of theirs) is refused, so the password is never
+    /// sent anywhere it was not typed for.
     pub fn restore(&self, edited: &str, current: &str) -> Result<String, String> {
+        // fingerprint → (secret, the host:port it belongs to, for URL passwords)
         let mut known = std::collections::HashMap::new();
         let mut add = |text: &str| {
             if let Ok(mut doc) = text.parse::<DocumentMut>() {
                 walk_strings(doc.as_item_mut(), None, &mut |key, s| {
-                    if let Some((_, secret, _)) = secret_parts(key, s) {
-                        known.insert(self.fingerprint(secret), secret.to_owned());
+                    if let Some((_, secret, post)) = secret_parts(key, s) {
+                        let host = post.strip_prefix('@').map(|_| url_host(s).to_owned());
+                        known
+                            .entry(self.fingerprint(secret))
+                            .or_insert_with(|| (secret.to_owned(), host));
                     }
                     None
                 });
@@ -391,7 +400,7 @@ impl History {
             }
         }
         let mut doc: DocumentMut = edited.parse().map_err(|e| format!("{e}"))?;
-        let mut unknown = None;
+        let mut refused = None;
         walk_strings(doc.as_item_mut(), None, &mut |_, s| {
             if !s.contains("<secret:") {
                 return None;
@@ -402,11 +411,21 @@ impl History {
                 out.push_str(&rest[..i]);
                 let tail = &rest[i..];
                 let end = tail.find('>').map_or(tail.len(), |e| e + 1);
-                match known.get(&tail[..end]) {
-                    Some(secret) => out.push_str(secret),
+                let mark = &tail[..end];
+                match known.get(mark) {
+                    Some((_, Some(host))) if host != url_host(s) => {
+                        refused = Some(format!(
+                            "the password {mark} belongs to {host}, not {}; type it again to send it there",
+                            url_host(s)
+                        ));
+                        out.push_str(mark);
+                    }
+                    Some((secret, _)) => out.push_str(secret),
                     None => {
-                        unknown = Some(tail[..end].to_owned());
-                        out.push_str(&tail[..end]);
+                        refused = Some(format!(
+                            "{mark} is not a secret this config had; type the new value in place of it"
+                        ));
+                        out.push_str(mark);
                     }
                 }
                 rest = &tail[end..];
@@ -414,10 +433,8 @@ impl History {
             out.push_str(rest);
             Some(out)
         });
-        if let Some(u) = unknown {
-            return Err(format!(
-                "{u} is not a secret this config had; type the new value in place of it"
-            ));
+        if let Some(why) = refused {
+            return Err(why);
         }
         Ok(doc.to_string())
     }
@@ -476,6 +493,14 @@ fn secret_parts<'a>(key: Option<&str>, s: &'a str) -> Option<(&'a str, &'a str, 
     let at = s[scheme_end..authority_end].rfind('@')? + scheme_end;
     let colon = s[scheme_end..at].find(':')? + scheme_end;
     (colon + 1 < at).then(|| (&s[..colon + 1], &s[colon + 1..at], &s[at..]))
+}
+
+/// The `host:port` of a URL (after any userinfo), or `""`.
+fn url_host(s: &str) -> &str {
+    let Some(i) = s.find("://") else { return "" };
+    let rest = &s[i + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.rsplit('@').next().unwrap_or("")
 }
 
 /// Calls `f` on every string value (with its key, for values in tables),
@@ -558,9 +583,13 @@ mod tests {
             "{r}"
         );
         // The redacted text, edited elsewhere, gets its secrets back.
-        let edited = r.replace("10.0.0.5", "10.0.0.6");
+        let edited = r.replace("/main", "/sub");
         let back = h.restore(&edited, CFG).unwrap();
-        assert_eq!(back, CFG.replace("10.0.0.5", "10.0.0.6"));
+        assert_eq!(back, CFG.replace("/main", "/sub"));
+        // A password does not follow its URL to another host.
+        let moved = r.replace("10.0.0.5/main", "203.0.113.9/main");
+        let e = h.restore(&moved, CFG).unwrap_err();
+        assert!(e.contains("belongs to 10.0.0.5"), "{e}");
         // A made-up fingerprint is refused, not written as a password.
         let bogus = r.replace("password = \"<secret:", "password = \"<secret:00");
         assert!(h.restore(&bogus, CFG).is_err());
