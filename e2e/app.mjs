@@ -246,6 +246,81 @@ try {
   await page.waitForSelector('tr[data-camera=porch]', { timeout: 15000 });
   await page.waitForFunction(() => document.querySelector('tr[data-camera=porch]')?.textContent.includes('streaming'), null, { timeout: 20000 });
 
+  // Configuration: the changes above are versions with a diff; rolling the
+  // camera back stops it at once.
+  step('configuration');
+  await page.goto(`${base}#config`);
+  await page.waitForSelector('tr[data-version]');
+  const notes = await page.$$eval('tr[data-version] td:nth-child(5)', (t) => t.map((x) => x.textContent));
+  check(notes[0] === 'camera porch added', `newest version: ${notes}`);
+  check(notes.includes('motion settings of gate'), `versions: ${notes}`);
+  await page.locator('tr[data-version] button[data-diff-prev]').first().click();
+  await page.waitForSelector('pre[data-diff]');
+  const diff = await page.textContent('pre[data-diff]');
+  check(diff.includes('+name = "porch"') && !diff.includes('cam pass 1'), `diff: ${diff}`);
+  check(diff.includes('<secret:'), `the porch password shows as a mark: ${diff}`);
+  await shot(page, '05f-config-history');
+  page.once('dialog', (d) => d.accept());
+  await page.locator('tr[data-version] button[data-rollback]').first().click();
+  await page.waitForFunction(() => document.querySelector('tr[data-version] td:nth-child(5)')?.textContent.startsWith('rolled back to version'), null, { timeout: 15000 });
+  const camNames = () => page.evaluate(async () => (await (await fetch('/api/v1/cameras')).json()).cameras.map((c) => c.name));
+  let cams = await camNames();
+  check(!cams.includes('porch'), `porch stopped by the rollback: ${cams}`);
+  // And forward again, to the version that added it: it records again.
+  const added = await page.$$eval('tr[data-version]', (rows) => rows.find((r) => r.children[4].textContent === 'camera porch added').dataset.version);
+  page.once('dialog', (d) => d.accept());
+  await page.click(`button[data-rollback="${added}"]`);
+  await page.waitForFunction((v) => document.querySelector('tr[data-version] td:nth-child(5)')?.textContent === `rolled back to version ${v}`, added, { timeout: 15000 });
+  cams = await camNames();
+  check(cams.includes('porch'), `porch back: ${cams}`);
+
+  // Access: a technician gets an hour of configuration access, enrols with
+  // the one-time link, sees only what the grant covers, and is out as soon
+  // as the owner ends it.
+  step('technician');
+  await page.goto(`${base}#access`);
+  await page.fill('input[name=technician]', 'tech@acme');
+  await page.fill('input[name=org]', 'ACME Security');
+  await page.fill('input[name=reason]', 'tune motion');
+  await page.click('form button:has-text("Grant")');
+  await page.waitForSelector('[data-enroll]');
+  const enroll = await page.getAttribute('[data-enroll]', 'data-enroll');
+  await shot(page, '13-access-granted');
+  const tech = await newPage();
+  await tech.goto(`${base}#enroll=${encodeURIComponent(enroll)}`);
+  await tech.waitForSelector('[data-secret]');
+  const tsecret = (await tech.textContent('[data-secret]')).trim();
+  await shot(tech, '14-technician-enrol');
+  await tech.fill('input[name=password]', 'technician pass 1');
+  await tech.fill('input[name=password2]', 'technician pass 1');
+  await tech.fill('input[name=totp]', execFileSync('oathtool', ['--totp', '-b', tsecret]).toString().trim());
+  await tech.click('button:has-text("Finish")');
+  await tech.waitForSelector('pre[data-recovery]');
+  const rcode = (await tech.textContent('pre[data-recovery]')).split('\n')[0].trim();
+  await tech.goto(base);
+  await tech.fill('input[name=username]', 'tech@acme');
+  await tech.fill('input[name=password]', 'technician pass 1');
+  await tech.click('button[type=submit]');
+  await tech.waitForSelector('input[name=totp]:visible');
+  await tech.fill('input[name=totp]', rcode);
+  await tech.click('button[type=submit]');
+  await tech.waitForSelector('#who:has-text("technician until")');
+  const techNav = await tech.$$eval('#nav a', (as) => as.filter((a) => !a.hidden).map((a) => a.dataset.page));
+  check(JSON.stringify(techNav) === '["config"]', `a config-only technician's pages: ${techNav}`);
+  await tech.goto(`${base}#config`);
+  await tech.waitForSelector('li[data-config-camera=gate]');
+  await shot(tech, '15-technician-config');
+  const denied = await tech.evaluate(async () => [
+    (await fetch('/api/v1/users')).status, (await fetch('/api/v1/cameras/gate/spans')).status, (await fetch('/api/v1/audit')).status]);
+  check(denied.every((x) => x === 403), `beyond the grant: ${denied}`);
+  await page.goto(`${base}#access`);
+  page.once('dialog', (d) => d.accept());
+  await page.click('button[data-revoke]');
+  const revokedAt = Date.now();
+  await tech.waitForFunction(async () => (await fetch('/api/v1/me')).status === 401, null, { timeout: 5000, polling: 200 });
+  result.technician_out_ms = Date.now() - revokedAt;
+  await tech.close();
+
   // 5. System and audit pages render with real data.
   step('system');
   await page.goto(`${base}#system`);
