@@ -102,7 +102,7 @@ impl Row {
 }
 
 /// The cloud database's schema version, in `meta`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// One entry per version step: `UPGRADES[v - 1]` holds the statements that
 /// take version `v` to `v + 1`, for both SQLite and PostgreSQL (`BYTES` is
@@ -120,6 +120,35 @@ const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [
     // 2 → 3: the CAA record (JSON: issuer, account) the site's recorder
     // asked for, served by the remote zone's DNS even while it is offline.
     &["ALTER TABLE site ADD COLUMN caa TEXT"],
+    // 3 → 4: installers (docs/design/installers.md): organisations, their
+    // members, one-time link codes either way, sites linked with the level
+    // their owner shares; and the recorder's software version, for the
+    // fleet view.
+    &[
+        "ALTER TABLE site ADD COLUMN software TEXT",
+        "CREATE TABLE IF NOT EXISTS org (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS org_member (
+        org TEXT NOT NULL REFERENCES org(id) ON DELETE CASCADE,
+        account TEXT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        PRIMARY KEY (org, account))",
+        "CREATE INDEX IF NOT EXISTS org_member_account ON org_member (account)",
+        "CREATE TABLE IF NOT EXISTS link_code (
+        code TEXT PRIMARY KEY,
+        org TEXT REFERENCES org(id) ON DELETE CASCADE,
+        site TEXT REFERENCES site(id) ON DELETE CASCADE,
+        level TEXT,
+        expires BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS site_link (
+        site TEXT PRIMARY KEY REFERENCES site(id) ON DELETE CASCADE,
+        org TEXT NOT NULL REFERENCES org(id) ON DELETE CASCADE,
+        level TEXT NOT NULL,
+        linked_at BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS site_link_org ON site_link (org)",
+    ],
 ];
 
 /// Today's tables, for a new database. `meta` comes first: it holds the version.
@@ -151,7 +180,8 @@ const TABLES: &[&str] = &[
         status TEXT,
         label TEXT,
         remote BIGINT NOT NULL DEFAULT 0,
-        caa TEXT)",
+        caa TEXT,
+        software TEXT)",
     "CREATE UNIQUE INDEX IF NOT EXISTS site_label ON site (label)",
     // Keys of unpaired sites: refused for good, with a reason the recorder logs.
     "CREATE TABLE IF NOT EXISTS revoked_key (pubkey BYTES PRIMARY KEY, at BIGINT NOT NULL)",
@@ -168,6 +198,28 @@ const TABLES: &[&str] = &[
         acked_at BIGINT,
         ack_recorded BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (site, id))",
+    "CREATE TABLE IF NOT EXISTS org (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS org_member (
+        org TEXT NOT NULL REFERENCES org(id) ON DELETE CASCADE,
+        account TEXT NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        PRIMARY KEY (org, account))",
+    "CREATE INDEX IF NOT EXISTS org_member_account ON org_member (account)",
+    "CREATE TABLE IF NOT EXISTS link_code (
+        code TEXT PRIMARY KEY,
+        org TEXT REFERENCES org(id) ON DELETE CASCADE,
+        site TEXT REFERENCES site(id) ON DELETE CASCADE,
+        level TEXT,
+        expires BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS site_link (
+        site TEXT PRIMARY KEY REFERENCES site(id) ON DELETE CASCADE,
+        org TEXT NOT NULL REFERENCES org(id) ON DELETE CASCADE,
+        level TEXT NOT NULL,
+        linked_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS site_link_org ON site_link (org)",
     "CREATE TABLE IF NOT EXISTS push_sub (
         endpoint TEXT PRIMARY KEY,
         account TEXT NOT NULL REFERENCES account(id) ON DELETE CASCADE,

@@ -18,9 +18,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 mod account;
+mod orgs;
 mod push;
 mod sites;
 use account::*;
+use orgs::*;
 use push::*;
 use sites::*;
 
@@ -138,6 +140,20 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
         .route("/api/sites", get(sites))
         .route("/api/sites/{id}", get(site).delete(unpair))
         .route("/api/sites/{id}/sharing", put(sharing))
+        .route(
+            "/api/sites/{id}/link",
+            post(link_site).put(link_level).delete(unlink_site),
+        )
+        .route("/api/sites/{id}/link-code", post(site_code))
+        .route("/api/orgs", get(orgs).post(create_org))
+        .route("/api/orgs/{org}/members", post(add_member))
+        .route(
+            "/api/orgs/{org}/members/{email}",
+            axum::routing::delete(remove_member),
+        )
+        .route("/api/orgs/{org}/codes", post(org_code))
+        .route("/api/orgs/{org}/link", post(org_link))
+        .route("/api/orgs/{org}/fleet", get(fleet))
         .route("/api/sites/{id}/alarms/{alarm}/ack", post(ack))
         .route("/api/alarms", get(alarms))
         .route("/api/pair", post(pair))

@@ -541,7 +541,10 @@ async fn on_site_message(
     let db = |e: crate::db::DbError| e.to_string();
     match m {
         Message::Hello {
-            sharing, remote, ..
+            sharing,
+            remote,
+            software,
+            ..
         } => {
             let s = serde_json::to_value(sharing)
                 .ok()
@@ -550,8 +553,13 @@ async fn on_site_message(
             cloud
                 .db
                 .exec(
-                    "UPDATE site SET sharing = $1, remote = $2 WHERE id = $3",
-                    vec![s.into(), i64::from(remote).into(), site.into()],
+                    "UPDATE site SET sharing = $1, remote = $2, software = $3 WHERE id = $4",
+                    vec![
+                        s.into(),
+                        i64::from(remote).into(),
+                        software.into(),
+                        site.into(),
+                    ],
                 )
                 .await
                 .map_err(db)?;

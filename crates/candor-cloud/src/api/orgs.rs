@@ -1,0 +1,588 @@
+//! Installer organisations (docs/design/installers.md): members (org admins
+//! and technicians), sites linked to an organisation by their owner with a
+//! one-time code (made by either side), and the fleet view: every linked
+//! site with the health its owner chose to share with the installer.
+//!
+//! Nothing here reaches a recorder: linking shares status the site already
+//! sends; access to a recorder is granted by its owner on the recorder.
+//! Limits: 10 organisations made per account, 500 members per
+//! organisation, link codes valid 7 days and used once.
+
+use super::*;
+use axum::extract::{Path, Query};
+
+pub const MAX_ORGS_MADE: i64 = 10;
+pub const MAX_MEMBERS: i64 = 500;
+pub const CODE_SECS: i64 = 7 * 86400;
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such organisation")
+}
+
+fn bad(m: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid", m)
+}
+
+/// What the owner lets the installer see: `online` (online or not, and
+/// the software version) or `health` (also cameras, disk, days of footage
+/// and the last alarm), never more than the site itself shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Online,
+    Health,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Online => "online",
+            Level::Health => "health",
+        }
+    }
+    fn parse(s: &str) -> Level {
+        if s == "health" {
+            Level::Health
+        } else {
+            Level::Online
+        }
+    }
+}
+
+/// The caller's role in `org` (`admin` or `technician`), or 404.
+async fn role(cloud: &Cloud, me: &Me, org: &str) -> ApiResult<String> {
+    cloud
+        .db
+        .query_one(
+            "SELECT role FROM org_member WHERE org = $1 AND account = $2",
+            vec![org.into(), me.account.clone().into()],
+        )
+        .await?
+        .map(|r| r.text(0))
+        .transpose()?
+        .ok_or_else(not_found)
+}
+
+async fn org_admin(cloud: &Cloud, me: &Me, org: &str) -> ApiResult<()> {
+    if role(cloud, me, org).await? != "admin" {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the organisation's admins may do this",
+        ));
+    }
+    Ok(())
+}
+
+/// 80 random bits as 16 base32 letters in groups of four.
+fn new_code() -> String {
+    let raw: [u8; 10] = rand::random();
+    let s = candor_auth::totp::base32(&raw);
+    s.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn code_hash(code: &str) -> String {
+    hash(&code.trim().to_ascii_uppercase().replace(['-', ' '], ""))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewOrg {
+    name: String,
+}
+
+pub(super) async fn create_org(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Json(b): Json<NewOrg>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let me = me_csrf(&cloud, &headers).await?;
+    let name = b.name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(bad(
+            "an organisation's name is 1 to 64 printable characters",
+        ));
+    }
+    let made = cloud
+        .db
+        .query_one(
+            "SELECT COUNT(*) FROM org_member WHERE account = $1 AND role = 'admin'",
+            vec![me.account.clone().into()],
+        )
+        .await?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    if made >= MAX_ORGS_MADE {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many",
+            format!("at most {MAX_ORGS_MADE} organisations per account"),
+        ));
+    }
+    let id = crate::link::new_id();
+    cloud
+        .db
+        .exec(
+            "INSERT INTO org (id, name, created) VALUES ($1, $2, $3)",
+            vec![id.clone().into(), name.into(), now().into()],
+        )
+        .await?;
+    cloud
+        .db
+        .exec(
+            "INSERT INTO org_member (org, account, role) VALUES ($1, $2, 'admin')",
+            vec![id.clone().into(), me.account.clone().into()],
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "name": name, "role": "admin" })),
+    ))
+}
+
+/// The organisations the caller belongs to.
+pub(super) async fn orgs(
+    State(cloud): Cl,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    let me = me_from(&cloud, &headers).await?;
+    let rows = cloud
+        .db
+        .query(
+            "SELECT o.id, o.name, m.role, (SELECT COUNT(*) FROM site_link l WHERE l.org = o.id) \
+             FROM org_member m JOIN org o ON o.id = m.org WHERE m.account = $1 ORDER BY o.name",
+            vec![me.account.into()],
+        )
+        .await?;
+    let list = rows
+        .iter()
+        .map(|r| {
+            Ok(serde_json::json!({
+                "id": r.text(0)?, "name": r.text(1)?, "role": r.text(2)?, "sites": r.int(3)?,
+            }))
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(Json(serde_json::json!({ "orgs": list })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewMember {
+    email: String,
+    role: String,
+}
+
+/// An org admin adds an existing account as `admin` or `technician`.
+pub(super) async fn add_member(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Json(b): Json<NewMember>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    org_admin(&cloud, &me, &org).await?;
+    if !matches!(b.role.as_str(), "admin" | "technician") {
+        return Err(bad("a member is an admin or a technician"));
+    }
+    let n = cloud
+        .db
+        .query_one(
+            "SELECT COUNT(*) FROM org_member WHERE org = $1",
+            vec![org.clone().into()],
+        )
+        .await?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    if n >= MAX_MEMBERS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many",
+            format!("at most {MAX_MEMBERS} members"),
+        ));
+    }
+    let account = cloud
+        .db
+        .query_one(
+            "SELECT id FROM account WHERE email = $1",
+            vec![b.email.trim().to_ascii_lowercase().into()],
+        )
+        .await?
+        .map(|r| r.text(0))
+        .transpose()?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_account",
+                "no account with that e-mail: they sign up first",
+            )
+        })?;
+    cloud
+        .db
+        .exec(
+            "INSERT INTO org_member (org, account, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (org, account) DO UPDATE SET role = excluded.role",
+            vec![org.into(), account.into(), b.role.into()],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An org admin removes a member (a technician who left): they see the
+/// fleet no more, at once.
+pub(super) async fn remove_member(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path((org, email)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    org_admin(&cloud, &me, &org).await?;
+    let n = cloud
+        .db
+        .exec(
+            "DELETE FROM org_member WHERE org = $1 AND account = (SELECT id FROM account WHERE email = $2)",
+            vec![org.into(), email.trim().to_ascii_lowercase().into()],
+        )
+        .await?;
+    if n == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such member",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An org admin makes a one-time code an owner enters to link a site.
+pub(super) async fn org_code(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let me = me_csrf(&cloud, &headers).await?;
+    org_admin(&cloud, &me, &org).await?;
+    let code = new_code();
+    cloud
+        .db
+        .exec(
+            "DELETE FROM link_code WHERE expires <= $1",
+            vec![now().into()],
+        )
+        .await?;
+    cloud
+        .db
+        .exec(
+            "INSERT INTO link_code (code, org, expires) VALUES ($1, $2, $3)",
+            vec![
+                code_hash(&code).into(),
+                org.into(),
+                (now() + CODE_SECS).into(),
+            ],
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "code": code, "expires": crate::ts(now() + CODE_SECS) })),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkBody {
+    code: String,
+    level: Option<Level>,
+}
+
+/// Takes a code once: its row, deleted in the same statement.
+async fn take_code(cloud: &Cloud, code: &str) -> ApiResult<crate::db::Row> {
+    cloud
+        .db
+        .query_one(
+            "DELETE FROM link_code WHERE code = $1 AND expires > $2 RETURNING org, site, level",
+            vec![code_hash(code).into(), now().into()],
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "bad_code",
+                "the code is wrong, used or expired; ask for a new one",
+            )
+        })
+}
+
+async fn link(cloud: &Cloud, site: &str, org: &str, level: Level) -> ApiResult<()> {
+    cloud
+        .db
+        .exec(
+            "INSERT INTO site_link (site, org, level, linked_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (site) DO UPDATE SET org = excluded.org, level = excluded.level, linked_at = excluded.linked_at",
+            vec![site.into(), org.into(), level.as_str().into(), now().into()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The owner links their site with an organisation's code.
+pub(super) async fn link_site(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<LinkBody>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    own_site(&cloud, &me, &id).await?;
+    let r = take_code(&cloud, &b.code).await?;
+    let Some(org) = r.opt_text(0)? else {
+        return Err(bad("this is a site's code: an installer's admin enters it"));
+    };
+    link(&cloud, &id, &org, b.level.unwrap_or(Level::Health)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LevelBody {
+    level: Level,
+}
+
+/// The owner makes a one-time code for an installer's admin to enter.
+pub(super) async fn site_code(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<LevelBody>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let me = me_csrf(&cloud, &headers).await?;
+    own_site(&cloud, &me, &id).await?;
+    let code = new_code();
+    cloud
+        .db
+        .exec(
+            "INSERT INTO link_code (code, site, level, expires) VALUES ($1, $2, $3, $4)",
+            vec![
+                code_hash(&code).into(),
+                id.into(),
+                b.level.as_str().into(),
+                (now() + CODE_SECS).into(),
+            ],
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "code": code, "expires": crate::ts(now() + CODE_SECS) })),
+    ))
+}
+
+/// An installer's admin links a site with its owner's code.
+pub(super) async fn org_link(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Json(b): Json<LinkBody>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    org_admin(&cloud, &me, &org).await?;
+    let r = take_code(&cloud, &b.code).await?;
+    let (Some(site), Some(level)) = (r.opt_text(1)?, r.opt_text(2)?) else {
+        return Err(bad(
+            "this is an organisation's code: a site's owner enters it",
+        ));
+    };
+    link(&cloud, &site, &org, Level::parse(&level)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The owner unlinks (at once: the next fleet request no longer has the
+/// site) or changes the level.
+pub(super) async fn unlink_site(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    own_site(&cloud, &me, &id).await?;
+    cloud
+        .db
+        .exec("DELETE FROM site_link WHERE site = $1", vec![id.into()])
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn link_level(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<LevelBody>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    own_site(&cloud, &me, &id).await?;
+    let n = cloud
+        .db
+        .exec(
+            "UPDATE site_link SET level = $1 WHERE site = $2",
+            vec![b.level.as_str().into(), id.into()],
+        )
+        .await?;
+    if n == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_linked",
+            "the site is not linked to an installer",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FleetQuery {
+    /// Text in the site's name.
+    q: Option<String>,
+    /// Only sites that need attention.
+    attention: Option<bool>,
+    /// `attention` (default), `name`, `disk`, `days`, `last_alarm`.
+    sort: Option<String>,
+}
+
+/// One site as its installer sees it.
+#[derive(serde::Serialize)]
+pub struct FleetSite {
+    id: String,
+    name: String,
+    level: Level,
+    online: bool,
+    since: String,
+    software: Option<String>,
+    cameras: Option<usize>,
+    cameras_down: Option<Vec<String>>,
+    disk_used_percent: Option<f64>,
+    footage_days: Option<f64>,
+    last_alarm: Option<String>,
+    /// Why it needs attention, in words; empty when it doesn't.
+    attention: Vec<String>,
+}
+
+/// Disk use from which a site needs attention.
+pub const DISK_NEARLY_FULL: f64 = 90.0;
+
+/// `GET /api/orgs/{org}/fleet`: the organisation's linked sites, each at
+/// the level its owner chose (and the site shares), with why it needs
+/// attention; filtered and sorted.
+pub(super) async fn fleet(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    q: Query<FleetQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let me = me_from(&cloud, &headers).await?;
+    role(&cloud, &me, &org).await?;
+    let rows = cloud
+        .db
+        .query(
+            "SELECT s.id, s.name, l.level, s.sharing, s.online, s.since, s.status, s.software, \
+             (SELECT MAX(a.received) FROM alarm a WHERE a.site = s.id) \
+             FROM site_link l JOIN site s ON s.id = l.site WHERE l.org = $1",
+            vec![org.into()],
+        )
+        .await?;
+    let needle = q.q.as_deref().unwrap_or("").to_lowercase();
+    let mut list = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let name = r.text(1)?;
+        if !needle.is_empty() && !name.to_lowercase().contains(&needle) {
+            continue;
+        }
+        // The site's own sharing caps what its installer sees.
+        let shares_health = r.text(3)? != "online_only";
+        let level = match Level::parse(&r.text(2)?) {
+            Level::Health if shares_health => Level::Health,
+            _ => Level::Online,
+        };
+        let online = r.int(4)? != 0;
+        let status: Option<serde_json::Value> =
+            r.opt_text(6)?.and_then(|s| serde_json::from_str(&s).ok());
+        let health = status.filter(|_| level == Level::Health);
+        let cams = health
+            .as_ref()
+            .and_then(|s| s.get("cameras"))
+            .and_then(|c| c.as_array());
+        let down: Option<Vec<String>> = cams.map(|c| {
+            c.iter()
+                .filter(|c| c.get("streaming") != Some(&serde_json::Value::Bool(true)))
+                .filter_map(|c| c.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                .collect()
+        });
+        let num = |k: &str| {
+            health
+                .as_ref()
+                .and_then(|s| s.get(k))
+                .and_then(|v| v.as_f64())
+        };
+        let disk = num("disk_used_percent");
+        let mut attention = Vec::new();
+        if !online {
+            attention.push("offline".to_owned());
+        }
+        if let Some(d) = down.as_ref().filter(|d| !d.is_empty()) {
+            attention.push(format!("cameras down: {}", d.join(", ")));
+        }
+        if let Some(d) = disk.filter(|d| *d >= DISK_NEARLY_FULL) {
+            attention.push(format!("disk {d:.0}% full"));
+        }
+        list.push(FleetSite {
+            id: r.text(0)?,
+            name,
+            level,
+            online,
+            since: crate::ts(r.int(5)?),
+            software: r.opt_text(7)?,
+            cameras: cams.map(Vec::len),
+            cameras_down: down,
+            disk_used_percent: disk,
+            footage_days: num("footage_days"),
+            last_alarm: if level == Level::Health {
+                r.opt_int(8)?.map(crate::ts)
+            } else {
+                None
+            },
+            attention,
+        });
+    }
+    if q.attention == Some(true) {
+        list.retain(|s| !s.attention.is_empty());
+    }
+    let key = |s: &FleetSite| s.name.to_lowercase();
+    match q.sort.as_deref().unwrap_or("attention") {
+        "name" => list.sort_by_key(key),
+        "disk" => list.sort_by(|a, b| {
+            b.disk_used_percent
+                .partial_cmp(&a.disk_used_percent)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        }),
+        "days" => list.sort_by(|a, b| {
+            a.footage_days
+                .partial_cmp(&b.footage_days)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        }),
+        "last_alarm" => list.sort_by(|a, b| b.last_alarm.cmp(&a.last_alarm)),
+        _ => list.sort_by(|a, b| {
+            b.attention
+                .len()
+                .cmp(&a.attention.len())
+                .then_with(|| key(a).cmp(&key(b)))
+        }),
+    }
+    let needing = list.iter().filter(|s| !s.attention.is_empty()).count();
+    Ok(Json(serde_json::json!({
+        "sites": list,
+        "total": rows.len(),
+        "needing_attention": needing,
+    })))
+}
