@@ -269,20 +269,27 @@ pub fn edit_camera(
         // The password stays only for the same user at the same address:
         // a camera pointed at another host must be given its password
         // again, so a changed URL can't carry it somewhere else.
-        let new_url = url::Url::parse(&c.url).ok();
+        // Each address gets the kept password only if it is the old main
+        // address's host and port, so a changed URL (main or sub) can't
+        // carry the password somewhere else.
         let kept = old.as_ref().and_then(|u| {
             let same_user =
                 c.username.as_deref().unwrap_or("") == percent_decode(u.username()).as_str();
-            let same_host = new_url.as_ref().is_some_and(|n| {
-                n.host_str() == u.host_str()
-                    && n.port_or_known_default() == u.port_or_known_default()
-            });
-            (same_user && same_host && c.password.is_none())
+            (same_user && c.password.is_none())
                 .then(|| u.password().map(percent_decode))
                 .flatten()
         });
-        let password = c.password.clone().or(kept);
-        let creds = |u: &str| stream_url(u, c.username.as_deref(), password.as_deref());
+        let password_for = |addr: &str| -> Option<String> {
+            if c.password.is_some() {
+                return c.password.clone();
+            }
+            let n = url::Url::parse(addr).ok()?;
+            let u = old.as_ref()?;
+            (n.host_str() == u.host_str() && n.port_or_known_default() == u.port_or_known_default())
+                .then(|| kept.clone())
+                .flatten()
+        };
+        let creds = |u: &str| stream_url(u, c.username.as_deref(), password_for(u).as_deref());
         cam["url"] = value(creds(&c.url)?);
         match c.sub_url.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => cam["sub_url"] = value(creds(sub)?),
@@ -300,11 +307,11 @@ pub fn edit_camera(
     })
 }
 
+/// A URL's user or password part as typed (`%40` → `@`; `+` stays `+`).
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Removes camera `name` from the config. Its recordings stay until
@@ -415,10 +422,82 @@ pub fn notice(path: &Path) -> Result<Option<i64>, ConfigError> {
     Ok(History::open(path)?.notice(&text)?)
 }
 
-/// Makes version `version` the config again (validated as any change), as
-/// a new version by `by`.
-pub fn rollback(path: &Path, by: &Author, version: i64) -> Result<Edited, ConfigError> {
-    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+/// A whole-file change, checked and not yet written: the new text, what
+/// it parses to, and what the file parses to now.
+pub struct Prepared {
+    pub text: String,
+    pub config: Config,
+    pub current: Config,
+    note: String,
+}
+
+/// Checks a whole-file change: valid as at start (an error quoting a value
+/// shows secrets as their marks), and for a technician, limited to cameras
+/// (their addresses, detection and retention): `[web]`, `[cloud]`,
+/// `[mqtt]`, webhooks and storage stay the owner's.
+fn prepare(
+    path: &Path,
+    history: &History,
+    by: &Author,
+    text: &str,
+    new: String,
+    note: String,
+) -> Result<Prepared, ConfigError> {
+    if by.origin == Origin::Technician {
+        let others: Vec<String> = changed_sections(text, &new)
+            .into_iter()
+            .filter(|s| s != "cameras")
+            .map(|s| format!("[{s}]"))
+            .collect();
+        if !others.is_empty() {
+            return Err(invalid(
+                path,
+                format!(
+                    "a technician may change cameras only (with their detection and retention); {} stay the owner's",
+                    others.join(", ")
+                ),
+            ));
+        }
+    }
+    let config = Config::parse(&new).map_err(|e| {
+        invalid(
+            path,
+            format!(
+                "the change would make the config invalid: {}",
+                history.scrub(&e, &new)
+            ),
+        )
+    })?;
+    let current = Config::parse(text).map_err(|e| invalid(path, history.scrub(&e, text)))?;
+    Ok(Prepared {
+        text: new,
+        config,
+        current,
+        note,
+    })
+}
+
+fn commit(
+    path: &Path,
+    history: &History,
+    by: &Author,
+    p: Prepared,
+    previous: i64,
+) -> Result<Edited, ConfigError> {
+    let config = replace(path, &p.text)?;
+    let version = history.record(&p.text, by, &p.note)?;
+    Ok(Edited {
+        config,
+        version,
+        previous,
+    })
+}
+
+fn prepare_rollback_locked(
+    path: &Path,
+    by: &Author,
+    version: i64,
+) -> Result<(History, Prepared, i64), ConfigError> {
     let (history, text, previous) = current(path)?;
     let old = history.text(version)?;
     if old == text {
@@ -427,13 +506,30 @@ pub fn rollback(path: &Path, by: &Author, version: i64) -> Result<Edited, Config
             format!("version {version} is the config already"),
         ));
     }
-    let config = replace(path, &old)?;
-    let version = history.record(&old, by, &format!("rolled back to version {version}"))?;
-    Ok(Edited {
-        config,
-        version,
-        previous,
-    })
+    let p = prepare(
+        path,
+        &history,
+        by,
+        &text,
+        old,
+        format!("rolled back to version {version}"),
+    )?;
+    Ok((history, p, previous))
+}
+
+/// What making version `version` the config again would give, without
+/// doing it (for checks that need the network, before [`rollback`]).
+pub fn prepare_rollback(path: &Path, by: &Author, version: i64) -> Result<Prepared, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(prepare_rollback_locked(path, by, version)?.1)
+}
+
+/// Makes version `version` the config again (validated as any change), as
+/// a new version by `by`.
+pub fn rollback(path: &Path, by: &Author, version: i64) -> Result<Edited, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let (history, p, previous) = prepare_rollback_locked(path, by, version)?;
+    commit(path, &history, by, p, previous)
 }
 
 /// The config's text with its secrets redacted, and its version.
@@ -443,10 +539,12 @@ pub fn redacted(path: &Path) -> Result<(String, i64), ConfigError> {
     Ok((history.redact(&text), version))
 }
 
-/// Replaces the whole config with `edited`, a text in the redacted form
-/// [`redacted`] gives, with the secrets put back. `base`: the version the
-/// user edited; a change made since is not overwritten (409-style error).
-pub fn set_text(path: &Path, by: &Author, base: i64, edited: &str) -> Result<Edited, ConfigError> {
+fn prepare_text_locked(
+    path: &Path,
+    by: &Author,
+    base: i64,
+    edited: &str,
+) -> Result<(History, Prepared, i64), ConfigError> {
     if edited.len() > crate::config_history::MAX_TEXT {
         return Err(invalid(
             path,
@@ -456,7 +554,6 @@ pub fn set_text(path: &Path, by: &Author, base: i64, edited: &str) -> Result<Edi
             ),
         ));
     }
-    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
     let (history, text, previous) = current(path)?;
     if base != previous {
         return Err(invalid(
@@ -469,13 +566,28 @@ pub fn set_text(path: &Path, by: &Author, base: i64, edited: &str) -> Result<Edi
     let new = history
         .restore(edited, &text)
         .map_err(|e| invalid(path, e))?;
-    let config = replace(path, &new)?;
-    let version = history.record(&new, by, "config text edited")?;
-    Ok(Edited {
-        config,
-        version,
-        previous,
-    })
+    let p = prepare(path, &history, by, &text, new, "config text edited".into())?;
+    Ok((history, p, previous))
+}
+
+/// What [`set_text`] would write, without writing it.
+pub fn prepare_text(
+    path: &Path,
+    by: &Author,
+    base: i64,
+    edited: &str,
+) -> Result<Prepared, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(prepare_text_locked(path, by, base, edited)?.1)
+}
+
+/// Replaces the whole config with `edited`, a text in the redacted form
+/// [`redacted`] gives, with the secrets put back. `base`: the version the
+/// user edited; a change made since is not overwritten (409-style error).
+pub fn set_text(path: &Path, by: &Author, base: i64, edited: &str) -> Result<Edited, ConfigError> {
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let (history, p, previous) = prepare_text_locked(path, by, base, edited)?;
+    commit(path, &history, by, p, previous)
 }
 
 /// Sections whose change could cut off access to the recorder: its web
@@ -582,17 +694,48 @@ pub fn revert_if_due(path: &Path, now: i64) -> Result<Option<Edited>, ConfigErro
     let Some(p) = history.pending()?.filter(|p| p.deadline <= now) else {
         return Ok(None);
     };
-    let before: DocumentMut = history
-        .text(p.previous)?
+    let (before_text, held_text) = (history.text(p.previous)?, history.text(p.version)?);
+    let before: DocumentMut = before_text
         .parse()
         .map_err(|e| invalid(path, format!("version {}: {e}", p.previous)))?;
     let mut doc: DocumentMut = text.parse().map_err(|e| invalid(path, format!("{e}")))?;
+    // Only the keys the held change touched go back: a change made since
+    // to another key (the owner's Cloud page switch) stays.
+    let parse = |t: &str| toml::from_str::<toml::Table>(t).unwrap_or_default();
+    let (was, held) = (parse(&before_text), parse(&held_text));
     for s in RISKY {
-        match before.get(s) {
-            Some(item) => doc[*s] = item.clone(),
-            None => {
-                doc.remove(s);
+        let section = |t: &toml::Table| {
+            t.get(*s)
+                .and_then(|v| v.as_table())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (a, b) = (section(&was), section(&held));
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys.into_iter().filter(|k| a.get(*k) != b.get(*k)) {
+            match before.get(s).and_then(|t| t.get(k)) {
+                Some(item) => {
+                    if !doc.contains_table(s) {
+                        doc[*s] = Item::Table(Table::new());
+                    }
+                    doc[*s][k.as_str()] = item.clone();
+                }
+                None => {
+                    if let Some(t) = doc.get_mut(s).and_then(Item::as_table_like_mut) {
+                        t.remove(k);
+                    }
+                }
             }
+        }
+        if doc
+            .get(s)
+            .and_then(Item::as_table_like)
+            .is_some_and(|t| t.is_empty())
+            && before.get(s).is_none()
+        {
+            doc.remove(s);
         }
     }
     let new = doc.to_string();
@@ -924,6 +1067,16 @@ mod history_tests {
             "no rename"
         );
         assert!(edit_camera(&p, &by, "nope", &cam("nope", "rtsp://h/x")).is_err());
+        // Kept for a sub stream on the same host, not sent to one elsewhere.
+        let mut sub = cam("gate", "rtsp://10.0.0.6/main");
+        sub.sub_url = Some("rtsp://10.0.0.6/sub".into());
+        let e = edit_camera(&p, &by, "gate", &sub).unwrap();
+        let s = e.config.cameras[0].sub_url.clone().unwrap();
+        assert_eq!(s.password.as_deref(), Some("n:w"));
+        sub.sub_url = Some("rtsp://198.51.100.7/sub".into());
+        let e = edit_camera(&p, &by, "gate", &sub).unwrap();
+        let s = e.config.cameras[0].sub_url.clone().unwrap();
+        assert_eq!(s.password, None, "a sub stream elsewhere gets no password");
         let e = remove_camera(&p, &by, "gate").unwrap();
         assert!(e.config.cameras.is_empty());
         assert!(remove_camera(&p, &by, "gate").is_err());
@@ -946,6 +1099,16 @@ mod history_tests {
         .unwrap()
         .unwrap();
         assert_eq!(held.previous, v);
+        // Meanwhile another [web] key changes by hand: it survives the revert.
+        let t = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            t.replace(
+                "listen = \"127.0.0.1:9999\"",
+                "listen = \"127.0.0.1:9999\"\nmax_connections = 77",
+            ),
+        )
+        .unwrap();
         // A change to a camera meanwhile is not held, and survives the revert.
         let e2 = edit_camera(&p, &by, "gate", &cam("gate", "rtsp://10.0.0.7/main")).unwrap();
         assert!(
@@ -968,6 +1131,7 @@ mod history_tests {
             r.config.web.listen,
             crate::config::WebConfig::default().listen
         );
+        assert_eq!(r.config.web.max_connections, 77, "an untouched key stays");
         assert_eq!(r.config.cameras[0].url.url.host_str(), Some("10.0.0.7"));
         assert!(pending(&p).unwrap().is_none());
         let h = History::open(&p).unwrap();
@@ -978,7 +1142,7 @@ mod history_tests {
             &p,
             &by,
             v,
-            &format!("{text}\n[web]\nlisten = \"127.0.0.1:9998\"\n"),
+            &text.replace("[web]\n", "[web]\nlisten = \"127.0.0.1:9998\"\n"),
         )
         .unwrap();
         let held = hold(

@@ -270,7 +270,8 @@ impl History {
         let id = self.conn.last_insert_rowid();
         self.conn
             .execute(
-                "DELETE FROM version WHERE id <= ?1 - ?2",
+                "DELETE FROM version WHERE id <= ?1 - ?2 \
+                 AND id NOT IN (SELECT version FROM pending UNION SELECT previous FROM pending)",
                 params![id, MAX_VERSIONS],
             )
             .map_err(self.db())?;
@@ -336,7 +337,10 @@ impl History {
     /// A unified diff between two config texts, secrets redacted.
     pub fn diff_texts(&self, a: &str, b: &str, a_name: &str, b_name: &str) -> String {
         let (a, b) = (self.redact(a), self.redact(b));
-        similar::TextDiff::from_lines(&a, &b)
+        // Myers' worst case is quadratic: bounded, the diff is then coarser.
+        similar::TextDiff::configure()
+            .timeout(std::time::Duration::from_millis(500))
+            .diff_lines(&a, &b)
             .unified_diff()
             .context_radius(3)
             .header(a_name, b_name)
@@ -350,42 +354,58 @@ impl History {
         format!("<secret:{}>", hex::encode(&d[..4]))
     }
 
-    /// `text` with every secret replaced by its fingerprint. Text that is
-    /// not valid TOML is shown as a notice, never raw: a broken hand edit
-    /// may hold a password anywhere.
+    /// `text` with every secret replaced by its fingerprint, and comments
+    /// that may hold one hidden. Text that is not valid TOML is shown as a
+    /// notice, never raw: a broken hand edit may hold a password anywhere.
     pub fn redact(&self, text: &str) -> String {
         let Ok(mut doc) = text.parse::<DocumentMut>() else {
             return "# (this version is not valid TOML; it is not shown, as it may hold secrets)\n"
                 .into();
         };
-        walk_strings(doc.as_item_mut(), None, &mut |key, s| {
-            secret_parts(key, s)
-                .map(|(pre, secret, post)| format!("{pre}{}{post}", self.fingerprint(secret)))
+        walk(doc.as_item_mut(), &Place::root(), &mut |place, s| {
+            secret_at(place, s)
+                .map(|(pre, secret, post, _)| format!("{pre}{}{post}", self.fingerprint(secret)))
         });
-        doc.to_string()
+        hide_comments(&doc.to_string()).0
+    }
+
+    /// `message` (an error about `text`) with `text`'s secrets replaced by
+    /// their fingerprints: a validation error may quote a value.
+    pub fn scrub(&self, message: &str, text: &str) -> String {
+        let mut out = message.to_owned();
+        if let Ok(mut doc) = text.parse::<DocumentMut>() {
+            walk(doc.as_item_mut(), &Place::root(), &mut |place, s| {
+                if let Some((_, secret, _, _)) = secret_at(place, s)
+                    && secret.len() >= 3
+                {
+                    out = out.replace(secret, &self.fingerprint(secret));
+                }
+                None
+            });
+        }
+        out
     }
 
     /// Puts the secrets of `current` (a config text) back into `edited`, a
-    /// redacted text a user changed: each `<secret:…>` that is the
-    /// fingerprint of one of `current`'s secrets (or of any stored version's)
-    /// becomes that secret again. A fingerprint that matches nothing is an
-    /// error: the user typed or pasted one that means nothing here.
-    ///
-    /// A URL's password goes back only into a URL to the same host and
-    /// port: a mark moved to another address (a technician pointing a
-    /// camera at a host of theirs) is refused, so the password is never
-    /// sent anywhere it was not typed for.
+    /// redacted text a user changed. A `<secret:…>` mark goes back only
+    /// where such a secret was: the whole value of the same key (a
+    /// password beside the same server address), or the password of a URL
+    /// under the same key with the same scheme, host and port. So a mark
+    /// can't be moved into a field that isn't redacted (to be read back) or
+    /// to another address (to be sent there): it must be typed again. The
+    /// secrets of the last 50 versions count, for rollbacks edited by hand.
+    /// Hidden comments come back by their number.
     pub fn restore(&self, edited: &str, current: &str) -> Result<String, String> {
-        // fingerprint → (secret, the host:port it belongs to, for URL passwords)
-        let mut known = std::collections::HashMap::new();
+        let mut known: std::collections::HashMap<String, Vec<(String, String)>> =
+            Default::default();
         let mut add = |text: &str| {
             if let Ok(mut doc) = text.parse::<DocumentMut>() {
-                walk_strings(doc.as_item_mut(), None, &mut |key, s| {
-                    if let Some((_, secret, post)) = secret_parts(key, s) {
-                        let host = post.strip_prefix('@').map(|_| url_host(s).to_owned());
-                        known
-                            .entry(self.fingerprint(secret))
-                            .or_insert_with(|| (secret.to_owned(), host));
+                walk(doc.as_item_mut(), &Place::root(), &mut |place, s| {
+                    if let Some((_, secret, _, binding)) = secret_at(place, s) {
+                        let e = known.entry(self.fingerprint(secret)).or_default();
+                        if !e.iter().any(|(_, b)| *b == binding) {
+                            e.push((secret.to_owned(), binding));
+                        }
                     }
                     None
                 });
@@ -399,39 +419,35 @@ impl History {
                 }
             }
         }
+        let edited = restore_comments(edited, &hide_comments(current).1)?;
         let mut doc: DocumentMut = edited.parse().map_err(|e| format!("{e}"))?;
-        let mut refused = None;
-        walk_strings(doc.as_item_mut(), None, &mut |_, s| {
-            if !s.contains("<secret:") {
-                return None;
-            }
-            let mut out = String::new();
-            let mut rest = s;
-            while let Some(i) = rest.find("<secret:") {
-                out.push_str(&rest[..i]);
-                let tail = &rest[i..];
-                let end = tail.find('>').map_or(tail.len(), |e| e + 1);
-                let mark = &tail[..end];
-                match known.get(mark) {
-                    Some((_, Some(host))) if host != url_host(s) => {
-                        refused = Some(format!(
-                            "the password {mark} belongs to {host}, not {}; type it again to send it there",
-                            url_host(s)
-                        ));
-                        out.push_str(mark);
-                    }
-                    Some((secret, _)) => out.push_str(secret),
-                    None => {
-                        refused = Some(format!(
-                            "{mark} is not a secret this config had; type the new value in place of it"
-                        ));
-                        out.push_str(mark);
-                    }
+        // Two passes: URLs (and whole-value URLs) first, then the passwords
+        // beside them, which are bound to those URLs as restored.
+        for keyed in [false, true] {
+            walk(doc.as_item_mut(), &Place::root(), &mut |place, s| {
+                let is_keyed = place
+                    .key
+                    .as_deref()
+                    .is_some_and(|k| SECRET_KEYS.contains(&k));
+                if is_keyed != keyed || !s.contains("<secret:") {
+                    return None;
                 }
-                rest = &tail[end..];
+                secret_at(place, s).and_then(|(pre, mark, post, binding)| {
+                    let (secret, _) = known.get(mark)?.iter().find(|(_, b)| *b == binding)?;
+                    Some(format!("{pre}{secret}{post}"))
+                })
+            });
+        }
+        let mut refused = None;
+        walk(doc.as_item_mut(), &Place::root(), &mut |place, s| {
+            if s.contains("<secret:") && refused.is_none() {
+                refused = Some(format!(
+                    "{}: a <secret:…> mark stays only where its secret was (the same setting, \
+                     for the same address); type the value itself here",
+                    place.path
+                ));
             }
-            out.push_str(rest);
-            Some(out)
+            None
         });
         if let Some(why) = refused {
             return Err(why);
@@ -475,16 +491,60 @@ impl History {
 
 /// Key names whose string values are secrets, wherever they appear.
 const SECRET_KEYS: &[&str] = &["password", "secret", "token", "pairing_code"];
+/// Values that are secrets whole: a webhook's URL is often a capability
+/// (Slack, Discord and Home Assistant put the token in the path).
+const SECRET_PATHS: &[&str] = &["webhooks.url"];
 
-/// Splits a config string value into (before, secret, after) when it holds
-/// a secret: the whole value under a secret key, or the password of a URL
-/// (`scheme://user:PASSWORD@host/…`).
-fn secret_parts<'a>(key: Option<&str>, s: &'a str) -> Option<(&'a str, &'a str, &'a str)> {
+/// Where a string value sits: its dotted path (array indexes dropped:
+/// `cameras.url`), its key, and the `url` beside it in its table (a
+/// password belongs to that server).
+#[derive(Clone, Debug)]
+struct Place {
+    path: String,
+    key: Option<String>,
+    sibling_url: String,
+}
+
+impl Place {
+    fn root() -> Place {
+        Place {
+            path: String::new(),
+            key: None,
+            sibling_url: String::new(),
+        }
+    }
+
+    fn child(&self, key: &str, sibling_url: &str) -> Place {
+        Place {
+            path: if self.path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{}.{key}", self.path)
+            },
+            key: Some(key.to_owned()),
+            sibling_url: sibling_url.to_owned(),
+        }
+    }
+}
+
+/// Splits a config string value into (before, secret, after, binding) when
+/// it holds a secret: the whole value under a secret key or path, or the
+/// password of a URL (`scheme://user:PASSWORD@host/…`). The binding says
+/// where the secret may go back: the place, and the server it is for.
+fn secret_at<'a>(place: &Place, s: &'a str) -> Option<(&'a str, &'a str, &'a str, String)> {
     if s.is_empty() {
         return None;
     }
-    if key.is_some_and(|k| SECRET_KEYS.contains(&k)) {
-        return Some(("", s, ""));
+    if SECRET_PATHS.contains(&place.path.as_str()) {
+        return Some(("", s, "", place.path.clone()));
+    }
+    if place
+        .key
+        .as_deref()
+        .is_some_and(|k| SECRET_KEYS.contains(&k))
+    {
+        let server = url_server(&place.sibling_url);
+        return Some(("", s, "", format!("{} {server}", place.path)));
     }
     let scheme_end = s.find("://")? + 3;
     let authority_end = s[scheme_end..]
@@ -492,52 +552,62 @@ fn secret_parts<'a>(key: Option<&str>, s: &'a str) -> Option<(&'a str, &'a str, 
         .map_or(s.len(), |i| scheme_end + i);
     let at = s[scheme_end..authority_end].rfind('@')? + scheme_end;
     let colon = s[scheme_end..at].find(':')? + scheme_end;
-    (colon + 1 < at).then(|| (&s[..colon + 1], &s[colon + 1..at], &s[at..]))
+    (colon + 1 < at).then(|| {
+        (
+            &s[..colon + 1],
+            &s[colon + 1..at],
+            &s[at..],
+            format!("{} {}", place.path, url_server(s)),
+        )
+    })
 }
 
-/// The `host:port` of a URL (after any userinfo), or `""`.
-fn url_host(s: &str) -> &str {
-    let Some(i) = s.find("://") else { return "" };
+/// `scheme://host:port` of a URL (after any userinfo), or `""`.
+fn url_server(s: &str) -> String {
+    let Some(i) = s.find("://") else {
+        return String::new();
+    };
     let rest = &s[i + 3..];
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    authority.rsplit('@').next().unwrap_or("")
+    let host = authority.rsplit('@').next().unwrap_or("");
+    format!(
+        "{}://{}",
+        s[..i].to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    )
 }
 
-/// Calls `f` on every string value (with its key, for values in tables),
-/// replacing the value when `f` returns a new one. Decor (comments) is kept.
-fn walk_strings(
-    item: &mut Item,
-    key: Option<&str>,
-    f: &mut dyn FnMut(Option<&str>, &str) -> Option<String>,
-) {
+/// Calls `f` on every string value with its place, replacing the value
+/// when `f` returns a new one. Decor (comments) is kept.
+fn walk(item: &mut Item, place: &Place, f: &mut dyn FnMut(&Place, &str) -> Option<String>) {
+    let url_of =
+        |t: &toml_edit::Table| t.get("url").and_then(Item::as_str).unwrap_or("").to_owned();
     match item {
         Item::Table(t) => {
+            let sib = url_of(t);
             for (k, v) in t.iter_mut() {
                 let k = k.get().to_owned();
-                walk_strings(v, Some(&k), f);
+                walk(v, &place.child(&k, &sib), f);
             }
         }
         Item::ArrayOfTables(a) => {
             for t in a.iter_mut() {
+                let sib = url_of(t);
                 for (k, v) in t.iter_mut() {
                     let k = k.get().to_owned();
-                    walk_strings(v, Some(&k), f);
+                    walk(v, &place.child(&k, &sib), f);
                 }
             }
         }
-        Item::Value(v) => walk_value(v, key, f),
+        Item::Value(v) => walk_value(v, place, f),
         Item::None => {}
     }
 }
 
-fn walk_value(
-    v: &mut Value,
-    key: Option<&str>,
-    f: &mut dyn FnMut(Option<&str>, &str) -> Option<String>,
-) {
+fn walk_value(v: &mut Value, place: &Place, f: &mut dyn FnMut(&Place, &str) -> Option<String>) {
     match v {
         Value::String(s) => {
-            if let Some(new) = f(key, s.value()) {
+            if let Some(new) = f(place, s.value()) {
                 let decor = s.decor().clone();
                 let mut n = toml_edit::Formatted::new(new);
                 *n.decor_mut() = decor;
@@ -546,17 +616,95 @@ fn walk_value(
         }
         Value::Array(a) => {
             for v in a.iter_mut() {
-                walk_value(v, key, f);
+                walk_value(v, place, f);
             }
         }
         Value::InlineTable(t) => {
+            let sib = t
+                .get("url")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned();
             for (k, v) in t.iter_mut() {
                 let k = k.get().to_owned();
-                walk_value(v, Some(&k), f);
+                walk_value(v, &place.child(&k, &sib), f);
             }
         }
         _ => {}
     }
+}
+
+/// Where a line's comment starts (a `#` outside any string), if it has one.
+fn comment_start(line: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => return Some(i),
+            None => {}
+        }
+    }
+    None
+}
+
+/// Whether a comment may hold a secret (a commented-out password, a URL
+/// with credentials or a token).
+fn sensitive(comment: &str) -> bool {
+    let c = comment.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|k| c.contains(k))
+        || (c.contains("://") && c.contains('@'))
+        || c.contains("hooks.")
+}
+
+/// `text` with comments that may hold a secret replaced by
+/// `# <comment N hidden>`, and those comments in order.
+fn hide_comments(text: &str) -> (String, Vec<String>) {
+    let mut hidden = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        match comment_start(body) {
+            Some(i) if sensitive(&body[i..]) => {
+                out.push_str(&body[..i]);
+                out.push_str(&format!("# <comment {} hidden>", hidden.len() + 1));
+                hidden.push(body[i..].to_owned());
+                out.push_str(&line[body.len()..]);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    (out, hidden)
+}
+
+/// Puts hidden comments back by their number.
+fn restore_comments(edited: &str, hidden: &[String]) -> Result<String, String> {
+    let mut out = String::with_capacity(edited.len());
+    let mut rest = edited;
+    while let Some(i) = rest.find("# <comment ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let n = tail["# <comment ".len()..]
+            .split_once(" hidden>")
+            .and_then(|(n, _)| n.parse::<usize>().ok());
+        match n.and_then(|n| hidden.get(n.wrapping_sub(1)).map(|h| (n, h))) {
+            Some((n, h)) => {
+                out.push_str(h);
+                rest = &tail[format!("# <comment {n} hidden>").len()..];
+            }
+            None => {
+                return Err(
+                    "a hidden comment's mark was changed; leave those marks as they are".into(),
+                );
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -589,7 +737,10 @@ mod tests {
         // A password does not follow its URL to another host.
         let moved = r.replace("10.0.0.5/main", "203.0.113.9/main");
         let e = h.restore(&moved, CFG).unwrap_err();
-        assert!(e.contains("belongs to 10.0.0.5"), "{e}");
+        assert!(
+            e.starts_with("cameras.url: a <secret:…> mark stays only where"),
+            "{e}"
+        );
         // A made-up fingerprint is refused, not written as a password.
         let bogus = r.replace("password = \"<secret:", "password = \"<secret:00");
         assert!(h.restore(&bogus, CFG).is_err());
@@ -601,14 +752,85 @@ mod tests {
 
     #[test]
     fn url_secrets_are_found_only_in_the_userinfo() {
+        let at = |key: &str, v: &'static str| {
+            let p = Place::root().child("cameras", "").child(key, "");
+            secret_at(&p, v)
+        };
         assert_eq!(
-            secret_parts(Some("url"), "rtsp://u:p@h/x@y"),
-            Some(("rtsp://u:", "p", "@h/x@y"))
+            at("url", "rtsp://u:p@h/x@y"),
+            Some(("rtsp://u:", "p", "@h/x@y", "cameras.url rtsp://h".into()))
         );
-        assert_eq!(secret_parts(Some("url"), "rtsp://u@h/x"), None);
-        assert_eq!(secret_parts(Some("url"), "rtsp://h/a:b@c"), None);
-        assert_eq!(secret_parts(Some("name"), "plain"), None);
-        assert_eq!(secret_parts(Some("password"), "x"), Some(("", "x", "")));
+        assert_eq!(at("url", "rtsp://u@h/x"), None);
+        assert_eq!(at("url", "rtsp://h/a:b@c"), None);
+        assert_eq!(at("name", "plain"), None);
+        assert!(at("password", "x").is_some());
+    }
+
+    /// The attacks of an outside review: a mark moved where it would be
+    /// shown (another field, an error message) or sent (another server).
+    #[test]
+    fn a_mark_goes_back_only_where_its_secret_was() {
+        let (_d, h) = history();
+        let r = h.redact(CFG);
+        let cam_mark = r
+            .split("rtsp://admin:")
+            .nth(1)
+            .and_then(|t| t.split('@').next())
+            .unwrap()
+            .to_owned();
+        let mqtt_mark = r
+            .split("password = \"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .unwrap()
+            .to_owned();
+        let hostile = [
+            // Into a field that is not redacted.
+            r.replace("name = \"gate\"", &format!("name = \"{cam_mark}\"")),
+            r.replace("name = \"gate\"", &format!("name = \"x://10.0.0.5/{cam_mark}\"")),
+            format!("{r}\n[objects]\nruntime = \"{mqtt_mark}\"\n"),
+            // The camera's password into another URL at its own host, but another key.
+            r.replace(
+                "[[webhooks]]",
+                &format!("[[cameras]]\nname = \"x\"\nurl = \"rtsp://10.0.0.5/\"\nonvif = \"http://u:{cam_mark}@10.0.0.5/\"\n\n[[webhooks]]"),
+            ),
+            // The MQTT password to another broker, or into a camera URL.
+            r.replace("mqtt://h:1883", "mqtt://evil.example:1883"),
+            r.replace("rtsp://admin:".to_owned().as_str(), "rtsp://admin:x").replace(&format!("x{cam_mark}"), &mqtt_mark),
+        ];
+        for (i, e) in hostile.iter().enumerate() {
+            assert!(h.restore(e, CFG).is_err(), "attack {i} restored:\n{e}");
+        }
+        // Where it was, it comes back.
+        assert_eq!(h.restore(&r, CFG).unwrap(), CFG);
+        // An error quoting a value shows the mark, not the secret.
+        assert_eq!(
+            h.scrub("bad value \"mq-pass\" at line 3", CFG),
+            format!("bad value \"{mqtt_mark}\" at line 3")
+        );
+    }
+
+    #[test]
+    fn comments_that_may_hold_secrets_are_hidden_and_kept() {
+        let (_d, h) = history();
+        let cfg = format!("{CFG}# old: password = \"hunter2\"\n# rtsp://a:b@c/x\n# plain note\n");
+        let r = h.redact(&cfg);
+        assert!(!r.contains("hunter2") && !r.contains("a:b@c"), "{r}");
+        assert!(
+            r.contains("# <comment 1 hidden>") && r.contains("# plain note"),
+            "{r}"
+        );
+        assert_eq!(
+            h.restore(&r, &cfg).unwrap(),
+            cfg,
+            "saving the editor's text keeps them"
+        );
+        assert!(
+            h.restore(&r.replace("comment 2 hidden", "comment 9 hidden"), &cfg)
+                .is_err()
+        );
+        // A webhook URL is a capability: hidden whole.
+        assert!(!r.contains("https://h/x"), "{r}");
     }
 
     #[test]

@@ -47,12 +47,18 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let url = cfg.url.0.clone();
+    // Logged by its host only: a webhook URL is often a capability (the
+    // token in its path or query), and logs reach diagnostics.
+    let shown = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| format!("{}://{h}/…", u.scheme())))
+        .unwrap_or_else(|| "(webhook)".into());
     let connector = match hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
     {
         Ok(b) => b.https_or_http().enable_http1().build(),
         Err(e) => {
-            tracing::error!("webhook {url}: TLS set-up failed: {e}");
+            tracing::error!("webhook {shown}: TLS set-up failed: {e}");
             return;
         }
     };
@@ -76,13 +82,13 @@ pub async fn run(
                 Ok(e) => {
                     if queue.len() >= QUEUE {
                         queue.pop_front();
-                        tracing::warn!("webhook {url}: queue full; dropped the oldest delivery");
+                        tracing::warn!("webhook {shown}: queue full; dropped the oldest delivery");
                     }
                     queue.push_back(Delivery { body: body(&e), first_try: std::time::Instant::now(), attempts: 0 });
                     continue;
                 }
                 Err(RecvError::Lagged(n)) => {
-                    tracing::warn!("webhook {url}: fell behind; {n} event change(s) not sent");
+                    tracing::warn!("webhook {shown}: fell behind; {n} event change(s) not sent");
                     continue;
                 }
                 Err(RecvError::Closed) => return,
@@ -106,21 +112,21 @@ pub async fn run(
                     if status.is_success() {
                         true
                     } else {
-                        tracing::warn!("webhook {url}: HTTP {status}");
+                        tracing::warn!("webhook {shown}: HTTP {status}");
                         false
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!("webhook {url}: {e}");
+                    tracing::warn!("webhook {shown}: {e}");
                     false
                 }
                 Err(_) => {
-                    tracing::warn!("webhook {url}: no answer within {TIMEOUT:?}");
+                    tracing::warn!("webhook {shown}: no answer within {TIMEOUT:?}");
                     false
                 }
             },
             Err(e) => {
-                tracing::error!("webhook {url}: {e}");
+                tracing::error!("webhook {shown}: {e}");
                 queue.pop_front();
                 continue;
             }
@@ -132,7 +138,7 @@ pub async fn run(
             d.attempts += 1;
             if d.first_try.elapsed() > GIVE_UP_AFTER {
                 tracing::error!(
-                    "webhook {url}: giving up on a delivery after {} attempts",
+                    "webhook {shown}: giving up on a delivery after {} attempts",
                     d.attempts
                 );
                 queue.pop_front();

@@ -62,18 +62,27 @@ async fn blocking<T: Send + 'static>(
 /// closes). Other sections are saved for the next start. Returns (what was
 /// applied, sections needing a restart).
 pub(crate) async fn apply(f: &Footage, e: &Edited) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    // One apply at a time, each to the file as it is now: two changes
+    // applied in parallel (or a revert racing the change it undoes) would
+    // leave the running recorder unlike the file.
+    static APPLY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = APPLY.lock().await;
     let path = f.config_file()?;
     let (from, to) = (e.previous, e.version);
-    let (old, new) = blocking(move || {
+    let (old, new, now) = blocking(move || {
         let h = History::open(&path)?;
-        Ok((h.text(from)?, h.text(to)?))
+        Ok((
+            h.text(from)?,
+            h.text(to)?,
+            candor_recorder::Config::load(&path)?,
+        ))
     })
     .await?;
     let (mut live, mut restart) = (Vec::new(), Vec::new());
     for section in config_edit::changed_sections(&old, &new) {
         match section.as_str() {
-            "cameras" => live.extend(f.status.apply_cameras(&e.config.cameras).await),
-            "cloud" => match cloud_live(f, &old, &new, e).await {
+            "cameras" => live.extend(f.status.apply_cameras(&now.cameras).await),
+            "cloud" => match cloud_live(f, &old, &new, &now).await {
                 Some(done) => live.extend(done),
                 None => restart.push("[cloud]".to_owned()),
             },
@@ -81,7 +90,7 @@ pub(crate) async fn apply(f: &Footage, e: &Edited) -> Result<(Vec<String>, Vec<S
                 if config_edit::only_changed(&old, &new, "web", &["listen"])
                     && f.listener.is_some() =>
             {
-                let addr = e.config.web.listen;
+                let addr = now.web.listen;
                 let l = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
                     ApiError::new(
                         StatusCode::CONFLICT,
@@ -104,10 +113,15 @@ pub(crate) async fn apply(f: &Footage, e: &Edited) -> Result<(Vec<String>, Vec<S
 
 /// The Cloud page's switches, applied by the running link; `None` when
 /// anything else in `[cloud]` changed (a restart is needed).
-async fn cloud_live(f: &Footage, old: &str, new: &str, e: &Edited) -> Option<Vec<String>> {
+async fn cloud_live(
+    f: &Footage,
+    old: &str,
+    new: &str,
+    now: &candor_recorder::Config,
+) -> Option<Vec<String>> {
     use candor_recorder::cloud::Cmd;
     let keys = ["sharing", "private_alarms", "remote_access"];
-    let (h, c) = (f.cloud.as_ref()?, e.config.cloud.as_ref()?);
+    let (h, c) = (f.cloud.as_ref()?, now.cloud.as_ref()?);
     if !config_edit::only_changed(old, new, "cloud", &keys) {
         return None;
     }
@@ -146,13 +160,14 @@ async fn changed(
     if held.is_some() {
         f.held.notify_one();
     }
-    let (live, restart) = apply(f, &e).await?;
+    // Audited before it is applied: an apply that fails still changed the file.
     st.audit(
         Some(&p.username),
         action,
         format!("{detail} (version {version})"),
     )
     .await;
+    let (live, restart) = apply(f, &e).await?;
     Ok(Json(candor_wire::ConfigChanged {
         version,
         live,
@@ -160,6 +175,43 @@ async fn changed(
         confirm_by: held.map(|h| rfc3339(h.deadline)),
     })
     .into_response())
+}
+
+/// A technician's whole-file change passes the checks of the camera form:
+/// every address of a camera it adds or changes must be on the local
+/// network (the owner's own edits are theirs to make).
+async fn check_cameras(st: &AppState, p: &config_edit::Prepared) -> Result<(), ApiError> {
+    for c in &p.config.cameras {
+        let name = &c.name.get_ref().0;
+        let before = p
+            .current
+            .cameras
+            .iter()
+            .find(|o| o.name.get_ref().0 == *name);
+        let addr = |c: &candor_recorder::config::CameraConfig| {
+            (
+                c.url.url.to_string(),
+                c.sub_url.as_ref().map(|u| u.url.to_string()),
+                c.onvif.as_ref().map(|o| o.0.clone()),
+            )
+        };
+        if before.is_some_and(|o| addr(o) == addr(c)) {
+            continue;
+        }
+        let (url, sub_url, onvif) = addr(c);
+        let form = config_edit::NewCamera {
+            name: name.clone(),
+            url,
+            username: None,
+            password: None,
+            sub_url,
+            onvif,
+            motion: false,
+            other_host: false,
+        };
+        crate::cameras_api::check_camera(st, &form).await?;
+    }
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]
@@ -265,6 +317,11 @@ pub async fn put_text(
     let (f, path) = footage(&st)?;
     let by = p.author();
     let (base, text) = (b.base, b.text);
+    if p.grant.is_some() {
+        let (path, by, text) = (path.clone(), by.clone(), text.clone());
+        let prepared = blocking(move || config_edit::prepare_text(&path, &by, base, &text)).await?;
+        check_cameras(&st, &prepared).await?;
+    }
     let e = blocking(move || config_edit::set_text(&path, &by, base, &text)).await?;
     changed(
         &st,
@@ -297,6 +354,11 @@ pub async fn rollback(
     let (f, path) = footage(&st)?;
     let by = p.author();
     let v = b.version;
+    if p.grant.is_some() {
+        let (path, by) = (path.clone(), by.clone());
+        let prepared = blocking(move || config_edit::prepare_rollback(&path, &by, v)).await?;
+        check_cameras(&st, &prepared).await?;
+    }
     let e = blocking(move || config_edit::rollback(&path, &by, v)).await?;
     changed(
         &st,

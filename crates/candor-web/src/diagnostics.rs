@@ -37,9 +37,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogRing {
 /// One event's text, stored when the formatter is done with it.
 pub struct RingLine(Vec<u8>);
 
+/// What a line may hold before it is redacted (then cut to [`LOG_LINE_MAX`]):
+/// cutting first could leave a URL's password without the `@` that marks it.
+const LOG_LINE_RAW: usize = 4 * LOG_LINE_MAX;
+
 impl std::io::Write for RingLine {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let room = LOG_LINE_MAX.saturating_sub(self.0.len());
+        let room = LOG_LINE_RAW.saturating_sub(self.0.len());
         self.0.extend_from_slice(&b[..b.len().min(room)]);
         Ok(b.len())
     }
@@ -51,9 +55,16 @@ impl std::io::Write for RingLine {
 impl Drop for RingLine {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.0);
-        let line = redact(text.trim_end());
+        let mut line = redact(text.trim_end());
         if line.is_empty() {
             return;
+        }
+        if line.len() > LOG_LINE_MAX {
+            let mut cut = LOG_LINE_MAX;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
         }
         let mut r = RING.lock().unwrap_or_else(|e| e.into_inner());
         if r.len() == LOG_LINES {
@@ -131,7 +142,7 @@ fn report(st: &AppState, p: &crate::Principal) -> Result<serde_json::Value, ApiE
             serde_json::json!({
                 "name": s.camera.name,
                 "reconnects": s.camera.reconnects,
-                "last_error": s.camera.last_error,
+                "last_error": s.camera.last_error.as_deref().map(redact),
                 "recent_errors": s.camera.recent_errors.iter().map(|(at, e)| serde_json::json!({
                     "at": jiff::Timestamp::from_second(*at).map(|t| t.to_string()).unwrap_or_default(),
                     "error": redact(e),

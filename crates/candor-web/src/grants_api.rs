@@ -206,6 +206,10 @@ pub async fn enroll_finish(State(st): State<AppState>, body: axum::body::Bytes) 
             "password or code too long",
         ));
     }
+    // A wrong code costs a lookup, never a hashing slot logins need.
+    if !st.accounts.enrolment_valid(&b.code)? {
+        return Err(GrantError::BadEnrolment.into());
+    }
     let _slot = hash_slot(&st).await?;
     let a = st.accounts.clone();
     let now = candor_media::time::unix_secs();

@@ -72,6 +72,9 @@ pub fn technician_scope(method: &Method, path: &str) -> Option<Scope> {
         | "/api/v1/cameras/{name}/objects"
         | "/api/v1/discover"
         | "/api/v1/discover/describe" => Scope::Config,
+        // Confirming a held change is the owner's: technicians can't make
+        // one (their whole-file changes are limited to cameras) anyway.
+        "/api/v1/config/confirm" => return None,
         p if p.starts_with("/api/v1/config/") => Scope::Config,
         "/api/v1/system" | "/metrics" => Scope::Diagnostics,
         p if p.starts_with("/api/v1/diagnostics") => Scope::Diagnostics,

@@ -199,7 +199,9 @@ fn changes_are_versions_that_diff_roll_back_live_and_keep_secrets_hidden() {
     let (code, _, r) = w.api("DELETE", "cameras/gate", None);
     assert_eq!(code, 200, "{r}");
     assert!(camera_names(&w).is_empty());
-    assert!(recorded_secs(&cfg, "gate") >= before, "footage kept");
+    // (An open segment's span is estimated to now; closed, it ends at its
+    // last frame: allow a second.)
+    assert!(recorded_secs(&cfg, "gate") >= before - 1.0, "footage kept");
     let (code, _, _) = w.api("DELETE", "cameras/gate", None);
     assert_eq!(code, 400);
 

@@ -91,6 +91,11 @@ fn session_cookie(jar: &std::path::Path) -> String {
         .to_owned()
 }
 
+fn t_version(w: &Web) -> i64 {
+    let (_, _, t) = w.api("GET", "config/text", None);
+    t["version"].as_i64().unwrap()
+}
+
 fn audit_actions(w: &Web, user: &str) -> Vec<(String, String)> {
     let (code, _, a) = w.api("GET", &format!("audit?user={user}"), None);
     assert_eq!(code, 200, "{a}");
@@ -115,7 +120,11 @@ fn a_technician_works_within_the_grant_and_is_out_at_once_when_it_is_revoked() {
         dir.path(),
         "",
         &[
-            ("gate", sim.url(0), "[cameras.motion]\nenabled = true\n"),
+            (
+                "gate",
+                sim.url(0).replace("rtsp://", "rtsp://admin:Gate-Secret-1@"),
+                "[cameras.motion]\nenabled = true\n",
+            ),
             ("yard", sim.url(1), ""),
         ],
     );
@@ -238,6 +247,59 @@ fn a_technician_works_within_the_grant_and_is_out_at_once_when_it_is_revoked() {
     let add = serde_json::json!({ "name": "porch", "url": sim.url(2) }).to_string();
     let (code, _, r) = bob.api("POST", "cameras", Some(&add));
     assert_eq!(code, 201, "{r}");
+
+    // The text editor gives a technician no more than the forms: cameras
+    // only, no secret moved where it shows or goes elsewhere, no camera
+    // off the local network, no confirming.
+    let (code, _, t) = bob.api("GET", "config/text", None);
+    assert_eq!(code, 200);
+    let text = t["text"].as_str().unwrap().to_owned();
+    assert!(
+        !text.contains("Gate-Secret-1"),
+        "redacted for technicians too"
+    );
+    let mark = text
+        .split("rtsp://admin:")
+        .nth(1)
+        .and_then(|x| x.split('@').next())
+        .unwrap_or_else(|| panic!("no camera password mark in {text}"))
+        .to_owned();
+    let put = |t: String| {
+        let body = serde_json::json!({ "base": t_version(&bob), "text": t });
+        bob.api("PUT", "config/text", Some(&body.to_string()))
+    };
+    for (why, hostile) in [
+        (
+            "mqtt",
+            format!("{text}\n[mqtt]\nurl = \"mqtt://198.51.100.9:1883\"\n"),
+        ),
+        (
+            "web",
+            text.replace("[web]\n", "[web]\nallow_loopback_cameras = false\n"),
+        ),
+        (
+            "mark in a name",
+            text.replacen("name = \"yard\"", &format!("name = \"{mark}\""), 1),
+        ),
+        (
+            "mark to another host",
+            text.replacen(
+                &format!("{mark}@127.0.0.1"),
+                &format!("{mark}@198.51.100.9"),
+                1,
+            ),
+        ),
+        (
+            "camera off the LAN",
+            format!("{text}\n[[cameras]]\nname = \"meta\"\nurl = \"rtsp://169.254.169.254/x\"\n"),
+        ),
+    ] {
+        let (code, _, v) = put(hostile);
+        assert_eq!(code, 400, "{why}: {v}");
+        assert!(!v.to_string().contains("Gate-Secret-1"), "{why}: {v}");
+    }
+    let (code, _, _) = bob.api("POST", "config/confirm", None);
+    assert_eq!(code, 403, "confirming is the owner's");
 
     // The owner sees both changes as the technician's, with diffs, and in the audit log.
     let (_, _, v) = owner.api("GET", "config/versions", None);

@@ -446,6 +446,12 @@ impl Accounts {
             .optional()?)
     }
 
+    /// Whether an enrolment code is valid now (a cheap check before any
+    /// password is hashed).
+    pub fn enrolment_valid(&self, code: &str) -> Result<bool, AccountError> {
+        Ok(self.enrolment(code)?.is_some())
+    }
+
     /// Enrolment, step 1: a new TOTP secret for the technician the code is for.
     pub fn enroll_begin(&self, code: &str) -> Result<(String, Vec<u8>), GrantError> {
         let name = self.enrolment(code)?.ok_or(GrantError::BadEnrolment)?;
