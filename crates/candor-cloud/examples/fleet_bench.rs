@@ -49,7 +49,11 @@ async fn main() {
     for o in 0..100 {
         d.exec(
             "INSERT INTO account (id, email, password, created) VALUES ($1, $2, 'x', $3)",
-            vec![format!("owner{o}").into(), format!("owner{o}@example.com").into(), now.into()],
+            vec![
+                format!("owner{o}").into(),
+                format!("owner{o}@example.com").into(),
+                now.into(),
+            ],
         )
         .await
         .unwrap();

@@ -316,11 +316,15 @@ pub(crate) async fn gate(
             // Every change a technician makes is in the owner's audit log
             // (video they watch is audited by the live and playback routes).
             let audit = p.grant.is_some() && req.method() != Method::GET;
-            let what = audit.then(|| format!("{} {}", req.method(), req.uri().path()));
-            let who = p.username.clone();
+            let what = audit.then(|| {
+                (
+                    format!("{} {}", req.method(), req.uri().path()),
+                    p.username.clone(),
+                )
+            });
             req.extensions_mut().insert(p);
             let r = next.run(req).await;
-            if let Some(what) = what {
+            if let Some((what, who)) = what {
                 st.audit(
                     Some(&who),
                     "technician_action",

@@ -645,10 +645,14 @@ pub async fn snapshot(
 /// doesn't run it (removed from the config, or a footage-only server: 503).
 pub(crate) fn not_running(f: &Footage, name: &str) -> ApiError {
     match f.store.camera_id(name) {
+        // Not a server fault: the camera was removed (or renamed) and its
+        // footage is kept until retention removes it.
         Ok(Some(_)) => ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::http::StatusCode::CONFLICT,
             "not_running",
-            format!("camera {name:?} has footage here but is not running on this recorder"),
+            format!(
+                "camera {name:?} has footage here but is not in the configuration now; add it again to change its settings"
+            ),
         ),
         _ => no_camera(name),
     }

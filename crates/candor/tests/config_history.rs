@@ -5,16 +5,9 @@
 //! not confirmed reverts by itself (commit confirmed).
 
 mod common;
+use common::cloud::free_port;
 use common::*;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn versions(w: &Web) -> serde_json::Value {
     let (code, _, v) = w.api("GET", "config/versions", None);

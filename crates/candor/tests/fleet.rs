@@ -96,12 +96,28 @@ fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     let (code, fa) = fleet(&tech_a, &org_a);
     assert_eq!(code, 200, "{fa}");
     assert_eq!(names(&fa), ["Home", "Shop"]);
-    let shop = fa["sites"].as_array().unwrap().iter().find(|s| s["name"] == "Shop").unwrap();
-    let home = fa["sites"].as_array().unwrap().iter().find(|s| s["name"] == "Home").unwrap();
+    let shop = fa["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Shop")
+        .unwrap();
+    let home = fa["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Home")
+        .unwrap();
     assert_eq!(shop["online"], true);
-    assert!(shop["software"].as_str().unwrap().contains("andor"), "{shop}");
+    assert!(
+        shop["software"].as_str().unwrap().contains("andor"),
+        "{shop}"
+    );
     assert_eq!(home["level"], "online");
-    assert!(home["cameras"].is_null() && home["disk_used_percent"].is_null(), "{home}");
+    assert!(
+        home["cameras"].is_null() && home["disk_used_percent"].is_null(),
+        "{home}"
+    );
     let (_, fb) = fleet(&boss_b, &org_b);
     assert_eq!(names(&fb), ["Barn"]);
     // Outsiders see nothing: another org, the owner, a made-up id.

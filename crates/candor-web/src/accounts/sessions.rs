@@ -3,6 +3,15 @@
 use super::*;
 use rusqlite::{OptionalExtension, params};
 
+/// The cameras a session sees: a technician's grant's video cameras, or
+/// the user's list.
+fn session_cameras(grant: Option<&grants::GrantAccess>, user: Option<&str>) -> Option<Vec<String>> {
+    match grant {
+        Some(g) => g.video_cameras(),
+        None => parse_cameras(user),
+    }
+}
+
 impl Accounts {
     /// Starts a session for a user whose password was verified. Returns the
     /// session id (for the cookie) and the session.
@@ -65,10 +74,7 @@ impl Accounts {
                 username: username.to_owned(),
                 role,
                 csrf,
-                cameras: match &grant {
-                    Some(g) => g.video_cameras(),
-                    None => parse_cameras(cameras.as_deref()),
-                },
+                cameras: session_cameras(grant.as_ref(), cameras.as_deref()),
                 row,
                 remote,
                 grant,
@@ -118,10 +124,7 @@ impl Accounts {
             username,
             role,
             csrf,
-            cameras: match &grant {
-                Some(g) => g.video_cameras(),
-                None => parse_cameras(cameras.as_deref()),
-            },
+            cameras: session_cameras(grant.as_ref(), cameras.as_deref()),
             row,
             remote,
             grant,
