@@ -234,6 +234,21 @@ pub enum Message {
     SharingRequest {
         sharing: Sharing,
     },
+    /// A technician of a linked installer asks for access. A request only:
+    /// the recorder shows it to its admin, who grants (or not) on the
+    /// recorder; nothing the cloud sends makes a grant
+    /// (docs/design/installers.md).
+    AccessRequest {
+        technician: String,
+        org: String,
+        /// Of `config`, `diagnostics`, `live`, `playback`.
+        scopes: Vec<String>,
+        /// Cameras for video; absent: all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cameras: Option<Vec<String>>,
+        hours: u32,
+        reason: String,
+    },
     Ping {
         nonce: u64,
     },
@@ -265,6 +280,7 @@ impl Message {
                 | Message::AlarmStored { .. }
                 | Message::Acknowledge { .. }
                 | Message::SharingRequest { .. }
+                | Message::AccessRequest { .. }
                 | Message::Ping { .. }
                 | Message::PairCode { .. }
                 | Message::PairClaimed { .. }
@@ -290,6 +306,7 @@ impl Message {
             Message::AlarmStored { .. } => "alarm_stored",
             Message::Acknowledge { .. } => "acknowledge",
             Message::SharingRequest { .. } => "sharing_request",
+            Message::AccessRequest { .. } => "access_request",
             Message::Ping { .. } => "ping",
             Message::Remote { .. } => "remote",
             Message::AcmeDns { .. } => "acme_dns",
@@ -350,6 +367,38 @@ impl Message {
             }
             Message::Welcome { site } | Message::Paired { site } => short("site", site, 64),
             Message::PairStart { name } => short("name", name, 64),
+            Message::AccessRequest {
+                technician,
+                org,
+                scopes,
+                cameras,
+                hours,
+                reason,
+            } => {
+                short("technician", technician, 64)?;
+                short("org", org, 64)?;
+                short("reason", reason, 500)?;
+                if scopes.is_empty() || scopes.len() > 4 {
+                    return Err("scopes: 1 to 4".into());
+                }
+                for sc in scopes {
+                    if !["config", "diagnostics", "live", "playback"].contains(&sc.as_str()) {
+                        return Err(format!("unknown scope {sc:?}"));
+                    }
+                }
+                if let Some(c) = cameras {
+                    if c.len() > 64 {
+                        return Err("at most 64 cameras".into());
+                    }
+                    for name in c {
+                        short("camera", name, 64)?;
+                    }
+                }
+                if ![1, 2, 4, 8, 24].contains(hours) {
+                    return Err("hours: 1, 2, 4, 8 or 24".into());
+                }
+                Ok(())
+            }
             Message::PairConfirm { confirmation } => short("confirmation", confirmation, 16),
             Message::PairCode { code, .. } => short("code", code, 16),
             Message::PairClaimed { account, nonce } => {
@@ -902,6 +951,58 @@ mod tests {
         assert!(Message::Ping { nonce: 1 }.from_cloud());
         assert!(!alarm().from_cloud());
         assert!(!Message::Unpair {}.from_cloud());
+    }
+
+    #[test]
+    fn an_access_request_is_bounded_and_only_a_request() {
+        let ok = || Message::AccessRequest {
+            technician: "bob@acme".into(),
+            org: "ACME".into(),
+            scopes: vec!["config".into()],
+            cameras: None,
+            hours: 1,
+            reason: "fix it".into(),
+        };
+        assert!(ok().from_cloud() && ok().validate().is_ok());
+        let json = serde_json::to_string(&ok()).unwrap();
+        assert!(json.contains(r#""type":"access_request""#), "{json}");
+        let bad: [fn(&mut Message); 6] = [
+            |m| {
+                if let Message::AccessRequest { hours, .. } = m {
+                    *hours = 3
+                }
+            },
+            |m| {
+                if let Message::AccessRequest { scopes, .. } = m {
+                    scopes.clear()
+                }
+            },
+            |m| {
+                if let Message::AccessRequest { scopes, .. } = m {
+                    scopes[0] = "admin".into()
+                }
+            },
+            |m| {
+                if let Message::AccessRequest { technician, .. } = m {
+                    *technician = "x".repeat(65)
+                }
+            },
+            |m| {
+                if let Message::AccessRequest { reason, .. } = m {
+                    *reason = "r".repeat(501)
+                }
+            },
+            |m| {
+                if let Message::AccessRequest { cameras, .. } = m {
+                    *cameras = Some(vec!["c".into(); 65])
+                }
+            },
+        ];
+        for (i, f) in bad.iter().enumerate() {
+            let mut m = ok();
+            f(&mut m);
+            assert!(m.validate().is_err(), "case {i} accepted");
+        }
     }
 
     #[test]

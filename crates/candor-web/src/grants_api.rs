@@ -244,3 +244,52 @@ pub(crate) async fn watch_ends(st: AppState) {
         }
     }
 }
+
+/// Stores the requests the cloud relays (a technician of a linked
+/// installer asking), each one audited; they wait for an admin on the
+/// Access page. A request the store refuses (invalid, or 20 waiting) is
+/// audited as refused: the owner sees what the cloud sent either way.
+pub(crate) async fn store_cloud_requests(
+    st: AppState,
+    mut rx: tokio::sync::mpsc::Receiver<candor_recorder::cloud::AccessRequest>,
+) {
+    while let Some(r) = rx.recv().await {
+        let scopes = crate::accounts::grants::Scopes {
+            config: r.scopes.iter().any(|s| s == "config"),
+            diagnostics: r.scopes.iter().any(|s| s == "diagnostics"),
+            live: r.scopes.iter().any(|s| s == "live"),
+            playback: r.scopes.iter().any(|s| s == "playback"),
+        };
+        let req = Request {
+            id: 0,
+            at: 0,
+            technician: r.technician.clone(),
+            org: r.org.clone(),
+            scopes,
+            cameras: r.cameras.clone(),
+            hours: r.hours,
+            reason: r.reason.clone(),
+            source: String::new(),
+            state: String::new(),
+            decided_by: None,
+            grant_id: None,
+        };
+        let a = st.accounts.clone();
+        let stored = tokio::task::spawn_blocking(move || a.add_request(&req, "cloud")).await;
+        let (action, detail) = match stored {
+            Ok(Ok(id)) => (
+                "access_requested",
+                format!(
+                    "request {id} through the cloud: {} ({}) asks for {scopes} for {} h: {}",
+                    r.technician, r.org, r.hours, r.reason
+                ),
+            ),
+            Ok(Err(e)) => (
+                "access_request_refused",
+                format!("from the cloud, for {} ({}): {e}", r.technician, r.org),
+            ),
+            Err(e) => ("access_request_refused", e.to_string()),
+        };
+        st.audit(None, action, detail).await;
+    }
+}

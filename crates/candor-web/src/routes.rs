@@ -708,6 +708,14 @@ pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Rou
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::spawn(config_api::confirm_timer(state.clone()));
         tokio::spawn(grants_api::watch_ends(state.clone()));
+        if let Some(rx) = state
+            .footage
+            .as_ref()
+            .and_then(|f| f.cloud.as_ref())
+            .and_then(|c| c.take_access_requests())
+        {
+            tokio::spawn(grants_api::store_cloud_requests(state.clone(), rx));
+        }
     }
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for route in routes() {

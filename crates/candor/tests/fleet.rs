@@ -128,6 +128,79 @@ fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     let (code, _) = fleet(&tech_a, "no-such-org");
     assert_eq!(code, 404);
 
+    // A technician asks Shop's recorder for access through the cloud: the
+    // recorder stores a request, and only its admin can turn it into a grant.
+    let shop_id = sites[0].1.clone();
+    let ask = r#"{"scopes":["config","live"],"cameras":["gate"],"hours":4,"reason":"camera 2 keeps dropping"}"#;
+    let (code, v) = tech_a.api(
+        "POST",
+        &format!("orgs/{org_a}/sites/{shop_id}/access-requests"),
+        Some(ask),
+    );
+    assert_eq!(code, 202, "{v}");
+    for (who, org, site, body, want) in [
+        (&boss_b, &org_b, &shop_id, ask, 404),
+        (&tech_a, &org_a, &sites[2].1, ask, 404),
+        (
+            &tech_a,
+            &org_a,
+            &shop_id,
+            r#"{"scopes":["config"],"hours":3}"#,
+            400,
+        ),
+        (
+            &tech_a,
+            &org_a,
+            &shop_id,
+            r#"{"scopes":["root"],"hours":1}"#,
+            400,
+        ),
+    ] {
+        let (code, v) = who.api(
+            "POST",
+            &format!("orgs/{org}/sites/{site}/access-requests"),
+            Some(body),
+        );
+        assert_eq!(code, want, "{v}");
+    }
+    let shop = &sites[0].0;
+    let mut waiting = serde_json::Value::Null;
+    wait_for(
+        "the request at the recorder",
+        Duration::from_secs(10),
+        || {
+            let (_, _, g) = shop.web.api("GET", "grants", None);
+            waiting = g["requests"]
+                .as_array()
+                .and_then(|r| r.first().cloned())
+                .unwrap_or_default();
+            !waiting.is_null()
+        },
+    );
+    assert_eq!(waiting["technician"], "tech@acme.example");
+    assert_eq!(waiting["org"], "ACME Security");
+    assert_eq!(waiting["source"], "cloud");
+    assert_eq!(waiting["state"], "waiting");
+    let (_, _, g) = shop.web.api("GET", "grants", None);
+    assert!(
+        g["grants"].as_array().unwrap().is_empty(),
+        "a request grants nothing"
+    );
+    // The owner narrows it on the recorder: config only, one hour.
+    let approve = serde_json::json!({
+        "technician": "tech@acme.example", "org": "ACME Security",
+        "scopes": {"config": true}, "cameras": ["gate"], "hours": 1, "reason": "camera 2",
+    });
+    let (code, _, made) = shop.web.api(
+        "POST",
+        &format!("access-requests/{}/approve", waiting["id"]),
+        Some(&approve.to_string()),
+    );
+    assert_eq!(code, 201, "{made}");
+    assert!(made["enroll_code"].is_string());
+    let (_, _, a) = shop.web.api("GET", "audit?action=access_requested", None);
+    assert_eq!(a["entries"].as_array().unwrap().len(), 1, "{a}");
+
     // A site that goes down needs attention, first in the default sort.
     let (shop_site, _) = sites.remove(0);
     shop_site.rec.kill9();

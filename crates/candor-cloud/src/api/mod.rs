@@ -154,6 +154,10 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
         .route("/api/orgs/{org}/codes", post(org_code))
         .route("/api/orgs/{org}/link", post(org_link))
         .route("/api/orgs/{org}/fleet", get(fleet))
+        .route(
+            "/api/orgs/{org}/sites/{site}/access-requests",
+            post(request_access),
+        )
         .route("/api/sites/{id}/alarms/{alarm}/ack", post(ack))
         .route("/api/alarms", get(alarms))
         .route("/api/pair", post(pair))

@@ -586,3 +586,67 @@ pub(super) async fn fleet(
         "needing_attention": needing,
     })))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AccessBody {
+    scopes: Vec<String>,
+    cameras: Option<Vec<String>>,
+    hours: u32,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/orgs/{org}/sites/{site}/access-requests`: a member asks a
+/// linked site's recorder for access. Relayed as a request only: the
+/// recorder's admin grants it (or not) on the recorder, where the member
+/// then signs in with their own credential; the cloud never holds one.
+pub(super) async fn request_access(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path((org, site)): Path<(String, String)>,
+    Json(b): Json<AccessBody>,
+) -> ApiResult<(StatusCode, Json<candor_wire::cloud::Said>)> {
+    let me = me_csrf(&cloud, &headers).await?;
+    role(&cloud, &me, &org).await?;
+    let org_name = cloud
+        .db
+        .query_one(
+            "SELECT o.name FROM site_link l JOIN org o ON o.id = l.org WHERE l.site = $1 AND l.org = $2",
+            vec![site.clone().into(), org.into()],
+        )
+        .await?
+        .map(|r| r.text(0))
+        .transpose()?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such site"))?;
+    let m = candor_link::Message::AccessRequest {
+        technician: me.email.clone(),
+        org: org_name,
+        scopes: b.scopes,
+        cameras: b.cameras,
+        hours: b.hours,
+        reason: b.reason,
+    };
+    m.validate()
+        .map_err(|e| bad(format!("access request: {e}")))?;
+    let tx = cloud
+        .online
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&site)
+        .map(|o| o.tx.clone());
+    let Some(tx) = tx else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "offline",
+            "the recorder is offline; ask its owner",
+        ));
+    };
+    let _ = tx.send(m).await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(candor_wire::cloud::Said {
+            message: "asked the recorder: its owner decides there (Access page)".into(),
+        }),
+    ))
+}

@@ -139,7 +139,24 @@ pub struct CloudHandle {
     issued: watch::Receiver<Option<Arc<Issued>>>,
     cmd: mpsc::Sender<Cmd>,
     remote: Arc<Mutex<Option<mpsc::Receiver<RemoteConn>>>>,
+    access: Arc<Mutex<Option<mpsc::Receiver<AccessRequest>>>>,
 }
+
+/// A technician's request for access, as the cloud relayed it (validated
+/// by `candor_link`); the web app stores it for the admin to answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessRequest {
+    pub technician: String,
+    pub org: String,
+    pub scopes: Vec<String>,
+    pub cameras: Option<Vec<String>>,
+    pub hours: u32,
+    pub reason: String,
+}
+
+/// Requests waiting to be stored; more are dropped (the cloud's requests
+/// are also limited per minute, and the store keeps at most 20 waiting).
+const ACCESS_QUEUE: usize = 16;
 
 impl CloudHandle {
     pub fn state(&self) -> LinkState {
@@ -163,6 +180,11 @@ impl CloudHandle {
     /// web server takes them).
     pub fn take_remote_conns(&self) -> Option<mpsc::Receiver<RemoteConn>> {
         self.remote.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Technicians' requests the cloud relays (once: the web app takes them).
+    pub fn take_access_requests(&self) -> Option<mpsc::Receiver<AccessRequest>> {
+        self.access.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -197,6 +219,7 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
     let state_tx = Arc::new(state_tx);
     let (cmd, cmd_rx) = mpsc::channel(8);
     let (remote_tx, remote_rx) = mpsc::channel(REMOTE_QUEUE);
+    let (access_tx, access_rx) = mpsc::channel(ACCESS_QUEUE);
     let (issued_tx, issued) = watch::channel(None);
     tokio::spawn(
         acme::Acme {
@@ -228,6 +251,7 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             cmd: cmd_rx,
             wake,
             remote_tx,
+            access_tx,
             remote_opens: Default::default(),
         }
         .run(),
@@ -238,6 +262,7 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             issued,
             cmd,
             remote: Arc::new(Mutex::new(Some(remote_rx))),
+            access: Arc::new(Mutex::new(Some(access_rx))),
         },
         task,
     )
@@ -310,6 +335,7 @@ struct Link {
     cmd: mpsc::Receiver<Cmd>,
     wake: Arc<Notify>,
     remote_tx: mpsc::Sender<RemoteConn>,
+    access_tx: mpsc::Sender<AccessRequest>,
     remote_opens: std::collections::VecDeque<Instant>,
 }
 
@@ -954,6 +980,15 @@ impl Link {
                     );
                     self.state
                         .send_modify(|s| s.sharing_request = Some(sharing));
+                }
+                Action::AccessRequest(r) => {
+                    info!(
+                        "the cloud relays an access request from {} ({}); an admin decides on the Access page",
+                        r.technician, r.org
+                    );
+                    if self.access_tx.try_send(r).is_err() {
+                        warn!("access request dropped: too many waiting to be stored");
+                    }
                 }
                 Action::Pong(nonce) => {
                     if let Err(e) = self.pong(io, dest, nonce, &mut beat).await {

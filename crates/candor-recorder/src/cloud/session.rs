@@ -45,6 +45,9 @@ pub enum Action {
     Acknowledge { alarm: u64, by: String },
     /// Show the request to an admin; nothing changes until one decides.
     SharingRequest(Sharing),
+    /// A technician's request for access: stored as a request for the
+    /// admin's Access page; it grants nothing.
+    AccessRequest(super::AccessRequest),
     /// Answer the ping (ledgered as this hour's heartbeat row).
     Pong(u64),
     /// Too many cloud-caused requests this minute: say so once in a while.
@@ -200,13 +203,30 @@ impl Linked {
                 Action::Delivered(alarm as i64)
             }
             Message::AlarmStored { .. } => Action::None,
-            Message::Acknowledge { .. } | Message::SharingRequest { .. }
+            Message::Acknowledge { .. }
+            | Message::SharingRequest { .. }
+            | Message::AccessRequest { .. }
                 if !self.caused.take(now) =>
             {
                 Action::Throttled
             }
             Message::Acknowledge { alarm, by } => Action::Acknowledge { alarm, by },
             Message::SharingRequest { sharing } => Action::SharingRequest(sharing),
+            Message::AccessRequest {
+                technician,
+                org,
+                scopes,
+                cameras,
+                hours,
+                reason,
+            } => Action::AccessRequest(super::AccessRequest {
+                technician,
+                org,
+                scopes,
+                cameras,
+                hours,
+                reason,
+            }),
             Message::Ping { nonce } => {
                 if self
                     .last_pong
