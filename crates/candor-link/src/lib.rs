@@ -378,6 +378,18 @@ impl Message {
                 short("technician", technician, 64)?;
                 short("org", org, 64)?;
                 short("reason", reason, 500)?;
+                // A sign-in name on the recorder, and text for its pages
+                // and logs: no line breaks or other control characters.
+                if technician.is_empty()
+                    || !technician
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+                {
+                    return Err("technician: letters, digits, '.', '_', '-' or '@'".into());
+                }
+                if org.chars().chain(reason.chars()).any(char::is_control) {
+                    return Err("org and reason: no control characters".into());
+                }
                 if scopes.is_empty() || scopes.len() > 4 {
                     return Err("scopes: 1 to 4".into());
                 }
@@ -966,7 +978,7 @@ mod tests {
         assert!(ok().from_cloud() && ok().validate().is_ok());
         let json = serde_json::to_string(&ok()).unwrap();
         assert!(json.contains(r#""type":"access_request""#), "{json}");
-        let bad: [fn(&mut Message); 6] = [
+        let bad: [fn(&mut Message); 8] = [
             |m| {
                 if let Message::AccessRequest { hours, .. } = m {
                     *hours = 3
@@ -995,6 +1007,16 @@ mod tests {
             |m| {
                 if let Message::AccessRequest { cameras, .. } = m {
                     *cameras = Some(vec!["c".into(); 65])
+                }
+            },
+            |m| {
+                if let Message::AccessRequest { technician, .. } = m {
+                    *technician = "bob\n2026 admin logged in".into()
+                }
+            },
+            |m| {
+                if let Message::AccessRequest { reason, .. } = m {
+                    *reason = "line\nforged".into()
                 }
             },
         ];

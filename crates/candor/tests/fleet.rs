@@ -86,6 +86,17 @@ fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     let (code, v) = boss_b.api("POST", &format!("orgs/{org_b}/link"), Some(&body));
     assert_eq!(code, 204, "{v}");
 
+    // An installer can't take a site linked to another with a code (a
+    // stale or leaked one): only its owner re-links.
+    let (_, c) = owner.api(
+        "POST",
+        &format!("sites/{}/link-code", sites[0].1),
+        Some(r#"{"level":"health"}"#),
+    );
+    let body = serde_json::json!({ "code": c["code"] }).to_string();
+    let (code, v) = boss_b.api("POST", &format!("orgs/{org_b}/link"), Some(&body));
+    assert_eq!(code, 409, "{v}");
+
     // Each fleet: exactly its sites, with what their owner shares.
     wait_for("health at the cloud", Duration::from_secs(30), || {
         let (_, f) = fleet(&tech_a, &org_a);

@@ -318,6 +318,11 @@ async fn take_code(cloud: &Cloud, code: &str) -> ApiResult<crate::db::Row> {
 }
 
 async fn link(cloud: &Cloud, site: &str, org: &str, level: Level) -> ApiResult<()> {
+    // Whatever codes the site had are spent with this link.
+    cloud
+        .db
+        .exec("DELETE FROM link_code WHERE site = $1", vec![site.into()])
+        .await?;
     cloud
         .db
         .exec(
@@ -342,7 +347,8 @@ pub(super) async fn link_site(
     let Some(org) = r.opt_text(0)? else {
         return Err(bad("this is a site's code: an installer's admin enters it"));
     };
-    link(&cloud, &id, &org, b.level.unwrap_or(Level::Health)).await?;
+    // The narrowest level unless the owner says otherwise.
+    link(&cloud, &id, &org, b.level.unwrap_or(Level::Online)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -362,6 +368,15 @@ pub(super) async fn site_code(
     let me = me_csrf(&cloud, &headers).await?;
     own_site(&cloud, &me, &id).await?;
     let code = new_code();
+    // One code per site at a time: a new one ends an older (perhaps
+    // given to another installer), so no stale code can move the site.
+    cloud
+        .db
+        .exec(
+            "DELETE FROM link_code WHERE site = $1 OR expires <= $2",
+            vec![id.clone().into(), now().into()],
+        )
+        .await?;
     cloud
         .db
         .exec(
@@ -395,6 +410,21 @@ pub(super) async fn org_link(
             "this is an organisation's code: a site's owner enters it",
         ));
     };
+    // An installer can't take a site from another: only its owner re-links.
+    let linked = cloud
+        .db
+        .query_one(
+            "SELECT org FROM site_link WHERE site = $1",
+            vec![site.clone().into()],
+        )
+        .await?;
+    if linked.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "linked",
+            "the site is linked to an installer already; its owner unlinks it first",
+        ));
+    }
     link(&cloud, &site, &org, Level::parse(&level)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -410,7 +440,14 @@ pub(super) async fn unlink_site(
     own_site(&cloud, &me, &id).await?;
     cloud
         .db
-        .exec("DELETE FROM site_link WHERE site = $1", vec![id.into()])
+        .exec(
+            "DELETE FROM site_link WHERE site = $1",
+            vec![id.clone().into()],
+        )
+        .await?;
+    cloud
+        .db
+        .exec("DELETE FROM link_code WHERE site = $1", vec![id.into()])
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -587,6 +624,32 @@ pub(super) async fn fleet(
     })))
 }
 
+/// A member asks one site at most this often (the recorder keeps one
+/// waiting request per technician anyway).
+pub const REQUEST_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `account` may ask `site` now; records the ask.
+fn paced(account: &str, site: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<HashMap<(String, String), Instant>>> = Mutex::new(None);
+    let mut m = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let m = m.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    if m.len() > 100_000 {
+        m.retain(|_, t| now.duration_since(*t) < REQUEST_EVERY);
+    }
+    let key = (account.to_owned(), site.to_owned());
+    match m.get(&key) {
+        Some(t) if now.duration_since(*t) < REQUEST_EVERY => false,
+        _ => {
+            m.insert(key, now);
+            true
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AccessBody {
@@ -629,6 +692,13 @@ pub(super) async fn request_access(
     };
     m.validate()
         .map_err(|e| bad(format!("access request: {e}")))?;
+    if !paced(&me.account, &site) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many",
+            format!("one request per site every {} s", REQUEST_EVERY.as_secs()),
+        ));
+    }
     let tx = cloud
         .online
         .lock()
@@ -642,7 +712,13 @@ pub(super) async fn request_access(
             "the recorder is offline; ask its owner",
         ));
     };
-    let _ = tx.send(m).await;
+    if tx.try_send(m).is_err() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the recorder's link is busy; try again in a minute",
+        ));
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(candor_wire::cloud::Said {

@@ -125,6 +125,9 @@ pub struct Linked {
     awaiting: HashSet<i64>,
     last_pong: Option<Instant>,
     caused: Budget,
+    /// Access requests have a budget of their own, so a flood of them
+    /// can't starve the owner's acknowledgements.
+    asked: Budget,
     last_heard: Instant,
     seq: u64,
     last_status: Option<Message>,
@@ -156,6 +159,7 @@ impl Linked {
             awaiting: HashSet::new(),
             last_pong: None,
             caused: Budget::new(now),
+            asked: Budget::new(now),
             last_heard: now,
             seq: 0,
             last_status: None,
@@ -203,13 +207,12 @@ impl Linked {
                 Action::Delivered(alarm as i64)
             }
             Message::AlarmStored { .. } => Action::None,
-            Message::Acknowledge { .. }
-            | Message::SharingRequest { .. }
-            | Message::AccessRequest { .. }
+            Message::Acknowledge { .. } | Message::SharingRequest { .. }
                 if !self.caused.take(now) =>
             {
                 Action::Throttled
             }
+            Message::AccessRequest { .. } if !self.asked.take(now) => Action::Throttled,
             Message::Acknowledge { alarm, by } => Action::Acknowledge { alarm, by },
             Message::SharingRequest { sharing } => Action::SharingRequest(sharing),
             Message::AccessRequest {

@@ -200,7 +200,9 @@ pub struct Request {
 pub enum GrantError {
     #[error("{0}")]
     Invalid(String),
-    #[error("{0:?} is a user of this recorder, not a technician; choose another name")]
+    #[error(
+        "{0:?} is (or looks like) a user of this recorder, not a technician; choose another name"
+    )]
     NotTechnician(String),
     #[error("no such grant or request")]
     NotFound,
@@ -287,6 +289,14 @@ impl Accounts {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
+        let lookalike: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM user WHERE lower(name) = lower(?1) AND name != ?1",
+            [&g.technician],
+            |r| r.get(0),
+        )?;
+        if lookalike {
+            return Err(GrantError::NotTechnician(g.technician.clone()));
+        }
         let (user_id, enrolled) = match existing {
             Some((_, None, _)) => return Err(GrantError::NotTechnician(g.technician.clone())),
             Some((id, Some(_), enrolled)) => {
@@ -501,6 +511,22 @@ impl Accounts {
             reason: r.reason.clone(),
         })?;
         let conn = self.conn();
+        // Not a name that is (or looks like) one of this recorder's users.
+        let clash: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM user WHERE lower(name) = lower(?1) AND technician_org IS NULL",
+            [&r.technician],
+            |r| r.get(0),
+        )?;
+        if clash {
+            return Err(GrantError::NotTechnician(r.technician.clone()));
+        }
+        // One waiting request per technician and company: a newer one
+        // replaces the older, so one asker can't fill the list.
+        conn.execute(
+            "UPDATE access_request SET state = 'replaced', decided_at = ?1 \
+             WHERE state = 'waiting' AND technician = ?2 AND org = ?3",
+            params![now_secs(), r.technician, r.org.trim()],
+        )?;
         let waiting: i64 = conn.query_row(
             "SELECT COUNT(*) FROM access_request WHERE state = 'waiting'",
             [],

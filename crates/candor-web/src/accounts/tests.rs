@@ -432,12 +432,36 @@ fn an_approval_may_narrow_a_request_never_widen_it() {
         a.decide_request(id, None, "owner").is_err(),
         "answered once"
     );
-    // The waiting list is bounded.
-    for _ in 0..grants::MAX_WAITING_REQUESTS {
-        a.add_request(&r, "cloud").unwrap();
-    }
+    // A newer request of the same technician replaces their waiting one.
+    let first = a.add_request(&r, "cloud").unwrap();
+    let second = a.add_request(&r, "cloud").unwrap();
+    let states: Vec<_> = a
+        .requests()
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.id == first || q.id == second)
+        .map(|q| q.state)
+        .collect();
+    assert_eq!(states, ["waiting", "replaced"]);
+    // A name that looks like one of the recorder's users is refused.
+    a.add_user("Admin2", Role::Admin, "admin password 1")
+        .unwrap();
+    let mut fake = r.clone();
+    fake.technician = "admin2".into();
     assert!(matches!(
-        a.add_request(&r, "cloud"),
+        a.add_request(&fake, "cloud"),
+        Err(grants::GrantError::NotTechnician(_))
+    ));
+    // The waiting list is bounded, across technicians (bob's one waits).
+    for i in 0..grants::MAX_WAITING_REQUESTS - 1 {
+        let mut other = r.clone();
+        other.technician = format!("t{i}@acme");
+        a.add_request(&other, "cloud").unwrap();
+    }
+    let mut one_more = r.clone();
+    one_more.technician = "late@acme".into();
+    assert!(matches!(
+        a.add_request(&one_more, "cloud"),
         Err(grants::GrantError::TooManyRequests)
     ));
 }
