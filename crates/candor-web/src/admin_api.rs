@@ -308,9 +308,7 @@ pub async fn audit(
         Some("csv") => {
             let mut out = String::from("time,user,action,detail\r\n");
             for e in &rows {
-                let at = jiff::Timestamp::from_second(e.at)
-                    .map(|t| t.to_string())
-                    .unwrap_or_default();
+                let at = crate::rfc3339(e.at);
                 out.push_str(&format!(
                     "{},{},{},{}\r\n",
                     csv(&at),

@@ -275,9 +275,7 @@ fn authorize(
                 "not_granted",
                 format!(
                     "your access grant (until {}) covers {}, not this; ask the owner to widen it",
-                    jiff::Timestamp::from_second(g.expires_at)
-                        .map(|t| t.to_string())
-                        .unwrap_or_default(),
+                    crate::rfc3339(g.expires_at),
                     g.scopes
                 ),
             )),

@@ -7,7 +7,7 @@
 //! cut the caller off: it reverts by itself unless confirmed in time.
 
 use crate::footage::Footage;
-use crate::{ApiError, ApiResult, AppState, Caller, Principal};
+use crate::{ApiError, ApiResult, AppState, Caller, Principal, rfc3339};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -23,12 +23,6 @@ pub const CONFIRM_DEFAULT: Duration = Duration::from_secs(300);
 /// The shortest and longest waits a request may ask for.
 pub const CONFIRM_MIN: Duration = Duration::from_secs(2);
 pub const CONFIRM_MAX: Duration = Duration::from_secs(3600);
-
-fn rfc3339(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
 
 fn footage(st: &AppState) -> Result<(Arc<Footage>, std::path::PathBuf), ApiError> {
     let f = st

@@ -144,7 +144,7 @@ fn report(st: &AppState, p: &crate::Principal) -> Result<serde_json::Value, ApiE
                 "reconnects": s.camera.reconnects,
                 "last_error": s.camera.last_error.as_deref().map(redact),
                 "recent_errors": s.camera.recent_errors.iter().map(|(at, e)| serde_json::json!({
-                    "at": jiff::Timestamp::from_second(*at).map(|t| t.to_string()).unwrap_or_default(),
+                    "at": crate::rfc3339(*at),
                     "error": redact(e),
                 })).collect::<Vec<_>>(),
             })

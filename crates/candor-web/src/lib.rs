@@ -289,6 +289,13 @@ async fn read_body_within(
     }
 }
 
+/// Unix seconds as RFC 3339, as the API shows times (empty if out of range).
+pub(crate) fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 /// The largest request body: bodies here are a few hundred bytes (motion
 /// zones are the largest).
 pub const MAX_BODY: usize = 16 * 1024;

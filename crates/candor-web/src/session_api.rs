@@ -341,9 +341,7 @@ pub async fn me(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
         grant: p.grant.as_ref().map(|g| candor_wire::MeGrant {
             id: g.id,
             scopes: g.scopes.to_string().split(',').map(str::to_owned).collect(),
-            expires_at: jiff::Timestamp::from_second(g.expires_at)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
+            expires_at: crate::rfc3339(g.expires_at),
         }),
     })
     .into_response())

@@ -138,12 +138,6 @@ fn ts(t90k: i64) -> String {
     Time90k(t90k).to_timestamp().to_string()
 }
 
-fn secs_ts(s: i64) -> String {
-    jiff::Timestamp::from_second(s)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
 fn json(s: &Share) -> candor_wire::ShareLink {
     candor_wire::ShareLink {
         id: s.id,
@@ -153,9 +147,9 @@ fn json(s: &Share) -> candor_wire::ShareLink {
         to: s.range.map(|r| ts(r.1)),
         note: s.note.clone(),
         created_by: s.created_by.clone(),
-        created_at: secs_ts(s.created_at),
-        expires_at: secs_ts(s.expires_at),
-        revoked_at: s.revoked_at.map(secs_ts),
+        created_at: crate::rfc3339(s.created_at),
+        expires_at: crate::rfc3339(s.expires_at),
+        revoked_at: s.revoked_at.map(crate::rfc3339),
         views: s.views,
         link: None,
     }
@@ -259,7 +253,7 @@ pub async fn create(
                 .range
                 .map(|r| format!(" {} .. {}", ts(r.0), ts(r.1)))
                 .unwrap_or_default(),
-            secs_ts(share.expires_at)
+            crate::rfc3339(share.expires_at)
         ),
     )
     .await;
