@@ -102,7 +102,7 @@ impl Row {
 }
 
 /// The cloud database's schema version, in `meta`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// One entry per version step: `UPGRADES[v - 1]` holds the statements that
 /// take version `v` to `v + 1`, for both SQLite and PostgreSQL (`BYTES` is
@@ -148,6 +148,21 @@ const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [
         level TEXT NOT NULL,
         linked_at BIGINT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS site_link_org ON site_link (org)",
+    ],
+    // 4 → 5: the technicians' grants each recorder reports, mirrored for
+    // the fleet view. Only a mirror: the recorder decides, and refuses a
+    // quote of it that differs (docs/design/installers.md).
+    &[
+        "CREATE TABLE IF NOT EXISTS site_grant (
+        site TEXT NOT NULL REFERENCES site(id) ON DELETE CASCADE,
+        id BIGINT NOT NULL,
+        technician TEXT NOT NULL,
+        org TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        cameras TEXT,
+        expires BIGINT NOT NULL,
+        PRIMARY KEY (site, id))",
+        "CREATE INDEX IF NOT EXISTS site_grant_technician ON site_grant (technician)",
     ],
 ];
 
@@ -220,6 +235,16 @@ const TABLES: &[&str] = &[
         level TEXT NOT NULL,
         linked_at BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS site_link_org ON site_link (org)",
+    "CREATE TABLE IF NOT EXISTS site_grant (
+        site TEXT NOT NULL REFERENCES site(id) ON DELETE CASCADE,
+        id BIGINT NOT NULL,
+        technician TEXT NOT NULL,
+        org TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        cameras TEXT,
+        expires BIGINT NOT NULL,
+        PRIMARY KEY (site, id))",
+    "CREATE INDEX IF NOT EXISTS site_grant_technician ON site_grant (technician)",
     "CREATE TABLE IF NOT EXISTS push_sub (
         endpoint TEXT PRIMARY KEY,
         account TEXT NOT NULL REFERENCES account(id) ON DELETE CASCADE,

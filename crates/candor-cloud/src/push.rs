@@ -229,11 +229,17 @@ impl Push {
     /// background. Only what the recorder shared is in `alarm`; with
     /// private alarms that is the site and the time.
     pub fn alarm(&self, account: &str, alarm: candor_wire::cloud::Alarm, open: Option<String>) {
+        let mut payload = candor_wire::cloud::PushPayload::of(&alarm);
+        payload.url = open;
+        self.notice(account, payload);
+    }
+
+    /// Sends a notification to every device the account subscribed, in
+    /// the background.
+    pub fn notice(&self, account: &str, payload: candor_wire::cloud::PushPayload) {
         let this = self.clone();
         let account = account.to_owned();
         tokio::spawn(async move {
-            let mut payload = candor_wire::cloud::PushPayload::of(&alarm);
-            payload.url = open;
             let payload = serde_json::to_string(&payload).unwrap_or_default();
             let subs = match this
                 .0

@@ -7,12 +7,15 @@ self.addEventListener('fetch', () => {});
 self.addEventListener('push', (e) => {
   let d = {};
   try { d = e.data ? e.data.json() : {}; } catch { d = {}; }
-  const title = d.title || 'Candor alarm';
+  // A technician's request, arrival or departure (kind "access"), or an alarm.
+  const access = d.kind === 'access';
+  const title = d.title || (access ? 'Candor access' : 'Candor alarm');
   e.waitUntil(self.registration.showNotification(title, {
     body: (d.late ? '(delivered late) ' : '') + (d.body || ''),
-    tag: `alarm-${d.site}-${d.alarm}`,
-    // Only the shape the cloud makes: a recorder's remote name and an alarm id.
-    data: { site: d.site, url: typeof d.url === 'string' && /^https:\/\/[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?\/#alarm=\d+$/.test(d.url) ? d.url : null },
+    tag: access ? `access-${d.site}-${d.at}` : `alarm-${d.site}-${d.alarm}`,
+    // Only the shapes the cloud makes: a recorder's remote name and an
+    // alarm id, or its Access page.
+    data: { site: d.site, url: typeof d.url === 'string' && /^https:\/\/[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?\/#(alarm=\d+|access)$/.test(d.url) ? d.url : null },
     icon: '/ui/icon-192.png',
     requireInteraction: true,
   }));

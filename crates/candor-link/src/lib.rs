@@ -117,6 +117,41 @@ pub struct Caa {
     pub account: String,
 }
 
+/// A technician's grant as the recorder reports it to the cloud, and as
+/// the cloud (which only mirrors it, for the installer's fleet view) may
+/// quote it back. The recorder's own store decides; a quote that differs
+/// from it is refused and audited (docs/design/installers.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantNote {
+    /// The recorder's grant id.
+    pub id: u64,
+    pub technician: String,
+    pub org: String,
+    /// Of `config`, `diagnostics`, `live`, `playback`.
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cameras: Option<Vec<String>>,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Grants per message: a recorder has one grant in force per technician,
+/// and an owner has no reason to let more than a few work at once.
+pub const MAX_GRANTS: usize = 50;
+
+/// What the owner is told about technicians' access (a push to their phone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessEvent {
+    /// A technician's request waits for the owner on the Access page.
+    RequestWaiting,
+    /// A technician signed in under a grant for the first time.
+    Started,
+    /// A grant ended: expired or revoked.
+    Ended,
+}
+
 /// Why the cloud refused a recorder, as a code the recorder branches on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -188,6 +223,18 @@ pub enum Message {
     },
     /// Unpair: final. The cloud deletes the site and refuses this key.
     Unpair {},
+    /// The technicians' grants in force that answer the cloud's requests
+    /// (those the owner made for a technician who asked here stay off
+    /// the cloud), whole, on each connection and on each change.
+    Grants {
+        grants: Vec<GrantNote>,
+    },
+    /// Tell the owner, on their phone, about a technician's access.
+    AccessNotice {
+        event: AccessEvent,
+        technician: String,
+        org: String,
+    },
     /// Publish this ACME DNS-01 answer at `_acme-challenge.<name>` (empty:
     /// remove it) and, when given, this CAA record at `<name>`, where
     /// `<name>` is the remote name the cloud gave this recorder on this link:
@@ -233,6 +280,13 @@ pub enum Message {
     /// A request only: the recorder asks its owner locally before applying it.
     SharingRequest {
         sharing: Sharing,
+    },
+    /// The grants the cloud's mirror holds for this site, quoted once per
+    /// connection after the welcome. They grant nothing: the recorder
+    /// compares them with its own and audits every difference, so a cloud
+    /// whose records were changed shows itself.
+    GrantClaims {
+        grants: Vec<GrantNote>,
     },
     /// A technician of a linked installer asks for access. A request only:
     /// the recorder shows it to its admin, who grants (or not) on the
@@ -281,6 +335,7 @@ impl Message {
                 | Message::Acknowledge { .. }
                 | Message::SharingRequest { .. }
                 | Message::AccessRequest { .. }
+                | Message::GrantClaims { .. }
                 | Message::Ping { .. }
                 | Message::PairCode { .. }
                 | Message::PairClaimed { .. }
@@ -307,6 +362,9 @@ impl Message {
             Message::Acknowledge { .. } => "acknowledge",
             Message::SharingRequest { .. } => "sharing_request",
             Message::AccessRequest { .. } => "access_request",
+            Message::GrantClaims { .. } => "grant_claims",
+            Message::Grants { .. } => "grants",
+            Message::AccessNotice { .. } => "access_notice",
             Message::Ping { .. } => "ping",
             Message::Remote { .. } => "remote",
             Message::AcmeDns { .. } => "acme_dns",
@@ -320,13 +378,6 @@ impl Message {
 
     /// The limits a peer checks while decoding, checked before sending.
     pub fn validate(&self) -> Result<(), String> {
-        let short = |what: &str, s: &str, max: usize| {
-            if s.len() > max {
-                Err(format!("{what} longer than {max} bytes"))
-            } else {
-                Ok(())
-            }
-        };
         match self {
             Message::Hello {
                 proto, software, ..
@@ -375,42 +426,30 @@ impl Message {
                 hours,
                 reason,
             } => {
-                short("technician", technician, 64)?;
-                short("org", org, 64)?;
+                technician_and_org(technician, org)?;
                 short("reason", reason, 500)?;
-                // A sign-in name on the recorder, and text for its pages
-                // and logs: no line breaks or other control characters.
-                if technician.is_empty()
-                    || !technician
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
-                {
-                    return Err("technician: letters, digits, '.', '_', '-' or '@'".into());
+                if reason.chars().any(char::is_control) {
+                    return Err("reason: no control characters".into());
                 }
-                if org.chars().chain(reason.chars()).any(char::is_control) {
-                    return Err("org and reason: no control characters".into());
-                }
-                if scopes.is_empty() || scopes.len() > 4 {
-                    return Err("scopes: 1 to 4".into());
-                }
-                for sc in scopes {
-                    if !["config", "diagnostics", "live", "playback"].contains(&sc.as_str()) {
-                        return Err(format!("unknown scope {sc:?}"));
-                    }
-                }
-                if let Some(c) = cameras {
-                    if c.len() > 64 {
-                        return Err("at most 64 cameras".into());
-                    }
-                    for name in c {
-                        short("camera", name, 64)?;
-                    }
-                }
+                scopes_and_cameras(scopes, cameras.as_deref())?;
                 if ![1, 2, 4, 8, 24].contains(hours) {
                     return Err("hours: 1, 2, 4, 8 or 24".into());
                 }
                 Ok(())
             }
+            Message::Grants { grants } | Message::GrantClaims { grants } => {
+                if grants.len() > MAX_GRANTS {
+                    return Err(format!("more than {MAX_GRANTS} grants"));
+                }
+                for g in grants {
+                    technician_and_org(&g.technician, &g.org)?;
+                    scopes_and_cameras(&g.scopes, g.cameras.as_deref())?;
+                }
+                Ok(())
+            }
+            Message::AccessNotice {
+                technician, org, ..
+            } => technician_and_org(technician, org),
             Message::PairConfirm { confirmation } => short("confirmation", confirmation, 16),
             Message::PairCode { code, .. } => short("code", code, 16),
             Message::PairClaimed { account, nonce } => {
@@ -467,6 +506,52 @@ impl Message {
             _ => Ok(()),
         }
     }
+}
+
+fn short(what: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.len() > max {
+        Err(format!("{what} longer than {max} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A technician's sign-in name on the recorder, and their company as text
+/// for its pages and logs: no line breaks or other control characters.
+fn technician_and_org(technician: &str, org: &str) -> Result<(), String> {
+    short("technician", technician, 64)?;
+    short("org", org, 64)?;
+    if technician.is_empty()
+        || !technician
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+    {
+        return Err("technician: letters, digits, '.', '_', '-' or '@'".into());
+    }
+    if org.chars().any(char::is_control) {
+        return Err("org: no control characters".into());
+    }
+    Ok(())
+}
+
+fn scopes_and_cameras(scopes: &[String], cameras: Option<&[String]>) -> Result<(), String> {
+    if scopes.is_empty() || scopes.len() > 4 {
+        return Err("scopes: 1 to 4".into());
+    }
+    for sc in scopes {
+        if !["config", "diagnostics", "live", "playback"].contains(&sc.as_str()) {
+            return Err(format!("unknown scope {sc:?}"));
+        }
+    }
+    if let Some(c) = cameras {
+        if c.len() > 64 {
+            return Err("at most 64 cameras".into());
+        }
+        for name in c {
+            short("camera", name, 64)?;
+        }
+    }
+    Ok(())
 }
 
 /// A lowercase DNS name without a trailing dot (as names are compared).
@@ -963,6 +1048,54 @@ mod tests {
         assert!(Message::Ping { nonce: 1 }.from_cloud());
         assert!(!alarm().from_cloud());
         assert!(!Message::Unpair {}.from_cloud());
+    }
+
+    #[test]
+    fn grants_go_from_the_recorder_quotes_from_the_cloud_both_bounded() {
+        let note = |id| GrantNote {
+            id,
+            technician: "bob@acme".into(),
+            org: "ACME".into(),
+            scopes: vec!["config".into()],
+            cameras: None,
+            expires_at: 1,
+        };
+        let report = Message::Grants {
+            grants: vec![note(1)],
+        };
+        let quote = Message::GrantClaims {
+            grants: vec![note(1)],
+        };
+        assert!(!report.from_cloud() && quote.from_cloud());
+        assert!(report.validate().is_ok() && quote.validate().is_ok());
+        let many = Message::GrantClaims {
+            grants: (0..=MAX_GRANTS as u64).map(note).collect(),
+        };
+        assert!(many.validate().is_err());
+        for bad in [
+            GrantNote {
+                scopes: vec!["root".into()],
+                ..note(1)
+            },
+            GrantNote {
+                technician: "bob\nforged".into(),
+                ..note(1)
+            },
+            GrantNote {
+                org: "a\u{7}".into(),
+                ..note(1)
+            },
+        ] {
+            assert!(Message::Grants { grants: vec![bad] }.validate().is_err());
+        }
+        let notice = Message::AccessNotice {
+            event: AccessEvent::RequestWaiting,
+            technician: "bob@acme".into(),
+            org: "ACME".into(),
+        };
+        assert!(!notice.from_cloud() && notice.validate().is_ok());
+        let json = serde_json::to_string(&notice).unwrap();
+        assert!(json.contains(r#""event":"request_waiting""#), "{json}");
     }
 
     #[test]

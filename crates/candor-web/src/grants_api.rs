@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use candor_link::{AccessEvent, GrantNote};
 
 fn parse<T: serde::de::DeserializeOwned>(b: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(b).map_err(|e| ApiError::bad_request("bad_body", format!("{what}: {e}")))
@@ -83,6 +84,8 @@ pub async fn revoke(
         format!("grant {} of {}: access ended", g.id, g.technician),
     )
     .await;
+    report_grants(&st).await;
+    notice(&st, AccessEvent::Ended, &g.technician, &g.org);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -113,6 +116,7 @@ pub async fn approve(
         ),
     )
     .await;
+    report_grants(&st).await;
     Ok(made(grant, code))
 }
 
@@ -233,6 +237,7 @@ pub(crate) async fn watch_ends(st: AppState) {
         let a = st.accounts.clone();
         let ended = tokio::task::spawn_blocking(move || a.grants_ended_unnoted()).await;
         if let Ok(Ok(ended)) = ended {
+            let any = !ended.is_empty();
             for g in ended {
                 st.audit(
                     Some(&g.technician),
@@ -240,6 +245,10 @@ pub(crate) async fn watch_ends(st: AppState) {
                     format!("grant {} expired", g.id),
                 )
                 .await;
+                notice(&st, AccessEvent::Ended, &g.technician, &g.org);
+            }
+            if any {
+                report_grants(&st).await;
             }
         }
     }
@@ -276,6 +285,9 @@ pub(crate) async fn store_cloud_requests(
         };
         let a = st.accounts.clone();
         let stored = tokio::task::spawn_blocking(move || a.add_request(&req, "cloud")).await;
+        if matches!(stored, Ok(Ok(_))) {
+            notice(&st, AccessEvent::RequestWaiting, &r.technician, &r.org);
+        }
         let (action, detail) = match stored {
             Ok(Ok(id)) => (
                 "access_requested",
@@ -291,5 +303,152 @@ pub(crate) async fn store_cloud_requests(
             Err(e) => ("access_request_refused", e.to_string()),
         };
         st.audit(None, action, detail).await;
+    }
+}
+
+fn cloud(st: &AppState) -> Option<&candor_recorder::cloud::CloudHandle> {
+    st.footage.as_ref().and_then(|f| f.cloud.as_ref())
+}
+
+/// Tells the owner's phone, through the cloud when it is linked, that a
+/// technician asked, came in or left. The Access page and the audit log
+/// say it too; this one only reaches an owner who is away.
+pub(crate) fn notice(st: &AppState, event: AccessEvent, technician: &str, org: &str) {
+    if let Some(c) = cloud(st) {
+        c.notice(event, technician, org);
+    }
+}
+
+fn note(g: &crate::accounts::grants::Grant) -> GrantNote {
+    GrantNote {
+        id: g.id as u64,
+        technician: g.technician.clone(),
+        org: g.org.clone(),
+        scopes: g.scopes.names(),
+        cameras: g.cameras.clone(),
+        expires_at: g.expires_at,
+    }
+}
+
+/// Hands the link the grants the cloud may know of (in force, answering
+/// its requests); the link sends them now and on each connection, and the
+/// cloud's mirror follows.
+pub(crate) async fn report_grants(st: &AppState) {
+    let Some(c) = cloud(st) else { return };
+    let a = st.accounts.clone();
+    match tokio::task::spawn_blocking(move || a.cloud_grants()).await {
+        Ok(Ok(g)) => c.set_grants(g.iter().map(note).collect()),
+        Ok(Err(e)) => tracing::warn!("grants for the cloud: {e}"),
+        Err(e) => tracing::warn!("grants for the cloud: {e}"),
+    }
+}
+
+fn describe(g: &GrantNote) -> String {
+    let until = crate::rfc3339(g.expires_at);
+    let cams = g
+        .cameras
+        .as_ref()
+        .map_or("all cameras".to_owned(), |c| c.join(", "));
+    format!(
+        "{} ({}): {} ({cams}) until {until}",
+        g.technician,
+        g.org,
+        if g.scopes.is_empty() {
+            "nothing".to_owned()
+        } else {
+            g.scopes.join(", ")
+        }
+    )
+}
+
+/// Why a grant the cloud quotes is not one this recorder holds, or `None`
+/// when the quote is exact. `stored`: the grant with that id here and
+/// whether it answers a request the cloud relayed.
+pub(crate) fn judge_claim(
+    claim: &GrantNote,
+    stored: Option<(&crate::accounts::grants::Grant, bool)>,
+    now: i64,
+) -> Option<String> {
+    let Some((g, from_cloud)) = stored else {
+        return Some(format!(
+            "the cloud claims grant {}, to {}, which this recorder never made",
+            claim.id,
+            describe(claim)
+        ));
+    };
+    if !from_cloud {
+        return Some(format!(
+            "the cloud claims grant {}, to {}, but that grant was never reported to it",
+            claim.id,
+            describe(claim)
+        ));
+    }
+    let actual = note(g);
+    if !g.active(now) {
+        let end = g.revoked_at.unwrap_or(g.expires_at);
+        return Some(format!(
+            "the cloud claims grant {}, to {}, is in force; it ended at {}",
+            claim.id,
+            describe(claim),
+            crate::rfc3339(end)
+        ));
+    }
+    // Scopes compare as sets, whatever their order in the message.
+    let same = claim.technician == actual.technician
+        && claim.org == actual.org
+        && crate::accounts::grants::Scopes::from_names(&claim.scopes).names() == actual.scopes
+        && claim.cameras == actual.cameras
+        && claim.expires_at == actual.expires_at;
+    (!same).then(|| {
+        format!(
+            "the cloud claims grant {} is to {}; this recorder made it to {}",
+            claim.id,
+            describe(claim),
+            describe(&actual)
+        )
+    })
+}
+
+/// Checks the cloud's quotes of this site's grants against the store: a
+/// quote that differs (a grant invented, widened, extended, or one that
+/// ended, replayed) grants nothing, as nothing the cloud says does, and is
+/// audited as `cloud_grant_refused` so the owner sees a cloud whose
+/// records were changed. Then the recorder's own list goes out again.
+pub(crate) async fn check_cloud_claims(
+    st: AppState,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<GrantNote>>,
+) {
+    while let Some(claims) = rx.recv().await {
+        let a = st.accounts.clone();
+        let judged = tokio::task::spawn_blocking(move || {
+            let now = candor_media::time::unix_secs();
+            let mut out = Vec::new();
+            for c in &claims {
+                let id = i64::try_from(c.id).unwrap_or(-1);
+                let g = a.grant(id)?;
+                let from_cloud = a.grant_from_cloud(id)?;
+                if let Some(why) = judge_claim(c, g.as_ref().map(|g| (g, from_cloud)), now) {
+                    out.push(why);
+                }
+            }
+            Ok::<_, crate::accounts::AccountError>(out)
+        })
+        .await;
+        match judged {
+            Ok(Ok(refused)) => {
+                for why in refused {
+                    tracing::warn!("{why}: refused");
+                    st.audit(
+                        None,
+                        "cloud_grant_refused",
+                        format!("{why}. It grants nothing; this recorder's own list was sent back"),
+                    )
+                    .await;
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("checking the cloud's grants: {e}"),
+            Err(e) => tracing::warn!("checking the cloud's grants: {e}"),
+        }
+        report_grants(&st).await;
     }
 }

@@ -716,6 +716,16 @@ pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Rou
         {
             tokio::spawn(grants_api::store_cloud_requests(state.clone(), rx));
         }
+        if let Some(rx) = state
+            .footage
+            .as_ref()
+            .and_then(|f| f.cloud.as_ref())
+            .and_then(|c| c.take_grant_claims())
+        {
+            tokio::spawn(grants_api::check_cloud_claims(state.clone(), rx));
+        }
+        let st = state.clone();
+        tokio::spawn(async move { grants_api::report_grants(&st).await });
     }
     let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
     for route in routes() {

@@ -253,6 +253,13 @@ pub async fn login(
                     format!("grant {}: {} from {ip}{how}", g.id, g.scopes),
                 )
                 .await;
+                let org = st.accounts.grant(g.id)?.map(|g| g.org).unwrap_or_default();
+                crate::grants_api::notice(
+                    &st,
+                    candor_link::AccessEvent::Started,
+                    &req.username,
+                    &org,
+                );
             }
             let body = candor_wire::SignedIn {
                 username: session.username,

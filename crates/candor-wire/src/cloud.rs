@@ -129,6 +129,11 @@ pub struct PushPayload {
     /// access (`https://<label>.<zone>/#alarm=<id>`), when it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// `access` for a technician's request, arrival or departure (then
+    /// `alarm` is 0 and `url` opens the recorder's Access page); absent
+    /// for an alarm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl PushPayload {
@@ -146,6 +151,7 @@ impl PushPayload {
             at: alarm.at.clone(),
             late: alarm.late,
             url: None,
+            kind: None,
         }
     }
 }

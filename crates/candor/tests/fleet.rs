@@ -237,3 +237,259 @@ fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     let (code, _) = fleet(&tech_a, &org_a);
     assert_eq!(code, 404, "an ex-member sees nothing");
 }
+
+/// One statement on the cloud's PostgreSQL database, as an intruder in it
+/// would run it; rows as `a|b|c` lines.
+fn psql(db: &str, sql: &str) -> String {
+    let o = std::process::Command::new("psql")
+        .args([db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        o.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn my_access(who: &Owner, org: &str) -> serde_json::Value {
+    let (_, f) = fleet(who, org);
+    f["sites"][0]["my_access"].clone()
+}
+
+/// Issue 15's acceptance 2. The cloud mirrors the grants a recorder
+/// reports, for its fleet view; someone who changes that mirror (adds a
+/// grant, extends one, puts back one that ended) gets nothing from the
+/// recorder, which checks the cloud's quote on each connection and says in
+/// its audit log what it refused. Also: the owner's phone hears of the
+/// request and of the end of access.
+#[test]
+fn a_cloud_that_invents_extends_or_replays_a_grant_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushEndpoint::start(dir.path());
+    let db = pg_database("grants");
+    let cloud = CloudProc::start(
+        dir.path(),
+        Some(&db),
+        &format!(
+            "push_ca = \"{}\"\npush_allow_hosts = [\"127.0.0.1\"]",
+            push.cert.display()
+        ),
+    );
+    let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
+    let (code, v) = owner.api("POST", "push", Some(&push.subscription.to_string()));
+    assert_eq!(code, 201, "{v}");
+    let shop = site(&dir.path().join("Shop"), &cloud, "Shop", "");
+    let (shop_id, _) = pair(&shop, &owner);
+    let boss = Owner::register(&cloud, dir.path(), "boss@acme.example");
+    let tech = Owner::register(&cloud, dir.path(), "tech@acme.example");
+    let old = Owner::register(&cloud, dir.path(), "old@acme.example");
+    let (_, o) = boss.api("POST", "orgs", Some(r#"{"name":"ACME Security"}"#));
+    let org = o["id"].as_str().unwrap().to_owned();
+    for who in ["tech@acme.example", "old@acme.example"] {
+        let body = serde_json::json!({ "email": who, "role": "technician" }).to_string();
+        let (code, v) = boss.api("POST", &format!("orgs/{org}/members"), Some(&body));
+        assert_eq!(code, 204, "{v}");
+    }
+    let (_, c) = boss.api("POST", &format!("orgs/{org}/codes"), None);
+    let body = serde_json::json!({ "code": c["code"], "level": "health" }).to_string();
+    let (code, v) = owner.api("POST", &format!("sites/{shop_id}/link"), Some(&body));
+    assert_eq!(code, 204, "{v}");
+
+    // Each technician asks; the owner's phone hears of it; the owner grants
+    // on the recorder.
+    let mut grant_of = std::collections::HashMap::new();
+    for (who, name) in [(&old, "old@acme.example"), (&tech, "tech@acme.example")] {
+        let (code, v) = who.api(
+            "POST",
+            &format!("orgs/{org}/sites/{shop_id}/access-requests"),
+            Some(r#"{"scopes":["config"],"hours":1,"reason":"motion settings"}"#),
+        );
+        assert_eq!(code, 202, "{v}");
+        let mut req = serde_json::Value::Null;
+        wait_for(
+            "the request at the recorder",
+            Duration::from_secs(15),
+            || {
+                let (_, _, g) = shop.web.api("GET", "grants", None);
+                req = g["requests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["technician"] == name && r["state"] == "waiting")
+                    .cloned()
+                    .unwrap_or_default();
+                !req.is_null()
+            },
+        );
+        wait_for("the owner's push", Duration::from_secs(15), || {
+            push.payloads().iter().any(|p| {
+                p["kind"] == "access"
+                    && p["title"] == "Access request for Shop"
+                    && p["body"].as_str().unwrap_or("").contains(name)
+            })
+        });
+        let approve = serde_json::json!({
+            "technician": name, "org": "ACME Security",
+            "scopes": {"config": true}, "cameras": null, "hours": 1, "reason": "motion settings",
+        });
+        let (code, _, made) = shop.web.api(
+            "POST",
+            &format!("access-requests/{}/approve", req["id"]),
+            Some(&approve.to_string()),
+        );
+        assert_eq!(code, 201, "{made}");
+        grant_of.insert(name, made["grant"].clone());
+    }
+    // The recorder reports its grants; each technician sees their own in
+    // the fleet view.
+    for who in [&tech, &old] {
+        wait_for(
+            "the grant in the fleet view",
+            Duration::from_secs(15),
+            || my_access(who, &org)["scopes"] == serde_json::json!(["config"]),
+        );
+    }
+    let tech_grant = &grant_of["tech@acme.example"];
+    let old_grant = &grant_of["old@acme.example"];
+    // The old technician's grant is revoked: the mirror follows, and the
+    // owner's phone hears that access ended.
+    let old_row = psql(
+        &db,
+        &format!(
+            "SELECT site, id, technician, org, scopes, expires FROM site_grant WHERE id = {}",
+            old_grant["id"]
+        ),
+    );
+    assert!(old_row.contains("old@acme.example"), "{old_row}");
+    let (code, _, _) = shop
+        .web
+        .api("POST", &format!("grants/{}/revoke", old_grant["id"]), None);
+    assert_eq!(code, 204);
+    wait_for(
+        "the mirror without the revoked grant",
+        Duration::from_secs(15),
+        || my_access(&old, &org).is_null(),
+    );
+    wait_for(
+        "the push that access ended",
+        Duration::from_secs(15),
+        || {
+            push.payloads().iter().any(|p| {
+                p["title"] == "Access ended at Shop"
+                    && p["body"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("old@acme.example")
+            })
+        },
+    );
+
+    // An intruder in the cloud's database: extends and widens the grant in
+    // force, invents one for someone the owner never heard of, and puts the
+    // revoked one back (an old approval, replayed).
+    let month = unix_secs() + 30 * 86400;
+    psql(
+        &db,
+        &format!(
+            "UPDATE site_grant SET expires = {month}, scopes = 'config,live,playback' WHERE id = {}",
+            tech_grant["id"]
+        ),
+    );
+    psql(
+        &db,
+        &format!(
+            "INSERT INTO site_grant (site, id, technician, org, scopes, expires) \
+             VALUES ('{shop_id}', 9999, 'mallory@acme.example', 'ACME Security', 'live,playback', {month})"
+        ),
+    );
+    let f: Vec<&str> = old_row.split('|').collect();
+    psql(
+        &db,
+        &format!(
+            "INSERT INTO site_grant (site, id, technician, org, scopes, expires) \
+             VALUES ('{}', {}, '{}', '{}', '{}', {})",
+            f[0], f[1], f[2], f[3], f[4], f[5]
+        ),
+    );
+    // The cloud quotes its mirror on the next connection.
+    let shop = shop.restart();
+    let mut refused = Vec::new();
+    wait_for("the recorder's refusals", Duration::from_secs(30), || {
+        let (_, _, a) = shop
+            .web
+            .api("GET", "audit?action=cloud_grant_refused", None);
+        refused = a["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["detail"].as_str().unwrap().to_owned())
+            .collect();
+        refused.len() >= 3
+    });
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    eprintln!("refused: {refused:#?}");
+    let has = |grant: &serde_json::Value, words: &str| {
+        refused
+            .iter()
+            .any(|d| d.contains(&format!("grant {}", grant)) && d.contains(words))
+    };
+    assert!(has(&serde_json::json!(9999), "never made"), "{refused:#?}");
+    assert!(
+        has(&tech_grant["id"], "this recorder made it to"),
+        "{refused:#?}"
+    );
+    assert!(has(&old_grant["id"], "it ended at"), "{refused:#?}");
+    // Nothing changed on the recorder: one grant in force, as the owner
+    // made it; no account for the invented technician.
+    let (_, _, g) = shop.web.api("GET", "grants", None);
+    let now = g["now"].as_i64().unwrap();
+    let active: Vec<&serde_json::Value> = g["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["revoked_at"].is_null() && g["expires_at"].as_i64().unwrap() > now)
+        .collect();
+    assert_eq!(active.len(), 1, "{g}");
+    assert_eq!(active[0]["id"], tech_grant["id"]);
+    assert_eq!(active[0]["expires_at"], tech_grant["expires_at"]);
+    assert_eq!(
+        active[0]["scopes"],
+        serde_json::json!({"config": true, "diagnostics": false, "live": false, "playback": false})
+    );
+    assert!(
+        !g.to_string().contains("mallory"),
+        "the invented technician is unknown to the recorder: {g}"
+    );
+    let (code, _, _) = curl(
+        &shop.web.cert,
+        &shop.dir.join("jar-mallory"),
+        "POST",
+        &format!("{}api/v1/login", shop.web.base),
+        Some(r#"{"username":"mallory@acme.example","password":"any password at all"}"#),
+        &[],
+    );
+    assert_eq!(code, 401);
+    // The recorder's own list went back: the mirror is true again.
+    wait_for("the mirror corrected", Duration::from_secs(15), || {
+        let m = my_access(&tech, &org);
+        m["scopes"] == serde_json::json!(["config"]) && my_access(&old, &org).is_null()
+    });
+    let rows = psql(
+        &db,
+        "SELECT technician, expires FROM site_grant ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        format!("tech@acme.example|{}", tech_grant["expires_at"]),
+        "{rows}"
+    );
+}
+
+fn unix_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

@@ -504,6 +504,15 @@ pub struct FleetSite {
     last_alarm: Option<String>,
     /// Why it needs attention, in words; empty when it doesn't.
     attention: Vec<String>,
+    /// The caller's own grant there, as the recorder reported it (a
+    /// mirror, for the technician's convenience: the recorder decides).
+    my_access: Option<MyAccess>,
+}
+
+#[derive(serde::Serialize)]
+pub struct MyAccess {
+    scopes: Vec<String>,
+    until: String,
 }
 
 /// Disk use from which a site needs attention.
@@ -524,9 +533,11 @@ pub(super) async fn fleet(
         .db
         .query(
             "SELECT s.id, s.name, l.level, s.sharing, s.online, s.since, s.status, s.software, \
-             (SELECT MAX(a.received) FROM alarm a WHERE a.site = s.id) \
+             (SELECT MAX(a.received) FROM alarm a WHERE a.site = s.id), \
+             (SELECT MAX(g.expires) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3), \
+             (SELECT MAX(g.scopes) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3) \
              FROM site_link l JOIN site s ON s.id = l.site WHERE l.org = $1",
-            vec![org.into()],
+            vec![org.into(), me.email.as_str().into(), crate::now().into()],
         )
         .await?;
     let needle = q.q.as_deref().unwrap_or("").to_lowercase();
@@ -590,6 +601,13 @@ pub(super) async fn fleet(
                 None
             },
             attention,
+            my_access: match (r.opt_int(9)?, r.opt_text(10)?) {
+                (Some(until), Some(scopes)) => Some(MyAccess {
+                    scopes: scopes.split(',').map(str::to_owned).collect(),
+                    until: crate::ts(until),
+                }),
+                _ => None,
+            },
         });
     }
     if q.attention == Some(true) {

@@ -147,6 +147,7 @@ async fn serve_role(
             send(tunnel, Message::Welcome { site: id.clone() })?;
             set_online(cloud, &id, &account, true).await;
             resend_acks(cloud, &id, &tx).await;
+            quote_grants(cloud, &id, &tx).await;
             remote_up(cloud, &id, conn, tunnel).await?;
             Some((id, account))
         }
@@ -532,6 +533,90 @@ async fn resend_acks(cloud: &Cloud, site: &str, tx: &mpsc::Sender<Message>) {
     }
 }
 
+/// Quotes this site's grants as the mirror holds them, so the recorder can
+/// check them: a mirror that was changed (by an intruder in this database,
+/// or by this code gone wrong) shows up in the owner's audit log. Sent
+/// only when there is something to quote: recorders from before grants
+/// were reported know no such message.
+async fn quote_grants(cloud: &Cloud, site: &str, tx: &mpsc::Sender<Message>) {
+    let Ok(grants) = mirrored_grants(cloud, site).await else {
+        return;
+    };
+    if !grants.is_empty() {
+        let _ = tx.send(Message::GrantClaims { grants }).await;
+    }
+}
+
+async fn mirrored_grants(
+    cloud: &Cloud,
+    site: &str,
+) -> Result<Vec<candor_link::GrantNote>, crate::db::DbError> {
+    let rows = cloud
+        .db
+        .query(
+            "SELECT id, technician, org, scopes, cameras, expires FROM site_grant \
+             WHERE site = $1 AND expires > $2 ORDER BY id LIMIT $3",
+            vec![
+                site.into(),
+                now().into(),
+                (candor_link::MAX_GRANTS as i64).into(),
+            ],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(candor_link::GrantNote {
+            id: r.int(0)? as u64,
+            technician: r.text(1)?,
+            org: r.text(2)?,
+            scopes: r
+                .text(3)?
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            cameras: r.opt_text(4)?.and_then(|c| serde_json::from_str(&c).ok()),
+            expires_at: r.int(5)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Replaces the site's mirrored grants with what its recorder reported.
+async fn mirror_grants(
+    cloud: &Cloud,
+    site: &str,
+    grants: &[candor_link::GrantNote],
+) -> Result<(), crate::db::DbError> {
+    cloud
+        .db
+        .exec("DELETE FROM site_grant WHERE site = $1", vec![site.into()])
+        .await?;
+    for g in grants {
+        let cameras = g
+            .cameras
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok());
+        cloud
+            .db
+            .exec(
+                "INSERT INTO site_grant (site, id, technician, org, scopes, cameras, expires) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (site, id) DO NOTHING",
+                vec![
+                    site.into(),
+                    i64::try_from(g.id).unwrap_or(i64::MAX).into(),
+                    g.technician.as_str().into(),
+                    g.org.as_str().into(),
+                    g.scopes.join(",").into(),
+                    cameras.into(),
+                    g.expires_at.into(),
+                ],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 async fn on_site_message(
     cloud: &Cloud,
     site: &str,
@@ -735,7 +820,89 @@ async fn on_site_message(
         Message::AcmeDns { txt, caa } => Ok(Some(Message::AcmeDnsDone {
             error: acme_dns(cloud, site, &txt, caa.as_ref()).await.err(),
         })),
+        Message::Grants { grants } => {
+            mirror_grants(cloud, site, &grants).await.map_err(db)?;
+            Ok(None)
+        }
+        Message::AccessNotice {
+            event,
+            technician,
+            org,
+        } => {
+            access_notice(cloud, site, account, event, &technician, &org).await;
+            Ok(None)
+        }
         other => Err(format!("unexpected {}", other.name())),
+    }
+}
+
+/// Pushes a technician's request, arrival or departure to the site's
+/// owner: their phone says it even when they are away from the recorder's
+/// Access page. Counted with the site's alarm pushes.
+async fn access_notice(
+    cloud: &Cloud,
+    site: &str,
+    account: &str,
+    event: candor_link::AccessEvent,
+    technician: &str,
+    org: &str,
+) {
+    use candor_link::AccessEvent;
+    let row = cloud
+        .db
+        .query_one(
+            "SELECT name, label, remote FROM site WHERE id = $1",
+            vec![site.into()],
+        )
+        .await
+        .ok()
+        .flatten();
+    let name = row
+        .as_ref()
+        .and_then(|r| r.text(0).ok())
+        .unwrap_or_default();
+    // A tap opens the recorder's Access page, through remote access.
+    let open = row.as_ref().and_then(|r| {
+        crate::remote_url(
+            &cloud.config,
+            r.opt_text(1).ok().flatten(),
+            r.int(2).ok() == Some(1),
+        )
+        .map(|u| format!("{u}#access"))
+    });
+    let who = if org.is_empty() {
+        technician.to_owned()
+    } else {
+        format!("{technician} ({org})")
+    };
+    let (title, body) = match event {
+        AccessEvent::RequestWaiting => (
+            format!("Access request for {name}"),
+            format!("{who} asks for access. You decide on the recorder's Access page."),
+        ),
+        AccessEvent::Started => (
+            format!("Technician at {name}"),
+            format!("{who} signed in under the access you granted."),
+        ),
+        AccessEvent::Ended => (
+            format!("Access ended at {name}"),
+            format!("The access of {who} has ended."),
+        ),
+    };
+    if cloud.push.may_push(site) {
+        cloud.push.notice(
+            account,
+            candor_wire::cloud::PushPayload {
+                title,
+                body,
+                site: site.to_owned(),
+                alarm: 0,
+                at: crate::ts(now()),
+                late: false,
+                url: open,
+                kind: Some("access".into()),
+            },
+        );
     }
 }
 

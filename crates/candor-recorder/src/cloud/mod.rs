@@ -125,6 +125,13 @@ pub enum Cmd {
     },
     /// Remote access on or off (already written to candor.toml).
     Remote(bool),
+    /// Tell the owner's phone about a technician's access (dropped when
+    /// the link is down: the Access page and the audit log keep it).
+    Notice {
+        event: candor_link::AccessEvent,
+        technician: String,
+        org: String,
+    },
     /// Ask the cloud to publish an ACME DNS answer (see [`acme`]).
     AcmeDns {
         txt: Vec<String>,
@@ -140,6 +147,8 @@ pub struct CloudHandle {
     cmd: mpsc::Sender<Cmd>,
     remote: Arc<Mutex<Option<mpsc::Receiver<RemoteConn>>>>,
     access: Arc<Mutex<Option<mpsc::Receiver<AccessRequest>>>>,
+    grants: Arc<watch::Sender<Option<Vec<candor_link::GrantNote>>>>,
+    claims: Arc<Mutex<Option<mpsc::Receiver<Vec<candor_link::GrantNote>>>>>,
 }
 
 /// A technician's request for access, as the cloud relayed it (validated
@@ -182,6 +191,26 @@ impl CloudHandle {
         self.remote.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
+    /// The grants to report to the cloud (the web app sets them at start
+    /// and on each change; the link sends them on each connection).
+    pub fn set_grants(&self, grants: Vec<candor_link::GrantNote>) {
+        self.grants.send_replace(Some(grants));
+    }
+
+    /// Tells the owner about a technician's access, if the link is up.
+    pub fn notice(&self, event: candor_link::AccessEvent, technician: &str, org: &str) {
+        let _ = self.cmd.try_send(Cmd::Notice {
+            event,
+            technician: technician.to_owned(),
+            org: org.to_owned(),
+        });
+    }
+
+    /// The cloud's quotes of this site's grants (once: the web app takes them).
+    pub fn take_grant_claims(&self) -> Option<mpsc::Receiver<Vec<candor_link::GrantNote>>> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     /// Technicians' requests the cloud relays (once: the web app takes them).
     pub fn take_access_requests(&self) -> Option<mpsc::Receiver<AccessRequest>> {
         self.access.lock().unwrap_or_else(|e| e.into_inner()).take()
@@ -220,6 +249,8 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
     let (cmd, cmd_rx) = mpsc::channel(8);
     let (remote_tx, remote_rx) = mpsc::channel(REMOTE_QUEUE);
     let (access_tx, access_rx) = mpsc::channel(ACCESS_QUEUE);
+    let (grants_tx, grants_rx) = watch::channel(None);
+    let (claims_tx, claims_rx) = mpsc::channel(1);
     let (issued_tx, issued) = watch::channel(None);
     tokio::spawn(
         acme::Acme {
@@ -252,6 +283,8 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             wake,
             remote_tx,
             access_tx,
+            grants: grants_rx,
+            claims_tx,
             remote_opens: Default::default(),
         }
         .run(),
@@ -263,6 +296,8 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             cmd,
             remote: Arc::new(Mutex::new(Some(remote_rx))),
             access: Arc::new(Mutex::new(Some(access_rx))),
+            grants: Arc::new(grants_tx),
+            claims: Arc::new(Mutex::new(Some(claims_rx))),
         },
         task,
     )
@@ -336,6 +371,8 @@ struct Link {
     wake: Arc<Notify>,
     remote_tx: mpsc::Sender<RemoteConn>,
     access_tx: mpsc::Sender<AccessRequest>,
+    grants: watch::Receiver<Option<Vec<candor_link::GrantNote>>>,
+    claims_tx: mpsc::Sender<Vec<candor_link::GrantNote>>,
     remote_opens: std::collections::VecDeque<Instant>,
 }
 
@@ -724,6 +761,22 @@ impl Link {
     }
 
     /// Records, then sends. Nothing leaves that the ledger doesn't show.
+    /// The grants the web app last set, if it has (not before: an empty
+    /// list would clear the cloud's mirror of grants that exist).
+    async fn send_grants(&mut self, io: &mut LinkIo, dest: &str) -> Result<(), String> {
+        let grants = self.grants.borrow_and_update().clone();
+        let Some(grants) = grants else { return Ok(()) };
+        let m = Message::Grants { grants };
+        // Made from the recorder's own rows, which its forms check as the
+        // link does; should one still not fit, it is left out, not a reason
+        // to end the link at every connection.
+        if let Err(e) = m.validate() {
+            warn!("grants not reported to the cloud: {e}");
+            return Ok(());
+        }
+        self.send(io, dest, &m).await
+    }
+
     async fn send(&self, io: &mut LinkIo, dest: &str, m: &Message) -> Result<(), String> {
         let bytes = candor_link::encode(&Frame::Control(m.clone())).map_err(|e| e.to_string())?;
         let json = String::from_utf8_lossy(&bytes[10..]).into_owned();
@@ -876,6 +929,14 @@ impl Link {
                 }
                 _ = tunnel.ended() => return Ended::Retry("sending to the cloud failed".into()),
                 _ = self.wake.notified() => { drain = true; continue }
+                Ok(()) = self.grants.changed() => {
+                    if core.welcomed()
+                        && let Err(e) = self.send_grants(io, dest).await
+                    {
+                        return Ended::Retry(e);
+                    }
+                    continue;
+                }
                 _ = status_tick.tick() => {
                     let now = Instant::now();
                     if core.silent(now) {
@@ -914,6 +975,16 @@ impl Link {
                             // ends every remote connection at once.
                             return Ended::Again;
                         }
+                        Some(Cmd::Notice { event, technician, org }) => {
+                            let m = Message::AccessNotice { event, technician, org };
+                            if core.welcomed()
+                                && m.validate().is_ok()
+                                && let Err(e) = self.send(io, dest, &m).await
+                            {
+                                return Ended::Retry(e);
+                            }
+                            continue;
+                        }
                         Some(Cmd::AcmeDns { txt, caa, reply }) => {
                             match core.acme_ask(Instant::now()) {
                                 Ok(()) => {
@@ -939,6 +1010,9 @@ impl Link {
                 Action::None => {}
                 Action::Up => {
                     drain = true;
+                    if let Err(e) = self.send_grants(io, dest).await {
+                        return Ended::Retry(e);
+                    }
                     self.state.send_modify(|s| {
                         s.connected = true;
                         s.last_error = None;
@@ -988,6 +1062,13 @@ impl Link {
                     );
                     if self.access_tx.try_send(r).is_err() {
                         warn!("access request dropped: too many waiting to be stored");
+                    }
+                }
+                Action::GrantClaims(grants) => {
+                    if self.claims_tx.try_send(grants).is_err() {
+                        warn!(
+                            "the cloud's grant claims were not checked: the last are still waiting"
+                        );
                     }
                 }
                 Action::Pong(nonce) => {

@@ -49,7 +49,7 @@ impl Link {
                         }
                         Some(Cmd::Settings { sharing, private_alarms }) => { self.settings(sharing, private_alarms); continue; }
                         Some(Cmd::Remote(on)) => { self.set_remote(on); continue; }
-                        Some(c @ Cmd::AcmeDns { .. }) => { super::not_linked(c); continue; }
+                        Some(c @ (Cmd::AcmeDns { .. } | Cmd::Notice { .. })) => { super::not_linked(c); continue; }
                         // Already pairing: this attempt answers that request too.
                         Some(Cmd::StartPairing) => {
                             self.state.send_modify(|s| s.pairing_attempts += 1);

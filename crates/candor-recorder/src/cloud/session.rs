@@ -48,6 +48,9 @@ pub enum Action {
     /// A technician's request for access: stored as a request for the
     /// admin's Access page; it grants nothing.
     AccessRequest(super::AccessRequest),
+    /// The cloud's quote of this site's grants: compared with the store
+    /// and every difference audited; it grants nothing.
+    GrantClaims(Vec<candor_link::GrantNote>),
     /// Answer the ping (ledgered as this hour's heartbeat row).
     Pong(u64),
     /// Too many cloud-caused requests this minute: say so once in a while.
@@ -139,6 +142,8 @@ pub struct Linked {
     /// An ACME DNS request went out at this time and awaits its answer (one
     /// at a time; given up after [`ACME_ANSWER`]).
     acme_pending: Option<Instant>,
+    /// The cloud quoted its grants on this connection (once is all it may).
+    claims_heard: bool,
 }
 
 impl Linked {
@@ -167,6 +172,7 @@ impl Linked {
             remote_asked: false,
             remote_host: None,
             acme_pending: None,
+            claims_heard: false,
         }
     }
 
@@ -257,6 +263,12 @@ impl Linked {
             {
                 self.remote_host = Some(host.clone());
                 Action::Remote { host, port, acme }
+            }
+            // Once per connection, after the welcome: more would be audit
+            // entries a cloud could write at will.
+            Message::GrantClaims { grants } if self.welcomed && !self.claims_heard => {
+                self.claims_heard = true;
+                Action::GrantClaims(grants)
             }
             Message::AcmeDnsDone { error } if self.acme_pending.is_some() => {
                 self.acme_pending = None;
@@ -475,6 +487,18 @@ mod tests {
             Action::Up
         );
         assert!(l.welcomed());
+    }
+
+    #[test]
+    fn the_clouds_grant_quote_is_taken_once_per_connection_after_the_welcome() {
+        let t = Instant::now();
+        let mut l = linked(Sharing::Health, t);
+        let quote = || Message::GrantClaims { grants: vec![] };
+        assert!(matches!(l.on_message(quote(), t), Action::End(_)));
+        let mut l = linked(Sharing::Health, t);
+        l.on_message(Message::Welcome { site: "s1".into() }, t);
+        assert_eq!(l.on_message(quote(), t), Action::GrantClaims(vec![]));
+        assert!(matches!(l.on_message(quote(), t), Action::End(_)));
     }
 
     #[test]

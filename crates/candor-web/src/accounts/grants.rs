@@ -68,6 +68,20 @@ impl Scopes {
             && (!self.playback || of.playback)
     }
 
+    /// The scope names, as the link carries them.
+    pub fn names(&self) -> Vec<String> {
+        self.store()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// From the link's names (unknown ones are dropped).
+    pub fn from_names(names: &[String]) -> Scopes {
+        Scopes::load(&names.join(","))
+    }
+
     fn store(&self) -> String {
         [
             (self.config, "config"),
@@ -378,6 +392,30 @@ impl Accounts {
                 grant_row,
             )
             .optional()?)
+    }
+
+    /// Grants in force that answer a request the cloud relayed: what the
+    /// cloud may know of (grants made for a request typed here, or without
+    /// one, are not its business).
+    pub fn cloud_grants(&self) -> Result<Vec<Grant>, AccountError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(&format!(
+            "SELECT {GRANT_COLUMNS} FROM access_grant g JOIN user u ON u.id = g.user_id \
+             JOIN access_request r ON r.id = g.request_id \
+             WHERE r.source = 'cloud' AND g.revoked_at IS NULL AND g.expires_at > ?1 ORDER BY g.id"
+        ))?;
+        let rows = q.query_map([now_secs()], grant_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether grant `id` answers a request the cloud relayed.
+    pub fn grant_from_cloud(&self, id: i64) -> Result<bool, AccountError> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) > 0 FROM access_grant g JOIN access_request r ON r.id = g.request_id \
+             WHERE g.id = ?1 AND r.source = 'cloud'",
+            [id],
+            |r| r.get(0),
+        )?)
     }
 
     /// Ends a grant now; its technician's sessions end with it (this
