@@ -29,6 +29,11 @@ const ASSETS: &[Asset] = &[
     asset!("app.css", "../ui/app.css", "text/css; charset=utf-8"),
     asset!("app.js", "../ui/app.js", "text/javascript; charset=utf-8"),
     asset!(
+        "installers.js",
+        "../ui/installers.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
         "dom.js",
         "../../candor-web/ui/dom.js",
         "text/javascript; charset=utf-8"

@@ -1,6 +1,8 @@
-// Candor Cloud: sites, pairing, alarms. Hash routes: #sites (default),
-// #pair, #site=<id>, #alarms, #account, #login.
+// Candor Cloud: sites, pairing, alarms, installers. Hash routes: #sites
+// (default), #pair, #site=<id>, #alarms, #account, #login, #orgs,
+// #fleet=<org id>.
 import { h } from './dom.js';
+import { orgsView, fleetView, leaveFleet, linkCard } from './installers.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -85,7 +87,8 @@ function alarmItem(a, withSite) {
 function renderNav() {
   nav.replaceChildren(...(me ? [
     h('a', { href: '#sites' }, 'Sites'), h('a', { href: '#alarms' }, 'Alarms'),
-    h('a', { href: '#pair' }, 'Add site'), h('a', { href: '#account' }, 'Account'),
+    h('a', { href: '#pair' }, 'Add site'), h('a', { href: '#orgs' }, 'Installers'),
+    h('a', { href: '#account' }, 'Account'),
   ] : []));
 }
 
@@ -157,6 +160,7 @@ async function siteView(id) {
         try { toast((await api('PUT', `/api/sites/${encodeURIComponent(id)}/sharing`, { sharing: sel.value })).message); } catch (e) { toast(e.message); }
       } }, 'Request'))),
     h('div', { class: 'card' }, h('h3', {}, 'Alarms'), h('ul', { class: 'alarms', id: 'alarms' }, list.map((a) => alarmItem(a, false)))),
+    await linkCard(ctx, site),
     h('button', { class: 'danger', onclick: async () => {
       if (!confirm(`Unpair ${site.name}? This is final: the recorder must be paired again with a new code.`)) return;
       try { await api('DELETE', `/api/sites/${encodeURIComponent(id)}`); sites.delete(id); location.hash = '#sites'; } catch (e) { toast(e.message); }
@@ -204,10 +208,15 @@ function accountView() {
   h('button', { class: 'secondary', onclick: async () => { await api('POST', '/api/logout'); location.reload(); } }, 'Sign out'));
 }
 
+const ctx = { api, toast, main };
+
 function route() {
   renderNav();
+  leaveFleet();
   if (!me) return loginView();
   const hash = location.hash.slice(1);
+  if (hash === 'orgs') return orgsView(ctx);
+  if (hash.startsWith('fleet=')) return fleetView(ctx, decodeURIComponent(hash.slice(6)));
   if (hash.startsWith('site=')) return siteView(decodeURIComponent(hash.slice(5)));
   if (hash === 'pair') return pairView();
   if (hash.startsWith('pair=')) return pairView(decodeURIComponent(hash.slice(5)));

@@ -74,6 +74,13 @@ pub fn set_motion(
     camera: &str,
     m: &MotionConfig,
 ) -> Result<Edited, ConfigError> {
+    if let Some(e) = unchanged(path, |c| {
+        c.cameras
+            .iter()
+            .any(|cam| cam.name.get_ref().0 == camera && cam.motion == *m)
+    })? {
+        return Ok(e);
+    }
     edit(path, by, format!("motion settings of {camera}"), |doc| {
         let cam = camera_table(doc, camera)?;
         let mut t = Table::new();
@@ -109,6 +116,13 @@ pub fn set_objects(
     camera: &str,
     o: &ObjectsConfig,
 ) -> Result<Edited, ConfigError> {
+    if let Some(e) = unchanged(path, |c| {
+        c.cameras
+            .iter()
+            .any(|cam| cam.name.get_ref().0 == camera && cam.objects == *o)
+    })? {
+        return Ok(e);
+    }
     edit(path, by, format!("object detection of {camera}"), |doc| {
         let cam = camera_table(doc, camera)?;
         let r = |v: f32| (f64::from(v) * 1000.0).round() / 1000.0;
@@ -372,6 +386,22 @@ pub struct Edited {
     pub previous: i64,
 }
 
+/// The config as it is, when `same` says a settings change would not change
+/// what it means (a page saves every section it shows, and writing the
+/// defaults out would make a version that changes nothing).
+fn unchanged(
+    path: &Path,
+    same: impl FnOnce(&Config) -> bool,
+) -> Result<Option<Edited>, ConfigError> {
+    let (_, text, version) = current(path)?;
+    let config = Config::parse(&text).map_err(|e| invalid(path, e.to_string()))?;
+    Ok(same(&config).then_some(Edited {
+        config,
+        version,
+        previous: version,
+    }))
+}
+
 /// Applies `f` to the document, validates the result, writes it and
 /// records it as a version by `by`.
 fn edit(
@@ -387,6 +417,16 @@ fn edit(
     let mut doc: DocumentMut = text.parse().map_err(|e| invalid(path, format!("{e}")))?;
     f(&mut doc).map_err(|e| invalid(path, e))?;
     let new = doc.to_string();
+    // A save that changes nothing (a settings page sends every section it
+    // shows) is not a version: the history lists changes, not saves.
+    if new == text {
+        let config = Config::parse(&new).map_err(|e| invalid(path, e.to_string()))?;
+        return Ok(Edited {
+            config,
+            version: previous,
+            previous,
+        });
+    }
     let config = replace(path, &new)?;
     let version = history.record(&new, by, &note)?;
     Ok(Edited {
@@ -1029,6 +1069,33 @@ mod history_tests {
         assert_eq!(h.list(1, None).unwrap()[0].note, "rolled back to version 1");
         assert!(rollback(&p, &ann, 1).is_err(), "it is the config already");
         assert!(rollback(&p, &ann, 42).is_err());
+    }
+
+    #[test]
+    fn a_save_that_changes_nothing_is_no_version() {
+        let (_d, p) = setup();
+        let ann = Author::new("ann", Origin::Local, None);
+        let before = std::fs::read_to_string(&p).unwrap();
+        // The objects section doesn't exist: its defaults change nothing.
+        let e = set_objects(&p, &ann, "gate", &ObjectsConfig::default()).unwrap();
+        assert_eq!((e.previous, e.version), (1, 1));
+        let m = Config::parse(&before).unwrap().cameras[0].motion.clone();
+        let e = set_motion(&p, &ann, "gate", &m).unwrap();
+        assert_eq!((e.previous, e.version), (1, 1));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), before);
+        assert_eq!(History::open(&p).unwrap().list(10, None).unwrap().len(), 1);
+        // A real change still is one.
+        let e = set_motion(
+            &p,
+            &ann,
+            "gate",
+            &MotionConfig {
+                sensitivity: 81,
+                ..m
+            },
+        )
+        .unwrap();
+        assert_eq!((e.previous, e.version), (1, 2));
     }
 
     #[test]

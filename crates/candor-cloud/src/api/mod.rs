@@ -142,7 +142,10 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
         .route("/api/sites/{id}/sharing", put(sharing))
         .route(
             "/api/sites/{id}/link",
-            post(link_site).put(link_level).delete(unlink_site),
+            get(site_link_state)
+                .post(link_site)
+                .put(link_level)
+                .delete(unlink_site),
         )
         .route("/api/sites/{id}/link-code", post(site_code))
         .route("/api/orgs", get(orgs).post(create_org))

@@ -429,6 +429,31 @@ pub(super) async fn org_link(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /api/sites/{id}/link`: the installer the site is linked to, at
+/// which level (`link: null` when none).
+pub(super) async fn site_link_state(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let me = me_from(&cloud, &headers).await?;
+    own_site(&cloud, &me, &id).await?;
+    let r = cloud
+        .db
+        .query_one(
+            "SELECT o.name, l.level, l.linked_at FROM site_link l JOIN org o ON o.id = l.org WHERE l.site = $1",
+            vec![id.into()],
+        )
+        .await?;
+    let link = match r {
+        Some(r) => serde_json::json!({
+            "org": r.text(0)?, "level": r.text(1)?, "linked_at": crate::ts(r.int(2)?),
+        }),
+        None => serde_json::Value::Null,
+    };
+    Ok(Json(serde_json::json!({ "link": link })))
+}
+
 /// The owner unlinks (at once: the next fleet request no longer has the
 /// site) or changes the level.
 pub(super) async fn unlink_site(
@@ -507,6 +532,7 @@ pub struct FleetSite {
     /// The caller's own grant there, as the recorder reported it (a
     /// mirror, for the technician's convenience: the recorder decides).
     my_access: Option<MyAccess>,
+    remote: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -535,7 +561,8 @@ pub(super) async fn fleet(
             "SELECT s.id, s.name, l.level, s.sharing, s.online, s.since, s.status, s.software, \
              (SELECT MAX(a.received) FROM alarm a WHERE a.site = s.id), \
              (SELECT MAX(g.expires) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3), \
-             (SELECT MAX(g.scopes) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3) \
+             (SELECT MAX(g.scopes) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3), \
+             s.label, s.remote \
              FROM site_link l JOIN site s ON s.id = l.site WHERE l.org = $1",
             vec![org.into(), me.email.as_str().into(), crate::now().into()],
         )
@@ -601,6 +628,11 @@ pub(super) async fn fleet(
                 None
             },
             attention,
+            // Where the recorder's own web app opens through the relay,
+            // when its owner switched remote access on: a technician signs
+            // in there with the credential the owner's grant gave them.
+            remote: crate::remote_url(&cloud.config, r.opt_text(11)?, r.int(12)? != 0)
+                .filter(|_| online),
             my_access: match (r.opt_int(9)?, r.opt_text(10)?) {
                 (Some(until), Some(scopes)) => Some(MyAccess {
                     scopes: scopes.split(',').map(str::to_owned).collect(),
