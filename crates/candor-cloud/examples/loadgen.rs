@@ -231,6 +231,8 @@ async fn run_site(
             disk_used_percent: Some(40.0),
             footage_days: Some(14.0),
             last_event_at: None,
+            footage_target_days: None,
+            certificate: None,
         },
     )
     .await;

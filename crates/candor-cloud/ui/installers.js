@@ -66,7 +66,11 @@ function fleetCard(ctx, org, s) {
     health.push(h('span', { 'data-testid': 'fleet-cameras' }, `${s.cameras - (s.cameras_down?.length ?? 0)}/${s.cameras} cameras`));
   }
   if (s.disk_used_percent != null) health.push(h('span', {}, `disk ${s.disk_used_percent.toFixed(0)}%`));
-  if (s.footage_days != null) health.push(h('span', {}, `${s.footage_days.toFixed(1)} days`));
+  if (s.footage_days != null) {
+    health.push(h('span', { 'data-testid': 'fleet-days' }, s.footage_target_days
+      ? `${s.footage_days.toFixed(1)} of ${s.footage_target_days} days`
+      : `${s.footage_days.toFixed(1)} days`));
+  }
   if (s.last_alarm) health.push(h('span', {}, `last alarm ${when(s.last_alarm)}`));
   const actions = h('div', { class: 'row' });
   if (s.remote) actions.append(h('a', { class: 'button', href: s.remote, target: '_blank', rel: 'noopener', 'data-testid': 'fleet-open' }, 'Open'));

@@ -193,6 +193,15 @@ pub enum Message {
         disk_used_percent: Option<f32>,
         footage_days: Option<f32>,
         last_event_at: Option<String>,
+        /// The owner's footage target (`[storage] target_days`), when set
+        /// and sharing ≥ health. Left out otherwise, as is `certificate`:
+        /// clouds from before them accept a status without them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        footage_target_days: Option<u32>,
+        /// Trouble with the remote-access certificate, in words (failing
+        /// to renew, or expiring soon); absent when there is none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<String>,
     },
     /// Each alarm once: `id` is the recorder's, for exactly-once delivery
     /// across reconnects; `late` when it waited in the queue for the link.
@@ -392,8 +401,19 @@ impl Message {
                 disk_used_percent,
                 footage_days,
                 last_event_at,
+                footage_target_days,
+                certificate,
                 ..
             } => {
+                if footage_target_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+                    return Err("footage_target_days: 1 to 3650".into());
+                }
+                if let Some(c) = certificate {
+                    short("certificate", c, 200)?;
+                    if c.chars().any(char::is_control) {
+                        return Err("certificate: no control characters".into());
+                    }
+                }
                 if let Some(c) = cameras {
                     if c.len() > 1024 {
                         return Err("more than 1024 cameras".into());

@@ -357,6 +357,7 @@ impl Recorder {
                     events: shared.events.clone(),
                     status,
                     shutdown: shutdown_rx.clone(),
+                    footage_target_days: config.storage.target_days,
                 },
             );
             tasks.push(task);

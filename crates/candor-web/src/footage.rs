@@ -59,6 +59,8 @@ pub struct Policy {
     pub max_bytes: Option<u64>,
     /// Per camera name: (max age in seconds, max bytes).
     pub cameras: HashMap<String, (Option<u64>, Option<u64>)>,
+    /// `[storage] target_days`: what the owner wants kept.
+    pub target_days: Option<u32>,
 }
 
 impl Footage {
@@ -95,6 +97,7 @@ impl Policy {
                     (c.name.get_ref().0.clone(), limits)
                 })
                 .collect(),
+            target_days: cfg.storage.target_days,
         }
     }
 }

@@ -158,6 +158,7 @@ pub(crate) fn system_json(
             max_bytes: f.policy.max_bytes,
             disk_free_bytes: free,
             disk_total_bytes: total,
+            target_days: f.policy.target_days,
         },
         cameras,
         live: candor_wire::LiveStats {

@@ -385,6 +385,9 @@ pub struct StorageUse {
     pub max_bytes: Option<u64>,
     pub disk_free_bytes: u64,
     pub disk_total_bytes: u64,
+    /// `[storage] target_days`: days of footage the owner wants kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_days: Option<u32>,
 }
 
 /// Live view: viewers per camera and frame latency.

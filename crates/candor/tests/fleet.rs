@@ -27,11 +27,22 @@ fn names(v: &serde_json::Value) -> Vec<String> {
 #[test]
 fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     let dir = tempfile::tempdir().unwrap();
-    let cloud = CloudProc::start(dir.path(), Some(&pg_database("fleet")), "");
+    let db = pg_database("fleet");
+    let cloud = CloudProc::start(dir.path(), Some(&db), "");
     let owner = Owner::register(&cloud, dir.path(), "owner@example.com");
     let mut sites = Vec::new();
     for name in ["Shop", "Home", "Barn"] {
-        let s = site(&dir.path().join(name), &cloud, name, "");
+        let mut s = site(&dir.path().join(name), &cloud, name, "");
+        if name == "Shop" {
+            // The owner wants a month of footage kept.
+            let text = std::fs::read_to_string(&s.cfg).unwrap();
+            std::fs::write(
+                &s.cfg,
+                text.replace("[storage]\n", "[storage]\ntarget_days = 30\n"),
+            )
+            .unwrap();
+            s = s.restart();
+        }
         let (id, _) = pair(&s, &owner);
         sites.push((s, id));
     }
@@ -128,6 +139,32 @@ fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     assert!(
         home["cameras"].is_null() && home["disk_used_percent"].is_null(),
         "{home}"
+    );
+    assert_eq!(shop["footage_target_days"], 30.0, "{shop}");
+    assert!(shop["attention"].as_array().unwrap().is_empty(), "{shop}");
+    // A site with the cloud for longer than its target, and less footage:
+    // it needs attention (here made 40 days old in the cloud's database).
+    psql(
+        &db,
+        &format!(
+            "UPDATE site SET paired_at = paired_at - 40 * 86400 WHERE id = '{}'",
+            sites[0].1
+        ),
+    );
+    let (_, fa) = fleet(&tech_a, &org_a);
+    let shop = fa["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Shop")
+        .unwrap()
+        .clone();
+    assert!(
+        shop["attention"][0]
+            .as_str()
+            .unwrap()
+            .contains("of 30 days"),
+        "{shop}"
     );
     let (_, fb) = fleet(&boss_b, &org_b);
     assert_eq!(names(&fb), ["Barn"]);

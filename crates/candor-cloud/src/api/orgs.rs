@@ -526,6 +526,12 @@ pub struct FleetSite {
     cameras_down: Option<Vec<String>>,
     disk_used_percent: Option<f64>,
     footage_days: Option<f64>,
+    /// The owner's target (`[storage] target_days`), when set.
+    footage_target_days: Option<f64>,
+    /// Trouble with the remote-access certificate, in words.
+    certificate: Option<String>,
+    /// Cameras streaming whose footage isn't being written.
+    not_recording: Option<Vec<String>>,
     last_alarm: Option<String>,
     /// Why it needs attention, in words; empty when it doesn't.
     attention: Vec<String>,
@@ -562,7 +568,7 @@ pub(super) async fn fleet(
              (SELECT MAX(a.received) FROM alarm a WHERE a.site = s.id), \
              (SELECT MAX(g.expires) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3), \
              (SELECT MAX(g.scopes) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3), \
-             s.label, s.remote \
+             s.label, s.remote, s.paired_at \
              FROM site_link l JOIN site s ON s.id = l.site WHERE l.org = $1",
             vec![org.into(), me.email.as_str().into(), crate::now().into()],
         )
@@ -601,6 +607,23 @@ pub(super) async fn fleet(
                 .and_then(|v| v.as_f64())
         };
         let disk = num("disk_used_percent");
+        // Streaming but not recording: the recorder's writes are failing.
+        let failing: Option<Vec<String>> = cams.map(|c| {
+            c.iter()
+                .filter(|c| {
+                    c.get("streaming") == Some(&serde_json::Value::Bool(true))
+                        && c.get("recording") != Some(&serde_json::Value::Bool(true))
+                })
+                .filter_map(|c| c.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                .collect()
+        });
+        let target = num("footage_target_days");
+        let days = num("footage_days");
+        let certificate = health
+            .as_ref()
+            .and_then(|s| s.get("certificate"))
+            .and_then(|c| c.as_str())
+            .map(str::to_owned);
         let mut attention = Vec::new();
         if !online {
             attention.push("offline".to_owned());
@@ -608,8 +631,23 @@ pub(super) async fn fleet(
         if let Some(d) = down.as_ref().filter(|d| !d.is_empty()) {
             attention.push(format!("cameras down: {}", d.join(", ")));
         }
+        if let Some(f) = failing.as_ref().filter(|f| !f.is_empty()) {
+            attention.push(format!("not recording (write errors): {}", f.join(", ")));
+        }
         if let Some(d) = disk.filter(|d| *d >= DISK_NEARLY_FULL) {
             attention.push(format!("disk {d:.0}% full"));
+        }
+        // Short of the owner's target only once the site has been with the
+        // cloud that long: a new site can't have a month of footage yet.
+        let paired_days = (crate::now() - r.int(13)?) as f64 / 86_400.0;
+        if let (Some(t), Some(d)) = (target, days)
+            && d < t
+            && paired_days >= t
+        {
+            attention.push(format!("footage {d:.1} of {t:.0} days"));
+        }
+        if let Some(c) = &certificate {
+            attention.push(format!("certificate: {c}"));
         }
         list.push(FleetSite {
             id: r.text(0)?,
@@ -621,7 +659,10 @@ pub(super) async fn fleet(
             cameras: cams.map(Vec::len),
             cameras_down: down,
             disk_used_percent: disk,
-            footage_days: num("footage_days"),
+            footage_days: days,
+            footage_target_days: target,
+            certificate,
+            not_recording: failing,
             last_alarm: if level == Level::Health {
                 r.opt_int(8)?.map(crate::ts)
             } else {

@@ -135,6 +135,8 @@ mod tests {
             disk_used_percent: None,
             footage_days: None,
             last_event_at: None,
+            footage_target_days: None,
+            certificate: None,
         };
         assert!(matches!(
             unpaired_step(status, true),

@@ -223,6 +223,8 @@ pub struct Deps {
     pub events: EventBus,
     pub status: crate::StatusSource,
     pub shutdown: watch::Receiver<bool>,
+    /// `[storage] target_days`, for the status at sharing ≥ health.
+    pub footage_target_days: Option<u32>,
 }
 
 pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::JoinHandle<()>) {
@@ -383,6 +385,45 @@ enum Ended {
     Again,
     Shutdown,
 }
+
+/// The remote-access certificate's trouble, in words: failing to be
+/// obtained or renewed, or valid for less than [`CERT_WARN`] more.
+/// Nothing while remote access is off or all is well. `now`: Unix seconds.
+fn certificate_trouble(remote: &RemoteView, now: i64) -> Option<String> {
+    let c = &remote.certificate;
+    if !remote.enabled {
+        return None;
+    }
+    let failing = match (c.state, &c.error) {
+        ("retrying", Some(e)) => Some(format!("failing to renew: {e}")),
+        ("retrying", None) => Some("failing to renew".to_owned()),
+        _ => None,
+    };
+    let soon = c
+        .not_after
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .is_some_and(|t| t.as_second() - now < CERT_WARN.as_secs() as i64);
+    let out = match (failing, soon && c.source == "acme") {
+        (Some(f), true) => format!("{f}; expires {}", c.not_after.as_deref().unwrap_or("")),
+        (Some(f), false) => f,
+        (None, true) => format!("expires {}", c.not_after.as_deref().unwrap_or("")),
+        (None, false) => return None,
+    };
+    // Bounded and on one line, as the link requires.
+    let mut s = String::new();
+    for ch in out.chars().map(|ch| if ch.is_control() { ' ' } else { ch }) {
+        if s.len() + ch.len_utf8() > 200 {
+            break;
+        }
+        s.push(ch);
+    }
+    Some(s)
+}
+
+/// A certificate valid for less than this is trouble (ACME renews at a
+/// third of its life left: for a 90-day certificate, 30 days before).
+const CERT_WARN: Duration = Duration::from_secs(14 * 86_400);
 
 /// Egress ledger retention: a year and a margin, and at most this many rows.
 const LEDGER_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
@@ -800,6 +841,8 @@ impl Link {
                 disk_used_percent: None,
                 footage_days: None,
                 last_event_at: None,
+                footage_target_days: None,
+                certificate: None,
             };
         }
         let cams = self
@@ -850,7 +893,16 @@ impl Link {
             disk_used_percent: disk.map(|d| d.max(0.0)),
             footage_days: days.map(|d| d.max(0.0)),
             last_event_at: last_event,
+            footage_target_days: self.deps.footage_target_days,
+            certificate: self.certificate_trouble(),
         }
+    }
+
+    fn certificate_trouble(&self) -> Option<String> {
+        certificate_trouble(
+            &self.state.borrow().remote,
+            jiff::Timestamp::now().as_second(),
+        )
     }
 
     /// The I/O shell of a paired connection: reads the cloud, the clock,
@@ -1128,5 +1180,52 @@ impl Link {
                 Action::End(why) => return Ended::Retry(why),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod certificate_tests {
+    use super::*;
+
+    #[test]
+    fn certificate_trouble_is_a_failing_renewal_or_an_expiry_within_14_days() {
+        let now = 1_800_000_000;
+        let at = |secs: i64| jiff::Timestamp::from_second(secs).unwrap().to_string();
+        let view = |state, source, after: i64, error: Option<&str>| RemoteView {
+            enabled: true,
+            certificate: acme::CertView {
+                source,
+                state,
+                not_after: Some(at(after)),
+                error: error.map(str::to_owned),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            certificate_trouble(&view("valid", "acme", now + 60 * 86_400, None), now),
+            None
+        );
+        let t = certificate_trouble(&view("valid", "acme", now + 86_400, None), now).unwrap();
+        assert!(t.starts_with("expires "), "{t}");
+        // A self-signed stand-in is what the recorder serves until the CA
+        // answers: its expiry is not trouble, its failing renewal is.
+        assert_eq!(
+            certificate_trouble(&view("obtaining", "self_signed", now + 86_400, None), now),
+            None
+        );
+        let long = format!("the CA said no\n{}", "é".repeat(300));
+        let t = certificate_trouble(
+            &view("retrying", "self_signed", now + 86_400, Some(&long)),
+            now,
+        )
+        .unwrap();
+        assert!(
+            t.starts_with("failing to renew: the CA said no ") && t.len() <= 200,
+            "{t}"
+        );
+        let mut off = view("retrying", "acme", now, Some("x"));
+        off.enabled = false;
+        assert_eq!(certificate_trouble(&off, now), None);
     }
 }

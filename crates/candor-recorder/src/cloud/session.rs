@@ -330,15 +330,17 @@ impl Linked {
                     cameras: a,
                     disk_used_percent: d1,
                     last_event_at: e1,
+                    certificate: c1,
                     ..
                 },
                 Some(Message::Status {
                     cameras: b,
                     disk_used_percent: d2,
                     last_event_at: e2,
+                    certificate: c2,
                     ..
                 }),
-            ) => a != b || d1.map(|d| d as i32) != d2.map(|d| d as i32) || e1 != e2,
+            ) => a != b || d1.map(|d| d as i32) != d2.map(|d| d as i32) || e1 != e2 || c1 != c2,
             _ => true,
         };
         let stale = self
@@ -472,6 +474,8 @@ mod tests {
             disk_used_percent: Some(disk),
             footage_days: None,
             last_event_at: None,
+            footage_target_days: None,
+            certificate: None,
         }
     }
 

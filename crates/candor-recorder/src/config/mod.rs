@@ -580,6 +580,19 @@ pub struct StorageConfig {
     /// Footage is stored in segments of about this length (1 s to 5 min).
     #[serde(default = "default_segment", deserialize_with = "segment_duration")]
     pub segment_duration: HumanDuration,
+    /// Days of footage the owner wants kept (1 to 3650): shown against what
+    /// is kept, and in an installer's fleet view. A target, not a limit:
+    /// retention still follows `max_bytes`, `min_free` and `max_age`.
+    #[serde(default, deserialize_with = "target_days")]
+    pub target_days: Option<u32>,
+}
+
+fn target_days<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = u32::deserialize(d)?;
+    if !(1..=3650).contains(&v) {
+        return Err(de::Error::custom("target_days must be between 1 and 3650"));
+    }
+    Ok(Some(v))
 }
 
 fn default_segment() -> HumanDuration {

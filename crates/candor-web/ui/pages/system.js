@@ -18,6 +18,7 @@ export async function systemPage() {
       return;
     }
     const st = s.storage;
+    const target = st.target_days;
     body.replaceChildren(
       h('div', { class: 'cards' },
         h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Recorder'), h('strong', {}, `Candor ${s.version}`), h('div', {}, `up ${fmtSecs(s.uptime_secs)}`),
@@ -43,7 +44,9 @@ export async function systemPage() {
           h('td', {}, c.bitrate != null ? `${(c.bitrate / 1e6).toFixed(2)} Mbit/s` : '–'),
           h('td', {}, fmtBytes(c.bytes)),
           h('td', {}, c.days_kept != null ? `${c.days_kept < 1 ? fmtSecs(c.days_kept * 86400) : c.days_kept.toFixed(1) + ' days'}` : 'none yet'),
-          h('td', {}, c.forecast_days != null ? `${c.forecast_days.toFixed(1)} days` : '–', h('div', { class: 'small muted' }, c.forecast_limit !== 'none' ? `limited by ${c.forecast_limit}` : ''))))))),
+          h('td', {}, c.forecast_days != null ? `${c.forecast_days.toFixed(1)} days` : '–',
+            h('div', { class: 'small muted' }, c.forecast_limit !== 'none' ? `limited by ${c.forecast_limit}` : ''),
+            target && c.forecast_days != null && c.forecast_days < target ? h('div', { class: 'small bad', 'data-short': c.name }, `short of the ${target}-day target`) : null)))))),
       h('p', { class: 'muted small' }, 'The forecast is how many days of footage each camera will keep at its current bitrate under the configured limits (max_age, max_bytes, and its share of the storage budget).'));
   };
   await load();
