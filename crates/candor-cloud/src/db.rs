@@ -153,13 +153,13 @@ const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [
     // the fleet view. Only a mirror: the recorder decides, and refuses a
     // quote of it that differs (docs/design/installers.md).
     &[
+        "ALTER TABLE site ADD COLUMN grants_generation BIGINT",
         "CREATE TABLE IF NOT EXISTS site_grant (
         site TEXT NOT NULL REFERENCES site(id) ON DELETE CASCADE,
         id BIGINT NOT NULL,
         technician TEXT NOT NULL,
         org TEXT NOT NULL,
         scopes TEXT NOT NULL,
-        cameras TEXT,
         expires BIGINT NOT NULL,
         PRIMARY KEY (site, id))",
         "CREATE INDEX IF NOT EXISTS site_grant_technician ON site_grant (technician)",
@@ -196,7 +196,8 @@ const TABLES: &[&str] = &[
         label TEXT,
         remote BIGINT NOT NULL DEFAULT 0,
         caa TEXT,
-        software TEXT)",
+        software TEXT,
+        grants_generation BIGINT)",
     "CREATE UNIQUE INDEX IF NOT EXISTS site_label ON site (label)",
     // Keys of unpaired sites: refused for good, with a reason the recorder logs.
     "CREATE TABLE IF NOT EXISTS revoked_key (pubkey BYTES PRIMARY KEY, at BIGINT NOT NULL)",
@@ -241,7 +242,6 @@ const TABLES: &[&str] = &[
         technician TEXT NOT NULL,
         org TEXT NOT NULL,
         scopes TEXT NOT NULL,
-        cameras TEXT,
         expires BIGINT NOT NULL,
         PRIMARY KEY (site, id))",
     "CREATE INDEX IF NOT EXISTS site_grant_technician ON site_grant (technician)",

@@ -12,7 +12,7 @@ self.addEventListener('push', (e) => {
   const title = d.title || (access ? 'Candor access' : 'Candor alarm');
   e.waitUntil(self.registration.showNotification(title, {
     body: (d.late ? '(delivered late) ' : '') + (d.body || ''),
-    tag: access ? `access-${d.site}-${d.at}` : `alarm-${d.site}-${d.alarm}`,
+    tag: access ? `access-${d.site}-${d.at}-${Math.random()}` : `alarm-${d.site}-${d.alarm}`,
     // Only the shapes the cloud makes: a recorder's remote name and an
     // alarm id, or its Access page.
     data: { site: d.site, url: typeof d.url === 'string' && /^https:\/\/[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?\/#(alarm=\d+|access)$/.test(d.url) ? d.url : null },

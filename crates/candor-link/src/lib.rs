@@ -128,10 +128,10 @@ pub struct GrantNote {
     pub id: u64,
     pub technician: String,
     pub org: String,
-    /// Of `config`, `diagnostics`, `live`, `playback`.
+    /// Of `config`, `diagnostics`, `live`, `playback`. Which cameras a
+    /// video grant covers stays on the recorder: camera names are not the
+    /// cloud's below the `health` sharing level.
     pub scopes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cameras: Option<Vec<String>>,
     /// Unix seconds.
     pub expires_at: i64,
 }
@@ -236,6 +236,9 @@ pub enum Message {
     /// (those the owner made for a technician who asked here stay off
     /// the cloud), whole, on each connection and on each change.
     Grants {
+        /// Counts up with each list this recorder sends; the cloud answers
+        /// `grants_stored` with it and quotes it back with the list.
+        generation: u64,
         grants: Vec<GrantNote>,
     },
     /// Tell the owner, on their phone, about a technician's access.
@@ -295,7 +298,14 @@ pub enum Message {
     /// compares them with its own and audits every difference, so a cloud
     /// whose records were changed shows itself.
     GrantClaims {
+        /// The generation of the list, as the recorder numbered it.
+        generation: u64,
         grants: Vec<GrantNote>,
+    },
+    /// The cloud stored the recorder's list of this generation: a later
+    /// quote of an older one is a replay, not a mirror lagging behind.
+    GrantsStored {
+        generation: u64,
     },
     /// A technician of a linked installer asks for access. A request only:
     /// the recorder shows it to its admin, who grants (or not) on the
@@ -345,6 +355,7 @@ impl Message {
                 | Message::SharingRequest { .. }
                 | Message::AccessRequest { .. }
                 | Message::GrantClaims { .. }
+                | Message::GrantsStored { .. }
                 | Message::Ping { .. }
                 | Message::PairCode { .. }
                 | Message::PairClaimed { .. }
@@ -372,6 +383,7 @@ impl Message {
             Message::SharingRequest { .. } => "sharing_request",
             Message::AccessRequest { .. } => "access_request",
             Message::GrantClaims { .. } => "grant_claims",
+            Message::GrantsStored { .. } => "grants_stored",
             Message::Grants { .. } => "grants",
             Message::AccessNotice { .. } => "access_notice",
             Message::Ping { .. } => "ping",
@@ -448,8 +460,8 @@ impl Message {
             } => {
                 technician_and_org(technician, org)?;
                 short("reason", reason, 500)?;
-                if reason.chars().any(char::is_control) {
-                    return Err("reason: no control characters".into());
+                if reason.chars().any(unsafe_text) {
+                    return Err("reason: no control or formatting characters".into());
                 }
                 scopes_and_cameras(scopes, cameras.as_deref())?;
                 if ![1, 2, 4, 8, 24].contains(hours) {
@@ -457,13 +469,13 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::Grants { grants } | Message::GrantClaims { grants } => {
+            Message::Grants { grants, .. } | Message::GrantClaims { grants, .. } => {
                 if grants.len() > MAX_GRANTS {
                     return Err(format!("more than {MAX_GRANTS} grants"));
                 }
                 for g in grants {
                     technician_and_org(&g.technician, &g.org)?;
-                    scopes_and_cameras(&g.scopes, g.cameras.as_deref())?;
+                    scopes_and_cameras(&g.scopes, None)?;
                 }
                 Ok(())
             }
@@ -548,10 +560,30 @@ fn technician_and_org(technician: &str, org: &str) -> Result<(), String> {
     {
         return Err("technician: letters, digits, '.', '_', '-' or '@'".into());
     }
-    if org.chars().any(char::is_control) {
-        return Err("org: no control characters".into());
+    if org.chars().any(unsafe_text) {
+        return Err("org: no control or formatting characters".into());
     }
     Ok(())
+}
+
+/// Characters that would let text shown in pages, logs and notifications
+/// pass for something else: control characters, line and paragraph
+/// separators, and invisible formatting (bidirectional overrides and
+/// isolates, zero-width characters, the soft hyphen).
+pub fn unsafe_text(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
 }
 
 fn scopes_and_cameras(scopes: &[String], cameras: Option<&[String]>) -> Result<(), String> {
@@ -1077,18 +1109,21 @@ mod tests {
             technician: "bob@acme".into(),
             org: "ACME".into(),
             scopes: vec!["config".into()],
-            cameras: None,
             expires_at: 1,
         };
         let report = Message::Grants {
+            generation: 1,
             grants: vec![note(1)],
         };
         let quote = Message::GrantClaims {
+            generation: 1,
             grants: vec![note(1)],
         };
         assert!(!report.from_cloud() && quote.from_cloud());
         assert!(report.validate().is_ok() && quote.validate().is_ok());
+        assert!(Message::GrantsStored { generation: 1 }.from_cloud());
         let many = Message::GrantClaims {
+            generation: 1,
             grants: (0..=MAX_GRANTS as u64).map(note).collect(),
         };
         assert!(many.validate().is_err());
@@ -1105,8 +1140,25 @@ mod tests {
                 org: "a\u{7}".into(),
                 ..note(1)
             },
+            // Text that would pass for other text in pages and logs.
+            GrantNote {
+                org: "ACME\u{202E}ytiruceS".into(),
+                ..note(1)
+            },
+            GrantNote {
+                org: "ACME\u{2028}forged".into(),
+                ..note(1)
+            },
+            GrantNote {
+                org: "AC\u{200B}ME".into(),
+                ..note(1)
+            },
         ] {
-            assert!(Message::Grants { grants: vec![bad] }.validate().is_err());
+            let m = Message::Grants {
+                generation: 1,
+                grants: vec![bad],
+            };
+            assert!(m.validate().is_err(), "{m:?}");
         }
         let notice = Message::AccessNotice {
             event: AccessEvent::RequestWaiting,

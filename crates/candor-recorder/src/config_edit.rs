@@ -393,6 +393,9 @@ fn unchanged(
     path: &Path,
     same: impl FnOnce(&Config) -> bool,
 ) -> Result<Option<Edited>, ConfigError> {
+    // Under the edits' lock: `current` records a hand edit, and must not
+    // see an edit's text written before its version is.
+    let _one = EDITS.lock().unwrap_or_else(|e| e.into_inner());
     let (_, text, version) = current(path)?;
     let config = Config::parse(&text).map_err(|e| invalid(path, e.to_string()))?;
     Ok(same(&config).then_some(Edited {

@@ -145,6 +145,8 @@ pub async fn delete_user(
     st.accounts.delete_user(&name)?;
     st.audit(Some(&p.username), "user_deleted", name.to_string())
         .await;
+    // A technician's grants went with them: the cloud's mirror follows.
+    crate::grants_api::report_grants(&st).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -158,7 +158,11 @@ async fn changed(
     st.audit(
         Some(&p.username),
         action,
-        format!("{detail} (version {version})"),
+        if version == previous {
+            format!("{detail} (no change)")
+        } else {
+            format!("{detail} (version {version})")
+        },
     )
     .await;
     let (live, restart) = apply(f, &e).await?;

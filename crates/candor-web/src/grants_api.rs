@@ -85,7 +85,7 @@ pub async fn revoke(
     )
     .await;
     report_grants(&st).await;
-    notice(&st, AccessEvent::Ended, &g.technician, &g.org);
+    grant_notice(&st, AccessEvent::Ended, g.id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -245,7 +245,7 @@ pub(crate) async fn watch_ends(st: AppState) {
                     format!("grant {} expired", g.id),
                 )
                 .await;
-                notice(&st, AccessEvent::Ended, &g.technician, &g.org);
+                grant_notice(&st, AccessEvent::Ended, g.id).await;
             }
             if any {
                 report_grants(&st).await;
@@ -311,11 +311,31 @@ fn cloud(st: &AppState) -> Option<&candor_recorder::cloud::CloudHandle> {
 }
 
 /// Tells the owner's phone, through the cloud when it is linked, that a
-/// technician asked, came in or left. The Access page and the audit log
-/// say it too; this one only reaches an owner who is away.
+/// technician asked, came in or left, for grants that answer the cloud's
+/// requests (the others are not the cloud's business). The Access page and
+/// the audit log say it too; this one only reaches an owner who is away.
 pub(crate) fn notice(st: &AppState, event: AccessEvent, technician: &str, org: &str) {
     if let Some(c) = cloud(st) {
         c.notice(event, technician, org);
+    }
+}
+
+/// [`notice`] for grant `id`, if it answers a request the cloud relayed.
+pub(crate) async fn grant_notice(st: &AppState, event: AccessEvent, id: i64) {
+    if cloud(st).is_none() {
+        return;
+    }
+    let a = st.accounts.clone();
+    let g = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::accounts::AccountError>(if a.grant_from_cloud(id)? {
+            a.grant(id)?
+        } else {
+            None
+        })
+    })
+    .await;
+    if let Ok(Ok(Some(g))) = g {
+        notice(st, event, &g.technician, &g.org);
     }
 }
 
@@ -325,39 +345,43 @@ fn note(g: &crate::accounts::grants::Grant) -> GrantNote {
         technician: g.technician.clone(),
         org: g.org.clone(),
         scopes: g.scopes.names(),
-        cameras: g.cameras.clone(),
         expires_at: g.expires_at,
     }
 }
 
 /// Hands the link the grants the cloud may know of (in force, answering
-/// its requests); the link sends them now and on each connection, and the
-/// cloud's mirror follows.
+/// its requests), numbered; the link sends them now and on each
+/// connection, and the cloud's mirror follows.
 pub(crate) async fn report_grants(st: &AppState) {
     let Some(c) = cloud(st) else { return };
     let a = st.accounts.clone();
-    match tokio::task::spawn_blocking(move || a.cloud_grants()).await {
-        Ok(Ok(g)) => c.set_grants(g.iter().map(note).collect()),
+    let made = tokio::task::spawn_blocking(move || {
+        let grants: Vec<GrantNote> = a.cloud_grants()?.iter().map(note).collect();
+        let generation = a.grant_report(&grants)?;
+        Ok::<_, crate::accounts::AccountError>(candor_recorder::cloud::GrantReport {
+            generation,
+            grants,
+        })
+    })
+    .await;
+    match made {
+        Ok(Ok(r)) => c.set_grants(r),
         Ok(Err(e)) => tracing::warn!("grants for the cloud: {e}"),
         Err(e) => tracing::warn!("grants for the cloud: {e}"),
     }
 }
 
 fn describe(g: &GrantNote) -> String {
-    let until = crate::rfc3339(g.expires_at);
-    let cams = g
-        .cameras
-        .as_ref()
-        .map_or("all cameras".to_owned(), |c| c.join(", "));
     format!(
-        "{} ({}): {} ({cams}) until {until}",
+        "{} ({}): {} until {}",
         g.technician,
         g.org,
         if g.scopes.is_empty() {
             "nothing".to_owned()
         } else {
             g.scopes.join(", ")
-        }
+        },
+        crate::rfc3339(g.expires_at)
     )
 }
 
@@ -371,14 +395,14 @@ pub(crate) fn judge_claim(
 ) -> Option<String> {
     let Some((g, from_cloud)) = stored else {
         return Some(format!(
-            "the cloud claims grant {}, to {}, which this recorder never made",
+            "grant {}, to {}, which this recorder never made",
             claim.id,
             describe(claim)
         ));
     };
     if !from_cloud {
         return Some(format!(
-            "the cloud claims grant {}, to {}, but that grant was never reported to it",
+            "grant {}, to {}, which was never reported to the cloud",
             claim.id,
             describe(claim)
         ));
@@ -387,7 +411,7 @@ pub(crate) fn judge_claim(
     if !g.active(now) {
         let end = g.revoked_at.unwrap_or(g.expires_at);
         return Some(format!(
-            "the cloud claims grant {}, to {}, is in force; it ended at {}",
+            "grant {}, to {}, as in force; it ended at {}",
             claim.id,
             describe(claim),
             crate::rfc3339(end)
@@ -397,11 +421,10 @@ pub(crate) fn judge_claim(
     let same = claim.technician == actual.technician
         && claim.org == actual.org
         && crate::accounts::grants::Scopes::from_names(&claim.scopes).names() == actual.scopes
-        && claim.cameras == actual.cameras
         && claim.expires_at == actual.expires_at;
     (!same).then(|| {
         format!(
-            "the cloud claims grant {} is to {}; this recorder made it to {}",
+            "grant {} as to {}; this recorder made it to {}",
             claim.id,
             describe(claim),
             describe(&actual)
@@ -409,46 +432,186 @@ pub(crate) fn judge_claim(
     })
 }
 
-/// Checks the cloud's quotes of this site's grants against the store: a
-/// quote that differs (a grant invented, widened, extended, or one that
-/// ended, replayed) grants nothing, as nothing the cloud says does, and is
-/// audited as `cloud_grant_refused` so the owner sees a cloud whose
-/// records were changed. Then the recorder's own list goes out again.
+/// How a quote of the grants list relates to what this recorder sent.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Quote {
+    /// A list this recorder sent, as new as or newer than the newest the
+    /// cloud confirmed: at most a mirror lagging behind a change.
+    Genuine,
+    /// A list this recorder sent, older than one the cloud confirmed
+    /// storing: an old list (an old approval) played back.
+    Replayed { stored: u64 },
+    /// Not a list this recorder sent under that number.
+    Altered,
+}
+
+pub(crate) fn quote_kind(
+    claims: &[GrantNote],
+    sent: Option<&[GrantNote]>,
+    generation: u64,
+    newest_stored: Option<u64>,
+) -> Quote {
+    // The cloud keeps the list as rows: compare as sets, by id.
+    let key = |l: &[GrantNote]| {
+        let mut v: Vec<GrantNote> = l.to_vec();
+        v.sort_by_key(|g| g.id);
+        v
+    };
+    match sent {
+        Some(s) if key(s) == key(claims) => match newest_stored {
+            Some(n) if generation < n => Quote::Replayed { stored: n },
+            _ => Quote::Genuine,
+        },
+        _ => Quote::Altered,
+    }
+}
+
+/// Audit entries for refused cloud quotes, per day at most: a cloud that
+/// reconnects without end can't fill the audit log (older entries would
+/// be pruned first) or its disk.
+const REFUSALS_PER_DAY: u32 = 50;
+/// Claims described in one entry; the rest are counted.
+const DESCRIBED: usize = 5;
+
+/// Checks what the cloud says about this site's grants. Its quote of its
+/// mirror is compared with the lists this recorder sent: a list it sent
+/// (the cloud's mirror at worst lagging behind a change made while the
+/// link was down) is fine; a list it sent but older than one the cloud
+/// confirmed storing is a replay; anything else was altered. A replayed or
+/// altered list's differences from the grants in force (a grant invented,
+/// widened, extended, or one that ended) are refused, as nothing the cloud
+/// says grants anything, and audited as one `cloud_grant_refused` entry,
+/// so the owner sees a cloud whose records were changed. Then this
+/// recorder's own list goes out again.
 pub(crate) async fn check_cloud_claims(
     st: AppState,
-    mut rx: tokio::sync::mpsc::Receiver<Vec<GrantNote>>,
+    mut rx: tokio::sync::mpsc::Receiver<candor_recorder::cloud::CloudGrants>,
 ) {
-    while let Some(claims) = rx.recv().await {
+    use candor_recorder::cloud::CloudGrants;
+    let mut day = (0i64, 0u32);
+    let mut last: Option<String> = None;
+    while let Some(msg) = rx.recv().await {
+        let report = match msg {
+            CloudGrants::Stored(g, conn) => {
+                let a = st.accounts.clone();
+                let _ = tokio::task::spawn_blocking(move || a.grant_report_stored(g, conn)).await;
+                continue;
+            }
+            CloudGrants::Claims(r, conn) => (r, conn),
+        };
+        let (report, conn) = report;
         let a = st.accounts.clone();
         let judged = tokio::task::spawn_blocking(move || {
             let now = candor_media::time::unix_secs();
-            let mut out = Vec::new();
-            for c in &claims {
-                let id = i64::try_from(c.id).unwrap_or(-1);
-                let g = a.grant(id)?;
-                let from_cloud = a.grant_from_cloud(id)?;
-                if let Some(why) = judge_claim(c, g.as_ref().map(|g| (g, from_cloud)), now) {
-                    out.push(why);
+            let (sent, stored) = a.grant_reports(report.generation, conn)?;
+            let kind = quote_kind(&report.grants, sent.as_deref(), report.generation, stored);
+            let mut refused = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            if kind != Quote::Genuine {
+                for c in report.grants.iter().filter(|c| seen.insert(c.id)) {
+                    let id = i64::try_from(c.id).unwrap_or(-1);
+                    let g = a.grant(id)?;
+                    let from_cloud = a.grant_from_cloud(id)?;
+                    if let Some(why) = judge_claim(c, g.as_ref().map(|g| (g, from_cloud)), now) {
+                        refused.push(why);
+                    }
                 }
             }
-            Ok::<_, crate::accounts::AccountError>(out)
+            Ok::<_, crate::accounts::AccountError>((kind, report.generation, refused))
         })
         .await;
-        match judged {
-            Ok(Ok(refused)) => {
-                for why in refused {
-                    tracing::warn!("{why}: refused");
-                    st.audit(
-                        None,
-                        "cloud_grant_refused",
-                        format!("{why}. It grants nothing; this recorder's own list was sent back"),
-                    )
-                    .await;
-                }
+        let (kind, generation, refused) = match judged {
+            Ok(Ok(j)) => j,
+            Ok(Err(e)) => {
+                tracing::warn!("checking the cloud's grants: {e}");
+                continue;
             }
-            Ok(Err(e)) => tracing::warn!("checking the cloud's grants: {e}"),
-            Err(e) => tracing::warn!("checking the cloud's grants: {e}"),
+            Err(e) => {
+                tracing::warn!("checking the cloud's grants: {e}");
+                continue;
+            }
+        };
+        if !refused.is_empty() {
+            let what = match kind {
+                Quote::Replayed { stored } => format!(
+                    "the cloud quoted an older list of grants (number {generation}; it had stored number {stored}): a replay"
+                ),
+                _ => format!(
+                    "the cloud quoted a list of grants (number {generation}) that this recorder never sent: its records were changed"
+                ),
+            };
+            let mut detail = format!(
+                "{what}. Refused, as nothing the cloud says grants anything: it claims {}",
+                refused
+                    .iter()
+                    .take(DESCRIBED)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            if refused.len() > DESCRIBED {
+                detail += &format!("; and {} more", refused.len() - DESCRIBED);
+            }
+            detail += ". This recorder's own list was sent back";
+            let today = candor_media::time::unix_secs() / 86_400;
+            if day.0 != today {
+                day = (today, 0);
+            }
+            tracing::warn!("{detail}");
+            // The same refusal again (a cloud reconnecting) is one entry.
+            if last.as_deref() != Some(detail.as_str()) && day.1 < REFUSALS_PER_DAY {
+                day.1 += 1;
+                st.audit(None, "cloud_grant_refused", detail.clone()).await;
+                last = Some(detail);
+            }
+        } else if kind == Quote::Genuine {
+            tracing::debug!("the cloud's list of grants is one this recorder sent");
         }
         report_grants(&st).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(id: u64, until: i64) -> GrantNote {
+        GrantNote {
+            id,
+            technician: "bob@acme".into(),
+            org: "ACME".into(),
+            scopes: vec!["config".into()],
+            expires_at: until,
+        }
+    }
+
+    #[test]
+    fn a_quote_is_genuine_only_as_a_list_sent_no_older_than_the_cloud_confirmed() {
+        let sent = vec![n(1, 100), n(2, 200)];
+        // Rows come back in any order.
+        let rows = vec![n(2, 200), n(1, 100)];
+        assert_eq!(quote_kind(&rows, Some(&sent), 5, Some(5)), Quote::Genuine);
+        // Sent but not yet confirmed (the cloud stored it, the answer was lost).
+        assert_eq!(quote_kind(&rows, Some(&sent), 6, Some(5)), Quote::Genuine);
+        assert_eq!(quote_kind(&rows, Some(&sent), 5, None), Quote::Genuine);
+        // An older list than one the cloud confirmed: played back.
+        assert_eq!(
+            quote_kind(&rows, Some(&sent), 4, Some(5)),
+            Quote::Replayed { stored: 5 }
+        );
+        // Changed: extended, added, dropped, or a number never sent.
+        assert_eq!(
+            quote_kind(&[n(1, 999), n(2, 200)], Some(&sent), 5, Some(5)),
+            Quote::Altered
+        );
+        assert_eq!(
+            quote_kind(&[n(1, 100), n(2, 200), n(3, 1)], Some(&sent), 5, Some(5)),
+            Quote::Altered
+        );
+        assert_eq!(
+            quote_kind(&[n(1, 100)], Some(&sent), 5, Some(5)),
+            Quote::Altered
+        );
+        assert_eq!(quote_kind(&rows, None, 9, Some(5)), Quote::Altered);
     }
 }

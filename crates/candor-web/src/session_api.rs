@@ -253,13 +253,7 @@ pub async fn login(
                     format!("grant {}: {} from {ip}{how}", g.id, g.scopes),
                 )
                 .await;
-                let org = st.accounts.grant(g.id)?.map(|g| g.org).unwrap_or_default();
-                crate::grants_api::notice(
-                    &st,
-                    candor_link::AccessEvent::Started,
-                    &req.username,
-                    &org,
-                );
+                crate::grants_api::grant_notice(&st, candor_link::AccessEvent::Started, g.id).await;
             }
             let body = candor_wire::SignedIn {
                 username: session.username,

@@ -566,8 +566,10 @@ pub(super) async fn fleet(
         .query(
             "SELECT s.id, s.name, l.level, s.sharing, s.online, s.since, s.status, s.software, \
              (SELECT MAX(a.received) FROM alarm a WHERE a.site = s.id), \
-             (SELECT MAX(g.expires) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3), \
-             (SELECT MAX(g.scopes) FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3), \
+             (SELECT g.expires FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3 \
+              ORDER BY g.expires DESC LIMIT 1), \
+             (SELECT g.scopes FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3 \
+              ORDER BY g.expires DESC LIMIT 1), \
              s.label, s.remote, s.paired_at \
              FROM site_link l JOIN site s ON s.id = l.site WHERE l.org = $1",
             vec![org.into(), me.email.as_str().into(), crate::now().into()],
@@ -672,8 +674,10 @@ pub(super) async fn fleet(
             // Where the recorder's own web app opens through the relay,
             // when its owner switched remote access on: a technician signs
             // in there with the credential the owner's grant gave them.
+            // Only for a member the owner granted access: the others have
+            // nothing to sign in with there.
             remote: crate::remote_url(&cloud.config, r.opt_text(11)?, r.int(12)? != 0)
-                .filter(|_| online),
+                .filter(|_| online && r.opt_int(9).ok().flatten().is_some()),
             my_access: match (r.opt_int(9)?, r.opt_text(10)?) {
                 (Some(until), Some(scopes)) => Some(MyAccess {
                     scopes: scopes.split(',').map(str::to_owned).collect(),

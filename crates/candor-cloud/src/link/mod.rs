@@ -539,28 +539,37 @@ async fn resend_acks(cloud: &Cloud, site: &str, tx: &mpsc::Sender<Message>) {
 /// only when there is something to quote: recorders from before grants
 /// were reported know no such message.
 async fn quote_grants(cloud: &Cloud, site: &str, tx: &mpsc::Sender<Message>) {
-    let Ok(grants) = mirrored_grants(cloud, site).await else {
+    let Ok((generation, grants)) = mirrored_grants(cloud, site).await else {
         return;
     };
-    if !grants.is_empty() {
-        let _ = tx.send(Message::GrantClaims { grants }).await;
+    if let Some(generation) = generation {
+        let _ = tx.send(Message::GrantClaims { generation, grants }).await;
     }
 }
 
+/// The mirror as stored (expired grants too: the recorder compares the
+/// list with the one it sent), and the generation it came as.
 async fn mirrored_grants(
     cloud: &Cloud,
     site: &str,
-) -> Result<Vec<candor_link::GrantNote>, crate::db::DbError> {
+) -> Result<(Option<u64>, Vec<candor_link::GrantNote>), crate::db::DbError> {
+    let generation = cloud
+        .db
+        .query_one(
+            "SELECT grants_generation FROM site WHERE id = $1",
+            vec![site.into()],
+        )
+        .await?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten()
+        .map(|g| g as u64);
     let rows = cloud
         .db
         .query(
-            "SELECT id, technician, org, scopes, cameras, expires FROM site_grant \
-             WHERE site = $1 AND expires > $2 ORDER BY id LIMIT $3",
-            vec![
-                site.into(),
-                now().into(),
-                (candor_link::MAX_GRANTS as i64).into(),
-            ],
+            "SELECT id, technician, org, scopes, expires FROM site_grant \
+             WHERE site = $1 ORDER BY id LIMIT $2",
+            vec![site.into(), (candor_link::MAX_GRANTS as i64).into()],
         )
         .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -575,17 +584,17 @@ async fn mirrored_grants(
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            cameras: r.opt_text(4)?.and_then(|c| serde_json::from_str(&c).ok()),
-            expires_at: r.int(5)?,
+            expires_at: r.int(4)?,
         });
     }
-    Ok(out)
+    Ok((generation, out))
 }
 
 /// Replaces the site's mirrored grants with what its recorder reported.
 async fn mirror_grants(
     cloud: &Cloud,
     site: &str,
+    generation: u64,
     grants: &[candor_link::GrantNote],
 ) -> Result<(), crate::db::DbError> {
     cloud
@@ -593,27 +602,32 @@ async fn mirror_grants(
         .exec("DELETE FROM site_grant WHERE site = $1", vec![site.into()])
         .await?;
     for g in grants {
-        let cameras = g
-            .cameras
-            .as_ref()
-            .and_then(|c| serde_json::to_string(c).ok());
         cloud
             .db
             .exec(
-                "INSERT INTO site_grant (site, id, technician, org, scopes, cameras, expires) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (site, id) DO NOTHING",
+                "INSERT INTO site_grant (site, id, technician, org, scopes, expires) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (site, id) DO NOTHING",
                 vec![
                     site.into(),
                     i64::try_from(g.id).unwrap_or(i64::MAX).into(),
                     g.technician.as_str().into(),
                     g.org.as_str().into(),
                     g.scopes.join(",").into(),
-                    cameras.into(),
                     g.expires_at.into(),
                 ],
             )
             .await?;
     }
+    cloud
+        .db
+        .exec(
+            "UPDATE site SET grants_generation = $1 WHERE id = $2",
+            vec![
+                i64::try_from(generation).unwrap_or(i64::MAX).into(),
+                site.into(),
+            ],
+        )
+        .await?;
     Ok(())
 }
 
@@ -820,9 +834,11 @@ async fn on_site_message(
         Message::AcmeDns { txt, caa } => Ok(Some(Message::AcmeDnsDone {
             error: acme_dns(cloud, site, &txt, caa.as_ref()).await.err(),
         })),
-        Message::Grants { grants } => {
-            mirror_grants(cloud, site, &grants).await.map_err(db)?;
-            Ok(None)
+        Message::Grants { generation, grants } => {
+            mirror_grants(cloud, site, generation, &grants)
+                .await
+                .map_err(db)?;
+            Ok(Some(Message::GrantsStored { generation }))
         }
         Message::AccessNotice {
             event,

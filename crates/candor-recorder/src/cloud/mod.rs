@@ -147,8 +147,8 @@ pub struct CloudHandle {
     cmd: mpsc::Sender<Cmd>,
     remote: Arc<Mutex<Option<mpsc::Receiver<RemoteConn>>>>,
     access: Arc<Mutex<Option<mpsc::Receiver<AccessRequest>>>>,
-    grants: Arc<watch::Sender<Option<Vec<candor_link::GrantNote>>>>,
-    claims: Arc<Mutex<Option<mpsc::Receiver<Vec<candor_link::GrantNote>>>>>,
+    grants: Arc<watch::Sender<Option<GrantReport>>>,
+    claims: Arc<Mutex<Option<mpsc::Receiver<CloudGrants>>>>,
 }
 
 /// A technician's request for access, as the cloud relayed it (validated
@@ -161,6 +161,23 @@ pub struct AccessRequest {
     pub cameras: Option<Vec<String>>,
     pub hours: u32,
     pub reason: String,
+}
+
+/// The list of grants the recorder reports, numbered (see `Message::Grants`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrantReport {
+    pub generation: u64,
+    pub grants: Vec<candor_link::GrantNote>,
+}
+
+/// What the cloud said about the grants list, for the web app to check.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CloudGrants {
+    /// The cloud's quote of its mirror (once per connection), and the
+    /// connection's random number.
+    Claims(GrantReport, u64),
+    /// The cloud stored this generation of the list, on that connection.
+    Stored(u64, u64),
 }
 
 /// Requests waiting to be stored; more are dropped (the cloud's requests
@@ -193,8 +210,8 @@ impl CloudHandle {
 
     /// The grants to report to the cloud (the web app sets them at start
     /// and on each change; the link sends them on each connection).
-    pub fn set_grants(&self, grants: Vec<candor_link::GrantNote>) {
-        self.grants.send_replace(Some(grants));
+    pub fn set_grants(&self, report: GrantReport) {
+        self.grants.send_replace(Some(report));
     }
 
     /// Tells the owner about a technician's access, if the link is up.
@@ -207,7 +224,7 @@ impl CloudHandle {
     }
 
     /// The cloud's quotes of this site's grants (once: the web app takes them).
-    pub fn take_grant_claims(&self) -> Option<mpsc::Receiver<Vec<candor_link::GrantNote>>> {
+    pub fn take_grant_claims(&self) -> Option<mpsc::Receiver<CloudGrants>> {
         self.claims.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -252,7 +269,7 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
     let (remote_tx, remote_rx) = mpsc::channel(REMOTE_QUEUE);
     let (access_tx, access_rx) = mpsc::channel(ACCESS_QUEUE);
     let (grants_tx, grants_rx) = watch::channel(None);
-    let (claims_tx, claims_rx) = mpsc::channel(1);
+    let (claims_tx, claims_rx) = mpsc::channel(4);
     let (issued_tx, issued) = watch::channel(None);
     tokio::spawn(
         acme::Acme {
@@ -373,8 +390,8 @@ struct Link {
     wake: Arc<Notify>,
     remote_tx: mpsc::Sender<RemoteConn>,
     access_tx: mpsc::Sender<AccessRequest>,
-    grants: watch::Receiver<Option<Vec<candor_link::GrantNote>>>,
-    claims_tx: mpsc::Sender<Vec<candor_link::GrantNote>>,
+    grants: watch::Receiver<Option<GrantReport>>,
+    claims_tx: mpsc::Sender<CloudGrants>,
     remote_opens: std::collections::VecDeque<Instant>,
 }
 
@@ -804,10 +821,18 @@ impl Link {
     /// Records, then sends. Nothing leaves that the ledger doesn't show.
     /// The grants the web app last set, if it has (not before: an empty
     /// list would clear the cloud's mirror of grants that exist).
-    async fn send_grants(&mut self, io: &mut LinkIo, dest: &str) -> Result<(), String> {
-        let grants = self.grants.borrow_and_update().clone();
-        let Some(grants) = grants else { return Ok(()) };
-        let m = Message::Grants { grants };
+    async fn send_grants(
+        &mut self,
+        io: &mut LinkIo,
+        dest: &str,
+        core: &mut session::Linked,
+    ) -> Result<(), String> {
+        let report = self.grants.borrow_and_update().clone();
+        let Some(report) = report else { return Ok(()) };
+        let m = Message::Grants {
+            generation: report.generation,
+            grants: report.grants,
+        };
         // Made from the recorder's own rows, which its forms check as the
         // link does; should one still not fit, it is left out, not a reason
         // to end the link at every connection.
@@ -815,6 +840,7 @@ impl Link {
             warn!("grants not reported to the cloud: {e}");
             return Ok(());
         }
+        core.grants_sent(report.generation);
         self.send(io, dest, &m).await
     }
 
@@ -938,6 +964,8 @@ impl Link {
             return Ended::Retry(e);
         }
         let tunnel = io.tunnel.clone();
+        // Names this connection to the grants check (see `CloudGrants`).
+        let conn_id: u64 = rand::random();
         let mut status_tick = tokio::time::interval(Duration::from_secs(2));
         // The outbox is read when something may wait in it: after the welcome
         // and whenever an alarm was queued, not on every tick.
@@ -983,7 +1011,7 @@ impl Link {
                 _ = self.wake.notified() => { drain = true; continue }
                 Ok(()) = self.grants.changed() => {
                     if core.welcomed()
-                        && let Err(e) = self.send_grants(io, dest).await
+                        && let Err(e) = self.send_grants(io, dest, &mut core).await
                     {
                         return Ended::Retry(e);
                     }
@@ -1062,7 +1090,7 @@ impl Link {
                 Action::None => {}
                 Action::Up => {
                     drain = true;
-                    if let Err(e) = self.send_grants(io, dest).await {
+                    if let Err(e) = self.send_grants(io, dest, &mut core).await {
                         return Ended::Retry(e);
                     }
                     self.state.send_modify(|s| {
@@ -1116,8 +1144,14 @@ impl Link {
                         warn!("access request dropped: too many waiting to be stored");
                     }
                 }
-                Action::GrantClaims(grants) => {
-                    if self.claims_tx.try_send(grants).is_err() {
+                Action::GrantsStored(generation) => {
+                    let _ = self
+                        .claims_tx
+                        .try_send(CloudGrants::Stored(generation, conn_id));
+                }
+                Action::GrantClaims { generation, grants } => {
+                    let c = CloudGrants::Claims(GrantReport { generation, grants }, conn_id);
+                    if self.claims_tx.try_send(c).is_err() {
                         warn!(
                             "the cloud's grant claims were not checked: the last are still waiting"
                         );

@@ -50,7 +50,12 @@ pub enum Action {
     AccessRequest(super::AccessRequest),
     /// The cloud's quote of this site's grants: compared with the store
     /// and every difference audited; it grants nothing.
-    GrantClaims(Vec<candor_link::GrantNote>),
+    GrantClaims {
+        generation: u64,
+        grants: Vec<candor_link::GrantNote>,
+    },
+    /// The cloud stored this generation of the grants list.
+    GrantsStored(u64),
     /// Answer the ping (ledgered as this hour's heartbeat row).
     Pong(u64),
     /// Too many cloud-caused requests this minute: say so once in a while.
@@ -144,6 +149,9 @@ pub struct Linked {
     acme_pending: Option<Instant>,
     /// The cloud quoted its grants on this connection (once is all it may).
     claims_heard: bool,
+    /// Generations of the grants list sent on this connection and not yet
+    /// confirmed: each confirmation is taken once.
+    grants_awaiting: HashSet<u64>,
 }
 
 impl Linked {
@@ -173,6 +181,7 @@ impl Linked {
             remote_host: None,
             acme_pending: None,
             claims_heard: false,
+            grants_awaiting: HashSet::new(),
         }
     }
 
@@ -266,15 +275,27 @@ impl Linked {
             }
             // Once per connection, after the welcome: more would be audit
             // entries a cloud could write at will.
-            Message::GrantClaims { grants } if self.welcomed && !self.claims_heard => {
+            Message::GrantClaims { generation, grants } if self.welcomed && !self.claims_heard => {
                 self.claims_heard = true;
-                Action::GrantClaims(grants)
+                Action::GrantClaims { generation, grants }
             }
+            Message::GrantsStored { generation } if self.grants_awaiting.remove(&generation) => {
+                Action::GrantsStored(generation)
+            }
+            Message::GrantsStored { .. } => Action::None,
             Message::AcmeDnsDone { error } if self.acme_pending.is_some() => {
                 self.acme_pending = None;
                 Action::AcmeDnsDone(error)
             }
             other => Action::End(format!("unexpected {} from the cloud", other.name())),
+        }
+    }
+
+    /// A grants list of this generation went out on this connection.
+    pub fn grants_sent(&mut self, generation: u64) {
+        // Bounded: a list goes out per change, and the cloud confirms each.
+        if self.grants_awaiting.len() < 64 {
+            self.grants_awaiting.insert(generation);
         }
     }
 
@@ -497,12 +518,27 @@ mod tests {
     fn the_clouds_grant_quote_is_taken_once_per_connection_after_the_welcome() {
         let t = Instant::now();
         let mut l = linked(Sharing::Health, t);
-        let quote = || Message::GrantClaims { grants: vec![] };
+        let quote = || Message::GrantClaims {
+            generation: 3,
+            grants: vec![],
+        };
         assert!(matches!(l.on_message(quote(), t), Action::End(_)));
         let mut l = linked(Sharing::Health, t);
         l.on_message(Message::Welcome { site: "s1".into() }, t);
-        assert_eq!(l.on_message(quote(), t), Action::GrantClaims(vec![]));
+        assert_eq!(
+            l.on_message(quote(), t),
+            Action::GrantClaims {
+                generation: 3,
+                grants: vec![]
+            }
+        );
         assert!(matches!(l.on_message(quote(), t), Action::End(_)));
+        // A confirmation counts only for a list sent on this connection, once.
+        let stored = |g| Message::GrantsStored { generation: g };
+        assert_eq!(l.on_message(stored(7), t), Action::None);
+        l.grants_sent(7);
+        assert_eq!(l.on_message(stored(7), t), Action::GrantsStored(7));
+        assert_eq!(l.on_message(stored(7), t), Action::None);
     }
 
     #[test]

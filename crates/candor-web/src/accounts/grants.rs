@@ -402,10 +402,83 @@ impl Accounts {
         let mut q = conn.prepare(&format!(
             "SELECT {GRANT_COLUMNS} FROM access_grant g JOIN user u ON u.id = g.user_id \
              JOIN access_request r ON r.id = g.request_id \
-             WHERE r.source = 'cloud' AND g.revoked_at IS NULL AND g.expires_at > ?1 ORDER BY g.id"
+             WHERE r.source = 'cloud' AND g.revoked_at IS NULL AND g.expires_at > ?1 \
+             ORDER BY g.id DESC LIMIT ?2"
         ))?;
-        let rows = q.query_map([now_secs()], grant_row)?;
+        // The newest, as many as a link message holds.
+        let rows = q.query_map(
+            params![now_secs(), candor_link::MAX_GRANTS as i64],
+            grant_row,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The list to report to the cloud: the newest reported one if it is
+    /// the same, else a new generation (the last 20 are kept).
+    pub fn grant_report(&self, grants: &[candor_link::GrantNote]) -> Result<u64, AccountError> {
+        // Plain structs of strings and numbers: serialising can't fail.
+        let json = serde_json::to_string(grants).unwrap_or_default();
+        let conn = self.conn();
+        let newest: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT generation, grants FROM cloud_grant_report ORDER BY generation DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((g, j)) = &newest
+            && *j == json
+        {
+            return Ok(*g as u64);
+        }
+        let g = newest.map_or(1, |(g, _)| g + 1);
+        conn.execute(
+            "INSERT INTO cloud_grant_report (generation, grants, at) VALUES (?1, ?2, ?3)",
+            params![g, json, now_secs()],
+        )?;
+        conn.execute(
+            "DELETE FROM cloud_grant_report WHERE generation <= ?1",
+            [g - 20],
+        )?;
+        Ok(g as u64)
+    }
+
+    /// The cloud confirmed storing this generation, on link connection
+    /// `conn` (the first confirmation's is kept).
+    pub fn grant_report_stored(&self, generation: u64, conn: u64) -> Result<(), AccountError> {
+        self.conn().execute(
+            "UPDATE cloud_grant_report SET stored = 1, stored_conn = ?2 WHERE generation = ?1 AND stored = 0",
+            params![generation as i64, conn as i64],
+        )?;
+        Ok(())
+    }
+
+    /// A reported list by generation (if still kept), and the newest
+    /// generation the cloud confirmed storing before link connection
+    /// `conn`: the cloud quotes its mirror as the connection starts, so a
+    /// confirmation on the same connection may be newer than the quote.
+    pub fn grant_reports(
+        &self,
+        generation: u64,
+        link_conn: u64,
+    ) -> Result<(Option<Vec<candor_link::GrantNote>>, Option<u64>), AccountError> {
+        let conn = self.conn();
+        let list: Option<String> = conn
+            .query_row(
+                "SELECT grants FROM cloud_grant_report WHERE generation = ?1",
+                [generation as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let stored: Option<i64> = conn.query_row(
+            "SELECT MAX(generation) FROM cloud_grant_report WHERE stored = 1 AND stored_conn != ?1",
+            [link_conn as i64],
+            |r| r.get(0),
+        )?;
+        Ok((
+            list.and_then(|j| serde_json::from_str(&j).ok()),
+            stored.map(|g| g as u64),
+        ))
     }
 
     /// Whether grant `id` answers a request the cloud relayed.

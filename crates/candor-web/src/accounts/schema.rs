@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 /// The accounts database's version, in SQLite's `user_version` (0: a new
 /// file, or one written before versions were kept).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Today's schema, for a new file.
 const SCHEMA: &str = "
@@ -118,6 +118,16 @@ const SCHEMA: &str = "
                  decided_by TEXT,
                  decided_at INTEGER,
                  grant_id INTEGER
+             );
+             -- The lists of grants reported to the cloud, numbered, the last
+             -- few: a quote of one the cloud confirmed storing is a mirror
+             -- lagging behind; anything else is not this recorder's word.
+             CREATE TABLE IF NOT EXISTS cloud_grant_report (
+                 generation INTEGER PRIMARY KEY,
+                 grants TEXT NOT NULL,
+                 at INTEGER NOT NULL,
+                 stored INTEGER NOT NULL DEFAULT 0,
+                 stored_conn INTEGER
              );";
 
 /// One function per version step: `UPGRADES[v]` takes version `v` to
@@ -125,7 +135,8 @@ const SCHEMA: &str = "
 /// had gained by then) to version 1: tables it lacks are created, columns
 /// it lacks are added, found by name (`PRAGMA table_info`).
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
-const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4];
+const UPGRADES: [Upgrade; SCHEMA_VERSION as usize] =
+    [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
 
 fn v0_to_v1(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(SCHEMA)?;
@@ -161,6 +172,11 @@ fn v3_to_v4(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
             ("session", "grant_id", "INTEGER"),
         ],
     )
+}
+
+/// The grants reported to the cloud (docs/design/installers.md).
+fn v4_to_v5(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(SCHEMA)
 }
 
 fn add_missing(tx: &rusqlite::Transaction, columns: &[(&str, &str, &str)]) -> rusqlite::Result<()> {
