@@ -1929,7 +1929,17 @@ fn nss_home(dir: &Path, pebble: &Pebble) -> PathBuf {
 fn installers_fleet_request_change_rollback_and_revoke_in_chromium() {
     ensure_playwright();
     let dir = tempfile::tempdir().unwrap();
-    let (cloud, owner, home, pebble, _) = acme_site(dir.path(), "");
+    // The owner's phone (a push endpoint that decrypts what it gets).
+    let push = PushEndpoint::start(dir.path());
+    let (cloud, owner, home, pebble, _) = acme_site(
+        dir.path(),
+        &format!(
+            "push_ca = \"{}\"\npush_allow_hosts = [\"127.0.0.1\"]",
+            push.cert.display()
+        ),
+    );
+    let (code, v) = owner.api("POST", "push", Some(&push.subscription.to_string()));
+    assert_eq!(code, 201, "{v}");
     let home_id = owner.sites()[0]["id"].as_str().unwrap().to_owned();
     let remote = remote_url(&home);
     let shop = site(&dir.path().join("shop"), &cloud, "Shop", "");
@@ -2021,6 +2031,32 @@ fn installers_fleet_request_change_rollback_and_revoke_in_chromium() {
     );
     let out_ms = result["technician_out_ms"].as_u64().unwrap();
     assert!(out_ms < 5000, "{result}");
+    // The owner's phone heard of the request, the technician's arrival and
+    // the end of access; a tap opens the recorder's Access page.
+    let mut titles = Vec::new();
+    wait_for("the owner's pushes", Duration::from_secs(20), || {
+        titles = push
+            .payloads()
+            .iter()
+            .filter(|p| p["kind"] == "access")
+            .map(|p| (p["title"].as_str().unwrap().to_owned(), p["url"].clone()))
+            .collect();
+        titles.len() >= 3
+    });
+    let names: Vec<&str> = titles.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Access request for Home",
+            "Technician at Home",
+            "Access ended at Home"
+        ],
+        "{titles:?}"
+    );
+    assert!(
+        titles.iter().all(|(_, u)| *u == format!("{remote}#access")),
+        "{titles:?}"
+    );
     // The recorder's own records: the versions are the technician's, from
     // the relay, and their requests are in the audit log.
     let (_, _, v) = home.web.api("GET", "config/versions", None);
