@@ -77,9 +77,22 @@ try {
   await owner.waitForSelector('[data-testid=linked]:has-text("ACME Security")');
   await shot(owner, 'i01-owner-linked');
 
+  // The technician joins organisation A with an invitation its admin
+  // made and handed over.
+  step('joining');
+  await bossA.selectOption('select[name=invite_role]', 'technician');
+  await bossA.click('[data-testid=invite]');
+  const invitation = (await bossA.textContent('[data-testid=invite-value]')).trim();
+  const tech = await cloudSignIn('technician', env.TECH);
+  await tech.goto(`${env.CLOUD_URL}#orgs`);
+  await tech.fill('input[name=invite]', invitation);
+  await tech.click('form:has(input[name=invite]) button[type=submit]');
+  await tech.waitForFunction((org) => location.hash === `#fleet=${encodeURIComponent(org)}`, env.ORG_A);
+  await bossA.reload();
+  await bossA.waitForSelector(`[data-member="${env.TECH}"]`);
+
   // Each organisation's fleet: exactly its sites, with their health.
   step('fleet views');
-  const tech = await cloudSignIn('technician', env.TECH);
   await tech.waitForTimeout(100);
   await tech.goto(`${env.CLOUD_URL}#fleet=${encodeURIComponent(env.ORG_A)}`);
   await tech.waitForFunction(() => document.querySelectorAll('[data-fleet-site] [data-testid=fleet-cameras]').length === 2, null, { timeout: 30000 });

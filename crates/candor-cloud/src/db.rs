@@ -150,8 +150,9 @@ const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [
         "CREATE INDEX IF NOT EXISTS site_link_org ON site_link (org)",
     ],
     // 4 → 5: the technicians' grants each recorder reports, mirrored for
-    // the fleet view. Only a mirror: the recorder decides, and refuses a
-    // quote of it that differs (docs/design/installers.md).
+    // the fleet view (only a mirror: the recorder decides, and refuses a
+    // quote of it that differs: docs/design/installers.md); one-time codes
+    // that make an account a member of an installer's organisation.
     &[
         "ALTER TABLE site ADD COLUMN grants_generation BIGINT",
         "CREATE TABLE IF NOT EXISTS site_grant (
@@ -163,6 +164,11 @@ const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [
         expires BIGINT NOT NULL,
         PRIMARY KEY (site, id))",
         "CREATE INDEX IF NOT EXISTS site_grant_technician ON site_grant (technician)",
+        "CREATE TABLE IF NOT EXISTS org_invite (
+        code TEXT PRIMARY KEY,
+        org TEXT NOT NULL REFERENCES org(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        expires BIGINT NOT NULL)",
     ],
 ];
 
@@ -245,6 +251,11 @@ const TABLES: &[&str] = &[
         expires BIGINT NOT NULL,
         PRIMARY KEY (site, id))",
     "CREATE INDEX IF NOT EXISTS site_grant_technician ON site_grant (technician)",
+    "CREATE TABLE IF NOT EXISTS org_invite (
+        code TEXT PRIMARY KEY,
+        org TEXT NOT NULL REFERENCES org(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        expires BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS push_sub (
         endpoint TEXT PRIMARY KEY,
         account TEXT NOT NULL REFERENCES account(id) ON DELETE CASCADE,

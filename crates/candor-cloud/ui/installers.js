@@ -21,6 +21,7 @@ export async function orgsView(ctx) {
   const { api, toast, main } = ctx;
   const { orgs } = await api('GET', '/api/orgs');
   const name = h('input', { name: 'org_name', placeholder: 'e.g. ACME Security', required: true, maxlength: 64 });
+  const invite = h('input', { name: 'invite', placeholder: 'the code your admin gave you', autocomplete: 'off', required: true });
   main.replaceChildren(h('h2', {}, 'Installers'),
     orgs.length
       ? h('div', { id: 'orgs' }, orgs.map((o) => h('div', { class: 'card', 'data-org': o.id },
@@ -33,7 +34,16 @@ export async function orgsView(ctx) {
         const o = await api('POST', '/api/orgs', { name: name.value });
         location.hash = `#fleet=${encodeURIComponent(o.id)}`;
       } catch (x) { toast(x.message); }
-    } }, h('h3', {}, 'New organisation'), name, h('button', { type: 'submit' }, 'Create')));
+    } }, h('h3', {}, 'New organisation'), name, h('button', { type: 'submit' }, 'Create')),
+    h('form', { class: 'card', onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const o = await api('POST', '/api/orgs/join', { code: invite.value.trim() });
+        location.hash = `#fleet=${encodeURIComponent(o.id)}`;
+      } catch (x) { toast(x.message); }
+    } }, h('h3', {}, 'Join an organisation'),
+    h('p', { class: 'dim' }, 'An admin of your company makes an invitation for you: enter it here.'),
+    invite, h('button', { type: 'submit' }, 'Join')));
 }
 
 function when(iso) {
@@ -120,20 +130,36 @@ export async function fleetView(ctx, org) {
   q.oninput = refresh;
   attention.onchange = refresh;
   sort.onchange = refresh;
-  const admin = o.role === 'admin' ? adminCards(ctx, org) : [];
+  const admin = o.role === 'admin' ? await adminCards(ctx, org) : [];
   main.replaceChildren(h('h2', {}, o.name),
     h('div', { class: 'card controls' }, q, h('div', { class: 'row' }, h('label', { class: 'check' }, attention, ' Needs attention only'), sort)),
-    summary, list, ...admin);
+    summary, list, ...admin,
+    h('button', { class: 'secondary', 'data-testid': 'leave', onclick: async () => {
+      if (!confirm(`Leave ${o.name}? You see its sites no more, at once.`)) return;
+      try { await api('DELETE', `/api/orgs/${encodeURIComponent(org)}/membership`); location.hash = '#orgs'; } catch (x) { toast(x.message); }
+    } }, 'Leave this organisation'));
   await refresh();
 }
 
-function adminCards(ctx, org) {
+async function adminCards(ctx, org) {
   const { api, toast } = ctx;
   const base = `/api/orgs/${encodeURIComponent(org)}`;
-  const email = h('input', { type: 'email', name: 'member_email', placeholder: 'their account e-mail', required: true });
-  const role = h('select', { name: 'member_role', 'aria-label': 'Role' }, h('option', { value: 'technician' }, 'Technician'), h('option', { value: 'admin' }, 'Admin'));
+  const role = h('select', { name: 'invite_role', 'aria-label': 'Role' }, h('option', { value: 'technician' }, 'Technician'), h('option', { value: 'admin' }, 'Admin'));
   const codeOut = h('div', {});
+  const inviteOut = h('div', {});
   const siteCode = h('input', { name: 'site_code', placeholder: "the owner's code", required: true, autocomplete: 'off' });
+  const list = h('ul', { class: 'members' });
+  const drawMembers = async () => {
+    try {
+      const { members } = await api('GET', `${base}/members`);
+      list.replaceChildren(...members.map((m) => h('li', { 'data-member': m.email }, `${m.email} · ${m.role} `,
+        h('button', { class: 'danger small', onclick: async () => {
+          if (!confirm(`Remove ${m.email}? They lose the fleet at once.`)) return;
+          try { await api('DELETE', `${base}/members/${encodeURIComponent(m.email)}`); await drawMembers(); } catch (x) { toast(x.message); }
+        } }, 'Remove'))));
+    } catch (x) { list.replaceChildren(h('li', { class: 'error' }, x.message)); }
+  };
+  await drawMembers();
   return [
     h('div', { class: 'card' }, h('h3', {}, 'Link a customer’s site'),
       h('p', { class: 'dim' }, 'Give the owner a code to enter in their app, or enter the code they give you. They choose what you see, and can unlink at any time.'),
@@ -147,15 +173,16 @@ function adminCards(ctx, org) {
         e.preventDefault();
         try { await api('POST', `${base}/link`, { code: siteCode.value.trim() }); siteCode.value = ''; toast('Site linked'); } catch (x) { toast(x.message); }
       } }, h('label', {}, 'Or enter an owner’s code'), siteCode, h('button', { type: 'submit' }, 'Link'))),
-    h('form', { class: 'card', onsubmit: async (e) => {
-      e.preventDefault();
-      try { await api('POST', `${base}/members`, { email: email.value, role: role.value }); toast(`${email.value} added`); email.value = ''; } catch (x) { toast(x.message); }
-    } }, h('h3', {}, 'Members'), h('p', { class: 'dim' }, 'Technicians see the fleet and ask owners for access; each grant is the owner’s, on their recorder, for one person.'),
-    email, role, h('div', { class: 'row' }, h('button', { type: 'submit' }, 'Add'),
-      h('button', { type: 'button', class: 'danger', onclick: async () => {
-        if (!email.value || !confirm(`Remove ${email.value}? They lose the fleet at once.`)) return;
-        try { await api('DELETE', `${base}/members/${encodeURIComponent(email.value)}`); toast(`${email.value} removed`); email.value = ''; } catch (x) { toast(x.message); }
-      } }, 'Remove'))),
+    h('div', { class: 'card' }, h('h3', {}, 'Members'),
+      h('p', { class: 'dim' }, 'Technicians see the fleet and ask owners for access; each grant is the owner’s, on their recorder, for one person. A new member joins with an invitation you hand them.'),
+      list,
+      h('div', { class: 'row' }, role, h('button', { class: 'secondary', 'data-testid': 'invite', onclick: async () => {
+        try {
+          const c = await api('POST', `${base}/invites`, { role: role.value });
+          inviteOut.replaceChildren(h('div', { class: 'code', 'data-testid': 'invite-value' }, c.code),
+            h('p', { class: 'dim' }, `For one ${c.role}, once, until ${when(c.expires)}. They enter it under Installers → Join.`));
+        } catch (x) { toast(x.message); }
+      } }, 'Invite')), inviteOut),
   ];
 }
 

@@ -54,15 +54,46 @@ fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     let org_a = a["id"].as_str().unwrap().to_owned();
     let (_, b) = boss_b.api("POST", "orgs", Some(r#"{"name":"Other Alarms"}"#));
     let org_b = b["id"].as_str().unwrap().to_owned();
-    let (code, v) = boss_a.api(
+    // Members join with an invitation their admin hands them, once; not
+    // by an e-mail address the cloud never verified.
+    let (code, inv) = boss_a.api(
+        "POST",
+        &format!("orgs/{org_a}/invites"),
+        Some(r#"{"role":"technician"}"#),
+    );
+    assert_eq!(code, 201, "{inv}");
+    let join = serde_json::json!({ "code": inv["code"] }).to_string();
+    let (code, v) = tech_a.api("POST", "orgs/join", Some(&join));
+    assert_eq!((code, v["role"].as_str()), (200, Some("technician")), "{v}");
+    let (code, _) = boss_b.api("POST", "orgs/join", Some(&join));
+    assert_eq!(code, 404, "an invitation works once");
+    let (code, _) = boss_a.api(
         "POST",
         &format!("orgs/{org_a}/members"),
-        Some(r#"{"email":"tech@acme.example","role":"technician"}"#),
+        Some(r#"{"email":"boss@other.example","role":"admin"}"#),
     );
-    assert_eq!(code, 204, "{v}");
-    // A technician can't add members or make codes.
-    let (code, _) = tech_a.api("POST", &format!("orgs/{org_a}/codes"), None);
-    assert_eq!(code, 403);
+    assert_eq!(code, 405, "no adding by address");
+    let (_, m) = boss_a.api("GET", &format!("orgs/{org_a}/members"), None);
+    assert_eq!(
+        m["members"],
+        serde_json::json!([{"email": "boss@acme.example", "role": "admin"}, {"email": "tech@acme.example", "role": "technician"}])
+    );
+    // A technician can't invite, list members or make codes; the last
+    // admin can't leave.
+    for (method, path, body) in [
+        ("POST", format!("orgs/{org_a}/codes"), None),
+        (
+            "POST",
+            format!("orgs/{org_a}/invites"),
+            Some(r#"{"role":"admin"}"#),
+        ),
+        ("GET", format!("orgs/{org_a}/members"), None),
+    ] {
+        let (code, _) = tech_a.api(method, &path, body);
+        assert_eq!(code, 403, "{path}");
+    }
+    let (code, v) = boss_a.api("DELETE", &format!("orgs/{org_a}/membership"), None);
+    assert_eq!(code, 409, "{v}");
 
     // Org A's codes link Shop (health) and Home (online only); the owner's
     // code for Barn is entered by org B's admin.
@@ -273,6 +304,12 @@ fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     assert_eq!(code, 204);
     let (code, _) = fleet(&tech_a, &org_a);
     assert_eq!(code, 404, "an ex-member sees nothing");
+    // A member may leave by themselves, at once.
+    join_org(&boss_b, &tech_a, &org_b, "technician");
+    assert_eq!(fleet(&tech_a, &org_b).0, 200);
+    let (code, _) = tech_a.api("DELETE", &format!("orgs/{org_b}/membership"), None);
+    assert_eq!(code, 204);
+    assert_eq!(fleet(&tech_a, &org_b).0, 404);
 }
 
 /// One statement on the cloud's PostgreSQL database, as an intruder in it
@@ -324,10 +361,8 @@ fn a_cloud_that_invents_extends_or_replays_a_grant_gets_nothing() {
     let old = Owner::register(&cloud, dir.path(), "old@acme.example");
     let (_, o) = boss.api("POST", "orgs", Some(r#"{"name":"ACME Security"}"#));
     let org = o["id"].as_str().unwrap().to_owned();
-    for who in ["tech@acme.example", "old@acme.example"] {
-        let body = serde_json::json!({ "email": who, "role": "technician" }).to_string();
-        let (code, v) = boss.api("POST", &format!("orgs/{org}/members"), Some(&body));
-        assert_eq!(code, 204, "{v}");
+    for who in [&tech, &old] {
+        join_org(&boss, who, &org, "technician");
     }
     let (_, c) = boss.api("POST", &format!("orgs/{org}/codes"), None);
     let body = serde_json::json!({ "code": c["code"], "level": "health" }).to_string();

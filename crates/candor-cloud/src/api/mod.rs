@@ -149,7 +149,10 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
         )
         .route("/api/sites/{id}/link-code", post(site_code))
         .route("/api/orgs", get(orgs).post(create_org))
-        .route("/api/orgs/{org}/members", post(add_member))
+        .route("/api/orgs/join", post(join))
+        .route("/api/orgs/{org}/members", get(members))
+        .route("/api/orgs/{org}/invites", post(invite))
+        .route("/api/orgs/{org}/membership", axum::routing::delete(leave))
         .route(
             "/api/orgs/{org}/members/{email}",
             axum::routing::delete(remove_member),

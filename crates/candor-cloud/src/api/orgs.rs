@@ -170,64 +170,196 @@ pub(super) async fn orgs(
     Ok(Json(serde_json::json!({ "orgs": list })))
 }
 
+/// An invitation is valid this long: it is handed to one person, now.
+pub const INVITE_SECS: i64 = 2 * 86400;
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NewMember {
-    email: String,
+pub(super) struct NewInvite {
     role: String,
 }
 
-/// An org admin adds an existing account as `admin` or `technician`.
-pub(super) async fn add_member(
+/// `POST /api/orgs/{org}/invites`: an org admin makes a one-time code that
+/// makes whoever enters it a member, as `admin` or `technician`. Members
+/// join with a code the admin handed them, never by e-mail address: the
+/// cloud doesn't verify addresses, so an account named like an employee's
+/// address proves nothing, and asking by address would tell which
+/// addresses have accounts.
+pub(super) async fn invite(
     State(cloud): Cl,
     headers: HeaderMap,
     Path(org): Path<String>,
-    Json(b): Json<NewMember>,
-) -> ApiResult<StatusCode> {
+    Json(b): Json<NewInvite>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let me = me_csrf(&cloud, &headers).await?;
     org_admin(&cloud, &me, &org).await?;
     if !matches!(b.role.as_str(), "admin" | "technician") {
         return Err(bad("a member is an admin or a technician"));
     }
-    let n = cloud
+    cloud
         .db
-        .query_one(
-            "SELECT COUNT(*) FROM org_member WHERE org = $1",
-            vec![org.clone().into()],
+        .exec(
+            "DELETE FROM org_invite WHERE expires <= $1",
+            vec![now().into()],
         )
-        .await?
-        .map(|r| r.int(0))
-        .transpose()?
-        .unwrap_or(0);
+        .await?;
+    // Outstanding invitations count against the members' cap, so codes
+    // can't be piled up beyond it.
+    let n = members_and_invites(&cloud, &org).await?;
     if n >= MAX_MEMBERS {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "too_many",
-            format!("at most {MAX_MEMBERS} members"),
+            format!("at most {MAX_MEMBERS} members and open invitations"),
         ));
     }
-    let account = cloud
+    let code = new_code();
+    cloud
+        .db
+        .exec(
+            "INSERT INTO org_invite (code, org, role, expires) VALUES ($1, $2, $3, $4)",
+            vec![
+                code_hash(&code).into(),
+                org.into(),
+                b.role.clone().into(),
+                (now() + INVITE_SECS).into(),
+            ],
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "code": code, "role": b.role, "expires": crate::ts(now() + INVITE_SECS),
+        })),
+    ))
+}
+
+async fn members_and_invites(cloud: &Cloud, org: &str) -> ApiResult<i64> {
+    Ok(cloud
         .db
         .query_one(
-            "SELECT id FROM account WHERE email = $1",
-            vec![b.email.trim().to_ascii_lowercase().into()],
+            "SELECT (SELECT COUNT(*) FROM org_member WHERE org = $1) + \
+             (SELECT COUNT(*) FROM org_invite WHERE org = $1 AND expires > $2)",
+            vec![org.into(), now().into()],
         )
         .await?
-        .map(|r| r.text(0))
+        .map(|r| r.int(0))
         .transpose()?
+        .unwrap_or(0))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JoinBody {
+    code: String,
+}
+
+/// `POST /api/orgs/join`: the signed-in account enters an invitation and
+/// becomes a member (used once, by one `DELETE … RETURNING`).
+pub(super) async fn join(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Json(b): Json<JoinBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let me = me_csrf(&cloud, &headers).await?;
+    let r = cloud
+        .db
+        .query_one(
+            "DELETE FROM org_invite WHERE code = $1 AND expires > $2 RETURNING org, role",
+            vec![code_hash(b.code.trim()).into(), now().into()],
+        )
+        .await?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                "no_account",
-                "no account with that e-mail: they sign up first",
+                "bad_code",
+                "the invitation is wrong, used or expired; ask for a new one",
             )
         })?;
+    let (org, role) = (r.text(0)?, r.text(1)?);
     cloud
         .db
         .exec(
             "INSERT INTO org_member (org, account, role) VALUES ($1, $2, $3) \
              ON CONFLICT (org, account) DO UPDATE SET role = excluded.role",
-            vec![org.into(), account.into(), b.role.into()],
+            vec![org.clone().into(), me.account.into(), role.clone().into()],
+        )
+        .await?;
+    let name = cloud
+        .db
+        .query_one(
+            "SELECT name FROM org WHERE id = $1",
+            vec![org.clone().into()],
+        )
+        .await?
+        .map(|r| r.text(0))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Json(
+        serde_json::json!({ "id": org, "name": name, "role": role }),
+    ))
+}
+
+/// `GET /api/orgs/{org}/members` (org admins): who is in the organisation.
+pub(super) async fn members(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let me = me_from(&cloud, &headers).await?;
+    org_admin(&cloud, &me, &org).await?;
+    let rows = cloud
+        .db
+        .query(
+            "SELECT a.email, m.role FROM org_member m JOIN account a ON a.id = m.account \
+             WHERE m.org = $1 ORDER BY a.email",
+            vec![org.into()],
+        )
+        .await?;
+    let list = rows
+        .iter()
+        .map(|r| Ok(serde_json::json!({ "email": r.text(0)?, "role": r.text(1)? })))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(Json(serde_json::json!({ "members": list })))
+}
+
+/// Whether removing `account` would leave the organisation without an admin.
+async fn last_admin(cloud: &Cloud, org: &str, account: &str) -> ApiResult<bool> {
+    let r = cloud
+        .db
+        .query_one(
+            "SELECT (SELECT role FROM org_member WHERE org = $1 AND account = $2), \
+             (SELECT COUNT(*) FROM org_member WHERE org = $1 AND role = 'admin')",
+            vec![org.into(), account.into()],
+        )
+        .await?;
+    Ok(match r {
+        Some(r) => r.opt_text(0)?.as_deref() == Some("admin") && r.int(1)? <= 1,
+        None => false,
+    })
+}
+
+/// `DELETE /api/orgs/{org}/membership`: a member leaves (at once). The
+/// last admin can't: the organisation would have no one to run it.
+pub(super) async fn leave(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    role(&cloud, &me, &org).await?;
+    if last_admin(&cloud, &org, &me.account).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            "you are its last admin: make another member admin first",
+        ));
+    }
+    cloud
+        .db
+        .exec(
+            "DELETE FROM org_member WHERE org = $1 AND account = $2",
+            vec![org.into(), me.account.into()],
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -242,11 +374,30 @@ pub(super) async fn remove_member(
 ) -> ApiResult<StatusCode> {
     let me = me_csrf(&cloud, &headers).await?;
     org_admin(&cloud, &me, &org).await?;
+    let email = email.trim().to_ascii_lowercase();
+    let account = cloud
+        .db
+        .query_one(
+            "SELECT m.account FROM org_member m JOIN account a ON a.id = m.account \
+             WHERE m.org = $1 AND a.email = $2",
+            vec![org.clone().into(), email.into()],
+        )
+        .await?
+        .map(|r| r.text(0))
+        .transpose()?
+        .unwrap_or_default();
+    if !account.is_empty() && last_admin(&cloud, &org, &account).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            "that is the last admin: make another member admin first",
+        ));
+    }
     let n = cloud
         .db
         .exec(
-            "DELETE FROM org_member WHERE org = $1 AND account = (SELECT id FROM account WHERE email = $2)",
-            vec![org.into(), email.trim().to_ascii_lowercase().into()],
+            "DELETE FROM org_member WHERE org = $1 AND account = $2",
+            vec![org.into(), account.into()],
         )
         .await?;
     if n == 0 {

@@ -182,6 +182,17 @@ impl Owner {
     }
 }
 
+/// `member` joins `org` as `role`, with an invitation its admin made.
+#[allow(dead_code)]
+pub fn join_org(admin: &Owner, member: &Owner, org: &str, role: &str) {
+    let body = serde_json::json!({ "role": role }).to_string();
+    let (code, inv) = admin.api("POST", &format!("orgs/{org}/invites"), Some(&body));
+    assert_eq!(code, 201, "{inv}");
+    let body = serde_json::json!({ "code": inv["code"] }).to_string();
+    let (code, v) = member.api("POST", "orgs/join", Some(&body));
+    assert_eq!(code, 200, "{v}");
+}
+
 /// A fresh PostgreSQL database on the machine's server (trust auth on
 /// loopback, as the brief's machine has it).
 pub fn pg_database(tag: &str) -> String {
