@@ -168,7 +168,8 @@ const UPGRADES: [&[&str]; (SCHEMA_VERSION - 1) as usize] = [
         code TEXT PRIMARY KEY,
         org TEXT NOT NULL REFERENCES org(id) ON DELETE CASCADE,
         role TEXT NOT NULL,
-        expires BIGINT NOT NULL)",
+        expires BIGINT NOT NULL,
+        made_by TEXT)",
     ],
 ];
 
@@ -255,7 +256,8 @@ const TABLES: &[&str] = &[
         code TEXT PRIMARY KEY,
         org TEXT NOT NULL REFERENCES org(id) ON DELETE CASCADE,
         role TEXT NOT NULL,
-        expires BIGINT NOT NULL)",
+        expires BIGINT NOT NULL,
+        made_by TEXT)",
     "CREATE TABLE IF NOT EXISTS push_sub (
         endpoint TEXT PRIMARY KEY,
         account TEXT NOT NULL REFERENCES account(id) ON DELETE CASCADE,

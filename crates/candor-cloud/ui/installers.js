@@ -149,14 +149,19 @@ async function adminCards(ctx, org) {
   const inviteOut = h('div', {});
   const siteCode = h('input', { name: 'site_code', placeholder: "the owner's code", required: true, autocomplete: 'off' });
   const list = h('ul', { class: 'members' });
+  const open = h('ul', { class: 'members', 'data-testid': 'open-invites' });
   const drawMembers = async () => {
     try {
-      const { members } = await api('GET', `${base}/members`);
+      const [{ members }, { invites }] = await Promise.all([api('GET', `${base}/members`), api('GET', `${base}/invites`)]);
       list.replaceChildren(...members.map((m) => h('li', { 'data-member': m.email }, `${m.email} · ${m.role} `,
         h('button', { class: 'danger small', onclick: async () => {
-          if (!confirm(`Remove ${m.email}? They lose the fleet at once.`)) return;
+          if (!confirm(`Remove ${m.email}? They lose the fleet at once, and their open invitations go with them.`)) return;
           try { await api('DELETE', `${base}/members/${encodeURIComponent(m.email)}`); await drawMembers(); } catch (x) { toast(x.message); }
         } }, 'Remove'))));
+      open.replaceChildren(...invites.map((i) => h('li', {}, `Invitation for a ${i.role}${i.made_by ? ` by ${i.made_by}` : ''}, until ${when(i.expires)} `,
+        h('button', { class: 'secondary small', onclick: async () => {
+          try { await api('DELETE', `${base}/invites/${encodeURIComponent(i.id)}`); await drawMembers(); } catch (x) { toast(x.message); }
+        } }, 'Revoke'))));
     } catch (x) { list.replaceChildren(h('li', { class: 'error' }, x.message)); }
   };
   await drawMembers();
@@ -181,8 +186,9 @@ async function adminCards(ctx, org) {
           const c = await api('POST', `${base}/invites`, { role: role.value });
           inviteOut.replaceChildren(h('div', { class: 'code', 'data-testid': 'invite-value' }, c.code),
             h('p', { class: 'dim' }, `For one ${c.role}, once, until ${when(c.expires)}. They enter it under Installers → Join.`));
+          await drawMembers();
         } catch (x) { toast(x.message); }
-      } }, 'Invite')), inviteOut),
+      } }, 'Invite')), inviteOut, open),
   ];
 }
 

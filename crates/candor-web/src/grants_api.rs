@@ -339,16 +339,6 @@ pub(crate) async fn grant_notice(st: &AppState, event: AccessEvent, id: i64) {
     }
 }
 
-fn note(g: &crate::accounts::grants::Grant) -> GrantNote {
-    GrantNote {
-        id: g.id as u64,
-        technician: g.technician.clone(),
-        org: g.org.clone(),
-        scopes: g.scopes.names(),
-        expires_at: g.expires_at,
-    }
-}
-
 /// Hands the link the grants the cloud may know of (in force, answering
 /// its requests), numbered; the link sends them now and on each
 /// connection, and the cloud's mirror follows.
@@ -356,8 +346,7 @@ pub(crate) async fn report_grants(st: &AppState) {
     let Some(c) = cloud(st) else { return };
     let a = st.accounts.clone();
     let made = tokio::task::spawn_blocking(move || {
-        let grants: Vec<GrantNote> = a.cloud_grants()?.iter().map(note).collect();
-        let generation = a.grant_report(&grants)?;
+        let (generation, grants) = a.grant_report()?;
         Ok::<_, crate::accounts::AccountError>(candor_recorder::cloud::GrantReport {
             generation,
             grants,
@@ -407,7 +396,7 @@ pub(crate) fn judge_claim(
             describe(claim)
         ));
     }
-    let actual = note(g);
+    let actual = g.note();
     if !g.active(now) {
         let end = g.revoked_at.unwrap_or(g.expires_at);
         return Some(format!(
@@ -443,14 +432,24 @@ pub(crate) enum Quote {
     Replayed { stored: u64 },
     /// Not a list this recorder sent under that number.
     Altered,
+    /// A number older than the lists kept: can't be judged (a cloud that
+    /// missed hundreds of changes), only logged.
+    TooOld,
 }
 
 pub(crate) fn quote_kind(
     claims: &[GrantNote],
-    sent: Option<&[GrantNote]>,
+    seen: &crate::accounts::grants::ReportsSeen,
     generation: u64,
-    newest_stored: Option<u64>,
 ) -> Quote {
+    let (sent, newest_stored) = (seen.sent.as_deref(), seen.stored);
+    if sent.is_none()
+        && let Some((oldest, _)) = seen.kept
+        && generation > 0
+        && generation < oldest
+    {
+        return Quote::TooOld;
+    }
     // The cloud keeps the list as rows: compare as sets, by id.
     let key = |l: &[GrantNote]| {
         let mut v: Vec<GrantNote> = l.to_vec();
@@ -503,11 +502,11 @@ pub(crate) async fn check_cloud_claims(
         let a = st.accounts.clone();
         let judged = tokio::task::spawn_blocking(move || {
             let now = candor_media::time::unix_secs();
-            let (sent, stored) = a.grant_reports(report.generation, conn)?;
-            let kind = quote_kind(&report.grants, sent.as_deref(), report.generation, stored);
+            let seen_reports = a.grant_reports(report.generation, conn)?;
+            let kind = quote_kind(&report.grants, &seen_reports, report.generation);
             let mut refused = Vec::new();
             let mut seen = std::collections::HashSet::new();
-            if kind != Quote::Genuine {
+            if matches!(kind, Quote::Replayed { .. } | Quote::Altered) {
                 for c in report.grants.iter().filter(|c| seen.insert(c.id)) {
                     let id = i64::try_from(c.id).unwrap_or(-1);
                     let g = a.grant(id)?;
@@ -559,13 +558,29 @@ pub(crate) async fn check_cloud_claims(
             }
             tracing::warn!("{detail}");
             // The same refusal again (a cloud reconnecting) is one entry.
-            if last.as_deref() != Some(detail.as_str()) && day.1 < REFUSALS_PER_DAY {
+            if last.as_deref() != Some(detail.as_str()) && day.1 <= REFUSALS_PER_DAY {
                 day.1 += 1;
-                st.audit(None, "cloud_grant_refused", detail.clone()).await;
+                if day.1 > REFUSALS_PER_DAY {
+                    st.audit(
+                        None,
+                        "cloud_grant_refused",
+                        format!("{REFUSALS_PER_DAY} refusals of the cloud's grants today: further ones until midnight UTC are in the log only"),
+                    )
+                    .await;
+                } else {
+                    st.audit(None, "cloud_grant_refused", detail.clone()).await;
+                }
                 last = Some(detail);
             }
-        } else if kind == Quote::Genuine {
-            tracing::debug!("the cloud's list of grants is one this recorder sent");
+        } else {
+            match kind {
+                Quote::TooOld => tracing::warn!(
+                    "the cloud's list of grants is number {generation}, older than any this recorder keeps: not judged; it gets the current one"
+                ),
+                _ => tracing::info!(
+                    "the cloud's list of grants (number {generation}) is one this recorder sent"
+                ),
+            }
         }
         report_grants(&st).await;
     }
@@ -587,31 +602,47 @@ mod tests {
 
     #[test]
     fn a_quote_is_genuine_only_as_a_list_sent_no_older_than_the_cloud_confirmed() {
+        use crate::accounts::grants::ReportsSeen;
         let sent = vec![n(1, 100), n(2, 200)];
+        let seen = |sent: Option<&Vec<GrantNote>>, stored| ReportsSeen {
+            sent: sent.cloned(),
+            stored,
+            kept: Some((3, 9)),
+        };
         // Rows come back in any order.
         let rows = vec![n(2, 200), n(1, 100)];
-        assert_eq!(quote_kind(&rows, Some(&sent), 5, Some(5)), Quote::Genuine);
+        assert_eq!(
+            quote_kind(&rows, &seen(Some(&sent), Some(5)), 5),
+            Quote::Genuine
+        );
         // Sent but not yet confirmed (the cloud stored it, the answer was lost).
-        assert_eq!(quote_kind(&rows, Some(&sent), 6, Some(5)), Quote::Genuine);
-        assert_eq!(quote_kind(&rows, Some(&sent), 5, None), Quote::Genuine);
+        assert_eq!(
+            quote_kind(&rows, &seen(Some(&sent), Some(5)), 6),
+            Quote::Genuine
+        );
+        assert_eq!(
+            quote_kind(&rows, &seen(Some(&sent), None), 5),
+            Quote::Genuine
+        );
         // An older list than one the cloud confirmed: played back.
         assert_eq!(
-            quote_kind(&rows, Some(&sent), 4, Some(5)),
+            quote_kind(&rows, &seen(Some(&sent), Some(5)), 4),
             Quote::Replayed { stored: 5 }
         );
         // Changed: extended, added, dropped, or a number never sent.
-        assert_eq!(
-            quote_kind(&[n(1, 999), n(2, 200)], Some(&sent), 5, Some(5)),
-            Quote::Altered
-        );
-        assert_eq!(
-            quote_kind(&[n(1, 100), n(2, 200), n(3, 1)], Some(&sent), 5, Some(5)),
-            Quote::Altered
-        );
-        assert_eq!(
-            quote_kind(&[n(1, 100)], Some(&sent), 5, Some(5)),
-            Quote::Altered
-        );
-        assert_eq!(quote_kind(&rows, None, 9, Some(5)), Quote::Altered);
+        for bad in [
+            vec![n(1, 999), n(2, 200)],
+            vec![n(1, 100), n(2, 200), n(3, 1)],
+            vec![n(1, 100)],
+        ] {
+            assert_eq!(
+                quote_kind(&bad, &seen(Some(&sent), Some(5)), 5),
+                Quote::Altered
+            );
+        }
+        assert_eq!(quote_kind(&rows, &seen(None, Some(5)), 10), Quote::Altered);
+        assert_eq!(quote_kind(&rows, &seen(None, Some(5)), 0), Quote::Altered);
+        // Older than anything kept: not judged.
+        assert_eq!(quote_kind(&rows, &seen(None, Some(5)), 2), Quote::TooOld);
     }
 }

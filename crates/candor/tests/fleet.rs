@@ -94,6 +94,35 @@ fn each_installer_sees_exactly_its_linked_sites_at_the_shared_level() {
     }
     let (code, v) = boss_a.api("DELETE", &format!("orgs/{org_a}/membership"), None);
     assert_eq!(code, 409, "{v}");
+    // An admin who is let go can't come back with an invitation made
+    // beforehand; the last admin can't lower their own role with one.
+    let boss2 = Owner::register(&cloud, dir.path(), "boss2@acme.example");
+    join_org(&boss_a, &boss2, &org_a, "admin");
+    let (_, stash) = boss2.api(
+        "POST",
+        &format!("orgs/{org_a}/invites"),
+        Some(r#"{"role":"admin"}"#),
+    );
+    let (_, open) = boss_a.api("GET", &format!("orgs/{org_a}/invites"), None);
+    assert_eq!(
+        open["invites"][0]["made_by"], "boss2@acme.example",
+        "{open}"
+    );
+    let (code, _) = boss_a.api(
+        "DELETE",
+        &format!("orgs/{org_a}/members/boss2@acme.example"),
+        None,
+    );
+    assert_eq!(code, 204);
+    let body = serde_json::json!({ "code": stash["code"] }).to_string();
+    let (code, _) = boss2.api("POST", "orgs/join", Some(&body));
+    assert_eq!(code, 404, "the ex-admin's invitation went with them");
+    join_org(&boss_a, &boss_a, &org_a, "technician");
+    let (_, m) = boss_a.api("GET", &format!("orgs/{org_a}/members"), None);
+    assert_eq!(
+        m["members"][0],
+        serde_json::json!({"email": "boss@acme.example", "role": "admin"})
+    );
 
     // Org A's codes link Shop (health) and Home (online only); the owner's
     // code for Barn is entered by org B's admin.
@@ -603,6 +632,13 @@ fn a_cloud_that_invents_extends_or_replays_a_grant_gets_nothing() {
     // 3. An honest cloud behind a change made while it was down (the grant
     // revoked meanwhile): its quote is a list the recorder sent, no more
     // than lagging, and is not taken for an attack.
+    let judged = |shop: &Site| {
+        shop.rec
+            .log_text()
+            .matches("is one this recorder sent")
+            .count()
+    };
+    let judged_before = judged(&shop);
     let cloud = cloud.crash_and_restart(|| {
         let (code, _, _) =
             shop.web
@@ -614,6 +650,10 @@ fn a_cloud_that_invents_extends_or_replays_a_grant_gets_nothing() {
         Duration::from_secs(40),
         || my_access(&tech, &org).is_null(),
     );
+    // The quote was judged (not merely not judged yet): a list it sent.
+    wait_for("the quote judged", Duration::from_secs(10), || {
+        judged(&shop) > judged_before
+    });
     assert_eq!(refusals(&shop).len(), 2, "{:#?}", refusals(&shop));
     drop(cloud);
 }

@@ -151,7 +151,11 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
         .route("/api/orgs", get(orgs).post(create_org))
         .route("/api/orgs/join", post(join))
         .route("/api/orgs/{org}/members", get(members))
-        .route("/api/orgs/{org}/invites", post(invite))
+        .route("/api/orgs/{org}/invites", get(invites).post(invite))
+        .route(
+            "/api/orgs/{org}/invites/{id}",
+            axum::routing::delete(revoke_invite),
+        )
         .route("/api/orgs/{org}/membership", axum::routing::delete(leave))
         .route(
             "/api/orgs/{org}/members/{email}",

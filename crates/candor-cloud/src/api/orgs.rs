@@ -170,6 +170,11 @@ pub(super) async fn orgs(
     Ok(Json(serde_json::json!({ "orgs": list })))
 }
 
+/// Membership changes one at a time: "is this the last admin?" and the
+/// removal must not interleave (two admins removing each other at once
+/// would both see another admin left). The cloud runs as one process.
+static MEMBERSHIP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// An invitation is valid this long: it is handed to one person, now.
 pub const INVITE_SECS: i64 = 2 * 86400;
 
@@ -217,12 +222,13 @@ pub(super) async fn invite(
     cloud
         .db
         .exec(
-            "INSERT INTO org_invite (code, org, role, expires) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO org_invite (code, org, role, expires, made_by) VALUES ($1, $2, $3, $4, $5)",
             vec![
                 code_hash(&code).into(),
                 org.into(),
                 b.role.clone().into(),
                 (now() + INVITE_SECS).into(),
+                me.account.clone().into(),
             ],
         )
         .await?;
@@ -277,11 +283,15 @@ pub(super) async fn join(
             )
         })?;
     let (org, role) = (r.text(0)?, r.text(1)?);
+    let _one = MEMBERSHIP.lock().await;
+    // An invitation never lowers a role: an admin entering a technician's
+    // code stays admin (else the last admin could demote themselves).
     cloud
         .db
         .exec(
             "INSERT INTO org_member (org, account, role) VALUES ($1, $2, $3) \
-             ON CONFLICT (org, account) DO UPDATE SET role = excluded.role",
+             ON CONFLICT (org, account) DO UPDATE SET role = \
+             CASE WHEN org_member.role = 'admin' THEN 'admin' ELSE excluded.role END",
             vec![org.clone().into(), me.account.into(), role.clone().into()],
         )
         .await?;
@@ -348,6 +358,7 @@ pub(super) async fn leave(
 ) -> ApiResult<StatusCode> {
     let me = me_csrf(&cloud, &headers).await?;
     role(&cloud, &me, &org).await?;
+    let _one = MEMBERSHIP.lock().await;
     if last_admin(&cloud, &org, &me.account).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -355,13 +366,80 @@ pub(super) async fn leave(
             "you are its last admin: make another member admin first",
         ));
     }
+    drop_member(&cloud, &org, &me.account).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a member, and the invitations they made: an admin who leaves
+/// or is removed can't come back with a code made beforehand.
+async fn drop_member(cloud: &Cloud, org: &str, account: &str) -> ApiResult<u64> {
     cloud
         .db
         .exec(
-            "DELETE FROM org_member WHERE org = $1 AND account = $2",
-            vec![org.into(), me.account.into()],
+            "DELETE FROM org_invite WHERE org = $1 AND made_by = $2",
+            vec![org.into(), account.into()],
         )
         .await?;
+    Ok(cloud
+        .db
+        .exec(
+            "DELETE FROM org_member WHERE org = $1 AND account = $2",
+            vec![org.into(), account.into()],
+        )
+        .await?)
+}
+
+/// `GET /api/orgs/{org}/invites` (org admins): invitations not yet used.
+pub(super) async fn invites(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let me = me_from(&cloud, &headers).await?;
+    org_admin(&cloud, &me, &org).await?;
+    let rows = cloud
+        .db
+        .query(
+            "SELECT i.code, i.role, i.expires, a.email FROM org_invite i \
+             LEFT JOIN account a ON a.id = i.made_by WHERE i.org = $1 AND i.expires > $2 ORDER BY i.expires",
+            vec![org.into(), now().into()],
+        )
+        .await?;
+    let list = rows
+        .iter()
+        .map(|r| {
+            // The code's hash names it: enough to revoke it, useless to join.
+            Ok(serde_json::json!({
+                "id": r.text(0)?, "role": r.text(1)?, "expires": crate::ts(r.int(2)?),
+                "made_by": r.opt_text(3)?,
+            }))
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(Json(serde_json::json!({ "invites": list })))
+}
+
+/// `DELETE /api/orgs/{org}/invites/{id}` (org admins): revokes one.
+pub(super) async fn revoke_invite(
+    State(cloud): Cl,
+    headers: HeaderMap,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let me = me_csrf(&cloud, &headers).await?;
+    org_admin(&cloud, &me, &org).await?;
+    let n = cloud
+        .db
+        .exec(
+            "DELETE FROM org_invite WHERE org = $1 AND code = $2",
+            vec![org.into(), id.into()],
+        )
+        .await?;
+    if n == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such invitation",
+        ));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -375,6 +453,7 @@ pub(super) async fn remove_member(
     let me = me_csrf(&cloud, &headers).await?;
     org_admin(&cloud, &me, &org).await?;
     let email = email.trim().to_ascii_lowercase();
+    let _one = MEMBERSHIP.lock().await;
     let account = cloud
         .db
         .query_one(
@@ -393,13 +472,7 @@ pub(super) async fn remove_member(
             "that is the last admin: make another member admin first",
         ));
     }
-    let n = cloud
-        .db
-        .exec(
-            "DELETE FROM org_member WHERE org = $1 AND account = $2",
-            vec![org.into(), account.into()],
-        )
-        .await?;
+    let n = drop_member(&cloud, &org, &account).await?;
     if n == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -718,11 +791,11 @@ pub(super) async fn fleet(
             "SELECT s.id, s.name, l.level, s.sharing, s.online, s.since, s.status, s.software, \
              (SELECT MAX(a.received) FROM alarm a WHERE a.site = s.id), \
              (SELECT g.expires FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3 \
-              ORDER BY g.expires DESC LIMIT 1), \
+              AND g.org = o.name ORDER BY g.expires DESC LIMIT 1), \
              (SELECT g.scopes FROM site_grant g WHERE g.site = s.id AND g.technician = $2 AND g.expires > $3 \
-              ORDER BY g.expires DESC LIMIT 1), \
+              AND g.org = o.name ORDER BY g.expires DESC LIMIT 1), \
              s.label, s.remote, s.paired_at \
-             FROM site_link l JOIN site s ON s.id = l.site WHERE l.org = $1",
+             FROM site_link l JOIN site s ON s.id = l.site JOIN org o ON o.id = l.org WHERE l.org = $1",
             vec![org.into(), me.email.as_str().into(), crate::now().into()],
         )
         .await?;

@@ -539,10 +539,17 @@ async fn resend_acks(cloud: &Cloud, site: &str, tx: &mpsc::Sender<Message>) {
 /// only when there is something to quote: recorders from before grants
 /// were reported know no such message.
 async fn quote_grants(cloud: &Cloud, site: &str, tx: &mpsc::Sender<Message>) {
-    let Ok((generation, grants)) = mirrored_grants(cloud, site).await else {
-        return;
+    let (generation, grants) = match mirrored_grants(cloud, site).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(site, "reading the grants mirror: {e}");
+            return;
+        }
     };
-    if let Some(generation) = generation {
+    // Whenever there is a mirror: rows without a number (0, which no
+    // recorder sends) are quoted too, and judged altered.
+    if generation.is_some() || !grants.is_empty() {
+        let generation = generation.unwrap_or(0);
         let _ = tx.send(Message::GrantClaims { generation, grants }).await;
     }
 }

@@ -211,7 +211,19 @@ impl CloudHandle {
     /// The grants to report to the cloud (the web app sets them at start
     /// and on each change; the link sends them on each connection).
     pub fn set_grants(&self, report: GrantReport) {
-        self.grants.send_replace(Some(report));
+        // Never an older list after a newer one (two reports can finish in
+        // either order); the same one again is sent again.
+        self.grants.send_if_modified(|cur| {
+            if cur
+                .as_ref()
+                .is_none_or(|c| report.generation >= c.generation)
+            {
+                *cur = Some(report);
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// Tells the owner about a technician's access, if the link is up.
@@ -305,6 +317,7 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             grants: grants_rx,
             claims_tx,
             remote_opens: Default::default(),
+            write_errors_seen: Default::default(),
         }
         .run(),
     );
@@ -393,6 +406,10 @@ struct Link {
     grants: watch::Receiver<Option<GrantReport>>,
     claims_tx: mpsc::Sender<CloudGrants>,
     remote_opens: std::collections::VecDeque<Instant>,
+    /// Per camera: its write-error count when last seen, and when it last
+    /// grew. A camera is "not recording" while writes failed recently, not
+    /// for ever after one full disk that retention fixed.
+    write_errors_seen: Mutex<std::collections::HashMap<String, (u64, Instant)>>,
 }
 
 enum Ended {
@@ -411,11 +428,13 @@ fn certificate_trouble(remote: &RemoteView, now: i64) -> Option<String> {
     if !remote.enabled {
         return None;
     }
-    let failing = match (c.state, &c.error) {
-        ("retrying", Some(e)) => Some(format!("failing to renew: {e}")),
-        ("retrying", None) => Some("failing to renew".to_owned()),
-        _ => None,
-    };
+    // A category and a date only: the CA's error text can name paths,
+    // the ACME account and the host, which are not the cloud's to read
+    // (the Cloud page shows it to the owner).
+    let failing = (c.state == "retrying").then(|| match c.next_attempt.as_deref() {
+        Some(t) => format!("failing to renew (next try {t})"),
+        None => "failing to renew".to_owned(),
+    });
     let soon = c
         .not_after
         .as_deref()
@@ -437,6 +456,9 @@ fn certificate_trouble(remote: &RemoteView, now: i64) -> Option<String> {
     }
     Some(s)
 }
+
+/// A camera whose writes failed this recently is "not recording".
+const WRITE_ERRORS_RECENT: Duration = Duration::from_secs(300);
 
 /// A certificate valid for less than this is trouble (ACME renews at a
 /// third of its life left: for a 90-day certificate, 30 days before).
@@ -871,6 +893,11 @@ impl Link {
                 certificate: None,
             };
         }
+        let now_i = Instant::now();
+        let mut seen = self
+            .write_errors_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let cams = self
             .deps
             .status
@@ -879,13 +906,20 @@ impl Link {
             .map(|s| {
                 let streaming =
                     matches!(s.camera.state, crate::ingest::CameraState::Streaming { .. });
+                let n = s.storage.write_errors;
+                let e = seen.entry(s.camera.name.clone()).or_insert((0, now_i));
+                if n > e.0 {
+                    *e = (n, now_i);
+                }
+                let failing = n > 0 && now_i.duration_since(e.1) < WRITE_ERRORS_RECENT;
                 candor_link::CameraHealth {
                     name: s.camera.name,
                     streaming,
-                    recording: streaming && s.storage.write_errors == 0,
+                    recording: streaming && !failing,
                 }
             })
             .collect();
+        drop(seen);
         let store = &self.deps.store;
         let disk = candor_storage::retention::disk_space(store)
             .ok()
@@ -1248,14 +1282,19 @@ mod certificate_tests {
             certificate_trouble(&view("obtaining", "self_signed", now + 86_400, None), now),
             None
         );
-        let long = format!("the CA said no\n{}", "é".repeat(300));
+        // The CA's words stay on the recorder.
         let t = certificate_trouble(
-            &view("retrying", "self_signed", now + 86_400, Some(&long)),
+            &view(
+                "retrying",
+                "self_signed",
+                now + 86_400,
+                Some("/etc/secret path\nx"),
+            ),
             now,
         )
         .unwrap();
         assert!(
-            t.starts_with("failing to renew: the CA said no ") && t.len() <= 200,
+            t.starts_with("failing to renew") && !t.contains("secret"),
             "{t}"
         );
         let mut off = view("retrying", "acme", now, Some("x"));

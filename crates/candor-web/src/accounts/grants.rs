@@ -182,6 +182,17 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// As the link carries it to the cloud.
+    pub fn note(&self) -> candor_link::GrantNote {
+        candor_link::GrantNote {
+            id: self.id as u64,
+            technician: self.technician.clone(),
+            org: self.org.clone(),
+            scopes: self.scopes.names(),
+            expires_at: self.expires_at,
+        }
+    }
+
     pub fn active(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.expires_at > now
     }
@@ -396,29 +407,23 @@ impl Accounts {
 
     /// Grants in force that answer a request the cloud relayed: what the
     /// cloud may know of (grants made for a request typed here, or without
-    /// one, are not its business).
+    /// one, are not its business); at most as many as a link message holds,
+    /// the newest.
     pub fn cloud_grants(&self) -> Result<Vec<Grant>, AccountError> {
-        let conn = self.conn();
-        let mut q = conn.prepare(&format!(
-            "SELECT {GRANT_COLUMNS} FROM access_grant g JOIN user u ON u.id = g.user_id \
-             JOIN access_request r ON r.id = g.request_id \
-             WHERE r.source = 'cloud' AND g.revoked_at IS NULL AND g.expires_at > ?1 \
-             ORDER BY g.id DESC LIMIT ?2"
-        ))?;
-        // The newest, as many as a link message holds.
-        let rows = q.query_map(
-            params![now_secs(), candor_link::MAX_GRANTS as i64],
-            grant_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        cloud_grants(&self.conn())
     }
 
-    /// The list to report to the cloud: the newest reported one if it is
-    /// the same, else a new generation (the last 20 are kept).
-    pub fn grant_report(&self, grants: &[candor_link::GrantNote]) -> Result<u64, AccountError> {
-        // Plain structs of strings and numbers: serialising can't fail.
-        let json = serde_json::to_string(grants).unwrap_or_default();
+    /// The list to report to the cloud and its number: the newest reported
+    /// one's if it is the same, else the next (read and numbered under one
+    /// lock, so two reports racing can't number an older list higher). The
+    /// last [`KEPT_REPORTS`] are kept, and always the newest the cloud
+    /// confirmed.
+    pub fn grant_report(&self) -> Result<(u64, Vec<candor_link::GrantNote>), AccountError> {
         let conn = self.conn();
+        let grants: Vec<candor_link::GrantNote> =
+            cloud_grants(&conn)?.iter().map(Grant::note).collect();
+        // Plain structs of strings and numbers: serialising can't fail.
+        let json = serde_json::to_string(&grants).unwrap_or_default();
         let newest: Option<(i64, String)> = conn
             .query_row(
                 "SELECT generation, grants FROM cloud_grant_report ORDER BY generation DESC LIMIT 1",
@@ -429,7 +434,7 @@ impl Accounts {
         if let Some((g, j)) = &newest
             && *j == json
         {
-            return Ok(*g as u64);
+            return Ok((*g as u64, grants));
         }
         let g = newest.map_or(1, |(g, _)| g + 1);
         conn.execute(
@@ -437,10 +442,11 @@ impl Accounts {
             params![g, json, now_secs()],
         )?;
         conn.execute(
-            "DELETE FROM cloud_grant_report WHERE generation <= ?1",
-            [g - 20],
+            "DELETE FROM cloud_grant_report WHERE generation <= ?1 AND generation < \
+             COALESCE((SELECT MAX(generation) FROM cloud_grant_report WHERE stored = 1), ?2)",
+            params![g - KEPT_REPORTS, g],
         )?;
-        Ok(g as u64)
+        Ok((g as u64, grants))
     }
 
     /// The cloud confirmed storing this generation, on link connection
@@ -453,15 +459,16 @@ impl Accounts {
         Ok(())
     }
 
-    /// A reported list by generation (if still kept), and the newest
+    /// A reported list by generation (if still kept), the newest
     /// generation the cloud confirmed storing before link connection
-    /// `conn`: the cloud quotes its mirror as the connection starts, so a
-    /// confirmation on the same connection may be newer than the quote.
+    /// `conn` (the cloud quotes its mirror as the connection starts, so a
+    /// confirmation on the same connection may be newer than the quote),
+    /// and the oldest and newest generations kept.
     pub fn grant_reports(
         &self,
         generation: u64,
         link_conn: u64,
-    ) -> Result<(Option<Vec<candor_link::GrantNote>>, Option<u64>), AccountError> {
+    ) -> Result<ReportsSeen, AccountError> {
         let conn = self.conn();
         let list: Option<String> = conn
             .query_row(
@@ -475,10 +482,16 @@ impl Accounts {
             [link_conn as i64],
             |r| r.get(0),
         )?;
-        Ok((
-            list.and_then(|j| serde_json::from_str(&j).ok()),
-            stored.map(|g| g as u64),
-        ))
+        let (oldest, newest): (Option<i64>, Option<i64>) = conn.query_row(
+            "SELECT MIN(generation), MAX(generation) FROM cloud_grant_report",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(ReportsSeen {
+            sent: list.and_then(|j| serde_json::from_str(&j).ok()),
+            stored: stored.map(|g| g as u64),
+            kept: oldest.zip(newest).map(|(a, b)| (a as u64, b as u64)),
+        })
     }
 
     /// Whether grant `id` answers a request the cloud relayed.
@@ -733,6 +746,34 @@ impl Accounts {
         )?;
         Ok(made)
     }
+}
+
+/// Lists reported to the cloud kept for judging its quotes.
+pub const KEPT_REPORTS: i64 = 200;
+
+/// What the recorder knows of a quoted list's number.
+#[derive(Debug)]
+pub struct ReportsSeen {
+    /// The list sent under that number, if kept.
+    pub sent: Option<Vec<candor_link::GrantNote>>,
+    /// The newest number the cloud confirmed on an earlier connection.
+    pub stored: Option<u64>,
+    /// The oldest and newest numbers kept.
+    pub kept: Option<(u64, u64)>,
+}
+
+fn cloud_grants(conn: &Connection) -> Result<Vec<Grant>, AccountError> {
+    let mut q = conn.prepare(&format!(
+        "SELECT {GRANT_COLUMNS} FROM access_grant g JOIN user u ON u.id = g.user_id \
+         JOIN access_request r ON r.id = g.request_id \
+         WHERE r.source = 'cloud' AND g.revoked_at IS NULL AND g.expires_at > ?1 \
+         ORDER BY g.id DESC LIMIT ?2"
+    ))?;
+    let rows = q.query_map(
+        params![now_secs(), candor_link::MAX_GRANTS as i64],
+        grant_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The technician's grant in force now (the newest active one).
