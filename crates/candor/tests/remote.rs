@@ -982,33 +982,8 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     assert!(o.status.success());
     // This browser alone trusts Pebble's root (its own NSS database, in a
     // HOME of its own): no certificate error is ignored for the remote name.
-    let home = dir.path().join("home");
-    let nssdb = home.join(".pki/nssdb");
-    std::fs::create_dir_all(&nssdb).unwrap();
+    let home = nss_home(dir.path(), &pebble);
     let pebble_root = dir.path().join("pebble-root.pem");
-    pebble.root(&pebble_root);
-    let root = &pebble_root;
-    let db = format!("sql:{}", nssdb.display());
-    for args in [
-        vec!["-N", "--empty-password", "-d", &db],
-        vec![
-            "-A",
-            "-t",
-            "C,,",
-            "-n",
-            "pebble",
-            "-i",
-            root.to_str().unwrap(),
-            "-d",
-            &db,
-        ],
-    ] {
-        let o = Command::new("certutil")
-            .args(&args)
-            .output()
-            .expect("certutil: apt-get install libnss3-tools");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
     wait_for("footage", Duration::from_secs(30), || {
         recorded_secs(&site.cfg, "gate") >= 8.0
     });

@@ -756,29 +756,10 @@ async fn on_site_message(
                     .map_err(db)?;
             }
             if inserted > 0 {
-                let row = cloud
-                    .db
-                    .query_one(
-                        "SELECT name, label, remote FROM site WHERE id = $1",
-                        vec![site.into()],
-                    )
-                    .await
-                    .ok()
-                    .flatten();
-                let name = row
-                    .as_ref()
-                    .and_then(|r| r.text(0).ok())
-                    .unwrap_or_default();
                 // A tapped notification opens the event on the recorder
                 // itself, through remote access, when it is on.
-                let open = row.as_ref().and_then(|r| {
-                    crate::remote_url(
-                        &cloud.config,
-                        r.opt_text(1).ok().flatten(),
-                        r.int(2).ok() == Some(1),
-                    )
-                    .map(|u| format!("{u}#alarm={id}"))
-                });
+                let (name, open) = site_and_address(cloud, site).await;
+                let open = open.map(|u| format!("{u}#alarm={id}"));
                 let alarm = candor_wire::cloud::Alarm {
                     site: site.to_owned(),
                     site_name: name,
@@ -859,18 +840,9 @@ async fn on_site_message(
     }
 }
 
-/// Pushes a technician's request, arrival or departure to the site's
-/// owner: their phone says it even when they are away from the recorder's
-/// Access page. Counted with the site's alarm pushes.
-async fn access_notice(
-    cloud: &Cloud,
-    site: &str,
-    account: &str,
-    event: candor_link::AccessEvent,
-    technician: &str,
-    org: &str,
-) {
-    use candor_link::AccessEvent;
+/// A site's name, and where browsers reach its recorder through remote
+/// access when that is on (for what a tapped notification opens).
+async fn site_and_address(cloud: &Cloud, site: &str) -> (String, Option<String>) {
     let row = cloud
         .db
         .query_one(
@@ -884,15 +856,31 @@ async fn access_notice(
         .as_ref()
         .and_then(|r| r.text(0).ok())
         .unwrap_or_default();
-    // A tap opens the recorder's Access page, through remote access.
     let open = row.as_ref().and_then(|r| {
         crate::remote_url(
             &cloud.config,
             r.opt_text(1).ok().flatten(),
             r.int(2).ok() == Some(1),
         )
-        .map(|u| format!("{u}#access"))
     });
+    (name, open)
+}
+
+/// Pushes a technician's request, arrival or departure to the site's
+/// owner: their phone says it even when they are away from the recorder's
+/// Access page. Counted with the site's alarm pushes.
+async fn access_notice(
+    cloud: &Cloud,
+    site: &str,
+    account: &str,
+    event: candor_link::AccessEvent,
+    technician: &str,
+    org: &str,
+) {
+    use candor_link::AccessEvent;
+    // A tap opens the recorder's Access page, through remote access.
+    let (name, open) = site_and_address(cloud, site).await;
+    let open = open.map(|u| format!("{u}#access"));
     let who = if org.is_empty() {
         technician.to_owned()
     } else {
