@@ -1,0 +1,276 @@
+//! The verifier against TUF repositories this test builds and signs with
+//! tough's own editor (a root, targets, snapshot and timestamp, Ed25519):
+//! a newer release is staged, and each attack of issue 16's list is
+//! refused with a clear message and nothing staged.
+
+use candor_update::{UpdateError, load_dir, newest, stage};
+use semver::Version;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use tough::editor::RepositoryEditor;
+use tough::editor::signed::{PathExists, SignedRole};
+use tough::key_source::{KeySource, LocalKeySource};
+use tough::schema::{KeyHolder, RoleKeys, RoleType, Root};
+use tough::sign::Sign;
+
+const ARCH: &str = "x86_64-linux";
+
+/// A fresh Ed25519 key, as a PKCS#8 (DER) file, as tough reads them.
+fn key(dir: &Path, name: &str) -> PathBuf {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let der = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let path = dir.join(format!("{name}.pk8"));
+    std::fs::write(&path, der.as_ref()).unwrap();
+    path
+}
+
+fn source(path: &Path) -> Box<dyn KeySource> {
+    Box::new(LocalKeySource {
+        path: path.to_owned(),
+    })
+}
+
+fn in_days(d: i64) -> jiff::Timestamp {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * d))
+        .unwrap()
+}
+
+/// A signed root.json trusting `key` for every role (one key keeps the
+/// test short; the roles and thresholds are the spec's).
+async fn root(dir: &Path, key: &Path) -> PathBuf {
+    let pem = std::fs::read(key).unwrap();
+    let tuf_key = tough::sign::parse_keypair(&pem).unwrap().tuf_key();
+    let id = tuf_key.key_id().unwrap();
+    let role = || RoleKeys {
+        keyids: vec![id.clone()],
+        threshold: NonZeroU64::new(1).unwrap(),
+        _extra: HashMap::new(),
+    };
+    let root = Root {
+        spec_version: "1.0.0".into(),
+        consistent_snapshot: true,
+        version: NonZeroU64::new(1).unwrap(),
+        expires: in_days(365),
+        keys: HashMap::from([(id.clone(), tuf_key)]),
+        roles: [
+            RoleType::Root,
+            RoleType::Snapshot,
+            RoleType::Targets,
+            RoleType::Timestamp,
+        ]
+        .into_iter()
+        .map(|r| (r, role()))
+        .collect(),
+        _extra: HashMap::new(),
+    };
+    let signed = SignedRole::new(
+        root.clone(),
+        &KeyHolder::Root(root),
+        &[source(key)],
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .await
+    .unwrap();
+    let path = dir.join("root.json");
+    std::fs::write(&path, signed.buffer()).unwrap();
+    path
+}
+
+struct Repo {
+    dir: PathBuf,
+}
+
+/// A repository in `dir` offering `releases` (version, bytes), metadata
+/// signed with `key`, the timestamp expiring in `timestamp_days`, at
+/// metadata version `version`.
+async fn repo(
+    dir: &Path,
+    root: &Path,
+    key: &Path,
+    releases: &[(&str, &[u8])],
+    timestamp_days: i64,
+    version: u64,
+) -> Repo {
+    let inputs = dir.join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let mut editor = RepositoryEditor::new(root).await.unwrap();
+    let v = NonZeroU64::new(version).unwrap();
+    editor
+        .targets_version(v)
+        .unwrap()
+        .targets_expires(in_days(90))
+        .unwrap()
+        .snapshot_version(v)
+        .snapshot_expires(in_days(14))
+        .timestamp_version(v)
+        .timestamp_expires(in_days(timestamp_days));
+    for (ver, bytes) in releases {
+        let p = inputs.join(format!("candor-{ver}-{ARCH}"));
+        std::fs::write(&p, bytes).unwrap();
+        editor.add_target_path(&p).await.unwrap();
+    }
+    let signed = editor.sign(&[source(key)]).await.unwrap();
+    let out = dir.join("repo");
+    signed.write(out.join("metadata")).await.unwrap();
+    signed
+        .copy_targets(&inputs, out.join("targets"), PathExists::Replace)
+        .await
+        .unwrap();
+    Repo { dir: out }
+}
+
+fn running() -> Version {
+    Version::new(0, 2, 0)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_newer_signed_release_is_staged_and_executable() {
+    let d = tempfile::tempdir().unwrap();
+    let k = key(d.path(), "release");
+    let root = root(d.path(), &k).await;
+    let r = repo(
+        d.path(),
+        &root,
+        &k,
+        &[("0.1.0", b"old"), ("0.3.0", b"#!/bin/sh\necho v3\n")],
+        1,
+        1,
+    )
+    .await;
+    let trusted = std::fs::read(&root).unwrap();
+    let repo = load_dir(&trusted, &r.dir, &d.path().join("tuf"), false)
+        .await
+        .unwrap();
+    let o = newest(&repo, ARCH, &running()).unwrap();
+    assert_eq!(o.version, Version::new(0, 3, 0));
+    let staged = stage(&repo, &o, &d.path().join("staging")).await.unwrap();
+    assert_eq!(std::fs::read(&staged).unwrap(), b"#!/bin/sh\necho v3\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&staged).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
+    let dmode = std::fs::metadata(d.path().join("staging"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dmode, 0o700);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tampered_or_over_long_release_is_not_staged() {
+    let d = tempfile::tempdir().unwrap();
+    let k = key(d.path(), "release");
+    let root = root(d.path(), &k).await;
+    let r = repo(d.path(), &root, &k, &[("0.3.0", b"the real release")], 1, 1).await;
+    let trusted = std::fs::read(&root).unwrap();
+    let target = std::fs::read_dir(r.dir.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy()
+                .ends_with(&format!("candor-0.3.0-{ARCH}"))
+        })
+        .unwrap();
+    let staging = d.path().join("staging");
+    for (what, bytes) in [
+        ("tampered", b"the fake release".to_vec()),
+        // Endless data: the signed length is 16 bytes; this is 64 MiB.
+        ("over-long", vec![b'x'; 64 << 20]),
+    ] {
+        std::fs::write(&target, &bytes).unwrap();
+        let repo = load_dir(&trusted, &r.dir, &d.path().join("tuf"), false)
+            .await
+            .unwrap();
+        let o = newest(&repo, ARCH, &running()).unwrap();
+        let e = stage(&repo, &o, &staging).await.unwrap_err();
+        assert!(matches!(e, UpdateError::BadTarget { .. }), "{what}: {e}");
+        assert!(e.to_string().contains("nothing staged"), "{what}: {e}");
+        assert_eq!(
+            std::fs::read_dir(&staging).unwrap().count(),
+            0,
+            "{what}: nothing left in staging"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn metadata_signed_by_another_key_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let ours = key(d.path(), "ours");
+    let theirs = key(d.path(), "theirs");
+    let trusted = std::fs::read(root(d.path(), &ours).await).unwrap();
+    // An attacker's own repository: its own root and key, a newer release.
+    let e = tempfile::tempdir().unwrap();
+    let their_root = root(e.path(), &theirs).await;
+    let r = repo(e.path(), &their_root, &theirs, &[("9.9.9", b"evil")], 1, 1).await;
+    let err = load_dir(&trusted, &r.dir, &d.path().join("tuf"), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UpdateError::Untrusted(_)), "{err}");
+    assert!(err.to_string().contains("not validly signed"), "{err}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_older_release_offered_as_new_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let k = key(d.path(), "release");
+    let root = root(d.path(), &k).await;
+    let r = repo(
+        d.path(),
+        &root,
+        &k,
+        &[("0.1.0", b"old"), ("0.2.0", b"same")],
+        1,
+        1,
+    )
+    .await;
+    let loaded = load_dir(
+        &std::fs::read(&root).unwrap(),
+        &r.dir,
+        &d.path().join("tuf"),
+        false,
+    )
+    .await
+    .unwrap();
+    let e = newest(&loaded, ARCH, &running()).unwrap_err();
+    assert!(matches!(e, UpdateError::NotNewer { .. }), "{e}");
+    assert!(e.to_string().contains("nothing installed"), "{e}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stale_metadata_is_refused_unless_knowingly_accepted() {
+    let d = tempfile::tempdir().unwrap();
+    let k = key(d.path(), "release");
+    let root = root(d.path(), &k).await;
+    let trusted = std::fs::read(&root).unwrap();
+    let datastore = d.path().join("tuf");
+    // Expired yesterday: an old copy, replayed.
+    let old = tempfile::tempdir().unwrap();
+    let r = repo(old.path(), &root, &k, &[("0.3.0", b"v3")], -1, 1).await;
+    let e = load_dir(&trusted, &r.dir, &datastore, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UpdateError::Expired(_)), "{e}");
+    assert!(e.to_string().contains("--allow-expired"), "{e}");
+    // The admin accepts it knowingly (an air-gapped site's months-old stick).
+    let loaded = load_dir(&trusted, &r.dir, &datastore, true).await.unwrap();
+    assert_eq!(
+        newest(&loaded, ARCH, &running()).unwrap().version,
+        Version::new(0, 3, 0)
+    );
+    // Once version 2 of the metadata was seen, version 1 is refused even
+    // unexpired: the datastore remembers.
+    let newer = tempfile::tempdir().unwrap();
+    let r2 = repo(newer.path(), &root, &k, &[("0.3.0", b"v3")], 1, 2).await;
+    load_dir(&trusted, &r2.dir, &datastore, false)
+        .await
+        .unwrap();
+    let older = tempfile::tempdir().unwrap();
+    let r1 = repo(older.path(), &root, &k, &[("0.3.0", b"v3")], 1, 1).await;
+    let e = load_dir(&trusted, &r1.dir, &datastore, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UpdateError::Untrusted(_)), "{e}");
+}
