@@ -215,3 +215,104 @@ pub async fn stage(
         .map_err(io(format!("moving {} into place", path.display())))?;
     Ok(path)
 }
+
+/// Installed versions kept under the prefix: the one running, the last
+/// good one, and one more to go back to by hand.
+pub const KEEP_VERSIONS: usize = 3;
+
+/// Where versions live under an install prefix (docs/design/updates.md):
+/// `versions/<version>/candor`, and the symlinks `current` (what the
+/// supervisor starts) and `good` (the last version that reached "recording
+/// all cameras").
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub prefix: PathBuf,
+}
+
+impl Layout {
+    pub fn new(prefix: impl Into<PathBuf>) -> Layout {
+        Layout {
+            prefix: prefix.into(),
+        }
+    }
+
+    fn versions(&self) -> PathBuf {
+        self.prefix.join("versions")
+    }
+
+    /// The version a symlink (`current` or `good`) points at, if any.
+    pub fn points_at(&self, link: &str) -> Option<Version> {
+        let target = std::fs::read_link(self.prefix.join(link)).ok()?;
+        Version::parse(target.file_name()?.to_str()?).ok()
+    }
+
+    /// Moves a staged, verified binary into `versions/<version>/candor`
+    /// (0755, fsynced), then points `current` at it by renaming a new
+    /// symlink over the old one (atomic: a crash leaves the old or the new,
+    /// never neither). `good` is left alone: the watchdog moves it once the
+    /// new version is healthy. Versions beyond [`KEEP_VERSIONS`] are
+    /// removed, never the one `current` or `good` points at.
+    pub fn install(&self, staged: &Path, version: &Version) -> Result<PathBuf, UpdateError> {
+        let dir = self.versions().join(version.to_string());
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let bin = dir.join("candor");
+        // The staging area (in the data directory) may be on another
+        // filesystem than the prefix: then copy, keeping the mode.
+        if std::fs::rename(staged, &bin).is_err() {
+            std::fs::copy(staged, &bin).map_err(io(format!("copying into {}", bin.display())))?;
+            let _ = std::fs::remove_file(staged);
+        }
+        std::fs::File::open(&bin)
+            .and_then(|f| f.sync_all())
+            .map_err(io(format!("syncing {}", bin.display())))?;
+        self.point("current", version)?;
+        self.prune()?;
+        Ok(bin)
+    }
+
+    /// Points `link` (`current` or `good`) at an installed version, atomically.
+    pub fn point(&self, link: &str, version: &Version) -> Result<(), UpdateError> {
+        let target = Path::new("versions").join(version.to_string());
+        if !self.prefix.join(&target).join("candor").is_file() {
+            return Err(UpdateError::Io {
+                what: format!("pointing {link} at {version}"),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not installed"),
+            });
+        }
+        let tmp = self.prefix.join(format!(".{link}.new"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp)
+            .map_err(io(format!("creating {}", tmp.display())))?;
+        std::fs::rename(&tmp, self.prefix.join(link)).map_err(io(format!("replacing {link}")))?;
+        // The rename is durable once the directory is.
+        std::fs::File::open(&self.prefix)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("syncing {}", self.prefix.display())))
+    }
+
+    /// Installed versions, oldest first.
+    pub fn installed(&self) -> Vec<Version> {
+        let mut v: Vec<Version> = std::fs::read_dir(self.versions())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Version::parse(e.ok()?.file_name().to_str()?).ok())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn prune(&self) -> Result<(), UpdateError> {
+        let keep = [self.points_at("current"), self.points_at("good")];
+        let all = self.installed();
+        let extra = all.len().saturating_sub(KEEP_VERSIONS);
+        for v in all
+            .into_iter()
+            .filter(|v| !keep.contains(&Some(v.clone())))
+            .take(extra)
+        {
+            let dir = self.versions().join(v.to_string());
+            std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
+        }
+        Ok(())
+    }
+}

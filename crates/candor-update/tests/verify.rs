@@ -274,3 +274,44 @@ async fn stale_metadata_is_refused_unless_knowingly_accepted() {
         .unwrap_err();
     assert!(matches!(e, UpdateError::Untrusted(_)), "{e}");
 }
+
+#[test]
+fn installing_swaps_current_atomically_and_keeps_good_and_three_versions() {
+    use candor_update::Layout;
+    let d = tempfile::tempdir().unwrap();
+    let layout = Layout::new(d.path());
+    let stage_file = |v: &str| {
+        let p = d.path().join(format!("staged-{v}"));
+        std::fs::write(&p, format!("binary {v}")).unwrap();
+        p
+    };
+    let v = |s: &str| Version::parse(s).unwrap();
+    layout.install(&stage_file("0.1.0"), &v("0.1.0")).unwrap();
+    layout.point("good", &v("0.1.0")).unwrap();
+    for ver in ["0.2.0", "0.3.0", "0.4.0", "0.5.0"] {
+        let bin = layout.install(&stage_file(ver), &v(ver)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&bin).unwrap(),
+            format!("binary {ver}")
+        );
+        assert_eq!(layout.points_at("current"), Some(v(ver)));
+        // What `current` resolves to is the new binary.
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("current/candor")).unwrap(),
+            format!("binary {ver}")
+        );
+    }
+    // The good one stays (the watchdog's way back), as does the running
+    // one; three versions in all.
+    assert_eq!(layout.points_at("good"), Some(v("0.1.0")));
+    assert_eq!(layout.installed(), [v("0.1.0"), v("0.4.0"), v("0.5.0")]);
+    // Going back is pointing `current` at an installed version; never at
+    // one that isn't there.
+    layout.point("current", &v("0.1.0")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("current/candor")).unwrap(),
+        "binary 0.1.0"
+    );
+    assert!(layout.point("current", &v("0.3.0")).is_err());
+    assert_eq!(layout.points_at("current"), Some(v("0.1.0")));
+}
