@@ -7,6 +7,8 @@
 //! Nothing here installs or restarts anything: the swap and the watchdog
 //! are the next steps.
 
+pub mod publish;
+
 use futures::StreamExt;
 use semver::Version;
 use std::path::{Path, PathBuf};

@@ -3,88 +3,32 @@
 //! a newer release is staged, and each attack of issue 16's list is
 //! refused with a clear message and nothing staged.
 
+use candor_update::publish::{Release, generate_key, init_root, publish};
 use candor_update::{UpdateError, load_dir, newest, stage};
 use semver::Version;
-use std::collections::HashMap;
-use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
-use tough::editor::RepositoryEditor;
-use tough::editor::signed::{PathExists, SignedRole};
-use tough::key_source::{KeySource, LocalKeySource};
-use tough::schema::{KeyHolder, RoleKeys, RoleType, Root};
-use tough::sign::Sign;
 
 const ARCH: &str = "x86_64-linux";
 
-/// A fresh Ed25519 key, as a PKCS#8 (DER) file, as tough reads them.
 fn key(dir: &Path, name: &str) -> PathBuf {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let der = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-    let path = dir.join(format!("{name}.pk8"));
-    std::fs::write(&path, der.as_ref()).unwrap();
-    path
+    let p = dir.join(format!("{name}.pk8"));
+    generate_key(&p).unwrap();
+    p
 }
 
-fn source(path: &Path) -> Box<dyn KeySource> {
-    Box::new(LocalKeySource {
-        path: path.to_owned(),
-    })
-}
-
-fn in_days(d: i64) -> jiff::Timestamp {
-    jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_hours(24 * d))
-        .unwrap()
-}
-
-/// A signed root.json trusting `key` for every role (one key keeps the
-/// test short; the roles and thresholds are the spec's).
 async fn root(dir: &Path, key: &Path) -> PathBuf {
-    let pem = std::fs::read(key).unwrap();
-    let tuf_key = tough::sign::parse_keypair(&pem).unwrap().tuf_key();
-    let id = tuf_key.key_id().unwrap();
-    let role = || RoleKeys {
-        keyids: vec![id.clone()],
-        threshold: NonZeroU64::new(1).unwrap(),
-        _extra: HashMap::new(),
-    };
-    let root = Root {
-        spec_version: "1.0.0".into(),
-        consistent_snapshot: true,
-        version: NonZeroU64::new(1).unwrap(),
-        expires: in_days(365),
-        keys: HashMap::from([(id.clone(), tuf_key)]),
-        roles: [
-            RoleType::Root,
-            RoleType::Snapshot,
-            RoleType::Targets,
-            RoleType::Timestamp,
-        ]
-        .into_iter()
-        .map(|r| (r, role()))
-        .collect(),
-        _extra: HashMap::new(),
-    };
-    let signed = SignedRole::new(
-        root.clone(),
-        &KeyHolder::Root(root),
-        &[source(key)],
-        &aws_lc_rs::rand::SystemRandom::new(),
-    )
-    .await
-    .unwrap();
-    let path = dir.join("root.json");
-    std::fs::write(&path, signed.buffer()).unwrap();
-    path
+    let p = dir.join("root.json");
+    init_root(key, &p).await.unwrap();
+    p
 }
 
 struct Repo {
     dir: PathBuf,
 }
 
-/// A repository in `dir` offering `releases` (version, bytes), metadata
-/// signed with `key`, the timestamp expiring in `timestamp_days`, at
-/// metadata version `version`.
+/// A repository in `dir` offering `releases` (version, bytes), signed
+/// with `key`, the timestamp expiring in `timestamp_days`, at metadata
+/// version `version`.
 async fn repo(
     dir: &Path,
     root: &Path,
@@ -93,32 +37,27 @@ async fn repo(
     timestamp_days: i64,
     version: u64,
 ) -> Repo {
-    let inputs = dir.join("inputs");
-    std::fs::create_dir_all(&inputs).unwrap();
-    let mut editor = RepositoryEditor::new(root).await.unwrap();
-    let v = NonZeroU64::new(version).unwrap();
-    editor
-        .targets_version(v)
-        .unwrap()
-        .targets_expires(in_days(90))
-        .unwrap()
-        .snapshot_version(v)
-        .snapshot_expires(in_days(14))
-        .timestamp_version(v)
-        .timestamp_expires(in_days(timestamp_days));
-    for (ver, bytes) in releases {
-        let p = inputs.join(format!("candor-{ver}-{ARCH}"));
-        std::fs::write(&p, bytes).unwrap();
-        editor.add_target_path(&p).await.unwrap();
-    }
-    let signed = editor.sign(&[source(key)]).await.unwrap();
-    let out = dir.join("repo");
-    signed.write(out.join("metadata")).await.unwrap();
-    signed
-        .copy_targets(&inputs, out.join("targets"), PathExists::Replace)
+    let files: Vec<(String, PathBuf)> = releases
+        .iter()
+        .map(|(v, bytes)| {
+            let f = dir.join(format!("bin-{v}"));
+            std::fs::write(&f, bytes).unwrap();
+            (v.to_string(), f)
+        })
+        .collect();
+    let rel: Vec<Release> = files
+        .iter()
+        .map(|(v, f)| Release {
+            version: v,
+            arch: ARCH,
+            file: f,
+        })
+        .collect();
+    let out = dir.join("published");
+    let dir = publish(root, key, &rel, &out, version, timestamp_days)
         .await
         .unwrap();
-    Repo { dir: out }
+    Repo { dir }
 }
 
 fn running() -> Version {

@@ -46,6 +46,9 @@ enum Cmd {
     },
     /// Check that the index and the segment files agree (read-only).
     Check(cmd::check::Args),
+    /// Install a newer release from a folder holding a copy of the release
+    /// repository (air-gapped sites), after verifying its signatures.
+    Update(cmd::update::Args),
 }
 
 fn main() {
@@ -78,6 +81,7 @@ fn main() {
         Cmd::Discover(a) => cmd::discover::run(a),
         Cmd::User { cmd } => cmd::user::run(cmd),
         Cmd::Check(a) => cmd::check::run(a),
+        Cmd::Update(a) => cmd::update::run(a),
     };
     std::process::exit(match r {
         Ok(()) => 0,

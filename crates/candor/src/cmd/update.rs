@@ -1,0 +1,65 @@
+//! `candor update --from DIR`: install a newer release from a folder (a
+//! USB stick holding a copy of the release repository), with no network.
+//! Everything is verified (docs/design/updates.md) before anything is made
+//! executable; the new version goes under the install prefix and `current`
+//! points at it. The recorder runs it after a restart.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The recorder's config file (the update state lives in its data
+    /// directory).
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// A folder holding a copy of the release repository (`metadata/` and
+    /// `targets/`).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The trusted root.json: the public part of the release keys. Only a
+    /// repository signed through it is accepted.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// The install prefix holding `versions/`, `current` and `good`.
+    #[arg(long)]
+    pub prefix: PathBuf,
+    /// Say what would be installed, and install nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Accept metadata that has expired (an old copy), knowingly: this
+    /// gives up the protection against a stale repository replayed; a
+    /// release older than the running one is still refused.
+    #[arg(long)]
+    pub allow_expired: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let cfg = candor_recorder::Config::load(&a.config)?;
+    let state = cfg.storage.path.join("updates");
+    let root = std::fs::read(&a.root)
+        .with_context(|| format!("reading the trusted root {}", a.root.display()))?;
+    let running = semver::Version::parse(env!("CARGO_PKG_VERSION"))?;
+    let arch = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    super::runtime()?.block_on(async {
+        let repo =
+            candor_update::load_dir(&root, &a.from, &state.join("tuf"), a.allow_expired).await?;
+        let offered = candor_update::newest(&repo, &arch, &running)?;
+        if a.check {
+            println!(
+                "candor {running} → {}: {} ({} bytes), signed; not installed (--check)",
+                offered.version, offered.name, offered.length
+            );
+            return Ok(());
+        }
+        let staged = candor_update::stage(&repo, &offered, &state.join("staging")).await?;
+        let layout = candor_update::Layout::new(&a.prefix);
+        let bin = layout.install(&staged, &offered.version)?;
+        println!(
+            "candor {running} → {}: verified and installed as {}; `current` points at it. Restart the recorder to run it (systemctl restart candor).",
+            offered.version,
+            bin.display()
+        );
+        Ok::<_, anyhow::Error>(())
+    })
+}
