@@ -251,8 +251,8 @@ impl Layout {
     /// Moves a staged, verified binary into `versions/<version>/candor`
     /// (0755, fsynced), then points `current` at it by renaming a new
     /// symlink over the old one (atomic: a crash leaves the old or the new,
-    /// never neither). `good` is left alone: the watchdog moves it once the
-    /// new version is healthy. Versions beyond [`KEEP_VERSIONS`] are
+    /// never neither). `good` is left alone (but for the first install):
+    /// the watchdog moves it once the new version is healthy. Versions beyond [`KEEP_VERSIONS`] are
     /// removed, never the one `current` or `good` points at.
     pub fn install(&self, staged: &Path, version: &Version) -> Result<PathBuf, UpdateError> {
         let dir = self.versions().join(version.to_string());
@@ -268,6 +268,11 @@ impl Layout {
             .and_then(|f| f.sync_all())
             .map_err(io(format!("syncing {}", bin.display())))?;
         self.point("current", version)?;
+        // The first version installed is the good one: there is nothing
+        // else to go back to.
+        if self.points_at("good").is_none() {
+            self.point("good", version)?;
+        }
         self.prune()?;
         Ok(bin)
     }

@@ -49,6 +49,9 @@ enum Cmd {
     /// Install a newer release from a folder holding a copy of the release
     /// repository (air-gapped sites), after verifying its signatures.
     Update(cmd::update::Args),
+    /// Run `<prefix>/current/candor run` and keep it running; after an
+    /// update, go back to the last good version if the new one fails.
+    Supervise(cmd::supervise::Args),
 }
 
 fn main() {
@@ -82,6 +85,7 @@ fn main() {
         Cmd::User { cmd } => cmd::user::run(cmd),
         Cmd::Check(a) => cmd::check::run(a),
         Cmd::Update(a) => cmd::update::run(a),
+        Cmd::Supervise(a) => cmd::supervise::run(a),
     };
     std::process::exit(match r {
         Ok(()) => 0,

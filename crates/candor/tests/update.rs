@@ -10,6 +10,7 @@ use candor_update::publish::{Release, generate_key, init_root, publish};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const ARCH: &str = concat!("x86_64", "-", "linux");
 
@@ -136,4 +137,101 @@ fn an_offline_folder_installs_a_signed_newer_release_and_nothing_else() {
     let theirs = sign(&dir.path().join("theirs"), &root2, &key2, &bin, 1);
     let (ok, out) = update(&cfg, &theirs, &root, &prefix, &["--check"]);
     assert!(!ok && out.contains("not validly signed"), "{out}");
+}
+
+/// Issue 16's rollback: a new version that exits at start (here a script
+/// published and installed as 9.1.0 through the same signed path) is run
+/// three times by `candor supervise`, which then goes back to the good
+/// version (the real binary, 9.0.0), says why in `last.json`, and
+/// recording resumes.
+#[test]
+fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
+    if std::env::consts::ARCH != "x86_64" || std::env::consts::OS != "linux" {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(H264_CLIP, 1);
+    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
+    let key = dir.path().join("release.pk8");
+    generate_key(&key).unwrap();
+    let root = dir.path().join("root.json");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(init_root(&key, &root)).unwrap();
+    let prefix = dir.path().join("opt");
+    std::fs::create_dir_all(&prefix).unwrap();
+    let good = sign(
+        &dir.path().join("v9.0"),
+        &root,
+        &key,
+        Path::new(env!("CARGO_BIN_EXE_candor")),
+        1,
+    );
+    let (ok, out) = update(&cfg, &good, &root, &prefix, &[]);
+    assert!(ok, "{out}");
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, "#!/bin/sh\necho 'broken release' >&2\nexit 3\n").unwrap();
+    let repo = rt
+        .block_on(publish(
+            &root,
+            &key,
+            &[Release {
+                version: "9.1.0",
+                arch: ARCH,
+                file: &broken,
+            }],
+            &dir.path().join("v9.1"),
+            2,
+            1,
+        ))
+        .unwrap();
+    // The running build (0.x) installs 9.1.0 as newer; current → 9.1.0.
+    let (ok, out) = update(&cfg, &repo, &root, &prefix, &[]);
+    assert!(ok, "{out}");
+    let link = |l: &str| std::fs::read_link(prefix.join(l)).unwrap();
+    assert!(link("current").ends_with("9.1.0") && link("good").ends_with("9.0.0"));
+
+    let (child, _log) = spawn_supervise(&cfg, &prefix);
+    let last = dir.path().join("data/updates/last.json");
+    wait_for("the rollback", Duration::from_secs(30), || last.exists());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&last).unwrap()).unwrap();
+    assert_eq!(
+        (record["from"].as_str(), record["to"].as_str()),
+        (Some("9.1.0"), Some("9.0.0"))
+    );
+    assert!(
+        record["why"].as_str().unwrap().contains("3 times"),
+        "{record}"
+    );
+    assert!(link("current").ends_with("9.0.0"));
+    // The good version records again.
+    wait_for(
+        "recording after the rollback",
+        Duration::from_secs(30),
+        || recorded_secs(&cfg, "gate") >= 3.0,
+    );
+    stop(child);
+}
+
+fn spawn_supervise(cfg: &Path, prefix: &Path) -> (std::process::Child, PathBuf) {
+    let log = cfg.with_file_name("supervise.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .arg("supervise")
+        .arg("-c")
+        .arg(cfg)
+        .arg("--prefix")
+        .arg(prefix)
+        .arg("--healthy-after-secs")
+        .arg("20")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
+fn stop(mut child: std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let _ = child.wait();
 }

@@ -13,6 +13,7 @@ pub mod events;
 pub mod export;
 pub mod run;
 pub mod spans;
+pub mod supervise;
 pub mod update;
 pub mod user;
 
