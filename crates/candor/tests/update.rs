@@ -190,7 +190,7 @@ fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
     let link = |l: &str| std::fs::read_link(prefix.join(l)).unwrap();
     assert!(link("current").ends_with("9.1.0") && link("good").ends_with("9.0.0"));
 
-    let (child, _log) = spawn_supervise(&cfg, &prefix);
+    let (child, _log) = spawn_supervise(&cfg, &prefix, "20");
     let last = dir.path().join("data/updates/last.json");
     wait_for("the rollback", Duration::from_secs(30), || last.exists());
     let record: serde_json::Value =
@@ -211,9 +211,51 @@ fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
         || recorded_secs(&cfg, "gate") >= 3.0,
     );
     stop(child);
+
+    // A version that starts but never gets the cameras recording (here one
+    // that only sleeps) is rolled back after --healthy-within-secs.
+    let idle = dir.path().join("idle");
+    std::fs::write(&idle, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    let repo = rt
+        .block_on(publish(
+            &root,
+            &key,
+            &[Release {
+                version: "9.2.0",
+                arch: ARCH,
+                file: &idle,
+            }],
+            &dir.path().join("v9.2"),
+            3,
+            1,
+        ))
+        .unwrap();
+    let (ok, out) = update(&cfg, &repo, &root, &prefix, &[]);
+    assert!(ok, "{out}");
+    std::fs::remove_file(&last).unwrap();
+    let before = recorded_secs(&cfg, "gate");
+    let (child, _log) = spawn_supervise(&cfg, &prefix, "5");
+    wait_for("the second rollback", Duration::from_secs(30), || {
+        last.exists()
+    });
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&last).unwrap()).unwrap();
+    assert_eq!(record["from"], "9.2.0", "{record}");
+    assert!(
+        record["why"]
+            .as_str()
+            .unwrap()
+            .contains("did not get every camera recording"),
+        "{record}"
+    );
+    assert!(link("current").ends_with("9.0.0"));
+    wait_for("recording again", Duration::from_secs(30), || {
+        recorded_secs(&cfg, "gate") >= before + 3.0
+    });
+    stop(child);
 }
 
-fn spawn_supervise(cfg: &Path, prefix: &Path) -> (std::process::Child, PathBuf) {
+fn spawn_supervise(cfg: &Path, prefix: &Path, within: &str) -> (std::process::Child, PathBuf) {
     let log = cfg.with_file_name("supervise.log");
     let child = Command::new(env!("CARGO_BIN_EXE_candor"))
         .arg("supervise")
@@ -221,8 +263,8 @@ fn spawn_supervise(cfg: &Path, prefix: &Path) -> (std::process::Child, PathBuf) 
         .arg(cfg)
         .arg("--prefix")
         .arg(prefix)
-        .arg("--healthy-after-secs")
-        .arg("20")
+        .arg("--healthy-within-secs")
+        .arg(within)
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
         .spawn()

@@ -86,6 +86,10 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
     };
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
+    // Once every camera streams, say so for `candor supervise`: that is what
+    // makes a new version the good one (docs/design/updates.md).
+    let mut health = tokio::time::interval(Duration::from_secs(2));
+    let mut healthy = false;
     let deadline = stop_after.map(|d| tokio::time::Instant::now() + d);
     // One listener for the whole run: a listener created per loop turn would
     // miss a signal that arrives while the status is being printed.
@@ -96,6 +100,7 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
             _ = &mut signal => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             _ = tick.tick() => print_status(&rec),
+            _ = health.tick(), if !healthy => healthy = report_health(&rec, &cfg.storage.path),
         }
     }
     tracing::info!("stopping: closing segments and flushing the index");
@@ -105,6 +110,36 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
     }
     rec.shutdown().await;
     Ok(())
+}
+
+/// Writes `<data>/updates/health.json` (this process, its version, when)
+/// once every camera is streaming with no write error. Returns whether it
+/// did.
+fn report_health(rec: &Recorder, data: &Path) -> bool {
+    let all = rec.status().iter().all(|s| {
+        matches!(
+            s.camera.state,
+            candor_recorder::ingest::CameraState::Streaming { .. }
+        ) && s.storage.write_errors == 0
+    });
+    if !all {
+        return false;
+    }
+    let dir = data.join("updates");
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "recording_all_cameras_at": jiff::Timestamp::now().to_string(),
+    });
+    match std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("health.json"), body.to_string()))
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("writing {}: {e}", dir.join("health.json").display());
+            false
+        }
+    }
 }
 
 /// How long the first-run setup token is valid.

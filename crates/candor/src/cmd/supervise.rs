@@ -21,9 +21,10 @@ pub struct Args {
     /// The install prefix holding `versions/`, `current` and `good`.
     #[arg(long)]
     pub prefix: PathBuf,
-    /// A new version that stays up this many seconds is the good one.
+    /// A new version must have every camera recording within this many
+    /// seconds of its start, or it is rolled back.
     #[arg(long, default_value_t = 600)]
-    pub healthy_after_secs: u64,
+    pub healthy_within_secs: u64,
 }
 
 /// A run shorter than this counts as a failed start.
@@ -70,8 +71,12 @@ async fn supervise(a: Args) -> Result<()> {
         .path
         .join("updates");
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
-    let healthy_after = Duration::from_secs(a.healthy_after_secs);
+    let healthy_within = Duration::from_secs(a.healthy_within_secs);
     let mut failures = 0;
+    // One listener for the whole run: one made per turn could miss a
+    // signal that arrives between turns.
+    let signal = super::shutdown_signal();
+    tokio::pin!(signal);
     loop {
         let current = layout
             .points_at("current")
@@ -94,48 +99,94 @@ async fn supervise(a: Args) -> Result<()> {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut healthy = !on_trial;
+        let pid = child.id();
+        let mut check = tokio::time::interval(Duration::from_secs(1));
         let status = loop {
             tokio::select! {
-                s = child.wait() => break s?,
-                _ = super::shutdown_signal() => {
+                s = child.wait() => break Some(s?),
+                _ = &mut signal => {
                     // Let the recorder close its segments.
-                    if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-                    }
+                    terminate(pid);
                     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
                     return Ok(());
                 }
-                _ = tokio::time::sleep(healthy_after.saturating_sub(started.elapsed())), if !healthy => {
-                    healthy = true;
-                    layout.point("good", &current)?;
-                    failures = 0;
-                    tracing::info!("candor {current} is up for {healthy_after:?}: it is the good version now");
+                _ = check.tick(), if !healthy => {
+                    if reports_health(&state, pid) {
+                        healthy = true;
+                        layout.point("good", &current)?;
+                        failures = 0;
+                        tracing::info!("candor {current} records every camera: it is the good version now");
+                    } else if started.elapsed() > healthy_within {
+                        tracing::error!("candor {current} did not get every camera recording within {healthy_within:?}");
+                        terminate(pid);
+                        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+                        roll_back(&layout, &state, &current, &format!(
+                            "candor {current} did not get every camera recording within {healthy_within:?}"
+                        ))?;
+                        failures = 0;
+                        break None;
+                    }
                 }
             }
+        };
+        let Some(status) = status else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
         };
         let ran = started.elapsed();
         tracing::warn!("candor {current} exited ({status}) after {ran:?}");
         match on_exit(on_trial && !healthy, ran, &mut failures) {
             Next::Restart => {}
-            Next::RollBack => {
-                let good = layout.points_at("good").context("no good version")?;
-                layout.point("current", &good)?;
-                let why = format!(
-                    "candor {current} exited within {QUICK_EXIT:?} of its start {TRIES} times (last: {status}); back to {good}"
-                );
-                tracing::error!("{why}");
-                let record = serde_json::json!({
-                    "at": jiff::Timestamp::now().to_string(),
-                    "from": current.to_string(),
-                    "to": good.to_string(),
-                    "why": why,
-                });
-                std::fs::write(state.join("last.json"), record.to_string())
-                    .with_context(|| format!("writing {}", state.join("last.json").display()))?;
-            }
+            Next::RollBack => roll_back(
+                &layout,
+                &state,
+                &current,
+                &format!(
+                    "candor {current} exited within {QUICK_EXIT:?} of its start {TRIES} times (last: {status})"
+                ),
+            )?,
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+fn terminate(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+}
+
+/// Whether the recorder started as `pid` wrote that every camera records.
+fn reports_health(state: &std::path::Path, pid: Option<u32>) -> bool {
+    let Ok(text) = std::fs::read_to_string(state.join("health.json")) else {
+        return false;
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    pid.is_some() && v["pid"].as_u64() == pid.map(u64::from)
+}
+
+/// Points `current` back at `good` and records why (`last.json`, which the
+/// System page will show).
+fn roll_back(
+    layout: &Layout,
+    state: &std::path::Path,
+    current: &semver::Version,
+    why: &str,
+) -> Result<()> {
+    let good = layout
+        .points_at("good")
+        .context("no good version to go back to")?;
+    layout.point("current", &good)?;
+    let why = format!("{why}; back to {good}");
+    tracing::error!("{why}");
+    let record = serde_json::json!({
+        "at": jiff::Timestamp::now().to_string(),
+        "from": current.to_string(),
+        "to": good.to_string(),
+        "why": why,
+    });
+    std::fs::write(state.join("last.json"), record.to_string())
+        .with_context(|| format!("writing {}", state.join("last.json").display()))
 }
 
 #[cfg(test)]
