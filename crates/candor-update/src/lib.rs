@@ -113,9 +113,32 @@ pub async fn load_dir(
 
 async fn private(dir: &Path) -> Result<(), UpdateError> {
     use std::os::unix::fs::PermissionsExt;
+    owned_dir(dir)?;
     tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .await
         .map_err(io(format!("making {} private", dir.display())))
+}
+
+/// `dir` is a directory (not a symlink to one) owned by this process's
+/// user: what update state and installed versions live in. Another user
+/// who could swap or link things in it could get an unsigned file staged,
+/// installed or chmodded.
+pub fn owned_dir(dir: &Path) -> Result<(), UpdateError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir).map_err(io(format!("reading {}", dir.display())))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !m.file_type().is_dir() || m.uid() != me {
+        return Err(UpdateError::Io {
+            what: format!("{}", dir.display()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "not a directory of this user (uid {me}): run the update as the user that owns it, and don't link it elsewhere"
+                ),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// tough's error, as what it means to the owner.
@@ -139,9 +162,15 @@ pub fn newest(repo: &Repository, arch: &str, running: &Version) -> Result<Offere
         .all_targets()
         .filter_map(|(name, t)| {
             let v = name.raw().strip_prefix("candor-")?.strip_suffix(&suffix)?;
+            let mut version = Version::parse(v).ok()?;
+            // Pre-releases are not offered; build metadata doesn't order.
+            if !version.pre.is_empty() {
+                return None;
+            }
+            version.build = semver::BuildMetadata::EMPTY;
             Some(Offered {
                 name: name.raw().to_owned(),
-                version: Version::parse(v).ok()?,
+                version,
                 length: t.length,
             })
         })
@@ -185,11 +214,14 @@ pub async fn stage(
     let path = staging.join(&offered.name);
     let partial = staging.join(format!("{}.partial", offered.name));
     let result = async {
+        // A leftover from an interrupted run goes first; then a file made
+        // new here, never one found (or a link) in its place.
+        let _ = tokio::fs::remove_file(&partial).await;
         let mut f = tokio::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&partial)
             .await
             .map_err(io(format!("creating {}", partial.display())))?;
@@ -255,17 +287,32 @@ impl Layout {
     /// the watchdog moves it once the new version is healthy. Versions beyond [`KEEP_VERSIONS`] are
     /// removed, never the one `current` or `good` points at.
     pub fn install(&self, staged: &Path, version: &Version) -> Result<PathBuf, UpdateError> {
+        owned_dir(&self.prefix)?;
+        std::fs::create_dir_all(self.versions())
+            .map_err(io(format!("creating {}", self.versions().display())))?;
+        owned_dir(&self.versions())?;
         let dir = self.versions().join(version.to_string());
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        owned_dir(&dir)?;
         let bin = dir.join("candor");
         // The staging area (in the data directory) may be on another
-        // filesystem than the prefix: then copy, keeping the mode.
-        if std::fs::rename(staged, &bin).is_err() {
-            std::fs::copy(staged, &bin).map_err(io(format!("copying into {}", bin.display())))?;
+        // filesystem than the prefix: then copy (keeping the mode) to a
+        // temporary name and rename, so `candor` is whole or absent.
+        if let Err(e) = std::fs::rename(staged, &bin) {
+            if e.kind() != std::io::ErrorKind::CrossesDevices {
+                return Err(UpdateError::Io {
+                    what: format!("moving into {}", bin.display()),
+                    source: e,
+                });
+            }
+            let tmp = dir.join(".candor.new");
+            std::fs::copy(staged, &tmp).map_err(io(format!("copying into {}", tmp.display())))?;
+            std::fs::rename(&tmp, &bin).map_err(io(format!("moving into {}", bin.display())))?;
             let _ = std::fs::remove_file(staged);
         }
         std::fs::File::open(&bin)
             .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::File::open(&dir)?.sync_all())
             .map_err(io(format!("syncing {}", bin.display())))?;
         self.point("current", version)?;
         // The first version installed is the good one: there is nothing

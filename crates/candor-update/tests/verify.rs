@@ -156,11 +156,17 @@ async fn an_older_release_offered_as_new_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let k = key(d.path(), "release");
     let root = root(d.path(), &k).await;
+    // Build metadata doesn't make a release newer; pre-releases are not
+    // offered.
     let r = repo(
         d.path(),
         &root,
         &k,
-        &[("0.1.0", b"old"), ("0.2.0", b"same")],
+        &[
+            ("0.1.0", b"old"),
+            ("0.2.0+rebuilt", b"same"),
+            ("9.0.0-rc1", b"pre"),
+        ],
         1,
         1,
     )
@@ -253,4 +259,29 @@ fn installing_swaps_current_atomically_and_keeps_good_and_three_versions() {
     );
     assert!(layout.point("current", &v("0.3.0")).is_err());
     assert_eq!(layout.points_at("current"), Some(v("0.1.0")));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn staging_refuses_a_directory_linked_elsewhere() {
+    let d = tempfile::tempdir().unwrap();
+    let k = key(d.path(), "release");
+    let root = root(d.path(), &k).await;
+    let r = repo(d.path(), &root, &k, &[("0.3.0", b"v3")], 1, 1).await;
+    let trusted = std::fs::read(&root).unwrap();
+    let loaded = load_dir(&trusted, &r.dir, &d.path().join("tuf"), false)
+        .await
+        .unwrap();
+    let o = newest(&loaded, ARCH, &running()).unwrap();
+    // Someone links the staging directory to another place (here a
+    // directory whose mode would be changed, and where a file would land).
+    let elsewhere = d.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let staging = d.path().join("staging");
+    std::os::unix::fs::symlink(&elsewhere, &staging).unwrap();
+    let e = stage(&loaded, &o, &staging).await.unwrap_err();
+    assert!(
+        e.to_string().contains("not a directory of this user"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }

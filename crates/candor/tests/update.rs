@@ -204,6 +204,12 @@ fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
         "{record}"
     );
     assert!(link("current").ends_with("9.0.0"));
+    // What was rolled back here is not installed again.
+    let (ok, out) = update(&cfg, &repo, &root, &prefix, &[]);
+    assert!(
+        !ok && out.contains("was rolled back on this recorder"),
+        "{out}"
+    );
     // The good version records again.
     wait_for(
         "recording after the rollback",
@@ -252,6 +258,32 @@ fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
     wait_for("recording again", Duration::from_secs(30), || {
         recorded_secs(&cfg, "gate") >= before + 3.0
     });
+    stop(child);
+
+    // A new version that gets every camera recording becomes the good one
+    // (the real binary again, as 9.3.0).
+    let repo = rt
+        .block_on(publish(
+            &root,
+            &key,
+            &[Release {
+                version: "9.3.0",
+                arch: ARCH,
+                file: Path::new(env!("CARGO_BIN_EXE_candor")),
+            }],
+            &dir.path().join("v9.3b"),
+            4,
+            1,
+        ))
+        .unwrap();
+    let (ok, out) = update(&cfg, &repo, &root, &prefix, &[]);
+    assert!(ok, "{out}");
+    assert!(link("good").ends_with("9.0.0"));
+    let (child, _log) = spawn_supervise(&cfg, &prefix, "60");
+    wait_for("9.3.0 promoted", Duration::from_secs(40), || {
+        link("good").ends_with("9.3.0")
+    });
+    assert!(link("current").ends_with("9.3.0"));
     stop(child);
 }
 

@@ -128,6 +128,8 @@ fn report_health(rec: &Recorder, data: &Path) -> bool {
     let dir = data.join("updates");
     let body = serde_json::json!({
         "pid": std::process::id(),
+        // From `candor supervise`, for this start only.
+        "token": std::env::var(super::supervise::HEALTH_TOKEN_ENV).ok(),
         "version": env!("CARGO_PKG_VERSION"),
         "recording_all_cameras_at": jiff::Timestamp::now().to_string(),
     });

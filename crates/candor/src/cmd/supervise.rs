@@ -27,8 +27,6 @@ pub struct Args {
     pub healthy_within_secs: u64,
 }
 
-/// A run shorter than this counts as a failed start.
-const QUICK_EXIT: Duration = Duration::from_secs(60);
 /// Failed starts of a new version before going back to the good one.
 const TRIES: u32 = 3;
 
@@ -41,21 +39,39 @@ pub enum Next {
     RollBack,
 }
 
-/// The watchdog's rule, without I/O: a version on trial (not yet `good`)
-/// that exits within [`QUICK_EXIT`] of its start [`TRIES`] times is rolled
-/// back; anything else is restarted.
-pub fn on_exit(on_trial: bool, ran: Duration, failures: &mut u32) -> Next {
+/// The watchdog's rule, without I/O: a version on trial (not yet `good`:
+/// it never had every camera recording) that exits, or can't be started,
+/// [`TRIES`] times is rolled back, however long each run lasted; a good
+/// version is restarted however often it exits.
+pub fn on_exit(on_trial: bool, failures: &mut u32) -> Next {
     if !on_trial {
         return Next::Restart;
     }
-    if ran < QUICK_EXIT {
-        *failures += 1;
-    }
+    *failures += 1;
     if *failures >= TRIES {
         *failures = 0;
         Next::RollBack
     } else {
         Next::Restart
+    }
+}
+
+/// The trial's failures so far, kept on disk: a new version that takes
+/// the supervisor down with it (out of memory, a reboot) doesn't get a
+/// fresh count each time.
+fn load_failures(state: &std::path::Path, version: &semver::Version) -> u32 {
+    std::fs::read_to_string(state.join("trial.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .filter(|v| v["version"].as_str() == Some(&version.to_string()))
+        .and_then(|v| v["failures"].as_u64())
+        .map_or(0, |n| n.min(u64::from(TRIES)) as u32)
+}
+
+fn save_failures(state: &std::path::Path, version: &semver::Version, failures: u32) {
+    let v = serde_json::json!({ "version": version.to_string(), "failures": failures });
+    if let Err(e) = std::fs::write(state.join("trial.json"), v.to_string()) {
+        tracing::warn!("writing the trial's state: {e}");
     }
 }
 
@@ -72,32 +88,74 @@ async fn supervise(a: Args) -> Result<()> {
         .join("updates");
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let healthy_within = Duration::from_secs(a.healthy_within_secs);
-    let mut failures = 0;
     // One listener for the whole run: one made per turn could miss a
     // signal that arrives between turns.
     let signal = super::shutdown_signal();
     tokio::pin!(signal);
     loop {
-        let current = layout
-            .points_at("current")
-            .context("no `current` version under the prefix: install one with `candor update`")?;
+        // An unreadable `current` (an install cut short) falls back to the
+        // good version.
+        let current = match layout.points_at("current") {
+            Some(c) => c,
+            None => {
+                let good = layout.points_at("good").context(
+                    "no `current` or `good` version under the prefix: install one with `candor update`",
+                )?;
+                layout.point("current", &good)?;
+                good
+            }
+        };
         // `candor update` made the first version installed the good one;
         // without a good version there is nothing to go back to, and the
         // current one is not on trial.
         let on_trial = layout.points_at("good").is_some_and(|g| g != current);
+        let mut failures = if on_trial {
+            load_failures(&state, &current)
+        } else {
+            0
+        };
         let bin = a.prefix.join("current/candor");
         tracing::info!(
             "starting candor {current}{}",
             if on_trial { " (new: on trial)" } else { "" }
         );
+        // A token only this start knows: the recorder writes it into its
+        // health report, so an old report (or a reused pid) promotes nothing.
+        let token = format!("{:032x}", rand::random::<u128>());
+        let _ = std::fs::remove_file(state.join("health.json"));
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(&bin)
+        let spawned = tokio::process::Command::new(&bin)
             .arg("run")
             .arg("-c")
             .arg(&a.config)
+            .env(HEALTH_TOKEN_ENV, &token)
+            // Its own process group: the supervisor stops the recorder and
+            // whatever it started, not just the first process.
+            .process_group(0)
             .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("starting {}: {e}", bin.display());
+                if on_exit(on_trial, &mut failures) == Next::RollBack {
+                    roll_back(
+                        &layout,
+                        &state,
+                        &current,
+                        &format!("candor {current} could not be started ({e}) {TRIES} times"),
+                    )?;
+                } else if on_trial {
+                    save_failures(&state, &current, failures);
+                } else {
+                    // The good version itself can't start: nothing to go
+                    // back to; wait and try again.
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         let mut healthy = !on_trial;
         let pid = child.id();
         let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -111,10 +169,10 @@ async fn supervise(a: Args) -> Result<()> {
                     return Ok(());
                 }
                 _ = check.tick(), if !healthy => {
-                    if reports_health(&state, pid) {
+                    if reports_health(&state, &token) {
                         healthy = true;
                         layout.point("good", &current)?;
-                        failures = 0;
+                        let _ = std::fs::remove_file(state.join("trial.json"));
                         tracing::info!("candor {current} records every camera: it is the good version now");
                     } else if started.elapsed() > healthy_within {
                         tracing::error!("candor {current} did not get every camera recording within {healthy_within:?}");
@@ -123,7 +181,6 @@ async fn supervise(a: Args) -> Result<()> {
                         roll_back(&layout, &state, &current, &format!(
                             "candor {current} did not get every camera recording within {healthy_within:?}"
                         ))?;
-                        failures = 0;
                         break None;
                     }
                 }
@@ -133,16 +190,19 @@ async fn supervise(a: Args) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
+        // Whatever it left behind in its group goes too.
+        terminate(pid);
         let ran = started.elapsed();
         tracing::warn!("candor {current} exited ({status}) after {ran:?}");
-        match on_exit(on_trial && !healthy, ran, &mut failures) {
+        match on_exit(on_trial && !healthy, &mut failures) {
+            Next::Restart if on_trial && !healthy => save_failures(&state, &current, failures),
             Next::Restart => {}
             Next::RollBack => roll_back(
                 &layout,
                 &state,
                 &current,
                 &format!(
-                    "candor {current} exited within {QUICK_EXIT:?} of its start {TRIES} times (last: {status})"
+                    "candor {current} exited {TRIES} times before it had every camera recording (last: {status})"
                 ),
             )?,
         }
@@ -150,19 +210,23 @@ async fn supervise(a: Args) -> Result<()> {
     }
 }
 
+/// The environment variable carrying the health token to `candor run`.
+pub const HEALTH_TOKEN_ENV: &str = "CANDOR_HEALTH_TOKEN";
+
+/// SIGTERM to the recorder's process group (it and what it started).
 fn terminate(pid: Option<u32>) {
     if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
     }
 }
 
-/// Whether the recorder started as `pid` wrote that every camera records.
-fn reports_health(state: &std::path::Path, pid: Option<u32>) -> bool {
+/// Whether this start's recorder wrote that every camera records.
+fn reports_health(state: &std::path::Path, token: &str) -> bool {
     let Ok(text) = std::fs::read_to_string(state.join("health.json")) else {
         return false;
     };
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    pid.is_some() && v["pid"].as_u64() == pid.map(u64::from)
+    v["token"].as_str() == Some(token)
 }
 
 /// Points `current` back at `good` and records why (`last.json`, which the
@@ -194,22 +258,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_version_failing_to_start_three_times_is_rolled_back_a_good_one_never() {
-        let quick = Duration::from_secs(1);
+    fn a_new_version_failing_three_times_is_rolled_back_a_good_one_never() {
         let mut f = 0;
-        assert_eq!(on_exit(true, quick, &mut f), Next::Restart);
-        assert_eq!(on_exit(true, quick, &mut f), Next::Restart);
-        assert_eq!(on_exit(true, quick, &mut f), Next::RollBack);
+        assert_eq!(on_exit(true, &mut f), Next::Restart);
+        assert_eq!(on_exit(true, &mut f), Next::Restart);
+        assert_eq!(on_exit(true, &mut f), Next::RollBack);
         assert_eq!(f, 0);
         // A good version is restarted however often it exits.
         for _ in 0..10 {
-            assert_eq!(on_exit(false, quick, &mut f), Next::Restart);
+            assert_eq!(on_exit(false, &mut f), Next::Restart);
         }
-        // A long run on trial is not a failed start.
-        assert_eq!(
-            on_exit(true, Duration::from_secs(120), &mut f),
-            Next::Restart
-        );
         assert_eq!(f, 0);
     }
 }

@@ -39,12 +39,36 @@ pub fn run(a: Args) -> Result<()> {
     let state = cfg.storage.path.join("updates");
     let root = std::fs::read(&a.root)
         .with_context(|| format!("reading the trusted root {}", a.root.display()))?;
-    let running = semver::Version::parse(env!("CARGO_PKG_VERSION"))?;
+    // Newer than anything here: this binary, the installed `current`, and
+    // `good` (an older binary run after a rollback installs nothing old).
+    let layout = candor_update::Layout::new(&a.prefix);
+    let running = [
+        Some(semver::Version::parse(env!("CARGO_PKG_VERSION"))?),
+        layout.points_at("current"),
+        layout.points_at("good"),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or_else(|| semver::Version::new(0, 0, 0));
+    // A version the watchdog rolled back here is not taken again.
+    let rolled_back: Option<serde_json::Value> = std::fs::read_to_string(state.join("last.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let arch = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
     super::runtime()?.block_on(async {
         let repo =
             candor_update::load_dir(&root, &a.from, &state.join("tuf"), a.allow_expired).await?;
         let offered = candor_update::newest(&repo, &arch, &running)?;
+        if let Some(r) = &rolled_back
+            && r["from"].as_str() == Some(&offered.version.to_string())
+        {
+            anyhow::bail!(
+                "candor {} was rolled back on this recorder ({}); not installing it again",
+                offered.version,
+                r["why"].as_str().unwrap_or("")
+            );
+        }
         if a.check {
             println!(
                 "candor {running} → {}: {} ({} bytes), signed; not installed (--check)",
@@ -53,7 +77,6 @@ pub fn run(a: Args) -> Result<()> {
             return Ok(());
         }
         let staged = candor_update::stage(&repo, &offered, &state.join("staging")).await?;
-        let layout = candor_update::Layout::new(&a.prefix);
         let bin = layout.install(&staged, &offered.version)?;
         println!(
             "candor {running} → {}: verified and installed as {}; `current` points at it. Restart the recorder to run it (systemctl restart candor).",
