@@ -709,26 +709,18 @@ fn cloud_in_chromium_with_web_push() {
         .iter()
         .map(|(n, s)| serde_json::json!({"name": n, "url": s.web.base, "control": format!("http://{}/control/cam0", s.sim.http)}))
         .collect();
-    let o = Command::new("node")
-        .arg(workspace().join("e2e/cloud.mjs"))
-        .env("CLOUD_URL", &cloud.base)
-        .env("OWNER", "owner@example.com")
-        .env("PASSWORD", "long enough password")
-        .env("RECORDERS", serde_json::Value::from(recorders).to_string())
-        .env("SHOTS", &shots)
-        .output()
-        .unwrap();
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
+    let recorders_env = serde_json::Value::from(recorders).to_string();
+    let result = run_e2e(
+        "cloud.mjs",
+        &[
+            ("CLOUD_URL", &cloud.base),
+            ("OWNER", &"owner@example.com"),
+            ("PASSWORD", &"long enough password"),
+            ("RECORDERS", &recorders_env),
+            ("SHOTS", &shots),
+        ],
+        || format!("cloud log:\n{}", cloud.log_text()),
     );
-    println!("{out}\n{err}");
-    assert!(
-        o.status.success(),
-        "browser run failed:\n{out}\n{err}\ncloud log:\n{}",
-        cloud.log_text()
-    );
-    let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(result["sites"].as_array().unwrap().len(), 3);
     assert_eq!(result["manifest"], "standalone");
     assert_eq!(result["service_worker"], true);

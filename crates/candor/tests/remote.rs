@@ -1029,32 +1029,28 @@ fn the_owner_opens_the_site_from_the_cloud_app_in_chromium_and_the_cloud_sees_on
     let shots = dir.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
     let download = dir.path().join("remote-export.mp4");
-    let o = Command::new("node")
-        .arg(workspace().join("e2e/remote.mjs"))
-        .env("CLOUD_URL", &cloud.base)
-        .env("OWNER", "owner@example.com")
-        .env("PASSWORD", "long enough password")
-        .env("REMOTE_URL", &url)
-        .env("USER", "family")
-        .env("USER_PASSWORD", "family password 1")
-        .env("HOME", &home)
-        .env("ALARM_URL", &alarm_url)
-        .env("SHOTS", &shots)
-        .env("DOWNLOAD", &download)
-        .output()
-        .unwrap();
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
+    let result = run_e2e(
+        "remote.mjs",
+        &[
+            ("CLOUD_URL", &cloud.base),
+            ("OWNER", &"owner@example.com"),
+            ("PASSWORD", &"long enough password"),
+            ("REMOTE_URL", &url),
+            ("USER", &"family"),
+            ("USER_PASSWORD", &"family password 1"),
+            ("HOME", &home),
+            ("ALARM_URL", &alarm_url),
+            ("SHOTS", &shots),
+            ("DOWNLOAD", &download),
+        ],
+        || {
+            format!(
+                "cloud log:\n{}\nrecorder log:\n{}",
+                cloud.log_text(),
+                site.rec.log_text()
+            )
+        },
     );
-    println!("{out}\n{err}");
-    assert!(
-        o.status.success(),
-        "browser run failed:\n{out}\n{err}\ncloud log:\n{}\nrecorder log:\n{}",
-        cloud.log_text(),
-        site.rec.log_text()
-    );
-    let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     eprintln!(
         "remote open → live playing: {} ms; alarm address → event clip playing: {} ms",
         result["open_to_live_ms"], result["alarm_to_clip_ms"]
@@ -1942,39 +1938,35 @@ fn installers_fleet_request_change_rollback_and_revoke_in_chromium() {
     let shots = dir.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
     let cam_url = format!("rtsp://{}/cam0", home.sim.rtsp);
-    let o = Command::new("node")
-        .arg(workspace().join("e2e/installers.mjs"))
-        .env("CLOUD_URL", &cloud.base)
-        .env("PASSWORD", "long enough password")
-        .env("OWNER", "owner@example.com")
-        .env("BOSS_A", "boss@acme.example")
-        .env("BOSS_B", "boss@other.example")
-        .env("TECH", "tech@acme.example")
-        .env("ORG_A", &org_a)
-        .env("ORG_B", &org_b)
-        .env("HOME_ID", &home_id)
-        .env("RECORDER_URL", &home.web.base)
-        .env("ADMIN", "admin")
-        .env("ADMIN_PASSWORD", "admin password 1")
-        .env("CAM_URL", &cam_url)
-        .env("CAM_USER", "admin")
-        .env("CAM_PASSWORD", "cam pass 1")
-        .env("HOME", &home_nss)
-        .env("SHOTS", &shots)
-        .output()
-        .unwrap();
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
+    let result = run_e2e(
+        "installers.mjs",
+        &[
+            ("CLOUD_URL", &cloud.base),
+            ("PASSWORD", &"long enough password"),
+            ("OWNER", &"owner@example.com"),
+            ("BOSS_A", &"boss@acme.example"),
+            ("BOSS_B", &"boss@other.example"),
+            ("TECH", &"tech@acme.example"),
+            ("ORG_A", &org_a),
+            ("ORG_B", &org_b),
+            ("HOME_ID", &home_id),
+            ("RECORDER_URL", &home.web.base),
+            ("ADMIN", &"admin"),
+            ("ADMIN_PASSWORD", &"admin password 1"),
+            ("CAM_URL", &cam_url),
+            ("CAM_USER", &"admin"),
+            ("CAM_PASSWORD", &"cam pass 1"),
+            ("HOME", &home_nss),
+            ("SHOTS", &shots),
+        ],
+        || {
+            format!(
+                "cloud log:\n{}\nrecorder log:\n{}",
+                cloud.log_text(),
+                home.rec.log_text()
+            )
+        },
     );
-    println!("{out}\n{err}");
-    assert!(
-        o.status.success(),
-        "browser run failed:\n{out}\n{err}\ncloud log:\n{}\nrecorder log:\n{}",
-        cloud.log_text(),
-        home.rec.log_text()
-    );
-    let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     eprintln!("{result:#}");
     assert_eq!(result["fleet_a"], serde_json::json!(["Home", "Shop"]));
     assert_eq!(result["fleet_b"], serde_json::json!(["Barn"]));

@@ -674,6 +674,33 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs `e2e/<script>` with node and `env`; on failure, panics with its
+/// output and `logs()` (the servers' logs). Returns its last line: the
+/// run's results, as JSON.
+#[allow(dead_code)]
+pub fn run_e2e(
+    script: &str,
+    env: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
+    logs: impl FnOnce() -> String,
+) -> serde_json::Value {
+    let o = Command::new("node")
+        .arg(workspace().join("e2e").join(script))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_ref())))
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    println!("{out}\n{err}");
+    assert!(
+        o.status.success(),
+        "browser run failed:\n{out}\n{err}\n{}",
+        logs()
+    );
+    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+}
+
 /// `e2e/node_modules`, installed from the lock file on first use.
 #[allow(dead_code)]
 pub fn ensure_playwright() {
