@@ -74,10 +74,7 @@ pub async fn test_camera(c: &CameraConfig) -> Vec<Step> {
             });
         let opts = retina::client::SessionOptions::default()
             .creds(creds)
-            .user_agent(format!(
-                "Candor/{} (diagnostics)",
-                env!("CARGO_PKG_VERSION")
-            ));
+            .user_agent(format!("Candor/{} (diagnostics)", candor_wire::version()));
         steps.push(
             step(
                 "rtsp",

@@ -184,7 +184,7 @@ impl CameraTask {
             });
         let opts = SessionOptions::default()
             .creds(creds)
-            .user_agent(format!("Candor/{}", env!("CARGO_PKG_VERSION")));
+            .user_agent(format!("Candor/{}", candor_wire::version()));
         let mut session = self
             .timed(
                 "DESCRIBE",

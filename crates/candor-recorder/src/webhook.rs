@@ -100,7 +100,7 @@ pub async fn run(
         let ts = candor_media::time::unix_secs();
         let req = hyper::Request::post(url.as_str())
             .header("content-type", "application/json")
-            .header("user-agent", concat!("Candor/", env!("CARGO_PKG_VERSION")))
+            .header("user-agent", format!("Candor/{}", candor_wire::version()))
             .header("x-candor-timestamp", ts.to_string())
             .header("x-candor-signature", signature(&cfg.secret.0, ts, &d.body))
             .body(Full::new(bytes::Bytes::from(d.body.clone())));

@@ -9,6 +9,9 @@
 
 pub mod publish;
 
+/// The TUF library, for the publisher's command (its schema types).
+pub use tough;
+
 use futures::StreamExt;
 use semver::Version;
 use std::path::{Path, PathBuf};
@@ -57,6 +60,9 @@ pub struct Offered {
     /// The target's name, `candor-<version>-<arch>`.
     pub name: String,
     pub version: Version,
+    /// The version as the signed name spells it (build metadata kept):
+    /// what the binary's stamp must say.
+    pub signed_version: String,
     /// Bytes, as signed.
     pub length: u64,
 }
@@ -162,6 +168,7 @@ pub fn newest(repo: &Repository, arch: &str, running: &Version) -> Result<Offere
         .all_targets()
         .filter_map(|(name, t)| {
             let v = name.raw().strip_prefix("candor-")?.strip_suffix(&suffix)?;
+            let signed_version = v.to_owned();
             let mut version = Version::parse(v).ok()?;
             // Pre-releases are not offered; build metadata doesn't order.
             if !version.pre.is_empty() {
@@ -171,6 +178,7 @@ pub fn newest(repo: &Repository, arch: &str, running: &Version) -> Result<Offere
             Some(Offered {
                 name: name.raw().to_owned(),
                 version,
+                signed_version,
                 length: t.length,
             })
         })
@@ -237,6 +245,10 @@ pub async fn stage(
         Ok::<_, UpdateError>(())
     }
     .await;
+    let result = match result {
+        Ok(()) => check_stamp(&partial, offered).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(e);
@@ -248,6 +260,25 @@ pub async fn stage(
         .await
         .map_err(io(format!("moving {} into place", path.display())))?;
     Ok(path)
+}
+
+/// A Candor binary says which version it is (`candor release` stamps it
+/// when it signs): one that says another version than it is signed as was
+/// mislabelled by its publisher, and would report the wrong version once
+/// installed, so it is refused. A file without the stamp's slot (not a
+/// Candor build, such as the tests' stand-ins) is taken on its signature.
+async fn check_stamp(file: &Path, offered: &Offered) -> Result<(), UpdateError> {
+    let bytes = tokio::fs::read(file)
+        .await
+        .map_err(io(format!("reading {}", file.display())))?;
+    let signed = &offered.signed_version;
+    match candor_wire::version::stamped(&bytes) {
+        Ok(Some(v)) if v != *signed => Err(UpdateError::BadTarget {
+            name: offered.name.clone(),
+            why: format!("the binary says it is version {v}, but it is signed as {signed}"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Installed versions kept under the prefix: the one running, the last

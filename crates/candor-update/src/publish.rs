@@ -109,11 +109,12 @@ pub struct Release<'a> {
 }
 
 /// Signs a repository offering `releases` into `out` (`metadata/`,
-/// `targets/`): metadata version `version`, the timestamp expiring in
+/// `targets/`) with `keys` (one key may hold every role, as [`init_root`]
+/// makes it): metadata version `version`, the timestamp expiring in
 /// `timestamp_days`, snapshot in 14, targets in 90.
 pub async fn publish(
     root: &Path,
-    key: &Path,
+    keys: &[&Path],
     releases: &[Release<'_>],
     out: &Path,
     version: u64,
@@ -143,7 +144,7 @@ pub async fn publish(
             .map_err(fail("adding a release"))?;
     }
     let signed = editor
-        .sign(&[source(key)])
+        .sign(&keys.iter().map(|k| source(k)).collect::<Vec<_>>())
         .await
         .map_err(fail("signing the repository"))?;
     let repo = out.join("repo");
@@ -156,4 +157,257 @@ pub async fn publish(
         .await
         .map_err(fail("writing the targets"))?;
     Ok(repo)
+}
+
+/// The public half of a key file, as a root lists it (TUF's key JSON).
+pub fn public_key(key: &Path) -> Result<tough::schema::key::Key, PublishError> {
+    let der = std::fs::read(key).map_err(fail("reading the key"))?;
+    Ok(tough::sign::parse_keypair(&der)
+        .map_err(fail("reading the key"))?
+        .tuf_key())
+}
+
+/// Reads a key file: a private key (PKCS#8, as `candor release key` writes)
+/// or a public one (the `.pub` JSON beside it).
+pub fn read_public(path: &Path) -> Result<tough::schema::key::Key, PublishError> {
+    let bytes = std::fs::read(path).map_err(fail("reading a key"))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(k) => Ok(k),
+        Err(_) => public_key(path),
+    }
+}
+
+/// Who holds which role in a root: several root keys with a threshold
+/// (separate people, offline), one key for each other role.
+pub struct RootKeys {
+    pub root: Vec<tough::schema::key::Key>,
+    pub threshold: NonZeroU64,
+    pub targets: tough::schema::key::Key,
+    pub snapshot: tough::schema::key::Key,
+    pub timestamp: tough::schema::key::Key,
+}
+
+/// A root listing `keys`, version `version`, expiring in `days`; with no
+/// signature yet: the root key holders sign it in turn ([`sign_root`]).
+pub fn new_root(
+    keys: RootKeys,
+    version: NonZeroU64,
+    days: i64,
+) -> Result<tough::schema::Signed<Root>, PublishError> {
+    if keys.root.len() < keys.threshold.get() as usize {
+        return Err(PublishError {
+            what: "making the root".into(),
+            why: format!(
+                "a threshold of {} needs at least that many root keys (given {})",
+                keys.threshold,
+                keys.root.len()
+            ),
+        });
+    }
+    let mut all = HashMap::new();
+    let mut ids = |ks: &[tough::schema::key::Key]| -> Result<Vec<_>, PublishError> {
+        ks.iter()
+            .map(|k| {
+                let id = k.key_id().map_err(fail("a key's id"))?;
+                all.insert(id.clone(), k.clone());
+                Ok(id)
+            })
+            .collect()
+    };
+    let role = |keyids, threshold| RoleKeys {
+        keyids,
+        threshold,
+        _extra: HashMap::new(),
+    };
+    let roles = HashMap::from([
+        (RoleType::Root, role(ids(&keys.root)?, keys.threshold)),
+        (
+            RoleType::Targets,
+            role(ids(std::slice::from_ref(&keys.targets))?, NonZeroU64::MIN),
+        ),
+        (
+            RoleType::Snapshot,
+            role(ids(std::slice::from_ref(&keys.snapshot))?, NonZeroU64::MIN),
+        ),
+        (
+            RoleType::Timestamp,
+            role(ids(std::slice::from_ref(&keys.timestamp))?, NonZeroU64::MIN),
+        ),
+    ]);
+    Ok(tough::schema::Signed {
+        signed: Root {
+            spec_version: "1.0.0".into(),
+            consistent_snapshot: true,
+            version,
+            expires: in_days(days),
+            keys: all,
+            roles,
+            _extra: HashMap::new(),
+        },
+        signatures: Vec::new(),
+    })
+}
+
+/// Adds the signature of `key` (a root key holder's) to `root`, keeping
+/// the others. A new root (a rotation) must be signed by a threshold of
+/// the keys of the root before it as well as its own: with `previous`,
+/// `key` must be one of those.
+pub async fn sign_root(
+    root: tough::schema::Signed<Root>,
+    key: &Path,
+    previous: Option<&Root>,
+) -> Result<tough::schema::Signed<Root>, PublishError> {
+    let signer = previous.unwrap_or(&root.signed);
+    let id = public_key(key)?.key_id().map_err(fail("the key's id"))?;
+    if !signer
+        .roles
+        .get(&RoleType::Root)
+        .is_some_and(|r| r.keyids.contains(&id))
+    {
+        return Err(PublishError {
+            what: "signing the root".into(),
+            why: format!(
+                "this key is not a root key of {}",
+                if previous.is_some() {
+                    "the previous root"
+                } else {
+                    "this root"
+                }
+            ),
+        });
+    }
+    let holder = KeyHolder::Root(signer.clone());
+    let signed = SignedRole::new(
+        root.signed.clone(),
+        &holder,
+        &[source(key)],
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .await
+    .map_err(fail("signing the root"))?;
+    let merged = signed
+        .add_old_signatures(root.signatures)
+        .map_err(fail("signing the root"))?;
+    Ok(merged.signed().clone())
+}
+
+/// What a release carries besides its binary.
+pub struct Published {
+    /// The target's name, `candor-<version>-<arch>`.
+    pub name: String,
+    /// The repository's new metadata version.
+    pub version: u64,
+}
+
+/// Adds a release to the repository in `repo` (made if absent): stamps a
+/// copy of the Candor binary `file` with `version` (what it will report),
+/// names it `candor-<version>-<arch>`, puts `notes` in its custom metadata,
+/// and signs targets, snapshot and timestamp with `keys` (each role's key
+/// among them), each one version up. Existing releases stay.
+pub async fn add_release(
+    root: &Path,
+    repo: &Path,
+    file: &Path,
+    version: &str,
+    arch: &str,
+    notes: &str,
+    keys: &[PathBuf],
+) -> Result<Published, PublishError> {
+    semver::Version::parse(version).map_err(fail("the version"))?;
+    if arch.is_empty()
+        || !arch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    {
+        return Err(PublishError {
+            what: "the architecture".into(),
+            why: "letters, digits, '_' and '-' only (e.g. x86_64-linux)".into(),
+        });
+    }
+    let metadata = repo.join("metadata");
+    let (mut editor, next) = if metadata.is_dir() {
+        // The publisher's own repository: its metadata is read as is
+        // (expired or not) to carry its targets over.
+        let store = tempfile_dir(repo)?;
+        let url = |p: &Path| {
+            p.canonicalize()
+                .ok()
+                .and_then(|p| url::Url::from_directory_path(p).ok())
+                .ok_or_else(|| PublishError {
+                    what: "reading the repository".into(),
+                    why: format!("{} is not a folder", p.display()),
+                })
+        };
+        let root_bytes = std::fs::read(root).map_err(fail("reading the root"))?;
+        let existing =
+            tough::RepositoryLoader::new(&root_bytes, url(&metadata)?, url(&repo.join("targets"))?)
+                .transport(tough::FilesystemTransport)
+                .datastore(&store)
+                .expiration_enforcement(tough::ExpirationEnforcement::Unsafe)
+                .load()
+                .await
+                .map_err(fail("reading the repository"));
+        let _ = std::fs::remove_dir_all(&store);
+        let existing = existing?;
+        let next = existing.targets().signed.version.get() + 1;
+        let editor = RepositoryEditor::from_repo(root, existing)
+            .await
+            .map_err(fail("reading the repository"))?;
+        (editor, next)
+    } else {
+        let editor = RepositoryEditor::new(root)
+            .await
+            .map_err(fail("reading the root"))?;
+        (editor, 1)
+    };
+    let name = format!("candor-{version}-{arch}");
+    let inputs = repo.join(".inputs");
+    std::fs::create_dir_all(&inputs).map_err(fail("creating the inputs"))?;
+    let input = inputs.join(&name);
+    let mut bytes = std::fs::read(file).map_err(fail("reading the binary"))?;
+    candor_wire::version::stamp(&mut bytes, version).map_err(fail("stamping the binary"))?;
+    std::fs::write(&input, &bytes).map_err(fail("writing the stamped binary"))?;
+    let (target_name, mut target) = RepositoryEditor::build_target(&input)
+        .await
+        .map_err(fail("adding the release"))?;
+    target
+        .custom
+        .insert("notes".into(), serde_json::Value::String(notes.into()));
+    let v = NonZeroU64::new(next).unwrap_or(NonZeroU64::MIN);
+    editor
+        .add_target(target_name.clone(), target)
+        .map_err(fail("adding the release"))?
+        .targets_version(v)
+        .map_err(fail("targets"))?
+        .targets_expires(in_days(90))
+        .map_err(fail("targets"))?
+        .snapshot_version(v)
+        .snapshot_expires(in_days(14))
+        .timestamp_version(v)
+        .timestamp_expires(in_days(1));
+    let sources: Vec<_> = keys.iter().map(|k| source(k)).collect();
+    let signed = editor.sign(&sources).await.map_err(fail(
+        "signing (each of targets, snapshot and timestamp needs its key)",
+    ))?;
+    signed
+        .write(&metadata)
+        .await
+        .map_err(fail("writing the metadata"))?;
+    let targets = repo.join("targets");
+    std::fs::create_dir_all(&targets).map_err(fail("creating targets/"))?;
+    signed
+        .copy_target(&input, &targets, PathExists::Replace, None)
+        .await
+        .map_err(fail("writing the release"))?;
+    let _ = std::fs::remove_dir_all(&inputs);
+    Ok(Published {
+        name,
+        version: next,
+    })
+}
+
+fn tempfile_dir(near: &Path) -> Result<PathBuf, PublishError> {
+    let dir = near.join(format!(".datastore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(fail("creating a scratch folder"))?;
+    Ok(dir)
 }

@@ -54,7 +54,7 @@ async fn repo(
         })
         .collect();
     let out = dir.join("published");
-    let dir = publish(root, key, &rel, &out, version, timestamp_days)
+    let dir = publish(root, &[key], &rel, &out, version, timestamp_days)
         .await
         .unwrap();
     Repo { dir }
@@ -284,4 +284,121 @@ async fn staging_refuses_a_directory_linked_elsewhere() {
         "{e}"
     );
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+/// The project's root shape: three root keys, two needed, and a key per
+/// other role. A root with one signature is not trusted; with two it is.
+/// A rotation to a new root (version 2, three new root keys) is followed
+/// by a recorder that trusts version 1 only when two of the old root keys
+/// signed it as well as two of the new; a key outside the old root can't
+/// sign for it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_two_of_three_root_is_needed_and_its_rotation_is_followed() {
+    use candor_update::publish::{RootKeys, new_root, read_public, sign_root};
+    use candor_update::tough;
+    use std::num::NonZeroU64;
+    let d = tempfile::tempdir().unwrap();
+    let k = |n: &str| key(d.path(), n);
+    let (r1, r2, r3, n1, n2, n3) = (k("r1"), k("r2"), k("r3"), k("n1"), k("n2"), k("n3"));
+    let (t, s, ts) = (k("targets"), k("snapshot"), k("timestamp"));
+    let keys = |root: [&PathBuf; 3]| RootKeys {
+        root: root.iter().map(|p| read_public(p).unwrap()).collect(),
+        threshold: NonZeroU64::new(2).unwrap(),
+        targets: read_public(&t).unwrap(),
+        snapshot: read_public(&s).unwrap(),
+        timestamp: read_public(&ts).unwrap(),
+    };
+    let write = |name: &str, root: &tough::schema::Signed<tough::schema::Root>| {
+        let p = d.path().join(name);
+        std::fs::write(&p, serde_json::to_vec_pretty(root).unwrap()).unwrap();
+        p
+    };
+    let signing = [t.as_path(), s.as_path(), ts.as_path()];
+    let publish_with = |root: PathBuf, name: &'static str, v: &'static str, meta: u64| {
+        let out = d.path().join(name);
+        let bin = d.path().join(format!("bin-{v}"));
+        std::fs::write(&bin, v).unwrap();
+        async move {
+            publish(
+                &root,
+                &signing,
+                &[Release {
+                    version: v,
+                    arch: ARCH,
+                    file: &bin,
+                }],
+                &out,
+                meta,
+                1,
+            )
+            .await
+        }
+    };
+
+    let v1 = new_root(keys([&r1, &r2, &r3]), NonZeroU64::MIN, 365).unwrap();
+    let one = sign_root(v1, &r1, None).await.unwrap();
+    let one_path = write("root-one.json", &one);
+    // The editor itself won't sign a repository under a root short of its
+    // threshold; a recorder given that root trusts nothing.
+    let short = publish_with(one_path.clone(), "short", "9.0.0", 1).await;
+    if let Ok(repo) = short {
+        let err = load_dir(
+            &std::fs::read(&one_path).unwrap(),
+            &repo,
+            &d.path().join("tuf-short"),
+            false,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, UpdateError::Untrusted(_)), "{err}");
+    }
+    let two = sign_root(one, &r2, None).await.unwrap();
+    assert_eq!(two.signatures.len(), 2);
+    let trusted = std::fs::read(write("root-v1.json", &two)).unwrap();
+    let repo = publish_with(d.path().join("root-v1.json"), "a", "9.0.0", 1)
+        .await
+        .unwrap();
+    let store = d.path().join("tuf");
+    let r = load_dir(&trusted, &repo, &store, false).await.unwrap();
+    assert_eq!(
+        newest(&r, ARCH, &running()).unwrap().version,
+        Version::new(9, 0, 0)
+    );
+
+    // Rotation: version 2 with new root keys, signed by two of its own
+    // keys and only one of the old: not followed.
+    let v2 = new_root(keys([&n1, &n2, &n3]), NonZeroU64::new(2).unwrap(), 365).unwrap();
+    let err = sign_root(v2.clone(), &n1, Some(&two.signed))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not a root key of the previous root"),
+        "{err}"
+    );
+    let mut v2 = sign_root(v2, &n1, None).await.unwrap();
+    v2 = sign_root(v2, &n2, None).await.unwrap();
+    v2 = sign_root(v2, &r1, Some(&two.signed)).await.unwrap();
+    let half = publish_with(write("root-v2-half.json", &v2), "b", "9.1.0", 2)
+        .await
+        .unwrap();
+    let err = load_dir(&trusted, &half, &d.path().join("tuf-half"), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UpdateError::Untrusted(_)), "{err}");
+    // The second old key's signature completes it: followed from version 1.
+    v2 = sign_root(v2, &r3, Some(&two.signed)).await.unwrap();
+    assert_eq!(v2.signatures.len(), 4);
+    let rotated = publish_with(write("root-v2.json", &v2), "c", "9.1.0", 3)
+        .await
+        .unwrap();
+    let r = load_dir(&trusted, &rotated, &store, false).await.unwrap();
+    assert_eq!(r.root().signed.version.get(), 2);
+    assert_eq!(
+        newest(&r, ARCH, &running()).unwrap().version,
+        Version::new(9, 1, 0)
+    );
+    // The repository from before (older metadata) is not taken back.
+    let err = load_dir(&trusted, &repo, &store, false).await.unwrap_err();
+    assert!(matches!(err, UpdateError::Untrusted(_)), "{err}");
 }

@@ -245,7 +245,7 @@ pub async fn bundle(State(st): State<AppState>, Caller(p): Caller) -> ApiResult 
     let now = jiff::Timestamp::now();
     let body = serde_json::json!({
         "generated_at": now.to_string(),
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": candor_wire::version(),
         "uptime_secs": st.started.elapsed().as_secs(),
         "config": config,
         "config_versions": versions,

@@ -115,7 +115,7 @@ pub fn document() -> serde_json::Value {
         "openapi": "3.1.0",
         "info": {
             "title": "Candor recorder API",
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": candor_wire::version(),
             "description": format!(
                 "Limits: request bodies at most {} bytes, sent within 10 s (413 `too_large`, 408 `slow_body`); \
                  login attempts are counted before checking (429 `locked_out` with Retry-After after 5 failures per user \

@@ -100,7 +100,7 @@ pub fn routes() -> Vec<Route> {
     let health = || async {
         Json(candor_wire::Health {
             status: "ok".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: candor_wire::version().into(),
         })
     };
     vec![

@@ -149,7 +149,7 @@ pub(crate) fn system_json(
         .map(|(n, c)| (n, c as u64))
         .collect();
     Ok(candor_wire::System {
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: candor_wire::version().into(),
         uptime_secs: f.status.started().elapsed().as_secs(),
         web_uptime_secs: st.started.elapsed().as_secs(),
         storage: candor_wire::StorageUse {
@@ -191,7 +191,7 @@ pub async fn metrics(State(st): State<AppState>, Caller(p): Caller) -> ApiResult
     let _ = writeln!(
         o,
         "# TYPE candor_build_info gauge\ncandor_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
+        candor_wire::version()
     );
     let _ = writeln!(
         o,

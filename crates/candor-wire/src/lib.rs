@@ -670,6 +670,10 @@ pub mod cloud;
 /// JSON Schemas for the OpenAPI document.
 pub mod schema;
 
+/// The version this program reports (a release's stamp, else the crate's).
+pub mod version;
+pub use version::version;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "candor",
-    version,
+    // A release reports the version it was signed as (its stamp).
+    version = candor_wire::version(),
     about = "Candor: a video recorder for your cameras that works offline and tells you what it does."
 )]
 struct Cli {
@@ -52,6 +53,12 @@ enum Cmd {
     /// Run `<prefix>/current/candor run` and keep it running; after an
     /// update, go back to the last good version if the new one fails.
     Supervise(cmd::supervise::Args),
+    /// Publish releases: make keys and the root, sign the root in turn
+    /// (threshold, rotation), stamp and sign a release into a repository.
+    Release {
+        #[command(subcommand)]
+        cmd: cmd::release::Args,
+    },
 }
 
 fn main() {
@@ -86,6 +93,7 @@ fn main() {
         Cmd::Check(a) => cmd::check::run(a),
         Cmd::Update(a) => cmd::update::run(a),
         Cmd::Supervise(a) => cmd::supervise::run(a),
+        Cmd::Release { cmd } => cmd::release::run(cmd),
     };
     std::process::exit(match r {
         Ok(()) => 0,

@@ -125,7 +125,7 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
             get(|| async {
                 Json(candor_wire::Health {
                     status: "ok".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
+                    version: candor_wire::version().into(),
                 })
             }),
         )

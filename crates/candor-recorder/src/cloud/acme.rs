@@ -538,7 +538,8 @@ impl Http {
         );
         req.headers_mut().insert(
             http::header::USER_AGENT,
-            http::HeaderValue::from_static(concat!("Candor/", env!("CARGO_PKG_VERSION"))),
+            http::HeaderValue::try_from(format!("Candor/{}", candor_wire::version()))
+                .unwrap_or(http::HeaderValue::from_static("Candor")),
         );
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();

@@ -987,7 +987,7 @@ impl Link {
         );
         let hello = Message::Hello {
             proto: candor_link::VERSION,
-            software: format!("candor {}", env!("CARGO_PKG_VERSION")),
+            software: format!("candor {}", candor_wire::version()),
             sharing: self.config.sharing,
             remote: self.config.remote_access,
         };

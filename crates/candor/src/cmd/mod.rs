@@ -11,6 +11,7 @@ pub mod discover;
 pub mod egress;
 pub mod events;
 pub mod export;
+pub mod release;
 pub mod run;
 pub mod spans;
 pub mod supervise;

@@ -130,7 +130,7 @@ fn report_health(rec: &Recorder, data: &Path) -> bool {
         "pid": std::process::id(),
         // From `candor supervise`, for this start only.
         "token": std::env::var(super::supervise::HEALTH_TOKEN_ENV).ok(),
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": candor_wire::version(),
         "recording_all_cameras_at": jiff::Timestamp::now().to_string(),
     });
     match std::fs::create_dir_all(&dir)

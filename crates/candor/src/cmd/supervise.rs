@@ -159,14 +159,32 @@ async fn supervise(a: Args) -> Result<()> {
         let mut healthy = !on_trial;
         let pid = child.id();
         let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut watch = tokio::time::interval(HANDOVER_POLL);
         let status = loop {
             tokio::select! {
                 s = child.wait() => break Some(s?),
                 _ = &mut signal => {
-                    // Let the recorder close its segments.
-                    terminate(pid);
-                    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+                    stop(pid, &mut child).await;
                     return Ok(());
+                }
+                _ = watch.tick() => {
+                    // `candor update` (or the web app) installed another
+                    // version: hand over to it. The data directory has one
+                    // writer at a time (its lock), so the old recorder
+                    // closes its segments first and the new one starts
+                    // as soon as it has exited; the gap is that restart
+                    // (BENCHMARKS.md, "Updates").
+                    let now = layout.points_at("current");
+                    if now.as_ref().is_some_and(|v| *v != current) {
+                        let t = Instant::now();
+                        stop(pid, &mut child).await;
+                        tracing::info!(
+                            "candor {} installed: candor {current} stopped in {} ms, starting the new version",
+                            now.unwrap_or(current.clone()),
+                            t.elapsed().as_millis()
+                        );
+                        break None;
+                    }
                 }
                 _ = check.tick(), if !healthy => {
                     if reports_health(&state, &token) {
@@ -176,8 +194,7 @@ async fn supervise(a: Args) -> Result<()> {
                         tracing::info!("candor {current} records every camera: it is the good version now");
                     } else if started.elapsed() > healthy_within {
                         tracing::error!("candor {current} did not get every camera recording within {healthy_within:?}");
-                        terminate(pid);
-                        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+                        stop(pid, &mut child).await;
                         roll_back(&layout, &state, &current, &format!(
                             "candor {current} did not get every camera recording within {healthy_within:?}"
                         ))?;
@@ -187,7 +204,6 @@ async fn supervise(a: Args) -> Result<()> {
             }
         };
         let Some(status) = status else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
         // Whatever it left behind in its group goes too.
@@ -213,10 +229,35 @@ async fn supervise(a: Args) -> Result<()> {
 /// The environment variable carrying the health token to `candor run`.
 pub const HEALTH_TOKEN_ENV: &str = "CANDOR_HEALTH_TOKEN";
 
-/// SIGTERM to the recorder's process group (it and what it started).
-fn terminate(pid: Option<u32>) {
+/// How often the supervisor looks whether another version was installed.
+const HANDOVER_POLL: Duration = Duration::from_millis(250);
+
+/// How long a recorder gets to close its segments before it is killed.
+const STOP_WITHIN: Duration = Duration::from_secs(30);
+
+/// A signal to the recorder's process group (it and what it started).
+fn signal_group(pid: Option<u32>, sig: rustix::process::Signal) {
     if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+}
+
+fn terminate(pid: Option<u32>) {
+    signal_group(pid, rustix::process::Signal::TERM);
+}
+
+/// Stops the recorder: SIGTERM (it closes its segments and the index),
+/// then SIGKILL to the group if it hasn't exited within [`STOP_WITHIN`],
+/// so that the next start finds the data directory's lock free.
+async fn stop(pid: Option<u32>, child: &mut tokio::process::Child) {
+    terminate(pid);
+    if tokio::time::timeout(STOP_WITHIN, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("the recorder did not stop within {STOP_WITHIN:?}: killed");
+        signal_group(pid, rustix::process::Signal::KILL);
+        let _ = child.wait().await;
     }
 }
 

@@ -2,7 +2,7 @@
 //! USB stick holding a copy of the release repository), with no network.
 //! Everything is verified (docs/design/updates.md) before anything is made
 //! executable; the new version goes under the install prefix and `current`
-//! points at it. The recorder runs it after a restart.
+//! points at it. `candor supervise` notices and hands over to it.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<()> {
     // `good` (an older binary run after a rollback installs nothing old).
     let layout = candor_update::Layout::new(&a.prefix);
     let running = [
-        Some(semver::Version::parse(env!("CARGO_PKG_VERSION"))?),
+        Some(semver::Version::parse(candor_wire::version())?),
         layout.points_at("current"),
         layout.points_at("good"),
     ]
@@ -79,7 +79,7 @@ pub fn run(a: Args) -> Result<()> {
         let staged = candor_update::stage(&repo, &offered, &state.join("staging")).await?;
         let bin = layout.install(&staged, &offered.version)?;
         println!(
-            "candor {running} → {}: verified and installed as {}; `current` points at it. Restart the recorder to run it (systemctl restart candor).",
+            "candor {running} → {}: verified and installed as {}; `current` points at it. A running `candor supervise` hands over to it within a second; a recorder started by hand runs it at its next start.",
             offered.version,
             bin.display()
         );
