@@ -21,6 +21,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// 6: `event.label`, `bbox`, `zones` (object events).
 pub const SCHEMA_VERSION: i64 = 6;
 
+/// The oldest schema version whose builds can still use an index this
+/// build has written (kept in `meta` as `min_reader`): an older build
+/// opens a newer index when its own version is at least this, ignoring
+/// what it doesn't know. A step that only adds tables or nullable columns
+/// keeps it; one that changes what older builds rely on raises it to the
+/// new version, and then the index is copied before the upgrade
+/// (`index.db.schema-<old>.bak`) so that a rollback to the older build
+/// restores that copy (docs/design/updates.md, "The index across
+/// versions"). 6: builds before `min_reader` existed refuse any newer
+/// index.
+pub const MIN_READER: i64 = 6;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS camera (
@@ -210,10 +222,34 @@ fn add_column(
     Ok(())
 }
 
+fn meta_int(conn: &Connection, key: &str) -> Result<Option<i64>, StorageError> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(|e| StorageError::db("reading the schema version", e))?;
+    match v {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| StorageError::SchemaVersion(v)),
+    }
+}
+
+/// Where the copy taken before an upgrade from `version` goes.
+pub fn backup_path(index: &std::path::Path, version: i64) -> std::path::PathBuf {
+    let mut p = index.as_os_str().to_owned();
+    p.push(format!(".schema-{version}.bak"));
+    p.into()
+}
+
 /// A new index gets today's [`SCHEMA`]; an old one runs the steps from its
 /// version on, all in one transaction (a crash mid-upgrade leaves the old
-/// version, intact). A version newer than this build is refused.
-fn migrate(conn: &Connection) -> Result<(), StorageError> {
+/// version, intact), after a copy of it is taken when builds of its
+/// version couldn't read the result ([`MIN_READER`]). A newer index is
+/// used as it is when its `min_reader` allows this build, and refused
+/// ([`StorageError::TooNew`]) otherwise.
+fn migrate(conn: &Connection, path: &std::path::Path) -> Result<(), StorageError> {
     let ctx = |e| StorageError::db("upgrading the schema", e);
     let has_meta: bool = conn
         .query_row(
@@ -239,32 +275,104 @@ fn migrate(conn: &Connection) -> Result<(), StorageError> {
         tx.execute_batch(SCHEMA)
             .map_err(|e| StorageError::db("creating the schema", e))?;
         tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-            [SCHEMA_VERSION.to_string()],
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('min_reader', ?2)",
+            [SCHEMA_VERSION.to_string(), MIN_READER.to_string()],
         )
         .map_err(|e| StorageError::db("writing schema version", e))?;
         return tx.commit().map_err(ctx);
     };
     let from = match v.parse::<i64>() {
-        Ok(n) if (1..=SCHEMA_VERSION).contains(&n) => n,
+        Ok(n) if n >= 1 => n,
         _ => return Err(StorageError::SchemaVersion(v)),
     };
-    if from == SCHEMA_VERSION {
+    // An index without `min_reader` was written by a build that had none:
+    // only builds of its own version or newer read it.
+    let min_reader = meta_int(conn, "min_reader")?.unwrap_or(from);
+    if from > SCHEMA_VERSION {
+        if min_reader <= SCHEMA_VERSION {
+            tracing::info!(
+                "the index is of schema {from}, from a newer Candor; this build (schema {SCHEMA_VERSION}) reads it as it is"
+            );
+            return Ok(());
+        }
+        return Err(StorageError::TooNew {
+            found: from,
+            min_reader,
+            ours: SCHEMA_VERSION,
+        });
+    }
+    if from == SCHEMA_VERSION && min_reader == MIN_READER {
         return Ok(());
+    }
+    if from < SCHEMA_VERSION && MIN_READER > from {
+        // Builds of this index's version can't use what the upgrade makes:
+        // keep a copy for a rollback to one of them. VACUUM INTO writes a
+        // consistent, compact copy (the WAL included).
+        let bak = backup_path(path, from);
+        let _ = std::fs::remove_file(&bak);
+        conn.execute("VACUUM INTO ?1", [bak.to_string_lossy()])
+            .map_err(|e| StorageError::db("copying the index before its upgrade", e))?;
+        tracing::info!(
+            "index upgraded from schema {from}: a copy from before is kept as {}",
+            bak.display()
+        );
     }
     let tx = conn.unchecked_transaction().map_err(ctx)?;
     for step in &UPGRADES[(from - 1) as usize..] {
         step(&tx).map_err(ctx)?;
     }
     tx.execute(
-        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-        [SCHEMA_VERSION.to_string()],
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1), ('min_reader', ?2)",
+        [SCHEMA_VERSION.to_string(), MIN_READER.to_string()],
     )
     .map_err(ctx)?;
     tx.commit().map_err(ctx)
 }
 
+/// An index a newer build made unreadable for this one (a rollback after
+/// an incompatible upgrade): when the copy taken before that upgrade is
+/// here, the newer index is moved aside (`index.db.schema-<n>.rolled-back`,
+/// with its WAL) and the copy put in its place. What the newer build
+/// indexed since is not in the copy; its footage files stay on disk.
+fn restore_backup(path: &std::path::Path, found: i64) -> Result<bool, StorageError> {
+    let bak = backup_path(path, SCHEMA_VERSION);
+    if !bak.is_file() {
+        return Ok(false);
+    }
+    let io = |what: &'static str| move |e| StorageError::io(what, e);
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".schema-{found}.rolled-back"));
+    let aside = std::path::PathBuf::from(aside);
+    for ext in ["", "-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(ext);
+        let mut to = aside.as_os_str().to_owned();
+        to.push(ext);
+        match std::fs::rename(&from, &to) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("moving the newer index aside")(e));
+            }
+            _ => {}
+        }
+    }
+    std::fs::copy(&bak, path).map_err(io("restoring the index from before the upgrade"))?;
+    tracing::warn!(
+        "the index was of schema {found}, which this build can't use: it is kept as {} and the copy from before its upgrade ({}) restored; what was indexed since is not in it",
+        aside.display(),
+        bak.display()
+    );
+    Ok(true)
+}
+
 pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, StorageError> {
+    open_index(path, read_only, true)
+}
+
+fn open_index(
+    path: &std::path::Path,
+    read_only: bool,
+    may_restore: bool,
+) -> Result<Connection, StorageError> {
     let flags = if read_only {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -281,7 +389,15 @@ pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, Stora
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )
         .map_err(|e| StorageError::db("configuring the index", e))?;
-        migrate(&conn)?;
+        match migrate(&conn, path) {
+            Err(StorageError::TooNew { found, .. })
+                if may_restore && restore_backup(path, found)? =>
+            {
+                drop(conn);
+                return open_index(path, read_only, false);
+            }
+            r => r?,
+        }
     }
     Ok(conn)
 }
@@ -580,7 +696,118 @@ mod upgrade_tests {
                 [],
             )
             .unwrap();
-        assert!(matches!(open(&p, false), Err(StorageError::SchemaVersion(v)) if v == "99"));
+        // No `min_reader`: only builds of its version read it.
+        Connection::open(&p)
+            .unwrap()
+            .execute("DELETE FROM meta WHERE key = 'min_reader'", [])
+            .unwrap();
+        assert!(matches!(
+            open(&p, false),
+            Err(StorageError::TooNew {
+                found: 99,
+                min_reader: 99,
+                ours: SCHEMA_VERSION
+            })
+        ));
         assert_eq!(version(&Connection::open(&p).unwrap()), "99");
+    }
+
+    fn set_meta(p: &std::path::Path, key: &str, value: i64) {
+        Connection::open(p)
+            .unwrap()
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                rusqlite::params![key, value.to_string()],
+            )
+            .unwrap();
+    }
+
+    /// A rollback after an additive upgrade: a newer index whose
+    /// `min_reader` this build meets is used as it is, left newer.
+    #[test]
+    fn a_newer_index_this_build_may_read_is_used_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        drop(open(&p, false).unwrap());
+        set_meta(&p, "schema_version", SCHEMA_VERSION + 1);
+        set_meta(&p, "min_reader", MIN_READER);
+        let c = open(&p, false).unwrap();
+        c.execute("INSERT INTO camera (name) VALUES ('gate')", [])
+            .unwrap();
+        assert_eq!(version(&c), (SCHEMA_VERSION + 1).to_string());
+    }
+
+    /// A rollback after an incompatible upgrade: the copy taken before it
+    /// is restored, and the newer index kept aside, untouched.
+    #[test]
+    fn an_index_upgraded_past_this_build_is_restored_from_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        let c = open(&p, false).unwrap();
+        c.execute("INSERT INTO camera (name) VALUES ('before')", [])
+            .unwrap();
+        // What a newer build's upgrade does first: the copy.
+        c.execute(
+            "VACUUM INTO ?1",
+            [backup_path(&p, SCHEMA_VERSION).to_string_lossy()],
+        )
+        .unwrap();
+        c.execute("INSERT INTO camera (name) VALUES ('after')", [])
+            .unwrap();
+        drop(c);
+        set_meta(&p, "schema_version", SCHEMA_VERSION + 1);
+        set_meta(&p, "min_reader", SCHEMA_VERSION + 1);
+        let c = open(&p, false).unwrap();
+        assert_eq!(version(&c), SCHEMA_VERSION.to_string());
+        let names: Vec<String> = c
+            .prepare("SELECT name FROM camera")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(names, ["before"]);
+        let aside = dir.path().join(format!(
+            "index.db.schema-{}.rolled-back",
+            SCHEMA_VERSION + 1
+        ));
+        assert_eq!(
+            version(&Connection::open(&aside).unwrap()),
+            (SCHEMA_VERSION + 1).to_string()
+        );
+        // Without a copy, it is refused and left as it is.
+        drop(c);
+        std::fs::remove_file(backup_path(&p, SCHEMA_VERSION)).unwrap();
+        set_meta(&p, "schema_version", SCHEMA_VERSION + 1);
+        set_meta(&p, "min_reader", SCHEMA_VERSION + 1);
+        let e = open(&p, false).unwrap_err();
+        assert!(e.to_string().contains("run the newer version again"), "{e}");
+        assert_eq!(
+            version(&Connection::open(&p).unwrap()),
+            (SCHEMA_VERSION + 1).to_string()
+        );
+    }
+
+    /// An upgrade that builds of the old version couldn't read keeps a copy
+    /// of the index from before it.
+    #[test]
+    fn an_upgrade_past_older_readers_keeps_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        drop(open(&p, false).unwrap());
+        // An index of the version before MIN_READER (its tables are a
+        // superset, and the steps create only what is missing).
+        set_meta(&p, "schema_version", MIN_READER - 1);
+        Connection::open(&p)
+            .unwrap()
+            .execute("DELETE FROM meta WHERE key = 'min_reader'", [])
+            .unwrap();
+        let c = open(&p, false).unwrap();
+        assert_eq!(version(&c), SCHEMA_VERSION.to_string());
+        let bak = backup_path(&p, MIN_READER - 1);
+        assert_eq!(
+            version(&Connection::open(&bak).unwrap()),
+            (MIN_READER - 1).to_string()
+        );
     }
 }

@@ -50,6 +50,14 @@ pub enum StorageError {
     Locked(PathBuf),
     #[error("index schema version {0} is not supported by this build of Candor")]
     SchemaVersion(String),
+    #[error(
+        "the index is of schema {found}, written by a newer Candor that builds of schema below {min_reader} can't use (this one: {ours}), and there is no copy from before its upgrade: run the newer version again, or restore the index from a backup"
+    )]
+    TooNew {
+        found: i64,
+        min_reader: i64,
+        ours: i64,
+    },
     #[error("no data directory at {0}: nothing has been recorded there yet (check storage.path)")]
     NoData(PathBuf),
 }
