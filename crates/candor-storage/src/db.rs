@@ -304,7 +304,7 @@ fn migrate(conn: &Connection, path: &std::path::Path) -> Result<(), StorageError
     if from == SCHEMA_VERSION && min_reader == MIN_READER {
         return Ok(());
     }
-    if from < SCHEMA_VERSION && MIN_READER > from {
+    if MIN_READER > from {
         // Builds of this index's version can't use what the upgrade makes:
         // keep a copy for a rollback to one of them. VACUUM INTO writes a
         // consistent, compact copy (the WAL included).
