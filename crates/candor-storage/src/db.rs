@@ -236,6 +236,17 @@ fn meta_int(conn: &Connection, key: &str) -> Result<Option<i64>, StorageError> {
     }
 }
 
+/// How recent the copy must be for a rollback to restore it by itself.
+const RESTORE_WITHIN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Left beside the index when a copy was restored, until recovery has
+/// kept the newer version's footage aside.
+pub fn restored_marker(index: &std::path::Path) -> std::path::PathBuf {
+    let mut p = index.as_os_str().to_owned();
+    p.push(".restored");
+    p.into()
+}
+
 /// Where the copy taken before an upgrade from `version` goes.
 pub fn backup_path(index: &std::path::Path, version: i64) -> std::path::PathBuf {
     let mut p = index.as_os_str().to_owned();
@@ -332,11 +343,25 @@ fn migrate(conn: &Connection, path: &std::path::Path) -> Result<(), StorageError
 /// An index a newer build made unreadable for this one (a rollback after
 /// an incompatible upgrade): when the copy taken before that upgrade is
 /// here, the newer index is moved aside (`index.db.schema-<n>.rolled-back`,
-/// with its WAL) and the copy put in its place. What the newer build
-/// indexed since is not in the copy; its footage files stay on disk.
+/// with its WAL) and the copy put in its place, if it is less than a day
+/// old. What the newer build indexed since is not in the copy; recovery
+/// moves its footage files to `rolled-back/` instead of removing them.
 fn restore_backup(path: &std::path::Path, found: i64) -> Result<bool, StorageError> {
     let bak = backup_path(path, SCHEMA_VERSION);
-    if !bak.is_file() {
+    // A rollback comes within a new version's trial; a copy from long ago
+    // would drop everything indexed since, so that one is an admin's call.
+    let fresh = std::fs::metadata(&bak)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < RESTORE_WITHIN);
+    if !fresh {
+        if bak.is_file() {
+            tracing::error!(
+                "the index is of schema {found}, which this build can't use; the copy from before its upgrade ({}) is more than a day old, so it is not restored by itself: run the newer version again, or put that copy in place of index.db knowingly",
+                bak.display()
+            );
+        }
         return Ok(false);
     }
     let io = |what: &'static str| move |e| StorageError::io(what, e);
@@ -356,6 +381,10 @@ fn restore_backup(path: &std::path::Path, found: i64) -> Result<bool, StorageErr
         }
     }
     std::fs::copy(&bak, path).map_err(io("restoring the index from before the upgrade"))?;
+    // Recovery keeps the segment files the restored index doesn't know
+    // (footage of the newer version) instead of removing them as orphans.
+    std::fs::write(restored_marker(path), found.to_string())
+        .map_err(io("marking the index restored"))?;
     tracing::warn!(
         "the index was of schema {found}, which this build can't use: it is kept as {} and the copy from before its upgrade ({}) restored; what was indexed since is not in it",
         aside.display(),

@@ -17,6 +17,9 @@ pub struct RecoveryReport {
     pub rows_removed: usize,
     /// Files removed because no row referred to them.
     pub orphans_removed: usize,
+    /// Footage files of a newer version, kept in `rolled-back/` after the
+    /// index was restored from its copy.
+    pub kept_aside: usize,
     /// Bytes cut from torn file tails.
     pub bytes_truncated: u64,
 }
@@ -49,7 +52,12 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
         }
     }
     // Orphans: files with no row. Rows are committed before files are created,
-    // so these can only be files whose deletion by retention was interrupted.
+    // so these can only be files whose deletion by retention was interrupted
+    // -- unless the index was just restored from its copy after a rollback
+    // (docs/design/updates.md): then they are the newer version's footage,
+    // moved to `rolled-back/` rather than removed.
+    let marker = crate::db::restored_marker(&store.dir().join("index.db"));
+    let keep_aside = marker.exists();
     let seg_root = store.dir().join("segments");
     if let Ok(dirs) = std::fs::read_dir(&seg_root) {
         for d in dirs.flatten() {
@@ -67,10 +75,23 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
                     continue;
                 };
                 if !keep.contains(&id) {
-                    warn!("removing orphan segment file {}", f.path().display());
-                    std::fs::remove_file(f.path())
-                        .map_err(|e| StorageError::io("removing orphan", e))?;
-                    report.orphans_removed += 1;
+                    if keep_aside {
+                        let to = store.dir().join("rolled-back").join(d.file_name());
+                        std::fs::create_dir_all(&to)
+                            .and_then(|()| std::fs::rename(f.path(), to.join(&name)))
+                            .map_err(|e| StorageError::io("keeping footage aside", e))?;
+                        warn!(
+                            "segment file {} is not in the restored index: kept in {}",
+                            f.path().display(),
+                            to.display()
+                        );
+                        report.kept_aside += 1;
+                    } else {
+                        warn!("removing orphan segment file {}", f.path().display());
+                        std::fs::remove_file(f.path())
+                            .map_err(|e| StorageError::io("removing orphan", e))?;
+                        report.orphans_removed += 1;
+                    }
                     removed = true;
                 }
             }
@@ -78,6 +99,9 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
                 let _ = File::open(d.path()).and_then(|f| f.sync_all());
             }
         }
+    }
+    if keep_aside {
+        let _ = std::fs::remove_file(&marker);
     }
     if report != RecoveryReport::default() {
         info!(?report, "recovery finished");

@@ -335,3 +335,60 @@ fn footage_waiting_for_a_key_frame_starts_at_that_key_frames_arrival() {
     );
     assert_eq!(rows[0].frames, Some(23));
 }
+
+/// A rollback past an incompatible index upgrade (docs/design/updates.md):
+/// the older build restores the copy taken before the upgrade, and the
+/// footage the newer build recorded since (not in the copy) is kept in
+/// `rolled-back/`, not removed as orphans.
+#[test]
+fn a_restored_index_keeps_the_newer_versions_footage_aside() {
+    use candor_storage::db::{SCHEMA_VERSION, backup_path};
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index.db");
+    let (store, _) = record(dir.path(), 12, 0, |_, _| {});
+    let before = store.segments().unwrap().len();
+    drop(store);
+    // The newer build's upgrade: the copy first, then its recording.
+    rusqlite::Connection::open(&index)
+        .unwrap()
+        .execute(
+            "VACUUM INTO ?1",
+            [backup_path(&index, SCHEMA_VERSION).to_string_lossy()],
+        )
+        .unwrap();
+    let (store, _) = record(dir.path(), 12, 0, |_, _| {});
+    let after = store.segments().unwrap().len();
+    assert!(after > before);
+    drop(store);
+    let c = rusqlite::Connection::open(&index).unwrap();
+    for key in ["schema_version", "min_reader"] {
+        c.execute(
+            "UPDATE meta SET value = ?1 WHERE key = ?2",
+            rusqlite::params![(SCHEMA_VERSION + 1).to_string(), key],
+        )
+        .unwrap();
+    }
+    drop(c);
+
+    let (store, report) = Store::open(dir.path()).unwrap();
+    assert_eq!(store.segments().unwrap().len(), before);
+    assert_eq!(
+        (report.kept_aside, report.orphans_removed),
+        (after - before, 0)
+    );
+    let kept: usize = std::fs::read_dir(dir.path().join("rolled-back"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(kept, after - before);
+    assert!(store.check().unwrap().is_empty());
+    assert!(!dir.path().join("index.db.restored").exists());
+    assert!(
+        dir.path()
+            .join(format!(
+                "index.db.schema-{}.rolled-back",
+                SCHEMA_VERSION + 1
+            ))
+            .exists()
+    );
+}

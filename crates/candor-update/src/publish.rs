@@ -291,38 +291,51 @@ pub async fn sign_root(
     Ok(merged.signed().clone())
 }
 
-/// What a release carries besides its binary.
+/// What [`sign_repository`] did.
 pub struct Published {
-    /// The target's name, `candor-<version>-<arch>`.
-    pub name: String,
+    /// The release added, `candor-<version>-<arch>`.
+    pub name: Option<String>,
     /// The repository's new metadata version.
     pub version: u64,
 }
 
-/// Adds a release to the repository in `repo` (made if absent): stamps a
-/// copy of the Candor binary `file` with `version` (what it will report),
-/// names it `candor-<version>-<arch>`, puts `notes` in its custom metadata,
-/// and signs targets, snapshot and timestamp with `keys` (each role's key
-/// among them), each one version up. Existing releases stay.
-pub async fn add_release(
+/// A release to add: a Candor binary and what to call it.
+pub struct NewRelease<'a> {
+    pub file: &'a Path,
+    /// Semver: what the binary will report, and how recorders order it.
+    pub version: &'a str,
+    /// e.g. `x86_64-linux`.
+    pub arch: &'a str,
+    /// Release notes (the System page shows them).
+    pub notes: &'a str,
+}
+
+/// Signs the repository in `repo` (made if absent) anew: targets,
+/// snapshot and timestamp each one version up with fresh expiries (90,
+/// 14 and 1 days), signed with `keys` (each role's key among them), the
+/// releases already there kept. With `release`, a copy of its binary is
+/// stamped with its version (what it will report), named
+/// `candor-<version>-<arch>`, given its notes in its custom metadata and
+/// added. Without, this is the daily refresh of the timestamp.
+pub async fn sign_repository(
     root: &Path,
     repo: &Path,
-    file: &Path,
-    version: &str,
-    arch: &str,
-    notes: &str,
+    release: Option<NewRelease<'_>>,
     keys: &[PathBuf],
 ) -> Result<Published, PublishError> {
-    semver::Version::parse(version).map_err(fail("the version"))?;
-    if arch.is_empty()
-        || !arch
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-    {
-        return Err(PublishError {
-            what: "the architecture".into(),
-            why: "letters, digits, '_' and '-' only (e.g. x86_64-linux)".into(),
-        });
+    if let Some(r) = &release {
+        semver::Version::parse(r.version).map_err(fail("the version"))?;
+        if r.arch.is_empty()
+            || !r
+                .arch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
+            return Err(PublishError {
+                what: "the architecture".into(),
+                why: "letters, digits, '_' and '-' only (e.g. x86_64-linux)".into(),
+            });
+        }
     }
     let metadata = repo.join("metadata");
     let (mut editor, next) = if metadata.is_dir() {
@@ -360,23 +373,30 @@ pub async fn add_release(
             .map_err(fail("reading the root"))?;
         (editor, 1)
     };
-    let name = format!("candor-{version}-{arch}");
+    let targets = repo.join("targets");
+    std::fs::create_dir_all(&targets).map_err(fail("creating targets/"))?;
     let inputs = repo.join(".inputs");
-    std::fs::create_dir_all(&inputs).map_err(fail("creating the inputs"))?;
-    let input = inputs.join(&name);
-    let mut bytes = std::fs::read(file).map_err(fail("reading the binary"))?;
-    candor_wire::version::stamp(&mut bytes, version).map_err(fail("stamping the binary"))?;
-    std::fs::write(&input, &bytes).map_err(fail("writing the stamped binary"))?;
-    let (target_name, mut target) = RepositoryEditor::build_target(&input)
-        .await
-        .map_err(fail("adding the release"))?;
-    target
-        .custom
-        .insert("notes".into(), serde_json::Value::String(notes.into()));
+    let mut added = None;
+    if let Some(r) = &release {
+        let name = format!("candor-{}-{}", r.version, r.arch);
+        std::fs::create_dir_all(&inputs).map_err(fail("creating the inputs"))?;
+        let input = inputs.join(&name);
+        let mut bytes = std::fs::read(r.file).map_err(fail("reading the binary"))?;
+        candor_wire::version::stamp(&mut bytes, r.version).map_err(fail("stamping the binary"))?;
+        std::fs::write(&input, &bytes).map_err(fail("writing the stamped binary"))?;
+        let (target_name, mut target) = RepositoryEditor::build_target(&input)
+            .await
+            .map_err(fail("adding the release"))?;
+        target
+            .custom
+            .insert("notes".into(), serde_json::Value::String(r.notes.into()));
+        editor
+            .add_target(target_name, target)
+            .map_err(fail("adding the release"))?;
+        added = Some((name, input));
+    }
     let v = NonZeroU64::new(next).unwrap_or(NonZeroU64::MIN);
     editor
-        .add_target(target_name.clone(), target)
-        .map_err(fail("adding the release"))?
         .targets_version(v)
         .map_err(fail("targets"))?
         .targets_expires(in_days(90))
@@ -393,15 +413,15 @@ pub async fn add_release(
         .write(&metadata)
         .await
         .map_err(fail("writing the metadata"))?;
-    let targets = repo.join("targets");
-    std::fs::create_dir_all(&targets).map_err(fail("creating targets/"))?;
-    signed
-        .copy_target(&input, &targets, PathExists::Replace, None)
-        .await
-        .map_err(fail("writing the release"))?;
-    let _ = std::fs::remove_dir_all(&inputs);
+    if let Some((_, input)) = &added {
+        signed
+            .copy_target(input, &targets, PathExists::Replace, None)
+            .await
+            .map_err(fail("writing the release"))?;
+        let _ = std::fs::remove_dir_all(&inputs);
+    }
     Ok(Published {
-        name,
+        name: added.map(|(n, _)| n),
         version: next,
     })
 }

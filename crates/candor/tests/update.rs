@@ -397,6 +397,29 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// The daily re-signing, nothing added.
+    fn refresh(&self) -> String {
+        let p = |n: &str| self.dir.join(n).to_str().unwrap().to_owned();
+        let o = candor(&[
+            "release",
+            "refresh",
+            "--root",
+            &p("root.json"),
+            "--repo",
+            self.repo.to_str().unwrap(),
+            "--key",
+            &p("targets.pk8"),
+            "--key",
+            &p("snapshot.pk8"),
+            "--key",
+            &p("timestamp.pk8"),
+        ]);
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
 fn health_version(cfg: &Path) -> Option<String> {
     let t = std::fs::read_to_string(cfg.with_file_name("data/updates/health.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&t).ok()?;
@@ -429,6 +452,21 @@ fn a_published_release_is_handed_over_to_while_recording_and_reports_its_version
     wait_for("9.0.0 recording", Duration::from_secs(30), || {
         health_version(&cfg).as_deref() == Some("9.0.0") && recorded_secs(&cfg, "gate") >= 3.0
     });
+
+    // The daily refresh re-signs what is there (metadata version 2), and
+    // the recorder takes it: nothing newer to install.
+    assert!(publisher.refresh().contains("metadata version 2"));
+    let (ok, out) = update(
+        &cfg,
+        &publisher.repo,
+        &publisher.root,
+        &prefix,
+        &["--check"],
+    );
+    assert!(
+        !ok && out.contains("not newer than the running 9.0.0"),
+        "{out}"
+    );
 
     let gaps = handover(&cfg, &publisher, &prefix, "9.4.0");
     stop(child);

@@ -82,6 +82,18 @@ pub enum Args {
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
     },
+    /// Sign the repository anew with fresh expiries and nothing added: the
+    /// timestamp lasts a day, so this runs daily (recorders refuse
+    /// metadata once it has expired).
+    Refresh {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        repo: PathBuf,
+        /// The targets, snapshot and timestamp keys (repeat).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+    },
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -171,12 +183,30 @@ pub fn run(a: Args) -> Result<()> {
                     .with_context(|| format!("reading {}", p.display()))?,
                 None => String::new(),
             };
-            let done = super::runtime()?.block_on(publish::add_release(
-                &root, &repo, &binary, &version, &arch, &notes, &keys,
+            let release = publish::NewRelease {
+                file: &binary,
+                version: &version,
+                arch: &arch,
+                notes: &notes,
+            };
+            let done = super::runtime()?.block_on(publish::sign_repository(
+                &root,
+                &repo,
+                Some(release),
+                &keys,
             ))?;
             println!(
                 "{} signed into {} (metadata version {}); recorders see it once the folder is served or copied",
-                done.name,
+                done.name.unwrap_or_default(),
+                repo.display(),
+                done.version
+            );
+        }
+        Args::Refresh { root, repo, keys } => {
+            let done =
+                super::runtime()?.block_on(publish::sign_repository(&root, &repo, None, &keys))?;
+            println!(
+                "{} signed anew (metadata version {}); the timestamp expires in a day",
                 repo.display(),
                 done.version
             );
