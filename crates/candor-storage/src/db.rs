@@ -346,51 +346,98 @@ fn migrate(conn: &Connection, path: &std::path::Path) -> Result<(), StorageError
 /// with its WAL) and the copy put in its place, if it is less than a day
 /// old. What the newer build indexed since is not in the copy; recovery
 /// moves its footage files to `rolled-back/` instead of removing them.
-fn restore_backup(path: &std::path::Path, found: i64) -> Result<bool, StorageError> {
+/// Whether a copy this build may restore is here: taken before an upgrade
+/// from this build's version, and less than a day old (a rollback comes
+/// within a new version's trial; a copy from long ago would drop
+/// everything indexed since, so that one is an admin's call).
+fn restorable(path: &std::path::Path) -> bool {
     let bak = backup_path(path, SCHEMA_VERSION);
-    // A rollback comes within a new version's trial; a copy from long ago
-    // would drop everything indexed since, so that one is an admin's call.
     let fresh = std::fs::metadata(&bak)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age < RESTORE_WITHIN);
-    if !fresh {
-        if bak.is_file() {
-            tracing::error!(
-                "the index is of schema {found}, which this build can't use; the copy from before its upgrade ({}) is more than a day old, so it is not restored by itself: run the newer version again, or put that copy in place of index.db knowingly",
-                bak.display()
-            );
-        }
-        return Ok(false);
+    if !fresh && bak.is_file() {
+        tracing::error!(
+            "the index is of a schema this build can't use; the copy from before its upgrade ({}) is more than a day old (or the clock is off), so it is not restored by itself: run the newer version again, or put that copy in place of index.db knowingly",
+            bak.display()
+        );
     }
+    fresh
+}
+
+fn restoring_path(index: &std::path::Path) -> std::path::PathBuf {
+    let mut p = index.as_os_str().to_owned();
+    p.push(".restoring");
+    p.into()
+}
+
+fn sync_dir(index: &std::path::Path) {
+    if let Some(d) = index.parent() {
+        let _ = std::fs::File::open(d).and_then(|f| f.sync_all());
+    }
+}
+
+/// Restores the copy (see [`restorable`]) in an order a crash or a full
+/// disk can't turn into an empty index over existing footage: the copy is
+/// written whole beside the index (`.restoring`, synced), the marker that
+/// makes recovery keep unindexed footage aside is written, and only then
+/// is the newer index moved aside (`index.db.schema-<n>.rolled-back`, a
+/// name not used before) and the copy renamed into place. A start that
+/// finds `.restoring` without `index.db` finishes the job
+/// ([`finish_restore`]).
+fn restore_backup(path: &std::path::Path, found: i64) -> Result<(), StorageError> {
     let io = |what: &'static str| move |e| StorageError::io(what, e);
+    let bak = backup_path(path, SCHEMA_VERSION);
+    let restoring = restoring_path(path);
+    std::fs::copy(&bak, &restoring)
+        .and_then(|_| std::fs::File::open(&restoring)?.sync_all())
+        .map_err(io("copying the index from before the upgrade"))?;
+    std::fs::write(restored_marker(path), found.to_string())
+        .and_then(|()| std::fs::File::open(restored_marker(path))?.sync_all())
+        .map_err(io("marking the index restored"))?;
     let mut aside = path.as_os_str().to_owned();
     aside.push(format!(".schema-{found}.rolled-back"));
-    let aside = std::path::PathBuf::from(aside);
-    for ext in ["", "-wal", "-shm"] {
-        let mut from = path.as_os_str().to_owned();
-        from.push(ext);
-        let mut to = aside.as_os_str().to_owned();
-        to.push(ext);
-        match std::fs::rename(&from, &to) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io("moving the newer index aside")(e));
-            }
-            _ => {}
-        }
+    let mut n = 1;
+    while std::path::Path::new(&aside).exists() {
+        aside = path.as_os_str().to_owned();
+        aside.push(format!(".schema-{found}.rolled-back.{n}"));
+        n += 1;
     }
-    std::fs::copy(&bak, path).map_err(io("restoring the index from before the upgrade"))?;
-    // Recovery keeps the segment files the restored index doesn't know
-    // (footage of the newer version) instead of removing them as orphans.
-    std::fs::write(restored_marker(path), found.to_string())
-        .map_err(io("marking the index restored"))?;
+    let aside = std::path::PathBuf::from(aside);
+    std::fs::rename(path, &aside).map_err(io("moving the newer index aside"))?;
+    // Checkpointed and closed: whatever -wal/-shm remain are empty.
+    for ext in ["-wal", "-shm"] {
+        let mut f = path.as_os_str().to_owned();
+        f.push(ext);
+        let _ = std::fs::remove_file(f);
+    }
+    std::fs::rename(&restoring, path).map_err(io("putting the copy in place"))?;
+    sync_dir(path);
     tracing::warn!(
-        "the index was of schema {found}, which this build can't use: it is kept as {} and the copy from before its upgrade ({}) restored; what was indexed since is not in it",
+        "the index was of schema {found}, which this build can't use: it is kept as {} and the copy from before its upgrade ({}) restored; what was indexed since is not in it, and its footage is kept in rolled-back/",
         aside.display(),
         bak.display()
     );
-    Ok(true)
+    Ok(())
+}
+
+/// A restore cut short between moving the newer index aside and putting
+/// the copy in place: put it in place now (never create an empty index
+/// beside footage that the restore's marker says to keep).
+fn finish_restore(path: &std::path::Path) -> Result<(), StorageError> {
+    let restoring = restoring_path(path);
+    if restoring.is_file() {
+        if path.exists() {
+            // Cut short before the newer index moved: start over later.
+            let _ = std::fs::remove_file(&restoring);
+        } else {
+            std::fs::rename(&restoring, path)
+                .map_err(|e| StorageError::io("finishing the index's restore", e))?;
+            sync_dir(path);
+        }
+    }
+    Ok(())
 }
 
 pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, StorageError> {
@@ -409,6 +456,9 @@ fn open_index(
             | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
+    if !read_only {
+        finish_restore(path)?;
+    }
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StorageError::db("opening the index", e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -419,10 +469,13 @@ fn open_index(
         )
         .map_err(|e| StorageError::db("configuring the index", e))?;
         match migrate(&conn, path) {
-            Err(StorageError::TooNew { found, .. })
-                if may_restore && restore_backup(path, found)? =>
-            {
+            Err(StorageError::TooNew { found, .. }) if may_restore && restorable(path) => {
+                // Everything the newer index holds goes into its main file
+                // before it is moved aside, and this connection is closed.
+                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                    .map_err(|e| StorageError::db("checkpointing the newer index", e))?;
                 drop(conn);
+                restore_backup(path, found)?;
                 return open_index(path, read_only, false);
             }
             r => r?,

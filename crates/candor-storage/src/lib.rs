@@ -51,7 +51,7 @@ pub enum StorageError {
     #[error("index schema version {0} is not supported by this build of Candor")]
     SchemaVersion(String),
     #[error(
-        "the index is of schema {found}, written by a newer Candor that builds of schema below {min_reader} can't use (this one: {ours}), and there is no copy from before its upgrade: run the newer version again, or restore the index from a backup"
+        "the index is of schema {found}, written by a newer Candor that builds of schema below {min_reader} can't use (this one: {ours}), and no copy from before its upgrade this build may restore (index.db.schema-{ours}.bak, under a day old): run the newer version again, or restore the index from a backup"
     )]
     TooNew {
         found: i64,

@@ -77,8 +77,15 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
                 if !keep.contains(&id) {
                     if keep_aside {
                         let to = store.dir().join("rolled-back").join(d.file_name());
+                        // Segment ids are reused: never over an earlier one.
+                        let mut file = to.join(&name);
+                        let mut n = 1;
+                        while file.exists() {
+                            file = to.join(format!("{id}.{n}.seg"));
+                            n += 1;
+                        }
                         std::fs::create_dir_all(&to)
-                            .and_then(|()| std::fs::rename(f.path(), to.join(&name)))
+                            .and_then(|()| std::fs::rename(f.path(), &file))
                             .map_err(|e| StorageError::io("keeping footage aside", e))?;
                         warn!(
                             "segment file {} is not in the restored index: kept in {}",

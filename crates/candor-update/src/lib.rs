@@ -263,21 +263,32 @@ pub async fn stage(
 }
 
 /// A Candor binary says which version it is (`candor release` stamps it
-/// when it signs): one that says another version than it is signed as was
-/// mislabelled by its publisher, and would report the wrong version once
-/// installed, so it is refused. A file without the stamp's slot (not a
-/// Candor build, such as the tests' stand-ins) is taken on its signature.
+/// when it signs): one that says another version than it is signed as, or
+/// none (published unstamped, e.g. by another tool), would report the
+/// wrong version once installed, so it is refused. A file without the
+/// stamp's slot at all (not a Candor build: the tests' stand-ins for
+/// broken releases) is taken on its signature alone.
 async fn check_stamp(file: &Path, offered: &Offered) -> Result<(), UpdateError> {
     let bytes = tokio::fs::read(file)
         .await
         .map_err(io(format!("reading {}", file.display())))?;
     let signed = &offered.signed_version;
-    match candor_wire::version::stamped(&bytes) {
-        Ok(Some(v)) if v != *signed => Err(UpdateError::BadTarget {
+    let bad = |why: String| {
+        Err(UpdateError::BadTarget {
             name: offered.name.clone(),
-            why: format!("the binary says it is version {v}, but it is signed as {signed}"),
-        }),
-        _ => Ok(()),
+            why,
+        })
+    };
+    match candor_wire::version::stamped(&bytes) {
+        Ok(Some(v)) if v == *signed => Ok(()),
+        Ok(Some(v)) => bad(format!(
+            "the binary says it is version {v}, but it is signed as {signed}"
+        )),
+        Ok(None) => bad(format!(
+            "the binary carries no version stamp (publish it with `candor release publish`), so it would not report {signed}"
+        )),
+        Err(candor_wire::version::StampError::NoSlot) => Ok(()),
+        Err(e) => bad(e.to_string()),
     }
 }
 

@@ -137,7 +137,14 @@ pub async fn publish(
         .timestamp_expires(in_days(timestamp_days));
     for r in releases {
         let name = inputs.join(format!("candor-{}-{}", r.version, r.arch));
-        std::fs::copy(r.file, &name).map_err(fail("copying a release"))?;
+        // A Candor binary is stamped with its version, as `candor release`
+        // does; a stand-in without the slot is copied as it is.
+        let mut bytes = std::fs::read(r.file).map_err(fail("reading a release"))?;
+        if candor_wire::version::stamped(&bytes).is_ok() {
+            candor_wire::version::stamp(&mut bytes, r.version)
+                .map_err(fail("stamping a release"))?;
+        }
+        std::fs::write(&name, &bytes).map_err(fail("copying a release"))?;
         editor
             .add_target_path(&name)
             .await
@@ -362,7 +369,21 @@ pub async fn sign_repository(
                 .map_err(fail("reading the repository"));
         let _ = std::fs::remove_dir_all(&store);
         let existing = existing?;
-        let next = existing.targets().signed.version.get() + 1;
+        // Each role one up from where it is: a timestamp re-signed more
+        // often than the rest (or by another tool) must not go back.
+        let next = (
+            existing.targets().signed.version.get() + 1,
+            existing
+                .snapshot()
+                .signed
+                .version
+                .get()
+                .max(existing.timestamp().signed.version.get())
+                + 1,
+        );
+        if release.is_none() {
+            return refresh(root, repo, &existing, next.1, keys).await;
+        }
         let editor = RepositoryEditor::from_repo(root, existing)
             .await
             .map_err(fail("reading the repository"))?;
@@ -371,7 +392,7 @@ pub async fn sign_repository(
         let editor = RepositoryEditor::new(root)
             .await
             .map_err(fail("reading the root"))?;
-        (editor, 1)
+        (editor, (1, 1))
     };
     let targets = repo.join("targets");
     std::fs::create_dir_all(&targets).map_err(fail("creating targets/"))?;
@@ -395,24 +416,28 @@ pub async fn sign_repository(
             .map_err(fail("adding the release"))?;
         added = Some((name, input));
     }
-    let v = NonZeroU64::new(next).unwrap_or(NonZeroU64::MIN);
+    let v = |n: u64| NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN);
+    // Targets are signed anew only when a release is added (or the
+    // repository is new): the daily refresh needs no targets key, which
+    // stays offline.
+    if added.is_some() || next.0 == 1 {
+        editor
+            .targets_version(v(next.0))
+            .map_err(fail("targets"))?
+            .targets_expires(in_days(90))
+            .map_err(fail("targets"))?;
+    }
     editor
-        .targets_version(v)
-        .map_err(fail("targets"))?
-        .targets_expires(in_days(90))
-        .map_err(fail("targets"))?
-        .snapshot_version(v)
+        .snapshot_version(v(next.1))
         .snapshot_expires(in_days(14))
-        .timestamp_version(v)
+        .timestamp_version(v(next.1))
         .timestamp_expires(in_days(1));
     let sources: Vec<_> = keys.iter().map(|k| source(k)).collect();
     let signed = editor.sign(&sources).await.map_err(fail(
         "signing (each of targets, snapshot and timestamp needs its key)",
     ))?;
-    signed
-        .write(&metadata)
-        .await
-        .map_err(fail("writing the metadata"))?;
+    // The release before the metadata naming it: a mirror copying the
+    // folder meanwhile never serves metadata for a missing file.
     if let Some((_, input)) = &added {
         signed
             .copy_target(input, &targets, PathExists::Replace, None)
@@ -420,9 +445,70 @@ pub async fn sign_repository(
             .map_err(fail("writing the release"))?;
         let _ = std::fs::remove_dir_all(&inputs);
     }
+    signed
+        .write(&metadata)
+        .await
+        .map_err(fail("writing the metadata"))?;
     Ok(Published {
         name: added.map(|(n, _)| n),
-        version: next,
+        version: next.1,
+    })
+}
+
+/// The daily refresh: snapshot and timestamp signed anew (version
+/// `version`, 14 days and 1 day) over the repository's targets as they
+/// are, so only the online keys are needed; the targets key stays offline.
+async fn refresh(
+    root: &Path,
+    repo: &Path,
+    existing: &tough::Repository,
+    version: u64,
+    keys: &[PathBuf],
+) -> Result<Published, PublishError> {
+    use tough::schema::{Hashes, Metafile, Signed, Snapshot, Timestamp};
+    let root: Signed<Root> =
+        serde_json::from_slice(&std::fs::read(root).map_err(fail("reading the root"))?)
+            .map_err(fail("reading the root"))?;
+    let consistent = root.signed.consistent_snapshot;
+    let holder = KeyHolder::Root(root.signed);
+    let sources: Vec<_> = keys.iter().map(|k| source(k)).collect();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let v = NonZeroU64::new(version).unwrap_or(NonZeroU64::MIN);
+    let mut snapshot: Snapshot = existing.snapshot().signed.clone();
+    snapshot.version = v;
+    snapshot.expires = in_days(14);
+    let snapshot = SignedRole::new(snapshot, &holder, &sources, &rng)
+        .await
+        .map_err(fail("signing the snapshot (its key is needed)"))?;
+    let mut timestamp = Timestamp::new("1.0.0".into(), v, in_days(1));
+    timestamp.meta.insert(
+        "snapshot.json".into(),
+        Metafile {
+            length: Some(*snapshot.length()),
+            hashes: Some(Hashes {
+                sha256: snapshot.sha256().to_vec().into(),
+                _extra: HashMap::new(),
+            }),
+            version: v,
+            _extra: HashMap::new(),
+        },
+    );
+    let timestamp = SignedRole::new(timestamp, &holder, &sources, &rng)
+        .await
+        .map_err(fail("signing the timestamp (its key is needed)"))?;
+    let metadata = repo.join("metadata");
+    // The snapshot first: the timestamp names it.
+    snapshot
+        .write(&metadata, consistent)
+        .await
+        .map_err(fail("writing the snapshot"))?;
+    timestamp
+        .write(&metadata, consistent)
+        .await
+        .map_err(fail("writing the timestamp"))?;
+    Ok(Published {
+        name: None,
+        version,
     })
 }
 

@@ -206,7 +206,7 @@ pub fn run(a: Args) -> Result<()> {
             let done =
                 super::runtime()?.block_on(publish::sign_repository(&root, &repo, None, &keys))?;
             println!(
-                "{} signed anew (metadata version {}); the timestamp expires in a day",
+                "{} signed anew (snapshot and timestamp version {}); the timestamp expires in a day",
                 repo.display(),
                 done.version
             );

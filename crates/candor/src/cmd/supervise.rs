@@ -114,7 +114,13 @@ async fn supervise(a: Args) -> Result<()> {
         } else {
             0
         };
-        let bin = a.prefix.join("current/candor");
+        // The version's own path, not the `current` link: what runs is the
+        // version the watchdog judges, even if `current` moves meanwhile.
+        let bin = a
+            .prefix
+            .join("versions")
+            .join(current.to_string())
+            .join("candor");
         tracing::info!(
             "starting candor {current}{}",
             if on_trial { " (new: on trial)" } else { "" }
@@ -281,6 +287,14 @@ fn roll_back(
     let good = layout
         .points_at("good")
         .context("no good version to go back to")?;
+    // `candor update` may have installed another version meanwhile: that
+    // one is started next (on trial) instead of undoing its install.
+    if layout.points_at("current").as_ref() != Some(current) {
+        tracing::warn!(
+            "candor {current} failed, but another version was installed meanwhile: not rolling back"
+        );
+        return Ok(());
+    }
     layout.point("current", &good)?;
     let why = format!("{why}; back to {good}");
     tracing::error!("{why}");

@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<()> {
     // `good` (an older binary run after a rollback installs nothing old).
     let layout = candor_update::Layout::new(&a.prefix);
     let running = [
-        Some(semver::Version::parse(candor_wire::version())?),
+        semver::Version::parse(candor_wire::version()).ok(),
         layout.points_at("current"),
         layout.points_at("good"),
     ]
