@@ -40,6 +40,14 @@ pub enum UpdateError {
         "the repository's newest release is {offered}, not newer than the running {running}: nothing installed"
     )]
     NotNewer { offered: Version, running: Version },
+    #[error(
+        "candor {offered} is being rolled out in waves and hasn't reached this recorder yet{}; nothing installed (an admin may install it now with --ignore-waves)",
+        match from { Some(t) => format!(" (its turn comes at {t})"), None => " (the release is halted, or its waves don't reach this recorder)".into() }
+    )]
+    NotYet {
+        offered: Version,
+        from: Option<String>,
+    },
     #[error("the release {name} does not match its signed length and hash: {why}; nothing staged")]
     BadTarget { name: String, why: String },
     #[error("{what}: {source}")]
@@ -163,25 +171,9 @@ fn classify(e: tough::error::Error) -> UpdateError {
 /// `running`. A validly signed older release is not an update: going back
 /// is the watchdog's job, never the repository's.
 pub fn newest(repo: &Repository, arch: &str, running: &Version) -> Result<Offered, UpdateError> {
-    let suffix = format!("-{arch}");
-    let best = repo
-        .all_targets()
-        .filter_map(|(name, t)| {
-            let v = name.raw().strip_prefix("candor-")?.strip_suffix(&suffix)?;
-            let signed_version = v.to_owned();
-            let mut version = Version::parse(v).ok()?;
-            // Pre-releases are not offered; build metadata doesn't order.
-            if !version.pre.is_empty() {
-                return None;
-            }
-            version.build = semver::BuildMetadata::EMPTY;
-            Some(Offered {
-                name: name.raw().to_owned(),
-                version,
-                signed_version,
-                length: t.length,
-            })
-        })
+    let best = releases(repo, arch)
+        .into_iter()
+        .map(|(o, _)| o)
         .max_by(|a, b| a.version.cmp(&b.version))
         .ok_or_else(|| UpdateError::NoRelease {
             arch: arch.to_owned(),
@@ -193,6 +185,155 @@ pub fn newest(repo: &Repository, arch: &str, running: &Version) -> Result<Offere
         });
     }
     Ok(best)
+}
+
+/// The releases for `arch` (pre-releases left out; build metadata doesn't
+/// order), with their signed target entries.
+fn releases<'a>(repo: &'a Repository, arch: &str) -> Vec<(Offered, &'a tough::schema::Target)> {
+    let suffix = format!("-{arch}");
+    repo.all_targets()
+        .filter_map(|(name, t)| {
+            let v = name.raw().strip_prefix("candor-")?.strip_suffix(&suffix)?;
+            let signed_version = v.to_owned();
+            let mut version = Version::parse(v).ok()?;
+            if !version.pre.is_empty() {
+                return None;
+            }
+            version.build = semver::BuildMetadata::EMPTY;
+            Some((
+                Offered {
+                    name: name.raw().to_owned(),
+                    version,
+                    signed_version,
+                    length: t.length,
+                },
+                t,
+            ))
+        })
+        .collect()
+}
+
+/// One step of a release's rollout (docs/design/updates.md, "Waves"): from
+/// `start`, recorders whose seed is below `percent`/100 may install it.
+/// The waves are in the target's signed custom metadata, so only the
+/// targets key can change them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wave {
+    pub start: jiff::Timestamp,
+    pub percent: f64,
+}
+
+/// A release's waves: `None` when it has none (every recorder at once); an
+/// empty list is a halted release (no recorder). Malformed waves halt it
+/// too: a rollout the recorder can't read is not one it joins.
+pub fn waves_of(t: &tough::schema::Target) -> Option<Vec<Wave>> {
+    let v = t.custom.get("waves")?;
+    let parsed: Option<Vec<Wave>> = v.as_array().and_then(|a| {
+        a.iter()
+            .map(|w| {
+                Some(Wave {
+                    start: w.get("start")?.as_str()?.parse().ok()?,
+                    // Hundredths of a percent (canonical JSON has no floats).
+                    percent: w.get("basis_points")?.as_u64().filter(|b| *b <= 10_000)? as f64
+                        / 100.0,
+                })
+            })
+            .collect()
+    });
+    Some(parsed.unwrap_or_default())
+}
+
+/// When a recorder with `seed` (in [0, 1)) gets a release rolled out in
+/// `waves`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Turn {
+    Now,
+    From(jiff::Timestamp),
+    Never,
+}
+
+pub fn turn(waves: &[Wave], seed: f64, now: jiff::Timestamp) -> Turn {
+    let mut w = waves.to_vec();
+    w.sort_by_key(|w| w.start);
+    let in_force = w
+        .iter()
+        .rfind(|w| w.start <= now)
+        .map_or(0.0, |w| w.percent);
+    if in_force / 100.0 > seed {
+        return Turn::Now;
+    }
+    w.iter()
+        .find(|w| w.start > now && w.percent / 100.0 > seed)
+        .map_or(Turn::Never, |w| Turn::From(w.start))
+}
+
+/// This recorder's place in every rollout: a number in [0, 1) drawn once
+/// and kept in `<state>/seed` (0600), so the same recorders go first in
+/// every release's waves and a recorder's turn doesn't change.
+pub fn seed(state: &Path) -> Result<f64, UpdateError> {
+    let path = state.join("seed");
+    if let Some(s) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|s| (0.0..1.0).contains(s))
+    {
+        return Ok(s);
+    }
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| UpdateError::Io {
+        what: "drawing the rollout seed".into(),
+        source: std::io::Error::other("no randomness"),
+    })?;
+    let s = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+    std::fs::create_dir_all(state).map_err(io(format!("creating {}", state.display())))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{s}"))
+        .map_err(io(format!("writing {}", path.display())))?;
+    Ok(s)
+}
+
+/// [`newest`], as the rollout allows it for this recorder (`seed`, at
+/// `now`): the newest release newer than `running` whose waves have
+/// reached it. When newer ones exist but none has, says when its turn for
+/// the newest comes (or that it was halted).
+pub fn newest_in_turn(
+    repo: &Repository,
+    arch: &str,
+    running: &Version,
+    seed: f64,
+    now: jiff::Timestamp,
+) -> Result<Offered, UpdateError> {
+    let top = newest(repo, arch, running)?;
+    let mut newer: Vec<(Offered, Turn)> = releases(repo, arch)
+        .into_iter()
+        .filter(|(o, _)| o.version > *running)
+        .map(|(o, t)| {
+            let turn = waves_of(t).map_or(Turn::Now, |w| turn(&w, seed, now));
+            (o, turn)
+        })
+        .collect();
+    newer.sort_by(|a, b| b.0.version.cmp(&a.0.version));
+    if let Some((o, _)) = newer.iter().find(|(_, t)| *t == Turn::Now) {
+        return Ok(o.clone());
+    }
+    let when = newer
+        .iter()
+        .find(|(o, _)| o.version == top.version)
+        .and_then(|(_, t)| match t {
+            Turn::From(at) => Some(*at),
+            _ => None,
+        });
+    Err(UpdateError::NotYet {
+        offered: top.version,
+        from: when.map(|t| t.to_string()),
+    })
 }
 
 /// Reads the release into `staging/<name>` (0600, in a 0700 directory);
@@ -410,5 +551,66 @@ impl Layout {
             std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(h: i64) -> jiff::Timestamp {
+        jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_hours(h)
+    }
+
+    #[test]
+    fn a_recorder_joins_the_first_wave_whose_share_passes_its_seed() {
+        let waves = [
+            Wave {
+                start: at(10),
+                percent: 1.0,
+            },
+            Wave {
+                start: at(34),
+                percent: 10.0,
+            },
+            Wave {
+                start: at(178),
+                percent: 100.0,
+            },
+        ];
+        assert_eq!(turn(&waves, 0.005, at(9)), Turn::From(at(10)));
+        assert_eq!(turn(&waves, 0.005, at(10)), Turn::Now);
+        assert_eq!(turn(&waves, 0.05, at(20)), Turn::From(at(34)));
+        assert_eq!(turn(&waves, 0.05, at(40)), Turn::Now);
+        assert_eq!(turn(&waves, 0.999, at(100)), Turn::From(at(178)));
+        assert_eq!(turn(&waves, 0.999, at(178)), Turn::Now);
+        // Halted (no waves left) or never reaching this seed.
+        assert_eq!(turn(&[], 0.0, at(100)), Turn::Never);
+        assert_eq!(turn(&waves[..2], 0.5, at(100)), Turn::Never);
+    }
+
+    #[test]
+    fn the_rollout_text_is_parsed_or_refused() {
+        let w = publish::parse_waves("0:1, 24h:10,168:100%", at(0)).unwrap();
+        assert_eq!(
+            w,
+            [
+                Wave {
+                    start: at(0),
+                    percent: 1.0
+                },
+                Wave {
+                    start: at(24),
+                    percent: 10.0
+                },
+                Wave {
+                    start: at(168),
+                    percent: 100.0
+                }
+            ]
+        );
+        for bad in ["", "1", "x:1", "1:101", "-1:5", "1:-5"] {
+            assert!(publish::parse_waves(bad, at(0)).is_err(), "{bad:?}");
+        }
     }
 }

@@ -306,6 +306,31 @@ pub struct Published {
     pub version: u64,
 }
 
+/// Parses a rollout written as `HOURS:PERCENT,…` (e.g. `0:1,24:10,72:50,168:100`),
+/// hours from `now`.
+pub fn parse_waves(text: &str, now: jiff::Timestamp) -> Result<Vec<crate::Wave>, PublishError> {
+    let bad = || PublishError {
+        what: "the waves".into(),
+        why: format!("{text:?}: write HOURS:PERCENT pairs, e.g. 0:1,24:10,72:50,168:100"),
+    };
+    text.split(',')
+        .map(|pair| {
+            let (h, p) = pair.trim().split_once(':').ok_or_else(bad)?;
+            let h: i64 = h.trim().trim_end_matches('h').parse().map_err(|_| bad())?;
+            let p: f64 = p.trim().trim_end_matches('%').parse().map_err(|_| bad())?;
+            if !(0..=24 * 365).contains(&h) || !(0.0..=100.0).contains(&p) {
+                return Err(bad());
+            }
+            Ok(crate::Wave {
+                start: now
+                    .checked_add(jiff::SignedDuration::from_hours(h))
+                    .map_err(|_| bad())?,
+                percent: p,
+            })
+        })
+        .collect()
+}
+
 /// A release to add: a Candor binary and what to call it.
 pub struct NewRelease<'a> {
     pub file: &'a Path,
@@ -315,6 +340,33 @@ pub struct NewRelease<'a> {
     pub arch: &'a str,
     /// Release notes (the System page shows them).
     pub notes: &'a str,
+    /// Its rollout (`None`: every recorder at once).
+    pub waves: Option<&'a [crate::Wave]>,
+}
+
+/// What [`sign_repository`] changes.
+pub enum Change<'a> {
+    /// Add a release.
+    Add(NewRelease<'a>),
+    /// Halt a release's rollout: its waves emptied, so no recorder that
+    /// hasn't installed it yet will (it stays listed, visibly halted).
+    Halt { version: &'a str, arch: &'a str },
+    /// Nothing: the daily refresh of snapshot and timestamp.
+    Refresh,
+}
+
+fn waves_json(waves: &[crate::Wave]) -> serde_json::Value {
+    waves
+        .iter()
+        // Canonical JSON (what TUF signs) has no floats: hundredths of a
+        // percent, as an integer.
+        .map(|w| {
+            serde_json::json!({
+                "start": w.start.to_string(),
+                "basis_points": (w.percent * 100.0).round() as u64,
+            })
+        })
+        .collect()
 }
 
 /// Signs the repository in `repo` (made if absent) anew: targets,
@@ -327,10 +379,10 @@ pub struct NewRelease<'a> {
 pub async fn sign_repository(
     root: &Path,
     repo: &Path,
-    release: Option<NewRelease<'_>>,
+    change: Change<'_>,
     keys: &[PathBuf],
 ) -> Result<Published, PublishError> {
-    if let Some(r) = &release {
+    if let Change::Add(r) = &change {
         semver::Version::parse(r.version).map_err(fail("the version"))?;
         if r.arch.is_empty()
             || !r
@@ -381,14 +433,43 @@ pub async fn sign_repository(
                 .max(existing.timestamp().signed.version.get())
                 + 1,
         );
-        if release.is_none() {
-            return refresh(root, repo, &existing, next.1, keys).await;
-        }
-        let editor = RepositoryEditor::from_repo(root, existing)
+        let halted = match &change {
+            Change::Refresh => return refresh(root, repo, &existing, next.1, keys).await,
+            Change::Halt { version, arch } => {
+                let name = format!("candor-{version}-{arch}");
+                let (n, t) = existing
+                    .targets()
+                    .signed
+                    .targets
+                    .iter()
+                    .find(|(n, _)| n.raw() == name)
+                    .ok_or_else(|| PublishError {
+                        what: "halting".into(),
+                        why: format!("{name} is not in the repository"),
+                    })?;
+                let mut t = t.clone();
+                t.custom.insert("waves".into(), serde_json::json!([]));
+                Some((n.clone(), t))
+            }
+            Change::Add(_) => None,
+        };
+        let mut editor = RepositoryEditor::from_repo(root, existing)
             .await
             .map_err(fail("reading the repository"))?;
+        if let Some((n, t)) = halted {
+            editor.add_target(n, t).map_err(fail("halting"))?;
+        }
         (editor, next)
     } else {
+        if !matches!(change, Change::Add(_)) {
+            return Err(PublishError {
+                what: "signing".into(),
+                why: format!(
+                    "no repository in {} yet: publish a release first",
+                    repo.display()
+                ),
+            });
+        }
         let editor = RepositoryEditor::new(root)
             .await
             .map_err(fail("reading the root"))?;
@@ -398,7 +479,7 @@ pub async fn sign_repository(
     std::fs::create_dir_all(&targets).map_err(fail("creating targets/"))?;
     let inputs = repo.join(".inputs");
     let mut added = None;
-    if let Some(r) = &release {
+    if let Change::Add(r) = &change {
         let name = format!("candor-{}-{}", r.version, r.arch);
         std::fs::create_dir_all(&inputs).map_err(fail("creating the inputs"))?;
         let input = inputs.join(&name);
@@ -411,6 +492,9 @@ pub async fn sign_repository(
         target
             .custom
             .insert("notes".into(), serde_json::Value::String(r.notes.into()));
+        if let Some(w) = r.waves {
+            target.custom.insert("waves".into(), waves_json(w));
+        }
         editor
             .add_target(target_name, target)
             .map_err(fail("adding the release"))?;
@@ -420,7 +504,7 @@ pub async fn sign_repository(
     // Targets are signed anew only when a release is added (or the
     // repository is new): the daily refresh needs no targets key, which
     // stays offline.
-    if added.is_some() || next.0 == 1 {
+    if !matches!(change, Change::Refresh) || next.0 == 1 {
         editor
             .targets_version(v(next.0))
             .map_err(fail("targets"))?

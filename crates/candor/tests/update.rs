@@ -366,14 +366,24 @@ impl Publisher {
 
     /// Stamps the real binary as `version` and signs it into the repository.
     fn release(&self, version: &str) {
+        self.release_in_waves(version, None)
+    }
+
+    fn release_in_waves(&self, version: &str, waves: Option<&str>) {
         let p = |n: &str| self.dir.join(n).to_str().unwrap().to_owned();
         let notes = self.dir.join("notes.txt");
         std::fs::write(&notes, format!("Candor {version}: the test's release.")).unwrap();
-        let o = candor(&[
+        let (root, t, sn, ts) = (
+            p("root.json"),
+            p("targets.pk8"),
+            p("snapshot.pk8"),
+            p("timestamp.pk8"),
+        );
+        let mut args = vec![
             "release",
             "publish",
             "--root",
-            &p("root.json"),
+            &root,
             "--repo",
             self.repo.to_str().unwrap(),
             "--binary",
@@ -385,12 +395,16 @@ impl Publisher {
             "--notes",
             notes.to_str().unwrap(),
             "--key",
-            &p("targets.pk8"),
+            &t,
             "--key",
-            &p("snapshot.pk8"),
+            &sn,
             "--key",
-            &p("timestamp.pk8"),
-        ]);
+            &ts,
+        ];
+        if let Some(w) = waves {
+            args.extend(["--waves", w]);
+        }
+        let o = candor(&args);
         assert!(o.status.success(), "{o:?}");
     }
 }
@@ -580,4 +594,93 @@ fn bench_update_handover() {
         "candor check: {}",
         String::from_utf8_lossy(&check.stdout).trim()
     );
+}
+
+/// Waves (issue 16): a release rolled out to a share of recorders reaches
+/// this one only when the share in force passes its seed; its turn is
+/// named; a halted release reaches no one; an admin may install anyway.
+#[test]
+fn a_release_in_waves_waits_for_this_recorders_turn_and_a_halt_stops_it() {
+    if std::env::consts::ARCH != "x86_64" || std::env::consts::OS != "linux" {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[("gate", "rtsp://127.0.0.1:9/x".into(), "")],
+    );
+    let publisher = Publisher::new(dir.path());
+    let prefix = dir.path().join("opt");
+    std::fs::create_dir_all(&prefix).unwrap();
+    publisher.release("9.0.0");
+    let (ok, out) = update(&cfg, &publisher.repo, &publisher.root, &prefix, &[]);
+    assert!(ok, "{out}");
+    // This recorder's place in every rollout: drawn at the first check.
+    let seed = dir.path().join("data/updates/seed");
+    let drawn: f64 = std::fs::read_to_string(&seed)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((0.0..1.0).contains(&drawn));
+    std::fs::write(&seed, "0.3\n").unwrap();
+
+    // 40 % now, everyone in an hour: a recorder at 0.3 is in the first wave.
+    publisher.release_in_waves("9.6.0", Some("0:40,1:100"));
+    let (ok, out) = update(
+        &cfg,
+        &publisher.repo,
+        &publisher.root,
+        &prefix,
+        &["--check"],
+    );
+    assert!(ok && out.contains("→ 9.6.0"), "{out}");
+    // One at 0.5 waits for the second, and is told when.
+    std::fs::write(&seed, "0.5\n").unwrap();
+    let (ok, out) = update(
+        &cfg,
+        &publisher.repo,
+        &publisher.root,
+        &prefix,
+        &["--check"],
+    );
+    assert!(
+        !ok && out.contains("hasn't reached this recorder yet (its turn comes at"),
+        "{out}"
+    );
+    // Halted: no one who hasn't installed it will, and nothing is installed.
+    let p = |n: &str| publisher.dir.join(n).to_str().unwrap().to_owned();
+    let o = candor(&[
+        "release",
+        "halt",
+        "--root",
+        &p("root.json"),
+        "--repo",
+        publisher.repo.to_str().unwrap(),
+        "--version",
+        "9.6.0",
+        "--arch",
+        ARCH,
+        "--key",
+        &p("targets.pk8"),
+        "--key",
+        &p("snapshot.pk8"),
+        "--key",
+        &p("timestamp.pk8"),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    std::fs::write(&seed, "0.0\n").unwrap();
+    let (ok, out) = update(&cfg, &publisher.repo, &publisher.root, &prefix, &[]);
+    assert!(!ok && out.contains("the release is halted"), "{out}");
+    assert!(!prefix.join("versions/9.6.0").exists());
+    // An admin may still install it, knowingly.
+    let (ok, out) = update(
+        &cfg,
+        &publisher.repo,
+        &publisher.root,
+        &prefix,
+        &["--check", "--ignore-waves"],
+    );
+    assert!(ok && out.contains("→ 9.6.0"), "{out}");
 }

@@ -78,6 +78,27 @@ pub enum Args {
         /// A file of release notes (shown on the System page).
         #[arg(long)]
         notes: Option<PathBuf>,
+        /// Roll it out in waves: HOURS:PERCENT pairs from now, e.g.
+        /// `0:1,24:10,72:50,168:100` (1 % of recorders at once, all after a
+        /// week). Without: every recorder at once.
+        #[arg(long)]
+        waves: Option<String>,
+        /// The targets, snapshot and timestamp keys (repeat).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+    },
+    /// Halt a release's rollout: recorders that haven't installed it won't
+    /// (its waves are emptied; it stays listed). Publish a fixed release
+    /// to move on.
+    Halt {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        repo: PathBuf,
+        #[arg(long)]
+        version: String,
+        #[arg(long, default_value_t = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS))]
+        arch: String,
         /// The targets, snapshot and timestamp keys (repeat).
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
@@ -176,6 +197,7 @@ pub fn run(a: Args) -> Result<()> {
             version,
             arch,
             notes,
+            waves,
             keys,
         } => {
             let notes = match notes {
@@ -183,16 +205,20 @@ pub fn run(a: Args) -> Result<()> {
                     .with_context(|| format!("reading {}", p.display()))?,
                 None => String::new(),
             };
+            let waves = waves
+                .map(|w| publish::parse_waves(&w, jiff::Timestamp::now()))
+                .transpose()?;
             let release = publish::NewRelease {
                 file: &binary,
                 version: &version,
                 arch: &arch,
                 notes: &notes,
+                waves: waves.as_deref(),
             };
             let done = super::runtime()?.block_on(publish::sign_repository(
                 &root,
                 &repo,
-                Some(release),
+                publish::Change::Add(release),
                 &keys,
             ))?;
             println!(
@@ -202,9 +228,32 @@ pub fn run(a: Args) -> Result<()> {
                 done.version
             );
         }
+        Args::Halt {
+            root,
+            repo,
+            version,
+            arch,
+            keys,
+        } => {
+            let change = publish::Change::Halt {
+                version: &version,
+                arch: &arch,
+            };
+            let done = super::runtime()?
+                .block_on(publish::sign_repository(&root, &repo, change, &keys))?;
+            println!(
+                "candor-{version}-{arch} halted in {} (metadata version {}): recorders that haven't installed it won't",
+                repo.display(),
+                done.version
+            );
+        }
         Args::Refresh { root, repo, keys } => {
-            let done =
-                super::runtime()?.block_on(publish::sign_repository(&root, &repo, None, &keys))?;
+            let done = super::runtime()?.block_on(publish::sign_repository(
+                &root,
+                &repo,
+                publish::Change::Refresh,
+                &keys,
+            ))?;
             println!(
                 "{} signed anew (snapshot and timestamp version {}); the timestamp expires in a day",
                 repo.display(),

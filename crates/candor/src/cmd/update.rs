@@ -32,6 +32,10 @@ pub struct Args {
     /// release older than the running one is still refused.
     #[arg(long)]
     pub allow_expired: bool,
+    /// Install the newest release even if its rollout (waves) hasn't
+    /// reached this recorder yet, or was halted.
+    #[arg(long)]
+    pub ignore_waves: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -59,7 +63,12 @@ pub fn run(a: Args) -> Result<()> {
     super::runtime()?.block_on(async {
         let repo =
             candor_update::load_dir(&root, &a.from, &state.join("tuf"), a.allow_expired).await?;
-        let offered = candor_update::newest(&repo, &arch, &running)?;
+        let offered = if a.ignore_waves {
+            candor_update::newest(&repo, &arch, &running)?
+        } else {
+            let seed = candor_update::seed(&state)?;
+            candor_update::newest_in_turn(&repo, &arch, &running, seed, jiff::Timestamp::now())?
+        };
         if let Some(r) = &rolled_back
             && r["from"].as_str() == Some(&offered.version.to_string())
         {
