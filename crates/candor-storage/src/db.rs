@@ -340,12 +340,14 @@ fn migrate(conn: &Connection, path: &std::path::Path) -> Result<(), StorageError
     tx.commit().map_err(ctx)
 }
 
-/// An index a newer build made unreadable for this one (a rollback after
-/// an incompatible upgrade): when the copy taken before that upgrade is
-/// here, the newer index is moved aside (`index.db.schema-<n>.rolled-back`,
-/// with its WAL) and the copy put in its place, if it is less than a day
-/// old. What the newer build indexed since is not in the copy; recovery
-/// moves its footage files to `rolled-back/` instead of removing them.
+// An index a newer build made unreadable for this one (a rollback after an
+// incompatible upgrade): when the copy taken before that upgrade is here
+// and less than a day old, the newer index (checkpointed: its WAL is in
+// it) is moved aside (`index.db.schema-<n>.rolled-back`) and the copy put
+// in its place. What the newer build indexed since is not in the copy;
+// recovery moves its footage files to `rolled-back/` instead of removing
+// them.
+
 /// Whether a copy this build may restore is here: taken before an upgrade
 /// from this build's version, and less than a day old (a rollback comes
 /// within a new version's trial; a copy from long ago would drop
@@ -393,6 +395,10 @@ fn restore_backup(path: &std::path::Path, found: i64) -> Result<(), StorageError
     std::fs::copy(&bak, &restoring)
         .and_then(|_| std::fs::File::open(&restoring)?.sync_all())
         .map_err(io("copying the index from before the upgrade"))?;
+    if let Err(e) = check_copy(&restoring) {
+        let _ = std::fs::remove_file(&restoring);
+        return Err(e);
+    }
     std::fs::write(restored_marker(path), found.to_string())
         .and_then(|()| std::fs::File::open(restored_marker(path))?.sync_all())
         .map_err(io("marking the index restored"))?;
@@ -406,12 +412,9 @@ fn restore_backup(path: &std::path::Path, found: i64) -> Result<(), StorageError
     }
     let aside = std::path::PathBuf::from(aside);
     std::fs::rename(path, &aside).map_err(io("moving the newer index aside"))?;
-    // Checkpointed and closed: whatever -wal/-shm remain are empty.
-    for ext in ["-wal", "-shm"] {
-        let mut f = path.as_os_str().to_owned();
-        f.push(ext);
-        let _ = std::fs::remove_file(f);
-    }
+    // Checkpointed (all of it, checked) and closed: what -wal/-shm remain
+    // are empty.
+    remove_wal(path);
     std::fs::rename(&restoring, path).map_err(io("putting the copy in place"))?;
     sync_dir(path);
     tracing::warn!(
@@ -429,15 +432,51 @@ fn finish_restore(path: &std::path::Path) -> Result<(), StorageError> {
     let restoring = restoring_path(path);
     if restoring.is_file() {
         if path.exists() {
-            // Cut short before the newer index moved: start over later.
+            // Cut short before the newer index moved: nothing was swapped,
+            // so neither the copy nor the marker stays (the marker would
+            // make a later recovery keep ordinary orphans aside).
             let _ = std::fs::remove_file(&restoring);
+            let _ = std::fs::remove_file(restored_marker(path));
         } else {
+            // The newer index's WAL must not meet the copy.
+            remove_wal(path);
             std::fs::rename(&restoring, path)
                 .map_err(|e| StorageError::io("finishing the index's restore", e))?;
             sync_dir(path);
         }
     }
     Ok(())
+}
+
+fn remove_wal(index: &std::path::Path) {
+    for ext in ["-wal", "-shm"] {
+        let mut f = index.as_os_str().to_owned();
+        f.push(ext);
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+/// The copy is a whole index of this build's version before anything is
+/// moved for it (a torn copy would leave this build unable to start).
+fn check_copy(copy: &std::path::Path) -> Result<(), StorageError> {
+    let bad = |why: String| {
+        StorageError::io(
+            "checking the copy from before the upgrade",
+            std::io::Error::other(why),
+        )
+    };
+    let c = Connection::open_with_flags(copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StorageError::db("opening the copy from before the upgrade", e))?;
+    let ok: String = c
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| StorageError::db("checking the copy from before the upgrade", e))?;
+    if ok != "ok" {
+        return Err(bad(format!("quick_check: {ok}")));
+    }
+    match meta_int(&c, "schema_version")? {
+        Some(v) if v == SCHEMA_VERSION => Ok(()),
+        v => Err(bad(format!("it is of schema {v:?}, not {SCHEMA_VERSION}"))),
+    }
 }
 
 pub fn open(path: &std::path::Path, read_only: bool) -> Result<Connection, StorageError> {
@@ -472,8 +511,21 @@ fn open_index(
             Err(StorageError::TooNew { found, .. }) if may_restore && restorable(path) => {
                 // Everything the newer index holds goes into its main file
                 // before it is moved aside, and this connection is closed.
-                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                // SQLite reports a checkpoint blocked by a reader (`candor
+                // check`, an export) in its result row, not as an error:
+                // then nothing is moved, and the next start tries again.
+                let (busy, log, done): (i64, i64, i64) = conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
                     .map_err(|e| StorageError::db("checkpointing the newer index", e))?;
+                if busy != 0 || log != done {
+                    return Err(StorageError::TooNew {
+                        found,
+                        min_reader: found,
+                        ours: SCHEMA_VERSION,
+                    });
+                }
                 drop(conn);
                 restore_backup(path, found)?;
                 return open_index(path, read_only, false);
@@ -868,6 +920,58 @@ mod upgrade_tests {
             version(&Connection::open(&p).unwrap()),
             (SCHEMA_VERSION + 1).to_string()
         );
+    }
+
+    /// A restore cut short by a crash: after the newer index moved aside,
+    /// the next open puts the copy in place (never an empty index, never
+    /// beside the newer index's WAL); before it moved, nothing stays.
+    #[test]
+    fn a_restore_cut_short_is_finished_or_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        let c = open(&p, false).unwrap();
+        c.execute("INSERT INTO camera (name) VALUES ('kept')", [])
+            .unwrap();
+        drop(c);
+        // Cut short after the swap's first half.
+        std::fs::copy(&p, restoring_path(&p)).unwrap();
+        std::fs::write(restored_marker(&p), "7").unwrap();
+        std::fs::rename(&p, dir.path().join("index.db.schema-7.rolled-back")).unwrap();
+        let mut wal = p.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::write(&wal, b"the newer index's WAL, not for this copy").unwrap();
+        let c = open(&p, false).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM camera WHERE name = 'kept'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        assert!(!restoring_path(&p).exists());
+        // The marker stays for recovery, which keeps the footage aside.
+        assert!(restored_marker(&p).exists());
+        drop(c);
+        // Cut short before the newer index moved: the copy and the marker go.
+        std::fs::copy(&p, restoring_path(&p)).unwrap();
+        drop(open(&p, false).unwrap());
+        assert!(!restoring_path(&p).exists() && !restored_marker(&p).exists());
+    }
+
+    /// A torn or foreign copy is not put in place of the index.
+    #[test]
+    fn a_copy_that_is_not_a_whole_index_of_this_version_is_not_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        drop(open(&p, false).unwrap());
+        std::fs::write(backup_path(&p, SCHEMA_VERSION), b"not an index").unwrap();
+        set_meta(&p, "schema_version", SCHEMA_VERSION + 1);
+        set_meta(&p, "min_reader", SCHEMA_VERSION + 1);
+        assert!(open(&p, false).is_err());
+        assert_eq!(
+            version(&Connection::open(&p).unwrap()),
+            (SCHEMA_VERSION + 1).to_string()
+        );
+        assert!(!restored_marker(&p).exists());
     }
 
     /// An upgrade that builds of the old version couldn't read keeps a copy

@@ -272,12 +272,30 @@ pub fn turn(waves: &[Wave], seed: f64, now: jiff::Timestamp) -> Turn {
 /// every release's waves and a recorder's turn doesn't change.
 pub fn seed(state: &Path) -> Result<f64, UpdateError> {
     let path = state.join("seed");
-    if let Some(s) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.trim().parse::<f64>().ok())
-        .filter(|s| (0.0..1.0).contains(s))
-    {
-        return Ok(s);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            // A seed that is there but unreadable is not redrawn (that
+            // would move this recorder's turn): the check waits for it to
+            // be fixed or removed.
+            return t
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| (0.0..1.0).contains(s))
+                .ok_or_else(|| UpdateError::Io {
+                    what: format!("{}", path.display()),
+                    source: std::io::Error::other(
+                        "not a rollout seed (a number in [0, 1)): remove it to draw a new one",
+                    ),
+                });
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(UpdateError::Io {
+                what: format!("reading {}", path.display()),
+                source: e,
+            });
+        }
+        Err(_) => {}
     }
     let mut b = [0u8; 8];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| UpdateError::Io {
@@ -288,13 +306,19 @@ pub fn seed(state: &Path) -> Result<f64, UpdateError> {
     std::fs::create_dir_all(state).map_err(io(format!("creating {}", state.display())))?;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    // Whole or absent: a new file, synced, then renamed into place.
+    let tmp = state.join(".seed.new");
+    let _ = std::fs::remove_file(&tmp);
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| writeln!(f, "{s}"))
+        .open(&tmp)
+        .and_then(|mut f| {
+            writeln!(f, "{s}")?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(io(format!("writing {}", path.display())))?;
     Ok(s)
 }

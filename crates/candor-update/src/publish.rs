@@ -304,6 +304,8 @@ pub struct Published {
     pub name: Option<String>,
     /// The repository's new metadata version.
     pub version: u64,
+    /// Something the publisher should act on (e.g. targets about to expire).
+    pub warning: Option<String>,
 }
 
 /// Parses a rollout written as `HOURS:PERCENT,…` (e.g. `0:1,24:10,72:50,168:100`),
@@ -313,7 +315,8 @@ pub fn parse_waves(text: &str, now: jiff::Timestamp) -> Result<Vec<crate::Wave>,
         what: "the waves".into(),
         why: format!("{text:?}: write HOURS:PERCENT pairs, e.g. 0:1,24:10,72:50,168:100"),
     };
-    text.split(',')
+    let waves: Vec<crate::Wave> = text
+        .split(',')
         .map(|pair| {
             let (h, p) = pair.trim().split_once(':').ok_or_else(bad)?;
             let h: i64 = h.trim().trim_end_matches('h').parse().map_err(|_| bad())?;
@@ -328,7 +331,18 @@ pub fn parse_waves(text: &str, now: jiff::Timestamp) -> Result<Vec<crate::Wave>,
                 percent: p,
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // A rollout only grows: later starts, shares that don't shrink.
+    if waves
+        .windows(2)
+        .any(|w| w[1].start <= w[0].start || w[1].percent < w[0].percent)
+    {
+        return Err(PublishError {
+            what: "the waves".into(),
+            why: format!("{text:?}: hours must increase and percentages must not decrease"),
+        });
+    }
+    Ok(waves)
 }
 
 /// A release to add: a Candor binary and what to call it.
@@ -396,6 +410,16 @@ pub async fn sign_repository(
             });
         }
     }
+    // One publisher at a time per repository: a refresh racing a halt
+    // could otherwise sign the halt away.
+    std::fs::create_dir_all(repo).map_err(fail("creating the repository"))?;
+    let lock = std::fs::File::create(repo.join(".lock")).map_err(fail("locking the repository"))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| PublishError {
+            what: "locking the repository".into(),
+            why: format!("another `candor release` is working on {}", repo.display()),
+        },
+    )?;
     let metadata = repo.join("metadata");
     let (mut editor, next) = if metadata.is_dir() {
         // The publisher's own repository: its metadata is read as is
@@ -451,7 +475,24 @@ pub async fn sign_repository(
                 t.custom.insert("waves".into(), serde_json::json!([]));
                 Some((n.clone(), t))
             }
-            Change::Add(_) => None,
+            Change::Add(r) => {
+                // A version's bytes never change once published: recorders
+                // may have installed it. A fix is a new version.
+                let name = format!("candor-{}-{}", r.version, r.arch);
+                if existing
+                    .targets()
+                    .signed
+                    .targets
+                    .keys()
+                    .any(|n| n.raw() == name)
+                {
+                    return Err(PublishError {
+                        what: "publishing".into(),
+                        why: format!("{name} is already in the repository: publish a new version"),
+                    });
+                }
+                None
+            }
         };
         let mut editor = RepositoryEditor::from_repo(root, existing)
             .await
@@ -536,6 +577,7 @@ pub async fn sign_repository(
     Ok(Published {
         name: added.map(|(n, _)| n),
         version: next.1,
+        warning: None,
     })
 }
 
@@ -590,9 +632,18 @@ async fn refresh(
         .write(&metadata, consistent)
         .await
         .map_err(fail("writing the timestamp"))?;
+    // A refresh doesn't extend the targets' expiry (that needs the offline
+    // key): say so while there is time to publish or halt.
+    let expires = existing.targets().signed.expires;
+    let warning = (expires < in_days(14)).then(|| {
+        format!(
+            "the targets metadata expires at {expires}: sign it again with the targets key (publish or halt) before then, or recorders will refuse the repository"
+        )
+    });
     Ok(Published {
         name: None,
         version,
+        warning,
     })
 }
 

@@ -166,6 +166,7 @@ pub(crate) fn system_json(
             latency_p50_us: st.metrics.quantile_us(0.5),
             latency_p99_us: st.metrics.quantile_us(0.99),
         },
+        last_rollback: last_rollback(f.store.dir()),
     })
 }
 
@@ -293,6 +294,17 @@ pub async fn metrics(State(st): State<AppState>, Caller(p): Caller) -> ApiResult
         m.sessions.load(Ordering::Relaxed)
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response())
+}
+
+/// What the watchdog wrote when it last rolled a new version back
+/// (`candor supervise`: docs/design/updates.md); a small file in the data
+/// directory, read as is (missing or unreadable: none).
+pub fn last_rollback(data: &std::path::Path) -> Option<candor_wire::Rollback> {
+    let text = std::fs::read_to_string(data.join("updates/last.json")).ok()?;
+    if text.len() > 64 * 1024 {
+        return None;
+    }
+    serde_json::from_str(&text).ok()
 }
 
 #[cfg(test)]

@@ -407,6 +407,24 @@ pub struct System {
     pub storage: StorageUse,
     pub cameras: Vec<CameraSystem>,
     pub live: LiveStats,
+    /// The watchdog's last rollback of a new version (`candor supervise`),
+    /// if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rollback: Option<Rollback>,
+}
+
+/// A new version the watchdog replaced with the last good one
+/// (`<data>/updates/last.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rollback {
+    /// RFC 3339.
+    pub at: String,
+    /// The version rolled back.
+    pub from: String,
+    /// The version running instead.
+    pub to: String,
+    /// What happened, for people.
+    pub why: String,
 }
 
 /// A user, as the users page shows it.

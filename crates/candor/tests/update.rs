@@ -188,7 +188,9 @@ fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
     let link = |l: &str| std::fs::read_link(prefix.join(l)).unwrap();
     assert!(link("current").ends_with("9.1.0") && link("good").ends_with("9.0.0"));
 
-    let (child, _log) = spawn_supervise(&cfg, &prefix, "20");
+    let password = "a long test password for the admin";
+    assert!(user_add(&cfg, "admin", "admin", password).status.success());
+    let (child, log) = spawn_supervise(&cfg, &prefix, "20");
     let last = dir.path().join("data/updates/last.json");
     wait_for("the rollback", Duration::from_secs(30), || last.exists());
     let record: serde_json::Value =
@@ -214,7 +216,36 @@ fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
         Duration::from_secs(30),
         || recorded_secs(&cfg, "gate") >= 3.0,
     );
-    stop(child);
+    // The System page and the audit log say what happened.
+    let rec = RecorderProc {
+        child,
+        log: log.with_extension("err"),
+    };
+    let w = Web::login(&rec, dir.path(), "admin", password);
+    let (code, _, v) = w.api("GET", "system", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (
+            v["last_rollback"]["from"].as_str(),
+            v["last_rollback"]["to"].as_str()
+        ),
+        (Some("9.1.0"), Some("9.0.0")),
+        "{v}"
+    );
+    assert!(
+        v["last_rollback"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("3 times")
+    );
+    for (action, says) in [
+        ("update_installed", "candor 9.1.0 installed from"),
+        ("update_rolled_back", "candor 9.1.0 exited 3 times"),
+    ] {
+        let (_, _, au) = w.api("GET", &format!("audit?action={action}"), None);
+        assert!(au.to_string().contains(says), "{action}: {au}");
+    }
+    rec.stop();
 
     // A version that starts but never gets the cameras recording (here one
     // that only sleeps) is rolled back after --healthy-within-secs.
@@ -410,6 +441,11 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// `candor update` from this publisher's repository, trusting its root.
+    fn update(&self, cfg: &Path, prefix: &Path, extra: &[&str]) -> (bool, String) {
+        update(cfg, &self.repo, &self.root, prefix, extra)
+    }
+
     /// The daily re-signing, nothing added: the snapshot and timestamp
     /// keys only (the targets key stays offline).
     fn refresh(&self) -> String {
@@ -456,7 +492,7 @@ fn a_published_release_is_handed_over_to_while_recording_and_reports_its_version
     let prefix = dir.path().join("opt");
     std::fs::create_dir_all(&prefix).unwrap();
     publisher.release("9.0.0");
-    let (ok, out) = update(&cfg, &publisher.repo, &publisher.root, &prefix, &[]);
+    let (ok, out) = publisher.update(&cfg, &prefix, &[]);
     assert!(ok && out.contains("→ 9.0.0"), "{out}");
 
     let (child, log) = spawn_supervise(&cfg, &prefix, "60");
@@ -467,13 +503,7 @@ fn a_published_release_is_handed_over_to_while_recording_and_reports_its_version
     // The daily refresh re-signs what is there (metadata version 2), and
     // the recorder takes it: nothing newer to install.
     assert!(publisher.refresh().contains("version 2"));
-    let (ok, out) = update(
-        &cfg,
-        &publisher.repo,
-        &publisher.root,
-        &prefix,
-        &["--check"],
-    );
+    let (ok, out) = publisher.update(&cfg, &prefix, &["--check"]);
     assert!(
         !ok && out.contains("not newer than the running 9.0.0"),
         "{out}"
@@ -509,7 +539,7 @@ fn a_published_release_is_handed_over_to_while_recording_and_reports_its_version
 fn handover(cfg: &Path, publisher: &Publisher, prefix: &Path, version: &str) -> Vec<f64> {
     publisher.release(version);
     let before = spans(cfg, "gate").len();
-    let (ok, out) = update(cfg, &publisher.repo, &publisher.root, prefix, &[]);
+    let (ok, out) = publisher.update(cfg, prefix, &[]);
     assert!(ok && out.contains(&format!("→ {version}")), "{out}");
     let good = || std::fs::read_link(prefix.join("good")).is_ok_and(|l| l.ends_with(version));
     wait_for("the new version promoted", Duration::from_secs(60), || {
@@ -544,7 +574,7 @@ fn bench_update_handover() {
     let prefix = dir.path().join("opt");
     std::fs::create_dir_all(&prefix).unwrap();
     publisher.release("9.0.0");
-    let (ok, out) = update(&cfg, &publisher.repo, &publisher.root, &prefix, &[]);
+    let (ok, out) = publisher.update(&cfg, &prefix, &[]);
     assert!(ok, "{out}");
     let (child, log) = spawn_supervise(&cfg, &prefix, "60");
     wait_for("recording", Duration::from_secs(30), || {
@@ -614,7 +644,7 @@ fn a_release_in_waves_waits_for_this_recorders_turn_and_a_halt_stops_it() {
     let prefix = dir.path().join("opt");
     std::fs::create_dir_all(&prefix).unwrap();
     publisher.release("9.0.0");
-    let (ok, out) = update(&cfg, &publisher.repo, &publisher.root, &prefix, &[]);
+    let (ok, out) = publisher.update(&cfg, &prefix, &[]);
     assert!(ok, "{out}");
     // This recorder's place in every rollout: drawn at the first check.
     let seed = dir.path().join("data/updates/seed");
@@ -628,23 +658,11 @@ fn a_release_in_waves_waits_for_this_recorders_turn_and_a_halt_stops_it() {
 
     // 40 % now, everyone in an hour: a recorder at 0.3 is in the first wave.
     publisher.release_in_waves("9.6.0", Some("0:40,1:100"));
-    let (ok, out) = update(
-        &cfg,
-        &publisher.repo,
-        &publisher.root,
-        &prefix,
-        &["--check"],
-    );
+    let (ok, out) = publisher.update(&cfg, &prefix, &["--check"]);
     assert!(ok && out.contains("→ 9.6.0"), "{out}");
     // One at 0.5 waits for the second, and is told when.
     std::fs::write(&seed, "0.5\n").unwrap();
-    let (ok, out) = update(
-        &cfg,
-        &publisher.repo,
-        &publisher.root,
-        &prefix,
-        &["--check"],
-    );
+    let (ok, out) = publisher.update(&cfg, &prefix, &["--check"]);
     assert!(
         !ok && out.contains("hasn't reached this recorder yet (its turn comes at"),
         "{out}"
@@ -671,16 +689,10 @@ fn a_release_in_waves_waits_for_this_recorders_turn_and_a_halt_stops_it() {
     ]);
     assert!(o.status.success(), "{o:?}");
     std::fs::write(&seed, "0.0\n").unwrap();
-    let (ok, out) = update(&cfg, &publisher.repo, &publisher.root, &prefix, &[]);
+    let (ok, out) = publisher.update(&cfg, &prefix, &[]);
     assert!(!ok && out.contains("the release is halted"), "{out}");
     assert!(!prefix.join("versions/9.6.0").exists());
     // An admin may still install it, knowingly.
-    let (ok, out) = update(
-        &cfg,
-        &publisher.repo,
-        &publisher.root,
-        &prefix,
-        &["--check", "--ignore-waves"],
-    );
+    let (ok, out) = publisher.update(&cfg, &prefix, &["--check", "--ignore-waves"]);
     assert!(ok && out.contains("→ 9.6.0"), "{out}");
 }

@@ -259,6 +259,9 @@ pub fn run(a: Args) -> Result<()> {
                 repo.display(),
                 done.version
             );
+            if let Some(w) = done.warning {
+                eprintln!("warning: {w}");
+            }
         }
     }
     Ok(())

@@ -82,10 +82,8 @@ pub fn run(a: Args) -> Result<()> {
 
 async fn supervise(a: Args) -> Result<()> {
     let layout = Layout::new(&a.prefix);
-    let state = candor_recorder::Config::load(&a.config)?
-        .storage
-        .path
-        .join("updates");
+    let data = candor_recorder::Config::load(&a.config)?.storage.path;
+    let state = data.join("updates");
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let healthy_within = Duration::from_secs(a.healthy_within_secs);
     // One listener for the whole run: one made per turn could miss a
@@ -184,11 +182,14 @@ async fn supervise(a: Args) -> Result<()> {
                     if now.as_ref().is_some_and(|v| *v != current) {
                         let t = Instant::now();
                         stop(pid, &mut child).await;
+                        let new = now.unwrap_or(current.clone());
                         tracing::info!(
-                            "candor {} installed: candor {current} stopped in {} ms, starting the new version",
-                            now.unwrap_or(current.clone()),
+                            "candor {new} installed: candor {current} stopped in {} ms, starting the new version",
                             t.elapsed().as_millis()
                         );
+                        audit(&data, "update_started", format!(
+                            "candor {current} handed over to candor {new} (on trial until every camera records)"
+                        ));
                         break None;
                     }
                 }
@@ -198,6 +199,10 @@ async fn supervise(a: Args) -> Result<()> {
                         layout.point("good", &current)?;
                         let _ = std::fs::remove_file(state.join("trial.json"));
                         tracing::info!("candor {current} records every camera: it is the good version now");
+                        audit(&data, "update_good", format!(
+                            "candor {current} had every camera recording {} s after its start: it is the good version now",
+                            started.elapsed().as_secs()
+                        ));
                     } else if started.elapsed() > healthy_within {
                         tracing::error!("candor {current} did not get every camera recording within {healthy_within:?}");
                         stop(pid, &mut child).await;
@@ -284,6 +289,7 @@ fn roll_back(
     current: &semver::Version,
     why: &str,
 ) -> Result<()> {
+    let data = state.parent().unwrap_or(state);
     let good = layout
         .points_at("good")
         .context("no good version to go back to")?;
@@ -302,10 +308,25 @@ fn roll_back(
         "at": jiff::Timestamp::now().to_string(),
         "from": current.to_string(),
         "to": good.to_string(),
-        "why": why,
+        "why": &why,
     });
     std::fs::write(state.join("last.json"), record.to_string())
-        .with_context(|| format!("writing {}", state.join("last.json").display()))
+        .with_context(|| format!("writing {}", state.join("last.json").display()))?;
+    audit(data, "update_rolled_back", why);
+    Ok(())
+}
+
+/// An entry in the recorder's audit log (the System page shows the last
+/// rollback too). The supervisor may be an older version than a recorder
+/// that upgraded the accounts file: then it can't write there, and says so
+/// in its log, which is all it can do.
+pub fn audit(data: &std::path::Path, action: &str, detail: String) {
+    let r = candor_web::accounts::Accounts::open(data)
+        .map_err(|e| e.to_string())
+        .and_then(|a| a.audit(None, action, &detail).map_err(|e| e.to_string()));
+    if let Err(e) = r {
+        tracing::warn!("audit log: could not record {action} ({detail}): {e}");
+    }
 }
 
 #[cfg(test)]

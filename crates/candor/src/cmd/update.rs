@@ -87,6 +87,15 @@ pub fn run(a: Args) -> Result<()> {
         }
         let staged = candor_update::stage(&repo, &offered, &state.join("staging")).await?;
         let bin = layout.install(&staged, &offered.version)?;
+        super::supervise::audit(
+            &cfg.storage.path,
+            "update_installed",
+            format!(
+                "candor {} installed from {} (signed, verified; was {running})",
+                offered.version,
+                a.from.display()
+            ),
+        );
         println!(
             "candor {running} → {}: verified and installed as {}; `current` points at it. A running `candor supervise` hands over to it within a second; a recorder started by hand runs it at its next start.",
             offered.version,
