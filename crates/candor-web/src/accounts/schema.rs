@@ -1,7 +1,7 @@
 //! The accounts database's schema and its upgrades.
 
 use super::AccountError;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// The accounts database's version, in SQLite's `user_version` (0: a new
 /// file, or one written before versions were kept).
@@ -193,12 +193,44 @@ fn add_missing(tx: &rusqlite::Transaction, columns: &[(&str, &str, &str)]) -> ru
     Ok(())
 }
 
+/// The oldest schema version a newer file says its readers need: a newer
+/// build that changes this file keeps, in a table `schema_meta` (`key`,
+/// `value`), `min_reader`, as the index does in its `meta`
+/// (docs/design/updates.md, "The index across versions"). Without it, only
+/// builds of the file's own version read it.
+fn min_reader(conn: &Connection, v: i64) -> Result<i64, AccountError> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_meta'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if !has {
+        return Ok(v);
+    }
+    let m: Option<String> = conn
+        .query_row(
+            "SELECT value FROM schema_meta WHERE key = 'min_reader'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(m.and_then(|m| m.parse().ok()).unwrap_or(v))
+}
+
 /// A new file gets [`SCHEMA`] (which `v0_to_v1` also creates, so step 0
 /// serves both); an older one runs its steps in one transaction. A file
-/// from a newer version is refused rather than changed.
+/// from a newer version is used as it is when its `min_reader` allows
+/// this build (a rollback after a change older builds can live with), and
+/// refused rather than changed otherwise.
 pub(super) fn migrate(conn: &Connection) -> Result<(), AccountError> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if v == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if v > SCHEMA_VERSION && min_reader(conn, v)? <= SCHEMA_VERSION {
+        tracing::info!(
+            "accounts.db is of schema {v}, from a newer Candor; this build (schema {SCHEMA_VERSION}) uses it as it is"
+        );
         return Ok(());
     }
     if !(0..SCHEMA_VERSION).contains(&v) {
@@ -296,5 +328,35 @@ mod tests {
         let c = Connection::open(dir.path().join("a.db")).unwrap();
         c.execute_batch("PRAGMA user_version = 7").unwrap();
         assert!(matches!(migrate(&c), Err(AccountError::SchemaVersion(7))));
+        // A newer file whose readers need schema 7: refused too.
+        c.execute_batch(
+            "CREATE TABLE schema_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO schema_meta VALUES ('min_reader', '7');",
+        )
+        .unwrap();
+        assert!(matches!(migrate(&c), Err(AccountError::SchemaVersion(7))));
+    }
+
+    /// A rollback after a change this build can live with: the newer file
+    /// is used as it is (its version and extra table untouched).
+    #[test]
+    fn a_newer_file_this_build_may_read_is_used_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(dir.path().join("a.db")).unwrap();
+        migrate(&c).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE later (x); PRAGMA user_version = {};
+             CREATE TABLE schema_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO schema_meta VALUES ('min_reader', '{SCHEMA_VERSION}');",
+            SCHEMA_VERSION + 1
+        ))
+        .unwrap();
+        migrate(&c).unwrap();
+        assert_eq!(version(&c), SCHEMA_VERSION + 1);
+        c.execute(
+            "INSERT INTO user (name, role, password_hash, created_at) VALUES ('ann', 'admin', 'x', 0)",
+            [],
+        )
+        .unwrap();
     }
 }
