@@ -211,6 +211,19 @@ pub fn new_root(
             ),
         });
     }
+    // Each root key counts once toward the threshold, and no root key
+    // doubles as an online one (snapshot, timestamp): a stolen release
+    // machine must not hold a root signature.
+    let id = |k: &tough::schema::key::Key| k.key_id().map_err(fail("a key's id"));
+    let root_ids = keys.root.iter().map(id).collect::<Result<Vec<_>, _>>()?;
+    let online = [id(&keys.snapshot)?, id(&keys.timestamp)?];
+    let distinct: std::collections::HashSet<_> = root_ids.iter().collect();
+    if distinct.len() != root_ids.len() || root_ids.iter().any(|r| online.contains(r)) {
+        return Err(PublishError {
+            what: "making the root".into(),
+            why: "each root key must be a different key, and none may be the snapshot or timestamp key".into(),
+        });
+    }
     let mut all = HashMap::new();
     let mut ids = |ks: &[tough::schema::key::Key]| -> Result<Vec<_>, PublishError> {
         ks.iter()
@@ -264,6 +277,18 @@ pub async fn sign_root(
     key: &Path,
     previous: Option<&Root>,
 ) -> Result<tough::schema::Signed<Root>, PublishError> {
+    if let Some(p) = previous
+        && root.signed.version.get() != p.version.get() + 1
+    {
+        return Err(PublishError {
+            what: "signing the root".into(),
+            why: format!(
+                "a rotation's root is the previous one's version plus 1 ({}), not {}",
+                p.version.get() + 1,
+                root.signed.version
+            ),
+        });
+    }
     let signer = previous.unwrap_or(&root.signed);
     let id = public_key(key)?.key_id().map_err(fail("the key's id"))?;
     if !signer

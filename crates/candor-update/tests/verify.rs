@@ -335,6 +335,10 @@ async fn a_two_of_three_root_is_needed_and_its_rotation_is_followed() {
         }
     };
 
+    // The same key twice doesn't make two signatures, and an online key
+    // can't be a root key.
+    assert!(new_root(keys([&r1, &r1, &r3]), NonZeroU64::MIN, 365).is_err());
+    assert!(new_root(keys([&r1, &r2, &ts]), NonZeroU64::MIN, 365).is_err());
     let v1 = new_root(keys([&r1, &r2, &r3]), NonZeroU64::MIN, 365).unwrap();
     let one = sign_root(v1, &r1, None).await.unwrap();
     let one_path = write("root-one.json", &one);
@@ -367,6 +371,9 @@ async fn a_two_of_three_root_is_needed_and_its_rotation_is_followed() {
 
     // Rotation: version 2 with new root keys, signed by two of its own
     // keys and only one of the old: not followed.
+    let skip = new_root(keys([&n1, &n2, &n3]), NonZeroU64::new(3).unwrap(), 365).unwrap();
+    let err = sign_root(skip, &r1, Some(&two.signed)).await.unwrap_err();
+    assert!(err.to_string().contains("plus 1"), "{err}");
     let v2 = new_root(keys([&n1, &n2, &n3]), NonZeroU64::new(2).unwrap(), 365).unwrap();
     let err = sign_root(v2.clone(), &n1, Some(&two.signed))
         .await
