@@ -14,6 +14,7 @@ pub mod mqtt;
 pub mod objects;
 pub mod onvif;
 pub mod snapshot;
+pub mod updates;
 pub mod webhook;
 
 pub use config::{Config, ConfigError};
@@ -333,6 +334,14 @@ impl Recorder {
             tasks.push(tokio::spawn(webhook::run(
                 w.clone(),
                 shared.events.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        if let Some(u) = &config.updates {
+            tasks.push(tokio::spawn(updates::run(
+                u.clone(),
+                store.clone(),
+                config.storage.path.clone(),
                 shutdown_rx.clone(),
             )));
         }

@@ -125,6 +125,51 @@ pub async fn load_dir(
         .map_err(classify)
 }
 
+/// Loads and verifies the repository at `repository` (a URL holding
+/// `metadata/` and `targets/`) through `transport`, with expiry enforced
+/// and the same datastore as [`load_dir`].
+pub async fn load_url(
+    root: &[u8],
+    repository: &str,
+    transport: impl tough::Transport + 'static,
+    datastore: &Path,
+) -> Result<Repository, UpdateError> {
+    let base = url::Url::parse(repository)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| UpdateError::NotARepository(PathBuf::from(repository)))?;
+    let base = if base.path().ends_with('/') {
+        base
+    } else {
+        url::Url::parse(&format!("{base}/"))
+            .map_err(|_| UpdateError::NotARepository(PathBuf::from(repository)))?
+    };
+    let join = |p: &str| {
+        base.join(p)
+            .map_err(|_| UpdateError::NotARepository(PathBuf::from(repository)))
+    };
+    tokio::fs::create_dir_all(datastore)
+        .await
+        .map_err(io(format!("creating {}", datastore.display())))?;
+    private(datastore).await?;
+    RepositoryLoader::new(&root, join("metadata/")?, join("targets/")?)
+        .transport(transport)
+        .datastore(datastore)
+        .limits(limits())
+        .expiration_enforcement(ExpirationEnforcement::Safe)
+        .load()
+        .await
+        .map_err(classify)
+}
+
+/// A release's notes, from its signed custom metadata.
+pub fn notes(repo: &Repository, offered: &Offered) -> Option<String> {
+    repo.all_targets()
+        .find(|(n, _)| n.raw() == offered.name)
+        .and_then(|(_, t)| t.custom.get("notes")?.as_str().map(str::to_owned))
+        .filter(|n| !n.is_empty())
+}
+
 async fn private(dir: &Path) -> Result<(), UpdateError> {
     use std::os::unix::fs::PermissionsExt;
     owned_dir(dir)?;

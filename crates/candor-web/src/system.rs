@@ -167,6 +167,7 @@ pub(crate) fn system_json(
             latency_p99_us: st.metrics.quantile_us(0.99),
         },
         last_rollback: last_rollback(f.store.dir()),
+        update_check: update_check(f.store.dir()),
     })
 }
 
@@ -294,6 +295,15 @@ pub async fn metrics(State(st): State<AppState>, Caller(p): Caller) -> ApiResult
         m.sessions.load(Ordering::Relaxed)
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response())
+}
+
+/// What the last online update check found (`[updates]`).
+pub fn update_check(data: &std::path::Path) -> Option<candor_wire::UpdateCheck> {
+    let text = std::fs::read_to_string(data.join("updates/available.json")).ok()?;
+    if text.len() > 256 * 1024 {
+        return None;
+    }
+    serde_json::from_str(&text).ok()
 }
 
 /// What the watchdog wrote when it last rolled a new version back

@@ -411,6 +411,22 @@ pub struct System {
     /// if there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollback: Option<Rollback>,
+    /// The last online update check (`[updates]`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_check: Option<UpdateCheck>,
+}
+
+/// What the last online update check found (`<data>/updates/available.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UpdateCheck {
+    /// RFC 3339.
+    pub checked_at: String,
+    /// The release this recorder may install now, if any.
+    pub available: Option<String>,
+    /// Its release notes.
+    pub notes: Option<String>,
+    /// Up to date, waiting for its wave, or what went wrong.
+    pub message: String,
 }
 
 /// A new version the watchdog replaced with the last good one

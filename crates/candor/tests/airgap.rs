@@ -414,7 +414,18 @@ fn recorder_connects_only_to_its_cameras_and_the_paired_cloud() {
          row of kind `acme`. A cloud that does not serve the zone's DNS causes\n  \
          none; `acme_directory = \"off\"` stops them.\n\n\
          Remote connections themselves arrive over the cloud link: no other\n\
-         outbound connection.\n",
+         outbound connection.\n\n\
+         ## Update checks on (`[updates] repository` set; off by default)\n\n\
+         Not measured here (the air-gap run has no `[updates]`); by design and in\n\
+         `crates/candor/tests/update.rs`\n\
+         (`an_online_check_finds_the_release_and_every_request_is_in_the_ledger`):\n\n\
+         - TCP to the repository's host (`[updates] repository`, http or https):\n  \
+         at the recorder's start and every `check_every` (6 h by default), a few\n  \
+         GET requests for the signed metadata (`timestamp.json`, the snapshot\n  \
+         and targets it names, and a probe for the next root). Each is an\n  \
+         egress-ledger row of kind `update`, written before it is sent. Nothing\n  \
+         is downloaded or installed by the check; installing is an admin's\n  \
+         `candor update`.\n",
         list(&r_off),
         list(&r_on)
     );

@@ -696,3 +696,119 @@ fn a_release_in_waves_waits_for_this_recorders_turn_and_a_halt_stops_it() {
     let (ok, out) = publisher.update(&cfg, &prefix, &["--check", "--ignore-waves"]);
     assert!(ok && out.contains("→ 9.6.0"), "{out}");
 }
+
+/// Online checks (issue 16): with `[updates]` set, `candor run` reads the
+/// signed repository from a plain web server (Python's, serving the
+/// publisher's folder), says which release is there for it with its notes
+/// (`<data>/updates/available.json`, the System page), and each request is
+/// an egress-ledger row of kind `update`, before it is sent. A repository
+/// signed by other keys is refused, with nothing offered.
+#[test]
+fn an_online_check_finds_the_release_and_every_request_is_in_the_ledger() {
+    if std::env::consts::ARCH != "x86_64" || std::env::consts::OS != "linux" {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = Publisher::new(dir.path());
+    publisher.release("9.0.0");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&publisher.dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the web server", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let cfg = write_config(
+        dir.path(),
+        "",
+        &[("gate", "rtsp://127.0.0.1:9/x".into(), "")],
+    );
+    let with_updates = |root: &Path| {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.split("\n[updates]").next().unwrap().to_owned();
+        std::fs::write(
+            &cfg,
+            format!(
+                "{text}\n[updates]\nrepository = \"http://127.0.0.1:{port}/repo/\"\nroot = \"{}\"\ncheck_every = \"1h\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+    };
+    with_updates(&publisher.root);
+    let available = dir.path().join("data/updates/available.json");
+    let rec = start_recorder(&cfg);
+    wait_for("the first check", Duration::from_secs(30), || {
+        available.exists()
+    });
+    let found: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&available).unwrap()).unwrap();
+    assert_eq!(found["available"], "9.0.0", "{found}");
+    assert!(
+        found["notes"]
+            .as_str()
+            .unwrap()
+            .contains("the test's release"),
+        "{found}"
+    );
+    let o = candor(&[
+        "egress",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--kind",
+        "update",
+        "--csv",
+    ]);
+    let csv = String::from_utf8_lossy(&o.stdout);
+    let dest = format!("127.0.0.1:{port}");
+    for file in [
+        "timestamp.json",
+        "1.snapshot.json",
+        "1.targets.json",
+        "2.root.json",
+    ] {
+        assert!(
+            csv.lines().any(|l| l.contains(&dest) && l.contains(file)),
+            "{file} not in the ledger:\n{csv}"
+        );
+    }
+    rec.stop();
+
+    // Another publisher's root: the same server's repository is refused.
+    let other = Publisher::new(&dir.path().join("other"));
+    with_updates(&other.root);
+    std::fs::remove_file(&available).unwrap();
+    let _ = std::fs::remove_dir_all(dir.path().join("data/updates/tuf"));
+    let rec = start_recorder(&cfg);
+    wait_for("the second check", Duration::from_secs(30), || {
+        available.exists()
+    });
+    let found: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&available).unwrap()).unwrap();
+    assert!(found["available"].is_null(), "{found}");
+    assert!(
+        found["message"]
+            .as_str()
+            .unwrap()
+            .contains("not validly signed"),
+        "{found}"
+    );
+    rec.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+}

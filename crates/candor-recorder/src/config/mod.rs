@@ -45,6 +45,28 @@ pub struct Config {
     /// Object detection's runtime; cameras turn it on in `[cameras.objects]`.
     #[serde(default)]
     pub objects: ObjectsRuntimeConfig,
+    /// Online update checks (docs/design/updates.md). Absent (the default):
+    /// no update connection at all.
+    pub updates: Option<UpdatesConfig>,
+}
+
+/// `[updates]`: where the signed release repository is online.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatesConfig {
+    /// The repository's URL (http or https), holding `metadata/` and `targets/`.
+    pub repository: String,
+    /// The trusted root.json (absolute path).
+    pub root: PathBuf,
+    /// PEM roots the repository's HTTPS must chain to (default: public roots).
+    pub ca: Option<PathBuf>,
+    /// How often to check: 1 min to 7 days (6 h).
+    #[serde(default = "default_check_every")]
+    pub check_every: HumanDuration,
+}
+
+fn default_check_every() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(6 * 3600))
 }
 
 /// `[objects]`: what runs object detection (docs/design/objects.md).
@@ -975,6 +997,25 @@ impl Config {
                 "[objects] runtime must be an absolute path (it is code the recorder loads), not {}",
                 rt.display()
             ));
+        }
+        if let Some(u) = &cfg.updates {
+            let ok = url::Url::parse(&u.repository)
+                .is_ok_and(|r| matches!(r.scheme(), "http" | "https") && r.host().is_some());
+            if !ok {
+                return Err(format!(
+                    "[updates] repository must be an http:// or https:// URL, not {:?}",
+                    u.repository
+                ));
+            }
+            if !u.root.is_absolute() {
+                return Err(
+                    "[updates] root must be an absolute path to the release keys' root.json".into(),
+                );
+            }
+            let every = u.check_every.0.as_secs();
+            if !(60..=7 * 86400).contains(&every) {
+                return Err("[updates] check_every must be 1m to 7d".into());
+            }
         }
         let mut seen = std::collections::HashMap::new();
         for c in &cfg.cameras {

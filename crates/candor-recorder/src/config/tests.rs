@@ -224,3 +224,38 @@ fn cloud_addresses_parse_in_the_forms_people_type() {
     assert!(CloudAddress::parse("https://user:pw@cloud.example.com", 443).is_err());
     assert!(CloudAddress::parse("", 443).is_err());
 }
+
+#[test]
+fn update_checks_are_off_unless_configured_and_validated() {
+    let base = "[storage]\npath = \"/x\"\n";
+    assert!(Config::parse(base).unwrap().updates.is_none());
+    let u = |body: &str| Config::parse(&format!("{base}[updates]\n{body}"));
+    let ok = u(
+        "repository = \"https://updates.example.org/candor/\"\nroot = \"/etc/candor/root.json\"\n",
+    )
+    .unwrap()
+    .updates
+    .unwrap();
+    assert_eq!(ok.check_every.0.as_secs(), 6 * 3600);
+    for (body, says) in [
+        (
+            "repository = \"file:///media/usb\"\nroot = \"/r.json\"\n",
+            "http:// or https://",
+        ),
+        (
+            "repository = \"https://u.example/\"\nroot = \"r.json\"\n",
+            "absolute path",
+        ),
+        (
+            "repository = \"https://u.example/\"\nroot = \"/r.json\"\ncheck_every = \"10s\"\n",
+            "1m to 7d",
+        ),
+        (
+            "repository = \"https://u.example/\"\nroot = \"/r.json\"\nauto = true\n",
+            "unknown field",
+        ),
+    ] {
+        let e = u(body).unwrap_err();
+        assert!(e.contains(says), "{body}: {e}");
+    }
+}

@@ -22,6 +22,8 @@ export async function systemPage() {
     body.replaceChildren(
       h('div', { class: 'cards' },
         h('div', { class: 'card stat' }, h('div', { class: 'muted' }, 'Recorder'), h('strong', {}, `Candor ${s.version}`), h('div', {}, `up ${fmtSecs(s.uptime_secs)}`),
+          s.update_check ? h('div', { id: 'update-check', class: s.update_check.available ? 'bad' : 'muted', title: s.update_check.notes || '' },
+            s.update_check.available ? `Candor ${s.update_check.available} is available: ${s.update_check.notes || ''}` : s.update_check.message) : null,
           s.last_rollback ? h('div', { class: 'bad', id: 'last-rollback' },
             `Update to ${s.last_rollback.from} rolled back to ${s.last_rollback.to} (${new Date(s.last_rollback.at).toLocaleString()}): ${s.last_rollback.why}`) : null,
           me.role === 'admin' ? h('a', { class: 'button small', href: '#add-camera' }, 'Add camera') : null),

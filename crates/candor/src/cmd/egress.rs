@@ -34,7 +34,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     if list.is_empty() {
         eprintln!(
-            "nothing has been sent to a Candor cloud. Connections you configured yourself (cameras, MQTT, webhooks) are not in this ledger."
+            "nothing has been sent off-site by Candor (the cloud, certificates, update checks). Connections you configured yourself (cameras, MQTT, webhooks) are not in this ledger."
         );
     }
     print!("{}", table(&list));
