@@ -25,6 +25,10 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first check, this long after the start (cameras first).
 const FIRST_CHECK: Duration = Duration::from_secs(5);
+/// A whole check (a few requests, root rotations included) at most.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+/// What of an error's text reaches the System page and the log.
+const MESSAGE_MAX: usize = 300;
 
 type Client = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -154,9 +158,21 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let transport = match client(&cfg) {
-        Ok(client) => LedgerHttp { client, store },
+        Ok(client) => LedgerHttp {
+            client,
+            store: store.clone(),
+        },
         Err(e) => {
             tracing::error!("update checks: {e}");
+            save(
+                &data,
+                &Found {
+                    checked_at: jiff::Timestamp::now().to_string(),
+                    available: None,
+                    notes: None,
+                    message: format!("update checks are off: {}", tidy(&e)),
+                },
+            );
             return;
         }
     };
@@ -167,17 +183,58 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         wait = cfg.check_every.0;
-        let found = check(&cfg, transport.clone(), &data).await;
+        // A slow or hostile server never holds up the recorder's stop
+        // (which closes segments and commits the index), and a check has
+        // one deadline however many requests it makes.
+        let found = tokio::select! {
+            r = tokio::time::timeout(CHECK_TIMEOUT, check(&cfg, transport.clone(), &data)) => match r {
+                Ok(found) => found,
+                Err(_) => Found {
+                    checked_at: jiff::Timestamp::now().to_string(),
+                    available: None,
+                    notes: None,
+                    message: format!("the repository did not answer within {CHECK_TIMEOUT:?}"),
+                },
+            },
+            _ = shutdown.changed() => return,
+        };
         tracing::info!("update check: {}", found.message);
-        let state = data.join("updates");
-        let write = std::fs::create_dir_all(&state).and_then(|()| {
-            let tmp = state.join(".available.json.new");
-            std::fs::write(&tmp, serde_json::to_vec(&found).unwrap_or_default())?;
-            std::fs::rename(&tmp, state.join("available.json"))
-        });
-        if let Err(e) = write {
-            tracing::warn!("update check: writing its result: {e}");
-        }
+        save(&data, &found);
+        // Without a cloud link nothing else prunes the ledger.
+        let store = store.clone();
+        let keep_from = Time90k::now()
+            - candor_media::Duration90k(crate::cloud::LEDGER_KEEP.as_secs() as i64 * 90_000);
+        let _ = tokio::task::spawn_blocking(move || {
+            store.prune_egress(keep_from, crate::cloud::LEDGER_MAX_ROWS)
+        })
+        .await;
+    }
+}
+
+/// Text from outside (a server's bytes quoted in an error) as it may be
+/// shown: no control characters, at most [`MESSAGE_MAX`] characters.
+fn tidy(s: &str) -> String {
+    let mut t: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MESSAGE_MAX)
+        .collect();
+    if s.chars().count() > MESSAGE_MAX {
+        t.push('…');
+    }
+    t
+}
+
+/// Keeps what a check found for the System page, whole or not at all.
+fn save(data: &Path, found: &Found) {
+    let state = data.join("updates");
+    let write = std::fs::create_dir_all(&state).and_then(|()| {
+        let tmp = state.join(".available.json.new");
+        std::fs::write(&tmp, serde_json::to_vec(found).unwrap_or_default())?;
+        std::fs::rename(&tmp, state.join("available.json"))
+    });
+    if let Err(e) = write {
+        tracing::warn!("update check: writing its result: {e}");
     }
 }
 
@@ -198,7 +255,19 @@ async fn check(cfg: &UpdatesConfig, transport: LedgerHttp, data: &Path) -> Found
         .await
     {
         Ok(r) => r,
-        Err(e) => return none(e.to_string()),
+        // tough's words quote the server's bytes: a fixed sentence for the
+        // page, the (tidied) details for the log.
+        Err(candor_update::UpdateError::Untrusted(why)) => {
+            let host = url::Url::parse(&cfg.repository)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            tracing::warn!("update check: {}", tidy(&why));
+            return none(format!(
+                "the repository at {host} could not be read, or is not validly signed by the release keys (the recorder's log has the details)"
+            ));
+        }
+        Err(e) => return none(tidy(&e.to_string())),
     };
     let running = semver::Version::parse(candor_wire::version())
         .unwrap_or_else(|_| semver::Version::new(0, 0, 0));
@@ -218,6 +287,18 @@ async fn check(cfg: &UpdatesConfig, transport: LedgerHttp, data: &Path) -> Found
         | Err(candor_update::UpdateError::NoRelease { .. }) => {
             none(format!("up to date (candor {running})"))
         }
-        Err(e) => none(e.to_string()),
+        Err(e) => none(tidy(&e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn outside_text_is_shown_without_control_characters_and_short() {
+        assert_eq!(super::tidy("a\nb\u{1b}[31mc"), "a b [31mc");
+        let long = "x".repeat(1000);
+        let t = super::tidy(&long);
+        assert_eq!(t.chars().count(), super::MESSAGE_MAX + 1);
+        assert!(t.ends_with('…'));
     }
 }

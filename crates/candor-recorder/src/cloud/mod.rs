@@ -465,8 +465,8 @@ const WRITE_ERRORS_RECENT: Duration = Duration::from_secs(300);
 const CERT_WARN: Duration = Duration::from_secs(14 * 86_400);
 
 /// Egress ledger retention: a year and a margin, and at most this many rows.
-const LEDGER_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
-const LEDGER_MAX_ROWS: i64 = 1_000_000;
+pub(crate) const LEDGER_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
+pub(crate) const LEDGER_MAX_ROWS: i64 = 1_000_000;
 
 /// This hour's heartbeat row in the ledger: pongs are one row per hour,
 /// updated with each one (before it is sent), not a row per ping.

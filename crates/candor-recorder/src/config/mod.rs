@@ -999,11 +999,16 @@ impl Config {
             ));
         }
         if let Some(u) = &cfg.updates {
-            let ok = url::Url::parse(&u.repository)
-                .is_ok_and(|r| matches!(r.scheme(), "http" | "https") && r.host().is_some());
+            // No credentials in it: error messages and logs name the URL.
+            let ok = url::Url::parse(&u.repository).is_ok_and(|r| {
+                matches!(r.scheme(), "http" | "https")
+                    && r.host().is_some()
+                    && r.username().is_empty()
+                    && r.password().is_none()
+            });
             if !ok {
                 return Err(format!(
-                    "[updates] repository must be an http:// or https:// URL, not {:?}",
+                    "[updates] repository must be an http:// or https:// URL without a user or password, not {:?}",
                     u.repository
                 ));
             }

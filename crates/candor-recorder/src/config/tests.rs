@@ -247,6 +247,10 @@ fn update_checks_are_off_unless_configured_and_validated() {
             "absolute path",
         ),
         (
+            "repository = \"https://me:pw@u.example/\"\nroot = \"/r.json\"\n",
+            "without a user or password",
+        ),
+        (
             "repository = \"https://u.example/\"\nroot = \"/r.json\"\ncheck_every = \"10s\"\n",
             "1m to 7d",
         ),
