@@ -193,8 +193,7 @@ fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
     let (child, log) = spawn_supervise(&cfg, &prefix, "20");
     let last = dir.path().join("data/updates/last.json");
     wait_for("the rollback", Duration::from_secs(30), || last.exists());
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&last).unwrap()).unwrap();
+    let record = read_json(&last);
     assert_eq!(
         (record["from"].as_str(), record["to"].as_str()),
         (Some("9.1.0"), Some("9.0.0"))
@@ -273,8 +272,7 @@ fn a_new_version_that_exits_at_start_is_rolled_back_and_recording_resumes() {
     wait_for("the second rollback", Duration::from_secs(30), || {
         last.exists()
     });
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&last).unwrap()).unwrap();
+    let record = read_json(&last);
     assert_eq!(record["from"], "9.2.0", "{record}");
     assert!(
         record["why"]
@@ -465,6 +463,11 @@ impl Publisher {
         assert!(o.status.success(), "{o:?}");
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
+}
+
+/// A JSON file the recorder or the supervisor wrote.
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn health_version(cfg: &Path) -> Option<String> {
@@ -756,8 +759,7 @@ fn an_online_check_finds_the_release_and_every_request_is_in_the_ledger() {
     wait_for("the first check", Duration::from_secs(30), || {
         available.exists()
     });
-    let found: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&available).unwrap()).unwrap();
+    let found = read_json(&available);
     assert_eq!(found["available"], "9.0.0", "{found}");
     assert!(
         found["notes"]
@@ -798,8 +800,7 @@ fn an_online_check_finds_the_release_and_every_request_is_in_the_ledger() {
     wait_for("the second check", Duration::from_secs(30), || {
         available.exists()
     });
-    let found: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&available).unwrap()).unwrap();
+    let found = read_json(&available);
     assert!(found["available"].is_null(), "{found}");
     assert!(
         found["message"]
