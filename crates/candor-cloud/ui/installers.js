@@ -6,7 +6,7 @@
 import { h } from './dom.js';
 
 const FLEET_EVERY_MS = 5000;
-const SCOPES = [['config', 'Configuration'], ['diagnostics', 'Diagnostics'], ['live', 'Live video'], ['playback', 'Playback']];
+const SCOPES = [['config', 'Configuration'], ['diagnostics', 'Diagnostics'], ['live', 'Live video'], ['playback', 'Playback'], ['maintenance', 'Software updates']];
 const HOURS = [1, 2, 4, 8, 24];
 const LEVELS = { online: 'Online or not, and version', health: 'Health: cameras, disk, footage, last alarm' };
 let timer = null;

@@ -587,11 +587,11 @@ pub fn unsafe_text(c: char) -> bool {
 }
 
 fn scopes_and_cameras(scopes: &[String], cameras: Option<&[String]>) -> Result<(), String> {
-    if scopes.is_empty() || scopes.len() > 4 {
-        return Err("scopes: 1 to 4".into());
+    if scopes.is_empty() || scopes.len() > 5 {
+        return Err("scopes: 1 to 5".into());
     }
     for sc in scopes {
-        if !["config", "diagnostics", "live", "playback"].contains(&sc.as_str()) {
+        if !["config", "diagnostics", "live", "playback", "maintenance"].contains(&sc.as_str()) {
             return Err(format!("unknown scope {sc:?}"));
         }
     }

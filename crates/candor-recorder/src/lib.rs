@@ -35,6 +35,7 @@ pub const RETENTION_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Recorder {
     store: Arc<Store>,
     cloud: Option<cloud::CloudHandle>,
+    updates: Option<updates::Updates>,
     writer: Option<Writer>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
@@ -337,13 +338,16 @@ impl Recorder {
                 shutdown_rx.clone(),
             )));
         }
-        if let Some(u) = &config.updates {
-            tasks.push(tokio::spawn(updates::run(
+        let updates = config.updates.as_ref().map(|u| {
+            updates::Updates::new(
                 u.clone(),
                 store.clone(),
                 config.storage.path.clone(),
-                shutdown_rx.clone(),
-            )));
+                std::env::var_os(updates::PREFIX_ENV).map(std::path::PathBuf::from),
+            )
+        });
+        if let Some(u) = &updates {
+            tasks.push(tokio::spawn(u.clone().run(shutdown_rx.clone())));
         }
         if let Some(m) = &config.mqtt {
             tasks.push(tokio::spawn(mqtt::run(
@@ -381,6 +385,7 @@ impl Recorder {
         Ok(Recorder {
             store,
             cloud,
+            updates,
             writer: Some(writer),
             shared,
             shutdown,
@@ -403,6 +408,11 @@ impl Recorder {
     /// The cloud link, when `[cloud]` is configured.
     pub fn cloud(&self) -> Option<cloud::CloudHandle> {
         self.cloud.clone()
+    }
+
+    /// Update checks and installs, when `[updates]` is configured.
+    pub fn updates(&self) -> Option<updates::Updates> {
+        self.updates.clone()
     }
 
     pub fn status(&self) -> Vec<Status> {

@@ -12,16 +12,17 @@ use crate::config::UpdatesConfig;
 use candor_media::Time90k;
 use candor_storage::Store;
 use candor_update::tough;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tough::{TransportError, TransportErrorKind, TransportStream};
 
-/// Largest answer read: tough bounds each metadata file lower (10 MiB for
-/// targets), this bounds the transport itself.
-const MAX_ANSWER: usize = 16 * 1024 * 1024;
-/// One request's whole time.
+/// Largest answer read: tough bounds each file lower (metadata by its
+/// limits, a release by its signed length), this bounds the transport
+/// itself.
+const MAX_ANSWER: usize = 1024 * 1024 * 1024;
+/// Waiting for an answer, or for its next bytes.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first check, this long after the start (cameras first).
 const FIRST_CHECK: Duration = Duration::from_secs(5);
@@ -93,15 +94,39 @@ impl tough::Transport for LedgerHttp {
         if !status.is_success() {
             return Err(fail(format!("{dest}: HTTP {status}")));
         }
-        let body = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            Limited::new(resp.into_body(), MAX_ANSWER).collect(),
-        )
-        .await
-        .map_err(|_| fail(format!("{dest}: the answer took over {REQUEST_TIMEOUT:?}")))?
-        .map_err(|e| fail(format!("{dest}: {e}")))?
-        .to_bytes();
-        Ok(Box::pin(futures::stream::once(async move { Ok(body) })))
+        // Streamed, not gathered: a release binary is tens of MB. tough
+        // stops reading a file past its signed length (metadata: its own
+        // limits), and a server that stalls for a request's time ends it.
+        let state = Some((resp.into_body(), 0usize));
+        let stream = futures::stream::unfold(state, move |state| {
+            let (url, dest) = (url.clone(), dest.clone());
+            async move {
+                let (mut body, read) = state?;
+                let fail =
+                    |e: String| TransportError::new_with_cause(TransportErrorKind::Other, &url, e);
+                loop {
+                    let frame = match tokio::time::timeout(REQUEST_TIMEOUT, body.frame()).await {
+                        Err(_) => {
+                            let e = format!("{dest}: nothing arrived for {REQUEST_TIMEOUT:?}");
+                            return Some((Err(fail(e)), None));
+                        }
+                        Ok(None) => return None,
+                        Ok(Some(Err(e))) => return Some((Err(fail(format!("{dest}: {e}"))), None)),
+                        Ok(Some(Ok(f))) => f,
+                    };
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers
+                    };
+                    let read = read + data.len();
+                    if read > MAX_ANSWER {
+                        let e = format!("{dest}: the answer is over {MAX_ANSWER} bytes");
+                        return Some((Err(fail(e)), None));
+                    }
+                    return Some((Ok(data), Some((body, read))));
+                }
+            }
+        });
+        Ok(Box::pin(stream))
     }
 }
 
@@ -150,44 +175,339 @@ pub struct Found {
     pub message: String,
 }
 
-/// Checks now and every `check_every` until shutdown.
-pub async fn run(
+/// The environment variable `candor supervise` sets for the recorder it
+/// runs: its install prefix. Without it (a recorder started by hand, or by
+/// a service manager directly) the recorder installs nothing itself, as
+/// nothing would hand over to what it installed.
+pub const PREFIX_ENV: &str = "CANDOR_UPDATE_PREFIX";
+/// A whole install (metadata, the download, moving it into place) at most.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How far ahead an install may be scheduled.
+pub const SCHEDULE_MAX: Duration = Duration::from_secs(30 * 86_400);
+
+/// `[updates] window`: minutes of the local day, `start..end`, crossing
+/// midnight when `end < start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    start: u16,
+    end: u16,
+}
+
+impl Window {
+    pub fn parse(s: &str) -> Result<Window, String> {
+        let bad = || format!("[updates] window must be \"HH:MM-HH:MM\" (local time), not {s:?}");
+        let minute = |t: &str| -> Option<u16> {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+        };
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (start, end) = (minute(a).ok_or_else(bad)?, minute(b).ok_or_else(bad)?);
+        if start == end {
+            return Err(bad());
+        }
+        Ok(Window { start, end })
+    }
+
+    pub fn contains(&self, minute_of_day: u16) -> bool {
+        if self.start < self.end {
+            (self.start..self.end).contains(&minute_of_day)
+        } else {
+            minute_of_day >= self.start || minute_of_day < self.end
+        }
+    }
+}
+
+/// Writes an audit-log entry: (user, action, detail). The web layer, which
+/// owns the audit log, sets it.
+pub type AuditFn = Arc<dyn Fn(Option<String>, &'static str, String) + Send + Sync>;
+
+/// Why an install was not started.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refused {
+    #[error(
+        "this recorder is not run by `candor supervise`, which hands over to a new version: install with `candor update`, or run the recorder under `candor supervise` (README, \"Updates\")"
+    )]
+    NotSupervised,
+    #[error("an install is under way")]
+    Busy,
+    #[error("candor {asked} is not what the last check offers this recorder ({offered})")]
+    NotOffered { asked: String, offered: String },
+    #[error("{0}")]
+    BadTime(String),
+}
+
+/// The recorder's update checks and installs (`[updates]`).
+#[derive(Clone)]
+pub struct Updates {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     cfg: UpdatesConfig,
+    window: Option<Window>,
     store: Arc<Store>,
     data: PathBuf,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let transport = match client(&cfg) {
-        Ok(client) => LedgerHttp {
+    prefix: Option<PathBuf>,
+    transport: Result<LedgerHttp, String>,
+    install: std::sync::Mutex<candor_wire::UpdateInstall>,
+    /// One user of the metadata datastore at a time: a check, an install.
+    tuf: tokio::sync::Mutex<()>,
+    /// A schedule changed.
+    wake: tokio::sync::Notify,
+    audit: std::sync::Mutex<Option<AuditFn>>,
+    /// The last version the window tried, and on which day: one attempt a
+    /// day, so a failing release is not downloaded again every minute.
+    auto_tried: std::sync::Mutex<Option<(String, jiff::civil::Date)>>,
+}
+
+/// A scheduled install, kept across restarts (`<data>/updates/scheduled.json`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Scheduled {
+    version: String,
+    at: String,
+    by: String,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Updates {
+    /// `prefix`: the supervisor's install prefix ([`PREFIX_ENV`]), if any.
+    pub fn new(
+        cfg: UpdatesConfig,
+        store: Arc<Store>,
+        data: PathBuf,
+        prefix: Option<PathBuf>,
+    ) -> Updates {
+        let window = cfg.window.as_deref().and_then(|w| Window::parse(w).ok());
+        let transport = client(&cfg).map(|client| LedgerHttp {
             client,
             store: store.clone(),
-        },
-        Err(e) => {
+        });
+        let mut install = candor_wire::UpdateInstall {
+            state: "idle".into(),
+            ..Default::default()
+        };
+        if let Some(s) = load_schedule(&data) {
+            install.state = "scheduled".into();
+            install.version = Some(s.version);
+            install.at = Some(s.at);
+            install.by = Some(s.by);
+        }
+        Updates {
+            inner: Arc::new(Inner {
+                cfg,
+                window,
+                store,
+                data,
+                prefix,
+                transport,
+                install: std::sync::Mutex::new(install),
+                tuf: Default::default(),
+                wake: Default::default(),
+                audit: Default::default(),
+                auto_tried: Default::default(),
+            }),
+        }
+    }
+
+    pub fn on_audit(&self, f: AuditFn) {
+        *lock(&self.inner.audit) = Some(f);
+    }
+
+    async fn audit(&self, user: Option<String>, action: &'static str, detail: String) {
+        let f = lock(&self.inner.audit).clone();
+        match f {
+            Some(f) => {
+                let _ = tokio::task::spawn_blocking(move || f(user, action, detail)).await;
+            }
+            None => tracing::info!("{action}: {detail}"),
+        }
+    }
+
+    /// The install's state, for the System page.
+    pub fn state(&self) -> candor_wire::UpdateInstall {
+        let mut s = lock(&self.inner.install).clone();
+        s.supervised = self.inner.prefix.is_some();
+        s.window = self.inner.cfg.window.clone();
+        s
+    }
+
+    fn set(&self, f: impl FnOnce(&mut candor_wire::UpdateInstall)) {
+        f(&mut lock(&self.inner.install));
+    }
+
+    /// Installs `version` (what the last check offered) now, or schedules
+    /// it at `at`. Everything is verified again when it runs.
+    pub fn request(
+        &self,
+        version: &str,
+        at: Option<jiff::Timestamp>,
+        by: &str,
+    ) -> Result<candor_wire::UpdateInstall, Refused> {
+        if self.inner.prefix.is_none() {
+            return Err(Refused::NotSupervised);
+        }
+        let offered = load_found(&self.inner.data).and_then(|f| f.available);
+        if offered.as_deref() != Some(version) {
+            return Err(Refused::NotOffered {
+                asked: version.to_owned(),
+                offered: offered.map_or_else(|| "nothing".into(), |v| format!("candor {v}")),
+            });
+        }
+        let now = jiff::Timestamp::now();
+        if let Some(at) = at
+            && at.duration_since(now).as_secs() > SCHEDULE_MAX.as_secs() as i64
+        {
+            return Err(Refused::BadTime(format!(
+                "an install can be scheduled at most {} days ahead",
+                SCHEDULE_MAX.as_secs() / 86_400
+            )));
+        }
+        {
+            let mut g = lock(&self.inner.install);
+            if g.state == "downloading" {
+                return Err(Refused::Busy);
+            }
+            *g = candor_wire::UpdateInstall {
+                state: "scheduled".into(),
+                version: Some(version.to_owned()),
+                at: Some(at.unwrap_or(now).to_string()),
+                by: Some(by.to_owned()),
+                ..Default::default()
+            };
+        }
+        save_schedule(
+            &self.inner.data,
+            Some(&Scheduled {
+                version: version.to_owned(),
+                at: at.unwrap_or(now).to_string(),
+                by: by.to_owned(),
+            }),
+        );
+        self.inner.wake.notify_one();
+        Ok(self.state())
+    }
+
+    /// Cancels a scheduled install (not one under way): whether there was one.
+    pub fn cancel(&self) -> bool {
+        let mut g = lock(&self.inner.install);
+        if g.state != "scheduled" {
+            return false;
+        }
+        g.state = "idle".into();
+        drop(g);
+        save_schedule(&self.inner.data, None);
+        self.inner.wake.notify_one();
+        true
+    }
+
+    /// A scheduled install's version and who asked, once it is due; and
+    /// how long until it is otherwise.
+    fn due(&self) -> (Option<(String, String)>, Option<Duration>) {
+        let g = lock(&self.inner.install);
+        if g.state != "scheduled" {
+            return (None, None);
+        }
+        let at = g.at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok());
+        let wait = at.map_or(0, |a| a.duration_since(jiff::Timestamp::now()).as_millis());
+        if wait <= 0 {
+            let v = g.version.clone().unwrap_or_default();
+            return (Some((v, g.by.clone().unwrap_or_default())), None);
+        }
+        (None, Some(Duration::from_millis(wait as u64)))
+    }
+
+    /// The version the window installs now, if it is open and one is due.
+    fn window_due(&self) -> Option<String> {
+        let w = self.inner.window?;
+        self.inner.prefix.as_ref()?;
+        let now = jiff::Zoned::now();
+        if !w.contains(now.hour() as u16 * 60 + now.minute() as u16) {
+            return None;
+        }
+        let v = load_found(&self.inner.data)?.available?;
+        let mut tried = lock(&self.inner.auto_tried);
+        if tried.as_ref() == Some(&(v.clone(), now.date())) {
+            return None;
+        }
+        *tried = Some((v.clone(), now.date()));
+        Some(v)
+    }
+
+    /// Checks at start and every `check_every`, runs scheduled installs
+    /// when due and, with a window, installs what the checks found while
+    /// it is open; until shutdown.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        if let Err(e) = &self.inner.transport {
             tracing::error!("update checks: {e}");
             save(
-                &data,
+                &self.inner.data,
                 &Found {
                     checked_at: jiff::Timestamp::now().to_string(),
                     available: None,
                     notes: None,
-                    message: format!("update checks are off: {}", tidy(&e)),
+                    message: format!("update checks are off: {}", tidy(e)),
                 },
             );
             return;
         }
-    };
-    let mut wait = FIRST_CHECK;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
+        let mut next_check = tokio::time::Instant::now() + FIRST_CHECK;
+        loop {
+            let (due, wait) = self.due();
+            if let Some((version, by)) = due {
+                // A slow or hostile server never holds up the recorder's
+                // stop (which closes segments and commits the index).
+                tokio::select! {
+                    _ = self.install(version, Some(by)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            let mut until = next_check;
+            if let Some(w) = wait {
+                until = until.min(tokio::time::Instant::now() + w);
+            }
+            if self.inner.window.is_some() {
+                until = until.min(tokio::time::Instant::now() + Duration::from_secs(60));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = self.inner.wake.notified() => continue,
+                _ = shutdown.changed() => return,
+            }
+            if tokio::time::Instant::now() >= next_check {
+                next_check = tokio::time::Instant::now() + self.inner.cfg.check_every.0;
+                tokio::select! {
+                    _ = self.check_and_save() => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            if let Some(version) = self.window_due() {
+                tokio::select! {
+                    _ = self.install(version, None) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
         }
-        wait = cfg.check_every.0;
-        // A slow or hostile server never holds up the recorder's stop
-        // (which closes segments and commits the index), and a check has
-        // one deadline however many requests it makes.
-        let found = tokio::select! {
-            r = tokio::time::timeout(CHECK_TIMEOUT, check(&cfg, transport.clone(), &data)) => match r {
+    }
+
+    async fn check_and_save(&self) {
+        let transport = match &self.inner.transport {
+            Ok(t) => t.clone(),
+            Err(_) => return,
+        };
+        let found = {
+            let _tuf = self.inner.tuf.lock().await;
+            // One deadline however many requests a check makes.
+            match tokio::time::timeout(
+                CHECK_TIMEOUT,
+                check(&self.inner.cfg, transport, &self.inner.data),
+            )
+            .await
+            {
                 Ok(found) => found,
                 Err(_) => Found {
                     checked_at: jiff::Timestamp::now().to_string(),
@@ -195,19 +515,151 @@ pub async fn run(
                     notes: None,
                     message: format!("the repository did not answer within {CHECK_TIMEOUT:?}"),
                 },
-            },
-            _ = shutdown.changed() => return,
+            }
         };
         tracing::info!("update check: {}", found.message);
-        save(&data, &found);
+        save(&self.inner.data, &found);
         // Without a cloud link nothing else prunes the ledger.
-        let store = store.clone();
+        let store = self.inner.store.clone();
         let keep_from = Time90k::now()
             - candor_media::Duration90k(crate::cloud::LEDGER_KEEP.as_secs() as i64 * 90_000);
         let _ = tokio::task::spawn_blocking(move || {
             store.prune_egress(keep_from, crate::cloud::LEDGER_MAX_ROWS)
         })
         .await;
+    }
+
+    /// Downloads, verifies and installs `version`; the supervisor hands
+    /// over to it. `by`: who asked (`None`: the maintenance window).
+    async fn install(&self, version: String, by: Option<String>) {
+        let _tuf = self.inner.tuf.lock().await;
+        self.set(|s| {
+            *s = candor_wire::UpdateInstall {
+                state: "downloading".into(),
+                version: Some(version.clone()),
+                by: Some(by.clone().unwrap_or_else(|| "maintenance window".into())),
+                ..Default::default()
+            }
+        });
+        save_schedule(&self.inner.data, None);
+        let host = url::Url::parse(&self.inner.cfg.repository)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let asked = by.as_deref().map_or_else(|| "the maintenance window".to_owned(), |b| format!("asked by {b}"));
+        let result = match tokio::time::timeout(INSTALL_TIMEOUT, self.try_install(&version)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("not done within {} minutes", INSTALL_TIMEOUT.as_secs() / 60)),
+        };
+        let at = jiff::Timestamp::now().to_string();
+        match result {
+            Ok(was) => {
+                self.set(|s| {
+                    s.state = "installed".into();
+                    s.at = Some(at);
+                });
+                self.audit(
+                    by,
+                    "update_installed",
+                    format!("candor {version} installed from {host} (signed, verified; was {was}); {asked}"),
+                )
+                .await;
+            }
+            Err(why) => {
+                let why = tidy(&why);
+                tracing::warn!("update: installing candor {version}: {why}");
+                self.set(|s| {
+                    s.state = "failed".into();
+                    s.at = Some(at);
+                    s.message = Some(why.clone());
+                });
+                self.audit(
+                    by,
+                    "update_failed",
+                    format!("candor {version} from {host} not installed: {why}; {asked}"),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Returns the version it replaced.
+    async fn try_install(&self, version: &str) -> Result<semver::Version, String> {
+        let prefix = self.inner.prefix.clone().ok_or_else(|| Refused::NotSupervised.to_string())?;
+        let transport = self.inner.transport.clone()?;
+        let cfg = &self.inner.cfg;
+        let root = std::fs::read(&cfg.root).map_err(|e| format!("[updates] root {}: {e}", cfg.root.display()))?;
+        let state = self.inner.data.join("updates");
+        let repo = candor_update::load_url(&root, &cfg.repository, transport, &state.join("tuf"))
+            .await
+            .map_err(|e| match e {
+                candor_update::UpdateError::Untrusted(why) => {
+                    tracing::warn!("update: {}", tidy(&why));
+                    "the repository could not be read, or is not validly signed by the release keys (the recorder's log has the details)".to_owned()
+                }
+                e => e.to_string(),
+            })?;
+        let layout = candor_update::Layout::new(&prefix);
+        let running = layout.floor(candor_wire::version());
+        let seed = candor_update::seed(&state).map_err(|e| e.to_string())?;
+        let offered = candor_update::newest_in_turn(&repo, &arch(), &running, seed, jiff::Timestamp::now())
+            .map_err(|e| e.to_string())?;
+        if offered.version.to_string() != version {
+            return Err(format!(
+                "the repository now offers candor {} to this recorder, not {version}",
+                offered.version
+            ));
+        }
+        if let Some(why) = candor_update::rolled_back(&state, &offered.version) {
+            return Err(format!("candor {version} was rolled back on this recorder ({why})"));
+        }
+        self.set(|s| s.total = offered.length);
+        let this = self.clone();
+        let staged = candor_update::stage_with_progress(&repo, &offered, &state.join("staging"), &move |n| {
+            this.set(|s| s.bytes = n)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let v = offered.version.clone();
+        tokio::task::spawn_blocking(move || layout.install(&staged, &v))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(running)
+    }
+}
+
+fn arch() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+fn load_found(data: &Path) -> Option<Found> {
+    let text = std::fs::read_to_string(data.join("updates/available.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn load_schedule(data: &Path) -> Option<Scheduled> {
+    let text = std::fs::read_to_string(data.join("updates/scheduled.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Keeps (or removes, with `None`) the scheduled install, whole or not at all.
+fn save_schedule(data: &Path, s: Option<&Scheduled>) {
+    let state = data.join("updates");
+    let path = state.join("scheduled.json");
+    let write = match s {
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        Some(s) => std::fs::create_dir_all(&state).and_then(|()| {
+            let tmp = state.join(".scheduled.json.new");
+            std::fs::write(&tmp, serde_json::to_vec(s).unwrap_or_default())?;
+            std::fs::rename(&tmp, &path)
+        }),
+    };
+    if let Err(e) = write {
+        tracing::warn!("update: keeping the schedule in {}: {e}", path.display());
     }
 }
 
@@ -271,7 +723,7 @@ async fn check(cfg: &UpdatesConfig, transport: LedgerHttp, data: &Path) -> Found
     };
     let running = semver::Version::parse(candor_wire::version())
         .unwrap_or_else(|_| semver::Version::new(0, 0, 0));
-    let arch = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    let arch = arch();
     let seed = match candor_update::seed(&state) {
         Ok(s) => s,
         Err(e) => return none(e.to_string()),

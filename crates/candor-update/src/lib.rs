@@ -414,6 +414,17 @@ pub async fn stage(
     offered: &Offered,
     staging: &Path,
 ) -> Result<PathBuf, UpdateError> {
+    stage_with_progress(repo, offered, staging, &|_| {}).await
+}
+
+/// [`stage`], telling `progress` the bytes read so far (of
+/// `offered.length`) as they arrive: the System page's progress bar.
+pub async fn stage_with_progress(
+    repo: &Repository,
+    offered: &Offered,
+    staging: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PathBuf, UpdateError> {
     use std::os::unix::fs::PermissionsExt;
     tokio::fs::create_dir_all(staging)
         .await
@@ -443,11 +454,14 @@ pub async fn stage(
             .open(&partial)
             .await
             .map_err(io(format!("creating {}", partial.display())))?;
+        let mut read = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| bad(e.to_string()))?;
             f.write_all(&chunk)
                 .await
                 .map_err(io(format!("writing {}", partial.display())))?;
+            read += chunk.len() as u64;
+            progress(read);
         }
         f.sync_all()
             .await
@@ -502,6 +516,16 @@ async fn check_stamp(file: &Path, offered: &Offered) -> Result<(), UpdateError> 
     }
 }
 
+/// A version the watchdog rolled back on this recorder is not taken
+/// again: `Some(why)` if `version` is the last one rolled back
+/// (`<state>/last.json`, written by `candor supervise`).
+pub fn rolled_back(state: &Path, version: &Version) -> Option<String> {
+    let text = std::fs::read_to_string(state.join("last.json")).ok()?;
+    let r: serde_json::Value = serde_json::from_str(&text).ok()?;
+    (r["from"].as_str() == Some(&version.to_string()))
+        .then(|| r["why"].as_str().unwrap_or("").to_owned())
+}
+
 /// Installed versions kept under the prefix: the one running, the last
 /// good one, and one more to go back to by hand.
 pub const KEEP_VERSIONS: usize = 3;
@@ -527,6 +551,21 @@ impl Layout {
     }
 
     /// The version a symlink (`current` or `good`) points at, if any.
+    /// What an install must be newer than: the running binary, and the
+    /// installed `current` and `good` (an older binary run after a
+    /// rollback installs nothing old).
+    pub fn floor(&self, running: &str) -> Version {
+        [
+            Version::parse(running).ok(),
+            self.points_at("current"),
+            self.points_at("good"),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or_else(|| Version::new(0, 0, 0))
+    }
+
     pub fn points_at(&self, link: &str) -> Option<Version> {
         let target = std::fs::read_link(self.prefix.join(link)).ok()?;
         Version::parse(target.file_name()?.to_str()?).ok()

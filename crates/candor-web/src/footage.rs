@@ -32,6 +32,8 @@ pub struct Footage {
     pub config_path: Option<std::path::PathBuf>,
     /// The cloud link, when `[cloud]` is configured.
     pub cloud: Option<candor_recorder::cloud::CloudHandle>,
+    /// Update checks and installs, when `[updates]` is configured.
+    pub updates: Option<candor_recorder::updates::Updates>,
     /// Hands a newly bound listener to the web server when `[web] listen`
     /// changes (see `config_api::apply`).
     pub listener: Option<tokio::sync::mpsc::Sender<tokio::net::TcpListener>>,
@@ -119,6 +121,7 @@ impl Footage {
             writable: None,
             config_path: None,
             cloud: None,
+            updates: None,
             listener: None,
             held: Default::default(),
             rates: Mutex::new(HashMap::new()),
@@ -132,6 +135,11 @@ impl Footage {
 
     pub fn with_cloud(mut self, cloud: Option<candor_recorder::cloud::CloudHandle>) -> Footage {
         self.cloud = cloud;
+        self
+    }
+
+    pub fn with_updates(mut self, updates: Option<candor_recorder::updates::Updates>) -> Footage {
+        self.updates = updates;
         self
     }
 

@@ -268,6 +268,7 @@ pub(crate) async fn store_cloud_requests(
             diagnostics: r.scopes.iter().any(|s| s == "diagnostics"),
             live: r.scopes.iter().any(|s| s == "live"),
             playback: r.scopes.iter().any(|s| s == "playback"),
+            maintenance: r.scopes.iter().any(|s| s == "maintenance"),
         };
         let req = Request {
             id: 0,

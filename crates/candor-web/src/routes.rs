@@ -76,6 +76,7 @@ pub fn technician_scope(method: &Method, path: &str) -> Option<Scope> {
         // one (their whole-file changes are limited to cameras) anyway.
         "/api/v1/config/confirm" => return None,
         p if p.starts_with("/api/v1/config/") => Scope::Config,
+        "/api/v1/system/update" => Scope::Maintenance,
         "/api/v1/system" | "/metrics" => Scope::Diagnostics,
         p if p.starts_with("/api/v1/diagnostics") => Scope::Diagnostics,
         "/api/v1/cameras/{name}/live" | "/api/v1/cameras/{name}/snapshot.jpg" => Scope::Live,
@@ -589,6 +590,30 @@ pub fn routes() -> Vec<Route> {
         .reply(200, of::<candor_wire::System>),
         r(
             g.clone(),
+            "/api/v1/system/update",
+            Site(Admin),
+            "The running version, what the last update check found, and any install",
+            get(system::update_status),
+        )
+        .reply(200, of::<candor_wire::UpdateStatus>),
+        r(
+            p.clone(),
+            "/api/v1/system/update",
+            Site(Admin),
+            "Install the signed release the last update check offered, now or at a time (the recorder verifies it again)",
+            axum::routing::post(system::update),
+        )
+        .reply(202, of::<candor_wire::UpdateInstall>),
+        r(
+            Method::DELETE,
+            "/api/v1/system/update",
+            Site(Admin),
+            "Cancel a scheduled install",
+            delete(system::cancel_update),
+        )
+        .reply(200, of::<candor_wire::UpdateInstall>),
+        r(
+            g.clone(),
             "/api/v1/users",
             Site(Admin),
             "List users",
@@ -705,6 +730,16 @@ pub fn routes() -> Vec<Route> {
 /// The routes of [`routes`], with their state.
 pub fn router(accounts: Arc<Accounts>, footage: Option<footage::Footage>) -> Router {
     let state = state(accounts, footage);
+    // Installs run in the recorder (now, scheduled, or in the window); what
+    // they did goes to the owner's audit log.
+    if let Some(u) = state.footage.as_ref().and_then(|f| f.updates.as_ref()) {
+        let accounts = state.accounts.clone();
+        u.on_audit(Arc::new(move |user, action, detail| {
+            if let Err(e) = accounts.audit(user.as_deref(), action, &detail) {
+                tracing::error!("audit log: could not record {action}: {e}");
+            }
+        }));
+    }
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::spawn(config_api::confirm_timer(state.clone()));
         tokio::spawn(grants_api::watch_ends(state.clone()));

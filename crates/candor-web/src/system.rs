@@ -10,7 +10,7 @@ use crate::live::LATENCY_BUCKETS_US;
 use crate::{ApiError, ApiResult, AppState, Caller, Principal};
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use candor_media::Time90k;
 use std::fmt::Write as _;
@@ -168,6 +168,7 @@ pub(crate) fn system_json(
         },
         last_rollback: last_rollback(f.store.dir()),
         update_check: update_check(f.store.dir()),
+        update_install: f.updates.as_ref().map(|u| u.state()),
     })
 }
 
@@ -179,6 +180,88 @@ pub async fn system(State(st): State<AppState>, Caller(p): Caller) -> ApiResult 
     let st2 = st.clone();
     let v = tokio::task::spawn_blocking(move || system_json(&f, &st2, &p)).await??;
     Ok(Json(v).into_response())
+}
+
+/// `GET /api/v1/system/update`.
+pub async fn update_status(State(st): State<AppState>) -> ApiResult {
+    let f = st
+        .footage
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no recorder attached"))?;
+    let v = tokio::task::spawn_blocking(move || candor_wire::UpdateStatus {
+        version: candor_wire::version().into(),
+        update_check: update_check(f.store.dir()),
+        update_install: f.updates.as_ref().map(|u| u.state()),
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(v).into_response())
+}
+
+/// `POST /api/v1/system/update`: install the release the last check
+/// offered, now or at a time. Admins, and technicians whose grant has the
+/// maintenance scope; the recorder verifies everything when it runs.
+pub async fn update(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    Json(b): Json<candor_wire::UpdateRequest>,
+) -> ApiResult {
+    use candor_recorder::updates::Refused;
+    let u = st
+        .footage
+        .as_ref()
+        .and_then(|f| f.updates.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "no_updates",
+                "online updates are not configured ([updates] in the config file); an air-gapped recorder installs with `candor update --from DIR`",
+            )
+        })?;
+    let at = match b.at.as_deref() {
+        None => None,
+        Some(a) => Some(a.parse::<jiff::Timestamp>().map_err(|_| {
+            ApiError::bad_request("bad_time", format!("at: an RFC 3339 time with its offset, not {a:?}"))
+        })?),
+    };
+    let state = u.request(&b.version, at, &p.username).map_err(|e| {
+        let code = match e {
+            Refused::BadTime(_) => "bad_time",
+            Refused::Busy => "busy",
+            Refused::NotOffered { .. } => "not_offered",
+            Refused::NotSupervised => "not_supervised",
+        };
+        let status = if matches!(e, Refused::BadTime(_)) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::CONFLICT
+        };
+        ApiError::new(status, code, e.to_string())
+    })?;
+    st.audit(
+        Some(&p.username),
+        "update_requested",
+        format!(
+            "candor {} {}",
+            b.version,
+            at.map_or_else(|| "now".to_owned(), |a| format!("at {a}"))
+        ),
+    )
+    .await;
+    Ok((StatusCode::ACCEPTED, Json(state)).into_response())
+}
+
+/// `DELETE /api/v1/system/update`: cancel a scheduled install.
+pub async fn cancel_update(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
+    let u = st.footage.as_ref().and_then(|f| f.updates.clone());
+    match u {
+        Some(u) if u.cancel() => {
+            st.audit(Some(&p.username), "update_cancelled", "the scheduled install".into())
+                .await;
+            Ok(Json(u.state()).into_response())
+        }
+        _ => Err(ApiError::not_found("no install is scheduled")),
+    }
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.

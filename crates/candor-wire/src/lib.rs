@@ -414,6 +414,56 @@ pub struct System {
     /// The last online update check (`[updates]`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_check: Option<UpdateCheck>,
+    /// Installing from the online repository (`[updates]`), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_install: Option<UpdateInstall>,
+}
+
+/// An install from the online repository: asked for on the System page
+/// (now or at a time), or due in the maintenance window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UpdateInstall {
+    /// `idle`, `scheduled`, `downloading`, `installed` (the supervisor hands
+    /// over to it within seconds) or `failed`.
+    pub state: String,
+    pub version: Option<String>,
+    /// RFC 3339: when a scheduled install runs, or when it ended.
+    pub at: Option<String>,
+    /// Who asked for it (`maintenance window` for an automatic one).
+    pub by: Option<String>,
+    /// Downloaded so far, of `total`.
+    pub bytes: u64,
+    pub total: u64,
+    /// Why it failed, for people.
+    pub message: Option<String>,
+    /// Whether this recorder can install at all: it is run by `candor
+    /// supervise`, which hands over to a new version.
+    pub supervised: bool,
+    /// `[updates] window`: when releases install themselves (local time).
+    pub window: Option<String>,
+}
+
+/// `GET /api/v1/system/update`: what the System page's update box shows
+/// (also to a technician whose grant has only the maintenance scope).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UpdateStatus {
+    /// The running version.
+    pub version: String,
+    pub update_check: Option<UpdateCheck>,
+    /// Absent when `[updates]` is not configured.
+    pub update_install: Option<UpdateInstall>,
+}
+
+/// `POST /api/v1/system/update`: install the release the last check found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    /// The version the System page offered (it must still be the one the
+    /// repository offers this recorder).
+    pub version: String,
+    /// RFC 3339; absent: now. At most 30 days ahead.
+    #[serde(default)]
+    pub at: Option<String>,
 }
 
 /// What the last online update check found (`<data>/updates/available.json`).

@@ -714,45 +714,13 @@ fn an_online_check_finds_the_release_and_every_request_is_in_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let publisher = Publisher::new(dir.path());
     publisher.release("9.0.0");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(&publisher.dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the web server", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (mut server, port) = serve(&publisher.dir);
     let cfg = write_config(
         dir.path(),
         "",
         &[("gate", "rtsp://127.0.0.1:9/x".into(), "")],
     );
-    let with_updates = |root: &Path| {
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        let text = text.split("\n[updates]").next().unwrap().to_owned();
-        std::fs::write(
-            &cfg,
-            format!(
-                "{text}\n[updates]\nrepository = \"http://127.0.0.1:{port}/repo/\"\nroot = \"{}\"\ncheck_every = \"1h\"\n",
-                root.display()
-            ),
-        )
-        .unwrap();
-    };
+    let with_updates = |root: &Path| with_updates(&cfg, port, root, "");
     with_updates(&publisher.root);
     let available = dir.path().join("data/updates/available.json");
     let rec = start_recorder(&cfg);
@@ -808,6 +776,170 @@ fn an_online_check_finds_the_release_and_every_request_is_in_the_ledger() {
             .unwrap()
             .contains("not validly signed"),
         "{found}"
+    );
+    rec.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// Python's web server serving `dir` on a free loopback port.
+fn serve(dir: &Path) -> (std::process::Child, u16) {
+    let port = free_port();
+    let server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the web server", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (server, port)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sets `[updates]` (replacing any) to the repository served on `port`.
+fn with_updates(cfg: &Path, port: u16, root: &Path, extra: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let text = text.split("\n[updates]").next().unwrap().to_owned();
+    std::fs::write(
+        cfg,
+        format!(
+            "{text}\n[updates]\nrepository = \"http://127.0.0.1:{port}/repo/\"\nroot = \"{}\"\ncheck_every = \"1h\"\n{extra}",
+            root.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// The System page's Install (issue 16): under `candor supervise`, the
+/// release the online check found is installed when an admin asks,
+/// downloaded through the recorder's ledgered client, verified, and
+/// handed over to. Scheduling and cancelling work; an operator, a version
+/// not offered and a time too far ahead are refused; the audit log and the
+/// egress ledger say what happened.
+#[test]
+fn an_admin_installs_the_offered_release_from_the_system_page() {
+    if std::env::consts::ARCH != "x86_64" || std::env::consts::OS != "linux" {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(H264_CLIP, 1);
+    let cfg = write_config(dir.path(), "", &[("gate", sim.url(0), "")]);
+    // A fixed web port: the new version serves where the old one did.
+    let web = free_port();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("127.0.0.1:0", &format!("127.0.0.1:{web}"))).unwrap();
+    let publisher = Publisher::new(dir.path());
+    let prefix = dir.path().join("opt");
+    std::fs::create_dir_all(&prefix).unwrap();
+    publisher.release("9.0.0");
+    let (ok, out) = publisher.update(&cfg, &prefix, &[]);
+    assert!(ok && out.contains("→ 9.0.0"), "{out}");
+    publisher.release("9.4.0");
+    let (mut server, port) = serve(&publisher.dir);
+    with_updates(&cfg, port, &publisher.root, "");
+    let password = "a long test password for the admin";
+    assert!(user_add(&cfg, "admin", "admin", password).status.success());
+    assert!(user_add(&cfg, "op", "operator", password).status.success());
+
+    let (child, log) = spawn_supervise(&cfg, &prefix, "60");
+    let rec = RecorderProc {
+        child,
+        log: log.with_extension("err"),
+    };
+    let available = dir.path().join("data/updates/available.json");
+    wait_for("9.0.0 recording and the check", Duration::from_secs(60), || {
+        health_version(&cfg).as_deref() == Some("9.0.0")
+            && available.exists()
+            && read_json(&available)["available"] == "9.4.0"
+    });
+    let w = Web::login(&rec, dir.path(), "admin", password);
+    let (code, _, v) = w.api("GET", "system/update", None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["version"], "9.0.0", "{v}");
+    assert_eq!(v["update_check"]["available"], "9.4.0", "{v}");
+    assert_eq!(
+        (v["update_install"]["state"].as_str(), v["update_install"]["supervised"].as_bool()),
+        (Some("idle"), Some(true)),
+        "{v}"
+    );
+
+    // Refused: an operator; a version the check did not offer; too far
+    // ahead; a field the API does not know.
+    let op = Web::login(&rec, dir.path(), "op", password);
+    let (code, _, v) = op.api("POST", "system/update", Some(r#"{"version":"9.4.0"}"#));
+    assert_eq!(code, 403, "{v}");
+    let (code, _, v) = w.api("POST", "system/update", Some(r#"{"version":"9.9.9"}"#));
+    assert_eq!((code, v["code"].as_str()), (409, Some("not_offered")), "{v}");
+    let far = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 40)).to_string();
+    let (code, _, v) = w.api(
+        "POST",
+        "system/update",
+        Some(&serde_json::json!({"version": "9.4.0", "at": far}).to_string()),
+    );
+    assert_eq!((code, v["code"].as_str()), (400, Some("bad_time")), "{v}");
+    let (code, _, _) = w.api(
+        "POST",
+        "system/update",
+        Some(r#"{"version":"9.4.0","prefix":"/tmp/evil"}"#),
+    );
+    assert!((400..500).contains(&code), "{code}");
+
+    // Scheduled for later, then cancelled: nothing installed.
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let (code, _, v) = w.api(
+        "POST",
+        "system/update",
+        Some(&serde_json::json!({"version": "9.4.0", "at": later}).to_string()),
+    );
+    assert_eq!((code, v["state"].as_str()), (202, Some("scheduled")), "{v}");
+    assert!(dir.path().join("data/updates/scheduled.json").exists());
+    let (code, _, v) = w.api("DELETE", "system/update", None);
+    assert_eq!((code, v["state"].as_str()), (200, Some("idle")), "{v}");
+    let (code, _, _) = w.api("DELETE", "system/update", None);
+    assert_eq!(code, 404);
+    assert!(!dir.path().join("data/updates/scheduled.json").exists());
+    assert_eq!(std::fs::read_link(prefix.join("current")).unwrap(), Path::new("versions/9.0.0"));
+
+    // Now: downloaded, verified, installed, handed over.
+    let (code, _, v) = w.api("POST", "system/update", Some(r#"{"version":"9.4.0"}"#));
+    assert_eq!(code, 202, "{v}");
+    wait_for("9.4.0 recording", Duration::from_secs(120), || {
+        health_version(&cfg).as_deref() == Some("9.4.0")
+    });
+    let w = Web::login(&rec, dir.path(), "admin", password);
+    let (code, _, v) = w.api("GET", "system/update", None);
+    assert_eq!((code, v["version"].as_str()), (200, Some("9.4.0")), "{v}");
+    for (action, says) in [
+        ("update_requested", "candor 9.4.0 now"),
+        ("update_installed", "candor 9.4.0 installed from 127.0.0.1 (signed, verified; was 9.0.0); asked by admin"),
+        ("update_cancelled", "the scheduled install"),
+    ] {
+        let (_, _, au) = w.api("GET", &format!("audit?action={action}"), None);
+        assert!(au.to_string().contains(says), "{action}: {au}");
+    }
+    // The download went through the recorder's ledgered client.
+    let o = candor(&["egress", "-c", cfg.to_str().unwrap(), "--kind", "update", "--csv"]);
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        csv.lines().any(|l| l.contains("/repo/targets/") && l.contains("9.4.0")),
+        "no download in the ledger:\n{csv}"
     );
     rec.stop();
     let _ = server.kill();

@@ -63,6 +63,10 @@ pub struct UpdatesConfig {
     /// How often to check: 1 min to 7 days (6 h).
     #[serde(default = "default_check_every")]
     pub check_every: HumanDuration,
+    /// `"HH:MM-HH:MM"`, the recorder's local time (may cross midnight):
+    /// a release whose turn has come installs itself in this window (when
+    /// run by `candor supervise`). Absent: only when an admin asks.
+    pub window: Option<String>,
 }
 
 fn default_check_every() -> HumanDuration {
@@ -1016,6 +1020,12 @@ impl Config {
                 return Err(
                     "[updates] root must be an absolute path to the release keys' root.json".into(),
                 );
+            }
+            if u.ca.as_ref().is_some_and(|c| !c.is_absolute()) {
+                return Err("[updates] ca must be an absolute path to a PEM file".into());
+            }
+            if let Some(w) = &u.window {
+                crate::updates::Window::parse(w)?;
             }
             let every = u.check_every.0.as_secs();
             if !(60..=7 * 86400).contains(&every) {

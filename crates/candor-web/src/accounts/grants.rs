@@ -28,6 +28,10 @@ pub struct Scopes {
     /// Recordings and events of the grant's cameras.
     #[serde(default)]
     pub playback: bool,
+    /// Install a signed release (now or scheduled) that the recorder's
+    /// own update check offers: it still verifies everything itself.
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 /// One of [`Scopes`], as a route of the table asks for it.
@@ -39,6 +43,7 @@ pub enum Scope {
     Diagnostics,
     Live,
     Playback,
+    Maintenance,
 }
 
 impl Scopes {
@@ -49,6 +54,7 @@ impl Scopes {
             Scope::Diagnostics => self.diagnostics,
             Scope::Live => self.live,
             Scope::Playback => self.playback,
+            Scope::Maintenance => self.maintenance,
         }
     }
 
@@ -57,7 +63,7 @@ impl Scopes {
     }
 
     pub fn is_empty(&self) -> bool {
-        !(self.config || self.diagnostics || self.live || self.playback)
+        !(self.config || self.diagnostics || self.live || self.playback || self.maintenance)
     }
 
     /// Whether every scope of `self` is in `of` (a narrowed grant).
@@ -66,6 +72,7 @@ impl Scopes {
             && (!self.diagnostics || of.diagnostics)
             && (!self.live || of.live)
             && (!self.playback || of.playback)
+            && (!self.maintenance || of.maintenance)
     }
 
     /// The scope names, as the link carries them.
@@ -88,6 +95,7 @@ impl Scopes {
             (self.diagnostics, "diagnostics"),
             (self.live, "live"),
             (self.playback, "playback"),
+            (self.maintenance, "maintenance"),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -103,6 +111,7 @@ impl Scopes {
             diagnostics: has("diagnostics"),
             live: has("live"),
             playback: has("playback"),
+            maintenance: has("maintenance"),
         }
     }
 }

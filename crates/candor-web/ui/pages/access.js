@@ -6,7 +6,7 @@ import { get, post } from '../api.js';
 import { h } from '../dom.js';
 import { main, toast, errorBox, fmtTime, onLeave } from '../common.js';
 
-const SCOPES = [['config', 'Configuration'], ['diagnostics', 'Diagnostics'], ['live', 'Live video'], ['playback', 'Recordings and events']];
+const SCOPES = [['config', 'Configuration'], ['diagnostics', 'Diagnostics'], ['live', 'Live video'], ['playback', 'Recordings and events'], ['maintenance', 'Software updates']];
 const HOURS = [1, 2, 4, 8, 24];
 
 const scopeText = (s) => SCOPES.filter(([k]) => s[k]).map(([, t]) => t).join(', ') || 'nothing';

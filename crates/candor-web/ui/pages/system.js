@@ -1,15 +1,40 @@
 // System: the recorder, its storage and every camera's state, refreshed.
 
-import { get, post, enc } from '../api.js';
+import { get, post, del, enc } from '../api.js';
 import { h } from '../dom.js';
 import { me, main, onLeave, errorBox, fmtBytes, fmtTime, fmtSecs } from '../common.js';
 
 export async function systemPage() {
   const root = h('section', { class: 'page' }, h('h1', {}, 'System'));
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-  root.append(body);
+  // Re-drawn only when what it shows changes: a time being typed survives
+  // the page's refresh.
+  const upd = h('div', { id: 'update' });
+  let updShown = '';
+  root.append(upd, body);
   main().replaceChildren(root);
+  // A technician may hold the maintenance scope without diagnostics: then
+  // the page is the update box alone.
+  const g = me.grant;
+  const seesSystem = !g || g.scopes.includes('diagnostics');
+  const seesUpdates = me.role === 'admin' || g?.scopes.includes('maintenance');
   const load = async () => {
+    if (seesUpdates) {
+      try {
+        const u = await get('system/update');
+        const key = JSON.stringify(u);
+        if (key !== updShown) {
+          updShown = key;
+          upd.replaceChildren(updateBox(u, load));
+        }
+      } catch (e) {
+        upd.replaceChildren(errorBox(e));
+      }
+    }
+    if (!seesSystem) {
+      body.replaceChildren();
+      return;
+    }
     let s;
     try {
       s = await get('system');
@@ -99,4 +124,62 @@ async function diagnosticsSection() {
     h('p', { class: 'small muted' }, 'Passwords and one-time links are taken out of the logs and the bundle; the configuration in the bundle has its secrets replaced by marks.'));
   loadLogs();
   return sec;
+}
+
+// Installing the release the last check found: now, at a time, or in the
+// maintenance window; and what an install is doing.
+function updateBox(s, reload) {
+  const u = s.update_install;
+  const avail = s.update_check?.available;
+  if (!u) return h('div');
+  const may = true; // only those who may see the box
+  const out = h('div', { class: 'card' });
+  const say = (cls, text) => out.append(h('div', { class: cls, 'data-state': u.state }, text));
+  const by = u.by ? ` (${u.by})` : '';
+  if (u.state === 'downloading') {
+    say('', `Installing Candor ${u.version}${by}: ${fmtBytes(u.bytes)}${u.total ? ` of ${fmtBytes(u.total)}` : ''}`);
+    if (u.total) out.append(h('progress', { max: u.total, value: u.bytes }));
+  } else if (u.state === 'scheduled') {
+    say('', `Candor ${u.version} installs at ${new Date(u.at).toLocaleString()}${by}.`);
+    if (may) {
+      out.append(h('button', { class: 'small', onclick: async () => {
+        try { await del('system/update'); } catch (e) { out.append(errorBox(e)); return; }
+        reload();
+      } }, 'Cancel'));
+    }
+  } else if (u.state === 'installed') {
+    say('', `Candor ${u.version} is installed and verified${by}; the recorder restarts into it within seconds (recording resumes at once).`);
+  } else if (u.state === 'failed') {
+    say('bad', `Installing Candor ${u.version} failed${by}: ${u.message}`);
+  }
+  if (u.window) out.append(h('div', { class: 'small muted' }, `Releases install themselves between ${u.window} (this recorder's time).`));
+  if (!avail || !may || u.state === 'downloading' || u.state === 'scheduled') {
+    return out.childNodes.length ? out : h('div');
+  }
+  if (!u.supervised) {
+    out.append(h('div', { class: 'small muted' }, `Candor ${avail} can be installed with \`candor update\`: this recorder is not run by \`candor supervise\`, which installs and hands over from here.`));
+    return out;
+  }
+  const when = h('input', { type: 'datetime-local', 'aria-label': 'Install at' });
+  const err = h('div');
+  const ask = async (at) => {
+    err.replaceChildren();
+    try {
+      await post('system/update', at ? { version: avail, at } : { version: avail });
+    } catch (e) {
+      err.replaceChildren(errorBox(e));
+      return;
+    }
+    reload();
+  };
+  out.append(h('div', { class: 'row' },
+    h('button', { id: 'install-now', onclick: () => {
+      if (confirm(`Install Candor ${avail} now? Recording pauses for under a second while the recorder restarts into it.`)) ask(null);
+    } }, `Install ${avail} now`),
+    when,
+    h('button', { class: 'small', onclick: () => {
+      if (!when.value) { err.replaceChildren(h('div', { class: 'bad' }, 'Choose when first.')); return; }
+      ask(new Date(when.value).toISOString());
+    } }, 'Schedule')), err);
+  return out;
 }

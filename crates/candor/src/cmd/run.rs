@@ -75,6 +75,7 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
             .with_writable(rec.store().clone())
             .with_config_path(config_path.clone())
             .with_cloud(rec.cloud())
+            .with_updates(rec.updates())
             .with_listener_swap(swap_tx)
     });
     let web = match start_web(&cfg, web_stop_rx, footage.ok(), rec.cloud(), swap_rx).await {

@@ -133,6 +133,9 @@ async fn supervise(a: Args) -> Result<()> {
             .arg("-c")
             .arg(&a.config)
             .env(HEALTH_TOKEN_ENV, &token)
+            // Where an install asked for in the web app goes (the System
+            // page's Install): this supervisor then hands over to it.
+            .env(candor_recorder::updates::PREFIX_ENV, &a.prefix)
             // Its own process group: the supervisor stops the recorder and
             // whatever it started, not just the first process.
             .process_group(0)

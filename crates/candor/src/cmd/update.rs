@@ -43,22 +43,8 @@ pub fn run(a: Args) -> Result<()> {
     let state = cfg.storage.path.join("updates");
     let root = std::fs::read(&a.root)
         .with_context(|| format!("reading the trusted root {}", a.root.display()))?;
-    // Newer than anything here: this binary, the installed `current`, and
-    // `good` (an older binary run after a rollback installs nothing old).
     let layout = candor_update::Layout::new(&a.prefix);
-    let running = [
-        semver::Version::parse(candor_wire::version()).ok(),
-        layout.points_at("current"),
-        layout.points_at("good"),
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .unwrap_or_else(|| semver::Version::new(0, 0, 0));
-    // A version the watchdog rolled back here is not taken again.
-    let rolled_back: Option<serde_json::Value> = std::fs::read_to_string(state.join("last.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let running = layout.floor(candor_wire::version());
     let arch = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
     super::runtime()?.block_on(async {
         let repo =
@@ -69,13 +55,10 @@ pub fn run(a: Args) -> Result<()> {
             let seed = candor_update::seed(&state)?;
             candor_update::newest_in_turn(&repo, &arch, &running, seed, jiff::Timestamp::now())?
         };
-        if let Some(r) = &rolled_back
-            && r["from"].as_str() == Some(&offered.version.to_string())
-        {
+        if let Some(why) = candor_update::rolled_back(&state, &offered.version) {
             anyhow::bail!(
-                "candor {} was rolled back on this recorder ({}); not installing it again",
-                offered.version,
-                r["why"].as_str().unwrap_or("")
+                "candor {} was rolled back on this recorder ({why}); not installing it again",
+                offered.version
             );
         }
         if a.check {
