@@ -84,6 +84,11 @@ function fleetCard(ctx, org, s) {
   if (s.last_alarm) health.push(h('span', {}, `last alarm ${when(s.last_alarm)}`));
   const actions = h('div', { class: 'row' });
   if (s.remote) actions.append(h('a', { class: 'button', href: s.remote, target: '_blank', rel: 'noopener', 'data-testid': 'fleet-open' }, 'Open'));
+  // Updates are scheduled on the recorder itself (its System page), which
+  // checks the grant and verifies the release: the cloud only links there.
+  if (s.remote && s.my_access?.scopes.includes('maintenance')) {
+    actions.append(h('a', { class: 'button secondary', href: `${s.remote}#system`, target: '_blank', rel: 'noopener', 'data-testid': 'fleet-update' }, 'Update…'));
+  }
   if (s.online) {
     actions.append(h('button', { class: 'secondary', 'data-testid': 'ask', onclick: (e) => {
       e.target.replaceWith(requestForm(ctx, org, s));

@@ -258,8 +258,35 @@ fn update_checks_are_off_unless_configured_and_validated() {
             "repository = \"https://u.example/\"\nroot = \"/r.json\"\nauto = true\n",
             "unknown field",
         ),
+        (
+            "repository = \"https://u.example/\"\nroot = \"/r.json\"\nca = \"ca.pem\"\n",
+            "[updates] ca must be an absolute path",
+        ),
+        (
+            "repository = \"https://u.example/\"\nroot = \"/r.json\"\nwindow = \"2:00-4:00\"\n",
+            "HH:MM-HH:MM",
+        ),
+        (
+            "repository = \"https://u.example/\"\nroot = \"/r.json\"\nwindow = \"03:00-03:00\"\n",
+            "HH:MM-HH:MM",
+        ),
+        (
+            "repository = \"https://u.example/\"\nroot = \"/r.json\"\nwindow = \"24:00-01:00\"\n",
+            "HH:MM-HH:MM",
+        ),
     ] {
         let e = u(body).unwrap_err();
         assert!(e.contains(says), "{body}: {e}");
     }
+}
+
+#[test]
+fn a_maintenance_window_may_cross_midnight() {
+    use crate::updates::Window;
+    let night = Window::parse("23:30-02:00").unwrap();
+    for (m, inside) in [(23 * 60 + 29, false), (23 * 60 + 30, true), (0, true), (119, true), (120, false), (12 * 60, false)] {
+        assert_eq!(night.contains(m), inside, "{m}");
+    }
+    let day = Window::parse("02:00-04:00").unwrap();
+    assert!(day.contains(150) && !day.contains(240) && !day.contains(119));
 }

@@ -465,3 +465,28 @@ fn an_approval_may_narrow_a_request_never_widen_it() {
         Err(grants::GrantError::TooManyRequests)
     ));
 }
+
+#[test]
+fn the_maintenance_scope_opens_installs_and_nothing_else() {
+    use crate::routes::technician_scope;
+    use axum::http::Method;
+    use grants::{Scope, Scopes};
+    let m = Scopes::from_names(&["maintenance".into()]);
+    assert!(m.allows(Scope::Maintenance) && !m.is_empty());
+    for s in [Scope::Config, Scope::Diagnostics, Scope::Live, Scope::Playback] {
+        assert!(!m.allows(s), "{s:?}");
+    }
+    assert_eq!(m.names(), vec!["maintenance".to_owned()]);
+    assert!(m.within(&Scopes::from_names(&["maintenance".into(), "config".into()])));
+    assert!(!m.within(&Scopes::from_names(&["config".into()])));
+    for method in [Method::GET, Method::POST, Method::DELETE] {
+        assert_eq!(
+            technician_scope(&method, "/api/v1/system/update"),
+            Some(Scope::Maintenance)
+        );
+    }
+    assert_eq!(
+        technician_scope(&Method::GET, "/api/v1/system"),
+        Some(Scope::Diagnostics)
+    );
+}
