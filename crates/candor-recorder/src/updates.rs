@@ -588,7 +588,7 @@ impl Updates {
         let prefix = self.inner.prefix.clone().ok_or_else(|| Refused::NotSupervised.to_string())?;
         let transport = self.inner.transport.clone()?;
         let cfg = &self.inner.cfg;
-        let root = std::fs::read(&cfg.root).map_err(|e| format!("[updates] root {}: {e}", cfg.root.display()))?;
+        let root = candor_update::trusted_root(cfg.root.as_deref()).map_err(|e| e.to_string())?;
         let state = self.inner.data.join("updates");
         let repo = candor_update::load_url(&root, &cfg.repository, transport, &state.join("tuf"))
             .await
@@ -698,9 +698,9 @@ async fn check(cfg: &UpdatesConfig, transport: LedgerHttp, data: &Path) -> Found
         notes: None,
         message,
     };
-    let root = match std::fs::read(&cfg.root) {
+    let root = match candor_update::trusted_root(cfg.root.as_deref()) {
         Ok(r) => r,
-        Err(e) => return none(format!("[updates] root {}: {e}", cfg.root.display())),
+        Err(e) => return none(e.to_string()),
     };
     let state = data.join("updates");
     let repo = match candor_update::load_url(&root, &cfg.repository, transport, &state.join("tuf"))

@@ -502,6 +502,16 @@ fn open_index(
         .map_err(|e| StorageError::db("opening the index", e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(|e| StorageError::db("setting busy timeout", e))?;
+    // A bounded page cache, stated: SQLite's default (2 MiB a connection)
+    // fills only as the index grows, so a recorder's memory crept up for
+    // hours before it levelled off (issue 17). The writer appends and the
+    // readers walk indexes: the hot pages fit.
+    conn.execute_batch(if read_only {
+        "PRAGMA cache_size = -512;"
+    } else {
+        "PRAGMA cache_size = -1024;"
+    })
+    .map_err(|e| StorageError::db("configuring the index", e))?;
     if !read_only {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",

@@ -50,6 +50,10 @@ pub enum UpdateError {
     },
     #[error("the release {name} does not match its signed length and hash: {why}; nothing staged")]
     BadTarget { name: String, why: String },
+    #[error(
+        "this build has no release root built in (official builds carry the project's): name the trusted root.json with --root FILE, or [updates] root"
+    )]
+    NoRoot,
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -160,6 +164,23 @@ pub async fn load_url(
         .load()
         .await
         .map_err(classify)
+}
+
+/// The release root this build carries (`CANDOR_RELEASE_ROOT` at build
+/// time: official builds), if any.
+pub fn built_in_root() -> Option<&'static [u8]> {
+    let root: &'static [u8] = include_bytes!(concat!(env!("OUT_DIR"), "/release-root.json"));
+    (!root.is_empty()).then_some(root)
+}
+
+/// The trusted root: the file given (`--root`, `[updates] root`), else the
+/// one built in.
+pub fn trusted_root(given: Option<&Path>) -> Result<Vec<u8>, UpdateError> {
+    match (given, built_in_root()) {
+        (Some(p), _) => std::fs::read(p).map_err(io(format!("reading the trusted root {}", p.display()))),
+        (None, Some(r)) => Ok(r.to_vec()),
+        (None, None) => Err(UpdateError::NoRoot),
+    }
 }
 
 /// A release's notes, from its signed custom metadata.

@@ -77,6 +77,23 @@ fn an_offline_folder_installs_a_signed_newer_release_and_nothing_else() {
     let prefix = dir.path().join("opt");
     std::fs::create_dir_all(&prefix).unwrap();
 
+    // A build without the project's root built in (tests are) trusts
+    // nothing unless told which root: it says so, and installs nothing.
+    let o = candor(&[
+        "update",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--prefix",
+        prefix.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no release root built in"),
+        "{err}"
+    );
+
     // Expired metadata (an old copy): refused, unless accepted knowingly.
     let stale = sign(&dir.path().join("stale"), &root, &key, &bin, -1);
     let (ok, out) = update(&cfg, &stale, &root, &prefix, &["--check"]);

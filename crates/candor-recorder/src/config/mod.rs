@@ -56,8 +56,9 @@ pub struct Config {
 pub struct UpdatesConfig {
     /// The repository's URL (http or https), holding `metadata/` and `targets/`.
     pub repository: String,
-    /// The trusted root.json (absolute path).
-    pub root: PathBuf,
+    /// The trusted root.json (absolute path). Default: the root built into
+    /// this binary (official builds); a build without one needs it.
+    pub root: Option<PathBuf>,
     /// PEM roots the repository's HTTPS must chain to (default: public roots).
     pub ca: Option<PathBuf>,
     /// How often to check: 1 min to 7 days (6 h).
@@ -1016,10 +1017,20 @@ impl Config {
                     u.repository
                 ));
             }
-            if !u.root.is_absolute() {
-                return Err(
-                    "[updates] root must be an absolute path to the release keys' root.json".into(),
-                );
+            match &u.root {
+                Some(r) if !r.is_absolute() => {
+                    return Err(
+                        "[updates] root must be an absolute path to the release keys' root.json"
+                            .into(),
+                    );
+                }
+                None if candor_update::built_in_root().is_none() => {
+                    return Err(
+                        "[updates] root is needed: this build has no release root built in (official builds carry the project's)"
+                            .into(),
+                    );
+                }
+                _ => {}
             }
             if u.ca.as_ref().is_some_and(|c| !c.is_absolute()) {
                 return Err("[updates] ca must be an absolute path to a PEM file".into());

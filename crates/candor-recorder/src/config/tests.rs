@@ -259,6 +259,11 @@ fn update_checks_are_off_unless_configured_and_validated() {
             "unknown field",
         ),
         (
+            // Tests are built without CANDOR_RELEASE_ROOT.
+            "repository = \"https://u.example/\"\n",
+            "[updates] root is needed: this build has no release root built in",
+        ),
+        (
             "repository = \"https://u.example/\"\nroot = \"/r.json\"\nca = \"ca.pem\"\n",
             "[updates] ca must be an absolute path",
         ),

@@ -132,7 +132,10 @@ impl Accounts {
             .open(&path)?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
+        // A small file; a stated, bounded page cache (issue 17).
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size = -256;",
+        )?;
         schema::migrate(&conn)?;
         conn.execute_batch("PRAGMA foreign_keys=ON;")?;
         Self::prune_audit(&conn)?;

@@ -4,7 +4,7 @@
 //! executable; the new version goes under the install prefix and `current`
 //! points at it. `candor supervise` notices and hands over to it.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -18,9 +18,10 @@ pub struct Args {
     #[arg(long)]
     pub from: PathBuf,
     /// The trusted root.json: the public part of the release keys. Only a
-    /// repository signed through it is accepted.
+    /// repository signed through it is accepted. Default: the root built
+    /// into this binary (official builds).
     #[arg(long)]
-    pub root: PathBuf,
+    pub root: Option<PathBuf>,
     /// The install prefix holding `versions/`, `current` and `good`.
     #[arg(long)]
     pub prefix: PathBuf,
@@ -41,8 +42,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let cfg = candor_recorder::Config::load(&a.config)?;
     let state = cfg.storage.path.join("updates");
-    let root = std::fs::read(&a.root)
-        .with_context(|| format!("reading the trusted root {}", a.root.display()))?;
+    let root = candor_update::trusted_root(a.root.as_deref())?;
     let layout = candor_update::Layout::new(&a.prefix);
     let running = layout.floor(candor_wire::version());
     let arch = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
