@@ -9,16 +9,25 @@ fn main() {
         .join("release-root.json");
     match std::env::var_os("CANDOR_RELEASE_ROOT") {
         Some(p) => {
-            println!("cargo:rerun-if-changed={}", std::path::Path::new(&p).display());
-            let root = std::fs::read(&p)
-                .unwrap_or_else(|e| panic!("CANDOR_RELEASE_ROOT {}: {e}", p.to_string_lossy()));
-            // A root is JSON with a signed root role; anything else is a
-            // mistake to stop at build time, not in the field.
-            let text = String::from_utf8_lossy(&root);
+            let path = std::path::Path::new(&p);
+            // Relative paths would be resolved against this crate's folder,
+            // not where the builder stands: refused, not guessed.
             assert!(
-                text.contains("\"_type\"") && text.contains("\"root\""),
-                "CANDOR_RELEASE_ROOT {} is not a TUF root.json",
-                p.to_string_lossy()
+                path.is_absolute(),
+                "CANDOR_RELEASE_ROOT must be an absolute path, not {}",
+                path.display()
+            );
+            println!("cargo:rerun-if-changed={}", path.display());
+            let root = std::fs::read(path)
+                .unwrap_or_else(|e| panic!("CANDOR_RELEASE_ROOT {}: {e}", path.display()));
+            // A TUF root, or a mistake to stop at build time rather than in
+            // the field (its signatures are checked by tough when used).
+            let v: serde_json::Value = serde_json::from_slice(&root)
+                .unwrap_or_else(|e| panic!("CANDOR_RELEASE_ROOT {}: not JSON: {e}", path.display()));
+            assert!(
+                v["signed"]["_type"] == "root" && !v["signatures"].as_array().is_none_or(Vec::is_empty),
+                "CANDOR_RELEASE_ROOT {} is not a signed TUF root.json",
+                path.display()
             );
             std::fs::write(&out, root).expect("writing the built-in root");
         }

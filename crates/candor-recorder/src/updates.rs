@@ -74,7 +74,11 @@ impl tough::Transport for LedgerHttp {
         let (store, d, summary) = (
             self.store.clone(),
             dest.clone(),
-            format!("GET {} (update check)", url.path()),
+            format!(
+                "GET {} (update {})",
+                url.path(),
+                if url.path().contains("/targets/") { "download" } else { "check" }
+            ),
         );
         tokio::task::spawn_blocking(move || {
             store.record_egress(Time90k::now(), &d, "update", sent, &summary)
@@ -182,6 +186,14 @@ pub struct Found {
 pub const PREFIX_ENV: &str = "CANDOR_UPDATE_PREFIX";
 /// A whole install (metadata, the download, moving it into place) at most.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Audit entries kept while no audit log is attached yet.
+const MAX_PENDING_AUDIT: usize = 64;
+/// After a failed install, the same version may be asked for again only
+/// this much later: each try downloads the release again (a metered link).
+const RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+/// A schedule found at start this long overdue is dropped (a recorder back
+/// after months off installs nothing it wasn't asked for lately).
+const OVERDUE_MAX: Duration = Duration::from_secs(7 * 86_400);
 /// How far ahead an install may be scheduled.
 pub const SCHEDULE_MAX: Duration = Duration::from_secs(30 * 86_400);
 
@@ -207,6 +219,10 @@ impl Window {
             return Err(bad());
         }
         Ok(Window { start, end })
+    }
+
+    fn crosses_midnight(&self) -> bool {
+        self.end < self.start
     }
 
     pub fn contains(&self, minute_of_day: u16) -> bool {
@@ -235,6 +251,8 @@ pub enum Refused {
     NotOffered { asked: String, offered: String },
     #[error("{0}")]
     BadTime(String),
+    #[error("installing this version failed moments ago; try again in {0} minutes (the page says why it failed)")]
+    RetryLater(u64),
 }
 
 /// The recorder's update checks and installs (`[updates]`).
@@ -256,6 +274,8 @@ struct Inner {
     /// A schedule changed.
     wake: tokio::sync::Notify,
     audit: std::sync::Mutex<Option<AuditFn>>,
+    /// Entries made before [`Updates::on_audit`]: written then.
+    pending_audit: std::sync::Mutex<Vec<(Option<String>, &'static str, String)>>,
     /// The last version the window tried, and on which day: one attempt a
     /// day, so a failing release is not downloaded again every minute.
     auto_tried: std::sync::Mutex<Option<(String, jiff::civil::Date)>>,
@@ -308,23 +328,42 @@ impl Updates {
                 tuf: Default::default(),
                 wake: Default::default(),
                 audit: Default::default(),
+                pending_audit: Default::default(),
                 auto_tried: Default::default(),
             }),
         }
     }
 
+    /// Sets where audit entries go; entries made before (an install that
+    /// ran before the web server was up, or one it never started for)
+    /// are written then.
     pub fn on_audit(&self, f: AuditFn) {
+        let pending = std::mem::take(&mut *lock(&self.inner.pending_audit));
+        for (user, action, detail) in pending {
+            f(user, action, detail);
+        }
         *lock(&self.inner.audit) = Some(f);
     }
 
     async fn audit(&self, user: Option<String>, action: &'static str, detail: String) {
+        tracing::info!("{action}: {detail}");
         let f = lock(&self.inner.audit).clone();
         match f {
             Some(f) => {
                 let _ = tokio::task::spawn_blocking(move || f(user, action, detail)).await;
             }
-            None => tracing::info!("{action}: {detail}"),
+            None => {
+                let mut q = lock(&self.inner.pending_audit);
+                if q.len() < MAX_PENDING_AUDIT {
+                    q.push((user, action, detail));
+                }
+            }
         }
+    }
+
+    /// Wakes the loop (a schedule changed).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
     }
 
     /// The install's state, for the System page.
@@ -366,74 +405,114 @@ impl Updates {
                 SCHEDULE_MAX.as_secs() / 86_400
             )));
         }
-        {
-            let mut g = lock(&self.inner.install);
-            if g.state == "downloading" {
-                return Err(Refused::Busy);
-            }
-            *g = candor_wire::UpdateInstall {
-                state: "scheduled".into(),
-                version: Some(version.to_owned()),
-                at: Some(at.unwrap_or(now).to_string()),
-                by: Some(by.to_owned()),
-                ..Default::default()
-            };
+        let mut g = lock(&self.inner.install);
+        if g.state == "downloading" {
+            return Err(Refused::Busy);
         }
+        if g.state == "failed"
+            && g.version.as_deref() == Some(version)
+            && g.at
+                .as_deref()
+                .and_then(|a| a.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|t| now.duration_since(t).as_secs() < RETRY_AFTER.as_secs() as i64)
+        {
+            return Err(Refused::RetryLater(RETRY_AFTER.as_secs() / 60));
+        }
+        let when = at.unwrap_or(now).to_string();
+        // The file and the state change together, under the lock: a cancel
+        // racing this can't leave one saying scheduled and the other not.
         save_schedule(
             &self.inner.data,
             Some(&Scheduled {
                 version: version.to_owned(),
-                at: at.unwrap_or(now).to_string(),
+                at: when.clone(),
                 by: by.to_owned(),
             }),
         );
-        self.inner.wake.notify_one();
+        *g = candor_wire::UpdateInstall {
+            state: "scheduled".into(),
+            version: Some(version.to_owned()),
+            at: Some(when),
+            by: Some(by.to_owned()),
+            ..Default::default()
+        };
+        drop(g);
         Ok(self.state())
     }
 
-    /// Cancels a scheduled install (not one under way): whether there was one.
-    pub fn cancel(&self) -> bool {
+    /// Cancels a scheduled install. `Err(Busy)` while one is under way
+    /// (it can't be stopped half-way), `Ok(false)` if none was scheduled.
+    pub fn cancel(&self) -> Result<bool, Refused> {
         let mut g = lock(&self.inner.install);
-        if g.state != "scheduled" {
-            return false;
+        match g.state.as_str() {
+            "downloading" => return Err(Refused::Busy),
+            "scheduled" => {}
+            _ => return Ok(false),
         }
+        save_schedule(&self.inner.data, None);
         g.state = "idle".into();
         drop(g);
-        save_schedule(&self.inner.data, None);
         self.inner.wake.notify_one();
-        true
+        Ok(true)
     }
 
-    /// A scheduled install's version and who asked, once it is due; and
-    /// how long until it is otherwise.
-    fn due(&self) -> (Option<(String, String)>, Option<Duration>) {
-        let g = lock(&self.inner.install);
+    /// A scheduled install that is due, taken: the state becomes
+    /// `downloading` under the same lock (a cancel can't slip in between).
+    /// Otherwise how long until one is due.
+    fn take_due(&self) -> (Option<(String, String)>, Option<Duration>) {
+        let mut g = lock(&self.inner.install);
         if g.state != "scheduled" {
             return (None, None);
         }
         let at = g.at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok());
         let wait = at.map_or(0, |a| a.duration_since(jiff::Timestamp::now()).as_millis());
-        if wait <= 0 {
-            let v = g.version.clone().unwrap_or_default();
-            return (Some((v, g.by.clone().unwrap_or_default())), None);
+        if wait > 0 {
+            return (None, Some(Duration::from_millis(wait as u64)));
         }
-        (None, Some(Duration::from_millis(wait as u64)))
+        let v = g.version.clone().unwrap_or_default();
+        let by = g.by.clone().unwrap_or_default();
+        *g = candor_wire::UpdateInstall {
+            state: "downloading".into(),
+            version: Some(v.clone()),
+            by: Some(by.clone()),
+            ..Default::default()
+        };
+        (Some((v, by)), None)
     }
 
-    /// The version the window installs now, if it is open and one is due.
-    fn window_due(&self) -> Option<String> {
+    /// The version the window installs now, if it is open and one is due
+    /// (taken: the state becomes `downloading`). Not while an install is
+    /// scheduled (an admin's time wins), and once per version per window.
+    fn take_window_due(&self) -> Option<String> {
         let w = self.inner.window?;
         self.inner.prefix.as_ref()?;
         let now = jiff::Zoned::now();
-        if !w.contains(now.hour() as u16 * 60 + now.minute() as u16) {
+        let minute = now.hour() as u16 * 60 + now.minute() as u16;
+        if !w.contains(minute) {
             return None;
         }
+        // The day the window opened: a window across midnight is one window.
+        let opened = if w.crosses_midnight() && minute < w.end {
+            now.date().yesterday().ok()?
+        } else {
+            now.date()
+        };
         let v = load_found(&self.inner.data)?.available?;
-        let mut tried = lock(&self.inner.auto_tried);
-        if tried.as_ref() == Some(&(v.clone(), now.date())) {
+        let mut g = lock(&self.inner.install);
+        if matches!(g.state.as_str(), "scheduled" | "downloading") {
             return None;
         }
-        *tried = Some((v.clone(), now.date()));
+        let mut tried = lock(&self.inner.auto_tried);
+        if tried.as_ref() == Some(&(v.clone(), opened)) {
+            return None;
+        }
+        *tried = Some((v.clone(), opened));
+        *g = candor_wire::UpdateInstall {
+            state: "downloading".into(),
+            version: Some(v.clone()),
+            by: Some("maintenance window".into()),
+            ..Default::default()
+        };
         Some(v)
     }
 
@@ -454,9 +533,16 @@ impl Updates {
             );
             return;
         }
-        let mut next_check = tokio::time::Instant::now() + FIRST_CHECK;
+        let started = tokio::time::Instant::now();
+        let mut next_check = started + FIRST_CHECK;
+        // Nothing installs in the first seconds (the web server, which
+        // keeps the audit log, starts meanwhile).
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_check) => {}
+            _ = shutdown.changed() => return,
+        }
         loop {
-            let (due, wait) = self.due();
+            let (due, wait) = self.take_due();
             if let Some((version, by)) = due {
                 // A slow or hostile server never holds up the recorder's
                 // stop (which closes segments and commits the index).
@@ -485,7 +571,7 @@ impl Updates {
                     _ = shutdown.changed() => return,
                 }
             }
-            if let Some(version) = self.window_due() {
+            if let Some(version) = self.take_window_due() {
                 tokio::select! {
                     _ = self.install(version, None) => {}
                     _ = shutdown.changed() => return,
@@ -501,10 +587,14 @@ impl Updates {
         };
         let found = {
             let _tuf = self.inner.tuf.lock().await;
+            let Ok(_lock) = candor_update::lock_state(&self.inner.data.join("updates")) else {
+                // `candor update` is at work: the next check will do.
+                return;
+            };
             // One deadline however many requests a check makes.
             match tokio::time::timeout(
                 CHECK_TIMEOUT,
-                check(&self.inner.cfg, transport, &self.inner.data),
+                check(&self.inner.cfg, transport, &self.inner.data, self.inner.prefix.as_deref()),
             )
             .await
             {
@@ -532,16 +622,22 @@ impl Updates {
     /// Downloads, verifies and installs `version`; the supervisor hands
     /// over to it. `by`: who asked (`None`: the maintenance window).
     async fn install(&self, version: String, by: Option<String>) {
+        // The state is `downloading` already (taken by the caller).
         let _tuf = self.inner.tuf.lock().await;
-        self.set(|s| {
-            *s = candor_wire::UpdateInstall {
-                state: "downloading".into(),
-                version: Some(version.clone()),
-                by: Some(by.clone().unwrap_or_else(|| "maintenance window".into())),
-                ..Default::default()
+        let _lock = match candor_update::lock_state(&self.inner.data.join("updates")) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let why = e.to_string();
+                self.set(|s| {
+                    s.state = "failed".into();
+                    s.at = Some(jiff::Timestamp::now().to_string());
+                    s.message = Some(why.clone());
+                });
+                save_schedule(&self.inner.data, None);
+                self.audit(by, "update_failed", format!("candor {version} not installed: {why}")).await;
+                return;
             }
-        });
-        save_schedule(&self.inner.data, None);
+        };
         let host = url::Url::parse(&self.inner.cfg.repository)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
@@ -552,6 +648,9 @@ impl Updates {
             Err(_) => Err(format!("not done within {} minutes", INSTALL_TIMEOUT.as_secs() / 60)),
         };
         let at = jiff::Timestamp::now().to_string();
+        // Kept until now: an install a stop interrupted runs again at the
+        // next start.
+        save_schedule(&self.inner.data, None);
         match result {
             Ok(was) => {
                 self.set(|s| {
@@ -638,9 +737,21 @@ fn load_found(data: &Path) -> Option<Found> {
     serde_json::from_str(&text).ok()
 }
 
+/// A schedule kept across a restart, if it still makes sense: a time
+/// that parses, not far overdue, a version that parses.
 fn load_schedule(data: &Path) -> Option<Scheduled> {
     let text = std::fs::read_to_string(data.join("updates/scheduled.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    let s: Scheduled = serde_json::from_str(&text).ok()?;
+    let at = s.at.parse::<jiff::Timestamp>().ok();
+    let fresh = at.is_some_and(|at| {
+        jiff::Timestamp::now().duration_since(at).as_secs() < OVERDUE_MAX.as_secs() as i64
+    });
+    if !fresh || semver::Version::parse(&s.version).is_err() || s.by.len() > 64 {
+        tracing::warn!("update: dropping the kept schedule (unreadable, or over 7 days overdue)");
+        save_schedule(data, None);
+        return None;
+    }
+    Some(s)
 }
 
 /// Keeps (or removes, with `None`) the scheduled install, whole or not at all.
@@ -653,7 +764,7 @@ fn save_schedule(data: &Path, s: Option<&Scheduled>) {
             _ => Ok(()),
         },
         Some(s) => std::fs::create_dir_all(&state).and_then(|()| {
-            let tmp = state.join(".scheduled.json.new");
+            let tmp = state.join(format!(".scheduled.json.{:016x}", rand::random::<u64>()));
             std::fs::write(&tmp, serde_json::to_vec(s).unwrap_or_default())?;
             std::fs::rename(&tmp, &path)
         }),
@@ -690,7 +801,12 @@ fn save(data: &Path, found: &Found) {
     }
 }
 
-async fn check(cfg: &UpdatesConfig, transport: LedgerHttp, data: &Path) -> Found {
+async fn check(
+    cfg: &UpdatesConfig,
+    transport: LedgerHttp,
+    data: &Path,
+    prefix: Option<&Path>,
+) -> Found {
     let checked_at = jiff::Timestamp::now().to_string();
     let none = |message: String| Found {
         checked_at: checked_at.clone(),
@@ -721,14 +837,23 @@ async fn check(cfg: &UpdatesConfig, transport: LedgerHttp, data: &Path) -> Found
         }
         Err(e) => return none(tidy(&e.to_string())),
     };
-    let running = semver::Version::parse(candor_wire::version())
-        .unwrap_or_else(|_| semver::Version::new(0, 0, 0));
+    // Under the supervisor, newer than what is installed too (a version
+    // installed but not yet handed over to is not offered again).
+    let running = match prefix {
+        Some(p) => candor_update::Layout::new(p).floor(candor_wire::version()),
+        None => semver::Version::parse(candor_wire::version())
+            .unwrap_or_else(|_| semver::Version::new(0, 0, 0)),
+    };
     let arch = arch();
     let seed = match candor_update::seed(&state) {
         Ok(s) => s,
         Err(e) => return none(e.to_string()),
     };
     match candor_update::newest_in_turn(&repo, &arch, &running, seed, jiff::Timestamp::now()) {
+        Ok(o) if candor_update::rolled_back(&state, &o.version).is_some() => none(format!(
+            "candor {} was rolled back on this recorder (the System page says why); it is not offered again",
+            o.version
+        )),
         Ok(o) => Found {
             checked_at: checked_at.clone(),
             notes: candor_update::notes(&repo, &o),

@@ -54,6 +54,10 @@ pub enum UpdateError {
         "this build has no release root built in (official builds carry the project's): name the trusted root.json with --root FILE, or [updates] root"
     )]
     NoRoot,
+    #[error(
+        "another update is under way on this recorder (`candor update`, or the recorder's own check or install); try again when it is done"
+    )]
+    Busy,
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -535,6 +539,26 @@ async fn check_stamp(file: &Path, offered: &Offered) -> Result<(), UpdateError> 
         Err(candor_wire::version::StampError::NoSlot) => Ok(()),
         Err(e) => bad(e.to_string()),
     }
+}
+
+/// Holds the update state (`<data>/updates`: the metadata datastore and
+/// the staging area) for one user at a time, across processes: `candor
+/// update` and the recorder's own checks and installs. Released when the
+/// returned file is dropped.
+pub fn lock_state(state: &Path) -> Result<std::fs::File, UpdateError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(state).map_err(io(format!("creating {}", state.display())))?;
+    let path = state.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| UpdateError::Busy)?;
+    Ok(f)
 }
 
 /// A version the watchdog rolled back on this recorder is not taken

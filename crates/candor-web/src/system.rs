@@ -206,7 +206,6 @@ pub async fn update(
     Caller(p): Caller,
     Json(b): Json<candor_wire::UpdateRequest>,
 ) -> ApiResult {
-    use candor_recorder::updates::Refused;
     let u = st
         .footage
         .as_ref()
@@ -224,20 +223,17 @@ pub async fn update(
             ApiError::bad_request("bad_time", format!("at: an RFC 3339 time with its offset, not {a:?}"))
         })?),
     };
-    let state = u.request(&b.version, at, &p.username).map_err(|e| {
-        let code = match e {
-            Refused::BadTime(_) => "bad_time",
-            Refused::Busy => "busy",
-            Refused::NotOffered { .. } => "not_offered",
-            Refused::NotSupervised => "not_supervised",
-        };
-        let status = if matches!(e, Refused::BadTime(_)) {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::CONFLICT
-        };
-        ApiError::new(status, code, e.to_string())
-    })?;
+    // A technician's schedule can't outlive their grant.
+    if let Some(g) = &p.grant {
+        let last = at.map_or(0, |a| a.as_second());
+        if last > g.expires_at {
+            return Err(ApiError::bad_request(
+                "bad_time",
+                "your access ends before then: schedule the install while your grant lasts",
+            ));
+        }
+    }
+    let state = u.request(&b.version, at, &p.username).map_err(refused)?;
     st.audit(
         Some(&p.username),
         "update_requested",
@@ -248,18 +244,42 @@ pub async fn update(
         ),
     )
     .await;
+    // Woken only now: the request is in the audit log before the install.
+    u.wake();
     Ok((StatusCode::ACCEPTED, Json(state)).into_response())
+}
+
+fn refused(e: candor_recorder::updates::Refused) -> ApiError {
+    use candor_recorder::updates::Refused;
+    let code = match e {
+        Refused::BadTime(_) => "bad_time",
+        Refused::Busy => "busy",
+        Refused::NotOffered { .. } => "not_offered",
+        Refused::NotSupervised => "not_supervised",
+        Refused::RetryLater(_) => "retry_later",
+    };
+    let status = match e {
+        Refused::BadTime(_) => StatusCode::BAD_REQUEST,
+        Refused::RetryLater(_) => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::CONFLICT,
+    };
+    ApiError::new(status, code, e.to_string())
 }
 
 /// `DELETE /api/v1/system/update`: cancel a scheduled install.
 pub async fn cancel_update(State(st): State<AppState>, Caller(p): Caller) -> ApiResult {
     let u = st.footage.as_ref().and_then(|f| f.updates.clone());
-    match u {
-        Some(u) if u.cancel() => {
-            st.audit(Some(&p.username), "update_cancelled", "the scheduled install".into())
-                .await;
-            Ok(Json(u.state()).into_response())
+    match u.as_ref().map(|u| u.cancel()) {
+        Some(Ok(true)) => {
+            st.audit(
+                Some(&p.username),
+                "update_cancelled",
+                "the scheduled install".into(),
+            )
+            .await;
+            Ok(Json(u.map(|u| u.state())).into_response())
         }
+        Some(Err(e)) => Err(refused(e)),
         _ => Err(ApiError::not_found("no install is scheduled")),
     }
 }

@@ -62,6 +62,7 @@ enum Cmd {
 }
 
 fn main() {
+    one_malloc_arena();
     let cli = Cli::parse();
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -103,3 +104,26 @@ fn main() {
         }
     });
 }
+
+/// One glibc malloc arena for the whole process, unless the operator set
+/// `MALLOC_ARENA_MAX`. By default glibc gives threads their own arenas (up
+/// to 8 per core), and a recorder's short-lived blocking threads left each
+/// one fragmented: its memory grew about 150 KB a minute for as long as it
+/// ran; with one arena it stays flat (bench/soak.py; BENCHMARKS.md,
+/// "Memory over time").
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn one_malloc_arena() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    // SAFETY: mallopt only sets a tunable of the C allocator; it takes any
+    // positive value for M_ARENA_MAX and is safe to call at any time (here
+    // first thing in main, before any other thread exists). Its result (0
+    // on failure) only means the default stays.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn one_malloc_arena() {}

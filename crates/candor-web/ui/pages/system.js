@@ -153,7 +153,7 @@ function updateBox(s, reload) {
     say('bad', `Installing Candor ${u.version} failed${by}: ${u.message}`);
   }
   if (u.window) out.append(h('div', { class: 'small muted' }, `Releases install themselves between ${u.window} (this recorder's time).`));
-  if (!avail || !may || u.state === 'downloading' || u.state === 'scheduled') {
+  if (!avail || !may || ['downloading', 'scheduled', 'installed'].includes(u.state)) {
     return out.childNodes.length ? out : h('div');
   }
   if (!u.supervised) {

@@ -43,6 +43,9 @@ pub fn run(a: Args) -> Result<()> {
     let cfg = candor_recorder::Config::load(&a.config)?;
     let state = cfg.storage.path.join("updates");
     let root = candor_update::trusted_root(a.root.as_deref())?;
+    // One update at a time: the recorder's own install uses the same
+    // datastore and staging area.
+    let _lock = candor_update::lock_state(&state)?;
     let layout = candor_update::Layout::new(&a.prefix);
     let running = layout.floor(candor_wire::version());
     let arch = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
