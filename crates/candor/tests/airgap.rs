@@ -423,9 +423,15 @@ fn recorder_connects_only_to_its_cameras_and_the_paired_cloud() {
          at the recorder's start and every `check_every` (6 h by default), a few\n  \
          GET requests for the signed metadata (`timestamp.json`, the snapshot\n  \
          and targets it names, and a probe for the next root). Each is an\n  \
-         egress-ledger row of kind `update`, written before it is sent. Nothing\n  \
-         is downloaded or installed by the check; installing is an admin's\n  \
-         `candor update`.\n",
+         egress-ledger row of kind `update` (\"update check\"), written before it\n  \
+         is sent. The check downloads no release.\n\
+         - When an install runs (an admin's or a technician's **Install** or\n  \
+         schedule on the System page, or `[updates] window`; only under `candor\n  \
+         supervise`): the same metadata requests, then one GET for the release\n  \
+         binary under `targets/` (tens of MB), each an egress-ledger row of kind\n  \
+         `update` (\"update download\") written before it is sent\n  \
+         (`an_admin_installs_the_offered_release_from_the_system_page` checks\n  \
+         the download's row).\n",
         list(&r_off),
         list(&r_on)
     );

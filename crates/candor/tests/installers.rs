@@ -236,6 +236,9 @@ fn a_technician_works_within_the_grant_and_is_out_at_once_when_it_is_revoked() {
         ("POST", "shares", Some(r#"{}"#)),
         ("POST", "me/totp", Some("{}")),
         ("POST", "me/password", Some(r#"{}"#)),
+        ("GET", "system/update", None),
+        ("POST", "system/update", Some(r#"{"version":"9.9.9"}"#)),
+        ("DELETE", "system/update", None),
     ] {
         let (code, _, v) = bob.api(m, p, b);
         assert_eq!(code, 403, "{m} {p}: {v}");
@@ -433,6 +436,26 @@ fn a_technician_works_within_the_grant_and_is_out_at_once_when_it_is_revoked() {
         ended < Duration::from_secs(5),
         "the feed ran on for {ended:?}"
     );
+
+    // The maintenance scope (software updates) alone: the update routes
+    // and nothing else. This recorder has no [updates], so an install is
+    // refused by the recorder itself, past the grant's check.
+    let grant3 = serde_json::json!({
+        "technician": "bob@acme-security", "org": "ACME Security",
+        "scopes": { "maintenance": true }, "cameras": null, "hours": 1, "reason": "install 0.9",
+    });
+    let (code, _, g3) = owner.api("POST", "grants", Some(&grant3.to_string()));
+    assert_eq!(code, 201, "{g3}");
+    let bob = login_2fa(&rec, dir.path(), "bob@acme-security", pw, &recovery[3]).unwrap();
+    let (code, _, u) = bob.api("GET", "system/update", None);
+    assert_eq!(code, 200, "{u}");
+    assert!(u["update_install"].is_null(), "{u}");
+    let (code, _, v) = bob.api("POST", "system/update", Some(r#"{"version":"9.9.9"}"#));
+    assert_eq!((code, v["code"].as_str()), (409, Some("no_updates")), "{v}");
+    for (m, p) in [("GET", "system"), ("GET", "cameras/gate/motion"), ("GET", "events")] {
+        let (code, _, v) = bob.api(m, p, None);
+        assert_eq!(code, 403, "{m} {p}: {v}");
+    }
 }
 
 #[test]
