@@ -31,7 +31,7 @@ function showChrome() {
     : `${me.username} (${me.role})`;
   for (const a of document.querySelectorAll('#nav a')) {
     const min = a.dataset.min;
-    a.hidden = g ? !a.dataset.scope.split(' ').some((sc) => g.scopes.includes(sc)) : (min && RANK[me.role] < RANK[min]);
+    a.hidden = g ? !(a.dataset.scope ?? '').split(' ').some((sc) => sc && g.scopes.includes(sc)) : (min && RANK[me.role] < RANK[min]);
   }
 }
 

@@ -559,7 +559,7 @@ fn a_cloud_that_invents_extends_or_replays_a_grant_gets_nothing() {
     assert_eq!(active[0]["expires_at"], tech_grant["expires_at"]);
     assert_eq!(
         active[0]["scopes"],
-        serde_json::json!({"config": true, "diagnostics": false, "live": false, "playback": false})
+        serde_json::json!({"config": true, "diagnostics": false, "live": false, "playback": false, "maintenance": false})
     );
     assert!(
         !g.to_string().contains("mallory"),

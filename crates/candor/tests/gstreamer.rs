@@ -3,6 +3,7 @@
 //! python3-gi, gstreamer1.0-plugins-good/-bad).
 
 mod common;
+use common::cloud::free_port;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -14,14 +15,6 @@ impl Drop for Gst {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn gst_server(clip: &str, codec: &str) -> (Gst, u16) {

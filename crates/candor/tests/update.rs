@@ -7,6 +7,7 @@
 
 mod common;
 use candor_update::publish::{Release, generate_key, init_root, publish};
+use common::cloud::free_port;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -820,14 +821,6 @@ fn serve(dir: &Path) -> (std::process::Child, u16) {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     (server, port)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Sets `[updates]` (replacing any) to the repository served on `port`.
