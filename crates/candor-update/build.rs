@@ -22,10 +22,12 @@ fn main() {
                 .unwrap_or_else(|e| panic!("CANDOR_RELEASE_ROOT {}: {e}", path.display()));
             // A TUF root, or a mistake to stop at build time rather than in
             // the field (its signatures are checked by tough when used).
-            let v: serde_json::Value = serde_json::from_slice(&root)
-                .unwrap_or_else(|e| panic!("CANDOR_RELEASE_ROOT {}: not JSON: {e}", path.display()));
+            let v: serde_json::Value = serde_json::from_slice(&root).unwrap_or_else(|e| {
+                panic!("CANDOR_RELEASE_ROOT {}: not JSON: {e}", path.display())
+            });
             assert!(
-                v["signed"]["_type"] == "root" && !v["signatures"].as_array().is_none_or(Vec::is_empty),
+                v["signed"]["_type"] == "root"
+                    && !v["signatures"].as_array().is_none_or(Vec::is_empty),
                 "CANDOR_RELEASE_ROOT {} is not a signed TUF root.json",
                 path.display()
             );

@@ -77,7 +77,11 @@ impl tough::Transport for LedgerHttp {
             format!(
                 "GET {} (update {})",
                 url.path(),
-                if url.path().contains("/targets/") { "download" } else { "check" }
+                if url.path().contains("/targets/") {
+                    "download"
+                } else {
+                    "check"
+                }
             ),
         );
         tokio::task::spawn_blocking(move || {
@@ -251,7 +255,9 @@ pub enum Refused {
     NotOffered { asked: String, offered: String },
     #[error("{0}")]
     BadTime(String),
-    #[error("installing this version failed moments ago; try again in {0} minutes (the page says why it failed)")]
+    #[error(
+        "installing this version failed moments ago; try again in {0} minutes (the page says why it failed)"
+    )]
     RetryLater(u64),
 }
 
@@ -273,12 +279,27 @@ struct Inner {
     tuf: tokio::sync::Mutex<()>,
     /// A schedule changed.
     wake: tokio::sync::Notify,
-    audit: std::sync::Mutex<Option<AuditFn>>,
-    /// Entries made before [`Updates::on_audit`]: written then.
-    pending_audit: std::sync::Mutex<Vec<(Option<String>, &'static str, String)>>,
+    audit: std::sync::Mutex<Audit>,
     /// The last version the window tried, and on which day: one attempt a
     /// day, so a failing release is not downloaded again every minute.
     auto_tried: std::sync::Mutex<Option<(String, jiff::civil::Date)>>,
+}
+
+/// Where audit entries go: the hook once the web layer set it; until
+/// then, a short queue written when it is.
+#[derive(Default)]
+struct Audit {
+    hook: Option<AuditFn>,
+    pending: Vec<(Option<String>, &'static str, String)>,
+}
+
+/// A release staged and verified, to be moved into place.
+struct Staged {
+    path: PathBuf,
+    version: semver::Version,
+    layout: candor_update::Layout,
+    /// The version it replaces.
+    was: semver::Version,
 }
 
 /// A scheduled install, kept across restarts (`<data>/updates/scheduled.json`).
@@ -310,7 +331,21 @@ impl Updates {
             state: "idle".into(),
             ..Default::default()
         };
-        if let Some(s) = load_schedule(&data) {
+        // A kept schedule for a version already installed (its install
+        // finished as the supervisor stopped this process) is done.
+        let installed = |v: &str| {
+            prefix.as_ref().is_some_and(|p| {
+                semver::Version::parse(v)
+                    .is_ok_and(|v| v <= candor_update::Layout::new(p).floor(candor_wire::version()))
+            })
+        };
+        if let Some(s) = load_schedule(&data).filter(|s| {
+            if installed(&s.version) {
+                save_schedule(&data, None);
+                return false;
+            }
+            true
+        }) {
             install.state = "scheduled".into();
             install.version = Some(s.version);
             install.at = Some(s.at);
@@ -328,7 +363,6 @@ impl Updates {
                 tuf: Default::default(),
                 wake: Default::default(),
                 audit: Default::default(),
-                pending_audit: Default::default(),
                 auto_tried: Default::default(),
             }),
         }
@@ -338,27 +372,36 @@ impl Updates {
     /// ran before the web server was up, or one it never started for)
     /// are written then.
     pub fn on_audit(&self, f: AuditFn) {
-        let pending = std::mem::take(&mut *lock(&self.inner.pending_audit));
-        for (user, action, detail) in pending {
+        // The hook and the queue change under one lock: an entry is either
+        // queued before (and written here) or written by the hook.
+        let mut a = lock(&self.inner.audit);
+        for (user, action, detail) in std::mem::take(&mut a.pending) {
             f(user, action, detail);
         }
-        *lock(&self.inner.audit) = Some(f);
+        a.hook = Some(f);
+    }
+
+    /// Whether installs may run: only with the audit log attached (the web
+    /// server is up), so none goes unrecorded.
+    fn audited(&self) -> bool {
+        lock(&self.inner.audit).hook.is_some()
     }
 
     async fn audit(&self, user: Option<String>, action: &'static str, detail: String) {
         tracing::info!("{action}: {detail}");
-        let f = lock(&self.inner.audit).clone();
-        match f {
-            Some(f) => {
-                let _ = tokio::task::spawn_blocking(move || f(user, action, detail)).await;
-            }
-            None => {
-                let mut q = lock(&self.inner.pending_audit);
-                if q.len() < MAX_PENDING_AUDIT {
-                    q.push((user, action, detail));
+        let hook = {
+            let mut a = lock(&self.inner.audit);
+            match &a.hook {
+                Some(f) => f.clone(),
+                None => {
+                    if a.pending.len() < MAX_PENDING_AUDIT {
+                        a.pending.push((user, action, detail));
+                    }
+                    return;
                 }
             }
-        }
+        };
+        let _ = tokio::task::spawn_blocking(move || hook(user, action, detail)).await;
     }
 
     /// Wakes the loop (a schedule changed).
@@ -390,7 +433,13 @@ impl Updates {
             return Err(Refused::NotSupervised);
         }
         let offered = load_found(&self.inner.data).and_then(|f| f.available);
-        if offered.as_deref() != Some(version) {
+        // What the last check found may be installed already (a check
+        // from before the handover).
+        let installed = self.inner.prefix.as_ref().is_some_and(|p| {
+            semver::Version::parse(version)
+                .is_ok_and(|v| v <= candor_update::Layout::new(p).floor(candor_wire::version()))
+        });
+        if offered.as_deref() != Some(version) || installed {
             return Err(Refused::NotOffered {
                 asked: version.to_owned(),
                 offered: offered.map_or_else(|| "nothing".into(), |v| format!("candor {v}")),
@@ -437,6 +486,7 @@ impl Updates {
             ..Default::default()
         };
         drop(g);
+        self.inner.wake.notify_one();
         Ok(self.state())
     }
 
@@ -456,15 +506,34 @@ impl Updates {
         Ok(true)
     }
 
+    /// Cancels a scheduled install `user` asked for (their access ended):
+    /// whether there was one.
+    pub fn cancel_by(&self, user: &str) -> bool {
+        let mut g = lock(&self.inner.install);
+        if g.state != "scheduled" || g.by.as_deref() != Some(user) {
+            return false;
+        }
+        save_schedule(&self.inner.data, None);
+        g.state = "idle".into();
+        true
+    }
+
     /// A scheduled install that is due, taken: the state becomes
     /// `downloading` under the same lock (a cancel can't slip in between).
     /// Otherwise how long until one is due.
     fn take_due(&self) -> (Option<(String, String)>, Option<Duration>) {
+        if !self.audited() {
+            // Waits for the web server (and its audit log); checked again
+            // within a minute.
+            return (None, Some(Duration::from_secs(60)));
+        }
         let mut g = lock(&self.inner.install);
         if g.state != "scheduled" {
             return (None, None);
         }
-        let at = g.at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok());
+        let at =
+            g.at.as_deref()
+                .and_then(|a| a.parse::<jiff::Timestamp>().ok());
         let wait = at.map_or(0, |a| a.duration_since(jiff::Timestamp::now()).as_millis());
         if wait > 0 {
             return (None, Some(Duration::from_millis(wait as u64)));
@@ -485,6 +554,9 @@ impl Updates {
     /// scheduled (an admin's time wins), and once per version per window.
     fn take_window_due(&self) -> Option<String> {
         let w = self.inner.window?;
+        if !self.audited() {
+            return None;
+        }
         self.inner.prefix.as_ref()?;
         let now = jiff::Zoned::now();
         let minute = now.hour() as u16 * 60 + now.minute() as u16;
@@ -587,14 +659,32 @@ impl Updates {
         };
         let found = {
             let _tuf = self.inner.tuf.lock().await;
-            let Ok(_lock) = candor_update::lock_state(&self.inner.data.join("updates")) else {
+            let _lock = match candor_update::lock_state(&self.inner.data.join("updates")) {
+                Ok(l) => l,
                 // `candor update` is at work: the next check will do.
-                return;
+                Err(candor_update::UpdateError::Busy) => return,
+                Err(e) => {
+                    save(
+                        &self.inner.data,
+                        &Found {
+                            checked_at: jiff::Timestamp::now().to_string(),
+                            available: None,
+                            notes: None,
+                            message: tidy(&e.to_string()),
+                        },
+                    );
+                    return;
+                }
             };
             // One deadline however many requests a check makes.
             match tokio::time::timeout(
                 CHECK_TIMEOUT,
-                check(&self.inner.cfg, transport, &self.inner.data, self.inner.prefix.as_deref()),
+                check(
+                    &self.inner.cfg,
+                    transport,
+                    &self.inner.data,
+                    self.inner.prefix.as_deref(),
+                ),
             )
             .await
             {
@@ -626,6 +716,28 @@ impl Updates {
         let _tuf = self.inner.tuf.lock().await;
         let _lock = match candor_update::lock_state(&self.inner.data.join("updates")) {
             Ok(l) => Some(l),
+            Err(candor_update::UpdateError::Busy) => {
+                // `candor update` is at work: the same install, a minute on.
+                let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).to_string();
+                let who = by.clone().unwrap_or_else(|| "maintenance window".into());
+                let mut g = lock(&self.inner.install);
+                save_schedule(
+                    &self.inner.data,
+                    Some(&Scheduled {
+                        version: version.clone(),
+                        at: at.clone(),
+                        by: who.clone(),
+                    }),
+                );
+                *g = candor_wire::UpdateInstall {
+                    state: "scheduled".into(),
+                    version: Some(version),
+                    at: Some(at),
+                    by: Some(who),
+                    ..Default::default()
+                };
+                return;
+            }
             Err(e) => {
                 let why = e.to_string();
                 self.set(|s| {
@@ -634,7 +746,12 @@ impl Updates {
                     s.message = Some(why.clone());
                 });
                 save_schedule(&self.inner.data, None);
-                self.audit(by, "update_failed", format!("candor {version} not installed: {why}")).await;
+                self.audit(
+                    by,
+                    "update_failed",
+                    format!("candor {version} not installed: {why}"),
+                )
+                .await;
                 return;
             }
         };
@@ -642,49 +759,77 @@ impl Updates {
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
-        let asked = by.as_deref().map_or_else(|| "the maintenance window".to_owned(), |b| format!("asked by {b}"));
-        let result = match tokio::time::timeout(INSTALL_TIMEOUT, self.try_install(&version)).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("not done within {} minutes", INSTALL_TIMEOUT.as_secs() / 60)),
-        };
-        let at = jiff::Timestamp::now().to_string();
-        // Kept until now: an install a stop interrupted runs again at the
-        // next start.
-        save_schedule(&self.inner.data, None);
-        match result {
-            Ok(was) => {
+        let asked = by.as_deref().map_or_else(
+            || "the maintenance window".to_owned(),
+            |b| format!("asked by {b}"),
+        );
+        let result =
+            match tokio::time::timeout(INSTALL_TIMEOUT, self.fetch_and_stage(&version)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "not done within {} minutes",
+                    INSTALL_TIMEOUT.as_secs() / 60
+                )),
+            };
+        // Once `current` moves, the supervisor stops this process within a
+        // quarter second: everything this install owes (the schedule
+        // cleared, the audit entry) is done before that. An install a stop
+        // interrupted earlier keeps its schedule and runs at the next start.
+        let result: Result<(), String> = match result {
+            Ok(staged) => {
+                save_schedule(&self.inner.data, None);
+                self.audit(
+                    by.clone(),
+                    "update_installed",
+                    format!(
+                        "candor {version} installed from {host} (signed, verified; was {}); {asked}",
+                        staged.was
+                    ),
+                )
+                .await;
                 self.set(|s| {
                     s.state = "installed".into();
-                    s.at = Some(at);
+                    s.at = Some(jiff::Timestamp::now().to_string());
                 });
-                self.audit(
-                    by,
-                    "update_installed",
-                    format!("candor {version} installed from {host} (signed, verified; was {was}); {asked}"),
-                )
-                .await;
+                let Staged {
+                    path,
+                    version: v,
+                    layout,
+                    ..
+                } = staged;
+                match tokio::task::spawn_blocking(move || layout.install(&path, &v)).await {
+                    Ok(Ok(_)) => return,
+                    Ok(Err(e)) => Err(format!("moving it into place: {e}")),
+                    Err(e) => Err(format!("moving it into place: {e}")),
+                }
             }
-            Err(why) => {
-                let why = tidy(&why);
-                tracing::warn!("update: installing candor {version}: {why}");
-                self.set(|s| {
-                    s.state = "failed".into();
-                    s.at = Some(at);
-                    s.message = Some(why.clone());
-                });
-                self.audit(
-                    by,
-                    "update_failed",
-                    format!("candor {version} from {host} not installed: {why}; {asked}"),
-                )
-                .await;
-            }
-        }
+            Err(why) => Err(why),
+        };
+        let Err(why) = result else { return };
+        save_schedule(&self.inner.data, None);
+        let why = tidy(&why);
+        tracing::warn!("update: installing candor {version}: {why}");
+        self.set(|s| {
+            s.state = "failed".into();
+            s.at = Some(jiff::Timestamp::now().to_string());
+            s.message = Some(why.clone());
+        });
+        self.audit(
+            by,
+            "update_failed",
+            format!("candor {version} from {host} not installed: {why}; {asked}"),
+        )
+        .await;
     }
 
-    /// Returns the version it replaced.
-    async fn try_install(&self, version: &str) -> Result<semver::Version, String> {
-        let prefix = self.inner.prefix.clone().ok_or_else(|| Refused::NotSupervised.to_string())?;
+    /// Everything up to a verified binary in the staging area (all of it
+    /// may be cut short by a stop).
+    async fn fetch_and_stage(&self, version: &str) -> Result<Staged, String> {
+        let prefix = self
+            .inner
+            .prefix
+            .clone()
+            .ok_or_else(|| Refused::NotSupervised.to_string())?;
         let transport = self.inner.transport.clone()?;
         let cfg = &self.inner.cfg;
         let root = candor_update::trusted_root(cfg.root.as_deref()).map_err(|e| e.to_string())?;
@@ -701,8 +846,9 @@ impl Updates {
         let layout = candor_update::Layout::new(&prefix);
         let running = layout.floor(candor_wire::version());
         let seed = candor_update::seed(&state).map_err(|e| e.to_string())?;
-        let offered = candor_update::newest_in_turn(&repo, &arch(), &running, seed, jiff::Timestamp::now())
-            .map_err(|e| e.to_string())?;
+        let offered =
+            candor_update::newest_in_turn(&repo, &arch(), &running, seed, jiff::Timestamp::now())
+                .map_err(|e| e.to_string())?;
         if offered.version.to_string() != version {
             return Err(format!(
                 "the repository now offers candor {} to this recorder, not {version}",
@@ -710,21 +856,26 @@ impl Updates {
             ));
         }
         if let Some(why) = candor_update::rolled_back(&state, &offered.version) {
-            return Err(format!("candor {version} was rolled back on this recorder ({why})"));
+            return Err(format!(
+                "candor {version} was rolled back on this recorder ({why})"
+            ));
         }
         self.set(|s| s.total = offered.length);
         let this = self.clone();
-        let staged = candor_update::stage_with_progress(&repo, &offered, &state.join("staging"), &move |n| {
-            this.set(|s| s.bytes = n)
-        })
+        let staged = candor_update::stage_with_progress(
+            &repo,
+            &offered,
+            &state.join("staging"),
+            &move |n| this.set(|s| s.bytes = n),
+        )
         .await
         .map_err(|e| e.to_string())?;
-        let v = offered.version.clone();
-        tokio::task::spawn_blocking(move || layout.install(&staged, &v))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        Ok(running)
+        Ok(Staged {
+            path: staged,
+            version: offered.version,
+            layout,
+            was: running,
+        })
     }
 }
 

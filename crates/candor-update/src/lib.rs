@@ -181,7 +181,9 @@ pub fn built_in_root() -> Option<&'static [u8]> {
 /// one built in.
 pub fn trusted_root(given: Option<&Path>) -> Result<Vec<u8>, UpdateError> {
     match (given, built_in_root()) {
-        (Some(p), _) => std::fs::read(p).map_err(io(format!("reading the trusted root {}", p.display()))),
+        (Some(p), _) => {
+            std::fs::read(p).map_err(io(format!("reading the trusted root {}", p.display())))
+        }
         (None, Some(r)) => Ok(r.to_vec()),
         (None, None) => Err(UpdateError::NoRoot),
     }
@@ -554,10 +556,14 @@ pub fn lock_state(state: &Path) -> Result<std::fs::File, UpdateError> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        .map_err(|_| UpdateError::Busy)?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Err(UpdateError::Busy),
+        Err(e) => return Err(io(format!("locking {}", path.display()))(e.into())),
+    }
     Ok(f)
 }
 

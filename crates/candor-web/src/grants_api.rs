@@ -84,6 +84,7 @@ pub async fn revoke(
         format!("grant {} of {}: access ended", g.id, g.technician),
     )
     .await;
+    cancel_technicians_install(&st, &g.technician).await;
     report_grants(&st).await;
     grant_notice(&st, AccessEvent::Ended, g.id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -245,12 +246,28 @@ pub(crate) async fn watch_ends(st: AppState) {
                     format!("grant {} expired", g.id),
                 )
                 .await;
+                cancel_technicians_install(&st, &g.technician).await;
                 grant_notice(&st, AccessEvent::Ended, g.id).await;
             }
             if any {
                 report_grants(&st).await;
             }
         }
+    }
+}
+
+/// An install a technician scheduled ends with their access.
+async fn cancel_technicians_install(st: &AppState, technician: &str) {
+    let u = st.footage.as_ref().and_then(|f| f.updates.clone());
+    if let Some(u) = u
+        && u.cancel_by(technician)
+    {
+        st.audit(
+            Some(technician),
+            "update_cancelled",
+            "the install they scheduled: their access ended".into(),
+        )
+        .await;
     }
 }
 

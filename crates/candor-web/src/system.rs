@@ -220,7 +220,10 @@ pub async fn update(
     let at = match b.at.as_deref() {
         None => None,
         Some(a) => Some(a.parse::<jiff::Timestamp>().map_err(|_| {
-            ApiError::bad_request("bad_time", format!("at: an RFC 3339 time with its offset, not {a:?}"))
+            ApiError::bad_request(
+                "bad_time",
+                format!("at: an RFC 3339 time with its offset, not {a:?}"),
+            )
         })?),
     };
     // A technician's schedule can't outlive their grant.
@@ -244,8 +247,6 @@ pub async fn update(
         ),
     )
     .await;
-    // Woken only now: the request is in the audit log before the install.
-    u.wake();
     Ok((StatusCode::ACCEPTED, Json(state)).into_response())
 }
 

@@ -452,7 +452,11 @@ fn a_technician_works_within_the_grant_and_is_out_at_once_when_it_is_revoked() {
     assert!(u["update_install"].is_null(), "{u}");
     let (code, _, v) = bob.api("POST", "system/update", Some(r#"{"version":"9.9.9"}"#));
     assert_eq!((code, v["code"].as_str()), (409, Some("no_updates")), "{v}");
-    for (m, p) in [("GET", "system"), ("GET", "cameras/gate/motion"), ("GET", "events")] {
+    for (m, p) in [
+        ("GET", "system"),
+        ("GET", "cameras/gate/motion"),
+        ("GET", "events"),
+    ] {
         let (code, _, v) = bob.api(m, p, None);
         assert_eq!(code, 403, "{m} {p}: {v}");
     }

@@ -854,7 +854,11 @@ fn an_admin_installs_the_offered_release_from_the_system_page() {
     // A fixed web port: the new version serves where the old one did.
     let web = free_port();
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, text.replace("127.0.0.1:0", &format!("127.0.0.1:{web}"))).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("127.0.0.1:0", &format!("127.0.0.1:{web}")),
+    )
+    .unwrap();
     let publisher = Publisher::new(dir.path());
     let prefix = dir.path().join("opt");
     std::fs::create_dir_all(&prefix).unwrap();
@@ -874,18 +878,25 @@ fn an_admin_installs_the_offered_release_from_the_system_page() {
         log: log.with_extension("err"),
     };
     let available = dir.path().join("data/updates/available.json");
-    wait_for("9.0.0 recording and the check", Duration::from_secs(60), || {
-        health_version(&cfg).as_deref() == Some("9.0.0")
-            && available.exists()
-            && read_json(&available)["available"] == "9.4.0"
-    });
+    wait_for(
+        "9.0.0 recording and the check",
+        Duration::from_secs(60),
+        || {
+            health_version(&cfg).as_deref() == Some("9.0.0")
+                && available.exists()
+                && read_json(&available)["available"] == "9.4.0"
+        },
+    );
     let w = Web::login(&rec, dir.path(), "admin", password);
     let (code, _, v) = w.api("GET", "system/update", None);
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["version"], "9.0.0", "{v}");
     assert_eq!(v["update_check"]["available"], "9.4.0", "{v}");
     assert_eq!(
-        (v["update_install"]["state"].as_str(), v["update_install"]["supervised"].as_bool()),
+        (
+            v["update_install"]["state"].as_str(),
+            v["update_install"]["supervised"].as_bool()
+        ),
         (Some("idle"), Some(true)),
         "{v}"
     );
@@ -896,7 +907,11 @@ fn an_admin_installs_the_offered_release_from_the_system_page() {
     let (code, _, v) = op.api("POST", "system/update", Some(r#"{"version":"9.4.0"}"#));
     assert_eq!(code, 403, "{v}");
     let (code, _, v) = w.api("POST", "system/update", Some(r#"{"version":"9.9.9"}"#));
-    assert_eq!((code, v["code"].as_str()), (409, Some("not_offered")), "{v}");
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (409, Some("not_offered")),
+        "{v}"
+    );
     let far = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 40)).to_string();
     let (code, _, v) = w.api(
         "POST",
@@ -925,7 +940,10 @@ fn an_admin_installs_the_offered_release_from_the_system_page() {
     let (code, _, _) = w.api("DELETE", "system/update", None);
     assert_eq!(code, 404);
     assert!(!dir.path().join("data/updates/scheduled.json").exists());
-    assert_eq!(std::fs::read_link(prefix.join("current")).unwrap(), Path::new("versions/9.0.0"));
+    assert_eq!(
+        std::fs::read_link(prefix.join("current")).unwrap(),
+        Path::new("versions/9.0.0")
+    );
 
     // Now: downloaded, verified, installed, handed over.
     let (code, _, v) = w.api("POST", "system/update", Some(r#"{"version":"9.4.0"}"#));
@@ -938,17 +956,28 @@ fn an_admin_installs_the_offered_release_from_the_system_page() {
     assert_eq!((code, v["version"].as_str()), (200, Some("9.4.0")), "{v}");
     for (action, says) in [
         ("update_requested", "candor 9.4.0 now"),
-        ("update_installed", "candor 9.4.0 installed from 127.0.0.1 (signed, verified; was 9.0.0); asked by admin"),
+        (
+            "update_installed",
+            "candor 9.4.0 installed from 127.0.0.1 (signed, verified; was 9.0.0); asked by admin",
+        ),
         ("update_cancelled", "the scheduled install"),
     ] {
         let (_, _, au) = w.api("GET", &format!("audit?action={action}"), None);
         assert!(au.to_string().contains(says), "{action}: {au}");
     }
     // The download went through the recorder's ledgered client.
-    let o = candor(&["egress", "-c", cfg.to_str().unwrap(), "--kind", "update", "--csv"]);
+    let o = candor(&[
+        "egress",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--kind",
+        "update",
+        "--csv",
+    ]);
     let csv = String::from_utf8_lossy(&o.stdout);
     assert!(
-        csv.lines().any(|l| l.contains("/repo/targets/") && l.contains("9.4.0")),
+        csv.lines()
+            .any(|l| l.contains("/repo/targets/") && l.contains("9.4.0")),
         "no download in the ledger:\n{csv}"
     );
     rec.stop();

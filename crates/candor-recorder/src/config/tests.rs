@@ -289,7 +289,14 @@ fn update_checks_are_off_unless_configured_and_validated() {
 fn a_maintenance_window_may_cross_midnight() {
     use crate::updates::Window;
     let night = Window::parse("23:30-02:00").unwrap();
-    for (m, inside) in [(23 * 60 + 29, false), (23 * 60 + 30, true), (0, true), (119, true), (120, false), (12 * 60, false)] {
+    for (m, inside) in [
+        (23 * 60 + 29, false),
+        (23 * 60 + 30, true),
+        (0, true),
+        (119, true),
+        (120, false),
+        (12 * 60, false),
+    ] {
         assert_eq!(night.contains(m), inside, "{m}");
     }
     let day = Window::parse("02:00-04:00").unwrap();

@@ -473,11 +473,19 @@ fn the_maintenance_scope_opens_installs_and_nothing_else() {
     use grants::{Scope, Scopes};
     let m = Scopes::from_names(&["maintenance".into()]);
     assert!(m.allows(Scope::Maintenance) && !m.is_empty());
-    for s in [Scope::Config, Scope::Diagnostics, Scope::Live, Scope::Playback] {
+    for s in [
+        Scope::Config,
+        Scope::Diagnostics,
+        Scope::Live,
+        Scope::Playback,
+    ] {
         assert!(!m.allows(s), "{s:?}");
     }
     assert_eq!(m.names(), vec!["maintenance".to_owned()]);
-    assert!(m.within(&Scopes::from_names(&["maintenance".into(), "config".into()])));
+    assert!(m.within(&Scopes::from_names(&[
+        "maintenance".into(),
+        "config".into()
+    ])));
     assert!(!m.within(&Scopes::from_names(&["config".into()])));
     for method in [Method::GET, Method::POST, Method::DELETE] {
         assert_eq!(
