@@ -87,6 +87,7 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
     };
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
+    let mut ticks = 0u64;
     // Once every camera streams, say so for `candor supervise`: that is what
     // makes a new version the good one (docs/design/updates.md).
     let mut health = tokio::time::interval(Duration::from_secs(2));
@@ -100,7 +101,13 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
         tokio::select! {
             _ = &mut signal => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
-            _ = tick.tick() => print_status(&rec),
+            _ = tick.tick() => {
+                print_status(&rec);
+                ticks += 1;
+                if ticks % 6 == 0 {
+                    crate::return_free_memory();
+                }
+            }
             _ = health.tick(), if !healthy => healthy = report_health(&rec, &cfg.storage.path),
         }
     }
