@@ -183,6 +183,18 @@ pub struct Found {
     pub message: String,
 }
 
+impl Found {
+    /// No release to offer, and why (checked now).
+    fn nothing(message: String) -> Found {
+        Found {
+            checked_at: jiff::Timestamp::now().to_string(),
+            available: None,
+            notes: None,
+            message,
+        }
+    }
+}
+
 /// The environment variable `candor supervise` sets for the recorder it
 /// runs: its install prefix. Without it (a recorder started by hand, or by
 /// a service manager directly) the recorder installs nothing itself, as
@@ -596,12 +608,7 @@ impl Updates {
             tracing::error!("update checks: {e}");
             save(
                 &self.inner.data,
-                &Found {
-                    checked_at: jiff::Timestamp::now().to_string(),
-                    available: None,
-                    notes: None,
-                    message: format!("update checks are off: {}", tidy(e)),
-                },
+                &Found::nothing(format!("update checks are off: {}", tidy(e))),
             );
             return;
         }
@@ -664,15 +671,7 @@ impl Updates {
                 // `candor update` is at work: the next check will do.
                 Err(candor_update::UpdateError::Busy) => return,
                 Err(e) => {
-                    save(
-                        &self.inner.data,
-                        &Found {
-                            checked_at: jiff::Timestamp::now().to_string(),
-                            available: None,
-                            notes: None,
-                            message: tidy(&e.to_string()),
-                        },
-                    );
+                    save(&self.inner.data, &Found::nothing(tidy(&e.to_string())));
                     return;
                 }
             };
@@ -689,12 +688,9 @@ impl Updates {
             .await
             {
                 Ok(found) => found,
-                Err(_) => Found {
-                    checked_at: jiff::Timestamp::now().to_string(),
-                    available: None,
-                    notes: None,
-                    message: format!("the repository did not answer within {CHECK_TIMEOUT:?}"),
-                },
+                Err(_) => Found::nothing(format!(
+                    "the repository did not answer within {CHECK_TIMEOUT:?}"
+                )),
             }
         };
         tracing::info!("update check: {}", found.message);
@@ -959,12 +955,7 @@ async fn check(
     prefix: Option<&Path>,
 ) -> Found {
     let checked_at = jiff::Timestamp::now().to_string();
-    let none = |message: String| Found {
-        checked_at: checked_at.clone(),
-        available: None,
-        notes: None,
-        message,
-    };
+    let none = Found::nothing;
     let root = match candor_update::trusted_root(cfg.root.as_deref()) {
         Ok(r) => r,
         Err(e) => return none(e.to_string()),
