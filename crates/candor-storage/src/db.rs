@@ -637,20 +637,53 @@ pub fn segments_in(
     to: i64,
     max_segment_90k: i64,
 ) -> Result<Vec<SegmentRow>, StorageError> {
+    let mut out = Vec::new();
+    segments_overlapping(conn, SEG_COLS, camera_id, from, to, max_segment_90k, |r| {
+        out.push(r)
+    })?;
+    Ok(out)
+}
+
+/// [`segments_in`]'s rows one at a time and without their frame indexes
+/// (`frame_index` is `None`): where segments lie in time, for listing
+/// spans. A month of one camera is about 45,000 rows, whose indexes are
+/// about 150 MB and, decoded, over a gigabyte of frames; a timeline needs
+/// none of it, nor the rows kept.
+pub fn for_each_segment_place(
+    conn: &Connection,
+    camera_id: i64,
+    from: i64,
+    to: i64,
+    max_segment_90k: i64,
+    each: impl FnMut(SegmentRow),
+) -> Result<(), StorageError> {
+    let cols = SEG_COLS.replace("frame_index", "NULL");
+    segments_overlapping(conn, &cols, camera_id, from, to, max_segment_90k, each)
+}
+
+fn segments_overlapping(
+    conn: &Connection,
+    cols: &str,
+    camera_id: i64,
+    from: i64,
+    to: i64,
+    max_segment_90k: i64,
+    mut each: impl FnMut(SegmentRow),
+) -> Result<(), StorageError> {
+    let err = |e| StorageError::db("querying segments", e);
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {SEG_COLS} FROM segment WHERE camera_id = ?1 AND start_90k < ?2 \
+            "SELECT {cols} FROM segment WHERE camera_id = ?1 AND start_90k < ?2 \
              AND (state = 0 OR (start_90k >= ?3 AND start_90k + wall_duration_90k > ?4)) ORDER BY start_90k, id"
         ))
-        .map_err(|e| StorageError::db("querying segments", e))?;
-    let rows = stmt
-        .query_map(
-            params![camera_id, to, from.saturating_sub(max_segment_90k), from],
-            seg_row,
-        )
-        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| StorageError::db("querying segments", e))?;
-    Ok(rows)
+        .map_err(err)?;
+    let mut rows = stmt
+        .query(params![camera_id, to, from.saturating_sub(max_segment_90k), from])
+        .map_err(err)?;
+    while let Some(r) = rows.next().map_err(err)? {
+        each(seg_row(r).map_err(err)?);
+    }
+    Ok(())
 }
 
 pub fn all_segments(conn: &Connection) -> Result<Vec<SegmentRow>, StorageError> {

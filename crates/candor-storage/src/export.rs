@@ -65,6 +65,10 @@ pub fn settled_end(store: &Store, camera_id: i64) -> Result<Option<Time90k>, Sto
 
 /// Recorded spans of a camera intersecting `[from, to)`: contiguous footage
 /// merged, in time order. Gaps are the spaces between them.
+///
+/// Closed segments are placed by their rows alone, streamed: memory is the
+/// spans, not the segments. Only open segments (one per recording camera),
+/// whose end is known from their file alone, are read.
 pub fn spans(
     store: &Store,
     camera_id: i64,
@@ -72,14 +76,50 @@ pub fn spans(
     to: Time90k,
 ) -> Result<Vec<Span>, StorageError> {
     let mut out: Vec<Span> = Vec::new();
-    for v in views(store, camera_id, from.0, to.0)? {
-        let (s, e) = (Time90k(v.start_90k), Time90k(v.end_90k()));
-        match out.last_mut() {
-            Some(last) if s <= last.end => last.end = last.end.max(e),
-            _ => out.push(Span { start: s, end: e }),
+    let mut open = Vec::new();
+    db::for_each_segment_place(
+        &store.conn(),
+        camera_id,
+        from.0,
+        to.0,
+        SEGMENT_MAX_90K,
+        |r| match (r.open, r.wall_duration_90k, r.frames) {
+            (false, Some(_), Some(0)) => {}
+            (false, Some(wall), Some(_)) => extend(&mut out, from, r.start_90k, r.start_90k + wall),
+            _ => open.push(r),
+        },
+    )?;
+    if open.is_empty() {
+        return Ok(out);
+    }
+    for r in &open {
+        let v = SegmentView::load(store, r)?;
+        if !v.frames.is_empty() {
+            out.push(Span {
+                start: Time90k(v.start_90k),
+                end: Time90k(v.end_90k()),
+            });
         }
     }
-    Ok(out)
+    out.sort_by_key(|s| (s.start, s.end));
+    let mut merged = Vec::with_capacity(out.len());
+    for s in out {
+        extend(&mut merged, from, s.start.0, s.end.0);
+    }
+    Ok(merged)
+}
+
+/// Appends `[s, e)` to spans in time order, merged with the last if they
+/// touch or overlap; nothing if it ends at or before `from`.
+fn extend(spans: &mut Vec<Span>, from: Time90k, s: i64, e: i64) {
+    if e <= from.0 {
+        return;
+    }
+    let (s, e) = (Time90k(s), Time90k(e));
+    match spans.last_mut() {
+        Some(last) if s <= last.end => last.end = last.end.max(e),
+        _ => spans.push(Span { start: s, end: e }),
+    }
 }
 
 struct Part {

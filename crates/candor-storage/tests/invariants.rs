@@ -139,6 +139,38 @@ fn a_system_clock_step_starts_a_new_run_at_the_new_time() {
     assert_eq!(spans.len(), 2);
 }
 
+/// A timeline must not cost the frame indexes: a month of them is over a
+/// gigabyte decoded. With every closed segment's index spoiled, spans are
+/// still listed from the rows alone (and an export, which needs the frames,
+/// fails: the spoiling is real).
+#[test]
+fn spans_are_listed_from_the_segment_rows_without_reading_frame_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, cam) = record(dir.path(), 30, 0, |_, _| {});
+    let all = (Time90k(0), Time90k(i64::MAX / 2));
+    let before = candor_storage::export::spans(&store, cam, all.0, all.1).unwrap();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let rows = store.segments().unwrap();
+    assert!(rows.len() >= 5 && rows.iter().all(|r| !r.open));
+    let first = rows[0].start_90k;
+    let last = rows.last().unwrap();
+    assert_eq!(before[0].start.0, first);
+    assert_eq!(before[0].end.0, last.start_90k + last.wall_duration_90k.unwrap());
+
+    let raw = rusqlite::Connection::open(dir.path().join("index.db")).unwrap();
+    let spoiled = raw
+        .execute("UPDATE segment SET frame_index = x'ff' WHERE state = 1", [])
+        .unwrap();
+    assert_eq!(spoiled, rows.len());
+    drop(raw);
+    assert_eq!(candor_storage::export::spans(&store, cam, all.0, all.1).unwrap(), before);
+    // A range inside one segment: clipped by the row's place, not its frames.
+    let inside = (Time90k(first + 90_000), Time90k(first + 2 * 90_000));
+    let part = candor_storage::export::spans(&store, cam, inside.0, inside.1).unwrap();
+    assert_eq!(part, before);
+    assert!(Export::plan(&store, cam, inside.0, inside.1).is_err());
+}
+
 #[test]
 fn recovery_removes_orphan_files_and_rows_without_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -282,8 +282,9 @@ pub async fn spans(
 ) -> ApiResult {
     let f = camera_access(&st, &p, &name)?;
     let q = query(q)?;
-    // Default: the last 31 days. Each span costs its segments' frame
-    // indexes in memory, so the range is bounded.
+    // Default: the last 31 days. Listing streams the segment rows (about
+    // 45,000 a camera-month) under the index lock; the bound keeps that
+    // lock short.
     let to = time(q.to.as_deref(), "to", (Time90k::now() + DAY).0)?;
     let from = time(q.from.as_deref(), "from", to.0 - MAX_SPANS_RANGE.0)?;
     check_range(from, to, MAX_SPANS_RANGE, "spans")?;

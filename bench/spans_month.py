@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""What listing a month of one camera's footage costs (issue 17's memory
+work): `candor spans` over an index holding 31 days of one-minute segments
+of a 15 fps camera, each with its frame index, timed and its peak memory
+(max RSS) read, for each binary given, side by side in one run.
+
+    cargo build --release -p candor
+    python3 bench/spans_month.py --candor OLD=/tmp/candor-before --candor NEW=$CARGO_TARGET_DIR/release/candor
+
+The web app's timeline asks for the same thing (`/api/v1/cameras/{name}/spans`
+defaults to the last 31 days). The index is made by the first binary's
+`candor run` (schema, camera row), then filled with synthetic closed
+segments whose frame indexes have the real encoding (varint of duration<<1
+| key, varint of size; one key frame every 2 s), so that a reader that
+decodes them pays what it would on a real month. No segment files exist:
+a read-only `candor spans` never opens a closed segment's file.
+"""
+import argparse
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import web_bench  # noqa: E402
+
+FPS = 15
+SEGMENT_S = 60
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def make_index(candor, work, days):
+    cfg = os.path.join(work, "candor.toml")
+    with open(cfg, "w") as f:
+        f.write('[storage]\npath = "."\n[web]\nlisten = "127.0.0.1:18499"\n'
+                '[[cameras]]\nname = "cam0"\nurl = "rtsp://127.0.0.1:9/cam0"\n')
+    subprocess.run([candor, "user", "add", "admin", "--role", "admin", "-c", cfg],
+                   input=web_bench.PASSWORD + "\n", text=True, check=True, capture_output=True)
+    p = subprocess.Popen([candor, "run", "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = os.path.join(work, "index.db")
+    for _ in range(100):
+        if os.path.exists(db):
+            break
+        time.sleep(0.1)
+    time.sleep(2)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+
+    con = sqlite3.connect(db)
+    cam = con.execute("SELECT id FROM camera WHERE name = 'cam0'").fetchone()
+    if cam is None:
+        con.execute("INSERT INTO camera (name) VALUES ('cam0')")
+        cam = con.execute("SELECT id FROM camera WHERE name = 'cam0'").fetchone()
+    cam = cam[0]
+    con.execute("INSERT OR IGNORE INTO sample_entry (codec, width, height, data) VALUES ('avc1.640028', 1920, 1080, x'000000106176633166616b65')")
+    entry = con.execute("SELECT id FROM sample_entry ORDER BY id LIMIT 1").fetchone()[0]
+    per_seg = FPS * SEGMENT_S
+    dur = 90_000 // FPS
+    blob = bytearray()
+    file_len = 0
+    for i in range(per_seg):
+        key = i % (2 * FPS) == 0
+        size = 120_000 if key else 30_000 + (i * 37) % 4000
+        blob += varint(dur << 1 | int(key)) + varint(size)
+        file_len += 16 + size
+    blob = bytes(blob)
+    start = int((time.time() - days * 86400) * 90_000)
+    seg_90k = SEGMENT_S * 90_000
+    n = days * 86400 // SEGMENT_S
+    con.executemany(
+        "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, media_duration_90k, "
+        "frames, file_len, sample_entry_id, frame_index) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ((cam, int(i == 0), start + i * seg_90k, seg_90k, seg_90k, per_seg, file_len, entry, blob)
+         for i in range(n)))
+    con.commit()
+    con.close()
+    return cfg, n, len(blob) * n
+
+
+def measure(candor, cfg):
+    t = time.time()
+    r = subprocess.run(["/usr/bin/time", "-v", candor, "spans", "-c", cfg, "--camera", "cam0", "--json"],
+                       capture_output=True, text=True)
+    wall = time.time() - t
+    if r.returncode != 0:
+        sys.exit(f"{candor} spans failed: {r.stderr[-2000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
+    return wall, rss, r.stdout.count('"start"')
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--candor", action="append", required=True, metavar="LABEL=PATH")
+    ap.add_argument("--days", type=int, default=31)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    bins = [c.split("=", 1) for c in a.candor]
+    with tempfile.TemporaryDirectory(prefix="candor-spans-") as work:
+        cfg, n, blobs = make_index(bins[0][1], work, a.days)
+        size = os.path.getsize(os.path.join(work, "index.db"))
+        print(f"{a.days} days: {n} segments, {n * FPS * SEGMENT_S:,} frames, frame indexes {blobs / 1e6:.0f} MB, "
+              f"index.db {size / 1e6:.0f} MB")
+        print("| binary | wall s (best of %d) | max RSS MB | spans |" % a.rounds)
+        print("|---|---|---|---|")
+        for label, path in bins:
+            runs = [measure(path, cfg) for _ in range(a.rounds)]
+            print(f"| {label} | {min(w for w, _, _ in runs):.2f} | {max(r for _, r, _ in runs) / 1024:.0f} | {runs[0][2]} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
