@@ -85,7 +85,7 @@ def measure(pids, warmup, seconds, sim_pid=None):
     return c1 - c0, t1 - t0, rss_bytes(pids)
 
 
-def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None, fsync="5s"):
+def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None, fsync="5s", profile=None):
     data = os.path.join(work, f"candor-{n}-{fsync}")
     os.makedirs(data)
     cfg = os.path.join(data, "candor.toml")
@@ -98,8 +98,11 @@ def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None, fsync="5s")
                          env={**os.environ, "RUST_LOG": "warn"})
     window_start = time.time() + warmup
     time.sleep(warmup)
+    prof = subprocess.Popen(profile.format(pid=p.pid, n=n), shell=True) if profile else None
     s0 = cpu_secs([sim_pid]) if sim_pid else 0.0
     cpu, wall, rss = measure([p.pid], 0, seconds, sim_pid)
+    if prof:
+        prof.wait()
     machine = measure.machine
     sim_cpu = (cpu_secs([sim_pid]) - s0) / wall if sim_pid else 0.0
     window_end = time.time()
@@ -192,13 +195,20 @@ def main():
     ap.add_argument("--port", type=int, default=18554)
     ap.add_argument("--no-fsync-too", action="store_true",
                     help="also run Candor with fsync_interval = 1h, i.e. ffmpeg's durability (kernel writeback only)")
+    ap.add_argument("--only-candor", action="store_true",
+                    help="Candor alone at each count (no ffmpeg, no floor): for comparing builds or profiling")
+    ap.add_argument("--profile", help="a command run during Candor's window, with {pid} and {n}, e.g. "
+                    "'perf record -g -F 999 -o /tmp/candor-{n}.perf -p {pid} -- sleep 20' (its own cost is in the figures)")
     a = ap.parse_args()
+    if a.only_candor:
+        a.max_search = a.counts + a.max_search
+        a.counts = []
     work = tempfile.mkdtemp(prefix="candor-bench-")
     floor_exe = build_floor(work)
     rows = []
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid)
+        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
         nf = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, "1h") if a.no_fsync_too else None
         f = run_ffmpeg(n, a.port, a.warmup, a.seconds, work, sim.pid)
         fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
@@ -211,7 +221,7 @@ def main():
     extra = []
     for n in a.max_search:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid)
+        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
         sim.terminate(); sim.wait()
         extra.append((n, c))
         print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}%", file=sys.stderr)

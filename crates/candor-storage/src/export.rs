@@ -84,9 +84,9 @@ pub fn spans(
         to.0,
         SEGMENT_MAX_90K,
         |r| match (r.open, r.wall_duration_90k, r.frames) {
-            (false, Some(_), Some(0)) => {}
-            (false, Some(wall), Some(_)) => extend(&mut out, from, r.start_90k, r.start_90k + wall),
-            _ => open.push(r),
+            (true, ..) => open.push(r),
+            (false, _, Some(0)) | (false, None, _) => {}
+            (false, Some(wall), _) => extend(&mut out, from, r.start_90k, r.start_90k + wall),
         },
     )?;
     if open.is_empty() {
