@@ -19,6 +19,10 @@ RssAnon over the last half of the run (KB per minute), and, from the
 recorder's own index (`candor spans`), the share of the run each camera
 recorded and the longest gap any camera had.
 
+`--smaps DIR` copies the recorder's /proc/PID/smaps into DIR every
+`--smaps-every` minutes; bench/smaps_diff.py then says which mapping grew
+(the heap, a thread's stack, an anonymous mmap), which heaptrack cannot.
+
 `--heaptrack FILE` runs the recorder under heaptrack (Debian `heaptrack`)
 and kills it at the end, so that `heaptrack_print --print-leaks 1
 FILE.zst` lists the heap as it was then, by allocation site: where the
@@ -108,6 +112,8 @@ def main():
     ap.add_argument("--sim-port", type=int, default=18554)
     ap.add_argument("--web-port", type=int, default=18443)
     ap.add_argument("--heaptrack")
+    ap.add_argument("--smaps", help="directory: /proc/PID/smaps is copied there every --smaps-every minutes")
+    ap.add_argument("--smaps-every", type=float, default=5)
     ap.add_argument("--out")
     a = ap.parse_args()
 
@@ -134,6 +140,7 @@ def main():
     next_spans = start
     next_live = start + 5
     reboots = 0
+    next_smaps = 0.0
     samples = []
     web_errors = 0
     print("minute  RssAnon_KB  VmRSS_KB  RssFile_KB  threads", flush=True)
@@ -146,6 +153,10 @@ def main():
                 print(f"{(now - start) / 60:6.1f}  {m['RssAnon']:10d}  {m['VmRSS']:8d}  {m['RssFile']:10d}  "
                       f"{m['Threads']:7d}", flush=True)
                 next_sample += 60
+                if a.smaps and (now - start) / 60 >= next_smaps:
+                    os.makedirs(a.smaps, exist_ok=True)
+                    shutil.copyfile(f"/proc/{pid}/smaps", os.path.join(a.smaps, f"smaps-{int(next_smaps):03d}"))
+                    next_smaps += a.smaps_every
             if now >= next_reboot:
                 sim.send_signal(signal.SIGKILL)
                 sim.wait()
