@@ -14,6 +14,12 @@ segments whose frame indexes have the real encoding (varint of duration<<1
 | key, varint of size; one key frame every 2 s), so that a reader that
 decodes them pays what it would on a real month. No segment files exist:
 a read-only `candor spans` never opens a closed segment's file.
+
+`--run SECONDS` also starts each binary's `candor run` on that index (its
+one camera unreachable) for SECONDS and reports its CPU time and peak
+memory: what recovery at start and retention every 10 s cost over a
+month of footage. Each segment then gets a sparse file of its length, so
+that recovery finds the footage where the index says it is.
 """
 import argparse
 import os
@@ -45,7 +51,7 @@ def varint(n):
             return bytes(out)
 
 
-def make_index(candor, work, days):
+def make_index(candor, work, days, sparse_files=False):
     cfg = os.path.join(work, "candor.toml")
     with open(cfg, "w") as f:
         f.write('[storage]\npath = "."\n[web]\nlisten = "127.0.0.1:18499"\n'
@@ -89,8 +95,40 @@ def make_index(candor, work, days):
         ((cam, int(i == 0), start + i * seg_90k, seg_90k, seg_90k, per_seg, file_len, entry, blob)
          for i in range(n)))
     con.commit()
+    if sparse_files:
+        d = os.path.join(work, "segments", str(cam))
+        os.makedirs(d, exist_ok=True)
+        for (sid,) in con.execute("SELECT id FROM segment WHERE camera_id = ?", (cam,)):
+            with open(os.path.join(d, f"{sid:010d}.seg"), "wb") as f:
+                f.truncate(file_len)
     con.close()
     return cfg, n, len(blob) * n
+
+
+def proc_figures(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    mem = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmHWM", "VmRSS"):
+                mem[k] = int(v.split()[0])
+    return cpu, mem["VmHWM"], mem["VmRSS"]
+
+
+def run_for(candor, cfg, seconds):
+    """`candor run` on the month: CPU seconds, peak and final RSS (KB)."""
+    p = subprocess.Popen([candor, "run", "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(seconds)
+        if p.poll() is not None:
+            sys.exit(f"{candor} run exited early ({p.returncode})")
+        return proc_figures(p.pid)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
 
 
 def measure(candor, cfg):
@@ -109,10 +147,12 @@ def main():
     ap.add_argument("--candor", action="append", required=True, metavar="LABEL=PATH")
     ap.add_argument("--days", type=int, default=31)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--run", type=float, metavar="SECONDS",
+                    help="also run each binary's `candor run` on the month this long")
     a = ap.parse_args()
     bins = [c.split("=", 1) for c in a.candor]
     with tempfile.TemporaryDirectory(prefix="candor-spans-") as work:
-        cfg, n, blobs = make_index(bins[0][1], work, a.days)
+        cfg, n, blobs = make_index(bins[0][1], work, a.days, sparse_files=bool(a.run))
         size = os.path.getsize(os.path.join(work, "index.db"))
         print(f"{a.days} days: {n} segments, {n * FPS * SEGMENT_S:,} frames, frame indexes {blobs / 1e6:.0f} MB, "
               f"index.db {size / 1e6:.0f} MB")
@@ -122,6 +162,13 @@ def main():
             runs = [measure(path, cfg) for _ in range(a.rounds)]
             print(f"| {label} | {min(w for w, _, _ in runs):.2f} | {max(r for _, r, _ in runs) / 1024:.0f} | {runs[0][2]} |",
                   flush=True)
+        if a.run:
+            print(f"\n`candor run` on the month for {a.run:.0f} s (recovery at start, retention every 10 s):")
+            print("| binary | CPU s | peak RSS MB | RSS at the end MB |")
+            print("|---|---|---|---|")
+            for label, path in bins:
+                cpu, hwm, rss = run_for(path, cfg, a.run)
+                print(f"| {label} | {cpu:.2f} | {hwm / 1024:.0f} | {rss / 1024:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -694,6 +694,30 @@ fn overlapping_sql(cols: &str) -> String {
     )
 }
 
+/// Every segment row, oldest first, one at a time and without its frame
+/// index (`frame_index` is `None`): what retention (every 10 s) and
+/// recovery (at start) need. The indexes are most of a row: about 5 bytes
+/// a frame, 2.8 KB a camera-minute at 10 fps, so a month of 64 cameras
+/// holds about 8 GB of them, which those passes used to read and keep
+/// whole (issue 17).
+pub fn for_each_segment_without_index(
+    conn: &Connection,
+    mut each: impl FnMut(SegmentRow),
+) -> Result<(), StorageError> {
+    let err = |e| StorageError::db("listing segments", e);
+    let cols = SEG_COLS.replace("frame_index", "NULL");
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {cols} FROM segment ORDER BY start_90k, id"
+        ))
+        .map_err(err)?;
+    let mut rows = stmt.query([]).map_err(err)?;
+    while let Some(r) = rows.next().map_err(err)? {
+        each(seg_row(r).map_err(err)?);
+    }
+    Ok(())
+}
+
 pub fn all_segments(conn: &Connection) -> Result<Vec<SegmentRow>, StorageError> {
     let mut stmt = conn
         .prepare(&format!(

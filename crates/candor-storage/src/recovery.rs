@@ -26,7 +26,10 @@ pub struct RecoveryReport {
 
 pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
     let mut report = RecoveryReport::default();
-    let rows = db::all_segments(&store.conn())?;
+    // Without frame indexes: recovery needs none, and a month of them is
+    // gigabytes (db::for_each_segment_without_index).
+    let mut rows = Vec::new();
+    db::for_each_segment_without_index(&store.conn(), |r| rows.push(r))?;
     let mut keep = HashSet::new();
     for row in &rows {
         let needs_rebuild = if row.open {

@@ -132,6 +132,65 @@ pub fn plan(
     st.out
 }
 
+/// Event windows of one camera, sorted by start, with the running maximum
+/// of their ends: whether a segment overlaps any of them is one binary
+/// search, not a walk of every event (a month of motion events is tens of
+/// thousands, against as many segments).
+#[derive(Debug, Default)]
+struct Reach {
+    starts: Vec<i64>,
+    max_end: Vec<i64>,
+}
+
+impl Reach {
+    fn new(mut windows: Vec<(i64, i64)>) -> Reach {
+        windows.sort_unstable();
+        let mut max = i64::MIN;
+        let (starts, max_end) = windows
+            .into_iter()
+            .map(|(s, e)| {
+                max = max.max(e);
+                (s, max)
+            })
+            .unzip();
+        Reach { starts, max_end }
+    }
+
+    /// Whether some window `[s, e)` has `s < end` and `start < e`.
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        let k = self.starts.partition_point(|&s| s < end);
+        k > 0 && self.max_end[k - 1] > start
+    }
+}
+
+/// Per camera: all its events' windows, and its pinned events' windows. An
+/// event's window is [start − pre, end + post], open-ended while it goes on.
+fn event_reach(
+    windows: Vec<crate::events::EventWindow>,
+    limits: &Limits,
+) -> HashMap<i64, (Reach, Reach)> {
+    let mut by_cam: HashMap<i64, (Vec<(i64, i64)>, Vec<(i64, i64)>)> = HashMap::new();
+    for w in windows {
+        let (pre, post) = limits
+            .cameras
+            .get(&w.camera_id)
+            .map_or((0, 0), |l| (l.pre_capture_90k, l.post_capture_90k));
+        let span = (
+            w.start_90k.saturating_sub(pre),
+            w.end_90k.map_or(i64::MAX, |e| e.saturating_add(post)),
+        );
+        let e = by_cam.entry(w.camera_id).or_default();
+        e.0.push(span);
+        if w.pinned {
+            e.1.push(span);
+        }
+    }
+    by_cam
+        .into_iter()
+        .map(|(cam, (all, pinned))| (cam, (Reach::new(all), Reach::new(pinned))))
+        .collect()
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     pub deleted: usize,
@@ -170,42 +229,51 @@ fn run_inner(
     now_90k: i64,
     emergency: bool,
 ) -> Result<Report, StorageError> {
-    let rows = db::all_segments(&store.conn())?;
-    let windows = store.event_windows()?;
-    let mut segs = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let bytes = match r.file_len {
-            Some(l) if !r.open => l as u64,
-            _ => std::fs::metadata(store.segment_path(r.camera_id, r.id))
-                .map(|m| m.len())
-                .unwrap_or(0),
-        };
+    let reach = event_reach(store.event_windows()?, limits);
+    // The rows are walked under the index lock without their frame
+    // indexes (most of a row's bytes) and kept only as candidates: this
+    // pass runs every 10 s over all footage, a month of it included.
+    let mut segs = Vec::new();
+    let mut to_stat = Vec::new();
+    db::for_each_segment_without_index(&store.conn(), |r| {
         let end_90k = if r.open {
             i64::MAX
         } else {
             r.start_90k + r.wall_duration_90k.unwrap_or(0)
         };
-        let (pre, post) = limits
-            .cameras
-            .get(&r.camera_id)
-            .map_or((0, 0), |l| (l.pre_capture_90k, l.post_capture_90k));
-        let (mut in_event, mut pinned) = (false, r.pinned);
-        for w in windows.iter().filter(|w| w.camera_id == r.camera_id) {
-            let (ws, we) = (w.start_90k - pre, w.end_90k.map_or(i64::MAX, |e| e + post));
-            if ws < end_90k && r.start_90k < we {
-                in_event = true;
-                pinned |= w.pinned;
+        let bytes = match r.file_len {
+            Some(l) if !r.open => l as u64,
+            _ => {
+                to_stat.push(segs.len());
+                0
             }
-        }
+        };
+        let (in_event, pinned_by_event) =
+            reach
+                .get(&r.camera_id)
+                .map_or((false, false), |(all, pinned)| {
+                    (
+                        all.overlaps(r.start_90k, end_90k),
+                        pinned.overlaps(r.start_90k, end_90k),
+                    )
+                });
         segs.push(Candidate {
             id: r.id,
             camera_id: r.camera_id,
             start_90k: r.start_90k,
             end_90k,
             bytes,
-            deletable: !r.open && !pinned,
+            deletable: !r.open && !r.pinned && !pinned_by_event,
             in_event,
         });
+    })?;
+    // Open segments' sizes are known only from their files, read after the
+    // index lock is released (one a camera).
+    for i in to_stat {
+        let s = &mut segs[i];
+        s.bytes = std::fs::metadata(store.segment_path(s.camera_id, s.id))
+            .map(|m| m.len())
+            .unwrap_or(0);
     }
     let (free, size) = disk_space(store)?;
     let extra = if emergency {
@@ -274,6 +342,71 @@ pub fn reason_str(r: Reason) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The binary search against the walk it replaced, on windows and
+    /// segments drawn to collide: open and closed, overlapping, touching.
+    #[test]
+    fn event_reach_agrees_with_walking_every_window() {
+        use crate::events::EventWindow;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m) as i64
+        };
+        for round in 0..200 {
+            let windows: Vec<EventWindow> = (0..next(12))
+                .map(|_| {
+                    let start = next(1_000);
+                    EventWindow {
+                        camera_id: next(3),
+                        start_90k: start,
+                        end_90k: (next(5) != 0).then(|| start + next(100)),
+                        pinned: next(3) == 0,
+                    }
+                })
+                .collect();
+            let mut limits = Limits::default();
+            limits.cameras.insert(
+                1,
+                CameraLimits {
+                    pre_capture_90k: round % 40,
+                    post_capture_90k: round % 70,
+                    ..Default::default()
+                },
+            );
+            let reach = event_reach(windows.clone(), &limits);
+            for _ in 0..50 {
+                let (cam, start) = (next(3), next(1_200));
+                let end = if next(6) == 0 {
+                    i64::MAX
+                } else {
+                    start + next(150)
+                };
+                let (pre, post) = limits
+                    .cameras
+                    .get(&cam)
+                    .map_or((0, 0), |l| (l.pre_capture_90k, l.post_capture_90k));
+                let (mut in_event, mut pinned) = (false, false);
+                for w in windows.iter().filter(|w| w.camera_id == cam) {
+                    let (ws, we) = (w.start_90k - pre, w.end_90k.map_or(i64::MAX, |e| e + post));
+                    if ws < end && start < we {
+                        in_event = true;
+                        pinned |= w.pinned;
+                    }
+                }
+                let got = reach.get(&cam).map_or((false, false), |(a, p)| {
+                    (a.overlaps(start, end), p.overlaps(start, end))
+                });
+                assert_eq!(
+                    got,
+                    (in_event, pinned),
+                    "camera {cam} [{start}, {end}) {windows:?}"
+                );
+            }
+        }
+    }
 
     fn seg(id: i64, cam: i64, start: i64, bytes: u64) -> Candidate {
         Candidate {
