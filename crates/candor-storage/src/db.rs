@@ -19,7 +19,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// duplicate), `outbox.event_id` and `delivered` (kept a while, so an
 /// acknowledgement finds its event); `event.acked_by`/`acked_at_90k`.
 /// 6: `event.label`, `bbox`, `zones` (object events).
-pub const SCHEMA_VERSION: i64 = 6;
+/// 7: the index `segment_place` (see [`all_places`]). Older builds keep it
+/// up to date without knowing it, so `min_reader` stays.
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The oldest schema version whose builds can still use an index this
 /// build has written (kept in `meta` as `min_reader`): an older build
@@ -65,6 +67,10 @@ CREATE TABLE IF NOT EXISTS segment (
     pinned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS segment_camera_start ON segment (camera_id, start_90k);
+-- All that retention and recovery read of every segment, in time order: a
+-- scan of this index reads about 40 bytes a segment where one of the table
+-- reads its page, frame index and all (see all_places).
+CREATE INDEX IF NOT EXISTS segment_place ON segment (start_90k, id, camera_id, state, wall_duration_90k, file_len, pinned);
 -- Something that happened: motion, a camera's own event, an input. end_90k
 -- is NULL while it goes on.
 -- acked_by/acked_at_90k: who acknowledged the alarm in the cloud app, and
@@ -127,7 +133,7 @@ CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
 /// between holds tables of a later version than its number says.
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
 const UPGRADES: [Upgrade; (SCHEMA_VERSION - 1) as usize] =
-    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
+    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7];
 
 /// Events (motion, the cameras' own).
 fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
@@ -202,6 +208,17 @@ fn v5_to_v6(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     add_column(tx, "event", "label", "TEXT")?;
     add_column(tx, "event", "bbox", "TEXT")?;
     add_column(tx, "event", "zones", "TEXT")
+}
+
+/// Every segment's place, for retention and recovery, from one index. On
+/// an index of a month of footage this is the first time the table's pages
+/// are all read since they were written; it happens once, at the start
+/// that upgrades.
+fn v6_to_v7(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS segment_place ON segment \
+         (start_90k, id, camera_id, state, wall_duration_90k, file_len, pinned);",
+    )
 }
 
 /// Adds `column` to `table` unless it is there already.
@@ -694,26 +711,53 @@ fn overlapping_sql(cols: &str) -> String {
     )
 }
 
-/// Every segment row, oldest first, one at a time and without its frame
-/// index (`frame_index` is `None`): what retention (every 10 s) and
-/// recovery (at start) need. The indexes are most of a row: about 5 bytes
-/// a frame, 2.8 KB a camera-minute at 10 fps, so a month of 64 cameras
-/// holds about 8 GB of them, which those passes used to read and keep
-/// whole (issue 17).
-pub fn for_each_segment_without_index(
+/// Where a segment lies and what retention and recovery need of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentPlace {
+    pub id: i64,
+    pub camera_id: i64,
+    pub open: bool,
+    pub start_90k: i64,
+    pub wall_duration_90k: Option<i64>,
+    pub file_len: Option<i64>,
+    pub pinned: bool,
+}
+
+const PLACES_SQL: &str = "SELECT id, camera_id, state, start_90k, wall_duration_90k, file_len, pinned \
+                          FROM segment ORDER BY start_90k, id";
+
+/// Per camera: segments, bytes, oldest and newest footage, for the
+/// system page (any request by a user with diagnostics access) and the
+/// cloud's status. `+camera_id` keeps SQLite from grouping along
+/// `segment_camera_start`, which would fetch every row from the table for
+/// `file_len`; the covering index holds it all, and a handful of groups
+/// costs nothing to sort.
+pub(crate) const USAGE_SQL: &str = "SELECT camera_id, COUNT(*), COALESCE(SUM(file_len), 0), MIN(start_90k), \
+     MAX(start_90k + COALESCE(wall_duration_90k, 0)) FROM segment GROUP BY +camera_id";
+
+/// Every segment's place, oldest first, one at a time: what retention
+/// (every 10 s) and recovery (at start) walk. Read from the covering index
+/// `segment_place` alone, never the table: a row's frame index is most of
+/// its bytes (about 5 bytes a frame, 2.8 KB a camera-minute at 10 fps,
+/// about 8 GB for a month of 64 cameras), and even a query that leaves it
+/// out reads the pages it lies in (issue 17).
+pub fn all_places(
     conn: &Connection,
-    mut each: impl FnMut(SegmentRow),
+    mut each: impl FnMut(SegmentPlace),
 ) -> Result<(), StorageError> {
     let err = |e| StorageError::db("listing segments", e);
-    let cols = SEG_COLS.replace("frame_index", "NULL");
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT {cols} FROM segment ORDER BY start_90k, id"
-        ))
-        .map_err(err)?;
+    let mut stmt = conn.prepare_cached(PLACES_SQL).map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
     while let Some(r) = rows.next().map_err(err)? {
-        each(seg_row(r).map_err(err)?);
+        each(SegmentPlace {
+            id: r.get(0).map_err(err)?,
+            camera_id: r.get(1).map_err(err)?,
+            open: r.get::<_, i64>(2).map_err(err)? == 0,
+            start_90k: r.get(3).map_err(err)?,
+            wall_duration_90k: r.get(4).map_err(err)?,
+            file_len: r.get(5).map_err(err)?,
+            pinned: r.get::<_, i64>(6).map_err(err)? != 0,
+        });
     }
     Ok(())
 }
@@ -777,6 +821,35 @@ pub fn get_varint(data: &mut &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod query_tests {
     use super::*;
+
+    /// Retention's walk of all footage, every 10 s, reads the covering
+    /// index in its order: no page of the table (frame indexes), no sort.
+    #[test]
+    fn all_places_read_only_the_covering_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("index.db"), false).unwrap();
+        let plan = |sql: &str| -> Vec<String> {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(
+            plan(PLACES_SQL),
+            ["SCAN segment USING COVERING INDEX segment_place"]
+        );
+        // The system page's usage, as often as users ask: the same index,
+        // grouped by camera in a small temporary tree.
+        assert_eq!(
+            plan(USAGE_SQL),
+            [
+                "SCAN segment USING COVERING INDEX segment_place",
+                "USE TEMP B-TREE FOR GROUP BY"
+            ]
+        );
+    }
 
     /// A range's segments are found by an index search bounded at both
     /// ends: a camera's older history is never walked. Any user who may
@@ -858,7 +931,7 @@ mod upgrade_tests {
         drop(open(path, false).unwrap());
         let c = Connection::open(path).unwrap();
         c.execute_batch(
-            "DROP TABLE event; DROP TABLE egress; DROP TABLE outbox; \
+            "DROP TABLE event; DROP TABLE egress; DROP TABLE outbox; DROP INDEX segment_place; \
              UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();

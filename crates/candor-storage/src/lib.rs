@@ -223,10 +223,7 @@ impl Store {
     pub fn usage(&self) -> Result<Vec<CameraUsage>, StorageError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare(
-                "SELECT camera_id, COUNT(*), COALESCE(SUM(file_len), 0), MIN(start_90k), \
-                 MAX(start_90k + COALESCE(wall_duration_90k, 0)) FROM segment GROUP BY camera_id",
-            )
+            .prepare(db::USAGE_SQL)
             .map_err(|e| StorageError::db("summing usage", e))?;
         let rows = stmt
             .query_map([], |r| {

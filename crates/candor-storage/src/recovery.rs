@@ -1,7 +1,7 @@
 //! Startup recovery: brings the index and the files back in line after a
 //! crash, kill or power loss. Runs before any writer starts.
 
-use crate::db::{self, SegmentRow};
+use crate::db::{self, SegmentPlace};
 use crate::index::{encode, frames_from_records};
 use crate::{StorageError, Store, segfile};
 use rusqlite::params;
@@ -26,10 +26,10 @@ pub struct RecoveryReport {
 
 pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
     let mut report = RecoveryReport::default();
-    // Without frame indexes: recovery needs none, and a month of them is
-    // gigabytes (db::for_each_segment_without_index).
+    // Places only: recovery needs no frame index, and a month of them is
+    // gigabytes (db::all_places).
     let mut rows = Vec::new();
-    db::for_each_segment_without_index(&store.conn(), |r| rows.push(r))?;
+    db::all_places(&store.conn(), |r| rows.push(r))?;
     let mut keep = HashSet::new();
     for row in &rows {
         let needs_rebuild = if row.open {
@@ -122,7 +122,7 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StorageError> {
 /// Rebuilds one row from its file. Returns whether the row survives.
 fn rebuild(
     store: &Store,
-    row: &SegmentRow,
+    row: &SegmentPlace,
     report: &mut RecoveryReport,
 ) -> Result<bool, StorageError> {
     let path = store.segment_path(row.camera_id, row.id);

@@ -229,17 +229,16 @@ fn run_inner(
     now_90k: i64,
     emergency: bool,
 ) -> Result<Report, StorageError> {
-    let reach = event_reach(store.event_windows()?, limits);
-    // The rows are walked under the index lock without their frame
-    // indexes (most of a row's bytes) and kept only as candidates: this
-    // pass runs every 10 s over all footage, a month of it included.
+    // Every segment, walked under the index lock from the covering index
+    // (db::all_places) and kept as a 48-byte candidate: this pass runs
+    // every 10 s over all footage, a month of it included.
     let mut segs = Vec::new();
     let mut to_stat = Vec::new();
-    db::for_each_segment_without_index(&store.conn(), |r| {
+    db::all_places(&store.conn(), |r| {
         let end_90k = if r.open {
             i64::MAX
         } else {
-            r.start_90k + r.wall_duration_90k.unwrap_or(0)
+            r.start_90k.saturating_add(r.wall_duration_90k.unwrap_or(0))
         };
         let bytes = match r.file_len {
             Some(l) if !r.open => l as u64,
@@ -248,25 +247,25 @@ fn run_inner(
                 0
             }
         };
-        let (in_event, pinned_by_event) =
-            reach
-                .get(&r.camera_id)
-                .map_or((false, false), |(all, pinned)| {
-                    (
-                        all.overlaps(r.start_90k, end_90k),
-                        pinned.overlaps(r.start_90k, end_90k),
-                    )
-                });
         segs.push(Candidate {
             id: r.id,
             camera_id: r.camera_id,
             start_90k: r.start_90k,
             end_90k,
             bytes,
-            deletable: !r.open && !r.pinned && !pinned_by_event,
-            in_event,
+            deletable: !r.open && !r.pinned,
+            in_event: false,
         });
     })?;
+    // Events are read after the segments, so that an event pinned while
+    // they were walked still protects its footage in this pass.
+    let reach = event_reach(store.event_windows()?, limits);
+    for s in &mut segs {
+        if let Some((all, pinned)) = reach.get(&s.camera_id) {
+            s.in_event = all.overlaps(s.start_90k, s.end_90k);
+            s.deletable &= !pinned.overlaps(s.start_90k, s.end_90k);
+        }
+    }
     // Open segments' sizes are known only from their files, read after the
     // index lock is released (one a camera).
     for i in to_stat {
@@ -292,7 +291,12 @@ fn run_inner(
         }
         return Ok(report);
     }
-    let by_id: HashMap<i64, &Candidate> = segs.iter().map(|s| (s.id, s)).collect();
+    let planned: std::collections::HashSet<i64> = plan.iter().map(|(id, _)| *id).collect();
+    let by_id: HashMap<i64, &Candidate> = segs
+        .iter()
+        .filter(|s| planned.contains(&s.id))
+        .map(|s| (s.id, s))
+        .collect();
     {
         let mut conn = store.conn();
         let tx = conn
