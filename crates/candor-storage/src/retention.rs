@@ -116,9 +116,11 @@ pub fn plan(
             st.delete(s, Reason::CameraBytes);
         }
     }
-    let per_camera = st.out.len();
+    // A set, not a search of the list: a first pass with a new, shorter
+    // max_age can choose a month of segments at once.
+    let chosen: std::collections::HashSet<i64> = st.out.iter().map(|(id, _)| *id).collect();
     for s in segs.iter().filter(|s| s.deletable) {
-        if st.out[..per_camera].iter().any(|(id, _)| *id == s.id) {
+        if chosen.contains(&s.id) {
             continue;
         }
         if limits.max_bytes.is_some_and(|m| st.total > m) {
