@@ -19,7 +19,8 @@ a read-only `candor spans` never opens a closed segment's file.
 one camera unreachable) for SECONDS and reports its CPU time and peak
 memory: what recovery at start and retention every 10 s cost over a
 month of footage. Each segment then gets a sparse file of its length, so
-that recovery finds the footage where the index says it is.
+that recovery finds the footage where the index says it is. `--max-age`
+gives the camera an age limit.
 """
 import argparse
 import os
@@ -51,11 +52,13 @@ def varint(n):
             return bytes(out)
 
 
-def make_index(candor, work, days, sparse_files=False):
+def make_index(candor, work, days, sparse_files=False, max_age=None):
     cfg = os.path.join(work, "candor.toml")
     with open(cfg, "w") as f:
         f.write('[storage]\npath = "."\n[web]\nlisten = "127.0.0.1:18499"\n'
                 '[[cameras]]\nname = "cam0"\nurl = "rtsp://127.0.0.1:9/cam0"\n')
+        if max_age:
+            f.write(f'max_age = "{max_age}"\n')
     subprocess.run([candor, "user", "add", "admin", "--role", "admin", "-c", cfg],
                    input=web_bench.PASSWORD + "\n", text=True, check=True, capture_output=True)
     p = subprocess.Popen([candor, "run", "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -149,10 +152,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--run", type=float, metavar="SECONDS",
                     help="also run each binary's `candor run` on the month this long")
+    ap.add_argument("--max-age", metavar="AGE",
+                    help="the camera's max_age (e.g. 40d: retention's age rule, which deletes nothing "
+                         "of a 31-day month, walks to its horizon every pass)")
     a = ap.parse_args()
     bins = [c.split("=", 1) for c in a.candor]
     with tempfile.TemporaryDirectory(prefix="candor-spans-") as work:
-        cfg, n, blobs = make_index(bins[0][1], work, a.days, sparse_files=bool(a.run))
+        cfg, n, blobs = make_index(bins[0][1], work, a.days, sparse_files=bool(a.run), max_age=a.max_age)
         size = os.path.getsize(os.path.join(work, "index.db"))
         print(f"{a.days} days: {n} segments, {n * FPS * SEGMENT_S:,} frames, frame indexes {blobs / 1e6:.0f} MB, "
               f"index.db {size / 1e6:.0f} MB")

@@ -21,7 +21,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// 6: `event.label`, `bbox`, `zones` (object events).
 /// 7: the index `segment_place` (see [`all_places`]). Older builds keep it
 /// up to date without knowing it, so `min_reader` stays.
-pub const SCHEMA_VERSION: i64 = 7;
+/// 8: `segment_usage` (kept by triggers) and the partial index
+/// `segment_open` (see [`footage_totals`]): what retention needs of all
+/// footage without walking it. Triggers and indexes live in the index
+/// file, so older builds keep both exact; `min_reader` stays.
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The oldest schema version whose builds can still use an index this
 /// build has written (kept in `meta` as `min_reader`): an older build
@@ -71,6 +75,32 @@ CREATE INDEX IF NOT EXISTS segment_camera_start ON segment (camera_id, start_90k
 -- scan of this index reads about 40 bytes a segment where one of the table
 -- reads its page, frame index and all (see all_places).
 CREATE INDEX IF NOT EXISTS segment_place ON segment (start_90k, id, camera_id, state, wall_duration_90k, file_len, pinned);
+-- Per camera: segments and their bytes (closed ones: an open row has no
+-- file_len yet), kept exact by SQLite itself on every change to segment,
+-- whichever build makes it. Retention reads these few rows instead of
+-- summing all footage every 10 s (see footage_totals).
+CREATE TABLE IF NOT EXISTS segment_usage (
+    camera_id INTEGER PRIMARY KEY,
+    segments INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS segment_usage_insert AFTER INSERT ON segment BEGIN
+    INSERT INTO segment_usage (camera_id, segments, bytes) VALUES (new.camera_id, 1, COALESCE(new.file_len, 0))
+        ON CONFLICT (camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS segment_usage_delete AFTER DELETE ON segment BEGIN
+    UPDATE segment_usage SET segments = segments - 1, bytes = bytes - COALESCE(old.file_len, 0)
+        WHERE camera_id = old.camera_id;
+END;
+CREATE TRIGGER IF NOT EXISTS segment_usage_update AFTER UPDATE OF camera_id, file_len ON segment BEGIN
+    UPDATE segment_usage SET segments = segments - 1, bytes = bytes - COALESCE(old.file_len, 0)
+        WHERE camera_id = old.camera_id;
+    INSERT INTO segment_usage (camera_id, segments, bytes) VALUES (new.camera_id, 1, COALESCE(new.file_len, 0))
+        ON CONFLICT (camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + excluded.bytes;
+END;
+-- The open segments (one a camera, two for a moment at a segment boundary):
+-- a handful of entries, where finding them otherwise means a walk of all.
+CREATE INDEX IF NOT EXISTS segment_open ON segment (camera_id, id) WHERE state = 0;
 -- Something that happened: motion, a camera's own event, an input. end_90k
 -- is NULL while it goes on.
 -- acked_by/acked_at_90k: who acknowledged the alarm in the cloud app, and
@@ -132,8 +162,9 @@ CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
 /// today's schema first and then upgraded, so an index that crashed in
 /// between holds tables of a later version than its number says.
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
-const UPGRADES: [Upgrade; (SCHEMA_VERSION - 1) as usize] =
-    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7];
+const UPGRADES: [Upgrade; (SCHEMA_VERSION - 1) as usize] = [
+    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8,
+];
 
 /// Events (motion, the cameras' own).
 fn v1_to_v2(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
@@ -218,6 +249,41 @@ fn v6_to_v7(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE INDEX IF NOT EXISTS segment_place ON segment \
          (start_90k, id, camera_id, state, wall_duration_90k, file_len, pinned);",
+    )
+}
+
+/// Footage totals kept by triggers, and the open segments' index, so that
+/// a retention pass reads a few rows instead of all footage. The totals are
+/// computed once here, from scratch (an index half-upgraded by an older
+/// start may already have the table, with counts from only part of its
+/// history), from the covering index `segment_place`: `+camera_id` keeps
+/// SQLite from grouping along `segment_camera_start`, which would fetch
+/// every row from the table for `file_len`.
+fn v7_to_v8(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS segment_usage (
+             camera_id INTEGER PRIMARY KEY,
+             segments INTEGER NOT NULL,
+             bytes INTEGER NOT NULL
+         );
+         CREATE TRIGGER IF NOT EXISTS segment_usage_insert AFTER INSERT ON segment BEGIN
+             INSERT INTO segment_usage (camera_id, segments, bytes) VALUES (new.camera_id, 1, COALESCE(new.file_len, 0))
+                 ON CONFLICT (camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + excluded.bytes;
+         END;
+         CREATE TRIGGER IF NOT EXISTS segment_usage_delete AFTER DELETE ON segment BEGIN
+             UPDATE segment_usage SET segments = segments - 1, bytes = bytes - COALESCE(old.file_len, 0)
+                 WHERE camera_id = old.camera_id;
+         END;
+         CREATE TRIGGER IF NOT EXISTS segment_usage_update AFTER UPDATE OF camera_id, file_len ON segment BEGIN
+             UPDATE segment_usage SET segments = segments - 1, bytes = bytes - COALESCE(old.file_len, 0)
+                 WHERE camera_id = old.camera_id;
+             INSERT INTO segment_usage (camera_id, segments, bytes) VALUES (new.camera_id, 1, COALESCE(new.file_len, 0))
+                 ON CONFLICT (camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + excluded.bytes;
+         END;
+         CREATE INDEX IF NOT EXISTS segment_open ON segment (camera_id, id) WHERE state = 0;
+         DELETE FROM segment_usage;
+         INSERT INTO segment_usage (camera_id, segments, bytes)
+             SELECT camera_id, COUNT(*), COALESCE(SUM(file_len), 0) FROM segment GROUP BY +camera_id;",
     )
 }
 
@@ -728,12 +794,44 @@ const PLACES_SQL: &str = "SELECT id, camera_id, state, start_90k, wall_duration_
 
 /// Per camera: segments, bytes, oldest and newest footage, for the
 /// system page (any request by a user with diagnostics access) and the
-/// cloud's status. `+camera_id` keeps SQLite from grouping along
-/// `segment_camera_start`, which would fetch every row from the table for
-/// `file_len`; the covering index holds it all, and a handful of groups
-/// costs nothing to sort.
-pub(crate) const USAGE_SQL: &str = "SELECT camera_id, COUNT(*), COALESCE(SUM(file_len), 0), MIN(start_90k), \
-     MAX(start_90k + COALESCE(wall_duration_90k, 0)) FROM segment GROUP BY +camera_id";
+/// cloud's status. Counts from `segment_usage`; the oldest start and the
+/// newest segment from `segment_camera_start`, two searches a camera: no
+/// walk of the footage, under the index lock, however much there is.
+pub(crate) const USAGE_SQL: &str = "SELECT u.camera_id, u.segments, u.bytes, \
+     (SELECT MIN(start_90k) FROM segment WHERE camera_id = u.camera_id), \
+     (SELECT start_90k + COALESCE(wall_duration_90k, 0) FROM segment WHERE camera_id = u.camera_id \
+      ORDER BY start_90k DESC LIMIT 1) \
+     FROM segment_usage u WHERE u.segments > 0 ORDER BY u.camera_id";
+
+const TOTALS_SQL: &str = "SELECT camera_id, bytes FROM segment_usage";
+const OPEN_SQL: &str = "SELECT id, camera_id FROM segment WHERE state = 0";
+
+/// An open segment: (id, camera).
+pub type OpenSegment = (i64, i64);
+
+/// Bytes of closed footage per camera (from `segment_usage`, which
+/// triggers keep), and the open segments as (id, camera), whose bytes are
+/// only in their files. A few rows, whatever the footage: a retention
+/// pass starts here, every 10 s.
+pub fn footage_totals(
+    conn: &Connection,
+) -> Result<(std::collections::HashMap<i64, u64>, Vec<OpenSegment>), StorageError> {
+    let err = |e| StorageError::db("reading footage totals", e);
+    let mut totals = std::collections::HashMap::new();
+    let mut stmt = conn.prepare_cached(TOTALS_SQL).map_err(err)?;
+    let mut rows = stmt.query([]).map_err(err)?;
+    while let Some(r) = rows.next().map_err(err)? {
+        // Negative only if the table was edited by hand: count nothing.
+        let bytes: i64 = r.get(1).map_err(err)?;
+        totals.insert(r.get(0).map_err(err)?, bytes.max(0) as u64);
+    }
+    let mut stmt = conn.prepare_cached(OPEN_SQL).map_err(err)?;
+    let open = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(err)?;
+    Ok((totals, open))
+}
 
 /// Every segment's place, oldest first, one at a time: what retention
 /// (every 10 s) and recovery (at start) walk. Read from the covering index
@@ -745,11 +843,23 @@ pub fn all_places(
     conn: &Connection,
     mut each: impl FnMut(SegmentPlace),
 ) -> Result<(), StorageError> {
+    places_from_oldest(conn, |p| {
+        each(p);
+        true
+    })
+}
+
+/// [`all_places`] until `each` returns false: SQLite steps the index one
+/// row at a time, so the rest is never read.
+pub fn places_from_oldest(
+    conn: &Connection,
+    mut each: impl FnMut(SegmentPlace) -> bool,
+) -> Result<(), StorageError> {
     let err = |e| StorageError::db("listing segments", e);
     let mut stmt = conn.prepare_cached(PLACES_SQL).map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
     while let Some(r) = rows.next().map_err(err)? {
-        each(SegmentPlace {
+        let go_on = each(SegmentPlace {
             id: r.get(0).map_err(err)?,
             camera_id: r.get(1).map_err(err)?,
             open: r.get::<_, i64>(2).map_err(err)? == 0,
@@ -758,6 +868,9 @@ pub fn all_places(
             file_len: r.get(5).map_err(err)?,
             pinned: r.get::<_, i64>(6).map_err(err)? != 0,
         });
+        if !go_on {
+            break;
+        }
     }
     Ok(())
 }
@@ -840,15 +953,125 @@ mod query_tests {
             plan(PLACES_SQL),
             ["SCAN segment USING COVERING INDEX segment_place"]
         );
-        // The system page's usage, as often as users ask: the same index,
-        // grouped by camera in a small temporary tree.
+        // The system page's usage, as often as users ask: a row a camera,
+        // and for each two searches of the camera's index.
         assert_eq!(
             plan(USAGE_SQL),
             [
-                "SCAN segment USING COVERING INDEX segment_place",
-                "USE TEMP B-TREE FOR GROUP BY"
+                "SCAN u",
+                "CORRELATED SCALAR SUBQUERY 1",
+                "SEARCH segment USING COVERING INDEX segment_camera_start (camera_id=?)",
+                "CORRELATED SCALAR SUBQUERY 2",
+                "SEARCH segment USING INDEX segment_camera_start (camera_id=?)"
             ]
         );
+        // What a retention pass reads before its walk: a row a camera, and
+        // the open segments from their partial index (not a scan of all).
+        assert_eq!(plan(TOTALS_SQL), ["SCAN segment_usage"]);
+        assert_eq!(
+            plan(OPEN_SQL),
+            ["SCAN segment USING COVERING INDEX segment_open"]
+        );
+    }
+
+    /// The triggers keep `segment_usage` equal to a sum over `segment`
+    /// through every change the writer, recovery and retention make.
+    #[test]
+    fn segment_usage_follows_every_change_to_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("index.db"), false).unwrap();
+        conn.execute_batch(
+            "INSERT INTO camera (id, name) VALUES (1, 'a'), (2, 'b');
+             INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00');",
+        )
+        .unwrap();
+        let check = |when: &str| {
+            let want: Vec<(i64, i64, i64)> = conn
+                .prepare("SELECT camera_id, COUNT(*), COALESCE(SUM(file_len), 0) FROM segment GROUP BY camera_id")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let got: Vec<(i64, i64, i64)> = conn
+                .prepare("SELECT camera_id, segments, bytes FROM segment_usage WHERE segments > 0 ORDER BY camera_id")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(got, want, "{when}");
+        };
+        for i in 0..6 {
+            conn.execute(
+                "INSERT INTO segment (camera_id, state, run_start, start_90k, sample_entry_id) VALUES (?1, 0, 1, ?2, 1)",
+                [1 + i % 2, i * 100],
+            )
+            .unwrap();
+        }
+        check("opened");
+        conn.execute(
+            "UPDATE segment SET state = 1, file_len = 1000 + id WHERE id <= 4",
+            [],
+        )
+        .unwrap();
+        check("closed");
+        conn.execute("UPDATE segment SET file_len = 7 WHERE id = 1", [])
+            .unwrap();
+        conn.execute("UPDATE segment SET pinned = 1 WHERE id = 2", [])
+            .unwrap();
+        check("recovered");
+        conn.execute("UPDATE segment SET camera_id = 2 WHERE id = 3", [])
+            .unwrap();
+        check("moved");
+        conn.execute("UPDATE segment SET camera_id = 1 WHERE id = 3", [])
+            .unwrap();
+        check("moved back");
+        conn.execute("DELETE FROM segment WHERE id IN (1, 4, 6)", [])
+            .unwrap();
+        check("deleted");
+        let (totals, mut open) = footage_totals(&conn).unwrap();
+        open.sort();
+        assert_eq!(open, [(5, 1)]);
+        assert_eq!(totals[&1], 1003);
+        assert_eq!(totals[&2], 1002);
+    }
+
+    /// An index of schema 7 with footage upgrades to totals that match it.
+    #[test]
+    fn the_upgrade_to_8_counts_the_footage_already_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        {
+            let conn = open(&p, false).unwrap();
+            conn.execute_batch(
+                "INSERT INTO camera (id, name) VALUES (1, 'a'), (2, 'b');
+                 INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00');
+                 DROP TRIGGER segment_usage_insert; DROP TRIGGER segment_usage_delete;
+                 DROP TRIGGER segment_usage_update; DROP INDEX segment_open;
+                 INSERT INTO segment (camera_id, state, run_start, start_90k, sample_entry_id, file_len)
+                     VALUES (1, 1, 1, 0, 1, 10), (1, 1, 0, 5, 1, 20), (2, 1, 1, 0, 1, 40), (2, 0, 0, 9, 1, NULL);
+                 -- Left by a start of this build cut off mid-upgrade, then
+                 -- changes by an older build that kept no count: stale.
+                 DELETE FROM segment_usage;
+                 INSERT INTO segment_usage VALUES (1, 99, 12345), (3, 1, 5);
+                 UPDATE meta SET value = '7' WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        }
+        let conn = open(&p, false).unwrap();
+        let (totals, open) = footage_totals(&conn).unwrap();
+        assert_eq!(totals.len(), 2, "{totals:?}");
+        assert_eq!((totals[&1], totals[&2]), (30, 40));
+        let counts: Vec<(i64, i64)> = conn
+            .prepare("SELECT camera_id, segments FROM segment_usage ORDER BY camera_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(counts, [(1, 2), (2, 2)]);
+        assert_eq!(open, [(4, 2)]);
     }
 
     /// A range's segments are found by an index search bounded at both
@@ -932,6 +1155,8 @@ mod upgrade_tests {
         let c = Connection::open(path).unwrap();
         c.execute_batch(
             "DROP TABLE event; DROP TABLE egress; DROP TABLE outbox; DROP INDEX segment_place; \
+             DROP TRIGGER segment_usage_insert; DROP TRIGGER segment_usage_delete; \
+             DROP TRIGGER segment_usage_update; DROP TABLE segment_usage; DROP INDEX segment_open; \
              UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();

@@ -70,13 +70,17 @@ pub struct EventWindow {
 }
 
 impl Store {
-    /// Every event's extent (without pre/post capture, which is per camera).
-    pub fn event_windows(&self) -> Result<Vec<EventWindow>, StorageError> {
+    /// The extents (without pre/post capture, which is per camera) of the
+    /// events that start before `before`, found through `event_start`, so
+    /// that a month of later events is not read.
+    pub fn event_windows_before(&self, before: i64) -> Result<Vec<EventWindow>, StorageError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT camera_id, start_90k, end_90k, pinned FROM event")
+            .prepare_cached(
+                "SELECT camera_id, start_90k, end_90k, pinned FROM event WHERE start_90k < ?1",
+            )
             .map_err(|e| StorageError::db("listing events", e))?;
-        stmt.query_map([], |r| {
+        stmt.query_map([before], |r| {
             Ok(EventWindow {
                 camera_id: r.get(0)?,
                 start_90k: r.get(1)?,

@@ -27,7 +27,7 @@ pub use index::SegmentView;
 pub use recovery::RecoveryReport;
 
 use candor_media::Time90k;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -95,6 +95,14 @@ pub struct Store {
     db: Arc<Mutex<Connection>>,
     _lock: Option<File>,
 }
+
+/// The rows of `segment_usage` and of a count over `segment` that differ,
+/// each with the side it is found in.
+const USAGE_CHECK_SQL: &str = "WITH s AS (SELECT camera_id, COUNT(*) AS n, COALESCE(SUM(file_len), 0) AS b \
+     FROM segment GROUP BY +camera_id), \
+     u AS (SELECT camera_id, segments AS n, bytes AS b FROM segment_usage WHERE segments != 0 OR bytes != 0) \
+     SELECT camera_id, n, b, 'segment_usage' FROM (SELECT * FROM u EXCEPT SELECT * FROM s) \
+     UNION ALL SELECT camera_id, n, b, 'segment' FROM (SELECT * FROM s EXCEPT SELECT * FROM u)";
 
 impl Store {
     /// Opens (creating if needed) a data directory for recording: takes its
@@ -240,17 +248,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Total bytes of all segment files known to the index (closed ones).
-    pub fn used_bytes(&self) -> Result<u64, StorageError> {
-        let v: i64 = self
-            .conn()
-            .query_row("SELECT COALESCE(SUM(file_len), 0) FROM segment", [], |r| {
-                r.get(0)
-            })
-            .map_err(|e| StorageError::db("summing usage", e))?;
-        Ok(v as u64)
-    }
-
     /// Checks the index against the files: every row's file exists and, for
     /// closed rows, has the recorded length and every record in the frame
     /// index. Returns a list of problems (empty when consistent). Used by
@@ -306,6 +303,37 @@ impl Store {
                     }
                 }
             }
+        }
+        // Retention's budgets come from the counts the triggers keep. One
+        // statement reads both sides from one snapshot, so a recorder
+        // writing meanwhile cannot make them differ; an index of schema 7
+        // opened read-only has no such table to compare.
+        let conn = self.conn();
+        let has_usage = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'segment_usage'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(|e| StorageError::db("checking footage totals", e))?
+            .is_some();
+        if has_usage {
+            let err = |e| StorageError::db("checking footage totals", e);
+            let mut stmt = conn.prepare(USAGE_CHECK_SQL).map_err(err)?;
+            let diffs = stmt
+                .query_map([], |r| {
+                    Ok(format!(
+                        "footage totals: camera {} has {} segments of {} bytes in {} only",
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?
+                    ))
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(err)?;
+            problems.extend(diffs);
         }
         Ok(problems)
     }

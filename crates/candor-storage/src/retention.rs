@@ -60,6 +60,64 @@ pub enum Reason {
     DiskFree,
 }
 
+/// Bytes of all footage, per camera and in total, open segments included:
+/// what the budgets are checked against, whether or not a pass walked the
+/// segments they come from.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub cameras: HashMap<i64, u64>,
+    pub total: u64,
+}
+
+impl Totals {
+    pub fn of(segs: &[Candidate]) -> Totals {
+        let mut t = Totals::default();
+        for s in segs {
+            t.add(s.camera_id, s.bytes);
+        }
+        t
+    }
+
+    pub fn add(&mut self, camera_id: i64, bytes: u64) {
+        let c = self.cameras.entry(camera_id).or_default();
+        *c = c.saturating_add(bytes);
+        self.total = self.total.saturating_add(bytes);
+    }
+}
+
+/// A plan over the oldest segments.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub delete: Vec<(i64, Reason)>,
+    /// A byte or free-space budget is still exceeded after every deletable
+    /// segment given: a longer walk may find more.
+    pub more: bool,
+}
+
+/// The start time from which no age or record-by-event rule can delete a
+/// segment (its end is at least its start): a walk from the oldest segment
+/// must reach it, and need go no further for those rules.
+pub fn horizon(limits: &Limits, now_90k: i64) -> i64 {
+    limits
+        .cameras
+        .values()
+        .filter_map(|l| {
+            let age = [l.max_age_90k, l.event_max_age_90k]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|a| now_90k.saturating_sub(a));
+            let no_event = l.events_only.then(|| {
+                now_90k
+                    .saturating_sub(l.pre_capture_90k)
+                    .saturating_sub(EVENTS_ONLY_MARGIN_90K)
+            });
+            age.max(no_event)
+        })
+        .max()
+        .unwrap_or(i64::MIN)
+}
+
 /// Decides what to delete. `segs` must be sorted oldest first and include
 /// undeletable ones (open, pinned) so that they count towards budgets.
 pub fn plan(
@@ -69,6 +127,32 @@ pub fn plan(
     free: u64,
     min_free: u64,
 ) -> Vec<(i64, Reason)> {
+    plan_oldest(
+        segs,
+        &Totals::of(segs),
+        true,
+        limits,
+        now_90k,
+        free,
+        min_free,
+    )
+    .delete
+}
+
+/// [`plan`] over the oldest segments only: `segs` are all segments that
+/// start before [`horizon`] (and maybe more), oldest first, `totals` count
+/// all footage, and `whole` says whether `segs` is all of it. When the
+/// result's `more` is false its deletions are exactly what [`plan`] would
+/// choose given every segment (`plan_of_the_oldest_equals_the_plan_of_all`).
+pub fn plan_oldest(
+    segs: &[Candidate],
+    totals: &Totals,
+    whole: bool,
+    limits: &Limits,
+    now_90k: i64,
+    free: u64,
+    min_free: u64,
+) -> Plan {
     struct State {
         out: Vec<(i64, Reason)>,
         cam_bytes: HashMap<i64, u64>,
@@ -78,21 +162,18 @@ pub fn plan(
     impl State {
         fn delete(&mut self, s: &Candidate, r: Reason) {
             self.out.push((s.id, r));
-            *self.cam_bytes.get_mut(&s.camera_id).expect("counted") -= s.bytes;
-            self.total -= s.bytes;
+            let c = self.cam_bytes.entry(s.camera_id).or_default();
+            *c = c.saturating_sub(s.bytes);
+            self.total = self.total.saturating_sub(s.bytes);
             self.free = self.free.saturating_add(s.bytes);
         }
     }
     let mut st = State {
         out: Vec::new(),
-        cam_bytes: HashMap::new(),
-        total: 0,
+        cam_bytes: totals.cameras.clone(),
+        total: totals.total,
         free,
     };
-    for s in segs {
-        *st.cam_bytes.entry(s.camera_id).or_default() += s.bytes;
-        st.total += s.bytes;
-    }
     for s in segs.iter().filter(|s| s.deletable) {
         let lim = limits.cameras.get(&s.camera_id);
         let max_age = match lim {
@@ -111,11 +192,15 @@ pub fn plan(
         {
             st.delete(s, Reason::Age);
         } else if let Some(max) = lim.and_then(|l| l.max_bytes)
-            && st.cam_bytes[&s.camera_id] > max
+            && st.cam_bytes.get(&s.camera_id).copied().unwrap_or(0) > max
         {
             st.delete(s, Reason::CameraBytes);
         }
     }
+    let camera_over = limits.cameras.iter().any(|(cam, l)| {
+        l.max_bytes
+            .is_some_and(|m| st.cam_bytes.get(cam).copied().unwrap_or(0) > m)
+    });
     // A set, not a search of the list: a first pass with a new, shorter
     // max_age can choose a month of segments at once.
     let chosen: std::collections::HashSet<i64> = st.out.iter().map(|(id, _)| *id).collect();
@@ -131,7 +216,11 @@ pub fn plan(
             break;
         }
     }
-    st.out
+    let over = limits.max_bytes.is_some_and(|m| st.total > m) || st.free < min_free;
+    Plan {
+        delete: st.out,
+        more: !whole && (camera_over || over),
+    }
 }
 
 /// Event windows of one camera, sorted by start, with the running maximum
@@ -171,7 +260,9 @@ fn event_reach(
     windows: Vec<crate::events::EventWindow>,
     limits: &Limits,
 ) -> HashMap<i64, (Reach, Reach)> {
-    let mut by_cam: HashMap<i64, (Vec<(i64, i64)>, Vec<(i64, i64)>)> = HashMap::new();
+    // Per camera: every window, and the pinned ones.
+    type Spans = Vec<(i64, i64)>;
+    let mut by_cam: HashMap<i64, (Spans, Spans)> = HashMap::new();
     for w in windows {
         let (pre, post) = limits
             .cameras
@@ -225,57 +316,33 @@ pub fn run_once(
     r
 }
 
+/// How many of the oldest segments a pass walks at least, and the factor
+/// it walks further by when a budget needs more (see [`plan_oldest`]).
+const FIRST_WALK: usize = 1024;
+const WALK_GROWTH: usize = 16;
+
 fn run_inner(
     store: &Store,
     limits: &Limits,
     now_90k: i64,
     emergency: bool,
 ) -> Result<Report, StorageError> {
-    // Every segment, walked under the index lock from the covering index
-    // (db::all_places) and kept as a 48-byte candidate: this pass runs
-    // every 10 s over all footage, a month of it included.
-    let mut segs = Vec::new();
-    let mut to_stat = Vec::new();
-    db::all_places(&store.conn(), |r| {
-        let end_90k = if r.open {
-            i64::MAX
-        } else {
-            r.start_90k.saturating_add(r.wall_duration_90k.unwrap_or(0))
-        };
-        let bytes = match r.file_len {
-            Some(l) if !r.open => l as u64,
-            _ => {
-                to_stat.push(segs.len());
-                0
-            }
-        };
-        segs.push(Candidate {
-            id: r.id,
-            camera_id: r.camera_id,
-            start_90k: r.start_90k,
-            end_90k,
-            bytes,
-            deletable: !r.open && !r.pinned,
-            in_event: false,
-        });
-    })?;
-    // Events are read after the segments, so that an event pinned while
-    // they were walked still protects its footage in this pass.
-    let reach = event_reach(store.event_windows()?, limits);
-    for s in &mut segs {
-        if let Some((all, pinned)) = reach.get(&s.camera_id) {
-            s.in_event = all.overlaps(s.start_90k, s.end_90k);
-            s.deletable &= !pinned.overlaps(s.start_90k, s.end_90k);
-        }
+    // What the budgets count: a few rows kept by triggers, and the open
+    // segments' sizes from their files (one a camera), read after the
+    // index lock is released.
+    let (closed, open) = db::footage_totals(&store.conn())?;
+    let mut totals = Totals::default();
+    for (cam, bytes) in closed {
+        totals.add(cam, bytes);
     }
-    // Open segments' sizes are known only from their files, read after the
-    // index lock is released (one a camera).
-    for i in to_stat {
-        let s = &mut segs[i];
-        s.bytes = std::fs::metadata(store.segment_path(s.camera_id, s.id))
-            .map(|m| m.len())
-            .unwrap_or(0);
-    }
+    let open_bytes: HashMap<i64, u64> = open
+        .into_iter()
+        .map(|(id, cam)| {
+            let len = std::fs::metadata(store.segment_path(cam, id)).map_or(0, |m| m.len());
+            totals.add(cam, len);
+            (id, len)
+        })
+        .collect();
     let (free, size) = disk_space(store)?;
     let extra = if emergency {
         (size / 20).max(1 << 20)
@@ -283,7 +350,73 @@ fn run_inner(
         0
     };
     let min_free = limits.min_free.unwrap_or((1u64 << 30).min(size / 10)) + extra;
-    let plan = plan(&segs, limits, now_90k, free, min_free);
+    // Only the oldest footage, from the covering index (db::all_places):
+    // everything an age rule can reach, and as much more as the byte
+    // budgets need. This pass runs every 10 s; a walk of all footage (a
+    // month of 64 cameras is 2.8 M segments) cost seconds of CPU each time.
+    let horizon = horizon(limits, now_90k);
+    let mut want = FIRST_WALK;
+    let (segs, plan) = loop {
+        let mut segs = Vec::new();
+        let mut whole = true;
+        db::places_from_oldest(&store.conn(), |r| {
+            if segs.len() >= want && r.start_90k >= horizon {
+                whole = false;
+                return false;
+            }
+            let end_90k = if r.open {
+                i64::MAX
+            } else {
+                r.start_90k.saturating_add(r.wall_duration_90k.unwrap_or(0))
+            };
+            let bytes = match r.file_len {
+                Some(l) if !r.open => l.max(0) as u64,
+                _ => open_bytes.get(&r.id).copied().unwrap_or(0),
+            };
+            segs.push(Candidate {
+                id: r.id,
+                camera_id: r.camera_id,
+                start_90k: r.start_90k,
+                end_90k,
+                bytes,
+                deletable: !r.open && !r.pinned,
+                in_event: false,
+            });
+            true
+        })?;
+        // Events are read after the segments, so that an event pinned while
+        // they were walked still protects its footage in this pass. Only
+        // those that can reach the walked segments: starting before the
+        // last one ends, plus the longest pre-capture.
+        let max_pre = limits
+            .cameras
+            .values()
+            .map(|l| l.pre_capture_90k.max(0))
+            .max()
+            .unwrap_or(0);
+        let reach_to = segs
+            .iter()
+            .map(|s| s.end_90k)
+            .max()
+            .unwrap_or(i64::MIN)
+            .saturating_add(max_pre);
+        let reach = event_reach(store.event_windows_before(reach_to)?, limits);
+        for s in &mut segs {
+            if let Some((all, pinned)) = reach.get(&s.camera_id) {
+                s.in_event = all.overlaps(s.start_90k, s.end_90k);
+                s.deletable &= !pinned.overlaps(s.start_90k, s.end_90k);
+            }
+        }
+        let plan = plan_oldest(&segs, &totals, whole, limits, now_90k, free, min_free);
+        if plan.more {
+            // From what this walk reached (past the horizon it may be far
+            // more than `want`), so that a long prefix is not walked again
+            // and again.
+            want = want.max(segs.len()).saturating_mul(WALK_GROWTH);
+            continue;
+        }
+        break (segs, plan.delete);
+    };
     let mut report = Report::default();
     if plan.is_empty() {
         if free < min_free {
@@ -412,6 +545,287 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A pass walks only the oldest segments: every one that starts before
+    /// the horizon, then more while a budget asks. On random footage,
+    /// limits and disks, whenever the walk of a prefix says it needs no
+    /// more, its plan is the plan of all segments; and the walk of all
+    /// never asks for more.
+    #[test]
+    fn plan_of_the_oldest_equals_the_plan_of_all() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let (mut stopped_early, mut asked_more, mut no_event) = (0, 0, 0);
+        // Times in units of 10,000 ticks, so that the events-only margin
+        // (900,000 ticks) is 90 units of a 1,000-unit span.
+        const U: i64 = 10_000;
+        for _ in 0..3_000 {
+            let now = 1_000 * U;
+            let mut segs: Vec<Candidate> = (0..next(40))
+                .map(|i| {
+                    let start = next(1_000) as i64 * U;
+                    Candidate {
+                        id: i as i64,
+                        camera_id: next(3) as i64,
+                        start_90k: start,
+                        end_90k: if next(15) == 0 {
+                            i64::MAX
+                        } else {
+                            start + next(60) as i64 * U
+                        },
+                        bytes: next(100),
+                        deletable: next(6) != 0,
+                        in_event: next(4) == 0,
+                    }
+                })
+                .collect();
+            segs.sort_by_key(|s| (s.start_90k, s.id));
+            let mut limits = Limits::default();
+            for cam in 0..3 {
+                if next(4) == 0 {
+                    continue;
+                }
+                let opt = |v: i64, n: &mut dyn FnMut(u64) -> u64| (n(2) == 0).then_some(v);
+                limits.cameras.insert(
+                    cam,
+                    CameraLimits {
+                        max_age_90k: opt(next(1_200) as i64 * U, &mut next),
+                        max_bytes: opt(next(2_000) as i64, &mut next).map(|v| v as u64),
+                        event_max_age_90k: opt(next(1_200) as i64 * U, &mut next),
+                        events_only: next(4) == 0,
+                        pre_capture_90k: next(50) as i64 * U,
+                        post_capture_90k: next(50) as i64 * U,
+                    },
+                );
+            }
+            if next(2) == 0 {
+                limits.max_bytes = Some(next(3_000));
+            }
+            let (free, min_free) = (next(500), next(600));
+            let all = plan(&segs, &limits, now, free, min_free);
+            let totals = Totals::of(&segs);
+            let whole = plan_oldest(&segs, &totals, true, &limits, now, free, min_free);
+            assert_eq!((&whole.delete, whole.more), (&all, false));
+            no_event += all.iter().filter(|(_, r)| *r == Reason::NoEvent).count();
+            let h = horizon(&limits, now);
+            let reach = segs.iter().take_while(|s| s.start_90k < h).count();
+            for k in reach..segs.len() {
+                let p = plan_oldest(&segs[..k], &totals, false, &limits, now, free, min_free);
+                if p.more {
+                    asked_more += 1;
+                } else {
+                    stopped_early += 1;
+                    assert_eq!(p.delete, all, "prefix of {k} of {segs:?}, {limits:?}");
+                }
+            }
+        }
+        // Both ways were taken, many times.
+        assert!(
+            stopped_early > 1_000 && asked_more > 1_000 && no_event > 1_000,
+            "{stopped_early} {asked_more} {no_event}"
+        );
+    }
+
+    /// A pass against a real index, walking further than its first 1,024
+    /// segments for a byte budget: it deletes what a plan over every
+    /// segment chooses, and no more.
+    #[test]
+    fn a_pass_deletes_what_the_plan_of_all_footage_chooses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let (a, b) = (
+            store.ensure_camera("a").unwrap(),
+            store.ensure_camera("b").unwrap(),
+        );
+        {
+            let conn = store.conn();
+            conn.execute(
+                "INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
+                [],
+            )
+            .unwrap();
+            for i in 0..6_000i64 {
+                conn.execute(
+                    "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, \
+                     sample_entry_id, pinned) VALUES (?1, 1, 0, ?2, 100, ?3, 1, ?4)",
+                    rusqlite::params![if i % 3 == 0 { b } else { a }, i * 100, 1_000 + i % 7, i % 97 == 5],
+                )
+                .unwrap();
+            }
+        }
+        let all = || {
+            let mut segs = Vec::new();
+            db::all_places(&store.conn(), |r| {
+                segs.push(Candidate {
+                    id: r.id,
+                    camera_id: r.camera_id,
+                    start_90k: r.start_90k,
+                    end_90k: r.start_90k + 100,
+                    bytes: r.file_len.unwrap() as u64,
+                    deletable: !r.pinned,
+                    in_event: false,
+                })
+            })
+            .unwrap();
+            segs
+        };
+        let mut limits = Limits {
+            min_free: Some(0),
+            ..Default::default()
+        };
+        // Camera a over its budget by about 3,000 segments, then an age
+        // limit on b and a total budget.
+        limits.cameras.insert(
+            a,
+            CameraLimits {
+                max_bytes: Some(1_000_000),
+                ..Default::default()
+            },
+        );
+        let now = 600_000;
+        for round in 0..3 {
+            if round == 1 {
+                limits.cameras.insert(
+                    b,
+                    CameraLimits {
+                        max_age_90k: Some(200_000),
+                        ..Default::default()
+                    },
+                );
+            }
+            if round == 2 {
+                limits.max_bytes = Some(1_200_000);
+            }
+            let before = all();
+            let want = plan(&before, &limits, now, u64::MAX / 2, 0);
+            assert!(
+                want.len() > if round < 2 { 1_024 } else { 100 },
+                "round {round}: {}",
+                want.len()
+            );
+            let report = run_once(&store, &limits, now, false).unwrap();
+            assert_eq!(report.deleted, want.len(), "round {round}");
+            let gone: std::collections::HashSet<i64> = want.iter().map(|(id, _)| *id).collect();
+            let left: Vec<i64> = all().iter().map(|s| s.id).collect();
+            let want_left: Vec<i64> = before
+                .iter()
+                .map(|s| s.id)
+                .filter(|id| !gone.contains(id))
+                .collect();
+            assert_eq!(left, want_left, "round {round}");
+            let (totals, _) = db::footage_totals(&store.conn()).unwrap();
+            assert_eq!(totals, Totals::of(&all()).cameras, "round {round}");
+        }
+    }
+
+    /// `check` compares the counts retention trusts with the rows, and
+    /// says where they differ.
+    #[test]
+    fn check_finds_footage_totals_that_drifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let a = store.ensure_camera("a").unwrap();
+        {
+            let conn = store.conn();
+            conn.execute(
+                "INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
+                [],
+            )
+            .unwrap();
+            // An open row with no file yet: consistent, and counted.
+            conn.execute(
+                "INSERT INTO segment (camera_id, state, run_start, start_90k, sample_entry_id) VALUES (?1, 0, 1, 0, 1)",
+                [a],
+            )
+            .unwrap();
+        }
+        assert_eq!(store.check().unwrap(), Vec::<String>::new());
+        store
+            .conn()
+            .execute(
+                "UPDATE segment_usage SET bytes = 10 WHERE camera_id = ?1",
+                [a],
+            )
+            .unwrap();
+        let problems = store.check().unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("1 segments of 10 bytes in segment_usage only"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("1 segments of 0 bytes in segment only"),
+            "{problems:?}"
+        );
+    }
+
+    /// The events a pass reads end where its walk can be reached: those
+    /// starting before the last walked segment's end plus the longest
+    /// pre-capture. A pinned event that starts just after the first walk's
+    /// last segment, and reaches back over it by its pre-capture, still
+    /// holds that segment when a byte budget would take it.
+    #[test]
+    fn an_event_just_past_the_walk_still_pins_by_its_pre_capture() {
+        use candor_media::Time90k;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let a = store.ensure_camera("a").unwrap();
+        {
+            let conn = store.conn();
+            conn.execute(
+                "INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
+                [],
+            )
+            .unwrap();
+            for i in 0..3_000i64 {
+                conn.execute(
+                    "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, \
+                     sample_entry_id, pinned) VALUES (?1, 1, 0, ?2, 100, 1000, 1, 0)",
+                    rusqlite::params![a, i * 100],
+                )
+                .unwrap();
+            }
+        }
+        let pre = 5_000;
+        let last = FIRST_WALK as i64 - 1;
+        // Starts one tick before the last walked segment's end plus the
+        // pre-capture: its window reaches back into that segment.
+        let start = (last + 1) * 100 + pre - 1;
+        let ev = store
+            .start_event(a, "motion", "test", Time90k(start), None)
+            .unwrap();
+        store.end_event(ev, Time90k(start + 50)).unwrap();
+        assert!(store.set_event_pinned(ev, true).unwrap());
+        let mut limits = Limits {
+            min_free: Some(0),
+            ..Default::default()
+        };
+        // Over its budget by exactly the first walk's segments.
+        limits.cameras.insert(
+            a,
+            CameraLimits {
+                max_bytes: Some((3_000 - FIRST_WALK as u64) * 1_000),
+                pre_capture_90k: pre,
+                ..Default::default()
+            },
+        );
+        let report = run_once(&store, &limits, 400_000, false).unwrap();
+        assert_eq!(report.deleted, FIRST_WALK);
+        let mut left = Vec::new();
+        db::all_places(&store.conn(), |r| left.push(r.start_90k / 100)).unwrap();
+        // The pinned window, from its start less the pre-capture to its
+        // end, covers segments `last` to `last + 51`: they stay, and the
+        // budget's last segment is the one after them.
+        let held: Vec<i64> = (last..=last + 51).collect();
+        assert_eq!(&left[..52], &held[..], "{:?}", &left[..4]);
+        assert_eq!(left[52], last + 53);
+        assert_eq!(left.len(), 3_000 - FIRST_WALK);
     }
 
     fn seg(id: i64, cam: i64, start: i64, bytes: u64) -> Candidate {
