@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// up to date without knowing it, so `min_reader` stays.
 /// 8: `segment_usage` (kept by triggers) and the partial index
 /// `segment_open` (see [`footage_totals`]): what retention needs of all
-/// footage without walking it. Triggers and indexes live in the index
+/// footage without walking it; the partial index `event_pinned`. Triggers and indexes live in the index
 /// file, so older builds keep both exact; `min_reader` stays.
 pub const SCHEMA_VERSION: i64 = 8;
 
@@ -151,6 +151,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS event_start ON event (start_90k);
 CREATE INDEX IF NOT EXISTS event_camera_start ON event (camera_id, start_90k);
+-- The pinned events (an operator pins a few): retention reads them again
+-- inside each deletion, where a scan of a month's events would cost more
+-- than the rest of the pass.
+CREATE INDEX IF NOT EXISTS event_pinned ON event (camera_id, start_90k) WHERE pinned = 1;
 "#;
 
 /// One function per version step: `UPGRADES[v - 1]` takes an index of
@@ -281,6 +285,7 @@ fn v7_to_v8(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
                  ON CONFLICT (camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + excluded.bytes;
          END;
          CREATE INDEX IF NOT EXISTS segment_open ON segment (camera_id, id) WHERE state = 0;
+         CREATE INDEX IF NOT EXISTS event_pinned ON event (camera_id, start_90k) WHERE pinned = 1;
          DELETE FROM segment_usage;
          INSERT INTO segment_usage (camera_id, segments, bytes)
              SELECT camera_id, COUNT(*), COALESCE(SUM(file_len), 0) FROM segment GROUP BY +camera_id;",
@@ -971,6 +976,11 @@ mod query_tests {
         assert_eq!(
             plan(OPEN_SQL),
             ["SCAN segment USING COVERING INDEX segment_open"]
+        );
+        // What each deletion reads again under its write lock.
+        assert_eq!(
+            plan(crate::events::PINNED_SQL),
+            ["SCAN event USING INDEX event_pinned"]
         );
     }
 

@@ -69,6 +69,30 @@ pub struct EventWindow {
     pub pinned: bool,
 }
 
+/// The pinned events, from their partial index `event_pinned`.
+pub(crate) const PINNED_SQL: &str =
+    "SELECT camera_id, start_90k, end_90k FROM event WHERE pinned = 1";
+
+/// The pinned events' windows, on a connection the caller holds (retention
+/// reads them inside its delete transaction). Few: an operator pins them.
+pub(crate) fn pinned_event_windows(
+    conn: &rusqlite::Connection,
+) -> Result<Vec<EventWindow>, StorageError> {
+    let mut stmt = conn
+        .prepare_cached(PINNED_SQL)
+        .map_err(|e| StorageError::db("listing pinned events", e))?;
+    stmt.query_map([], |r| {
+        Ok(EventWindow {
+            camera_id: r.get(0)?,
+            start_90k: r.get(1)?,
+            end_90k: r.get(2)?,
+            pinned: true,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(|e| StorageError::db("listing pinned events", e))
+}
+
 impl Store {
     /// The extents (without pre/post capture, which is per camera) of the
     /// events that start before `before`, found through `event_start`, so

@@ -98,11 +98,17 @@ pub struct Store {
 
 /// The rows of `segment_usage` and of a count over `segment` that differ,
 /// each with the side it is found in.
+// Per camera, both sides (a camera missing from one counts as 0 there),
+// printed as text so that a value of the wrong type is reported, not an
+// error that hides the rest.
 const USAGE_CHECK_SQL: &str = "WITH s AS (SELECT camera_id, COUNT(*) AS n, COALESCE(SUM(file_len), 0) AS b \
      FROM segment GROUP BY +camera_id), \
-     u AS (SELECT camera_id, segments AS n, bytes AS b FROM segment_usage WHERE segments != 0 OR bytes != 0) \
-     SELECT camera_id, n, b, 'segment_usage' FROM (SELECT * FROM u EXCEPT SELECT * FROM s) \
-     UNION ALL SELECT camera_id, n, b, 'segment' FROM (SELECT * FROM s EXCEPT SELECT * FROM u)";
+     u AS (SELECT camera_id, segments AS n, bytes AS b FROM segment_usage), \
+     c AS (SELECT camera_id FROM s UNION SELECT camera_id FROM u) \
+     SELECT printf('%s', c.camera_id), printf('%s', COALESCE(u.n, 0)), printf('%s', COALESCE(u.b, 0)), \
+            printf('%s', COALESCE(s.n, 0)), printf('%s', COALESCE(s.b, 0)) \
+     FROM c LEFT JOIN u ON u.camera_id IS c.camera_id LEFT JOIN s ON s.camera_id IS c.camera_id \
+     WHERE COALESCE(u.n, 0) IS NOT COALESCE(s.n, 0) OR COALESCE(u.b, 0) IS NOT COALESCE(s.b, 0)";
 
 impl Store {
     /// Opens (creating if needed) a data directory for recording: takes its
@@ -324,11 +330,12 @@ impl Store {
             let diffs = stmt
                 .query_map([], |r| {
                     Ok(format!(
-                        "footage totals: camera {} has {} segments of {} bytes in {} only",
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?
+                        "footage totals: camera {}: segment_usage says {} segments of {} bytes, the rows say {} segments of {} bytes",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?
                     ))
                 })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())

@@ -384,10 +384,9 @@ fn run_inner(
             });
             true
         })?;
-        // Events are read after the segments, so that an event pinned while
-        // they were walked still protects its footage in this pass. Only
-        // those that can reach the walked segments: starting before the
-        // last one ends, plus the longest pre-capture.
+        // Only the events that can reach the walked segments: starting
+        // before the last one ends, plus the longest pre-capture. A pin made
+        // after this read is caught by `delete_planned`, not here.
         let max_pre = limits
             .cameras
             .values()
@@ -426,29 +425,71 @@ fn run_inner(
         }
         return Ok(report);
     }
+    delete_planned(store, limits, &plan, &segs, &mut report)?;
+    match store.prune_events() {
+        Ok(0) => {}
+        Ok(n) => info!("forgot {n} event(s) whose footage is gone"),
+        Err(e) => warn!("pruning events: {e}"),
+    }
+    info!(deleted = report.deleted, bytes = report.bytes, reasons = ?report.by_reason, "retention freed space");
+    Ok(report)
+}
+
+/// Deletes what a pass planned, rows in one transaction, then files.
+/// `segs` holds every planned segment.
+///
+/// The walk read the pins before planning, so a pin made since then (an
+/// operator pinning an event, or a segment) would be lost if the plan were
+/// trusted as it stands. The transaction takes the write lock first, reads
+/// the pinned events again under it, and skips whatever they hold; a
+/// segment's own pin is checked by the DELETE. A pin made after the commit
+/// comes after the deletion and finds the footage already gone.
+fn delete_planned(
+    store: &Store,
+    limits: &Limits,
+    plan: &[(i64, Reason)],
+    segs: &[Candidate],
+    report: &mut Report,
+) -> Result<(), StorageError> {
     let planned: std::collections::HashSet<i64> = plan.iter().map(|(id, _)| *id).collect();
     let by_id: HashMap<i64, &Candidate> = segs
         .iter()
         .filter(|s| planned.contains(&s.id))
         .map(|s| (s.id, s))
         .collect();
+    let mut deleted = Vec::with_capacity(plan.len());
     {
         let mut conn = store.conn();
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| StorageError::db("retention transaction", e))?;
-        for (id, _) in &plan {
-            tx.execute(
-                "DELETE FROM segment WHERE id = ?1 AND state = 1 AND pinned = 0",
-                [id],
-            )
-            .map_err(|e| StorageError::db("deleting segment", e))?;
+        let pinned = event_reach(crate::events::pinned_event_windows(&tx)?, limits);
+        for (id, reason) in plan {
+            let Some(s) = by_id.get(id) else {
+                warn!("retention planned segment {id}, which it never walked; skipped");
+                continue;
+            };
+            if pinned
+                .get(&s.camera_id)
+                .is_some_and(|(_, p)| p.overlaps(s.start_90k, s.end_90k))
+            {
+                continue;
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM segment WHERE id = ?1 AND state = 1 AND pinned = 0",
+                    [id],
+                )
+                .map_err(|e| StorageError::db("deleting segment", e))?;
+            // Only the rows the DELETE removed lose their files.
+            if n == 1 {
+                deleted.push((*s, *reason));
+            }
         }
         tx.commit()
             .map_err(|e| StorageError::db("committing retention", e))?;
     }
-    for (id, reason) in &plan {
-        let s = by_id[id];
+    for (s, reason) in deleted {
         let path = store.segment_path(s.camera_id, s.id);
         if let Err(e) = std::fs::remove_file(&path)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -457,15 +498,9 @@ fn run_inner(
         }
         report.deleted += 1;
         report.bytes += s.bytes;
-        *report.by_reason.entry(reason_str(*reason)).or_default() += 1;
+        *report.by_reason.entry(reason_str(reason)).or_default() += 1;
     }
-    match store.prune_events() {
-        Ok(0) => {}
-        Ok(n) => info!("forgot {n} event(s) whose footage is gone"),
-        Err(e) => warn!("pruning events: {e}"),
-    }
-    info!(deleted = report.deleted, bytes = report.bytes, reasons = ?report.by_reason, "retention freed space");
-    Ok(report)
+    Ok(())
 }
 
 pub fn reason_str(r: Reason) -> &'static str {
@@ -724,6 +759,77 @@ mod tests {
         }
     }
 
+    /// Pins made after the walk planned a deletion hold: a segment pinned
+    /// directly keeps its row, and so does one an event pinned since then
+    /// covers (with that event's pre-capture). Only what the DELETE removed
+    /// is unlinked and counted.
+    #[test]
+    fn pins_made_after_the_plan_hold_their_footage() {
+        use candor_media::Time90k;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let a = store.ensure_camera("a").unwrap();
+        {
+            let conn = store.conn();
+            conn.execute(
+                "INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
+                [],
+            )
+            .unwrap();
+            for i in 0..4i64 {
+                conn.execute(
+                    "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, \
+                     sample_entry_id, pinned) VALUES (?1, 1, 0, ?2, 100, 3, 1, 0)",
+                    rusqlite::params![a, i * 100],
+                )
+                .unwrap();
+            }
+        }
+        let segs: Vec<Candidate> = (0..4)
+            .map(|i| Candidate {
+                end_90k: i * 100 + 100,
+                ..seg(i + 1, a, i * 100, 3)
+            })
+            .collect();
+        for s in &segs {
+            let p = store.segment_path(a, s.id);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"abc").unwrap();
+        }
+        // The plan, as the walk made it: all four.
+        let plan: Vec<(i64, Reason)> = segs.iter().map(|s| (s.id, Reason::Age)).collect();
+        // Then, before the deletion: segment 2 pinned, and an event
+        // starting inside segment 4 pinned, whose pre-capture reaches back
+        // into segment 3.
+        store
+            .conn()
+            .execute("UPDATE segment SET pinned = 1 WHERE id = 2", [])
+            .unwrap();
+        let ev = store
+            .start_event(a, "motion", "test", Time90k(320), None)
+            .unwrap();
+        store.end_event(ev, Time90k(330)).unwrap();
+        assert!(store.set_event_pinned(ev, true).unwrap());
+        let mut limits = Limits::default();
+        limits.cameras.insert(
+            a,
+            CameraLimits {
+                pre_capture_90k: 50,
+                ..Default::default()
+            },
+        );
+        let mut report = Report::default();
+        delete_planned(&store, &limits, &plan, &segs, &mut report).unwrap();
+        assert_eq!((report.deleted, report.bytes), (1, 3));
+        let exists: Vec<bool> = (1..=4)
+            .map(|id| store.segment_path(a, id).exists())
+            .collect();
+        assert_eq!(exists, [false, true, true, true]);
+        let mut left = Vec::new();
+        db::all_places(&store.conn(), |r| left.push(r.id)).unwrap();
+        assert_eq!(left, [2, 3, 4]);
+    }
+
     /// `check` compares the counts retention trusts with the rows, and
     /// says where they differ.
     #[test]
@@ -754,14 +860,25 @@ mod tests {
             )
             .unwrap();
         let problems = store.check().unwrap();
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(
-            problems[0].contains("1 segments of 10 bytes in segment_usage only"),
-            "{problems:?}"
+        assert_eq!(
+            problems,
+            [format!(
+                "footage totals: camera {a}: segment_usage says 1 segments of 10 bytes, the rows say 1 segments of 0 bytes"
+            )]
         );
-        assert!(
-            problems[1].contains("1 segments of 0 bytes in segment only"),
-            "{problems:?}"
+        // A camera the rows no longer have, and a value of the wrong type,
+        // are reported too.
+        store
+            .conn()
+            .execute_batch(
+                "UPDATE segment_usage SET bytes = 0; INSERT INTO segment_usage VALUES (77, 'x', 0)",
+            )
+            .unwrap();
+        assert_eq!(
+            store.check().unwrap(),
+            [
+                "footage totals: camera 77: segment_usage says x segments of 0 bytes, the rows say 0 segments of 0 bytes"
+            ]
         );
     }
 
