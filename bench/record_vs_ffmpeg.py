@@ -19,6 +19,7 @@ working for the recorder: fair to a tool that never fsyncs and so leaves its
 writeback to kernel threads. Prints a Markdown table (paste into BENCHMARKS.md).
 """
 import argparse
+import statistics
 import json
 import os
 import shutil
@@ -183,6 +184,29 @@ def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None):
     return cpu, wall, rss, machine, written
 
 
+def pairs(a):
+    """Candor and the floor, alternating, K times per count on one simulator:
+    the ratio of each adjacent pair, then the median. Noise from neighbours
+    on a shared VM lasts minutes, so pairs close in time share most of it."""
+    work = tempfile.mkdtemp(prefix="candor-bench-")
+    floor_exe = build_floor(work)
+    per = lambda cpu, n, wall: cpu / n / (wall / 60)
+    print("| cameras | pair | Candor CPU s / camera-minute | floor | Candor / floor | Candor recorded |")
+    print("|---|---|---|---|---|---|")
+    for n in a.counts:
+        sim = start_camsim(a.candor, a.clip, n, a.port)
+        ratios = []
+        for k in range(a.pairs):
+            c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
+            fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
+            cc, lc = per(c[0], n, c[1]), per(fl[0], n, fl[1])
+            ratios.append(cc / lc)
+            print(f"| {n} | {k + 1} | {cc:.3f} | {lc:.3f} | {cc / lc:.2f}x | {c[3] * 100:.1f}% |", flush=True)
+        sim.terminate(); sim.wait()
+        print(f"| {n} | **median** | | | **{statistics.median(ratios):.2f}x** (from {min(ratios):.2f} to {max(ratios):.2f}) | |", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--candor", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "candor"))
@@ -199,7 +223,12 @@ def main():
                     help="Candor alone at each count (no ffmpeg, no floor): for comparing builds or profiling")
     ap.add_argument("--profile", help="a command run during Candor's window, with {pid} and {n}, e.g. "
                     "'perf record -g -F 999 -o /tmp/candor-{n}.perf -p {pid} -- sleep 20' (its own cost is in the figures)")
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="instead of the table: K alternating Candor / floor runs (both fsync every 5 s) at each count, "
+                    "each pair's ratio and their median (a single window on a shared VM moves by up to 2x)")
     a = ap.parse_args()
+    if a.pairs:
+        return pairs(a)
     if a.only_candor:
         a.max_search = a.counts + a.max_search
         a.counts = []
