@@ -678,22 +678,17 @@ mod tests {
             store.ensure_camera("a").unwrap(),
             store.ensure_camera("b").unwrap(),
         );
-        {
-            let conn = store.conn();
-            conn.execute(
-                "INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
-                [],
-            )
-            .unwrap();
-            for i in 0..6_000i64 {
-                conn.execute(
-                    "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, \
-                     sample_entry_id, pinned) VALUES (?1, 1, 0, ?2, 100, ?3, 1, ?4)",
-                    rusqlite::params![if i % 3 == 0 { b } else { a }, i * 100, 1_000 + i % 7, i % 97 == 5],
+        closed_segments(
+            &store,
+            (0..6_000i64).map(|i| {
+                (
+                    if i % 3 == 0 { b } else { a },
+                    i * 100,
+                    1_000 + i % 7,
+                    i % 97 == 5,
                 )
-                .unwrap();
-            }
-        }
+            }),
+        );
         let all = || {
             let mut segs = Vec::new();
             db::all_places(&store.conn(), |r| {
@@ -769,22 +764,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path()).unwrap();
         let a = store.ensure_camera("a").unwrap();
-        {
-            let conn = store.conn();
-            conn.execute(
-                "INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
-                [],
-            )
-            .unwrap();
-            for i in 0..4i64 {
-                conn.execute(
-                    "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, \
-                     sample_entry_id, pinned) VALUES (?1, 1, 0, ?2, 100, 3, 1, 0)",
-                    rusqlite::params![a, i * 100],
-                )
-                .unwrap();
-            }
-        }
+        closed_segments(&store, (0..4i64).map(|i| (a, i * 100, 3, false)));
         let segs: Vec<Candidate> = (0..4)
             .map(|i| Candidate {
                 end_90k: i * 100 + 100,
@@ -893,22 +873,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path()).unwrap();
         let a = store.ensure_camera("a").unwrap();
-        {
-            let conn = store.conn();
-            conn.execute(
-                "INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
-                [],
-            )
-            .unwrap();
-            for i in 0..3_000i64 {
-                conn.execute(
-                    "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, \
-                     sample_entry_id, pinned) VALUES (?1, 1, 0, ?2, 100, 1000, 1, 0)",
-                    rusqlite::params![a, i * 100],
-                )
-                .unwrap();
-            }
-        }
+        closed_segments(&store, (0..3_000i64).map(|i| (a, i * 100, 1000, false)));
         let pre = 5_000;
         let last = FIRST_WALK as i64 - 1;
         // Starts one tick before the last walked segment's end plus the
@@ -943,6 +908,27 @@ mod tests {
         assert_eq!(&left[..52], &held[..], "{:?}", &left[..4]);
         assert_eq!(left[52], last + 53);
         assert_eq!(left.len(), 3_000 - FIRST_WALK);
+    }
+
+    /// Closed segments of 100 ticks each, as (camera, start, length,
+    /// pinned), in one transaction, with the sample entry they name.
+    fn closed_segments(store: &Store, rows: impl IntoIterator<Item = (i64, i64, i64, bool)>) {
+        let mut conn = store.conn();
+        let tx = conn.transaction().unwrap();
+        tx.execute(
+            "INSERT OR IGNORE INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
+            [],
+        )
+        .unwrap();
+        for (cam, start, len, pinned) in rows {
+            tx.execute(
+                "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, \
+                 sample_entry_id, pinned) VALUES (?1, 1, 0, ?2, 100, ?3, 1, ?4)",
+                rusqlite::params![cam, start, len, pinned],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
     }
 
     fn seg(id: i64, cam: i64, start: i64, bytes: u64) -> Candidate {
