@@ -565,6 +565,13 @@ impl StatusSource {
         done
     }
 
+    /// A camera's pre- and post-capture now, in 90 kHz ticks: the window a
+    /// pin of one of its events holds.
+    pub fn capture_90k(&self, camera: &str) -> Option<(i64, i64)> {
+        self.camera(camera)
+            .map(|c| (d90k(c.cfg.pre_capture.0), d90k(c.cfg.post_capture.0)))
+    }
+
     /// A camera's motion settings now.
     pub fn motion_settings(&self, camera: &str) -> Option<config::MotionConfig> {
         self.camera(camera).map(|c| c.motion.borrow().clone())

@@ -25,7 +25,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// `segment_open` (see [`footage_totals`]): what retention needs of all
 /// footage without walking it; the partial index `event_pinned`. Triggers and indexes live in the index
 /// file, so older builds keep both exact; `min_reader` stays.
-pub const SCHEMA_VERSION: i64 = 8;
+/// 9: `event.pin_pre_90k`/`pin_post_90k` (the window a pin holds, fixed when
+/// it is made), and `event_pinned` for an index that reached 8 without it.
+/// An older build pins with the camera's current window; `min_reader` stays.
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// The oldest schema version whose builds can still use an index this
 /// build has written (kept in `meta` as `min_reader`): an older build
@@ -105,7 +108,9 @@ CREATE INDEX IF NOT EXISTS segment_open ON segment (camera_id, id) WHERE state =
 -- is NULL while it goes on.
 -- acked_by/acked_at_90k: who acknowledged the alarm in the cloud app, and
 -- when; label, bbox (JSON [x, y, w, h] in 0..1) and zones (JSON array of
--- names): an object event's. (No comments after the last column: SQLite's
+-- names): an object event's; pin_pre_90k/pin_post_90k, while pinned: the
+-- camera's pre- and post-capture when it was pinned, the window the pin
+-- holds whatever the camera's settings become. (No comments after the last column: SQLite's
 -- DROP COLUMN, used by the upgrade tests, rewrites that text.)
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY,
@@ -124,7 +129,9 @@ CREATE TABLE IF NOT EXISTS event (
     acked_at_90k INTEGER,
     label TEXT,
     bbox TEXT,
-    zones TEXT
+    zones TEXT,
+    pin_pre_90k INTEGER,
+    pin_post_90k INTEGER
 );
 -- Every message and byte sent off-site (the cloud link), for the owner.
 CREATE TABLE IF NOT EXISTS egress (
@@ -167,7 +174,7 @@ CREATE INDEX IF NOT EXISTS event_pinned ON event (camera_id, start_90k) WHERE pi
 /// between holds tables of a later version than its number says.
 type Upgrade = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
 const UPGRADES: [Upgrade; (SCHEMA_VERSION - 1) as usize] = [
-    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8,
+    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9,
 ];
 
 /// Events (motion, the cameras' own).
@@ -289,6 +296,18 @@ fn v7_to_v8(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
          DELETE FROM segment_usage;
          INSERT INTO segment_usage (camera_id, segments, bytes)
              SELECT camera_id, COUNT(*), COALESCE(SUM(file_len), 0) FROM segment GROUP BY +camera_id;",
+    )
+}
+
+/// The window a pin holds, fixed when it is made. The index again: a
+/// build of step 8 from before `event_pinned` was part of it made indexes
+/// without it, and retention's deletion then scanned every event under its
+/// write lock.
+fn v8_to_v9(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    add_column(tx, "event", "pin_pre_90k", "INTEGER")?;
+    add_column(tx, "event", "pin_post_90k", "INTEGER")?;
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS event_pinned ON event (camera_id, start_90k) WHERE pinned = 1;",
     )
 }
 
@@ -981,6 +1000,39 @@ mod query_tests {
         assert_eq!(
             plan(crate::events::PINNED_SQL),
             ["SCAN event USING INDEX event_pinned"]
+        );
+    }
+
+    /// An index at schema 8 without `event_pinned` (made by a build of the
+    /// step from before it had the index) gets it with step 9.
+    #[test]
+    fn a_schema_8_index_without_event_pinned_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.db");
+        let has = |c: &Connection| -> bool {
+            c.query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = 'event_pinned'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+                == 1
+        };
+        let c = open(&p, false).unwrap();
+        c.execute_batch(
+            "DROP INDEX event_pinned; ALTER TABLE event DROP COLUMN pin_pre_90k; \
+             ALTER TABLE event DROP COLUMN pin_post_90k; UPDATE meta SET value = '8' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        drop(c);
+        let c = open(&p, true).unwrap();
+        assert!(!has(&c), "a read-only open changes nothing");
+        drop(c);
+        let c = open(&p, false).unwrap();
+        assert!(has(&c));
+        assert_eq!(
+            meta_int(&c, "schema_version").unwrap(),
+            Some(SCHEMA_VERSION)
         );
     }
 

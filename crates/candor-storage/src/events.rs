@@ -67,11 +67,32 @@ pub struct EventWindow {
     /// `None` while the event goes on.
     pub end_90k: Option<i64>,
     pub pinned: bool,
+    /// A pin's own (pre-capture, post-capture), fixed when it was made;
+    /// `None` for an unpinned event, or one an older build pinned.
+    pub pin_capture_90k: Option<(i64, i64)>,
 }
 
-/// The pinned events, from their partial index `event_pinned`.
-pub(crate) const PINNED_SQL: &str =
-    "SELECT camera_id, start_90k, end_90k FROM event WHERE pinned = 1";
+/// The pinned events, from their partial index `event_pinned`. `pinned` is
+/// only ever 0 or 1 (its default, and [`Store::set_event_pinned`] binds a
+/// bool), so `= 1`, the index's own condition, is every pinned event.
+pub(crate) const PINNED_SQL: &str = "SELECT camera_id, start_90k, end_90k, pinned, pin_pre_90k, pin_post_90k FROM event WHERE pinned = 1";
+
+/// One row of `camera_id, start_90k, end_90k, pinned, pin_pre_90k,
+/// pin_post_90k`.
+fn event_window(r: &rusqlite::Row) -> rusqlite::Result<EventWindow> {
+    let pinned: bool = r.get(3)?;
+    let capture = match (r.get::<_, Option<i64>>(4)?, r.get::<_, Option<i64>>(5)?) {
+        (Some(pre), Some(post)) if pinned => Some((pre, post)),
+        _ => None,
+    };
+    Ok(EventWindow {
+        camera_id: r.get(0)?,
+        start_90k: r.get(1)?,
+        end_90k: r.get(2)?,
+        pinned,
+        pin_capture_90k: capture,
+    })
+}
 
 /// The pinned events' windows, on a connection the caller holds (retention
 /// reads them inside its delete transaction). Few: an operator pins them.
@@ -81,16 +102,9 @@ pub(crate) fn pinned_event_windows(
     let mut stmt = conn
         .prepare_cached(PINNED_SQL)
         .map_err(|e| StorageError::db("listing pinned events", e))?;
-    stmt.query_map([], |r| {
-        Ok(EventWindow {
-            camera_id: r.get(0)?,
-            start_90k: r.get(1)?,
-            end_90k: r.get(2)?,
-            pinned: true,
-        })
-    })
-    .and_then(|rows| rows.collect())
-    .map_err(|e| StorageError::db("listing pinned events", e))
+    stmt.query_map([], event_window)
+        .and_then(|rows| rows.collect())
+        .map_err(|e| StorageError::db("listing pinned events", e))
 }
 
 impl Store {
@@ -101,29 +115,28 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT camera_id, start_90k, end_90k, pinned FROM event WHERE start_90k < ?1",
+                "SELECT camera_id, start_90k, end_90k, pinned, pin_pre_90k, pin_post_90k FROM event WHERE start_90k < ?1",
             )
             .map_err(|e| StorageError::db("listing events", e))?;
-        stmt.query_map([before], |r| {
-            Ok(EventWindow {
-                camera_id: r.get(0)?,
-                start_90k: r.get(1)?,
-                end_90k: r.get(2)?,
-                pinned: r.get(3)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(|e| StorageError::db("listing events", e))
+        stmt.query_map([before], event_window)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| StorageError::db("listing events", e))
     }
 
-    /// Protects (or releases) the footage around an event from retention.
-    /// Returns false when there is no such event.
-    pub fn set_event_pinned(&self, id: i64, pinned: bool) -> Result<bool, StorageError> {
+    /// Protects the footage around an event from retention: from
+    /// `pre_90k` before its start to `post_90k` after its end (the camera's
+    /// pre- and post-capture now; the pin keeps them if the camera's change
+    /// or it is removed). `None` releases it. Returns false when there is no
+    /// such event.
+    pub fn set_event_pinned(&self, id: i64, pin: Option<(i64, i64)>) -> Result<bool, StorageError> {
+        let (pre, post) = pin.map_or((None, None), |(pre, post)| {
+            (Some(pre.max(0)), Some(post.max(0)))
+        });
         let n = self
             .conn()
             .execute(
-                "UPDATE event SET pinned = ?1 WHERE id = ?2",
-                params![pinned, id],
+                "UPDATE event SET pinned = ?1, pin_pre_90k = ?2, pin_post_90k = ?3 WHERE id = ?4",
+                params![pin.is_some(), pre, post, id],
             )
             .map_err(|e| StorageError::db("pinning an event", e))?;
         Ok(n > 0)
@@ -131,34 +144,27 @@ impl Store {
 
     /// Forgets events whose footage retention has deleted (ended before the
     /// camera's oldest segment; pinned ones stay), with their snapshots.
+    /// "Its footage" is the event's own span: what post-capture kept after
+    /// it may outlive it by a few seconds, and shows in playback without
+    /// the event.
     pub fn prune_events(&self) -> Result<usize, StorageError> {
+        // One statement, so that choosing and deleting see the same rows: an
+        // event an operator pins meanwhile (another connection, or this
+        // one between two statements) is either pinned before it and kept,
+        // or pinned after it and gone with nothing left to pin.
         let gone: Vec<(i64, i64)> = {
             let conn = self.conn();
             let mut stmt = conn
                 .prepare(
-                    "SELECT e.id, e.camera_id FROM event e WHERE e.pinned = 0 AND e.end_90k IS NOT NULL \
-                     AND e.end_90k < (SELECT MIN(s.start_90k) FROM segment s WHERE s.camera_id = e.camera_id)",
+                    "DELETE FROM event AS e WHERE e.pinned = 0 AND e.end_90k IS NOT NULL \
+                     AND e.end_90k < (SELECT MIN(s.start_90k) FROM segment s WHERE s.camera_id = e.camera_id) \
+                     RETURNING id, camera_id",
                 )
                 .map_err(|e| StorageError::db("pruning events", e))?;
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .and_then(|rows| rows.collect::<Result<_, _>>())
                 .map_err(|e| StorageError::db("pruning events", e))?
         };
-        if gone.is_empty() {
-            return Ok(0);
-        }
-        {
-            let mut conn = self.conn();
-            let tx = conn
-                .transaction()
-                .map_err(|e| StorageError::db("pruning events", e))?;
-            for (id, _) in &gone {
-                tx.execute("DELETE FROM event WHERE id = ?1", [id])
-                    .map_err(|e| StorageError::db("pruning events", e))?;
-            }
-            tx.commit()
-                .map_err(|e| StorageError::db("pruning events", e))?;
-        }
         // Rows first, files after: a crash in between leaves only files
         // nothing points to.
         for (id, cam) in &gone {
@@ -579,6 +585,71 @@ mod tests {
         assert_eq!((ea.score, ea.zone.as_deref()), (Some(0.25), Some("door")));
         assert_eq!(store.event(b).unwrap().unwrap().end, Some(Time90k(3000)));
         assert_eq!(store.event(a + b + 100).unwrap(), None);
+    }
+
+    /// Events whose own span ended before their camera's oldest footage go,
+    /// with their pictures; pinned, ongoing and later ones stay, and so do
+    /// a camera's events while it has no footage at all.
+    #[test]
+    fn pruning_forgets_only_unpinned_events_older_than_the_footage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let gate = store.ensure_camera("gate").unwrap();
+        let yard = store.ensure_camera("yard").unwrap();
+        {
+            let conn = store.conn();
+            conn.execute(
+                "INSERT INTO sample_entry (id, codec, width, height, data) VALUES (1, 'avc1', 1, 1, x'00')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, \
+                 sample_entry_id) VALUES (?1, 1, 0, 10000, 100, 1, 1)",
+                [gate],
+            )
+            .unwrap();
+        }
+        let event = |cam, start, end: Option<i64>| {
+            let id = store
+                .start_event(cam, "motion", "motion", Time90k(start), None)
+                .unwrap();
+            if let Some(end) = end {
+                store.end_event(id, Time90k(end)).unwrap();
+            }
+            store.save_snapshot(cam, id, b"full", b"small").unwrap();
+            id
+        };
+        let old = event(gate, 1000, Some(9999));
+        let pinned = event(gate, 1000, Some(2000));
+        assert!(store.set_event_pinned(pinned, Some((0, 0))).unwrap());
+        let ongoing = event(gate, 1000, None);
+        let touching = event(gate, 1000, Some(10000));
+        let no_footage = event(yard, 1000, Some(2000));
+        let old_files =
+            [Snapshot::Full, Snapshot::Thumbnail].map(|w| store.snapshot_path(gate, old, w));
+        assert!(old_files.iter().all(|f| f.exists()));
+
+        assert_eq!(store.prune_events().unwrap(), 1);
+        assert_eq!(store.event(old).unwrap(), None);
+        assert!(old_files.iter().all(|f| !f.exists()), "{old_files:?}");
+        for id in [pinned, ongoing, touching, no_footage] {
+            let e = store.event(id).unwrap().unwrap();
+            assert!(e.snapshot, "{id}");
+            assert_eq!(
+                store.snapshot(id, Snapshot::Full).unwrap().as_deref(),
+                Some(&b"full"[..])
+            );
+        }
+        assert_eq!(store.prune_events().unwrap(), 0);
+        // Unpinned, the old pinned event goes on the next pass.
+        assert!(store.set_event_pinned(pinned, None).unwrap());
+        assert_eq!(store.prune_events().unwrap(), 1);
+        assert_eq!(store.event(pinned).unwrap(), None);
+        assert!(
+            !store.set_event_pinned(pinned, Some((0, 0))).unwrap(),
+            "a pruned event can't be pinned"
+        );
     }
 
     #[test]

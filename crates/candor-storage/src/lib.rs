@@ -96,19 +96,23 @@ pub struct Store {
     _lock: Option<File>,
 }
 
-/// The rows of `segment_usage` and of a count over `segment` that differ,
-/// each with the side it is found in.
-// Per camera, both sides (a camera missing from one counts as 0 there),
-// printed as text so that a value of the wrong type is reported, not an
-// error that hides the rest.
-const USAGE_CHECK_SQL: &str = "WITH s AS (SELECT camera_id, COUNT(*) AS n, COALESCE(SUM(file_len), 0) AS b \
+/// Per camera, where `segment_usage` and a count over `segment` differ:
+/// the camera, then both sides (usage's count and bytes, the rows' count
+/// and bytes; a camera missing from one side counts as 0 there).
+// Each value is `quote()`d text, so that one of the wrong type (a blob, a
+// string) is reported as what it is rather than failing the check or
+// printing like a number. The rows' bytes are a `TOTAL` (a float, which
+// never overflows; `SUM` would abort the whole check on corrupt lengths),
+// shown as an integer when it is one.
+const USAGE_CHECK_SQL: &str = "WITH s AS (SELECT camera_id, COUNT(*) AS n, TOTAL(file_len) AS b \
      FROM segment GROUP BY +camera_id), \
      u AS (SELECT camera_id, segments AS n, bytes AS b FROM segment_usage), \
      c AS (SELECT camera_id FROM s UNION SELECT camera_id FROM u) \
-     SELECT printf('%s', c.camera_id), printf('%s', COALESCE(u.n, 0)), printf('%s', COALESCE(u.b, 0)), \
-            printf('%s', COALESCE(s.n, 0)), printf('%s', COALESCE(s.b, 0)) \
+     SELECT quote(c.camera_id), quote(COALESCE(u.n, 0)), quote(COALESCE(u.b, 0)), quote(COALESCE(s.n, 0)), \
+            quote(IIF(s.b = CAST(s.b AS INTEGER), CAST(s.b AS INTEGER), COALESCE(s.b, 0))) \
      FROM c LEFT JOIN u ON u.camera_id IS c.camera_id LEFT JOIN s ON s.camera_id IS c.camera_id \
-     WHERE COALESCE(u.n, 0) IS NOT COALESCE(s.n, 0) OR COALESCE(u.b, 0) IS NOT COALESCE(s.b, 0)";
+     WHERE COALESCE(u.n, 0) IS NOT COALESCE(s.n, 0) OR COALESCE(u.b, 0) != COALESCE(s.b, 0) \
+        OR typeof(COALESCE(u.b, 0)) NOT IN ('integer', 'real')";
 
 impl Store {
     /// Opens (creating if needed) a data directory for recording: takes its

@@ -255,7 +255,8 @@ impl Reach {
 }
 
 /// Per camera: all its events' windows, and its pinned events' windows. An
-/// event's window is [start − pre, end + post], open-ended while it goes on.
+/// event's window is [start − pre, end + post], open-ended while it goes on;
+/// pre and post are the camera's, or a pin's own.
 fn event_reach(
     windows: Vec<crate::events::EventWindow>,
     limits: &Limits,
@@ -264,10 +265,14 @@ fn event_reach(
     type Spans = Vec<(i64, i64)>;
     let mut by_cam: HashMap<i64, (Spans, Spans)> = HashMap::new();
     for w in windows {
-        let (pre, post) = limits
-            .cameras
-            .get(&w.camera_id)
-            .map_or((0, 0), |l| (l.pre_capture_90k, l.post_capture_90k));
+        // A pin holds the window it was made with; other events follow the
+        // camera's settings.
+        let (pre, post) = w.pin_capture_90k.unwrap_or_else(|| {
+            limits
+                .cameras
+                .get(&w.camera_id)
+                .map_or((0, 0), |l| (l.pre_capture_90k, l.post_capture_90k))
+        });
         let span = (
             w.start_90k.saturating_sub(pre),
             w.end_90k.map_or(i64::MAX, |e| e.saturating_add(post)),
@@ -385,8 +390,10 @@ fn run_inner(
             true
         })?;
         // Only the events that can reach the walked segments: starting
-        // before the last one ends, plus the longest pre-capture. A pin made
-        // after this read is caught by `delete_planned`, not here.
+        // before the last one ends, plus the longest pre-capture; and every
+        // pinned one (few), whose own pre-capture may be longer than any
+        // camera's now. A pin made after this read is caught by
+        // `delete_planned`, not here.
         let max_pre = limits
             .cameras
             .values()
@@ -399,7 +406,13 @@ fn run_inner(
             .max()
             .unwrap_or(i64::MIN)
             .saturating_add(max_pre);
-        let reach = event_reach(store.event_windows_before(reach_to)?, limits);
+        let mut windows = store.event_windows_before(reach_to)?;
+        windows.extend(
+            crate::events::pinned_event_windows(&store.conn())?
+                .into_iter()
+                .filter(|w| w.start_90k >= reach_to),
+        );
+        let reach = event_reach(windows, limits);
         for s in &mut segs {
             if let Some((all, pinned)) = reach.get(&s.camera_id) {
                 s.in_event = all.overlaps(s.start_90k, s.end_90k);
@@ -533,11 +546,13 @@ mod tests {
             let windows: Vec<EventWindow> = (0..next(12))
                 .map(|_| {
                     let start = next(1_000);
+                    let pinned = next(3) == 0;
                     EventWindow {
                         camera_id: next(3),
                         start_90k: start,
                         end_90k: (next(5) != 0).then(|| start + next(100)),
-                        pinned: next(3) == 0,
+                        pinned,
+                        pin_capture_90k: (pinned && next(2) == 0).then(|| (next(60), next(60))),
                     }
                 })
                 .collect();
@@ -558,12 +573,14 @@ mod tests {
                 } else {
                     start + next(150)
                 };
-                let (pre, post) = limits
-                    .cameras
-                    .get(&cam)
-                    .map_or((0, 0), |l| (l.pre_capture_90k, l.post_capture_90k));
                 let (mut in_event, mut pinned) = (false, false);
                 for w in windows.iter().filter(|w| w.camera_id == cam) {
+                    let (pre, post) = w.pin_capture_90k.unwrap_or_else(|| {
+                        limits
+                            .cameras
+                            .get(&cam)
+                            .map_or((0, 0), |l| (l.pre_capture_90k, l.post_capture_90k))
+                    });
                     let (ws, we) = (w.start_90k - pre, w.end_90k.map_or(i64::MAX, |e| e + post));
                     if ws < end && start < we {
                         in_event = true;
@@ -756,58 +773,70 @@ mod tests {
 
     /// Pins made after the walk planned a deletion hold: a segment pinned
     /// directly keeps its row, and so does one an event pinned since then
-    /// covers (with that event's pre-capture). Only what the DELETE removed
-    /// is unlinked and counted.
+    /// covers (with the pre- and post-capture the pin was made with, on its
+    /// own camera only). Only what the DELETE removed is unlinked and
+    /// counted.
     #[test]
     fn pins_made_after_the_plan_hold_their_footage() {
         use candor_media::Time90k;
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path()).unwrap();
         let a = store.ensure_camera("a").unwrap();
-        closed_segments(&store, (0..4i64).map(|i| (a, i * 100, 3, false)));
-        let segs: Vec<Candidate> = (0..4)
-            .map(|i| Candidate {
-                end_90k: i * 100 + 100,
-                ..seg(i + 1, a, i * 100, 3)
+        let b = store.ensure_camera("b").unwrap();
+        // Segments 1–4 on a, 5–8 on b, each camera's at 0, 100, 200, 300.
+        let cams = [a, a, a, a, b, b, b, b];
+        closed_segments(
+            &store,
+            cams.iter()
+                .zip(0..)
+                .map(|(&c, i)| (c, (i % 4) * 100, 3, false)),
+        );
+        let segs: Vec<Candidate> = cams
+            .iter()
+            .zip(0..)
+            .map(|(&c, i)| Candidate {
+                end_90k: (i % 4) * 100 + 100,
+                ..seg(i + 1, c, (i % 4) * 100, 3)
             })
             .collect();
         for s in &segs {
-            let p = store.segment_path(a, s.id);
+            let p = store.segment_path(s.camera_id, s.id);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, b"abc").unwrap();
         }
-        // The plan, as the walk made it: all four.
+        // The plan, as the walk made it: all eight.
         let plan: Vec<(i64, Reason)> = segs.iter().map(|s| (s.id, Reason::Age)).collect();
-        // Then, before the deletion: segment 2 pinned, and an event
+        // Then, before the deletion: segment 2 pinned; on a, an event
         // starting inside segment 4 pinned, whose pre-capture reaches back
-        // into segment 3.
+        // into segment 3 (and which must hold nothing of b's); on b, one
+        // ending inside segment 5 whose post-capture reaches into 6.
         store
             .conn()
             .execute("UPDATE segment SET pinned = 1 WHERE id = 2", [])
             .unwrap();
-        let ev = store
-            .start_event(a, "motion", "test", Time90k(320), None)
-            .unwrap();
-        store.end_event(ev, Time90k(330)).unwrap();
-        assert!(store.set_event_pinned(ev, true).unwrap());
+        // Each pin keeps the window it was made with: a's pre-capture has
+        // since been lowered to 0, and b is no longer configured.
+        for (cam, start, end, capture) in [(a, 320, 330, (50, 0)), (b, 50, 90, (0, 20))] {
+            let ev = store
+                .start_event(cam, "motion", "test", Time90k(start), None)
+                .unwrap();
+            store.end_event(ev, Time90k(end)).unwrap();
+            assert!(store.set_event_pinned(ev, Some(capture)).unwrap());
+        }
         let mut limits = Limits::default();
-        limits.cameras.insert(
-            a,
-            CameraLimits {
-                pre_capture_90k: 50,
-                ..Default::default()
-            },
-        );
+        limits.cameras.insert(a, CameraLimits::default());
         let mut report = Report::default();
         delete_planned(&store, &limits, &plan, &segs, &mut report).unwrap();
-        assert_eq!((report.deleted, report.bytes), (1, 3));
-        let exists: Vec<bool> = (1..=4)
-            .map(|id| store.segment_path(a, id).exists())
+        assert_eq!((report.deleted, report.bytes), (3, 9));
+        let exists: Vec<bool> = segs
+            .iter()
+            .map(|s| store.segment_path(s.camera_id, s.id).exists())
             .collect();
-        assert_eq!(exists, [false, true, true, true]);
+        assert_eq!(exists, [false, true, true, true, true, true, false, false]);
         let mut left = Vec::new();
         db::all_places(&store.conn(), |r| left.push(r.id)).unwrap();
-        assert_eq!(left, [2, 3, 4]);
+        left.sort();
+        assert_eq!(left, [2, 3, 4, 5, 6]);
     }
 
     /// `check` compares the counts retention trusts with the rows, and
@@ -846,19 +875,46 @@ mod tests {
                 "footage totals: camera {a}: segment_usage says 1 segments of 10 bytes, the rows say 1 segments of 0 bytes"
             )]
         );
-        // A camera the rows no longer have, and a value of the wrong type,
-        // are reported too.
+        // A camera the rows no longer have, and values of the wrong type,
+        // are reported as what they are; an empty camera's 0/0 row is fine.
         store
             .conn()
             .execute_batch(
-                "UPDATE segment_usage SET bytes = 0; INSERT INTO segment_usage VALUES (77, 'x', 0)",
+                "UPDATE segment_usage SET bytes = 0; INSERT INTO segment_usage VALUES (77, 'x', 0); \
+                 INSERT INTO segment_usage VALUES (78, 0, x'30'); INSERT INTO segment_usage VALUES (79, 0, 0)",
             )
             .unwrap();
         assert_eq!(
             store.check().unwrap(),
             [
-                "footage totals: camera 77: segment_usage says x segments of 0 bytes, the rows say 0 segments of 0 bytes"
+                "footage totals: camera 77: segment_usage says 'x' segments of 0 bytes, the rows say 0 segments of 0 bytes",
+                "footage totals: camera 78: segment_usage says 0 segments of X'30' bytes, the rows say 0 segments of 0 bytes",
             ]
+        );
+        // A camera with rows and no usage row; and lengths whose sum
+        // overflows a 64-bit integer, which the triggers hold as a float
+        // (SQLite's arithmetic): consistent, and the check still runs.
+        let b = store.ensure_camera("b").unwrap();
+        store
+            .conn()
+            .execute(
+                "INSERT INTO segment (camera_id, state, run_start, start_90k, wall_duration_90k, file_len, sample_entry_id) \
+                 VALUES (?1, 1, 0, 0, 100, 9000000000000000000, 1), (?1, 1, 0, 100, 100, 9000000000000000000, 1)",
+                [b],
+            )
+            .unwrap();
+        store
+            .conn()
+            .execute("DELETE FROM segment_usage WHERE camera_id != ?1", [b])
+            .unwrap();
+        let mut problems = store.check().unwrap();
+        // (Those rows have no files, which the check also says.)
+        problems.retain(|p| p.starts_with("footage totals"));
+        assert_eq!(
+            problems,
+            [format!(
+                "footage totals: camera {a}: segment_usage says 0 segments of 0 bytes, the rows say 1 segments of 0 bytes"
+            )]
         );
     }
 
@@ -869,6 +925,15 @@ mod tests {
     /// holds that segment when a byte budget would take it.
     #[test]
     fn an_event_just_past_the_walk_still_pins_by_its_pre_capture() {
+        // Pinned by an older build (the camera's pre-capture now holds), and
+        // with its own window after the camera's was lowered to 0 (the walk
+        // must read it although no camera's pre-capture reaches it).
+        for own_window in [false, true] {
+            pinned_just_past_the_walk(own_window);
+        }
+    }
+
+    fn pinned_just_past_the_walk(own_window: bool) {
         use candor_media::Time90k;
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path()).unwrap();
@@ -883,7 +948,14 @@ mod tests {
             .start_event(a, "motion", "test", Time90k(start), None)
             .unwrap();
         store.end_event(ev, Time90k(start + 50)).unwrap();
-        assert!(store.set_event_pinned(ev, true).unwrap());
+        if own_window {
+            assert!(store.set_event_pinned(ev, Some((pre, 0))).unwrap());
+        } else {
+            store
+                .conn()
+                .execute("UPDATE event SET pinned = 1 WHERE id = ?1", [ev])
+                .unwrap();
+        }
         let mut limits = Limits {
             min_free: Some(0),
             ..Default::default()
@@ -893,12 +965,12 @@ mod tests {
             a,
             CameraLimits {
                 max_bytes: Some((3_000 - FIRST_WALK as u64) * 1_000),
-                pre_capture_90k: pre,
+                pre_capture_90k: if own_window { 0 } else { pre },
                 ..Default::default()
             },
         );
         let report = run_once(&store, &limits, 400_000, false).unwrap();
-        assert_eq!(report.deleted, FIRST_WALK);
+        assert_eq!(report.deleted, FIRST_WALK, "own window: {own_window}");
         let mut left = Vec::new();
         db::all_places(&store.conn(), |r| left.push(r.start_90k / 100)).unwrap();
         // The pinned window, from its start less the pre-capture to its

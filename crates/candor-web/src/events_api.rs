@@ -202,8 +202,17 @@ pub async fn pin(
         let w = f.writable.as_ref().ok_or_else(|| {
             ApiError::not_found("this server shows footage read-only; pin events on the recorder")
         })?;
-        w.set_event_pinned(id, b.pinned)
-            .map_err(ApiError::internal)?;
+        // Retention may have pruned it since the read above: then nothing
+        // was pinned, and saying so (not 200, not an audit line claiming a
+        // pin) is the truth.
+        // A pin holds the camera's pre- and post-capture as they are now
+        // (none for a camera no longer configured), whatever they become.
+        let pin = b
+            .pinned
+            .then(|| f.status.capture_90k(&e.camera).unwrap_or((0, 0)));
+        if !w.set_event_pinned(id, pin).map_err(ApiError::internal)? {
+            return Err(missing());
+        }
         Ok::<_, ApiError>(e.camera)
     })
     .await??;

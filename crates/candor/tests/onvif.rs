@@ -467,6 +467,13 @@ fn event_footage_outlives_continuous_footage_and_pins_hold() {
         "an event whose footage is gone is forgotten: {ev:?}"
     );
     assert!(ev.iter().any(|e| e["id"].as_i64() == Some(yard_new.0)));
+    // A forgotten event can't be pinned, and the answer says so.
+    let (code, _, v) = web.api(
+        "PUT",
+        &format!("events/{}/pinned", yard_old.0),
+        Some(r#"{"pinned":true}"#),
+    );
+    assert_eq!((code, v["code"].as_str()), (404, Some("no_event")), "{v}");
     let log = rec.stop();
     assert!(
         log.contains("forgot 1 event(s) whose footage is gone"),
