@@ -272,6 +272,9 @@ pub struct RemoteEnd {
     pub tunnel: candor_link::tunnel::Tunnel,
     /// The recorder's last hello allowed remote access.
     pub allowed: std::sync::atomic::AtomicBool,
+    /// … and its link settled on `candor_link::ALPN_DIAL`: browsers go to
+    /// it as data connections (`Message::Dial`).
+    pub dial: std::sync::atomic::AtomicBool,
     /// Stream ids the cloud opens: odd, rising.
     pub next_stream: std::sync::atomic::AtomicU32,
     /// Opens in the last minute, and by whom (see [`relay::OPENS_PER_MINUTE`]).
@@ -316,6 +319,9 @@ pub struct Cloud {
     pub push: push::Push,
     /// Sites whose link is up, by label, for remote access.
     pub remote: Mutex<HashMap<String, Arc<RemoteEnd>>>,
+    /// Browsers waiting for their recorder's data connection, by token
+    /// (see [`relay::dial`]).
+    pub dials: Arc<Mutex<HashMap<String, relay::Waiting>>>,
     /// The remote zone's DNS records, when this cloud serves them (`dns_listen`).
     pub dns: Option<Arc<dns::Zone>>,
     /// ACME DNS requests in the last minute, per site, across reconnects
@@ -412,6 +418,7 @@ impl Cloud {
             pairing_gate,
             push,
             remote: Mutex::default(),
+            dials: Arc::default(),
             next_conn: 0.into(),
         }))
     }
@@ -509,6 +516,7 @@ pub fn tls_config(
         .with_single_cert(certs, key)
         .map_err(|e| CloudError::Tls(e.to_string()))?;
     c.alpn_protocols = vec![
+        candor_link::ALPN_DIAL.to_vec(),
         candor_link::ALPN.to_vec(),
         b"h2".to_vec(),
         b"http/1.1".to_vec(),
@@ -633,6 +641,10 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                         relay::open(&cloud, &label, peer, &hello, io);
                         return;
                     }
+                    relay::Routed::Dial { token, tcp } => {
+                        relay::join(&cloud, &token, peer, tcp, place).await;
+                        return;
+                    }
                     relay::Routed::Closed => return,
                 },
             };
@@ -645,7 +657,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 Err(_) => return,
             };
             let (_, conn) = tls.get_ref();
-            if conn.alpn_protocol() == Some(candor_link::ALPN) {
+            if conn.alpn_protocol() == Some(candor_link::ALPN)
+                || conn.alpn_protocol() == Some(candor_link::ALPN_DIAL)
+            {
                 let key = conn
                     .peer_certificates()
                     .and_then(|c| c.first())

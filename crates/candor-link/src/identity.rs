@@ -58,7 +58,7 @@ impl Identity {
         &self.public
     }
 
-    /// TLS 1.3 only, ALPN [`crate::ALPN`], this key as client certificate,
+    /// TLS 1.3 only, ALPN [`crate::ALPN_DIAL`] or [`crate::ALPN`], this key as client certificate,
     /// the cloud checked against `roots`.
     pub fn client_config(
         &self,
@@ -74,7 +74,7 @@ impl Identity {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.clone())),
             )
             .map_err(|e| IdentityError::Tls(e.to_string()))?;
-        c.alpn_protocols = vec![crate::ALPN.to_vec()];
+        c.alpn_protocols = vec![crate::ALPN_DIAL.to_vec(), crate::ALPN.to_vec()];
         Ok(c)
     }
 }

@@ -20,6 +20,7 @@
 //! decoder is fuzzed. Nothing here does I/O, except [`tunnel`] (feature
 //! `io`), the tokio shell both ends use to carry streams.
 
+pub mod dial;
 #[cfg(feature = "tls")]
 pub mod identity;
 pub mod mux;
@@ -341,6 +342,16 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A browser for this recorder waits at the cloud: open a data
+    /// connection to the cloud ([`dial`]) that starts with this token, and
+    /// serve the browser on it. Sent only on a link whose TLS settled on
+    /// [`ALPN_DIAL`].
+    Dial {
+        /// [`dial::TOKEN_LEN`] lowercase hex digits, single use.
+        token: String,
+        /// The browser's address as the cloud saw it.
+        client: String,
+    },
 }
 
 impl Message {
@@ -363,6 +374,7 @@ impl Message {
                 | Message::Refused { .. }
                 | Message::Remote { .. }
                 | Message::AcmeDnsDone { .. }
+                | Message::Dial { .. }
         )
     }
 
@@ -388,6 +400,7 @@ impl Message {
             Message::AccessNotice { .. } => "access_notice",
             Message::Ping { .. } => "ping",
             Message::Remote { .. } => "remote",
+            Message::Dial { .. } => "dial",
             Message::AcmeDns { .. } => "acme_dns",
             Message::AcmeDnsDone { .. } => "acme_dns_done",
             Message::PairCode { .. } => "pair_code",
@@ -490,6 +503,12 @@ impl Message {
             }
             Message::Refused { reason, .. } => short("reason", reason, 256),
             Message::Acknowledge { by, .. } => short("by", by, 128),
+            Message::Dial { token, client } => {
+                if !dial::is_token(token) {
+                    return Err("token is not 64 lowercase hex digits".into());
+                }
+                short("client", client, dial::MAX_CLIENT)
+            }
             Message::Remote { host, .. } => {
                 if dns_name(host) {
                     Ok(())
@@ -808,6 +827,12 @@ impl Decoder {
 /// ALPN protocol id of the link, so the cloud serves its web app and the
 /// link on one TLS port.
 pub const ALPN: &[u8] = b"candor-link/1";
+
+/// The same link, from a recorder that also takes [`Message::Dial`]: a
+/// recorder offers it before [`ALPN`], and a cloud that knows it picks it
+/// (an older one picks [`ALPN`] and opens streams over the link), so
+/// neither side ever sees a message or field it doesn't know.
+pub const ALPN_DIAL: &[u8] = b"candor-link/1+dial";
 
 /// The 6-digit confirmation code both screens show while pairing. It binds
 /// the one-time code, the recorder's public key, the claiming account and the

@@ -337,6 +337,26 @@ fn object_detection_survives_corrupted_streams() {
     assert!(objects.tracks().is_empty());
 }
 
+/// A data connection's preamble (`candor_link::dial`), the first bytes the
+/// cloud reads from anyone: mutated preambles never panic the reader, and
+/// whatever it accepts is exactly a preamble with a well-formed token.
+#[test]
+fn dial_preamble_peek_survives_mutated_preambles() {
+    use candor_link::dial::{Peek, is_token, peek, preamble};
+    let good = preamble(&"c0".repeat(32));
+    let mut rng = Rng(0xd1a1_0001);
+    let mut accepted = 0;
+    for _ in 0..3000 {
+        let m = mutate(&mut rng, &good);
+        if let Peek::Dial(t) = peek(&m) {
+            assert!(is_token(&t));
+            assert_eq!(&m[..good.len()], &preamble(&t)[..]);
+            accepted += 1;
+        }
+    }
+    assert!(accepted > 0, "no mutated preamble still parsed");
+}
+
 /// The remote-access router reads a browser's ClientHello before anything
 /// else: mutated real hellos (rustls's) never panic it, and every answer is
 /// one of the three it may give.

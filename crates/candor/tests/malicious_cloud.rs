@@ -355,9 +355,24 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
             matches!(h, Some(Message::Hello { remote: false, .. })),
             "{h:?}"
         );
-        // Remote access is off: the open is refused, nothing is served.
+        // Remote access is off: the open is refused, nothing is served, and
+        // a dial brings no data connection.
         s.write_all(&open(1, &hello)).await.unwrap();
         let (frames, _) = stream_frames(&mut s, &mut d, 3).await;
+        send(
+            &mut s,
+            Message::Dial {
+                token: "5a".repeat(32),
+                client: "192.0.2.8:5000".into(),
+            },
+        )
+        .await;
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), listener.accept())
+                .await
+                .is_err(),
+            "a dial with remote access off must not connect"
+        );
         // An unasked remote name ends the connection.
         send(
             &mut s,
@@ -402,6 +417,32 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
         .await;
         s.write_all(&open(3, &hello)).await.unwrap();
         let (frames, _) = stream_frames(&mut s, &mut d, 3).await;
+        // A dial: the recorder connects to the configured cloud address (this
+        // listener), says the token, and serves TLS on the connection.
+        let token = "5a".repeat(32);
+        send(
+            &mut s,
+            Message::Dial {
+                token: token.clone(),
+                client: "192.0.2.8:5000".into(),
+            },
+        )
+        .await;
+        let (mut data, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("a data connection")
+            .unwrap();
+        let mut pre = vec![0u8; candor_link::dial::PREAMBLE_LEN];
+        data.read_exact(&mut pre).await.unwrap();
+        assert_eq!(pre, candor_link::dial::preamble(&token));
+        data.write_all(&hello).await.unwrap();
+        let mut record = [0u8; 1];
+        data.read_exact(&mut record).await.unwrap();
+        assert_eq!(
+            record[0], 0x16,
+            "a TLS handshake record on the data connection"
+        );
+        drop(data);
         // The open's bytes used part of the window (no credit comes back
         // before half of it is drained); a full window more is an overrun.
         let data = candor_link::encode(&Frame::Data {
@@ -425,13 +466,27 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
     );
     assert!(overrun_ends, "an overrun must end the link");
     assert!(recorded_secs(&cfg, "gate") > 1.0);
-    // The served stream is in the ledger (by bytes only); the refused one
-    // never carried a byte.
-    let (_, _, v) = admin.api("GET", "egress?kind=tunnel", None);
-    let rows = v["entries"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{v}");
+    // The served stream and the data connection are in the ledger (by
+    // bytes only); the refused ones never carried a byte.
+    let mut rows = Vec::new();
+    wait_for("two tunnel rows", Duration::from_secs(10), || {
+        let (_, _, v) = admin.api("GET", "egress?kind=tunnel", None);
+        rows = v["entries"].as_array().unwrap().clone();
+        rows.len() >= 2
+    });
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let summaries: Vec<&str> = rows
+        .iter()
+        .map(|r| r["summary"].as_str().unwrap())
+        .collect();
     assert!(
-        rows[0]["summary"].as_str().unwrap().contains("192.0.2.7"),
-        "{v}"
+        summaries.iter().any(|s| s.contains("192.0.2.7")),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries
+            .iter()
+            .any(|s| s.contains("192.0.2.8") && s.contains("a data connection")),
+        "{summaries:?}"
     );
 }

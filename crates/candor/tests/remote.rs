@@ -165,6 +165,22 @@ fn first_answer(port: u16, name: &str) -> Option<u8> {
     }
 }
 
+/// What the cloud answers a connection that sends `bytes` and then waits:
+/// the first byte, or None if it closes without one.
+fn answer_to(port: u16, bytes: &[u8]) -> Option<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(1) => Some(b[0]),
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+        Err(e) => panic!("no answer and no close: {e}"),
+    }
+}
+
 /// The host name in `https://host:port/`.
 fn host_of(url: &str) -> String {
     url.trim_start_matches("https://")
@@ -363,6 +379,28 @@ fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
         first_answer(port_of(&cloud), "cloud.example.com"),
         Some(0x16)
     );
+    // Data connections that guess: a token no browser waits for, half a
+    // preamble left hanging (closed at the handshake deadline), and bytes
+    // after a preamble, 200 of each at once: each is closed without a byte,
+    // and the site still answers.
+    let port = port_of(&cloud);
+    let guess = candor_link::dial::preamble(&"0f".repeat(32));
+    let site_hello = client_hello(&host_of(&url));
+    let answers: Vec<Option<u8>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..600)
+            .map(|i| {
+                let (guess, site_hello) = (&guess, &site_hello);
+                sc.spawn(move || match i % 3 {
+                    0 => answer_to(port, guess),
+                    1 => answer_to(port, &guess[..20]),
+                    _ => answer_to(port, &[&guess[..], &site_hello[..]].concat()),
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(Option::is_none), "{answers:?}");
+    assert_eq!(b.api("GET", "cameras", None).0, 200);
     // A wrong password, a right one without the code, and a wrong code get
     // one answer through the relay (no password oracle).
     let codes: Vec<_> = [
@@ -399,8 +437,11 @@ fn a_browser_reaches_the_recorders_own_web_app_through_the_cloud() {
     assert!(total > 100_000, "the export's bytes are counted: {rows:?}");
     for r in &rows {
         let s = r["summary"].as_str().unwrap();
+        // Browsers come as data connections of their own (`dial`).
         assert!(
-            s.contains("end-to-end encrypted") && s.contains("127.0.0.1"),
+            s.contains("end-to-end encrypted")
+                && s.contains("127.0.0.1")
+                && s.contains("a data connection"),
             "{s}"
         );
     }
@@ -572,6 +613,170 @@ fn dig_with(dns: u16, name: &str, kind: &str, extra: &[&str]) -> std::process::O
         .args([name, kind])
         .output()
         .expect("dig is needed: apt-get install dnsutils")
+}
+
+/// How the cloud hands a browser to a recorder, told apart by the link's
+/// ALPN: a recorder that offers only `candor-link/1` (a build from before
+/// data connections) gets a stream over its link; one that offers
+/// `candor-link/1+dial` gets a `dial`, and the browser's bytes on the data
+/// connection that presents its token. A token works once; a browser whose
+/// data connection never comes is closed. Spoken with the site's own key,
+/// the real recorder stopped.
+#[test]
+fn browsers_reach_older_recorders_by_stream_and_newer_ones_by_data_connection() {
+    use candor_link::{Decoder, Frame, Message, Sharing};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, _owner, site, _) = paired_site(dir.path(), "", "remote_access = true");
+    let host = host_of(&remote_url(&site));
+    let key = std::fs::read(site.dir.join("data/cloud/key")).unwrap();
+    let addr = cloud
+        .base
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    let Site { rec, .. } = site;
+    rec.stop();
+    let id = candor_link::identity::Identity::from_pkcs8(&key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &std::fs::read(&cloud.cert).unwrap()[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    type Link = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+    // A linked recorder with remote access on, offering these ALPN ids; it
+    // waits for the cloud's `remote` answer.
+    let link = |alpn: Vec<Vec<u8>>| {
+        let mut tls = id.client_config(roots.clone()).unwrap();
+        tls.alpn_protocols = alpn;
+        let addr = addr.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from(
+                addr.rsplit_once(':').unwrap().0.to_owned(),
+            )
+            .unwrap();
+            let mut s: Link = tokio_rustls::TlsConnector::from(Arc::new(tls))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            let hello = Message::Hello {
+                proto: candor_link::VERSION,
+                software: "candor 0.1".into(),
+                sharing: Sharing::Health,
+                remote: true,
+            };
+            s.write_all(&candor_link::encode(&Frame::Control(hello)).unwrap())
+                .await
+                .unwrap();
+            let mut d = Decoder::new();
+            let f = next_frame(&mut s, &mut d, |f| {
+                matches!(f, Frame::Control(Message::Remote { .. }))
+            })
+            .await;
+            assert!(f.is_some(), "the cloud's remote answer");
+            (s, d)
+        }
+    };
+    // The next frame `want` accepts (others are skipped), within 15 s.
+    async fn next_frame(
+        s: &mut Link,
+        d: &mut Decoder,
+        want: impl Fn(&Frame) -> bool,
+    ) -> Option<Frame> {
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Ok(Some(f)) = d.next_frame() {
+                if want(&f) {
+                    return Some(f);
+                }
+            }
+            match tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => d.push(&buf[..n]),
+                _ => return None,
+            }
+        }
+    }
+    let hello = client_hello(&host);
+    let browser = |addr: String, hello: Vec<u8>| async move {
+        let mut b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        b.write_all(&hello).await.unwrap();
+        b
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // An older recorder: a stream, whose open carries the hello.
+        let (mut s, mut d) = link(vec![candor_link::ALPN.to_vec()]).await;
+        let _b = browser(addr.clone(), hello.clone()).await;
+        let f = next_frame(&mut s, &mut d, |f| {
+            matches!(f, Frame::Open { .. } | Frame::Control(Message::Dial { .. }))
+        })
+        .await;
+        match f {
+            Some(Frame::Open { payload, .. }) => assert!(payload.ends_with(&hello)),
+            other => panic!("an older recorder must get a stream: {other:?}"),
+        }
+        drop(s);
+
+        // A newer one: a dial; the data connection gets the hello, and the
+        // browser what the recorder answers.
+        let (mut s, mut d) = link(vec![
+            candor_link::ALPN_DIAL.to_vec(),
+            candor_link::ALPN.to_vec(),
+        ])
+        .await;
+        let mut b = browser(addr.clone(), hello.clone()).await;
+        let f = next_frame(&mut s, &mut d, |f| {
+            matches!(f, Frame::Open { .. } | Frame::Control(Message::Dial { .. }))
+        })
+        .await;
+        let Some(Frame::Control(Message::Dial { token, client })) = f else {
+            panic!("a newer recorder must get a dial: {f:?}");
+        };
+        assert!(client.starts_with("127.0.0.1:"), "{client}");
+        let mut data = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        data.write_all(&candor_link::dial::preamble(&token))
+            .await
+            .unwrap();
+        let mut got = vec![0u8; hello.len()];
+        data.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, hello, "the browser's hello, first");
+        data.write_all(b"\x16from the recorder").await.unwrap();
+        let mut back = [0u8; 18];
+        b.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"\x16from the recorder");
+        // The token again: closed without a byte.
+        let mut again = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        again
+            .write_all(&candor_link::dial::preamble(&token))
+            .await
+            .unwrap();
+        let mut one = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(15), again.read(&mut one))
+            .await
+            .expect("closed, not left open")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "a used token pairs nothing");
+        drop((b, data));
+
+        // A dial never answered: the browser is closed after its wait.
+        let mut b = browser(addr.clone(), hello.clone()).await;
+        let f = next_frame(&mut s, &mut d, |f| {
+            matches!(f, Frame::Control(Message::Dial { .. }))
+        })
+        .await;
+        assert!(f.is_some());
+        let t = std::time::Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(30), b.read(&mut one))
+            .await
+            .expect("the waiting browser is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(
+            t.elapsed() >= Duration::from_secs(5),
+            "closed by the wait, not at once: {:?}",
+            t.elapsed()
+        );
+    });
 }
 
 /// What a paired recorder turned hostile can make the cloud's DNS say: it

@@ -87,11 +87,12 @@ async fn serve_inner(
     peer: SocketAddr,
 ) -> Result<(), String> {
     let role = role(cloud, &key).await?;
+    let dial = tls.get_ref().1.alpn_protocol() == Some(candor_link::ALPN_DIAL);
     // The writer runs apart from the reader (candor_link::tunnel): stream
     // data to a slow recorder never stops this side from reading it.
     let (mut rd, wr) = tokio::io::split(tls);
     let (tunnel, mut writer) = Tunnel::start(wr, crate::relay::STREAM_IDLE, None);
-    let result = serve_role(cloud, role, &mut rd, &tunnel, key, peer).await;
+    let result = serve_role(cloud, role, &mut rd, &tunnel, key, peer, dial).await;
     tunnel.end();
     // What is queued (a refusal, say) goes out, unless the recorder stopped
     // reading: then the connection is dropped.
@@ -112,6 +113,7 @@ async fn serve_role(
     tunnel: &Tunnel,
     key: [u8; 32],
     peer: SocketAddr,
+    dial: bool,
 ) -> Result<(), String> {
     let mut _pairing_place = None;
     let (tx, mut rx) = mpsc::channel::<Message>(64);
@@ -148,7 +150,7 @@ async fn serve_role(
             set_online(cloud, &id, &account, true).await;
             resend_acks(cloud, &id, &tx).await;
             quote_grants(cloud, &id, &tx).await;
-            remote_up(cloud, &id, conn, tunnel).await?;
+            remote_up(cloud, &id, conn, tunnel, dial).await?;
             Some((id, account))
         }
         Role::Pairing => {
@@ -349,13 +351,20 @@ async fn serve_role(
 /// The site's label (given now if it has none: sites paired before remote
 /// access), registered for remote access while this link is up. Streams
 /// open only once the recorder's hello allows it.
-async fn remote_up(cloud: &Cloud, site: &str, conn: u64, tunnel: &Tunnel) -> Result<(), String> {
+async fn remote_up(
+    cloud: &Cloud,
+    site: &str,
+    conn: u64,
+    tunnel: &Tunnel,
+    dial: bool,
+) -> Result<(), String> {
     let label = site_label(cloud, site).await?;
     let end = Arc::new(crate::RemoteEnd {
         site: site.to_owned(),
         conn,
         tunnel: tunnel.clone(),
         allowed: false.into(),
+        dial: dial.into(),
         next_stream: 1.into(),
         opens: Default::default(),
         streams: candor_auth::conn::ConnGate::new(candor_auth::conn::Limits {

@@ -5,10 +5,13 @@
 //! - [`route`] reads the ClientHello's server name without terminating TLS
 //!   ([`sni`]); a name outside the remote zone goes to the cloud's own TLS,
 //!   with the bytes read replayed ([`Rewind`]).
-//! - [`open`] passes a connection for `<label>.<zone>` to that site's link
-//!   as a stream ([`candor_link::tunnel`]), if the site is online and its
-//!   recorder allows remote access. Otherwise the connection is closed: an
-//!   unknown label and a site with remote access off look the same.
+//! - [`open`] passes a connection for `<label>.<zone>` to that site's
+//!   recorder, if the site is online and its recorder allows remote access.
+//!   Otherwise the connection is closed: an unknown label and a site with
+//!   remote access off look the same. A recorder that takes data
+//!   connections is sent a `dial` and the browser waits for it ([`join`]
+//!   pairs the two and copies bytes between them, unread); an older one
+//!   gets a stream over its link ([`candor_link::tunnel`]).
 
 pub mod sni;
 
@@ -26,6 +29,10 @@ pub const OPENS_PER_MINUTE_PER_CLIENT: usize = 30;
 pub const STREAMS_PER_CLIENT: usize = 8;
 /// A stream on which nothing moved for this long is closed.
 pub const STREAM_IDLE: Duration = Duration::from_secs(60);
+/// How long a browser waits for its recorder's data connection.
+pub const DIAL_WAIT: Duration = Duration::from_secs(10);
+/// Each direction's copy buffer between a browser and a data connection.
+const COPY_BUF: usize = 64 * 1024;
 /// Characters of a site's label: base32's lowercase alphabet.
 pub const LABEL_LEN: usize = 8;
 
@@ -72,6 +79,8 @@ fn whole_records(buf: &[u8]) -> bool {
 pub enum Routed {
     /// For the cloud itself: its TLS reads the hello again.
     Cloud(Rewind<TcpStream>),
+    /// A recorder's data connection, with its token.
+    Dial { token: String, tcp: TcpStream },
     /// For a site, with the bytes read so far.
     Remote {
         label: String,
@@ -88,9 +97,21 @@ pub async fn route(zone: &str, mut tcp: TcpStream, deadline: tokio::time::Instan
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     let sni = loop {
+        // A recorder's data connection: its preamble, then nothing until
+        // the browser's hello is passed to it, so any more is refused.
+        if buf.first() == Some(&candor_link::dial::MAGIC[0]) {
+            match candor_link::dial::peek(&buf) {
+                candor_link::dial::Peek::Dial(token)
+                    if buf.len() == candor_link::dial::PREAMBLE_LEN =>
+                {
+                    return Routed::Dial { token, tcp };
+                }
+                candor_link::dial::Peek::NeedMore => {}
+                _ => return Routed::Closed,
+            }
         // Parsed only once the bytes end on a whole TLS record: a hello sent
         // a byte at a time costs one parse, not one per byte.
-        if whole_records(&buf) {
+        } else if whole_records(&buf) {
             match sni::peek(&buf) {
                 sni::Peek::NeedMore => {}
                 sni::Peek::NotTls => return Routed::Closed,
@@ -152,10 +173,124 @@ where
         tracing::info!(site = end.site, %peer, "remote connection refused: too many streams open");
         return;
     };
-    let io = candor_auth::conn::Tracked::new(io, candor_auth::conn::Activity::new(), place);
+    let act = candor_auth::conn::Activity::new();
+    let io = candor_auth::conn::Tracked::new(io, act.clone(), place);
+    if end.dial.load(Ordering::Relaxed) {
+        dial(cloud, &end, peer, hello, Box::new(io), act);
+        return;
+    }
     let id = end.next_stream.fetch_add(2, Ordering::Relaxed);
     if let Err(e) = end.tunnel.open(id, &peer.to_string(), hello, io) {
         tracing::info!(site = end.site, "remote connection refused: {e}");
+    }
+}
+
+/// A browser's connection, whatever wraps it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A browser waiting for its recorder's data connection.
+pub struct Waiting {
+    io: Box<dyn Io>,
+    /// What the router read of it (the ClientHello), for the recorder.
+    hello: Vec<u8>,
+    /// Shared by both sockets, for the idle time.
+    act: std::sync::Arc<candor_auth::conn::Activity>,
+    site: String,
+}
+
+/// Asks the site's recorder for a data connection for this browser, which
+/// waits [`DIAL_WAIT`] for it in `cloud.dials` (holding its places: the
+/// site's stream limits bound how many wait).
+fn dial(
+    cloud: &Cloud,
+    end: &crate::RemoteEnd,
+    peer: SocketAddr,
+    hello: &[u8],
+    io: Box<dyn Io>,
+    act: std::sync::Arc<candor_auth::conn::Activity>,
+) {
+    use rand::RngCore;
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let waiting = Waiting {
+        io,
+        hello: hello.to_vec(),
+        act,
+        site: end.site.clone(),
+    };
+    cloud
+        .dials
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(token.clone(), waiting);
+    let m = candor_link::Message::Dial {
+        token: token.clone(),
+        client: peer.to_string(),
+    };
+    if let Err(e) = end.tunnel.control(m) {
+        tracing::info!(site = end.site, "remote connection refused: {e}");
+        cloud
+            .dials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token);
+        return;
+    }
+    // Not answered in time: the browser's connection closes.
+    let dials = cloud.dials.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(DIAL_WAIT).await;
+        let gone = dials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token);
+        if let Some(w) = gone {
+            tracing::info!(site = w.site, "a browser's data connection never came");
+        }
+    });
+}
+
+/// A recorder's data connection: paired with the browser its token names,
+/// which gets the recorder's bytes and gives its own, unread, until either
+/// closes or nothing moved for [`STREAM_IDLE`]. An unknown (or used, or
+/// expired) token closes the connection.
+pub async fn join(
+    cloud: &Cloud,
+    token: &str,
+    peer: SocketAddr,
+    tcp: TcpStream,
+    place: candor_auth::conn::Admitted,
+) {
+    use tokio::io::AsyncWriteExt;
+    let Some(w) = cloud
+        .dials
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(token)
+    else {
+        tracing::debug!(%peer, "a data connection with an unknown token");
+        return;
+    };
+    let Waiting {
+        io: mut browser,
+        hello,
+        act,
+        site,
+    } = w;
+    let mut data = candor_auth::conn::Tracked::new(tcp, act.clone(), place);
+    let pair = async {
+        data.write_all(&hello).await?;
+        tokio::io::copy_bidirectional_with_sizes(&mut browser, &mut data, COPY_BUF, COPY_BUF).await
+    };
+    tokio::select! {
+        r = pair => if let Err(e) = r {
+            tracing::debug!(site, "remote connection ended: {e}");
+        },
+        _ = candor_auth::conn::idle_watchdog(act, STREAM_IDLE) => {
+            tracing::debug!(site, "remote connection idle");
+        }
     }
 }
 

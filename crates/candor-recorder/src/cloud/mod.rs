@@ -23,6 +23,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
 mod acme;
+mod dial;
 mod files;
 mod net;
 mod pairing;
@@ -78,10 +79,19 @@ pub struct RemoteView {
 /// A connection that came through the cloud's relay: the recorder's end of
 /// an end-to-end encrypted stream, for the web server.
 pub struct RemoteConn {
-    pub io: tokio::io::DuplexStream,
+    pub io: Box<dyn RemoteIo>,
     /// The browser's address as the cloud saw it.
     pub client: std::net::IpAddr,
 }
+
+/// A remote connection's bytes: a stream over the link, or a data
+/// connection of its own.
+pub trait RemoteIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RemoteIo for T {}
+
+/// How long a data connection may take to reach the cloud (the browser
+/// waits 10 s for it there).
+const DIAL_WITHIN: Duration = Duration::from_secs(8);
 
 /// Bytes buffered between a stream and the web server, each way.
 const REMOTE_PIPE: usize = 64 * 1024;
@@ -317,6 +327,7 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             grants: grants_rx,
             claims_tx,
             remote_opens: Default::default(),
+            data_conns: Default::default(),
             write_errors_seen: Default::default(),
         }
         .run(),
@@ -406,6 +417,8 @@ struct Link {
     grants: watch::Receiver<Option<GrantReport>>,
     claims_tx: mpsc::Sender<CloudGrants>,
     remote_opens: std::collections::VecDeque<Instant>,
+    /// The data connections open now, ended with the link.
+    data_conns: dial::DataConns,
     /// Per camera: its write-error count when last seen, and when it last
     /// grew. A camera is "not recording" while writes failed recently, not
     /// for ever after one full disk that retention fixed.
@@ -658,6 +671,7 @@ impl Link {
             self.pairing(&mut io, &dest, *identity.public_key()).await
         };
         io.tunnel.end();
+        self.data_conns.end_all();
         // What is queued (an unpair) goes out, unless the cloud stopped reading.
         match tokio::time::timeout(Duration::from_secs(5), &mut writer).await {
             Ok(Ok((w, _))) => {
@@ -732,23 +746,12 @@ impl Link {
         client: String,
         first: Vec<u8>,
     ) -> Result<(), String> {
-        // The cloud's limit, enforced here too: each open costs a TLS
-        // handshake and a ledger row.
-        let now = Instant::now();
-        while self
-            .remote_opens
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            self.remote_opens.pop_front();
-        }
-        if self.remote_opens.len() >= REMOTE_OPENS_PER_MINUTE {
+        if !self.remote_open_allowed() {
             return io
                 .tunnel
                 .refuse(stream)
                 .map_err(|e| format!("protocol error: {e}"));
         }
-        self.remote_opens.push_back(now);
         let ip = client
             .parse::<std::net::SocketAddr>()
             .map(|a| a.ip())
@@ -765,7 +768,7 @@ impl Link {
                     .accept(stream, client, &first, ours)
                     .map_err(|e| format!("protocol error: {e}"))?;
                 permit.send(RemoteConn {
-                    io: web,
+                    io: Box::new(web),
                     client: ip,
                 });
                 self.state.send_modify(|s| {
@@ -779,6 +782,92 @@ impl Link {
                 .map_err(|e| format!("protocol error: {e}"))?,
         }
         Ok(())
+    }
+
+    /// Whether the cloud may hand over one more browser now (its limit,
+    /// enforced here too: each costs a TLS handshake and a ledger row).
+    fn remote_open_allowed(&mut self) -> bool {
+        let now = Instant::now();
+        while self
+            .remote_opens
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.remote_opens.pop_front();
+        }
+        if self.remote_opens.len() >= REMOTE_OPENS_PER_MINUTE {
+            return false;
+        }
+        self.remote_opens.push_back(now);
+        true
+    }
+
+    /// A browser waits at the cloud: connect a data connection for it to
+    /// the configured cloud address and hand it to the web server, if
+    /// remote access is on and the cloud named this recorder on this
+    /// connection. Otherwise nothing happens, and the browser's wait at the
+    /// cloud runs out.
+    fn dial(&mut self, core: &Linked, token: String, client: String, dest: &str) {
+        if !self.remote_open_allowed() {
+            info!("remote access: a dial refused, too many this minute");
+            return;
+        }
+        let ip = client
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| client.parse::<std::net::IpAddr>());
+        let permit = self.remote_tx.clone().try_reserve_owned();
+        let (true, Ok(ip), Ok(permit), true) = (
+            self.config.remote_access && core.streams_allowed(),
+            ip,
+            permit,
+            candor_link::dial::is_token(&token),
+        ) else {
+            info!(
+                "remote access: a dial refused (remote access off, a bad address, or the web server busy)"
+            );
+            return;
+        };
+        let proxy = self.config.proxy.clone();
+        let address = self.config.address.clone();
+        let conns = self.data_conns.clone();
+        let ledger = dial::Ledger {
+            store: self.deps.store.clone(),
+            state: self.state.clone(),
+            dest: dest.to_owned(),
+            client,
+            before: 0,
+        };
+        tokio::spawn(async move {
+            let written = std::sync::atomic::AtomicU64::new(0);
+            let preamble = candor_link::dial::preamble(&token);
+            let connect = async {
+                let mut tcp = net::tcp_to(proxy.as_ref(), &address, &written).await?;
+                let _ = tcp.set_nodelay(true);
+                tcp.write_all(&preamble)
+                    .await
+                    .map_err(|e| format!("sending: {}", net::in_words(&e)))?;
+                Ok::<_, String>(tcp)
+            };
+            let r = tokio::time::timeout(DIAL_WITHIN, connect).await;
+            let before = written.load(std::sync::atomic::Ordering::Relaxed) + preamble.len() as u64;
+            let tcp = match r {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => return warn!("remote access: a data connection failed: {e}"),
+                Err(_) => {
+                    return warn!("remote access: a data connection took over {DIAL_WITHIN:?}");
+                }
+            };
+            match dial::DataConn::new(tcp, &conns, dial::Ledger { before, ..ledger }) {
+                Ok(io) => {
+                    permit.send(RemoteConn {
+                        io: Box::new(io),
+                        client: ip,
+                    });
+                }
+                Err(e) => warn!("remote access: a data connection: {e}"),
+            }
+        });
     }
 
     fn ledger(&self, dest: &str, kind: &str, bytes: u64, summary: &str) {
@@ -1120,6 +1209,10 @@ impl Link {
                 }
                 _ = self.deps.shutdown.changed() => return Ended::Shutdown,
             };
+            if let Message::Dial { token, client } = msg {
+                self.dial(&core, token, client, dest);
+                continue;
+            }
             match core.on_message(msg, Instant::now()) {
                 Action::None => {}
                 Action::Up => {

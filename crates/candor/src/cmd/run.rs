@@ -104,7 +104,7 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
             _ = tick.tick() => {
                 print_status(&rec);
                 ticks += 1;
-                if ticks % 6 == 0 {
+                if ticks.is_multiple_of(6) {
                     crate::return_free_memory();
                 }
             }
