@@ -172,8 +172,8 @@ pub async fn serve(
     // Remote connections count by the address the cloud reports, in a gate
     // of their own: a cloud that claims a LAN address cannot use up that
     // machine's places. (So LAN and remote connections together may reach
-    // twice `max_connections`; remote ones are also capped per site by the
-    // link, 32.)
+    // twice `max_connections`; remote ones are also capped by the cloud
+    // link, 32: streams by the mux, data connections by `cloud::dial`.)
     let remote_gate = conn::ConnGate::new(limits);
     let router = router.layer(axum::middleware::from_fn(move |req, next| {
         read_body_within(limits.body_read, req, next)

@@ -22,7 +22,9 @@ fn server_tls(dir: &std::path::Path) -> (tokio_rustls::TlsAcceptor, std::path::P
     .with_client_cert_verifier(candor_link::identity::RecorderKeyVerifier::new())
     .with_single_cert(id.certs, id.key)
     .unwrap();
-    config.alpn_protocols = vec![candor_link::ALPN.to_vec()];
+    // A cloud that takes data connections (it may then send `dial`); the
+    // recorder still serves the streams it opens.
+    config.alpn_protocols = vec![candor_link::ALPN_DIAL.to_vec(), candor_link::ALPN.to_vec()];
     (
         tokio_rustls::TlsAcceptor::from(Arc::new(config)),
         id.cert_path,
@@ -443,6 +445,42 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
             "a TLS handshake record on the data connection"
         );
         drop(data);
+        // A cloud that dials more than a site may hold: 12 for one client
+        // get 8 connections, and 40 more for others bring the total to 32
+        // (held open meanwhile; the recorder closes them at its handshake
+        // timeout).
+        let dials = |n: usize, first: usize, client: &dyn Fn(usize) -> String| {
+            (0..n)
+                .map(|i| {
+                    candor_link::encode(&Frame::Control(Message::Dial {
+                        token: format!("{:064x}", first + i),
+                        client: client(i),
+                    }))
+                    .unwrap()
+                })
+                .collect::<Vec<_>>()
+                .concat()
+        };
+        let mut held = Vec::new();
+        s.write_all(&dials(12, 100, &|_| "192.0.2.9:5000".into()))
+            .await
+            .unwrap();
+        while let Ok(Ok((c, _))) =
+            tokio::time::timeout(Duration::from_secs(3), listener.accept()).await
+        {
+            held.push(c);
+        }
+        assert_eq!(held.len(), 8, "one client's data connections");
+        s.write_all(&dials(40, 200, &|i| format!("198.51.100.{i}:5000")))
+            .await
+            .unwrap();
+        while let Ok(Ok((c, _))) =
+            tokio::time::timeout(Duration::from_secs(3), listener.accept()).await
+        {
+            held.push(c);
+        }
+        assert_eq!(held.len(), 32, "a site's data connections");
+        drop(held);
         // The open's bytes used part of the window (no credit comes back
         // before half of it is drained); a full window more is an overrun.
         let data = candor_link::encode(&Frame::Data {
@@ -466,15 +504,21 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
     );
     assert!(overrun_ends, "an overrun must end the link");
     assert!(recorded_secs(&cfg, "gate") > 1.0);
-    // The served stream and the data connection are in the ledger (by
-    // bytes only); the refused ones never carried a byte.
+    // The served stream and the data connections are in the ledger (by
+    // bytes only: the served one, and the 32 held, each with its 79-byte
+    // preamble); the refused ones never carried a byte.
     let mut rows = Vec::new();
-    wait_for("two tunnel rows", Duration::from_secs(10), || {
+    wait_for("34 tunnel rows", Duration::from_secs(20), || {
         let (_, _, v) = admin.api("GET", "egress?kind=tunnel", None);
         rows = v["entries"].as_array().unwrap().clone();
-        rows.len() >= 2
+        rows.len() >= 34
     });
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 34, "{rows:?}");
+    let held = rows
+        .iter()
+        .filter(|r| r["bytes"] == 79 && r["summary"].as_str().unwrap().contains("0 bytes sent"))
+        .count();
+    assert_eq!(held, 32, "{rows:?}");
     let summaries: Vec<&str> = rows
         .iter()
         .map(|r| r["summary"].as_str().unwrap())

@@ -31,8 +31,9 @@ pub const STREAMS_PER_CLIENT: usize = 8;
 pub const STREAM_IDLE: Duration = Duration::from_secs(60);
 /// How long a browser waits for its recorder's data connection.
 pub const DIAL_WAIT: Duration = Duration::from_secs(10);
-/// Each direction's copy buffer between a browser and a data connection.
-const COPY_BUF: usize = 64 * 1024;
+/// Each direction's copy buffer between a browser and a data connection
+/// (allocated when the two are joined).
+const COPY_BUF: usize = 32 * 1024;
 /// Characters of a site's label: base32's lowercase alphabet.
 pub const LABEL_LEN: usize = 8;
 
@@ -176,7 +177,7 @@ where
     let act = candor_auth::conn::Activity::new();
     let io = candor_auth::conn::Tracked::new(io, act.clone(), place);
     if end.dial.load(Ordering::Relaxed) {
-        dial(cloud, &end, peer, hello, Box::new(io), act);
+        dial(cloud, label, &end, peer, hello, Box::new(io), act);
         return;
     }
     let id = end.next_stream.fetch_add(2, Ordering::Relaxed);
@@ -197,6 +198,11 @@ pub struct Waiting {
     /// Shared by both sockets, for the idle time.
     act: std::sync::Arc<candor_auth::conn::Activity>,
     site: String,
+    /// The site's label and link connection when it was parked: its data
+    /// connection is joined only while that link is still the site's and
+    /// still allows remote access.
+    label: String,
+    conn: u64,
 }
 
 /// Asks the site's recorder for a data connection for this browser, which
@@ -204,6 +210,7 @@ pub struct Waiting {
 /// site's stream limits bound how many wait).
 fn dial(
     cloud: &Cloud,
+    label: &str,
     end: &crate::RemoteEnd,
     peer: SocketAddr,
     hello: &[u8],
@@ -219,6 +226,8 @@ fn dial(
         hello: hello.to_vec(),
         act,
         site: end.site.clone(),
+        label: label.to_owned(),
+        conn: end.conn,
     };
     cloud
         .dials
@@ -278,7 +287,21 @@ pub async fn join(
         hello,
         act,
         site,
+        label,
+        conn,
     } = w;
+    // Remote access switched off, or the link lost, since the browser was
+    // parked: nothing is joined.
+    let live = cloud
+        .remote
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&label)
+        .is_some_and(|e| e.conn == conn && e.allowed.load(Ordering::Relaxed));
+    if !live {
+        tracing::info!(site, "a data connection after its link ended; closed");
+        return;
+    }
     let mut data = candor_auth::conn::Tracked::new(tcp, act.clone(), place);
     let pair = async {
         data.write_all(&hello).await?;

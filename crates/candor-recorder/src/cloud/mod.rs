@@ -92,6 +92,9 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RemoteIo fo
 /// How long a data connection may take to reach the cloud (the browser
 /// waits 10 s for it there).
 const DIAL_WITHIN: Duration = Duration::from_secs(8);
+/// Data connections that fail in a row before the link falls back to
+/// streams for an hour.
+const DIAL_FAILURES: u32 = 3;
 
 /// Bytes buffered between a stream and the web server, each way.
 const REMOTE_PIPE: usize = 64 * 1024;
@@ -328,6 +331,8 @@ pub fn start(config: CloudConfig, deps: Deps) -> (CloudHandle, tokio::task::Join
             claims_tx,
             remote_opens: Default::default(),
             data_conns: Default::default(),
+            link_peer: None,
+            dial_off_until: None,
             write_errors_seen: Default::default(),
         }
         .run(),
@@ -417,8 +422,14 @@ struct Link {
     grants: watch::Receiver<Option<GrantReport>>,
     claims_tx: mpsc::Sender<CloudGrants>,
     remote_opens: std::collections::VecDeque<Instant>,
-    /// The data connections open now, ended with the link.
+    /// The data connections, connecting and open, ended with the link.
     data_conns: dial::DataConns,
+    /// The cloud's address as this link reached it (data connections go
+    /// there, unless through a proxy).
+    link_peer: Option<std::net::SocketAddr>,
+    /// Data connections kept failing (a filter that passes only TLS, say):
+    /// until then, links offer only streams (ALPN `candor-link/1`).
+    dial_off_until: Option<Instant>,
     /// Per camera: its write-error count when last seen, and when it last
     /// grew. A camera is "not recording" while writes failed recently, not
     /// for ever after one full disk that retention fixed.
@@ -624,7 +635,8 @@ impl Link {
             .send_modify(|s| s.key = Some(hex::encode(identity.public_key())));
         let dest = self.config.address.to_string();
         let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let conn = match connect(&self.config, &identity, written.clone()).await {
+        let dial = self.dial_off_until.is_none_or(|t| Instant::now() >= t);
+        let conn = match connect(&self.config, &identity, written.clone(), dial).await {
             Ok(c) => c,
             Err(e) => {
                 // A failed attempt may have sent a CONNECT request and a
@@ -654,6 +666,8 @@ impl Link {
                     .unwrap_or_default()
             ),
         );
+        self.link_peer = conn.get_ref().0.peer_addr().ok();
+        let dial = conn.get_ref().1.alpn_protocol() == Some(candor_link::ALPN_DIAL);
         // One writer for messages and remote-access streams; this task reads.
         let (rd, wr) = tokio::io::split(conn);
         let (ended_tx, mut ended) = mpsc::unbounded_channel();
@@ -664,6 +678,7 @@ impl Link {
             tunnel,
             decoder: Decoder::new(),
             ledgered: 0,
+            dial,
         };
         let r = if paired {
             self.linked(&mut io, &mut ended, &dest).await
@@ -685,8 +700,11 @@ impl Link {
             io.ledgered += e.wire;
             self.tunnel_row(&dest, &e);
         }
+        // The link's streams are gone; its data connections are going, and
+        // each counts itself out as it closes.
+        let open = self.data_conns.open() as u32;
         self.state.send_modify(|s| {
-            s.remote.open = 0;
+            s.remote.open = open;
             s.remote.host = None;
             s.remote.url = None;
         });
@@ -803,33 +821,37 @@ impl Link {
     }
 
     /// A browser waits at the cloud: connect a data connection for it to
-    /// the configured cloud address and hand it to the web server, if
-    /// remote access is on and the cloud named this recorder on this
-    /// connection. Otherwise nothing happens, and the browser's wait at the
-    /// cloud runs out.
-    fn dial(&mut self, core: &Linked, token: String, client: String, dest: &str) {
-        if !self.remote_open_allowed() {
-            info!("remote access: a dial refused, too many this minute");
-            return;
-        }
+    /// the cloud (the link's own peer address, or through the configured
+    /// proxy to the configured address; never one the cloud names) and hand
+    /// it to the web server. `core` has checked that the cloud named this
+    /// recorder for remote access on this link; refused here are more than
+    /// 120 a minute, more than [`dial::MAX_OPEN`] at once (8 per client),
+    /// and any while the switch is off. A refused dial's browser is closed
+    /// by the cloud when its wait runs out.
+    fn dial(&mut self, token: String, client: String, dest: &str) {
         let ip = client
             .parse::<std::net::SocketAddr>()
             .map(|a| a.ip())
             .or_else(|_| client.parse::<std::net::IpAddr>());
-        let permit = self.remote_tx.clone().try_reserve_owned();
-        let (true, Ok(ip), Ok(permit), true) = (
-            self.config.remote_access && core.streams_allowed(),
-            ip,
-            permit,
-            candor_link::dial::is_token(&token),
-        ) else {
-            info!(
-                "remote access: a dial refused (remote access off, a bad address, or the web server busy)"
-            );
+        let Ok(ip) = ip else {
+            info!("remote access: a dial for an unreadable client address refused");
+            return;
+        };
+        if !self.config.remote_access || !candor_link::dial::is_token(&token) {
+            return;
+        }
+        if !self.remote_open_allowed() {
+            info!("remote access: a dial refused, too many this minute");
+            return;
+        }
+        let Some(place) = self.data_conns.place(ip) else {
+            info!("remote access: a dial refused, too many data connections open");
             return;
         };
         let proxy = self.config.proxy.clone();
         let address = self.config.address.clone();
+        let peer = self.link_peer;
+        let remote_tx = self.remote_tx.clone();
         let conns = self.data_conns.clone();
         let ledger = dial::Ledger {
             store: self.deps.store.clone(),
@@ -842,7 +864,14 @@ impl Link {
             let written = std::sync::atomic::AtomicU64::new(0);
             let preamble = candor_link::dial::preamble(&token);
             let connect = async {
-                let mut tcp = net::tcp_to(proxy.as_ref(), &address, &written).await?;
+                // The address the link reached (no second DNS answer, which
+                // may differ), unless a proxy makes the connections.
+                let mut tcp = match (&proxy, peer) {
+                    (None, Some(peer)) => tokio::net::TcpStream::connect(peer)
+                        .await
+                        .map_err(|e| format!("connecting to {peer}: {e}"))?,
+                    _ => net::tcp_to(proxy.as_ref(), &address, &written).await?,
+                };
                 let _ = tcp.set_nodelay(true);
                 tcp.write_all(&preamble)
                     .await
@@ -850,22 +879,49 @@ impl Link {
                 Ok::<_, String>(tcp)
             };
             let r = tokio::time::timeout(DIAL_WITHIN, connect).await;
-            let before = written.load(std::sync::atomic::Ordering::Relaxed) + preamble.len() as u64;
+            let proxied = written.load(std::sync::atomic::Ordering::Relaxed);
+            let before = proxied + preamble.len() as u64;
             let tcp = match r {
                 Ok(Ok(tcp)) => tcp,
-                Ok(Err(e)) => return warn!("remote access: a data connection failed: {e}"),
-                Err(_) => {
-                    return warn!("remote access: a data connection took over {DIAL_WITHIN:?}");
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e,
+                        _ => format!("it took over {DIAL_WITHIN:?}"),
+                    };
+                    let n = conns.failed();
+                    warn!(
+                        "remote access: a data connection to the cloud failed ({n} in a row): {why}"
+                    );
+                    // What may have left: a proxy's CONNECT, the preamble.
+                    dial::row(
+                        &ledger.store,
+                        &ledger.dest,
+                        before,
+                        format!(
+                            "remote access from {}: a data connection that failed ({why}); \
+                             at most {before} bytes sent (a proxy's CONNECT and the token)",
+                            ledger.client
+                        ),
+                    );
+                    return;
                 }
             };
-            match dial::DataConn::new(tcp, &conns, dial::Ledger { before, ..ledger }) {
-                Ok(io) => {
-                    permit.send(RemoteConn {
-                        io: Box::new(io),
-                        client: ip,
-                    });
-                }
-                Err(e) => warn!("remote access: a data connection: {e}"),
+            let io = match dial::DataConn::new(tcp, place, dial::Ledger { before, ..ledger }) {
+                Ok(io) => io,
+                Err(e) => return info!("remote access: a data connection not served: {e}"),
+            };
+            // The web server takes connections as they come; one that can't
+            // be queued in a second is closed (and has its row).
+            let conn = RemoteConn {
+                io: Box::new(io),
+                client: ip,
+            };
+            if remote_tx
+                .send_timeout(conn, Duration::from_secs(1))
+                .await
+                .is_err()
+            {
+                info!("remote access: the web server is busy; a data connection closed");
             }
         });
     }
@@ -1074,6 +1130,7 @@ impl Link {
             Time90k::now(),
             Instant::now(),
         );
+        core.set_dial(io.dial);
         let hello = Message::Hello {
             proto: candor_link::VERSION,
             software: format!("candor {}", candor_wire::version()),
@@ -1145,6 +1202,17 @@ impl Link {
                     if core.silent(now) {
                         return Ended::Retry("the cloud went silent".into());
                     }
+                    // Data connections keep failing while the link works: a
+                    // network that lets only TLS out. Streams over the link
+                    // for the next hour (a reconnect offers only those).
+                    if io.dial && self.data_conns.failures() >= DIAL_FAILURES {
+                        warn!(
+                            "remote access: {DIAL_FAILURES} data connections in a row failed to reach the cloud; \
+                             using streams over the link for the next hour"
+                        );
+                        self.dial_off_until = Some(now + Duration::from_secs(3600));
+                        return Ended::Again;
+                    }
                     // Retention also while a link stays up for months.
                     if last_prune.elapsed() > Duration::from_secs(3600) {
                         last_prune = Instant::now();
@@ -1209,12 +1277,9 @@ impl Link {
                 }
                 _ = self.deps.shutdown.changed() => return Ended::Shutdown,
             };
-            if let Message::Dial { token, client } = msg {
-                self.dial(&core, token, client, dest);
-                continue;
-            }
             match core.on_message(msg, Instant::now()) {
                 Action::None => {}
+                Action::Dial { token, client } => self.dial(token, client, dest),
                 Action::Up => {
                     drain = true;
                     if let Err(e) = self.send_grants(io, dest, &mut core).await {

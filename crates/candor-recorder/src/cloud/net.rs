@@ -23,6 +23,10 @@ pub struct Counting {
 }
 
 impl Counting {
+    pub(super) fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.peer_addr()
+    }
+
     pub(super) fn new(inner: TcpStream, written: Arc<AtomicU64>) -> Counting {
         Counting { inner, written }
     }
@@ -74,6 +78,9 @@ pub(super) struct LinkIo {
     pub decoder: Decoder,
     /// Bytes already in the ledger as rows (messages, heartbeats, tunnels).
     pub ledgered: u64,
+    /// The TLS handshake settled on data connections (ALPN
+    /// `candor-link/1+dial`).
+    pub dial: bool,
 }
 
 /// What the cloud sent that the shell acts on.
@@ -173,13 +180,18 @@ pub fn trust_roots(
 }
 
 /// Connects and shakes hands; every byte written goes into `written`.
+/// With `dial` false the link offers only streams (ALPN `candor-link/1`).
 pub(super) async fn connect(
     config: &CloudConfig,
     identity: &Identity,
     written: Arc<AtomicU64>,
+    dial: bool,
 ) -> Result<Conn, String> {
     let roots = trust_roots(config.ca.as_deref(), "[cloud] ca")?;
-    let tls = identity.client_config(roots).map_err(|e| e.to_string())?;
+    let mut tls = identity.client_config(roots).map_err(|e| e.to_string())?;
+    if !dial {
+        tls.alpn_protocols = vec![candor_link::ALPN.to_vec()];
+    }
     let tcp = tokio::time::timeout(Duration::from_secs(15), tcp(config, &written))
         .await
         .map_err(|_| format!("connecting to {} timed out", config.address))??;

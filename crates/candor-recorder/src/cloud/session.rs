@@ -67,6 +67,8 @@ pub enum Action {
     Remote { host: String, port: u16, acme: bool },
     /// The cloud answered this recorder's ACME DNS request.
     AcmeDnsDone(Option<String>),
+    /// A browser waits at the cloud: make it a data connection.
+    Dial { token: String, client: String },
     /// End this connection (and retry later), for this reason.
     End(String),
 }
@@ -137,6 +139,8 @@ pub struct Linked {
     /// can't starve the owner's acknowledgements.
     asked: Budget,
     last_heard: Instant,
+    /// This link settled on data connections (ALPN `candor-link/1+dial`).
+    dial: bool,
     seq: u64,
     last_status: Option<Message>,
     last_status_sent: Option<Instant>,
@@ -174,6 +178,7 @@ impl Linked {
             caused: Budget::new(now),
             asked: Budget::new(now),
             last_heard: now,
+            dial: false,
             seq: 0,
             last_status: None,
             last_status_sent: None,
@@ -206,9 +211,24 @@ impl Linked {
     }
 
     /// One message from the cloud (already checked to be one it may send).
+    /// The link's TLS settled on data connections: the cloud may send
+    /// `dial`.
+    pub fn set_dial(&mut self, on: bool) {
+        self.dial = on;
+    }
+
     pub fn on_message(&mut self, m: Message, now: Instant) -> Action {
         self.last_heard = now;
         match m {
+            // Only on a link that settled on them, and only while the cloud
+            // named this recorder for remote access on it (as for streams).
+            Message::Dial { .. } if !self.dial => {
+                Action::End("the cloud sent a dial on a link without data connections".into())
+            }
+            Message::Dial { token, client } if self.streams_allowed() => {
+                Action::Dial { token, client }
+            }
+            Message::Dial { .. } => Action::None,
             Message::Welcome { site } => {
                 if self.site.as_deref() != Some(site.as_str()) {
                     return Action::End(format!("the cloud welcomed site {site}, not this one"));
@@ -437,11 +457,32 @@ mod tests {
         l.ask_remote();
         l.on_message(Message::Welcome { site: "s1".into() }, t);
         assert!(!l.streams_allowed());
+        // No remote name yet: a dial does nothing.
+        l.set_dial(true);
+        assert_eq!(
+            l.on_message(
+                Message::Dial {
+                    token: "ab".repeat(32),
+                    client: "192.0.2.1:443".into(),
+                },
+                t
+            ),
+            Action::None
+        );
         assert!(matches!(
             l.on_message(remote(), t),
             Action::Remote { port: 443, .. }
         ));
         assert!(l.streams_allowed());
+        // A dial: only on a link that settled on data connections.
+        let dial = || Message::Dial {
+            token: "ab".repeat(32),
+            client: "192.0.2.1:443".into(),
+        };
+        assert!(matches!(l.on_message(dial(), t), Action::Dial { .. }));
+        l.set_dial(false);
+        assert!(matches!(l.on_message(dial(), t), Action::End(_)));
+        l.set_dial(true);
         // Once: a second name would move the certificate under the owner.
         assert!(matches!(l.on_message(remote(), t), Action::End(_)));
         // Only the cloud's label format: never a LAN name.
