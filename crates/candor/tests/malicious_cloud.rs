@@ -533,4 +533,63 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
             .any(|s| s.contains("192.0.2.8") && s.contains("a data connection")),
         "{summaries:?}"
     );
+
+    // Data connections that can't reach the cloud while the link does (as
+    // behind a filter that lets only TLS out; here the port refuses them):
+    // after three in a row the recorder reconnects offering only streams.
+    let addr = listener.local_addr().unwrap();
+    let (first, second) = rt.block_on(async {
+        // The recorder's reconnection after the overrun.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = acceptor.accept(tcp).await.unwrap();
+        let first = s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let mut d = Decoder::new();
+        recv(&mut s, &mut d).await;
+        send(&mut s, Message::Welcome { site: "s1".into() }).await;
+        send(
+            &mut s,
+            Message::Remote {
+                host: "abcd2345.remote.test".into(),
+                port: 443,
+                acme: false,
+            },
+        )
+        .await;
+        drop(listener);
+        for i in 0..3 {
+            send(
+                &mut s,
+                Message::Dial {
+                    token: format!("{:064x}", 900 + i),
+                    client: format!("203.0.113.{i}:5000"),
+                },
+            )
+            .await;
+        }
+        // The link ends (the recorder's choice) within its status tick.
+        let (_, ended) = stream_frames(&mut s, &mut d, 10).await;
+        assert!(ended, "the recorder ends the link to fall back");
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(60), listener.accept())
+            .await
+            .expect("the recorder reconnects")
+            .unwrap();
+        let s = acceptor.accept(tcp).await.unwrap();
+        let second = s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        (first, second)
+    });
+    assert_eq!(first.as_deref(), Some(candor_link::ALPN_DIAL));
+    assert_eq!(
+        second.as_deref(),
+        Some(candor_link::ALPN),
+        "streams only, for now"
+    );
+    let (_, _, v) = admin.api("GET", "egress?kind=tunnel", None);
+    let failed = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["summary"].as_str().unwrap().contains("failed"))
+        .count();
+    assert_eq!(failed, 3, "{v}");
 }

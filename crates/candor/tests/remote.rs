@@ -615,6 +615,33 @@ fn dig_with(dns: u16, name: &str, kind: &str, extra: &[&str]) -> std::process::O
         .expect("dig is needed: apt-get install dnsutils")
 }
 
+/// Stops a paired site's recorder and returns what speaking its link takes:
+/// its key as a TLS identity, the cloud's certificate as the only root, and
+/// the cloud's address.
+fn link_of_stopped(
+    cloud: &CloudProc,
+    site: Site,
+) -> (
+    candor_link::identity::Identity,
+    rustls::RootCertStore,
+    String,
+) {
+    let key = std::fs::read(site.dir.join("data/cloud/key")).unwrap();
+    let addr = cloud
+        .base
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    let Site { rec, .. } = site;
+    rec.stop();
+    let id = candor_link::identity::Identity::from_pkcs8(&key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &std::fs::read(&cloud.cert).unwrap()[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    (id, roots, addr)
+}
+
 /// How the cloud hands a browser to a recorder, told apart by the link's
 /// ALPN: a recorder that offers only `candor-link/1` (a build from before
 /// data connections) gets a stream over its link; one that offers
@@ -629,19 +656,7 @@ fn browsers_reach_older_recorders_by_stream_and_newer_ones_by_data_connection() 
     let dir = tempfile::tempdir().unwrap();
     let (cloud, _owner, site, _) = paired_site(dir.path(), "", "remote_access = true");
     let host = host_of(&remote_url(&site));
-    let key = std::fs::read(site.dir.join("data/cloud/key")).unwrap();
-    let addr = cloud
-        .base
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .to_owned();
-    let Site { rec, .. } = site;
-    rec.stop();
-    let id = candor_link::identity::Identity::from_pkcs8(&key).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut &std::fs::read(&cloud.cert).unwrap()[..]) {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let (id, roots, addr) = link_of_stopped(&cloud, site);
     type Link = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
     // A linked recorder with remote access on, offering these ALPN ids; it
     // waits for the cloud's `remote` answer.
@@ -799,21 +814,9 @@ fn a_hostile_recorder_gets_only_its_own_challenge_records_and_a_dns_flood_silenc
     );
     let host = host_of(&remote_url(&site));
     let challenge = format!("_acme-challenge.{host}");
-    let key = std::fs::read(site.dir.join("data/cloud/key")).unwrap();
-    let addr = cloud
-        .base
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .to_owned();
-    let Site { rec, .. } = site;
-    rec.stop();
+    let (id, roots, addr) = link_of_stopped(&cloud, site);
 
     type Link = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-    let id = candor_link::identity::Identity::from_pkcs8(&key).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut &std::fs::read(&cloud.cert).unwrap()[..]) {
-        roots.add(c.unwrap()).unwrap();
-    }
     let tls = Arc::new(id.client_config(roots).unwrap());
     let connect = |remote: bool| {
         let (tls, addr) = (tls.clone(), addr.clone());
