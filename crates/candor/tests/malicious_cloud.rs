@@ -304,6 +304,15 @@ async fn stream_frames(s: &mut Tls, d: &mut Decoder, secs: u64) -> (Vec<Frame>, 
     }
 }
 
+/// The cloud's answer to a hello with remote access on.
+fn remote_name() -> Message {
+    Message::Remote {
+        host: "abcd2345.remote.test".into(),
+        port: 443,
+        acme: false,
+    }
+}
+
 fn open(stream: u32, hello: &[u8]) -> Vec<u8> {
     let mut payload = vec![9u8];
     payload.extend_from_slice(b"192.0.2.7");
@@ -376,15 +385,7 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
             "a dial with remote access off must not connect"
         );
         // An unasked remote name ends the connection.
-        send(
-            &mut s,
-            Message::Remote {
-                host: "abcd2345.remote.test".into(),
-                port: 443,
-                acme: false,
-            },
-        )
-        .await;
+        send(&mut s, remote_name()).await;
         let (_, hung_up) = stream_frames(&mut s, &mut d, 10).await;
         (frames, hung_up, s)
     });
@@ -408,15 +409,7 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
             );
             (s2, d2)
         };
-        send(
-            &mut s,
-            Message::Remote {
-                host: "abcd2345.remote.test".into(),
-                port: 443,
-                acme: false,
-            },
-        )
-        .await;
+        send(&mut s, remote_name()).await;
         s.write_all(&open(3, &hello)).await.unwrap();
         let (frames, _) = stream_frames(&mut s, &mut d, 3).await;
         // A dial: the recorder connects to the configured cloud address (this
@@ -546,15 +539,7 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
         let mut d = Decoder::new();
         recv(&mut s, &mut d).await;
         send(&mut s, Message::Welcome { site: "s1".into() }).await;
-        send(
-            &mut s,
-            Message::Remote {
-                host: "abcd2345.remote.test".into(),
-                port: 443,
-                acme: false,
-            },
-        )
-        .await;
+        send(&mut s, remote_name()).await;
         drop(listener);
         for i in 0..3 {
             send(

@@ -642,6 +642,33 @@ fn link_of_stopped(
     (id, roots, addr)
 }
 
+/// A recorder's link spoken by the test: TLS with `tls` to the cloud at
+/// `addr`, and its hello (remote access on or off).
+async fn raw_link(
+    tls: Arc<rustls::ClientConfig>,
+    addr: &str,
+    remote: bool,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(addr.rsplit_once(':').unwrap().0.to_owned())
+        .unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let hello = candor_link::Message::Hello {
+        proto: candor_link::VERSION,
+        software: "candor 0.1".into(),
+        sharing: candor_link::Sharing::Health,
+        remote,
+    };
+    s.write_all(&candor_link::encode(&candor_link::Frame::Control(hello)).unwrap())
+        .await
+        .unwrap();
+    s
+}
+
 /// How the cloud hands a browser to a recorder, told apart by the link's
 /// ALPN: a recorder that offers only `candor-link/1` (a build from before
 /// data connections) gets a stream over its link; one that offers
@@ -651,7 +678,7 @@ fn link_of_stopped(
 /// the real recorder stopped.
 #[test]
 fn browsers_reach_older_recorders_by_stream_and_newer_ones_by_data_connection() {
-    use candor_link::{Decoder, Frame, Message, Sharing};
+    use candor_link::{Decoder, Frame, Message};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let (cloud, _owner, site, _) = paired_site(dir.path(), "", "remote_access = true");
@@ -665,24 +692,7 @@ fn browsers_reach_older_recorders_by_stream_and_newer_ones_by_data_connection() 
         tls.alpn_protocols = alpn;
         let addr = addr.clone();
         async move {
-            let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let name = rustls::pki_types::ServerName::try_from(
-                addr.rsplit_once(':').unwrap().0.to_owned(),
-            )
-            .unwrap();
-            let mut s: Link = tokio_rustls::TlsConnector::from(Arc::new(tls))
-                .connect(name, tcp)
-                .await
-                .unwrap();
-            let hello = Message::Hello {
-                proto: candor_link::VERSION,
-                software: "candor 0.1".into(),
-                sharing: Sharing::Health,
-                remote: true,
-            };
-            s.write_all(&candor_link::encode(&Frame::Control(hello)).unwrap())
-                .await
-                .unwrap();
+            let mut s = raw_link(Arc::new(tls), &addr, true).await;
             let mut d = Decoder::new();
             let f = next_frame(&mut s, &mut d, |f| {
                 matches!(f, Frame::Control(Message::Remote { .. }))
@@ -802,7 +812,7 @@ fn browsers_reach_older_recorders_by_stream_and_newer_ones_by_data_connection() 
 /// not stop the zone from answering anyone else.
 #[test]
 fn a_hostile_recorder_gets_only_its_own_challenge_records_and_a_dns_flood_silences_nothing() {
-    use candor_link::{Decoder, Frame, Message, Sharing};
+    use candor_link::{Decoder, Frame, Message};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = candor_auth::conn::raise_nofile_limit();
     let dir = tempfile::tempdir().unwrap();
@@ -820,27 +830,7 @@ fn a_hostile_recorder_gets_only_its_own_challenge_records_and_a_dns_flood_silenc
     let tls = Arc::new(id.client_config(roots).unwrap());
     let connect = |remote: bool| {
         let (tls, addr) = (tls.clone(), addr.clone());
-        async move {
-            let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let name = rustls::pki_types::ServerName::try_from(
-                addr.rsplit_once(':').unwrap().0.to_owned(),
-            )
-            .unwrap();
-            let mut s: Link = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-                .unwrap();
-            let hello = Message::Hello {
-                proto: candor_link::VERSION,
-                software: "candor 0.1".into(),
-                sharing: Sharing::Health,
-                remote,
-            };
-            s.write_all(&candor_link::encode(&Frame::Control(hello)).unwrap())
-                .await
-                .unwrap();
-            s
-        }
+        async move { raw_link(tls, &addr, remote).await }
     };
     // Asks for `txt`; the cloud's answer (None: it said nothing in 20 s).
     async fn ask(s: &mut Link, d: &mut Decoder, txt: &str) -> Option<Option<String>> {
