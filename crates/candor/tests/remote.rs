@@ -152,17 +152,7 @@ fn port_of(cloud: &CloudProc) -> u16 {
 /// The first byte the server answers a ClientHello for `name` with, or
 /// None if it closes the connection without a byte.
 fn first_answer(port: u16, name: &str) -> Option<u8> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&client_hello(name)).unwrap();
-    let mut b = [0u8; 1];
-    match s.read(&mut b) {
-        Ok(1) => Some(b[0]),
-        Ok(_) => None,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
-        Err(e) => panic!("no answer and no close for {name}: {e}"),
-    }
+    answer_to(port, &client_hello(name))
 }
 
 /// What the cloud answers a connection that sends `bytes` and then waits:
