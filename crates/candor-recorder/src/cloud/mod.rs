@@ -89,6 +89,15 @@ pub struct RemoteConn {
 pub trait RemoteIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RemoteIo for T {}
 
+/// The browser's address in a stream's open or a dial: `ip:port` or `ip`.
+fn client_ip(client: &str) -> Option<std::net::IpAddr> {
+    client
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| client.parse::<std::net::IpAddr>())
+        .ok()
+}
+
 /// How long a data connection may take to reach the cloud (the browser
 /// waits 10 s for it there).
 const DIAL_WITHIN: Duration = Duration::from_secs(8);
@@ -770,17 +779,13 @@ impl Link {
                 .refuse(stream)
                 .map_err(|e| format!("protocol error: {e}"));
         }
-        let ip = client
-            .parse::<std::net::SocketAddr>()
-            .map(|a| a.ip())
-            .or_else(|_| client.parse::<std::net::IpAddr>());
         let permit = self.remote_tx.try_reserve();
         match (
             self.config.remote_access && core.streams_allowed(),
-            ip,
+            client_ip(&client),
             permit,
         ) {
-            (true, Ok(ip), Ok(permit)) => {
+            (true, Some(ip), Ok(permit)) => {
                 let (ours, web) = tokio::io::duplex(REMOTE_PIPE);
                 io.tunnel
                     .accept(stream, client, &first, ours)
@@ -829,15 +834,12 @@ impl Link {
     /// and any while the switch is off. A refused dial's browser is closed
     /// by the cloud when its wait runs out.
     fn dial(&mut self, token: String, client: String, dest: &str) {
-        let ip = client
-            .parse::<std::net::SocketAddr>()
-            .map(|a| a.ip())
-            .or_else(|_| client.parse::<std::net::IpAddr>());
-        let Ok(ip) = ip else {
+        // (The token's form was checked when the message was decoded.)
+        let Some(ip) = client_ip(&client) else {
             info!("remote access: a dial for an unreadable client address refused");
             return;
         };
-        if !self.config.remote_access || !candor_link::dial::is_token(&token) {
+        if !self.config.remote_access {
             return;
         }
         if !self.remote_open_allowed() {
