@@ -129,6 +129,12 @@ impl DataConns {
         self.lock().failures
     }
 
+    /// Starts the count again (the link fell back to streams for a while;
+    /// afterwards data connections get a fresh try).
+    pub fn forget_failures(&self) {
+        self.lock().failures = 0;
+    }
+
     /// Registers a connected socket, unless its link has ended since its
     /// place was taken.
     fn register(&self, tcp: TcpStream, place: &Place) -> std::io::Result<(u64, TcpStream)> {
@@ -298,6 +304,10 @@ mod tests {
         assert_eq!(mine.len() + others.len(), MAX_OPEN);
         drop(mine);
         assert!(conns.place(a).is_some(), "places come back when dropped");
+        // Failures count in a row until forgotten (the fallback's hour).
+        assert_eq!((conns.failed(), conns.failed()), (1, 2));
+        conns.forget_failures();
+        assert_eq!(conns.failures(), 0);
     }
 
     /// A data connection that was still being made when its link ended

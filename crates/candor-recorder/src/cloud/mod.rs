@@ -1213,6 +1213,7 @@ impl Link {
                              using streams over the link for the next hour"
                         );
                         self.dial_off_until = Some(now + Duration::from_secs(3600));
+                        self.data_conns.forget_failures();
                         return Ended::Again;
                     }
                     // Retention also while a link stays up for months.
