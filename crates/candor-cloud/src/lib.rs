@@ -282,6 +282,18 @@ pub struct RemoteEnd {
     /// Places for the site's streams: [`candor_link::mux::MAX_STREAMS`] in
     /// all, [`relay::STREAMS_PER_CLIENT`] per client address.
     pub streams: Arc<candor_auth::conn::ConnGate>,
+    /// Counts the times this site's browsers were cut off: its link ended,
+    /// or its hello switched remote access off. A joined data connection
+    /// closes when the count moves past the one it was joined under (the
+    /// recorder closes its side too; this does not rely on it).
+    pub cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl RemoteEnd {
+    /// Closes every data connection joined so far.
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
 }
 
 /// A link's last sign of life, watched by [`link::silence_sweeper`]: one

@@ -314,6 +314,7 @@ async fn serve_role(
         .unwrap_or_else(|e| e.into_inner())
         .retain(|l, e| {
             if e.conn == conn {
+                e.cut();
                 gone.push(l.clone());
             }
             e.conn != conn
@@ -372,6 +373,7 @@ async fn remote_up(
             max_per_address: crate::relay::STREAMS_PER_CLIENT,
             ..Default::default()
         }),
+        cuts: tokio::sync::watch::Sender::new(0),
     });
     cloud
         .remote
@@ -687,10 +689,13 @@ async fn on_site_message(
             let label = {
                 let ends = cloud.remote.lock().unwrap_or_else(|e| e.into_inner());
                 ends.iter().find(|(_, e)| e.site == site).map(|(l, e)| {
-                    e.allowed.store(
+                    let was = e.allowed.swap(
                         remote && zone.is_some(),
                         std::sync::atomic::Ordering::Relaxed,
                     );
+                    if was && !(remote && zone.is_some()) {
+                        e.cut();
+                    }
                     l.clone()
                 })
             };

@@ -291,17 +291,28 @@ pub async fn join(
         conn,
     } = w;
     // Remote access switched off, or the link lost, since the browser was
-    // parked: nothing is joined.
-    let live = cloud
+    // parked: nothing is joined. Once joined, the same ends cut the pair.
+    let cuts = cloud
         .remote
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&label)
-        .is_some_and(|e| e.conn == conn && e.allowed.load(Ordering::Relaxed));
-    if !live {
+        .filter(|e| e.conn == conn && e.allowed.load(Ordering::Relaxed))
+        // Read under the lock that cuts are made under: any later cut
+        // ends this pair.
+        .map(|e| {
+            let rx = e.cuts.subscribe();
+            let joined = *rx.borrow();
+            (rx, joined)
+        });
+    let Some((mut cuts, joined)) = cuts else {
         tracing::info!(site, "a data connection after its link ended; closed");
         return;
-    }
+    };
+    let cut = async move {
+        // Err: the site's entry is gone entirely, which only a cut does.
+        let _ = cuts.wait_for(|&n| n != joined).await;
+    };
     let mut data = candor_auth::conn::Tracked::new(tcp, act.clone(), place);
     let pair = async {
         data.write_all(&hello).await?;
@@ -313,6 +324,9 @@ pub async fn join(
         },
         _ = candor_auth::conn::idle_watchdog(act, STREAM_IDLE) => {
             tracing::debug!(site, "remote connection idle");
+        }
+        () = cut => {
+            tracing::info!(site, "remote connection cut: the site's link ended or remote access went off");
         }
     }
 }
