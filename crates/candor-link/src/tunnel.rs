@@ -29,6 +29,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
+/// A browser's bytes, at either end: its TCP connection at the cloud
+/// (however wrapped), a stream over the link or a data connection at the
+/// recorder.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// Bytes the writer gathers before one write to the link.
 const BATCH: usize = 64 * 1024;
 /// The longest client address an open carries.

@@ -186,13 +186,9 @@ where
     }
 }
 
-/// A browser's connection, whatever wraps it.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// A browser waiting for its recorder's data connection.
 pub struct Waiting {
-    io: Box<dyn Io>,
+    io: Box<dyn candor_link::tunnel::Io>,
     /// What the router read of it (the ClientHello), for the recorder.
     hello: Vec<u8>,
     /// Shared by both sockets, for the idle time.
@@ -214,7 +210,7 @@ fn dial(
     end: &crate::RemoteEnd,
     peer: SocketAddr,
     hello: &[u8],
-    io: Box<dyn Io>,
+    io: Box<dyn candor_link::tunnel::Io>,
     act: std::sync::Arc<candor_auth::conn::Activity>,
 ) {
     use rand::RngCore;

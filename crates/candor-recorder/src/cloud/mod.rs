@@ -79,15 +79,11 @@ pub struct RemoteView {
 /// A connection that came through the cloud's relay: the recorder's end of
 /// an end-to-end encrypted stream, for the web server.
 pub struct RemoteConn {
-    pub io: Box<dyn RemoteIo>,
+    /// A stream over the link, or a data connection of its own.
+    pub io: Box<dyn candor_link::tunnel::Io>,
     /// The browser's address as the cloud saw it.
     pub client: std::net::IpAddr,
 }
-
-/// A remote connection's bytes: a stream over the link, or a data
-/// connection of its own.
-pub trait RemoteIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RemoteIo for T {}
 
 /// The browser's address in a stream's open or a dial: `ip:port` or `ip`.
 fn client_ip(client: &str) -> Option<std::net::IpAddr> {
