@@ -812,28 +812,72 @@ fn browsers_reach_older_recorders_by_stream_and_newer_ones_by_data_connection() 
             t.elapsed()
         );
 
-        // The link ends with a pair joined: the cloud cuts it.
+        // A browser parked, then remote access off and on again before its
+        // data connection comes: not joined.
         let mut b = browser(addr.clone(), hello.clone()).await;
-        let Some(Frame::Control(Message::Dial { token, .. })) = next_frame(&mut s, &mut d, |f| {
-            matches!(f, Frame::Control(Message::Dial { .. }))
-        })
-        .await
-        else {
-            panic!("a dial");
-        };
+        let token = next_dial(&mut s, &mut d).await;
+        s.write_all(&hello_remote(false)).await.unwrap();
+        s.write_all(&hello_remote(true)).await.unwrap();
+        assert!(
+            next_frame(&mut s, &mut d, |f| matches!(
+                f,
+                Frame::Control(Message::Remote { .. })
+            ))
+            .await
+            .is_some()
+        );
         let mut data = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        data.write_all(&candor_link::dial::preamble(&token))
+            .await
+            .unwrap();
+        assert_closed(&mut data, "a data connection across an off and on").await;
+        assert_closed(&mut b, "its browser").await;
+
+        // A newer link of the same key takes the site: the old link's pair
+        // is cut.
+        let (mut b, mut data) = joined(&mut s, &mut d, &addr, &hello).await;
+        let (mut s, mut d) = link(vec![
+            candor_link::ALPN_DIAL.to_vec(),
+            candor_link::ALPN.to_vec(),
+        ])
+        .await;
+        assert_closed(&mut b, "the browser, link replaced").await;
+        assert_closed(&mut data, "the data connection, link replaced").await;
+
+        // The link ends with a pair joined: the cloud cuts it.
+        let (mut b, mut data) = joined(&mut s, &mut d, &addr, &hello).await;
+        drop(s);
+        assert_closed(&mut b, "the browser, link ended").await;
+        assert_closed(&mut data, "the data connection, link ended").await;
+    });
+
+    async fn next_dial(s: &mut Link, d: &mut Decoder) -> String {
+        match next_frame(s, d, |f| matches!(f, Frame::Control(Message::Dial { .. }))).await {
+            Some(Frame::Control(Message::Dial { token, .. })) => token,
+            other => panic!("a dial: {other:?}"),
+        }
+    }
+    // A browser and its data connection, joined, a byte gone each way.
+    async fn joined(
+        s: &mut Link,
+        d: &mut Decoder,
+        addr: &str,
+        hello: &[u8],
+    ) -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let mut b = tokio::net::TcpStream::connect(addr).await.unwrap();
+        b.write_all(hello).await.unwrap();
+        let token = next_dial(s, d).await;
+        let mut data = tokio::net::TcpStream::connect(addr).await.unwrap();
         data.write_all(&candor_link::dial::preamble(&token))
             .await
             .unwrap();
         let mut got = vec![0u8; hello.len()];
         data.read_exact(&mut got).await.unwrap();
-        data.write_all(b"\x16joined").await.unwrap();
-        let mut back = [0u8; 7];
+        data.write_all(b"\x16").await.unwrap();
+        let mut back = [0u8; 1];
         b.read_exact(&mut back).await.unwrap();
-        drop(s);
-        assert_closed(&mut b, "the browser, link ended").await;
-        assert_closed(&mut data, "the data connection, link ended").await;
-    });
+        (b, data)
+    }
 }
 
 /// `s` is closed (end of stream, or reset) within 15 s, with no more bytes.

@@ -150,7 +150,12 @@ async fn serve_role(
             set_online(cloud, &id, &account, true).await;
             resend_acks(cloud, &id, &tx).await;
             quote_grants(cloud, &id, &tx).await;
-            remote_up(cloud, &id, conn, tunnel, dial).await?;
+            // Without its label the link still carries alarms and status;
+            // returning here would skip the clean-up below and leave the
+            // site online.
+            if let Err(e) = remote_up(cloud, &id, conn, tunnel, dial).await {
+                tracing::warn!(site = id, "remote access not set up for this link: {e}");
+            }
             Some((id, account))
         }
         Role::Pairing => {
@@ -219,7 +224,7 @@ async fn serve_role(
                     };
                     match &session {
                         Some((site, account)) => {
-                            if let Some(reply) = on_site_message(cloud, site, account, m).await? {
+                            if let Some(reply) = on_site_message(cloud, site, conn, account, m).await? {
                                 out.push(reply);
                             }
                         }
@@ -375,11 +380,16 @@ async fn remote_up(
         }),
         cuts: tokio::sync::watch::Sender::new(0),
     });
-    cloud
+    // A newer link of the same key takes the label: the old one's pairs
+    // are cut now, not when its last reference goes.
+    let old = cloud
         .remote
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(label, end);
+    if let Some(old) = old {
+        old.cut();
+    }
     Ok(())
 }
 
@@ -652,6 +662,7 @@ async fn mirror_grants(
 async fn on_site_message(
     cloud: &Cloud,
     site: &str,
+    conn: u64,
     account: &str,
     m: Message,
 ) -> Result<Option<Message>, String> {
@@ -688,7 +699,9 @@ async fn on_site_message(
             let zone = cloud.config.remote_zone.clone();
             let label = {
                 let ends = cloud.remote.lock().unwrap_or_else(|e| e.into_inner());
-                ends.iter().find(|(_, e)| e.site == site).map(|(l, e)| {
+                // This link's entry only: a superseded session of the same
+                // key must not switch the newer one's access or cut it.
+                ends.iter().find(|(_, e)| e.conn == conn).map(|(l, e)| {
                     let was = e.allowed.swap(
                         remote && zone.is_some(),
                         std::sync::atomic::Ordering::Relaxed,
@@ -834,7 +847,7 @@ async fn on_site_message(
             Err("pairing messages on a paired link".into())
         }
         Message::AcmeDns { txt, caa } => Ok(Some(Message::AcmeDnsDone {
-            error: acme_dns(cloud, site, &txt, caa.as_ref()).await.err(),
+            error: acme_dns(cloud, site, conn, &txt, caa.as_ref()).await.err(),
         })),
         Message::Grants { generation, grants } => {
             mirror_grants(cloud, site, generation, &grants)
@@ -940,6 +953,7 @@ pub const ACME_PER_MINUTE: usize = 6;
 async fn acme_dns(
     cloud: &Cloud,
     site: &str,
+    conn: u64,
     txt: &[String],
     caa: Option<&candor_link::Caa>,
 ) -> Result<(), String> {
@@ -951,7 +965,7 @@ async fn acme_dns(
     let (label, end) = {
         let ends = cloud.remote.lock().unwrap_or_else(|e| e.into_inner());
         ends.iter()
-            .find(|(_, e)| e.site == site)
+            .find(|(_, e)| e.conn == conn)
             .map(|(l, e)| (l.clone(), e.clone()))
             .ok_or("remote access is not set up for this site")?
     };

@@ -142,13 +142,17 @@ pub fn open<S>(cloud: &Cloud, label: &str, peer: SocketAddr, hello: &[u8], io: S
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let end = cloud
+    // Whether access is on, and the count of cuts it is on under, read
+    // under the lock cuts are made under: a data connection is joined only
+    // if no cut came between (`join`).
+    let found = cloud
         .remote
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(label)
-        .cloned();
-    let Some(end) = end.filter(|e| e.allowed.load(Ordering::Relaxed)) else {
+        .filter(|e| e.allowed.load(Ordering::Relaxed))
+        .map(|e| (e.clone(), *e.cuts.borrow()));
+    let Some((end, parked)) = found else {
         tracing::debug!(%peer, "remote connection for an unknown or closed site");
         return;
     };
@@ -177,7 +181,7 @@ where
     let act = candor_auth::conn::Activity::new();
     let io = candor_auth::conn::Tracked::new(io, act.clone(), place);
     if end.dial.load(Ordering::Relaxed) {
-        dial(cloud, label, &end, peer, hello, Box::new(io), act);
+        dial(cloud, label, &end, parked, peer, hello, Box::new(io), act);
         return;
     }
     let id = end.next_stream.fetch_add(2, Ordering::Relaxed);
@@ -199,15 +203,19 @@ pub struct Waiting {
     /// still allows remote access.
     label: String,
     conn: u64,
+    /// The site's count of cuts when it was parked.
+    parked: u64,
 }
 
 /// Asks the site's recorder for a data connection for this browser, which
 /// waits [`DIAL_WAIT`] for it in `cloud.dials` (holding its places: the
 /// site's stream limits bound how many wait).
+#[allow(clippy::too_many_arguments)] // one caller, each a different thing
 fn dial(
     cloud: &Cloud,
     label: &str,
     end: &crate::RemoteEnd,
+    parked: u64,
     peer: SocketAddr,
     hello: &[u8],
     io: Box<dyn candor_link::tunnel::Io>,
@@ -224,6 +232,7 @@ fn dial(
         site: end.site.clone(),
         label: label.to_owned(),
         conn: end.conn,
+        parked,
     };
     cloud
         .dials
@@ -285,9 +294,11 @@ pub async fn join(
         site,
         label,
         conn,
+        parked,
     } = w;
-    // Remote access switched off, or the link lost, since the browser was
-    // parked: nothing is joined. Once joined, the same ends cut the pair.
+    // Remote access switched off (even if on again), or the link lost,
+    // since the browser was parked: nothing is joined. Once joined, the
+    // same ends cut the pair.
     let cuts = cloud
         .remote
         .lock()
@@ -300,13 +311,15 @@ pub async fn join(
             let rx = e.cuts.subscribe();
             let joined = *rx.borrow();
             (rx, joined)
-        });
+        })
+        .filter(|&(_, joined)| joined == parked);
     let Some((mut cuts, joined)) = cuts else {
         tracing::info!(site, "a data connection after its link ended; closed");
         return;
     };
     let cut = async move {
-        // Err: the site's entry is gone entirely, which only a cut does.
+        // Err: the entry was dropped (replaced by a newer link, which cuts
+        // it too, or removed): closing is right either way.
         let _ = cuts.wait_for(|&n| n != joined).await;
     };
     let mut data = candor_auth::conn::Tracked::new(tcp, act.clone(), place);
