@@ -184,26 +184,51 @@ def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None):
     return cpu, wall, rss, machine, written
 
 
+def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None):
+    """Retina alone (crates/candor-recorder/examples/retina_sink.rs): every
+    camera's session set up as the recorder does, each frame demuxed and
+    dropped; nothing written."""
+    p = subprocess.Popen(["taskset", "-c", "1", exe, f"127.0.0.1:{port}", str(n)],
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"sink-{n}.log"), "w"))
+    cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid)
+    alive = p.poll() is None
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+    if not alive:
+        sys.exit(f"retina_sink stopped early (see {work}/sink-{n}.log)")
+    return cpu, wall, rss
+
+
 def pairs(a):
     """Candor and the floor, alternating, K times per count on one simulator:
     the ratio of each adjacent pair, then the median. Noise from neighbours
-    on a shared VM lasts minutes, so pairs close in time share most of it."""
+    on a shared VM lasts minutes, so pairs close in time share most of it.
+    With --retina-sink, retina alone runs third in each round."""
     work = tempfile.mkdtemp(prefix="candor-bench-")
     floor_exe = build_floor(work)
     per = lambda cpu, n, wall: cpu / n / (wall / 60)
-    print("| cameras | pair | Candor CPU s / camera-minute | floor | Candor / floor | Candor recorded |")
-    print("|---|---|---|---|---|---|")
+    sink_cols = " retina alone | retina alone / floor |" if a.retina_sink else ""
+    print(f"| cameras | pair | Candor CPU s / camera-minute | floor | Candor / floor |{sink_cols} Candor recorded |")
+    print("|---|---|---|---|---|" + ("---|---|" if a.retina_sink else "") + "---|")
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        ratios = []
+        ratios, sink_ratios = [], []
         for k in range(a.pairs):
             c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
             fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
             cc, lc = per(c[0], n, c[1]), per(fl[0], n, fl[1])
             ratios.append(cc / lc)
-            print(f"| {n} | {k + 1} | {cc:.3f} | {lc:.3f} | {cc / lc:.2f}x | {c[3] * 100:.1f}% |", flush=True)
+            sink = ""
+            if a.retina_sink:
+                r = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid)
+                rc = per(r[0], n, r[1])
+                sink_ratios.append(rc / lc)
+                sink = f" {rc:.3f} | {rc / lc:.2f}x |"
+            print(f"| {n} | {k + 1} | {cc:.3f} | {lc:.3f} | {cc / lc:.2f}x |{sink} {c[3] * 100:.1f}% |", flush=True)
         sim.terminate(); sim.wait()
-        print(f"| {n} | **median** | | | **{statistics.median(ratios):.2f}x** (from {min(ratios):.2f} to {max(ratios):.2f}) | |", flush=True)
+        sink = (f" | **{statistics.median(sink_ratios):.2f}x** (from {min(sink_ratios):.2f} to {max(sink_ratios):.2f}) |"
+                if a.retina_sink else "")
+        print(f"| {n} | **median** | | | **{statistics.median(ratios):.2f}x** (from {min(ratios):.2f} to {max(ratios):.2f}) |{sink} |", flush=True)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -226,6 +251,9 @@ def main():
     ap.add_argument("--pairs", type=int, default=0,
                     help="instead of the table: K alternating Candor / floor runs (both fsync every 5 s) at each count, "
                     "each pair's ratio and their median (a single window on a shared VM moves by up to 2x)")
+    ap.add_argument("--retina-sink", metavar="EXE",
+                    help="with --pairs: also run retina alone (cargo build --release -p candor-recorder "
+                    "--example retina_sink; pass its path), every frame demuxed and dropped")
     a = ap.parse_args()
     if a.pairs:
         return pairs(a)
