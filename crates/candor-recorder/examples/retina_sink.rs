@@ -9,6 +9,13 @@
 //! cargo build --release -p candor-recorder --example retina_sink
 //! retina_sink 127.0.0.1:8554 64    # cameras rtsp://127.0.0.1:8554/cam0 … cam63
 //! ```
+//!
+//! `SINK_SHAPE` adds parts of `ingest`'s shape, to price them one at a
+//! time: `timeout` (a stall timeout and a shutdown watch around each
+//! frame), `send` (each frame handed to a thread that drains its queue
+//! every 25 ms and frees it there, as the writer does), or both
+//! (`timeout,send`). The draining thread runs in every shape (idle unless
+//! `send`), so that the shapes differ only in what the sessions do.
 
 use futures::StreamExt;
 use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
@@ -19,8 +26,10 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(addr), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<usize>().ok()))
-    else {
+    let (Some(addr), Some(n)) = (
+        args.get(1),
+        args.get(2).and_then(|n| n.parse::<usize>().ok()),
+    ) else {
         eprintln!("usage: retina_sink HOST:PORT CAMERAS");
         std::process::exit(2);
     };
@@ -68,16 +77,54 @@ async fn session(url: String) -> Result<(), Error> {
         )
         .await?;
     let playing = session
-        .play(PlayOptions::default().enforce_timestamps_with_max_jump_secs(
-            NonZeroU32::new(10).expect("non-zero"),
-        ))
+        .play(
+            PlayOptions::default()
+                .enforce_timestamps_with_max_jump_secs(NonZeroU32::new(10).expect("non-zero")),
+        )
         .await?;
     let mut demuxed = playing.demuxed()?;
-    while let Some(item) = demuxed.next().await {
+    let shaped = std::env::var("SINK_SHAPE").unwrap_or_default();
+    let (_stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    let tx = SINK.get_or_init(napper).clone();
+    loop {
+        let item = if shaped.contains("timeout") {
+            tokio::select! {
+                r = tokio::time::timeout(std::time::Duration::from_secs(20), demuxed.next()) => r?,
+                _ = stop_rx.changed() => return Ok(()),
+            }
+        } else {
+            demuxed.next().await
+        };
+        let Some(item) = item else { break };
         if let CodecItem::VideoFrame(f) = item? {
-            // As `ingest` does, take the frame's bytes; then drop them.
-            std::hint::black_box(f.into_data());
+            let data = f.into_data();
+            if shaped.contains("send") {
+                tx.send(data).await?;
+            } else {
+                // As `ingest` does, take the frame's bytes; then drop them.
+                std::hint::black_box(data);
+            }
         }
     }
     Ok(())
+}
+
+static SINK: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>> = std::sync::OnceLock::new();
+
+/// SINK_SHAPE=send: frames go to a thread that drains them every 25 ms, as
+/// the writer does (and drops them there).
+fn napper() -> tokio::sync::mpsc::Sender<Vec<u8>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4096);
+    std::thread::spawn(move || {
+        loop {
+            match rx.try_recv() {
+                Ok(f) => drop(std::hint::black_box(f)),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(std::time::Duration::from_millis(25))
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    tx
 }
