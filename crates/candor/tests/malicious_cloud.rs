@@ -305,6 +305,17 @@ async fn stream_frames(s: &mut Tls, d: &mut Decoder, secs: u64) -> (Vec<Frame>, 
 }
 
 /// The cloud's answer to a hello with remote access on.
+/// Takes the connections `listener` is offered until none comes for 3 s.
+async fn accept_until_quiet(
+    listener: &tokio::net::TcpListener,
+    held: &mut Vec<tokio::net::TcpStream>,
+) {
+    while let Ok(Ok((c, _))) = tokio::time::timeout(Duration::from_secs(3), listener.accept()).await
+    {
+        held.push(c);
+    }
+}
+
 fn remote_name() -> Message {
     Message::Remote {
         host: "abcd2345.remote.test".into(),
@@ -458,20 +469,12 @@ fn a_cloud_gets_no_stream_the_owner_did_not_allow() {
         s.write_all(&dials(12, 100, &|_| "192.0.2.9:5000".into()))
             .await
             .unwrap();
-        while let Ok(Ok((c, _))) =
-            tokio::time::timeout(Duration::from_secs(3), listener.accept()).await
-        {
-            held.push(c);
-        }
+        accept_until_quiet(&listener, &mut held).await;
         assert_eq!(held.len(), 8, "one client's data connections");
         s.write_all(&dials(40, 200, &|i| format!("198.51.100.{i}:5000")))
             .await
             .unwrap();
-        while let Ok(Ok((c, _))) =
-            tokio::time::timeout(Duration::from_secs(3), listener.accept()).await
-        {
-            held.push(c);
-        }
+        accept_until_quiet(&listener, &mut held).await;
         assert_eq!(held.len(), 32, "a site's data connections");
         drop(held);
         // The open's bytes used part of the window (no credit comes back
