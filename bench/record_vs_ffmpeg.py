@@ -59,8 +59,13 @@ def rss_bytes(pids):
 
 
 def start_camsim(candor, clip, n, port):
+    # Each simulated camera starts at a random point of its frame interval,
+    # as real ones do; --aligned-phases paces them all from their PLAY, so
+    # that a recorder starting its sessions together gets every frame in one
+    # burst (which flattered retina alone by half on 2026-12-04).
+    aligned = ["--aligned-phases"] if start_camsim.aligned else []
     p = subprocess.Popen(
-        ["taskset", "-c", "0", candor, "camsim", "--listen", f"127.0.0.1:{port}", "--cameras", str(n), "--source", clip],
+        ["taskset", "-c", "0", candor, "camsim", "--listen", f"127.0.0.1:{port}", "--cameras", str(n), "--source", clip] + aligned,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.5)
     return p
@@ -184,18 +189,28 @@ def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None):
     return cpu, wall, rss, machine, written
 
 
-def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None):
+def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None, write=False):
     """Retina alone (crates/candor-recorder/examples/retina_sink.rs): every
     camera's session set up as the recorder does, each frame demuxed and
-    dropped; nothing written."""
-    p = subprocess.Popen(["taskset", "-c", "1", exe, f"127.0.0.1:{port}", str(n)],
+    dropped; nothing written. With `write`, each frame is appended as
+    Candor's record (header, CRC-32, one writev) to a file per camera on the
+    session's own task, with an fdatasync every 5 s: retina plus the least
+    writing Candor's format needs, and none of Candor's own layer."""
+    out = os.path.join(work, f"sink-{n}-out")
+    os.makedirs(out, exist_ok=True)
+    env = {**os.environ, "SINK_SHAPE": "write", "SINK_OUT": out} if write else os.environ
+    p = subprocess.Popen(["taskset", "-c", "1", exe, f"127.0.0.1:{port}", str(n)], env=env,
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"sink-{n}.log"), "w"))
     cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid)
     alive = p.poll() is None
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=30)
+    written = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    shutil.rmtree(out)
     if not alive:
         sys.exit(f"retina_sink stopped early (see {work}/sink-{n}.log)")
+    if write and written == 0:
+        sys.exit(f"retina_sink wrote nothing (see {work}/sink-{n}.log)")
     return cpu, wall, rss
 
 
@@ -203,16 +218,18 @@ def pairs(a):
     """Candor and the floor, alternating, K times per count on one simulator:
     the ratio of each adjacent pair, then the median. Noise from neighbours
     on a shared VM lasts minutes, so pairs close in time share most of it.
-    With --retina-sink, retina alone runs third in each round."""
+    With --retina-sink, retina alone runs third in each round and retina
+    with writing fourth."""
     work = tempfile.mkdtemp(prefix="candor-bench-")
     floor_exe = build_floor(work)
     per = lambda cpu, n, wall: cpu / n / (wall / 60)
-    sink_cols = " retina alone | retina alone / floor |" if a.retina_sink else ""
+    sink_cols = (" retina alone | retina alone / floor | retina + writing | retina + writing / floor | Candor / (retina + writing) |"
+                 if a.retina_sink else "")
     print(f"| cameras | pair | Candor CPU s / camera-minute | floor | Candor / floor |{sink_cols} Candor recorded |")
-    print("|---|---|---|---|---|" + ("---|---|" if a.retina_sink else "") + "---|")
+    print("|---|---|---|---|---|" + ("---|---|---|---|---|" if a.retina_sink else "") + "---|")
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        ratios, sink_ratios = [], []
+        ratios, sink_ratios, write_ratios, own_ratios = [], [], [], []
         for k in range(a.pairs):
             c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
             fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
@@ -223,10 +240,15 @@ def pairs(a):
                 r = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid)
                 rc = per(r[0], n, r[1])
                 sink_ratios.append(rc / lc)
-                sink = f" {rc:.3f} | {rc / lc:.2f}x |"
+                w = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid, write=True)
+                wc = per(w[0], n, w[1])
+                write_ratios.append(wc / lc)
+                own_ratios.append(cc / wc)
+                sink = f" {rc:.3f} | {rc / lc:.2f}x | {wc:.3f} | {wc / lc:.2f}x | {cc / wc:.2f}x |"
             print(f"| {n} | {k + 1} | {cc:.3f} | {lc:.3f} | {cc / lc:.2f}x |{sink} {c[3] * 100:.1f}% |", flush=True)
         sim.terminate(); sim.wait()
-        sink = (f" | **{statistics.median(sink_ratios):.2f}x** (from {min(sink_ratios):.2f} to {max(sink_ratios):.2f}) |"
+        med = lambda v: f"**{statistics.median(v):.2f}x** (from {min(v):.2f} to {max(v):.2f})"
+        sink = (f" | {med(sink_ratios)} | | {med(write_ratios)} | {med(own_ratios)} |"
                 if a.retina_sink else "")
         print(f"| {n} | **median** | | | **{statistics.median(ratios):.2f}x** (from {min(ratios):.2f} to {max(ratios):.2f}) |{sink} |", flush=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -253,8 +275,13 @@ def main():
                     "each pair's ratio and their median (a single window on a shared VM moves by up to 2x)")
     ap.add_argument("--retina-sink", metavar="EXE",
                     help="with --pairs: also run retina alone (cargo build --release -p candor-recorder "
-                    "--example retina_sink; pass its path), every frame demuxed and dropped")
+                    "--example retina_sink; pass its path), every frame demuxed and dropped, and retina "
+                    "writing each frame as Candor's record in place")
+    ap.add_argument("--aligned-phases", action="store_true",
+                    help="pace every simulated camera from its PLAY (camsim --aligned-phases) instead of a random "
+                    "point of its frame interval: shows what phase-aligned cameras flatter")
     a = ap.parse_args()
+    start_camsim.aligned = a.aligned_phases
     if a.pairs:
         return pairs(a)
     if a.only_candor:

@@ -44,6 +44,8 @@ struct Shared {
     source: Arc<Source>,
     faults: Vec<AtomicU8>,
     sessions: AtomicUsize,
+    /// Every stream paced from its PLAY exactly, with no random phase.
+    aligned: std::sync::atomic::AtomicBool,
 }
 
 /// A running simulator. Dropping it (or [`CamSim::shutdown`]) closes the
@@ -66,6 +68,7 @@ impl CamSim {
             source,
             faults: (0..cameras).map(|_| AtomicU8::new(0)).collect(),
             sessions: AtomicUsize::new(0),
+            aligned: std::sync::atomic::AtomicBool::new(false),
         });
         let (shutdown, rx) = watch::channel(false);
         tokio::spawn(accept_loop(listener, shared.clone(), rx));
@@ -88,6 +91,16 @@ impl CamSim {
         if let Some(f) = self.shared.faults.get(camera) {
             f.store(fault as u8, Ordering::Relaxed);
         }
+    }
+
+    /// Pace every stream from its PLAY exactly. By default each stream
+    /// starts at a random point within one frame interval after its PLAY,
+    /// as independent cameras' clocks would: a recorder whose sessions all
+    /// start within the same millisecond would otherwise get every camera's
+    /// frame in one burst, and take them all in one wake-up, which no real
+    /// site offers (issue 17's benchmark measured the difference).
+    pub fn align_phases(&self, on: bool) {
+        self.shared.aligned.store(on, Ordering::Relaxed);
     }
 
     /// Sessions currently connected (playing or not).
@@ -382,7 +395,15 @@ impl Conn {
                     self.respond(cseq, "454 Session Not Found", "").await?;
                     return Ok(true);
                 };
-                s.playing = Some(Instant::now());
+                let src = &self.shared.source;
+                let interval_90k = src.duration_90k / src.frames.len().max(1) as i64;
+                let phase = if self.shared.aligned.load(Ordering::Relaxed) {
+                    Duration::ZERO
+                } else {
+                    Duration::from_nanos((interval_90k.max(0) as u64) * 100_000 / 9)
+                        .mul_f64(rand::random::<f64>())
+                };
+                s.playing = Some(Instant::now() + phase);
                 let extra = format!(
                     "{}Range: npt=now-\r\nRTP-Info: url=rtsp://{}/cam{}/trackID=0;seq={};rtptime={}\r\n",
                     session_hdr.unwrap_or_default(),

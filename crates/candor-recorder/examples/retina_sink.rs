@@ -16,6 +16,15 @@
 //! every 25 ms and frees it there, as the writer does), or both
 //! (`timeout,send`). The draining thread runs in every shape (idle unless
 //! `send`), so that the shapes differ only in what the sessions do.
+//!
+//! `write` (with `SINK_OUT=DIR`) appends each frame as a segment-file
+//! record (16-byte header with CRC-32, one `writev`) to a file per camera:
+//! on the session's own task, with an `fdatasync` every 5 s as the floor
+//! and the recorder's default have; or with `send` on the draining thread,
+//! which is the writer's shape (without the `fdatasync`). The two price
+//! writing in place against handing frames to a writer thread. `write`
+//! alone is the least a recorder on retina can spend that writes what
+//! Candor writes: `bench/record_vs_ffmpeg.py --pairs --retina-sink` runs it.
 
 use futures::StreamExt;
 use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
@@ -62,6 +71,7 @@ fn main() {
 
 async fn session(url: String) -> Result<(), Error> {
     let url = url::Url::parse(&url)?;
+    let name = url.path().trim_start_matches('/').replace('/', "_");
     let mut session = Session::describe(url, SessionOptions::default()).await?;
     let video = session
         .streams()
@@ -86,6 +96,18 @@ async fn session(url: String) -> Result<(), Error> {
     let shaped = std::env::var("SINK_SHAPE").unwrap_or_default();
     let (_stop, mut stop_rx) = tokio::sync::watch::channel(false);
     let tx = SINK.get_or_init(napper).clone();
+    let out = if shaped.contains("write") {
+        let dir = std::env::var("SINK_OUT").map_err(|_| "SINK_SHAPE=write needs SINK_OUT")?;
+        Some(std::sync::Arc::new(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(std::path::Path::new(&dir).join(name))?,
+        ))
+    } else {
+        None
+    };
+    let mut synced = std::time::Instant::now();
     loop {
         let item = if shaped.contains("timeout") {
             tokio::select! {
@@ -97,9 +119,17 @@ async fn session(url: String) -> Result<(), Error> {
         };
         let Some(item) = item else { break };
         if let CodecItem::VideoFrame(f) = item? {
+            let (pts, key) = (f.timestamp().elapsed() as u32, f.is_random_access_point());
             let data = f.into_data();
             if shaped.contains("send") {
-                tx.send(data).await?;
+                tx.send((out.clone(), pts, key, data)).await?;
+            } else if let Some(file) = &out {
+                write_record(file, pts, key, &data)?;
+                // fdatasync every 5 s, as the recorder's default and the floor do.
+                if synced.elapsed() >= std::time::Duration::from_secs(5) {
+                    file.sync_data()?;
+                    synced = std::time::Instant::now();
+                }
             } else {
                 // As `ingest` does, take the frame's bytes; then drop them.
                 std::hint::black_box(data);
@@ -109,16 +139,33 @@ async fn session(url: String) -> Result<(), Error> {
     Ok(())
 }
 
-static SINK: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>> = std::sync::OnceLock::new();
+type Sent = (Option<std::sync::Arc<std::fs::File>>, u32, bool, Vec<u8>);
+static SINK: std::sync::OnceLock<tokio::sync::mpsc::Sender<Sent>> = std::sync::OnceLock::new();
+
+fn write_record(mut file: &std::fs::File, pts: u32, key: bool, data: &[u8]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let h = candor_storage::segfile::record_header(data, pts, key);
+    let n = file.write_vectored(&[IoSlice::new(&h), IoSlice::new(data)])?;
+    if n != h.len() + data.len() {
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    Ok(())
+}
 
 /// SINK_SHAPE=send: frames go to a thread that drains them every 25 ms, as
 /// the writer does (and drops them there).
-fn napper() -> tokio::sync::mpsc::Sender<Vec<u8>> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4096);
+fn napper() -> tokio::sync::mpsc::Sender<Sent> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(4096);
     std::thread::spawn(move || {
         loop {
             match rx.try_recv() {
-                Ok(f) => drop(std::hint::black_box(f)),
+                Ok((Some(file), pts, key, data)) => {
+                    if let Err(e) = write_record(&file, pts, key, &data) {
+                        eprintln!("retina_sink: {e}");
+                        std::process::exit(1);
+                    }
+                }
+                Ok((None, _, _, f)) => drop(std::hint::black_box(f)),
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
                     std::thread::sleep(std::time::Duration::from_millis(25))
                 }

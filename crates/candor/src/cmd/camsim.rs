@@ -29,6 +29,10 @@ pub struct Args {
     /// Seconds the simulated cameras' clocks are off (clients must correct for it).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     onvif_clock_offset: i64,
+    /// Pace every stream from its PLAY exactly (by default each starts at a
+    /// random point within one frame interval, as independent cameras do).
+    #[arg(long)]
+    aligned_phases: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -49,6 +53,7 @@ async fn camsim(a: Args, password: Option<String>) -> Result<()> {
     let sim = CamSim::start(listen, cameras, src.clone())
         .await
         .with_context(|| format!("listening on {listen}"))?;
+    sim.align_phases(a.aligned_phases);
     let _onvif = match (a.onvif, password) {
         (Some(http), Some(password)) => {
             let cfg = candor_camsim::onvif::OnvifConfig {
