@@ -198,19 +198,22 @@ def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None, write=False):
     writing Candor's format needs, and none of Candor's own layer."""
     out = os.path.join(work, f"sink-{n}-out")
     os.makedirs(out, exist_ok=True)
-    env = {**os.environ, "SINK_SHAPE": "write", "SINK_OUT": out} if write else os.environ
+    env = {**os.environ, "SINK_SHAPE": "write" if write else "", "SINK_OUT": out}
     p = subprocess.Popen(["taskset", "-c", "1", exe, f"127.0.0.1:{port}", str(n)], env=env,
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"sink-{n}.log"), "w"))
     cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid)
     alive = p.poll() is None
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=30)
-    written = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    # A session that fails ends alone while the others go on: every camera
+    # must have written, or the CPU per camera would be flattered.
+    empty = [i for i in range(n) if not os.path.exists(os.path.join(out, f"cam{i}"))
+             or os.path.getsize(os.path.join(out, f"cam{i}")) == 0]
     shutil.rmtree(out)
     if not alive:
         sys.exit(f"retina_sink stopped early (see {work}/sink-{n}.log)")
-    if write and written == 0:
-        sys.exit(f"retina_sink wrote nothing (see {work}/sink-{n}.log)")
+    if write and empty:
+        sys.exit(f"retina_sink wrote nothing for {len(empty)} camera(s), e.g. cam{empty[0]} (see {work}/sink-{n}.log)")
     return cpu, wall, rss
 
 
