@@ -101,8 +101,8 @@ async fn streams_started_together_are_spread_over_a_frame_interval() {
     let (min, max) = (firsts.iter().min().unwrap(), firsts.iter().max().unwrap());
     // The clip is 10 fps: 16 phases drawn from 100 ms span about 88 ms on
     // average (15/17 of it), and less than 20 ms with a probability near
-    // 1e-9. Without
-    // phases they span only the time the PLAYs took to write and answer.
+    // 1e-9. Without phases they span only the time the PLAYs took to write
+    // and answer.
     assert!(
         *max - *min >= Duration::from_millis(20),
         "first frames arrived within {:?} of each other: {firsts:?}",
