@@ -189,16 +189,20 @@ def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None):
     return cpu, wall, rss, machine, written
 
 
-def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None, write=False):
+def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None, shape=""):
     """Retina alone (crates/candor-recorder/examples/retina_sink.rs): every
     camera's session set up as the recorder does, each frame demuxed and
     dropped; nothing written. With `write`, each frame is appended as
     Candor's record (header, CRC-32, one writev) to a file per camera on the
     session's own task, with an fdatasync every 5 s: retina plus the least
-    writing Candor's format needs, and none of Candor's own layer."""
+    writing Candor's format needs, and none of Candor's own layer. With
+    `packets,write`, retina's depacketizer is skipped: each access unit's
+    RTP payloads are written as they came, as one record (the least a
+    depacketizer of Candor's own on retina's packet stream could cost)."""
+    write = "write" in shape
     out = os.path.join(work, f"sink-{n}-out")
     os.makedirs(out, exist_ok=True)
-    env = {**os.environ, "SINK_SHAPE": "write" if write else "", "SINK_OUT": out}
+    env = {**os.environ, "SINK_SHAPE": shape, "SINK_OUT": out}
     p = subprocess.Popen(["taskset", "-c", "1", exe, f"127.0.0.1:{port}", str(n)], env=env,
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"sink-{n}.log"), "w"))
     cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid)
@@ -222,17 +226,20 @@ def pairs(a):
     the ratio of each adjacent pair, then the median. Noise from neighbours
     on a shared VM lasts minutes, so pairs close in time share most of it.
     With --retina-sink, retina alone runs third in each round and retina
-    with writing fourth."""
+    with writing fourth; with --packets too, retina's packets with writing
+    fifth."""
     work = tempfile.mkdtemp(prefix="candor-bench-")
     floor_exe = build_floor(work)
     per = lambda cpu, n, wall: cpu / n / (wall / 60)
     sink_cols = (" retina alone | retina alone / floor | retina + writing | retina + writing / floor | Candor / (retina + writing) |"
                  if a.retina_sink else "")
-    print(f"| cameras | pair | Candor CPU s / camera-minute | floor | Candor / floor |{sink_cols} Candor recorded |")
-    print("|---|---|---|---|---|" + ("---|---|---|---|---|" if a.retina_sink else "") + "---|")
+    pkt_cols = " retina packets + writing | packets + writing / floor |" if a.packets else ""
+    print(f"| cameras | pair | Candor CPU s / camera-minute | floor | Candor / floor |{sink_cols}{pkt_cols} Candor recorded |")
+    print("|---|---|---|---|---|" + ("---|---|---|---|---|" if a.retina_sink else "")
+          + ("---|---|" if a.packets else "") + "---|")
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        ratios, sink_ratios, write_ratios, own_ratios = [], [], [], []
+        ratios, sink_ratios, write_ratios, own_ratios, pkt_ratios = [], [], [], [], []
         for k in range(a.pairs):
             c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
             fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
@@ -243,16 +250,24 @@ def pairs(a):
                 r = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid)
                 rc = per(r[0], n, r[1])
                 sink_ratios.append(rc / lc)
-                w = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid, write=True)
+                w = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid, shape="write")
                 wc = per(w[0], n, w[1])
                 write_ratios.append(wc / lc)
                 own_ratios.append(cc / wc)
                 sink = f" {rc:.3f} | {rc / lc:.2f}x | {wc:.3f} | {wc / lc:.2f}x | {cc / wc:.2f}x |"
+                if a.packets:
+                    pk = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid,
+                                  shape="packets,write")
+                    pc = per(pk[0], n, pk[1])
+                    pkt_ratios.append(pc / lc)
+                    sink += f" {pc:.3f} | {pc / lc:.2f}x |"
             print(f"| {n} | {k + 1} | {cc:.3f} | {lc:.3f} | {cc / lc:.2f}x |{sink} {c[3] * 100:.1f}% |", flush=True)
         sim.terminate(); sim.wait()
         med = lambda v: f"**{statistics.median(v):.2f}x** (from {min(v):.2f} to {max(v):.2f})"
         sink = (f" | {med(sink_ratios)} | | {med(write_ratios)} | {med(own_ratios)} |"
                 if a.retina_sink else "")
+        if a.packets:
+            sink += f" | {med(pkt_ratios)} |"
         print(f"| {n} | **median** | | | **{statistics.median(ratios):.2f}x** (from {min(ratios):.2f} to {max(ratios):.2f}) |{sink} |", flush=True)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -280,10 +295,15 @@ def main():
                     help="with --pairs: also run retina alone (cargo build --release -p candor-recorder "
                     "--example retina_sink; pass its path), every frame demuxed and dropped, and retina "
                     "writing each frame as Candor's record in place")
+    ap.add_argument("--packets", action="store_true",
+                    help="with --retina-sink: also run retina's RTP packet stream with no depacketizer, each "
+                    "access unit's payloads written as one record: prices a depacketizer of Candor's own on retina")
     ap.add_argument("--aligned-phases", action="store_true",
                     help="pace every simulated camera from its PLAY (camsim --aligned-phases) instead of a random "
                     "point of its frame interval: shows what phase-aligned cameras flatter")
     a = ap.parse_args()
+    if a.packets and not (a.pairs and a.retina_sink):
+        ap.error("--packets needs --pairs and --retina-sink")
     start_camsim.aligned = a.aligned_phases
     if a.pairs:
         return pairs(a)

@@ -25,6 +25,13 @@
 //! writing in place against handing frames to a writer thread. `write`
 //! alone is the least a recorder on retina can spend that writes what
 //! Candor writes: `bench/record_vs_ffmpeg.py --pairs --retina-sink` runs it.
+//!
+//! `packets,write` skips retina's depacketizer: it reads retina's RTP
+//! packet stream (`Session<Playing>` as a `Stream`) and writes each access
+//! unit (the packets up to the RTP marker) as one record, its payloads
+//! passed to one `writev` as they arrived, FU-A headers and all. No
+//! depacketizer can cost less, so this prices the hybrid of retina's
+//! session with a depacketizer of Candor's own (`--packets` in the bench).
 
 use futures::StreamExt;
 use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
@@ -92,8 +99,16 @@ async fn session(url: String) -> Result<(), Error> {
                 .enforce_timestamps_with_max_jump_secs(NonZeroU32::new(10).expect("non-zero")),
         )
         .await?;
-    let mut demuxed = playing.demuxed()?;
     let shaped = std::env::var("SINK_SHAPE").unwrap_or_default();
+    if shaped.contains("packets") {
+        let dir = std::env::var("SINK_OUT").map_err(|_| "SINK_SHAPE=packets needs SINK_OUT")?;
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(std::path::Path::new(&dir).join(name))?;
+        return packets(playing, file).await;
+    }
+    let mut demuxed = playing.demuxed()?;
     let (_stop, mut stop_rx) = tokio::sync::watch::channel(false);
     let tx = SINK.get_or_init(napper).clone();
     let out = if shaped.contains("write") {
@@ -135,6 +150,52 @@ async fn session(url: String) -> Result<(), Error> {
                 std::hint::black_box(data);
             }
         }
+    }
+    Ok(())
+}
+
+/// SINK_SHAPE=packets: see the module's comment.
+async fn packets(
+    mut playing: Session<retina::client::Playing>,
+    file: std::fs::File,
+) -> Result<(), Error> {
+    let mut pieces: Vec<bytes::Bytes> = Vec::new();
+    let mut synced = std::time::Instant::now();
+    while let Some(item) = playing.next().await {
+        let retina::client::PacketItem::Rtp(pkt) = item? else {
+            continue;
+        };
+        let (mark, pts) = (pkt.mark(), pkt.timestamp().elapsed() as u32);
+        pieces.push(pkt.into_payload_bytes());
+        if !mark {
+            continue;
+        }
+        write_pieces(&file, pts, &pieces)?;
+        pieces.clear();
+        if synced.elapsed() >= std::time::Duration::from_secs(5) {
+            file.sync_data()?;
+            synced = std::time::Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// Candor's record over a frame in pieces: the CRC runs over each piece,
+/// and one `writev` takes them all.
+fn write_pieces(
+    mut file: &std::fs::File,
+    pts: u32,
+    pieces: &[bytes::Bytes],
+) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    let h = candor_storage::segfile::record_header_pieces(pieces, pts, false);
+    let mut iov = Vec::with_capacity(pieces.len() + 1);
+    iov.push(IoSlice::new(&h));
+    iov.extend(pieces.iter().map(|p| IoSlice::new(p)));
+    let n = file.write_vectored(&iov)?;
+    if n != h.len() + len {
+        return Err(std::io::ErrorKind::WriteZero.into());
     }
     Ok(())
 }
