@@ -1038,6 +1038,93 @@ fn a_hostile_recorder_gets_only_its_own_challenge_records_and_a_dns_flood_silenc
 /// root reaches the recorder's web app through the relay; the name's DNS
 /// is as designed; the CA's traffic is in the egress ledger; the key stays
 /// private on disk.
+/// A paired recorder that floods the cloud with status messages, speaking
+/// the real protocol with the site's own key, is refused after
+/// `STATE_PER_MINUTE` state messages and its link closed; each would have
+/// been a database write and a notice to the owner's browsers. A recorder
+/// within the budget (its hello and 30 statuses, a minute's worth at the
+/// fastest a real one sends) keeps its link.
+#[test]
+fn a_recorder_flooding_status_messages_is_refused_and_cut_off() {
+    use candor_link::{Decoder, Frame, Message, Refusal};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, owner, site, site_id) = paired_site(dir.path(), "", "");
+    let (id, roots, addr) = link_of_stopped(&cloud, site);
+    let status = |seq| {
+        let m = Message::Status {
+            seq,
+            cameras: None,
+            disk_used_percent: Some(seq as f32 % 100.0),
+            footage_days: None,
+            last_event_at: None,
+            footage_target_days: None,
+            certificate: None,
+        };
+        candor_link::encode(&Frame::Control(m)).unwrap()
+    };
+    // Every frame the cloud sends until it closes the link or `quiet`
+    // passes with nothing more; and whether it closed.
+    async fn frames(
+        s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        quiet: Duration,
+    ) -> (Vec<Frame>, bool) {
+        let (mut d, mut buf, mut out) = (Decoder::new(), [0u8; 4096], Vec::new());
+        loop {
+            while let Ok(Some(f)) = d.next_frame() {
+                out.push(f);
+            }
+            match tokio::time::timeout(quiet, s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => d.push(&buf[..n]),
+                Ok(_) => return (out, true),
+                Err(_) => return (out, false),
+            }
+        }
+    }
+    let refusal = |fs: &[Frame]| {
+        fs.iter().find_map(|f| match f {
+            Frame::Control(Message::Refused { code, reason }) => Some((*code, reason.clone())),
+            _ => None,
+        })
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let tls = Arc::new(id.client_config(roots).unwrap());
+        let mut s = raw_link(tls.clone(), &addr, false).await;
+        let burst: Vec<u8> = (1..=1000).flat_map(status).collect();
+        // The cloud may close while this is still being written.
+        let _ = s.write_all(&burst).await;
+        let (fs, closed) = frames(&mut s, Duration::from_secs(15)).await;
+        assert!(closed, "the cloud kept a flooding link open");
+        let (code, reason) = refusal(&fs).expect("a refusal before the close");
+        assert_eq!(code, Refusal::Protocol);
+        assert!(
+            reason.contains(&format!(
+                "more than {}",
+                candor_cloud::link::STATE_PER_MINUTE
+            )),
+            "{reason}"
+        );
+        assert!(
+            matches!(fs.first(), Some(Frame::Control(Message::Welcome { .. }))),
+            "the hello was taken before the flood: {:?}",
+            fs.first()
+        );
+
+        // Within the budget: the link stays, and nothing is refused.
+        let mut s = raw_link(tls, &addr, false).await;
+        let calm: Vec<u8> = (1..=30).flat_map(status).collect();
+        s.write_all(&calm).await.unwrap();
+        let (fs, closed) = frames(&mut s, Duration::from_secs(3)).await;
+        assert!(!closed, "a recorder within its budget was cut off: {fs:?}");
+        assert_eq!(refusal(&fs), None);
+    });
+    // What a recorder within its budget sends is taken: the site's status
+    // is the calm link's last.
+    let s = owner.site(&site_id);
+    assert_eq!(s["status"]["disk_used_percent"].as_f64(), Some(30.0), "{s}");
+}
+
 #[test]
 fn the_recorder_gets_a_publicly_trusted_certificate_by_acme_through_the_clouds_dns() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,8 @@ use candor_link::{Decoder, Message, Refusal};
 use candor_wire::cloud::Notice;
 
 mod rules;
-use rules::{In, Unpaired, accept, unpaired_step};
+pub use rules::STATE_PER_MINUTE;
+use rules::{In, StateBudget, Unpaired, accept, is_state, unpaired_step};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -198,6 +199,7 @@ async fn serve_role(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut pairing_code: Option<String> = None;
+    let mut state_budget = StateBudget::new(Instant::now());
     // In a block, so every early return (a write error, a protocol error)
     // still reaches the clean-up below.
     let result: Result<(), String> = async {
@@ -224,6 +226,12 @@ async fn serve_role(
                     };
                     match &session {
                         Some((site, account)) => {
+                            if is_state(&m)
+                                && let Err(refusal) = state_budget.take(Instant::now())
+                            {
+                                out.push(refusal);
+                                break;
+                            }
                             if let Some(reply) = on_site_message(cloud, site, conn, account, m).await? {
                                 out.push(reply);
                             }

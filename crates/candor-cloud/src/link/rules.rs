@@ -66,9 +66,88 @@ pub(super) fn unpaired_step(m: Message, started: bool) -> Result<Unpaired, Strin
     })
 }
 
+/// State messages (hello, status, grants, access notices) a link may send
+/// a minute. Each costs a database write and a notice to the owner's
+/// browsers (an access notice, a push to their phones); a recorder sends its
+/// status on change at most every 2 s, its hello once per connection, and
+/// the others when an owner acts, so 60 is twice what one can need. Alarms
+/// and their acknowledgements are not counted: a recorder back from a day
+/// offline sends its whole outbox at once.
+pub const STATE_PER_MINUTE: u32 = 60;
+
+/// Whether a message counts against [`STATE_PER_MINUTE`].
+pub(super) fn is_state(m: &Message) -> bool {
+    matches!(
+        m,
+        Message::Hello { .. }
+            | Message::Status { .. }
+            | Message::Grants { .. }
+            | Message::AccessNotice { .. }
+    )
+}
+
+/// A link's budget of state messages: a window of a minute from the first.
+#[derive(Debug)]
+pub(super) struct StateBudget {
+    window: std::time::Instant,
+    used: u32,
+}
+
+impl StateBudget {
+    pub(super) fn new(now: std::time::Instant) -> StateBudget {
+        StateBudget {
+            window: now,
+            used: 0,
+        }
+    }
+
+    /// Takes one, or answers the refusal that ends the link.
+    pub(super) fn take(&mut self, now: std::time::Instant) -> Result<(), Message> {
+        if now.duration_since(self.window) >= std::time::Duration::from_secs(60) {
+            (self.window, self.used) = (now, 0);
+        }
+        self.used = self.used.saturating_add(1);
+        if self.used <= STATE_PER_MINUTE {
+            return Ok(());
+        }
+        Err(Message::Refused {
+            code: Refusal::Protocol,
+            reason: format!(
+                "more than {STATE_PER_MINUTE} hello, status, grants and access messages in a minute"
+            ),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_may_send_sixty_state_messages_a_minute_and_alarms_are_not_counted() {
+        let t = std::time::Instant::now();
+        let mut b = StateBudget::new(t);
+        for _ in 0..STATE_PER_MINUTE {
+            assert!(b.take(t + std::time::Duration::from_secs(59)).is_ok());
+        }
+        assert!(matches!(
+            b.take(t + std::time::Duration::from_secs(59)),
+            Err(Message::Refused {
+                code: Refusal::Protocol,
+                ..
+            })
+        ));
+        // A new minute, a new budget.
+        assert!(b.take(t + std::time::Duration::from_secs(60)).is_ok());
+        assert!(is_state(&Message::Hello {
+            proto: 1,
+            software: "x".into(),
+            sharing: candor_link::Sharing::Health,
+            remote: false,
+        }));
+        assert!(!is_state(&Message::Pong { nonce: 1 }));
+        assert!(!is_state(&Message::AckRecorded { alarm: 1 }));
+    }
 
     #[test]
     fn a_recorder_may_send_only_recorder_messages_and_answer_streams_once_paired() {
