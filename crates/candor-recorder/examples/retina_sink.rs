@@ -181,21 +181,26 @@ async fn packets(
 }
 
 /// Candor's record over a frame in pieces: the CRC runs over each piece,
-/// and one `writev` takes them all.
+/// and one `writev` takes them all (at this clip's frame sizes).
 fn write_pieces(
     mut file: &std::fs::File,
     pts: u32,
     pieces: &[bytes::Bytes],
 ) -> std::io::Result<()> {
     use std::io::{IoSlice, Write};
-    let len: usize = pieces.iter().map(|p| p.len()).sum();
     let h = candor_storage::segfile::record_header_pieces(pieces, pts, false);
     let mut iov = Vec::with_capacity(pieces.len() + 1);
     iov.push(IoSlice::new(&h));
     iov.extend(pieces.iter().map(|p| IoSlice::new(p)));
-    let n = file.write_vectored(&iov)?;
-    if n != h.len() + len {
-        return Err(std::io::ErrorKind::WriteZero.into());
+    // A frame of more than IOV_MAX (1,024) pieces, or a short write, takes
+    // more than one call.
+    let mut rest = &mut iov[..];
+    while !rest.is_empty() {
+        let n = file.write_vectored(rest)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
     }
     Ok(())
 }
