@@ -170,7 +170,7 @@ async fn packets(
         if !mark {
             continue;
         }
-        write_pieces(&file, pts, &pieces)?;
+        write_pieces(&file, pts, false, &pieces)?;
         pieces.clear();
         if synced.elapsed() >= std::time::Duration::from_secs(5) {
             file.sync_data()?;
@@ -182,16 +182,17 @@ async fn packets(
 
 /// Candor's record over a frame in pieces: the CRC runs over each piece,
 /// and one `writev` takes them all (at this clip's frame sizes).
-fn write_pieces(
+fn write_pieces<P: AsRef<[u8]>>(
     mut file: &std::fs::File,
     pts: u32,
-    pieces: &[bytes::Bytes],
+    key: bool,
+    pieces: &[P],
 ) -> std::io::Result<()> {
     use std::io::{IoSlice, Write};
-    let h = candor_storage::segfile::record_header_pieces(pieces, pts, false);
+    let h = candor_storage::segfile::record_header_pieces(pieces, pts, key);
     let mut iov = Vec::with_capacity(pieces.len() + 1);
     iov.push(IoSlice::new(&h));
-    iov.extend(pieces.iter().map(|p| IoSlice::new(p)));
+    iov.extend(pieces.iter().map(|p| IoSlice::new(p.as_ref())));
     // A frame of more than IOV_MAX (1,024) pieces, or a short write, takes
     // more than one call.
     let mut rest = &mut iov[..];
@@ -208,14 +209,8 @@ fn write_pieces(
 type Sent = (Option<std::sync::Arc<std::fs::File>>, u32, bool, Vec<u8>);
 static SINK: std::sync::OnceLock<tokio::sync::mpsc::Sender<Sent>> = std::sync::OnceLock::new();
 
-fn write_record(mut file: &std::fs::File, pts: u32, key: bool, data: &[u8]) -> std::io::Result<()> {
-    use std::io::{IoSlice, Write};
-    let h = candor_storage::segfile::record_header(data, pts, key);
-    let n = file.write_vectored(&[IoSlice::new(&h), IoSlice::new(data)])?;
-    if n != h.len() + data.len() {
-        return Err(std::io::ErrorKind::WriteZero.into());
-    }
-    Ok(())
+fn write_record(file: &std::fs::File, pts: u32, key: bool, data: &[u8]) -> std::io::Result<()> {
+    write_pieces(file, pts, key, &[data])
 }
 
 /// SINK_SHAPE=send: frames go to a thread that drains them every 25 ms, as
