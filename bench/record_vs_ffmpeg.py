@@ -227,19 +227,23 @@ def pairs(a):
     on a shared VM lasts minutes, so pairs close in time share most of it.
     With --retina-sink, retina alone runs third in each round and retina
     with writing fourth; with --packets too, retina's packets with writing
-    fifth."""
+    fifth. With --candor-b, a second Candor build runs right after the
+    floor in each round (an A/B of a change: its ratio to the floor and to
+    the first build, and both builds' resident memory)."""
     work = tempfile.mkdtemp(prefix="candor-bench-")
     floor_exe = build_floor(work)
     per = lambda cpu, n, wall: cpu / n / (wall / 60)
     sink_cols = (" retina alone | retina alone / floor | retina + writing | retina + writing / floor | Candor / (retina + writing) |"
                  if a.retina_sink else "")
     pkt_cols = " retina packets + writing | packets + writing / floor |" if a.packets else ""
-    print(f"| cameras | pair | Candor CPU s / camera-minute | floor | Candor / floor |{sink_cols}{pkt_cols} Candor recorded |")
+    b_cols = " Candor B | B / floor | B / Candor | RSS MB, Candor / B | B recorded |" if a.candor_b else ""
+    print(f"| cameras | pair | Candor CPU s / camera-minute | floor | Candor / floor |{sink_cols}{pkt_cols}{b_cols} Candor recorded |")
     print("|---|---|---|---|---|" + ("---|---|---|---|---|" if a.retina_sink else "")
-          + ("---|---|" if a.packets else "") + "---|")
+          + ("---|---|" if a.packets else "") + ("---|---|---|---|---|" if a.candor_b else "") + "---|")
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
         ratios, sink_ratios, write_ratios, own_ratios, pkt_ratios = [], [], [], [], []
+        b_ratios, ba_ratios = [], []
         for k in range(a.pairs):
             c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
             fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
@@ -261,6 +265,13 @@ def pairs(a):
                     pc = per(pk[0], n, pk[1])
                     pkt_ratios.append(pc / lc)
                     sink += f" {pc:.3f} | {pc / lc:.2f}x |"
+            if a.candor_b:
+                b = run_candor(a.candor_b, n, a.port, a.warmup, a.seconds, work, sim.pid)
+                bc = per(b[0], n, b[1])
+                b_ratios.append(bc / lc)
+                ba_ratios.append(bc / cc)
+                sink += (f" {bc:.3f} | {bc / lc:.2f}x | {bc / cc:.2f}x | {c[2] / 2**20:.0f} / {b[2] / 2**20:.0f} |"
+                         f" {b[3] * 100:.1f}% |")
             print(f"| {n} | {k + 1} | {cc:.3f} | {lc:.3f} | {cc / lc:.2f}x |{sink} {c[3] * 100:.1f}% |", flush=True)
         sim.terminate(); sim.wait()
         med = lambda v: f"**{statistics.median(v):.2f}x** (from {min(v):.2f} to {max(v):.2f})"
@@ -268,6 +279,8 @@ def pairs(a):
                 if a.retina_sink else "")
         if a.packets:
             sink += f" | {med(pkt_ratios)} |"
+        if a.candor_b:
+            sink += f" | {med(b_ratios)} | {med(ba_ratios)} | | |"
         print(f"| {n} | **median** | | | **{statistics.median(ratios):.2f}x** (from {min(ratios):.2f} to {max(ratios):.2f}) |{sink} |", flush=True)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -295,6 +308,8 @@ def main():
                     help="with --pairs: also run retina alone (cargo build --release -p candor-recorder "
                     "--example retina_sink; pass its path), every frame demuxed and dropped, and retina "
                     "writing each frame as Candor's record in place")
+    ap.add_argument("--candor-b", metavar="EXE",
+                    help="with --pairs: a second Candor build to compare, run in each round after the floor")
     ap.add_argument("--packets", action="store_true",
                     help="with --retina-sink: also run retina's RTP packet stream with no depacketizer, each "
                     "access unit's payloads written as one record: prices a depacketizer of Candor's own on retina")
@@ -304,6 +319,8 @@ def main():
     a = ap.parse_args()
     if a.packets and not (a.pairs and a.retina_sink):
         ap.error("--packets needs --pairs and --retina-sink")
+    if a.candor_b and not a.pairs:
+        ap.error("--candor-b needs --pairs")
     start_camsim.aligned = a.aligned_phases
     if a.pairs:
         return pairs(a)

@@ -123,7 +123,8 @@ fn read_header(r: &mut impl Read) -> io::Result<Header> {
 /// without, only headers are read and lengths checked against the file size,
 /// which is what a reader of a segment still being written needs: a record
 /// whose end lies within the file length has been fully written, because the
-/// single writer appends each record with one write.
+/// single writer appends records in order (a batch of them with one `writev`,
+/// whose bytes land in order too).
 pub fn scan(file: &File, verify: bool) -> io::Result<Scan> {
     let file_len = file.metadata()?.len();
     let mut r = BufReader::with_capacity(256 * 1024, file);

@@ -26,8 +26,15 @@ use tracing::{error, info, warn};
 
 /// Maximum slew applied to camera time, in parts per million.
 pub const MAX_SLEW_PPM: i64 = 500;
-/// How long the writer thread naps when it has drained its queue.
-pub const BATCH_INTERVAL: Duration = Duration::from_millis(25);
+/// How long the writer thread naps when it has drained its queue; each
+/// camera's frames of one such batch go to its file in one `writev`. It is
+/// also what a `kill -9` can lose beyond the frames in the channel.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// A camera's queued frames are written at once past this many bytes or
+/// frames, whatever the batch: bounds the memory a burst holds (a 4K key
+/// frame is a few MB) and stays under `IOV_MAX` (1,024 pieces).
+pub const BATCH_MAX_BYTES: usize = 4 << 20;
+pub const BATCH_MAX_FRAMES: usize = 256;
 /// A system clock step larger than this starts a new run.
 pub const CLOCK_STEP_90K: i64 = 90_000;
 
@@ -172,7 +179,14 @@ struct OpenSeg {
     run_start: bool,
     media_start: i64,
     records: Vec<segfile::Record>,
+    /// The file's length once `pending` is written.
     file_len: u64,
+    /// What the file holds now: `file_len` less `pending`.
+    written: u64,
+    /// This batch's records, in order, not yet written: each record's header
+    /// and frame. `records` lists them already.
+    pending: Vec<([u8; segfile::RECORD_HEADER as usize], Vec<u8>)>,
+    pending_bytes: usize,
     entry_id: i64,
 }
 
@@ -229,18 +243,24 @@ impl WriterThread {
     fn run(&mut self, mut rx: tokio::sync::mpsc::Receiver<Msg>) {
         use tokio::sync::mpsc::error::TryRecvError;
         loop {
-            // Drain what is queued, then nap. Blocking on the channel would wake
-            // this thread (a context switch) for every frame of every camera,
-            // which was the largest CPU cost of recording; napping bounds
-            // wakeups to 1/BATCH_INTERVAL and adds at most that to what a
-            // kill -9 can lose.
+            // Drain what is queued, write it, then nap. Blocking on the channel
+            // would wake this thread (a context switch) for every frame of
+            // every camera, which was the largest CPU cost of recording;
+            // napping bounds wakeups to 1/BATCH_INTERVAL, and a camera's
+            // frames of one batch cost one write instead of one each (a
+            // write's fixed cost was about 9 of the 24 us one 33 KB frame
+            // takes: BENCHMARKS.md, "Frames written in batches").
             match rx.try_recv() {
                 Ok(Msg::Frame(f)) => self.frame(f),
                 Ok(Msg::EndRun { camera_id }) => self.end_run(camera_id),
                 Ok(Msg::Flush(reply)) => {
+                    self.flush_all();
                     let _ = self.sync.send(SyncMsg::Flush(reply));
                 }
-                Err(TryRecvError::Empty) => std::thread::sleep(BATCH_INTERVAL),
+                Err(TryRecvError::Empty) => {
+                    self.flush_all();
+                    std::thread::sleep(BATCH_INTERVAL);
+                }
                 Err(TryRecvError::Disconnected) => break,
             }
         }
@@ -387,41 +407,84 @@ impl WriterThread {
         let pts = (f.media_ts - seg.media_start) as u32;
         let header = segfile::record_header(&f.data, pts, f.key);
         let record_len = header.len() + f.data.len();
-        match write_record(&seg.file, &header, &f.data) {
-            Ok(()) => {
-                seg.records.push(segfile::Record {
-                    offset: seg.file_len + segfile::RECORD_HEADER,
-                    size: f.data.len() as u32,
-                    pts,
-                    key: f.key,
-                });
-                seg.file_len += record_len as u64;
-                run.last_media_ts = Some(f.media_ts);
-                run.last_mono = f.recv_mono;
-                let n = record_len as u64;
-                self.stat(cam, |s| {
-                    s.frames += 1;
-                    s.bytes += n;
-                });
-            }
-            Err(e) => {
-                // Most likely ENOSPC. Cut the partial record so the file stays a
-                // valid log, end the segment at its last good frame, and start
-                // over at the next key frame once retention has made room.
-                let _ = seg.file.set_len(seg.file_len);
-                error!(
-                    camera_id = cam,
-                    "write failed ({e}); closing segment and asking retention for space"
-                );
-                self.stat(cam, |s| s.write_errors += 1);
-                let mono = run.last_mono;
-                self.close_seg(cam, &mut run, None, mono);
-                run.next_run_start = true;
-                run.last_media_ts = Some(f.media_ts);
-                self.kick();
-            }
+        seg.records.push(segfile::Record {
+            offset: seg.file_len + segfile::RECORD_HEADER,
+            size: f.data.len() as u32,
+            pts,
+            key: f.key,
+        });
+        seg.file_len += record_len as u64;
+        seg.pending_bytes += record_len;
+        seg.pending.push((header, f.data));
+        run.last_media_ts = Some(f.media_ts);
+        run.last_mono = f.recv_mono;
+        if seg.pending_bytes >= BATCH_MAX_BYTES || seg.pending.len() >= BATCH_MAX_FRAMES {
+            self.flush(cam, &mut run);
         }
         self.cams.insert(cam, run);
+    }
+
+    /// Writes every camera's queued records.
+    fn flush_all(&mut self) {
+        let queued: Vec<i64> = self
+            .cams
+            .iter()
+            .filter(|(_, r)| r.seg.as_ref().is_some_and(|s| !s.pending.is_empty()))
+            .map(|(&c, _)| c)
+            .collect();
+        for cam in queued {
+            if let Some(mut run) = self.cams.remove(&cam) {
+                self.flush(cam, &mut run);
+                self.cams.insert(cam, run);
+            }
+        }
+    }
+
+    /// Writes the run's queued records with one `writev` (more if the kernel
+    /// takes part). On failure (most likely ENOSPC) the file is cut back to
+    /// its last whole record, so it stays a valid log, the segment ends
+    /// there, and recording starts over at the next key frame once
+    /// retention has made room.
+    fn flush(&mut self, cam: i64, run: &mut Run) {
+        let Some(seg) = run.seg.as_mut() else { return };
+        if seg.pending.is_empty() {
+            return;
+        }
+        let before = seg.records.len() - seg.pending.len();
+        let (done, failed) = match write_records(&seg.file, &seg.pending) {
+            Ok(()) => (seg.file_len - seg.written, None),
+            Err((n, e)) => (n, Some(e)),
+        };
+        let good = seg.written + done;
+        let keep = seg
+            .records
+            .partition_point(|r| r.offset + u64::from(r.size) <= good);
+        seg.records.truncate(keep);
+        let end = seg
+            .records
+            .last()
+            .map_or(seg.written, |r| r.offset + u64::from(r.size));
+        let (frames, bytes) = ((keep - before) as u64, end - seg.written);
+        seg.pending.clear();
+        seg.pending_bytes = 0;
+        seg.written = end;
+        seg.file_len = end;
+        self.stat(cam, |s| {
+            s.frames += frames;
+            s.bytes += bytes;
+        });
+        if let Some(e) = failed {
+            let _ = seg.file.set_len(end);
+            error!(
+                camera_id = cam,
+                "write failed ({e}); closing segment and asking retention for space"
+            );
+            self.stat(cam, |s| s.write_errors += 1);
+            let mono = run.last_mono;
+            self.close_seg(cam, run, None, mono);
+            run.next_run_start = true;
+            self.kick();
+        }
     }
 
     fn kick(&self) {
@@ -491,6 +554,9 @@ impl WriterThread {
             media_start: media_ts,
             records: Vec::new(),
             file_len: header_len,
+            written: header_len,
+            pending: Vec::new(),
+            pending_bytes: 0,
             entry_id: run.entry_id,
         });
         run.next_run_start = false;
@@ -500,6 +566,8 @@ impl WriterThread {
     /// Closes the run's open segment. `last_duration` is the media duration of
     /// its last frame when known (the next frame's arrival), else estimated.
     fn close_seg(&mut self, cam: i64, run: &mut Run, last_duration: Option<i64>, mono_at_end: i64) {
+        // A failed write closes the segment itself (from inside `flush`).
+        self.flush(cam, run);
         let Some(seg) = run.seg.take() else { return };
         let _ = (seg.run_start, seg.entry_id);
         if seg.records.is_empty() {
@@ -541,24 +609,32 @@ impl WriterThread {
     }
 }
 
-/// Appends one record with a single `writev(2)` (header and payload without
-/// copying them together). One call per record is what makes a torn record
-/// the only possible damage from a kill; a short write (full disk) is
-/// continued, and on error the caller truncates back to the record start.
-fn write_record(mut file: &File, header: &[u8], payload: &[u8]) -> std::io::Result<()> {
+/// Appends records in order with `writev(2)` (headers and payloads without
+/// copying them together), continuing short writes. Appending in order is
+/// what makes a torn last record the only possible damage from a kill. On
+/// error, returns how many bytes did land, for the caller to cut back to
+/// the last whole record.
+fn write_records(
+    mut file: &File,
+    records: &[([u8; segfile::RECORD_HEADER as usize], Vec<u8>)],
+) -> Result<(), (u64, std::io::Error)> {
     use std::io::IoSlice;
-    let total = header.len() + payload.len();
-    let mut done = 0;
-    while done < total {
-        let n = if done < header.len() {
-            file.write_vectored(&[IoSlice::new(&header[done..]), IoSlice::new(payload)])?
-        } else {
-            file.write(&payload[done - header.len()..])?
-        };
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+    let mut slices: Vec<IoSlice<'_>> = records
+        .iter()
+        .flat_map(|(h, d)| [IoSlice::new(h), IoSlice::new(d)])
+        .collect();
+    let mut bufs = &mut slices[..];
+    let mut done = 0u64;
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => return Err((done, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                done += n as u64;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((done, e)),
         }
-        done += n;
     }
     Ok(())
 }

@@ -89,7 +89,10 @@ impl Harness {
             .collect()
     }
 
-    fn stats(&self) -> CameraStats {
+    /// The writer's statistics once its queued records are written, as
+    /// each batch ends.
+    fn stats(&mut self) -> CameraStats {
+        self.w.flush_all();
         self.w
             .stats
             .lock()
@@ -223,4 +226,88 @@ fn the_slew_never_exceeds_500_ppm_whatever_the_clocks_say() {
         j.media_duration - allowed,
         "slewed by the maximum"
     );
+}
+
+/// The open segment's file, as a reader would scan it now.
+fn scan_open(h: &Harness) -> segfile::Scan {
+    let seg = h.w.cams[&1].seg.as_ref().unwrap();
+    let file = File::open(h.w.store.segment_path(1, seg.id)).unwrap();
+    segfile::scan(&file, true).unwrap()
+}
+
+#[test]
+fn a_batch_of_frames_lands_at_once_in_order_and_reads_back() {
+    let mut h = harness(10);
+    for i in 0..5 {
+        h.w.frame(frame(i));
+    }
+    // Queued, not yet written: the file holds its header only.
+    let queued = scan_open(&h);
+    assert!(queued.records.is_empty());
+    h.w.flush_all();
+    let scan = scan_open(&h);
+    assert_eq!(scan.trailing, 0);
+    assert_eq!(
+        scan.records.iter().map(|r| r.pts).collect::<Vec<_>>(),
+        (0..5).map(|i| (i * STEP) as u32).collect::<Vec<_>>()
+    );
+    let seg = h.w.cams[&1].seg.as_ref().unwrap();
+    assert_eq!(
+        scan.records, seg.records,
+        "the writer's records are the file's"
+    );
+    assert_eq!(scan.valid_len, seg.file_len);
+    assert_eq!(h.stats().frames, 5);
+}
+
+#[test]
+fn a_camera_with_too_much_queued_is_written_before_the_batch_ends() {
+    let mut h = harness(1000);
+    let big = BATCH_MAX_BYTES / 3;
+    for i in 0..4 {
+        let mut f = frame(i);
+        f.data = vec![0x65; big];
+        h.w.frame(f);
+    }
+    // The third frame crossed the bound: three landed, the fourth waits.
+    assert_eq!(scan_open(&h).records.len(), 3);
+    let seg = h.w.cams[&1].seg.as_ref().unwrap();
+    assert_eq!(seg.pending.len(), 1);
+    assert_eq!(h.stats().frames, 4);
+}
+
+#[test]
+fn a_failed_batch_ends_the_segment_at_its_last_written_record() {
+    let mut h = harness(10);
+    for i in 0..3 {
+        h.w.frame(frame(i));
+    }
+    h.w.flush_all();
+    let good_len = h.w.cams[&1].seg.as_ref().unwrap().file_len;
+    // The next batch's write fails: the file is swapped for a handle that
+    // can't be written (what ENOSPC does to every byte of a batch).
+    {
+        let seg = h.w.cams[&1].seg.as_ref().unwrap();
+        let path = h.w.store.segment_path(1, seg.id);
+        let ro = Arc::new(File::open(path).unwrap());
+        h.w.cams.get_mut(&1).unwrap().seg.as_mut().unwrap().file = ro;
+    }
+    for i in 3..6 {
+        h.w.frame(frame(i));
+    }
+    h.w.flush_all();
+    let closed = h.closes();
+    assert_eq!(closed.len(), 1, "the segment closed at the failure");
+    assert_eq!(closed[0].frames, 3, "only the written frames are indexed");
+    assert_eq!(closed[0].file_len, good_len);
+    let stats = h.stats();
+    assert_eq!((stats.frames, stats.write_errors), (3, 1));
+    // Recording starts over at the next key frame, as a new run.
+    for i in 6..11 {
+        h.w.frame(frame(i));
+    }
+    assert_eq!(h.stats().dropped_no_key, 4);
+    let rows = h.rows();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[1].0, "a new run after the loss");
 }

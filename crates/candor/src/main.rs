@@ -146,3 +146,53 @@ pub fn return_free_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn return_free_memory() {}
+
+/// Frames up to this size come from the heap rather than from a mapping of
+/// their own. glibc's default (128 KiB, raised as large chunks are freed)
+/// maps a 1080p key frame afresh, and every page of a fresh mapping faults
+/// on first touch.
+const FRAME_FROM_HEAP: usize = 4 << 20;
+/// Free memory the heap keeps at its top, per camera, between the minute's
+/// [`return_free_memory`]: about what one camera's frames in flight to the
+/// writer (a key frame and 25 ms of others) take at 4-8 Mbit/s.
+const FREE_KEPT_PER_CAMERA: usize = 256 << 10;
+const FREE_KEPT_MIN: usize = 1 << 20;
+const FREE_KEPT_MAX: usize = 64 << 20;
+
+/// Lets frame buffers reuse the heap's pages instead of faulting in new
+/// ones. A frame is allocated on the runtime's worker and freed by the
+/// writer thread about 25 ms later, so the heap's top grows by the frames
+/// in flight and, with glibc's defaults, is handed back and faulted in
+/// again all the time: at 64 cameras about 1,900 page faults a second and
+/// 8 % of the recorder's CPU (BENCHMARKS.md, "Frame memory kept"). The
+/// memory kept is bounded by the camera count, so a small site keeps
+/// little, and the minute's trim still returns it. `candor run` calls this
+/// at start and each minute with the cameras it has. An operator's own
+/// `MALLOC_TRIM_THRESHOLD_`/`MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES`
+/// for them wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn keep_frame_memory(cameras: usize) {
+    let operator = std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
+        || std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
+        || std::env::var("GLIBC_TUNABLES")
+            .is_ok_and(|t| t.contains("trim_threshold") || t.contains("mmap_threshold"));
+    if operator {
+        return;
+    }
+    let kept = cameras
+        .saturating_mul(FREE_KEPT_PER_CAMERA)
+        .clamp(FREE_KEPT_MIN, FREE_KEPT_MAX);
+    // Both fit a C int: the largest is 64 MiB.
+    let (mmap, trim) = (FRAME_FROM_HEAP as libc::c_int, kept as libc::c_int);
+    // SAFETY: mallopt only sets tunables of the C allocator, takes its lock,
+    // and may be called at any time from any thread. Both values are within
+    // glibc's limits (the mapping threshold may be up to 32 MiB). A result
+    // of 0 only means the default stays.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn keep_frame_memory(_cameras: usize) {}

@@ -85,6 +85,7 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
             None
         }
     };
+    crate::keep_frame_memory(rec.status().len());
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let mut ticks = 0u64;
@@ -105,6 +106,7 @@ pub async fn record(cfg: Config, config_path: PathBuf, stop_after: Option<Durati
                 print_status(&rec);
                 ticks += 1;
                 if ticks.is_multiple_of(6) {
+                    crate::keep_frame_memory(rec.status().len());
                     crate::return_free_memory();
                 }
             }
