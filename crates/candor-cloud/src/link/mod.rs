@@ -12,7 +12,7 @@ use candor_wire::cloud::Notice;
 
 mod rules;
 pub use rules::STATE_PER_MINUTE;
-use rules::{In, StateBudget, Unpaired, accept, is_state, unpaired_step};
+use rules::{In, StateBudget, Unpaired, accept, is_state, over_budget, unpaired_step};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -226,10 +226,8 @@ async fn serve_role(
                     };
                     match &session {
                         Some((site, account)) => {
-                            if is_state(&m)
-                                && let Err(refusal) = state_budget.take(Instant::now())
-                            {
-                                out.push(refusal);
+                            if is_state(&m) && !state_budget.take(Instant::now()) {
+                                out.push(over_budget());
                                 break;
                             }
                             if let Some(reply) = on_site_message(cloud, site, conn, account, m).await? {

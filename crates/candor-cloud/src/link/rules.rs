@@ -101,21 +101,24 @@ impl StateBudget {
         }
     }
 
-    /// Takes one, or answers the refusal that ends the link.
-    pub(super) fn take(&mut self, now: std::time::Instant) -> Result<(), Message> {
+    /// Takes one; false when the budget is spent, and the link must end
+    /// with [`over_budget`].
+    pub(super) fn take(&mut self, now: std::time::Instant) -> bool {
         if now.duration_since(self.window) >= std::time::Duration::from_secs(60) {
             (self.window, self.used) = (now, 0);
         }
         self.used = self.used.saturating_add(1);
-        if self.used <= STATE_PER_MINUTE {
-            return Ok(());
-        }
-        Err(Message::Refused {
-            code: Refusal::Protocol,
-            reason: format!(
-                "more than {STATE_PER_MINUTE} hello, status, grants and access messages in a minute"
-            ),
-        })
+        self.used <= STATE_PER_MINUTE
+    }
+}
+
+/// The refusal that ends a link over its [`StateBudget`].
+pub(super) fn over_budget() -> Message {
+    Message::Refused {
+        code: Refusal::Protocol,
+        reason: format!(
+            "more than {STATE_PER_MINUTE} hello, status, grants and access messages in a minute"
+        ),
     }
 }
 
@@ -128,17 +131,18 @@ mod tests {
         let t = std::time::Instant::now();
         let mut b = StateBudget::new(t);
         for _ in 0..STATE_PER_MINUTE {
-            assert!(b.take(t + std::time::Duration::from_secs(59)).is_ok());
+            assert!(b.take(t + std::time::Duration::from_secs(59)));
         }
+        assert!(!b.take(t + std::time::Duration::from_secs(59)));
         assert!(matches!(
-            b.take(t + std::time::Duration::from_secs(59)),
-            Err(Message::Refused {
+            over_budget(),
+            Message::Refused {
                 code: Refusal::Protocol,
                 ..
-            })
+            }
         ));
         // A new minute, a new budget.
-        assert!(b.take(t + std::time::Duration::from_secs(60)).is_ok());
+        assert!(b.take(t + std::time::Duration::from_secs(60)));
         assert!(is_state(&Message::Hello {
             proto: 1,
             software: "x".into(),
