@@ -13,7 +13,7 @@
 //! `SINK_SHAPE` adds parts of `ingest`'s shape, to price them one at a
 //! time: `timeout` (a stall timeout and a shutdown watch around each
 //! frame), `send` (each frame handed to a thread that drains its queue
-//! every 25 ms and frees it there, as the writer does), or both
+//! every 25 ms and frees it there, as the writer did before its 200 ms batches), or both
 //! (`timeout,send`). The draining thread runs in every shape (idle unless
 //! `send`), so that the shapes differ only in what the sessions do.
 //!
@@ -214,7 +214,7 @@ fn write_record(file: &std::fs::File, pts: u32, key: bool, data: &[u8]) -> std::
 }
 
 /// SINK_SHAPE=send: frames go to a thread that drains them every 25 ms, as
-/// the writer does (and drops them there).
+/// the writer did before its 200 ms batches (and drops them there).
 fn napper() -> tokio::sync::mpsc::Sender<Sent> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(4096);
     std::thread::spawn(move || {

@@ -154,16 +154,16 @@ pub fn return_free_memory() {}
 const FRAME_FROM_HEAP: usize = 4 << 20;
 /// Free memory the heap keeps at its top, per camera, between the minute's
 /// [`return_free_memory`]: about what one camera's frames in flight to the
-/// writer (a key frame and 25 ms of others) take at 4-8 Mbit/s.
+/// writer (a key frame and a 200 ms batch of others) take at 4-8 Mbit/s.
 const FREE_KEPT_PER_CAMERA: usize = 256 << 10;
 const FREE_KEPT_MIN: usize = 1 << 20;
 const FREE_KEPT_MAX: usize = 64 << 20;
 
 /// Lets frame buffers reuse the heap's pages instead of faulting in new
 /// ones. A frame is allocated on the runtime's worker and freed by the
-/// writer thread about 25 ms later, so the heap's top grows by the frames
-/// in flight and, with glibc's defaults, is handed back and faulted in
-/// again all the time: at 64 cameras about 1,900 page faults a second and
+/// writer thread up to a batch (200 ms) later, so the heap's top grows by
+/// the frames in flight and, with glibc's defaults, is handed back and
+/// faulted in again all the time: at 64 cameras about 1,900 page faults a second and
 /// 8 % of the recorder's CPU (BENCHMARKS.md, "Frame memory kept"). The
 /// memory kept is bounded by the camera count, so a small site keeps
 /// little, and the minute's trim still returns it. `candor run` calls this
