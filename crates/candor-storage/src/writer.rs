@@ -186,7 +186,6 @@ struct OpenSeg {
     /// This batch's records, in order, not yet written: each record's header
     /// and frame. `records` lists them already.
     pending: Vec<([u8; segfile::RECORD_HEADER as usize], Vec<u8>)>,
-    pending_bytes: usize,
     entry_id: i64,
 }
 
@@ -414,11 +413,12 @@ impl WriterThread {
             key: f.key,
         });
         seg.file_len += record_len as u64;
-        seg.pending_bytes += record_len;
         seg.pending.push((header, f.data));
         run.last_media_ts = Some(f.media_ts);
         run.last_mono = f.recv_mono;
-        if seg.pending_bytes >= BATCH_MAX_BYTES || seg.pending.len() >= BATCH_MAX_FRAMES {
+        if seg.file_len - seg.written >= BATCH_MAX_BYTES as u64
+            || seg.pending.len() >= BATCH_MAX_FRAMES
+        {
             self.flush(cam, &mut run);
         }
         self.cams.insert(cam, run);
@@ -466,7 +466,6 @@ impl WriterThread {
             .map_or(seg.written, |r| r.offset + u64::from(r.size));
         let (frames, bytes) = ((keep - before) as u64, end - seg.written);
         seg.pending.clear();
-        seg.pending_bytes = 0;
         seg.written = end;
         seg.file_len = end;
         self.stat(cam, |s| {
@@ -556,7 +555,6 @@ impl WriterThread {
             file_len: header_len,
             written: header_len,
             pending: Vec::new(),
-            pending_bytes: 0,
             entry_id: run.entry_id,
         });
         run.next_run_start = false;
