@@ -79,15 +79,20 @@ def machine_busy():
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
 
 
-def measure(pids, warmup, seconds, sim_pid=None):
+def measure(pids, warmup, seconds, sim_pid=None, profile=None):
     """CPU of `pids`, and of the whole machine minus the simulator: the latter
     also counts kernel threads (writeback, softirq) working for the recorder,
-    which the per-process figure misses for a tool that never fsyncs."""
+    which the per-process figure misses for a tool that never fsyncs.
+    `profile`, a shell command, runs from the window's start (its own cost
+    is in the figures)."""
     time.sleep(warmup)
+    prof = subprocess.Popen(profile, shell=True) if profile else None
     c0, m0, s0, t0 = cpu_secs(pids), machine_busy(), cpu_secs([sim_pid]) if sim_pid else 0, time.time()
     time.sleep(seconds)
     c1, m1, s1, t1 = cpu_secs(pids), machine_busy(), cpu_secs([sim_pid]) if sim_pid else 0, time.time()
     measure.machine = (m1 - m0) - (s1 - s0)
+    if prof:
+        prof.wait()
     return c1 - c0, t1 - t0, rss_bytes(pids)
 
 
@@ -104,11 +109,8 @@ def run_candor(candor, n, port, warmup, seconds, work, sim_pid=None, fsync="5s",
                          env={**os.environ, "RUST_LOG": "warn"})
     window_start = time.time() + warmup
     time.sleep(warmup)
-    prof = subprocess.Popen(profile.format(pid=p.pid, n=n), shell=True) if profile else None
     s0 = cpu_secs([sim_pid]) if sim_pid else 0.0
-    cpu, wall, rss = measure([p.pid], 0, seconds, sim_pid)
-    if prof:
-        prof.wait()
+    cpu, wall, rss = measure([p.pid], 0, seconds, sim_pid, profile and profile.format(pid=p.pid, n=n))
     machine = measure.machine
     sim_cpu = (cpu_secs([sim_pid]) - s0) / wall if sim_pid else 0.0
     window_end = time.time()
@@ -167,7 +169,7 @@ def build_floor(work):
     return exe
 
 
-def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None):
+def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None, profile=None):
     """The floor: one process reading every camera's RTSP/TCP bytes into a
     buffer and writing them to one file per camera, no parsing; with `fsync`
     (seconds), one fdatasync per file per interval, as the recorder does."""
@@ -177,7 +179,7 @@ def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None):
     if fsync:
         args += ["--fsync", str(fsync)]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"floor-{n}.log"), "w"))
-    cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid)
+    cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid, profile and profile.format(pid=p.pid, n=n))
     machine = measure.machine
     alive = p.poll() is None
     p.send_signal(signal.SIGTERM)
@@ -189,7 +191,7 @@ def run_floor(exe, n, port, warmup, seconds, work, sim_pid=None, fsync=None):
     return cpu, wall, rss, machine, written
 
 
-def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None, shape=""):
+def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None, shape="", profile=None):
     """Retina alone (crates/candor-recorder/examples/retina_sink.rs): every
     camera's session set up as the recorder does, each frame demuxed and
     dropped; nothing written. With `write`, each frame is appended as
@@ -205,7 +207,7 @@ def run_sink(exe, n, port, warmup, seconds, work, sim_pid=None, shape=""):
     env = {**os.environ, "SINK_SHAPE": shape, "SINK_OUT": out}
     p = subprocess.Popen(["taskset", "-c", "1", exe, f"127.0.0.1:{port}", str(n)], env=env,
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"sink-{n}.log"), "w"))
-    cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid)
+    cpu, wall, rss = measure([p.pid], warmup, seconds, sim_pid, profile and profile.format(pid=p.pid, n=n))
     alive = p.poll() is None
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=30)
@@ -242,31 +244,43 @@ def pairs(a):
           + ("---|---|" if a.packets else "") + ("---|---|---|---|---|" if a.candor_b else "") + "---|")
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
+        # A round 0 that is not counted: in three runs on 2026-12-04 the first
+        # Candor window after the simulator started took 0.110-0.137 CPU s
+        # per camera-minute at 64 cameras, against 0.077-0.116 in the same
+        # build's later rounds, which biased every first pair.
+        w = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid)
+        print(f"warm-up round, not counted: Candor {per(w[0], n, w[1]):.3f} CPU s / camera-minute",
+              file=sys.stderr, flush=True)
         ratios, sink_ratios, write_ratios, own_ratios, pkt_ratios = [], [], [], [], []
         b_ratios, ba_ratios = [], []
         for k in range(a.pairs):
-            c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
-            fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
+            # With --pairs, --profile runs in every contender's window:
+            # {who} names it (candor, floor, sink, write, packets, candor-b)
+            # and {round} the round, so that the profiles are side by side.
+            prof = lambda who: a.profile and a.profile.replace("{who}", who).replace("{round}", str(k + 1))
+            c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=prof("candor"))
+            fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5, profile=prof("floor"))
             cc, lc = per(c[0], n, c[1]), per(fl[0], n, fl[1])
             ratios.append(cc / lc)
             sink = ""
             if a.retina_sink:
-                r = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid)
+                r = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=prof("sink"))
                 rc = per(r[0], n, r[1])
                 sink_ratios.append(rc / lc)
-                w = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid, shape="write")
+                w = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid, shape="write",
+                             profile=prof("write"))
                 wc = per(w[0], n, w[1])
                 write_ratios.append(wc / lc)
                 own_ratios.append(cc / wc)
                 sink = f" {rc:.3f} | {rc / lc:.2f}x | {wc:.3f} | {wc / lc:.2f}x | {cc / wc:.2f}x |"
                 if a.packets:
                     pk = run_sink(a.retina_sink, n, a.port, a.warmup, a.seconds, work, sim.pid,
-                                  shape="packets,write")
+                                  shape="packets,write", profile=prof("packets"))
                     pc = per(pk[0], n, pk[1])
                     pkt_ratios.append(pc / lc)
                     sink += f" {pc:.3f} | {pc / lc:.2f}x |"
             if a.candor_b:
-                b = run_candor(a.candor_b, n, a.port, a.warmup, a.seconds, work, sim.pid)
+                b = run_candor(a.candor_b, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=prof("candor-b"))
                 bc = per(b[0], n, b[1])
                 b_ratios.append(bc / lc)
                 ba_ratios.append(bc / cc)
@@ -300,7 +314,9 @@ def main():
     ap.add_argument("--only-candor", action="store_true",
                     help="Candor alone at each count (no ffmpeg, no floor): for comparing builds or profiling")
     ap.add_argument("--profile", help="a command run during Candor's window, with {pid} and {n}, e.g. "
-                    "'perf record -g -F 999 -o /tmp/candor-{n}.perf -p {pid} -- sleep 20' (its own cost is in the figures)")
+                    "'perf record -g -F 999 -o /tmp/candor-{n}.perf -p {pid} -- sleep 20' (its own cost is in the figures); "
+                    "with --pairs, in every contender's window, with {who} and {round} too, e.g. "
+                    "'perf record -g -F 999 -o /tmp/{who}-{round}.perf -p {pid} -- sleep 15'")
     ap.add_argument("--pairs", type=int, default=0,
                     help="instead of the table: K alternating Candor / floor runs (both fsync every 5 s) at each count, "
                     "each pair's ratio and their median (a single window on a shared VM moves by up to 2x)")
@@ -332,7 +348,7 @@ def main():
     rows = []
     for n in a.counts:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
+        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile and a.profile.replace("{who}", "candor"))
         nf = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, "1h") if a.no_fsync_too else None
         f = run_ffmpeg(n, a.port, a.warmup, a.seconds, work, sim.pid)
         fl = run_floor(floor_exe, n, a.port, a.warmup, a.seconds, work, sim.pid, fsync=5)
@@ -345,7 +361,7 @@ def main():
     extra = []
     for n in a.max_search:
         sim = start_camsim(a.candor, a.clip, n, a.port)
-        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile)
+        c = run_candor(a.candor, n, a.port, a.warmup, a.seconds, work, sim.pid, profile=a.profile and a.profile.replace("{who}", "candor"))
         sim.terminate(); sim.wait()
         extra.append((n, c))
         print(f"N={n}: candor cpu {c[0]:.2f}s/{c[1]:.1f}s rss {c[2]/1e6:.1f}MB recorded {c[3]*100:.1f}%", file=sys.stderr)

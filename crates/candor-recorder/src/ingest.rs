@@ -44,8 +44,14 @@ pub const RECENT_ERRORS: usize = 10;
 
 /// Monotonic time in 90 kHz units since the first call in this process.
 pub fn mono_90k() -> i64 {
+    mono_90k_at(Instant::now())
+}
+
+/// [`mono_90k`] of an instant already read (one clock read per frame, not
+/// three).
+fn mono_90k_at(t: Instant) -> i64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let d = ORIGIN.get_or_init(Instant::now).elapsed();
+    let d = t.saturating_duration_since(*ORIGIN.get_or_init(Instant::now));
     (d.as_nanos() * 9 / 100_000) as i64
 }
 
@@ -213,11 +219,30 @@ impl CameraTask {
         let mut live_init: Option<Arc<LiveInit>> = None;
         let mut new_run = true;
         let name = cfg.name.get_ref().0.as_str();
+        // One stall timer and one shutdown wait for the whole session,
+        // rather than a timer and a watch waiter made and dropped for every
+        // frame: moving a deadline later is one atomic store in tokio's
+        // timer, where a fresh timeout is a wheel insertion and removal, and
+        // a fresh `changed()` locks the watch's waiter list twice.
+        let stalled = tokio::time::sleep(stall);
+        tokio::pin!(stalled);
+        let mut shutdown = self.shutdown.clone();
+        let stop = shutdown.changed();
+        tokio::pin!(stop);
         loop {
+            // Biased: frames first, so that a ready stream is not polled after
+            // two futures that are almost never ready. The other two are still
+            // polled whenever the stream has nothing (at the latest when
+            // tokio's cooperative budget makes it yield), so a camera that
+            // floods cannot keep its session from stopping.
             let item = tokio::select! {
-                r = tokio::time::timeout(stall, demuxed.next()) => r.map_err(|_| SessionError::Stalled(stall))?,
-                _ = self.shutdown.changed() => return Err(SessionError::Shutdown),
+                biased;
+                item = demuxed.next() => item,
+                () = &mut stalled => return Err(SessionError::Stalled(stall)),
+                _ = &mut stop => return Err(SessionError::Shutdown),
             };
+            let now = Instant::now();
+            stalled.as_mut().reset((now + stall).into());
             let frame = match item.ok_or(SessionError::Eof)?? {
                 CodecItem::VideoFrame(f) => f,
                 _ => continue,
@@ -265,7 +290,7 @@ impl CameraTask {
             }
             let key = frame.is_random_access_point();
             let media_ts = frame.timestamp().elapsed();
-            let received = Instant::now();
+            let received = now;
             let data = frame.into_data();
             // Copy for viewers only when there are some; recording keeps the original.
             if self.live.receiver_count() > 0
@@ -284,7 +309,7 @@ impl CameraTask {
                 media_ts,
                 key,
                 recv_wall: Time90k::now(),
-                recv_mono: mono_90k(),
+                recv_mono: mono_90k_at(now),
                 new_run,
                 entry: send_entry,
                 data,
