@@ -230,16 +230,19 @@ impl CameraTask {
         let stop = shutdown.changed();
         tokio::pin!(stop);
         loop {
-            // Biased: frames first, so that a ready stream is not polled after
-            // two futures that are almost never ready. The other two are still
-            // polled whenever the stream has nothing (at the latest when
-            // tokio's cooperative budget makes it yield), so a camera that
-            // floods cannot keep its session from stopping.
+            // Biased, the shutdown first: it and the stall timer are
+            // cooperative (tokio's budget), so behind a stream that is always
+            // ready they would only ever be polled with the budget spent, and
+            // a camera flooding faster than we read could keep its session
+            // from stopping. First, the shutdown sees a fresh budget on every
+            // poll of the task; polling it while it waits is one uncontended
+            // lock. The stall timer can come last: a stream that is ready has
+            // not stalled.
             let item = tokio::select! {
                 biased;
+                _ = &mut stop => return Err(SessionError::Shutdown),
                 item = demuxed.next() => item,
                 () = &mut stalled => return Err(SessionError::Stalled(stall)),
-                _ = &mut stop => return Err(SessionError::Shutdown),
             };
             let now = Instant::now();
             stalled.as_mut().reset((now + stall).into());
